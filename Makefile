@@ -1,0 +1,113 @@
+# stagehand: build, test, install, demo.
+#
+#   make              build ./stagehand
+#   make check        install test dependencies (Debian, as root), build, run
+#                     every test; ends with "N passed, N failed"
+#   make asan         the same tests against an ASan+UBSan build
+#   make demo         bring up the test box, run the demo stages, tear down
+#   make bench        side-by-side benchmarks (bench/)
+#   make install PREFIX=/usr/local DESTDIR=
+#   make lint         banned functions, clang-format
+
+VERSION   := 0.1.0
+PREFIX    ?= /usr/local
+BINDIR    ?= $(PREFIX)/bin
+MANDIR    ?= $(PREFIX)/share/man
+CC        ?= cc
+PKGS      := yaml-0.1 libcurl libssh2 libsodium libpq
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wconversion -Wsign-conversion \
+	-Wstrict-prototypes -Wmissing-prototypes -Wvla -Wformat=2 \
+	-Wimplicit-fallthrough -Wwrite-strings
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS   ?= -O2 -g
+ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(PKG_CFLAGS) \
+	-D_GNU_SOURCE -DSTAGEHAND_VERSION='"$(VERSION)"' -MMD -MP
+LDLIBS   = $(PKG_LIBS)
+
+SRCS := $(wildcard provisioner/*.c provisioner/steps/*.c)
+LIB_SRCS := $(filter-out provisioner/main.c,$(SRCS))
+OBJS := $(SRCS:%.c=build/%.o)
+LIB_OBJS := $(LIB_SRCS:%.c=build/%.o)
+ASAN_OBJS := $(SRCS:%.c=build-asan/%.o)
+ASAN_LIB_OBJS := $(LIB_SRCS:%.c=build-asan/%.o)
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=undefined
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/tests/%)
+ASAN_UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build-asan/tests/%)
+
+.PHONY: all check unit integration asan deps lint format install demo \
+	bench clean fuzz
+
+all: stagehand
+
+stagehand: $(OBJS)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+build/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	@$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+build-asan/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC asan $<"
+	@$(CC) $(ALL_CFLAGS) $(SAN) -c -o $@ $<
+
+stagehand-asan: $(ASAN_OBJS)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
+
+build/tests/%: tests/unit/%.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -iquote provisioner -o $@ $^ \
+		$(LDLIBS) -lcmocka
+
+build-asan/tests/%: tests/unit/%.c $(ASAN_LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN) -Wno-missing-prototypes -iquote provisioner \
+		-o $@ $^ $(LDLIBS) -lcmocka
+
+deps:
+	@tests/deps.sh
+
+# The whole suite: unit tests, lint, then the integration tests against
+# the test box. tests/run.sh prints the closing "N passed, N failed".
+check: deps stagehand $(UNIT_BINS)
+	@tests/run.sh --stagehand ./stagehand --unit-dir build/tests
+
+unit: stagehand $(UNIT_BINS)
+	@tests/run.sh --stagehand ./stagehand --unit-dir build/tests --unit-only
+
+asan: deps stagehand-asan $(ASAN_UNIT_BINS)
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	tests/run.sh --stagehand ./stagehand-asan --unit-dir build-asan/tests
+
+lint:
+	@tests/lint.sh
+
+format:
+	clang-format -i provisioner/*.c provisioner/*.h provisioner/steps/*.c \
+		provisioner/steps/*.h
+
+fuzz:
+	@tests/fuzz/build.sh
+
+install: stagehand
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	install -m 0755 stagehand $(DESTDIR)$(BINDIR)/stagehand
+	install -m 0644 docs/stagehand.1 $(DESTDIR)$(MANDIR)/man1/stagehand.1
+
+demo: deps stagehand
+	@tests/demo.sh
+
+bench: deps stagehand
+	@bench/steps.sh
+
+clean:
+	rm -rf build build-asan stagehand stagehand-asan
+
+-include $(OBJS:.o=.d) $(ASAN_OBJS:.o=.d)

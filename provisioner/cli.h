@@ -1,0 +1,60 @@
+/*
+ * cli.h: the command line, parsed into one plain struct.
+ *
+ *   stagehand run MANIFEST [options]       execute the stage on the target
+ *   stagehand plan MANIFEST [options]      probe read-only; --offline: render
+ *   stagehand check MANIFEST...            validate offline
+ *   stagehand report DIR [--json]          summarise a report dir; gate
+ *
+ * cli_parse() never prints: on a bad command line it returns -1 with
+ * SH_ERR_USAGE and a message; `--help` and `--version` set cli->help /
+ * cli->version. Strings are borrowed from argv and the environment.
+ * The target comes from --target or STAGEHAND_TARGET.
+ */
+#ifndef STAGEHAND_CLI_H
+#define STAGEHAND_CLI_H
+
+#include <stdbool.h>
+
+#include "manifest.h"
+#include "util.h"
+
+enum cli_command {
+	CLI_NONE,
+	CLI_RUN,
+	CLI_PLAN,
+	CLI_CHECK,
+	CLI_REPORT,
+};
+
+struct cli {
+	enum cli_command command;
+	const char *command_name;
+	struct strlist args;           /* manifests, or the report dir */
+	const char *target;
+	const char *identity_file;
+	const char *identity_env;
+	const char *known_hosts;
+	const char *host_key;
+	bool accept_new_host_key;
+	unsigned connect_timeout_s;
+	struct strlist vars_files;     /* in order given */
+	struct strlist vars;           /* "k=v" from --var, in order */
+	const char *report_dir;        /* default "stagehand-report" */
+	struct strlist tags;
+	struct strlist skip_tags;
+	const char *start_at;
+	const char *include_root;
+	bool offline;
+	bool json;
+	bool keep_going;
+	int verbosity;                 /* -1 quiet, 0 normal, 1+ verbose */
+	bool help;
+	bool version;
+};
+
+int cli_parse(int argc, char **argv, struct cli *cli, struct errbuf *err);
+void cli_free(struct cli *cli);
+const char *cli_usage(void);
+
+#endif

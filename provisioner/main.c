@@ -1,0 +1,461 @@
+/*
+ * main.c: the stagehand command. Parses the command line, loads the
+ * manifest, builds the run context, runs, writes the report and maps the
+ * outcome to an exit code. The only place that prints errors.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "limits.h"
+#include "manifest.h"
+#include "redact.h"
+#include "report.h"
+#include "runner.h"
+#include "ssh.h"
+#include "ui.h"
+#include "util.h"
+
+#ifndef STAGEHAND_VERSION
+#define STAGEHAND_VERSION "0.0.0"
+#endif
+
+/*
+ * The one piece of process-wide state: async-signal-safe, written only by
+ * the handler, read through run_ctx->interrupted.
+ */
+static volatile sig_atomic_t got_signal;
+
+static void
+on_signal(int sig)
+{
+	got_signal = sig;
+}
+
+static void
+install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	/* No SA_RESTART: a blocked poll() must return so we can stop. */
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+}
+
+static int
+fail(const struct errbuf *err)
+{
+	fprintf(stderr, "stagehand: %s\n", err->msg);
+	return sh_exit_code(err->code);
+}
+
+/* ======================================================== variables */
+
+struct cli_vars {
+	struct vars_file *files; /* owned, one per --vars-file */
+	size_t nfiles;
+	struct var_override *all; /* owned array; strings borrowed */
+	size_t n;
+};
+
+static void
+cli_vars_free(struct cli_vars *cv)
+{
+	for (size_t i = 0; i < cv->nfiles; i++)
+		manifest_vars_free(&cv->files[i]);
+	free(cv->files);
+	free(cv->all);
+	memset(cv, 0, sizeof(*cv));
+}
+
+static void
+push_override(struct cli_vars *cv, const char *name, const char *value,
+    const char *origin)
+{
+	cv->all = xreallocarray(cv->all, cv->n + 1, sizeof(*cv->all));
+	cv->all[cv->n].name = name;
+	cv->all[cv->n].value = value;
+	cv->all[cv->n].origin = origin;
+	cv->n++;
+}
+
+/* --vars-file entries first, then --var, as manifest.h expects. */
+static int
+collect_vars(const struct cli *cli, struct strlist *names, struct cli_vars *cv,
+    struct errbuf *err)
+{
+	memset(cv, 0, sizeof(*cv));
+	cv->files = xcalloc(cli->vars_files.n, sizeof(*cv->files));
+	for (size_t i = 0; i < cli->vars_files.n; i++) {
+		if (manifest_vars_file(cli->vars_files.v[i], &cv->files[i],
+			err) < 0)
+			return -1;
+		cv->nfiles++;
+		for (size_t k = 0; k < cv->files[i].n; k++)
+			push_override(cv, cv->files[i].vars[k].name,
+			    cv->files[i].vars[k].value,
+			    cv->files[i].vars[k].origin);
+	}
+	for (size_t i = 0; i < cli->vars.n; i++) {
+		const char *eq = strchr(cli->vars.v[i], '=');
+
+		strlist_push_owned(names,
+		    xstrndup(cli->vars.v[i], (size_t)(eq - cli->vars.v[i])));
+		push_override(cv, names->v[names->n - 1], eq + 1, "--var");
+	}
+	return 0;
+}
+
+static int
+load_manifest(const struct cli *cli, const char *path, struct manifest **m,
+    struct errbuf *err)
+{
+	struct manifest_opts mo = { .include_root = cli->include_root,
+		.env_vars = true };
+	struct strlist names = { 0 };
+	struct cli_vars cv;
+	int rc;
+
+	rc = collect_vars(cli, &names, &cv, err);
+	if (rc == 0) {
+		mo.vars = cv.all;
+		mo.nvars = cv.n;
+		rc = manifest_load(path, &mo, m, err);
+	}
+	cli_vars_free(&cv);
+	strlist_free(&names);
+	return rc;
+}
+
+/* ======================================================== commands */
+
+static int
+cmd_check(const struct cli *cli)
+{
+	int worst = EXIT_OK;
+
+	for (size_t i = 0; i < cli->args.n; i++) {
+		struct manifest *m = NULL;
+		struct errbuf err;
+
+		if (load_manifest(cli, cli->args.v[i], &m, &err) < 0) {
+			fprintf(stderr, "%s\n", err.msg);
+			if (worst == EXIT_OK)
+				worst = sh_exit_code(err.code);
+			continue;
+		}
+		if (cli->verbosity >= 0)
+			printf("%s: ok (stage %s, %zu steps)\n",
+			    cli->args.v[i], m->stage, m->nsteps);
+		manifest_free(m);
+	}
+	return worst;
+}
+
+/* Describing a step may show interpolated secrets: redact what we print. */
+static int
+cmd_plan_offline(const struct manifest *m, const struct redact *redact)
+{
+	struct buf line, clean;
+
+	buf_init(&line, 1u << 20);
+	buf_init(&clean, 1u << 21);
+	printf("stage %s: %zu steps (offline: nothing was probed)\n",
+	    m->stage, m->nsteps);
+	for (size_t i = 0; i < m->nsteps; i++) {
+		const struct step *s = &m->steps[i];
+
+		buf_reset(&line);
+		buf_reset(&clean);
+		(void)buf_addf(&line, "[%*zu/%zu] %-8s %s\n        ",
+		    m->nsteps >= 10 ? 2 : 1, i + 1, m->nsteps, s->kind->name,
+		    s->name);
+		s->kind->describe(s, &line);
+		(void)buf_adds(&line, s->enabled ? "\n" : "  (when: false)\n");
+		if (redact_text(redact, line.data, line.len, &clean) == 0)
+			fputs(clean.data, stdout);
+	}
+	buf_release(&line);
+	buf_release(&clean);
+	return EXIT_OK;
+}
+
+/* Key lines are added so a key pasted into a log is still caught. */
+static void
+redact_key_text(struct redact *r, const char *text)
+{
+	const char *p = text;
+
+	while (*p) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+
+		if (len >= 16 && !str_has_prefix(p, "-----")) {
+			char *line = xstrndup(p, len);
+
+			redact_add(r, line);
+			explicit_bzero(line, len);
+			free(line);
+		}
+		p += len + (nl ? 1 : 0);
+	}
+}
+
+static void
+collect_secrets(const struct cli *cli, const struct manifest *m,
+    struct redact *r)
+{
+	struct buf key;
+	struct errbuf ignored;
+
+	for (size_t i = 0; i < m->nvars; i++)
+		if (m->vars[i].secret && m->vars[i].value != NULL)
+			redact_add(r, m->vars[i].value);
+	if (cli->identity_env && getenv(cli->identity_env))
+		redact_key_text(r, getenv(cli->identity_env));
+	if (cli->identity_file &&
+	    file_read(cli->identity_file, SSH_KEY_MAX_BYTES, &key, &ignored) ==
+		0)
+		redact_key_text(r, key.data);
+	if (cli->identity_file)
+		buf_release(&key);
+}
+
+static int
+setup_target(const struct cli *cli, struct run_ctx *ctx, char **user,
+    char **host, struct errbuf *err)
+{
+	unsigned port = 22;
+
+	*user = *host = NULL;
+	if (cli->target == NULL || cli->target[0] == '\0')
+		return err_set(err, SH_ERR_USAGE,
+		    "no target: give --target ssh://USER@HOST[:PORT] or set "
+		    "STAGEHAND_TARGET");
+	if (ssh_target_parse(cli->target, user, host, &port, err) < 0)
+		return -1;
+	if (cli->identity_env && getenv(cli->identity_env) == NULL)
+		return err_set(err, SH_ERR_USAGE,
+		    "--identity-env: environment variable %s is not set",
+		    cli->identity_env);
+	if (cli->identity_file && access(cli->identity_file, R_OK) < 0)
+		return err_set(err, SH_ERR_USAGE, "identity file %s: %s",
+		    cli->identity_file, strerror(errno));
+	ctx->have_target = true;
+	ctx->ssh_opts = (struct ssh_opts){
+		.user = *user,
+		.host = *host,
+		.port = port,
+		.identity_file = cli->identity_file,
+		.identity_env = cli->identity_env,
+		.known_hosts = cli->known_hosts,
+		.host_key_pin = cli->host_key,
+		.accept_new_host_key = cli->accept_new_host_key,
+		.connect_timeout_s = cli->connect_timeout_s,
+		.interrupted = ctx->interrupted,
+	};
+	return 0;
+}
+
+static const char *
+run_status(const struct manifest *m, const struct step_result *res,
+    int exit_code, const struct errbuf *run_err)
+{
+	if (run_err->code == SH_ERR_INTERRUPTED)
+		return "interrupted";
+	for (size_t i = 0; i < m->nsteps; i++)
+		if (res[i].status == STEP_INTERRUPTED)
+			return "interrupted";
+	return exit_code == EXIT_OK ? "passed" : "failed";
+}
+
+static int
+write_report(const struct cli *cli, struct run_ctx *ctx,
+    const struct step_result *res, int exit_code,
+    const struct errbuf *run_err, const struct redact *redact)
+{
+	const struct manifest *m = ctx->manifest;
+	struct report_run rr = {
+		.version = STAGEHAND_VERSION,
+		.command = cli->command_name,
+		.manifest = m,
+		.results = res,
+		.target_user = ctx->ssh_opts.user,
+		.target_host = ctx->ssh_opts.host,
+		.target_port = ctx->ssh_opts.port,
+		.facts = &ctx->facts,
+		.started_at = ctx->started_at,
+		.finished_at = (int64_t)time(NULL),
+		.duration_ms = now_ms() - ctx->started_ms,
+		.status = run_status(m, res, exit_code, run_err),
+		.exit_code = exit_code,
+		.run_err = run_err,
+		.redact = redact,
+	};
+	struct errbuf err;
+
+	if (ctx->ssh != NULL) {
+		rr.host_key_fingerprint = ssh_host_key_fingerprint(ctx->ssh);
+		rr.host_key_type = ssh_host_key_type(ctx->ssh);
+		rr.host_key_accepted = ssh_host_key_accepted(ctx->ssh);
+		rr.reconnects = ssh_reconnect_count(ctx->ssh);
+	}
+	ui_run_end(ctx->ui, m, res, rr.status, rr.duration_ms, run_err);
+	if (run_err->code != SH_OK) {
+		struct buf msg;
+
+		buf_init(&msg, sizeof(run_err->msg) * 2);
+		if (redact_text(redact, run_err->msg, strlen(run_err->msg),
+			&msg) == 0)
+			fprintf(stderr, "stagehand: %s\n", msg.data);
+		buf_release(&msg);
+	}
+	if (report_write(cli->report_dir, &rr, &err) < 0 ||
+	    ui_close_log(ctx->ui, &err) < 0) {
+		fprintf(stderr, "stagehand: report: %s\n", err.msg);
+		return exit_code == EXIT_OK ? EXIT_STEP_FAILED : exit_code;
+	}
+	return exit_code;
+}
+
+static int
+execute(const struct cli *cli, struct manifest *m, struct run_ctx *ctx,
+    struct redact *redact)
+{
+	struct step_result *res = xcalloc(m->nsteps, sizeof(*res));
+	struct errbuf run_err, err;
+	int exit_code;
+
+	if (ui_open_log(ctx->ui, cli->report_dir, &err) < 0) {
+		free(res);
+		return fail(&err);
+	}
+	ui_run_start(ctx->ui, cli->command_name, m, cli->target);
+	exit_code = runner_run(ctx, res, &run_err);
+	exit_code = write_report(cli, ctx, res, exit_code, &run_err, redact);
+	for (size_t i = 0; i < m->nsteps; i++)
+		step_result_free(&res[i]);
+	free(res);
+	return exit_code;
+}
+
+static int
+check_start_at(const struct cli *cli, const struct manifest *m,
+    struct errbuf *err)
+{
+	if (cli->start_at == NULL)
+		return 0;
+	for (size_t i = 0; i < m->nsteps; i++)
+		if (strcmp(m->steps[i].name, cli->start_at) == 0)
+			return 0;
+	return err_set(err, SH_ERR_USAGE, "--start-at: no step named '%s'",
+	    cli->start_at);
+}
+
+static int
+cmd_run(const struct cli *cli)
+{
+	struct run_opts ro = { .plan = cli->command == CLI_PLAN,
+		.tags = cli->tags,
+		.skip_tags = cli->skip_tags,
+		.start_at = cli->start_at,
+		.keep_going = cli->keep_going };
+	struct ui_opts uo = { .verbosity = cli->verbosity, .json = cli->json };
+	struct run_ctx ctx = { .opts = &ro, .interrupted = &got_signal };
+	struct manifest *m = NULL;
+	struct redact redact;
+	char *user = NULL, *host = NULL;
+	struct errbuf err;
+	int rc;
+
+	if (load_manifest(cli, cli->args.v[0], &m, &err) < 0)
+		return fail(&err);
+	if (check_start_at(cli, m, &err) < 0) {
+		manifest_free(m);
+		return fail(&err);
+	}
+	redact_init(&redact);
+	collect_secrets(cli, m, &redact);
+	if (cli->offline) {
+		rc = cmd_plan_offline(m, &redact);
+		goto out;
+	}
+	if (setup_target(cli, &ctx, &user, &host, &err) < 0) {
+		rc = fail(&err);
+		goto out;
+	}
+	ctx.manifest = m;
+	ctx.started_at = (int64_t)time(NULL);
+	ctx.started_ms = now_ms();
+	ctx.ui = ui_new(&uo, &redact);
+	install_signals();
+	rc = execute(cli, m, &ctx, &redact);
+	run_ctx_release(&ctx);
+	ui_free(ctx.ui);
+out:
+	redact_free(&redact);
+	manifest_free(m);
+	free(user);
+	free(host);
+	return rc;
+}
+
+static int
+cmd_report(const struct cli *cli)
+{
+	struct errbuf err;
+	int rc = report_show(cli->args.v[0], stdout, cli->json, &err);
+
+	if (rc < 0) {
+		fprintf(stderr, "stagehand: %s\n", err.msg);
+		return EXIT_USAGE;
+	}
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct cli cli;
+	struct errbuf err;
+	int rc = EXIT_OK;
+
+	if (cli_parse(argc, argv, &cli, &err) < 0) {
+		fprintf(stderr, "stagehand: %s\n%s", err.msg, cli_usage());
+		cli_free(&cli);
+		return EXIT_USAGE;
+	}
+	if (cli.help || cli.version) {
+		fputs(cli.help ? cli_usage() : "stagehand " STAGEHAND_VERSION "\n",
+		    stdout);
+		cli_free(&cli);
+		return EXIT_OK;
+	}
+	switch (cli.command) {
+	case CLI_CHECK:
+		rc = cmd_check(&cli);
+		break;
+	case CLI_RUN:
+	case CLI_PLAN:
+		rc = cmd_run(&cli);
+		break;
+	case CLI_REPORT:
+		rc = cmd_report(&cli);
+		break;
+	case CLI_NONE:
+		rc = EXIT_USAGE;
+		break;
+	}
+	cli_free(&cli);
+	return rc;
+}

@@ -1,0 +1,201 @@
+/*
+ * remote.c: run a shell script on the target through the fixed bootstrap
+ * command line. See remote.h for the contract.
+ *
+ * The bootstrap `read -r n && s=$(head -c "$n") && eval "$s"` reads the
+ * script's length, then exactly that many bytes, and evaluates them with
+ * stdin still positioned at the first byte of the payload. Command
+ * substitution drops trailing newlines of the script, which changes
+ * nothing a shell would do with it.
+ */
+#include "remote.h"
+
+#include <string.h>
+
+#include "limits.h"
+#include "runner.h"
+#include "ssh.h"
+#include "steps/step.h"
+
+#define BOOTSTRAP "sh -c 'read -r n && s=$(head -c \"$n\") && eval \"$s\"' " \
+		  "stagehand"
+/* The local deadline trails the remote `timeout` so that fires first. */
+#define REMOTE_GRACE_S 30
+/* GNU timeout: 124 when it stopped the command, 128+9 after -k. */
+#define TIMEOUT_STATUS 124
+#define TIMEOUT_KILLED_STATUS 137
+
+static void
+remote_out_init(struct remote_out *out)
+{
+	out->status = -1;
+	buf_init(&out->out, REMOTE_OUTPUT_MAX);
+	buf_init(&out->err, REMOTE_OUTPUT_MAX);
+}
+
+void
+remote_out_free(struct remote_out *out)
+{
+	buf_release(&out->out);
+	buf_release(&out->err);
+}
+
+static bool
+user_name_ok(const char *u)
+{
+	if (*u == '\0' || *u == '-')
+		return false;
+	return strspn(u, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			 "0123456789._-$") == strlen(u);
+}
+
+static int
+build_cmdline(const struct run_ctx *ctx, const struct remote_cmd *cmd,
+    struct buf *line, struct errbuf *err)
+{
+	const char *login = ctx->ssh_opts.user;
+	bool sudo = cmd->become != NULL &&
+	    !(strcmp(cmd->become, "root") == 0 && login != NULL &&
+		strcmp(login, "root") == 0);
+
+	if (sudo) {
+		if (!user_name_ok(cmd->become))
+			return err_set(err, SH_ERR_STEP,
+			    "become: bad user name '%s'", cmd->become);
+		/* -n: fail at once rather than prompt for a password. */
+		if (buf_adds(line, "sudo -n -u ") < 0 ||
+		    sh_quote(line, cmd->become) < 0 || buf_adds(line, " -- ") < 0)
+			goto long_;
+	}
+	if (cmd->timeout_s > 0 &&
+	    buf_addf(line, "timeout -k 10 %u ", cmd->timeout_s) < 0)
+		goto long_;
+	if (buf_adds(line, BOOTSTRAP) < 0)
+		goto long_;
+	return 0;
+long_:
+	return err_set(err, SH_ERR_INTERNAL, "remote command line too long");
+}
+
+/* "<length>\n<script><payload>" */
+static int
+build_stdin(const struct remote_cmd *cmd, struct buf *in, struct errbuf *err)
+{
+	size_t slen = strlen(cmd->script);
+
+	if (buf_addf(in, "%zu\n", slen) < 0 ||
+	    buf_add(in, cmd->script, slen) < 0 ||
+	    (cmd->payload != NULL &&
+		buf_add(in, cmd->payload, cmd->payload_len) < 0))
+		return err_set(err, SH_ERR_STEP,
+		    "script and payload exceed %u bytes; stream large data "
+		    "from a file instead", REMOTE_SCRIPT_MAX);
+	return 0;
+}
+
+/* Did the remote `timeout` stop the script? Its own `exit 124` is not. */
+static bool
+timed_out(const struct remote_cmd *cmd, int status, uint64_t elapsed_ms)
+{
+	if (cmd->timeout_s == 0 ||
+	    (status != TIMEOUT_STATUS && status != TIMEOUT_KILLED_STATUS))
+		return false;
+	return elapsed_ms + 1000 >= (uint64_t)cmd->timeout_s * 1000u;
+}
+
+int
+remote_run(struct run_ctx *ctx, const struct remote_cmd *cmd,
+    struct remote_out *out, struct errbuf *err)
+{
+	struct ssh_conn *conn = NULL;
+	struct buf line, in;
+	struct ssh_exit ex;
+	struct ssh_io io;
+	uint64_t t0;
+	int rc = -1;
+
+	remote_out_init(out);
+	buf_init(&line, 4096);
+	buf_init(&in, REMOTE_SCRIPT_MAX + 32);
+	if (build_cmdline(ctx, cmd, &line, err) < 0 ||
+	    build_stdin(cmd, &in, err) < 0 || run_ctx_ssh(ctx, &conn, err) < 0)
+		goto out;
+	t0 = now_ms();
+	memset(&io, 0, sizeof(io));
+	io.stdin_data = in.data;
+	io.stdin_len = in.len;
+	io.stdin_fd = cmd->payload_fd;
+	io.stdout_fd = cmd->stdout_fd;
+	io.out = &out->out;
+	io.err = &out->err;
+	if (cmd->timeout_s > 0)
+		io.deadline_ms = t0 +
+		    ((uint64_t)cmd->timeout_s + REMOTE_GRACE_S) * 1000u;
+	if (ssh_exec(conn, line.data, &io, &ex, err) < 0) {
+		if (err->code == SH_ERR_TIMEOUT)
+			err_set(err, SH_ERR_TIMEOUT, "timed out after %u s",
+			    cmd->timeout_s);
+		goto out;
+	}
+	out->status = ex.status;
+	if (timed_out(cmd, ex.status, now_ms() - t0)) {
+		err_set(err, SH_ERR_TIMEOUT, "timed out after %u s",
+		    cmd->timeout_s);
+		goto out;
+	}
+	rc = 0;
+out:
+	buf_release(&line);
+	buf_release(&in);
+	return rc;
+}
+
+/* The last non-empty line of b, controls made harmless, into line. */
+static void
+last_line(const struct buf *b, struct buf *line)
+{
+	size_t end = b->len, start;
+
+	while (end > 0 && (b->data[end - 1] == '\n' || b->data[end - 1] == '\r'
+			      || b->data[end - 1] == ' '))
+		end--;
+	start = end;
+	while (start > 0 && b->data[start - 1] != '\n')
+		start--;
+	if (end - start > 300)
+		start = end - 300;
+	for (size_t i = start; i < end; i++) {
+		unsigned char ch = (unsigned char)b->data[i];
+
+		(void)buf_addc(line, ch < ' ' || ch == 0x7f ? '?' : (char)ch);
+	}
+}
+
+int
+remote_step(struct run_ctx *ctx, const struct step *step,
+    struct remote_cmd *cmd, struct remote_out *out, struct step_result *res,
+    struct errbuf *err)
+{
+	struct buf line;
+	int rc;
+
+	cmd->become = step->become;
+	cmd->timeout_s = step->timeout_s ? step->timeout_s :
+					   STEP_DEFAULT_TIMEOUT_S;
+	rc = remote_run(ctx, cmd, out, err);
+	step_result_output(res, out->out.data, out->out.len);
+	step_result_output(res, out->err.data, out->err.len);
+	if (rc < 0)
+		return -1;
+	res->exit_status = out->status;
+	if (out->status == 0)
+		return 0;
+	if (out->status < 0)
+		return err_set(err, SH_ERR_REMOTE, "killed by a signal");
+	buf_init(&line, 1024);
+	last_line(&out->err, &line);
+	err_set(err, SH_ERR_REMOTE, "exit %d%s%s", out->status,
+	    line.len ? ": " : "", line.data);
+	buf_release(&line);
+	return -1;
+}

@@ -1,0 +1,66 @@
+/*
+ * remote.h: run a shell script on the target, the one way steps reach it.
+ *
+ * The script never goes on argv (argv is visible in `ps` on both ends and
+ * in sshd logs). The command line is a fixed bootstrap:
+ *
+ *     [sudo -n -u USER --] timeout -k 10 T sh -c 'read -r n && s=$(head -c
+ *     "$n") && eval "$s"' stagehand
+ *
+ * and stdin carries "<length>\n<script>" followed by the payload, if any,
+ * which the script reads from its stdin (e.g. `cat > "$tmp"`). GNU head -c
+ * never reads past its count from a pipe, and dash's `read` reads a byte at
+ * a time, so the payload is left intact for the script.
+ *
+ * become: NULL runs as the login user; otherwise `sudo -n -u become`, which
+ * fails at once (no prompt) when sudo would ask for a password.
+ *
+ * Lazily connects ctx's session on first use. Returns 0 when the script ran
+ * to the end, whatever its exit status (in out->status), -1 on transport,
+ * timeout or interruption (see ssh.h for the codes). Output is captured into
+ * out->out/out->err (caller releases with remote_out_free).
+ */
+#ifndef STAGEHAND_REMOTE_H
+#define STAGEHAND_REMOTE_H
+
+#include <stddef.h>
+
+#include "util.h"
+
+struct run_ctx;
+
+struct remote_cmd {
+	const char *script;     /* sh script text */
+	const char *become;     /* NULL or a user name */
+	unsigned timeout_s;     /* 0: no remote timeout */
+	const void *payload;    /* stdin after the script; may be NULL */
+	size_t payload_len;
+	int payload_fd;         /* then this local fd until EOF; -1 none */
+	int stdout_fd;          /* stdout to this local fd; -1: into out */
+};
+
+struct remote_out {
+	int status;     /* exit status; -1 when killed by a signal */
+	struct buf out; /* stdout (unless stdout_fd) */
+	struct buf err; /* stderr */
+};
+
+#define REMOTE_CMD_INIT { NULL, NULL, 0, NULL, 0, -1, -1 }
+
+int remote_run(struct run_ctx *ctx, const struct remote_cmd *cmd,
+    struct remote_out *out, struct errbuf *err);
+void remote_out_free(struct remote_out *out);
+
+/*
+ * Convenience for steps: runs cmd with the step's become and timeout,
+ * appends output to res->output, and turns a non-zero exit status into
+ * SH_ERR_REMOTE with "exit N: <last stderr line>". Kinds that give exit
+ * statuses their own meaning call remote_run() instead.
+ */
+struct step;
+struct step_result;
+int remote_step(struct run_ctx *ctx, const struct step *step,
+    struct remote_cmd *cmd, struct remote_out *out, struct step_result *res,
+    struct errbuf *err);
+
+#endif

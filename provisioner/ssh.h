@@ -1,0 +1,102 @@
+/*
+ * ssh.h: one libssh2 session to the build instance.
+ *
+ * Call order: ssh_target_parse() -> ssh_connect() -> ssh_exec()... ->
+ * ssh_close(). ssh_reconnect() replaces a dead session with a new one to
+ * the same host, which must present the same host key.
+ *
+ * Trust: the host key is checked before authenticating, against a pinned
+ * SHA256 fingerprint (opts->host_key_pin) or a known_hosts file. The host
+ * key algorithm preference is set to the types known for that host, since
+ * libssh2 otherwise picks ECDSA and a known_hosts file holding only an
+ * ed25519 entry would never match. An unknown host is refused (SH_ERR_TRUST)
+ * unless accept_new_host_key is set, in which case ssh_host_key_accepted()
+ * says so and the run records it. A mismatch is always refused.
+ *
+ * Authentication: the key text from the environment variable named by
+ * identity_env, or identity_file, or the ssh-agent. Key text is held in
+ * wiped memory and never logged. RSA keys are refused with a message that
+ * explains why (libssh2 1.10 cannot sign rsa-sha2, which OpenSSH 8.8+
+ * requires) and suggests ed25519.
+ *
+ * Errors: SH_ERR_USAGE (bad target string, missing key file),
+ * SH_ERR_UNREACHABLE (resolve/connect/handshake failed: exit 69),
+ * SH_ERR_TRUST (host key or authentication refused: exit 77),
+ * SH_ERR_SSH (the session broke mid-command; reconnect and maybe retry),
+ * SH_ERR_TIMEOUT (deadline passed; the channel was closed),
+ * SH_ERR_INTERRUPTED (*opts->interrupted became non-zero).
+ */
+#ifndef STAGEHAND_SSH_H
+#define STAGEHAND_SSH_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+struct ssh_opts {
+	const char *user;              /* required */
+	const char *host;              /* required */
+	unsigned port;                 /* 22 when 0 */
+	const char *identity_file;     /* or NULL */
+	const char *identity_env;      /* env var holding key text, or NULL */
+	const char *known_hosts;       /* NULL: ~/.ssh/known_hosts */
+	const char *host_key_pin;      /* "SHA256:base64" or NULL */
+	bool accept_new_host_key;
+	unsigned connect_timeout_s;    /* 0: SSH_CONNECT_TIMEOUT_S */
+	unsigned keepalive_s;          /* 0: SSH_KEEPALIVE_S */
+	volatile sig_atomic_t *interrupted; /* may be NULL */
+};
+
+struct ssh_conn; /* opaque */
+
+/*
+ * Parses "ssh://user@host:port", "user@host:port" or "user@host" (IPv6 in
+ * brackets). *user and *host are newly allocated (caller frees).
+ */
+int ssh_target_parse(const char *s, char **user, char **host,
+    unsigned *port, struct errbuf *err);
+
+/* opts and the strings in it must outlive the connection. */
+int ssh_connect(const struct ssh_opts *opts, struct ssh_conn **out,
+    struct errbuf *err);
+/* Bounded backoff (SSH_RECONNECT_TRIES); same host key required. */
+int ssh_reconnect(struct ssh_conn *c, struct errbuf *err);
+void ssh_close(struct ssh_conn *c);
+
+const char *ssh_host_key_fingerprint(const struct ssh_conn *c); /* SHA256:.. */
+const char *ssh_host_key_type(const struct ssh_conn *c); /* ssh-ed25519 */
+bool ssh_host_key_accepted(const struct ssh_conn *c); /* new key taken */
+unsigned ssh_reconnect_count(const struct ssh_conn *c);
+
+/*
+ * What to feed to a command's stdin and where its output goes. stdin is
+ * stdin_data (if any), then everything read from stdin_fd until EOF (if
+ * >= 0), then EOF. stdout goes to stdout_fd when >= 0, else into out.
+ * out and err keep at most their own max bytes; the rest is counted in
+ * ssh_exit.dropped. deadline_ms is compared with now_ms(); 0 means none.
+ */
+struct ssh_io {
+	const void *stdin_data;
+	size_t stdin_len;
+	int stdin_fd;
+	int stdout_fd;
+	struct buf *out; /* may be NULL: discard */
+	struct buf *err; /* may be NULL: discard */
+	uint64_t deadline_ms;
+};
+
+struct ssh_exit {
+	int status;        /* exit status, or -1 when killed by a signal */
+	char signal[32];   /* e.g. "KILL"; empty if none */
+	uint64_t dropped;  /* output bytes beyond the buffers' max */
+};
+
+/* Runs one command on its own channel. Returns 0 when it ran to the end
+ * (whatever its exit status), -1 on transport errors. */
+int ssh_exec(struct ssh_conn *c, const char *command, struct ssh_io *io,
+    struct ssh_exit *exit, struct errbuf *err);
+
+#endif

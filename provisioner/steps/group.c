@@ -1,0 +1,282 @@
+/*
+ * steps/group.c: the `group` step kind, a local group in /etc/group.
+ *
+ * Manifest fields:
+ *   name    required; [a-z_][a-z0-9_-]*$? and at most 32 characters
+ *   gid     number (0..4294967294); when given, the group has this gid
+ *   system  bool, default false: create it as a system group (groupadd -r);
+ *           has no effect on a group that already exists
+ *   state   present (default) | absent
+ * gid and system are refused with `state: absent`.
+ *
+ * Semantics, in one round trip (one sh script, shadow's tools):
+ *   present, missing       -> groupadd [-r] [-g GID] NAME
+ *                             "created group NAME (gid N)"
+ *   present, gid differs   -> groupmod -g GID NAME
+ *                             "gid NAME: OLD -> NEW"; groupmod also moves
+ *                             the primary gid of the group's users, but not
+ *                             the group of files (as groupmod(8) says)
+ *   absent, exists         -> groupdel NAME   "removed group NAME"
+ * Anything else is already right and reports no change, so a second apply
+ * of the same step reports changed == false (the idempotence rule: the
+ * group's existence and, when given, its gid are compared, nothing else;
+ * membership is the `user` kind's business).
+ *
+ * probe runs the same script with every command disabled and prints the
+ * same change lines (the gid of a group it would create is unknown).
+ * apply adds the detail `gid` (the group's gid afterwards) when present.
+ *
+ * The script prints "+ TEXT" per change and "= KEY VALUE" per detail on
+ * stdout; the tools' own output goes to stderr, so a failing groupadd's
+ * message is the step's error.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../limits.h"
+#include "../node.h"
+#include "../remote.h"
+#include "../runner.h"
+#include "step.h"
+
+struct group_cfg {
+	const char *name; /* borrowed from the manifest */
+	bool has_gid;
+	uint64_t gid;
+	bool system;
+	bool absent;
+};
+
+#define GROUP_ID_MAX 4294967294u
+#define GROUP_NAME_MAX 32
+
+/* ---- parse ---- */
+
+/* [a-z_][a-z0-9_-]*$? up to 32 bytes, like useradd's default NAME_REGEX. */
+static bool
+group_name_ok(const char *s)
+{
+	size_t len = strlen(s);
+
+	if (len == 0 || len > GROUP_NAME_MAX)
+		return false;
+	if (!(s[0] == '_' || (s[0] >= 'a' && s[0] <= 'z')))
+		return false;
+	for (size_t i = 1; i < len; i++) {
+		char c = s[i];
+
+		if (c == '$' && i == len - 1)
+			break;
+		if (!(c == '_' || c == '-' || (c >= 'a' && c <= 'z') ||
+		    (c >= '0' && c <= '9')))
+			return false;
+	}
+	return true;
+}
+
+static int
+group_parse_state(const struct node *body, bool *absent, struct errbuf *err)
+{
+	const char *state = NULL;
+
+	*absent = false;
+	if (node_opt_str(body, "state", &state, err) == -1)
+		return -1;
+	if (state == NULL || strcmp(state, "present") == 0)
+		return 0;
+	if (strcmp(state, "absent") == 0) {
+		*absent = true;
+		return 0;
+	}
+	return node_err(err, node_get(body, "state"),
+	    "state must be present or absent, not '%s'", state);
+}
+
+static int
+group_parse(const struct node *body, const struct step *step, void **cfg,
+    struct errbuf *err)
+{
+	static const char *const keys[] = { "name", "gid", "system", "state",
+		NULL };
+	struct group_cfg *c;
+
+	(void)step;
+	*cfg = NULL;
+	if (node_expect(body, NODE_MAP, "group", err) == -1 ||
+	    node_check_keys(body, keys, err) == -1)
+		return -1;
+	c = xcalloc(1, sizeof(*c));
+	if (node_req_str(body, "name", &c->name, err) == -1 ||
+	    node_opt_u64(body, "gid", GROUP_ID_MAX, &c->gid, err) == -1 ||
+	    node_opt_bool(body, "system", &c->system, err) == -1 ||
+	    group_parse_state(body, &c->absent, err) == -1)
+		goto fail;
+	c->has_gid = node_get(body, "gid") != NULL;
+	if (!group_name_ok(c->name)) {
+		node_err(err, node_get(body, "name"),
+		    "invalid group name '%s' (want [a-z_][a-z0-9_-]*$?, "
+		    "at most 32 characters)", c->name);
+		goto fail;
+	}
+	if (c->absent && (c->has_gid || node_get(body, "system") != NULL)) {
+		node_err(err, node_key(body, c->has_gid ? "gid" : "system"),
+		    "%s has no meaning with state: absent",
+		    c->has_gid ? "gid" : "system");
+		goto fail;
+	}
+	*cfg = c;
+	return 0;
+fail:
+	free(c);
+	return -1;
+}
+
+/* ---- the remote script ---- */
+
+static const char group_script_common[] =
+    "set -u\n"
+    "die() { printf '%s\\n' \"$*\" >&2; exit 1; }\n"
+    "run() { [ \"$probe\" = 1 ] && return 0; \"$@\" >&2 || exit $?; }\n"
+    "ent=$(getent group \"$n\") || case $? in\n"
+    "2) ent= ;;\n"
+    "*) die \"getent group $n failed\" ;;\n"
+    "esac\n";
+
+static const char group_script_absent[] =
+    "[ -z \"$ent\" ] && exit 0\n"
+    "run groupdel -- \"$n\"\n"
+    "echo \"+ removed group $n\"\n";
+
+static const char group_script_present[] =
+    "if [ -z \"$ent\" ]; then\n"
+    "	if [ -n \"$gid\" ]; then set -- -g \"$gid\"; else set --; fi\n"
+    "	[ \"$sys\" = 1 ] && set -- \"$@\" -r\n"
+    "	run groupadd \"$@\" -- \"$n\"\n"
+    "	[ \"$probe\" = 1 ] && { echo \"+ created group $n\"; exit 0; }\n"
+    "	ent=$(getent group \"$n\") || die \"group $n missing after groupadd\"\n"
+    "	cur=${ent#*:*:}; cur=${cur%%:*}\n"
+    "	echo \"+ created group $n (gid $cur)\"\n"
+    "	echo \"= gid $cur\"\n"
+    "	exit 0\n"
+    "fi\n"
+    "cur=${ent#*:*:}; cur=${cur%%:*}\n"
+    "if [ -n \"$gid\" ] && [ \"$cur\" != \"$gid\" ]; then\n"
+    "	run groupmod -g \"$gid\" -- \"$n\"\n"
+    "	echo \"+ gid $n: $cur -> $gid\"\n"
+    "	cur=$gid\n"
+    "fi\n"
+    "[ \"$probe\" = 1 ] || echo \"= gid $cur\"\n";
+
+static void
+group_script(const struct group_cfg *c, bool probe, struct buf *s)
+{
+	(void)buf_addf(s, "probe=%d\nsys=%d\nn=", probe ? 1 : 0,
+	    c->system ? 1 : 0);
+	(void)sh_quote(s, c->name);
+	if (c->has_gid)
+		(void)buf_addf(s, "\ngid=%llu\n", (unsigned long long)c->gid);
+	else
+		(void)buf_adds(s, "\ngid=\n");
+	(void)buf_adds(s, group_script_common);
+	(void)buf_adds(s, c->absent ? group_script_absent :
+	    group_script_present);
+}
+
+/*
+ * Turns the script's stdout into the result: "+ TEXT" is a change,
+ * "= KEY VALUE" a detail, anything else is ignored (it is in the output
+ * tail already).
+ */
+static void
+group_collect(const struct buf *out, struct step_result *res)
+{
+	const char *p = out->data, *end = out->data + out->len;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		char *line = xstrndup(p, len);
+
+		if (str_has_prefix(line, "+ ")) {
+			step_result_change(res, "%s", line + 2);
+			res->changed = true;
+		} else if (str_has_prefix(line, "= ")) {
+			char *sp = strchr(line + 2, ' ');
+
+			if (sp != NULL) {
+				*sp = '\0';
+				step_result_detail(res, line + 2, "%s", sp + 1);
+			}
+		}
+		free(line);
+		p += len + 1;
+	}
+}
+
+static int
+group_run(struct run_ctx *ctx, const struct step *step,
+    struct step_result *res, bool probe, struct errbuf *err)
+{
+	const struct group_cfg *c = step->cfg;
+	struct remote_cmd cmd = REMOTE_CMD_INIT;
+	struct remote_out out;
+	struct buf script;
+	int rc;
+
+	memset(&out, 0, sizeof(out)); /* remote_run() initialises it */
+	buf_init(&script, 1u << 16);
+	group_script(c, probe, &script);
+	cmd.script = script.data;
+	rc = remote_step(ctx, step, &cmd, &out, res, err);
+	group_collect(&out.out, res);
+	remote_out_free(&out);
+	buf_release(&script);
+	return rc;
+}
+
+static int
+group_probe(struct run_ctx *ctx, const struct step *step,
+    struct step_result *res, struct errbuf *err)
+{
+	return group_run(ctx, step, res, true, err);
+}
+
+static int
+group_apply(struct run_ctx *ctx, const struct step *step,
+    struct step_result *res, struct errbuf *err)
+{
+	return group_run(ctx, step, res, false, err);
+}
+
+static void
+group_describe(const struct step *step, struct buf *out)
+{
+	const struct group_cfg *c = step->cfg;
+
+	(void)buf_addf(out, "group %s", c->name);
+	if (c->absent) {
+		(void)buf_adds(out, " absent");
+		return;
+	}
+	if (c->has_gid)
+		(void)buf_addf(out, " (gid %llu%s)", (unsigned long long)c->gid,
+		    c->system ? ", system" : "");
+	else if (c->system)
+		(void)buf_adds(out, " (system)");
+}
+
+static void
+group_free(void *cfg)
+{
+	free(cfg);
+}
+
+const struct step_kind step_kind_group = {
+	.name = "group",
+	.flags = STEP_RETRY_SAFE,
+	.parse = group_parse,
+	.probe = group_probe,
+	.apply = group_apply,
+	.describe = group_describe,
+	.free = group_free,
+};

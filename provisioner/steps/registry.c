@@ -1,0 +1,34 @@
+/*
+ * steps/registry.c: the table of step kinds. One row per kind; the
+ * manifest loader finds a step's kind here by its key.
+ */
+#include <string.h>
+
+#include "step.h"
+
+static const struct step_kind *const kinds[] = {
+	&step_kind_shell,
+	&step_kind_upload,
+	&step_kind_download,
+	&step_kind_user,
+	&step_kind_group,
+	&step_kind_path,
+	&step_kind_line,
+	&step_kind_alias,
+	NULL,
+};
+
+const struct step_kind *
+step_kind_find(const char *name)
+{
+	for (size_t i = 0; kinds[i] != NULL; i++)
+		if (strcmp(kinds[i]->name, name) == 0)
+			return kinds[i];
+	return NULL;
+}
+
+const struct step_kind *const *
+step_kinds(void)
+{
+	return kinds;
+}

@@ -1,0 +1,419 @@
+/*
+ * steps/shell.c: the `shell` step kind: run a script on the target.
+ *
+ * Manifest: the body is the script text, or a map:
+ *   script             required: the script text
+ *   creates            a path (relative to cwd): when it exists the step is
+ *                      ok and the script does not run
+ *   unless             a command run by the wrapper's /bin/sh (with env
+ *                      and cwd applied, output to the step's output): when
+ *                      it exits 0 the step is ok and the script does not
+ *                      run. It also runs during `plan`, so it must only read
+ *   env                map NAME: value (NAME is [A-Za-z_][A-Za-z0-9_]*),
+ *                      exported by the wrapper, never put on a command line
+ *   cwd                directory to run in (default: the login directory)
+ *   valid_exit_codes   int or list of ints 0-255, default [0]
+ *   changed_exit_code  int 0-255. Unset: every valid exit means changed.
+ *                      Set: exit changed_exit_code means changed (and is
+ *                      valid), any other valid exit means ok (no change)
+ *   shell              interpreter, default /bin/sh; gets the script as a
+ *                      file argument
+ *
+ * How it runs (one round trip): the wrapper script sent by remote_run()
+ * carries the user's script as a quoted assignment, cds, exports env,
+ * checks creates/unless itself, writes the script to a mktemp file (0600,
+ * removed on exit, so it is on no command line) and runs `$shell FILE`
+ * with stdin from /dev/null and the script's stdout sent to stderr. The
+ * wrapper's stdout thus carries only its own verdict line, which the
+ * user's output cannot be mixed into:
+ *   stagehand-skip creates|unless     the script did not run
+ *   stagehand-ran N                   the script ran and exited N
+ * No verdict line means the wrapper itself failed (cd, mktemp, sudo...):
+ * the step fails with the remote exit status and the last stderr line.
+ * The user's output (stdout and stderr interleaved) becomes res->output;
+ * res->exit_status is N. An invalid exit fails the step with "exit N:
+ * <last output line>".
+ *
+ * probe: without creates/unless, no round trip: changed, "would run:
+ * <first line of the script>". With them, the same checks run read-only
+ * on the target and changed tells whether the script would run.
+ *
+ * Idempotence is the script's business; creates/unless/changed_exit_code
+ * are the tools for it. Flags: not STEP_RETRY_SAFE, because running a
+ * script twice may not be harmless: after a dropped connection the runner
+ * retries a shell step only when the user set `retries`.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../limits.h"
+#include "../remote.h"
+#include "stepsh.h"
+
+struct shell_env {
+	const char *name;  /* borrowed */
+	const char *value; /* borrowed */
+};
+
+struct shell_cfg {
+	const char *script;  /* borrowed */
+	const char *creates; /* borrowed; NULL: none */
+	const char *unless;  /* borrowed; NULL: none */
+	const char *cwd;     /* borrowed; NULL: none */
+	const char *shell;   /* borrowed or the default */
+	struct shell_env *env; /* owned array */
+	size_t nenv;
+	bool valid[256];
+	int changed_code; /* -1: unset */
+};
+
+static const char *const shell_keys[] = {
+	"script", "creates", "unless", "env", "cwd", "valid_exit_codes",
+	"changed_exit_code", "shell", NULL,
+};
+
+/* ======================================================== parse */
+
+static bool
+shell_env_name_ok(const char *s)
+{
+	if (!((s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z') ||
+		s[0] == '_'))
+		return false;
+	for (s++; *s; s++)
+		if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
+			(*s >= '0' && *s <= '9') || *s == '_'))
+			return false;
+	return true;
+}
+
+static int
+shell_no_nul(const struct node *n, const char *what, struct errbuf *err)
+{
+	if (n != NULL && n->type == NODE_SCALAR && strlen(n->str) != n->len)
+		return node_err(err, n, "%s: must not contain NUL", what);
+	return 0;
+}
+
+static int
+shell_parse_env(const struct node *body, struct shell_cfg *c,
+    struct errbuf *err)
+{
+	const struct node *env = node_get(body, "env");
+
+	if (env == NULL)
+		return 0;
+	if (node_expect(env, NODE_MAP, "env", err) < 0)
+		return -1;
+	c->env = xcalloc(env->n ? env->n : 1, sizeof(*c->env));
+	for (size_t i = 0; i < env->n; i++) {
+		const struct node *k = env->keys[i], *v = env->items[i];
+
+		if (!shell_env_name_ok(k->str))
+			return node_err(err, k, "env: bad variable name '%s'",
+			    k->str);
+		if (node_expect(v, NODE_SCALAR, "env value", err) < 0 ||
+		    shell_no_nul(v, "env value", err) < 0)
+			return -1;
+		c->env[c->nenv].name = k->str;
+		c->env[c->nenv++].value = v->str;
+	}
+	return 0;
+}
+
+static int
+shell_parse_codes(const struct node *body, struct shell_cfg *c,
+    struct errbuf *err)
+{
+	const struct node *v = node_get(body, "valid_exit_codes");
+	uint64_t code;
+
+	c->changed_code = -1;
+	if (v == NULL) {
+		c->valid[0] = true;
+	} else if (v->type == NODE_SCALAR) {
+		if (node_as_u64(v, 255, &code, err) < 0)
+			return -1;
+		c->valid[code] = true;
+	} else {
+		if (node_expect(v, NODE_SEQ, "valid_exit_codes", err) < 0)
+			return -1;
+		if (v->n == 0)
+			return node_err(err, v, "valid_exit_codes is empty");
+		for (size_t i = 0; i < v->n; i++) {
+			if (node_as_u64(v->items[i], 255, &code, err) < 0)
+				return -1;
+			c->valid[code] = true;
+		}
+	}
+	if (node_get(body, "changed_exit_code") == NULL)
+		return 0;
+	if (node_opt_u64(body, "changed_exit_code", 255, &code, err) < 0)
+		return -1;
+	c->changed_code = (int)code;
+	c->valid[code] = true;
+	return 0;
+}
+
+static int
+shell_parse_map(const struct node *body, struct shell_cfg *c,
+    struct errbuf *err)
+{
+	if (node_check_keys(body, shell_keys, err) < 0 ||
+	    node_req_str(body, "script", &c->script, err) < 0 ||
+	    node_opt_str(body, "creates", &c->creates, err) < 0 ||
+	    node_opt_str(body, "unless", &c->unless, err) < 0 ||
+	    node_opt_str(body, "cwd", &c->cwd, err) < 0 ||
+	    node_opt_str(body, "shell", &c->shell, err) < 0 ||
+	    shell_parse_env(body, c, err) < 0 ||
+	    shell_parse_codes(body, c, err) < 0)
+		return -1;
+	for (const char *const *k = shell_keys; *k != NULL; k++)
+		if (shell_no_nul(node_get(body, *k), *k, err) < 0)
+			return -1;
+	if (c->shell != NULL && c->shell[0] == '\0')
+		return node_err(err, node_get(body, "shell"), "shell is empty");
+	return 0;
+}
+
+static void
+shell_free(void *cfg)
+{
+	struct shell_cfg *c = cfg;
+
+	if (c == NULL)
+		return;
+	free(c->env);
+	free(c);
+}
+
+static int
+shell_parse(const struct node *body, const struct step *step, void **cfg,
+    struct errbuf *err)
+{
+	struct shell_cfg *c = xcalloc(1, sizeof(*c));
+	int rc;
+
+	(void)step;
+	*cfg = NULL;
+	if (body->type == NODE_SCALAR) {
+		c->script = body->str;
+		c->valid[0] = true;
+		c->changed_code = -1;
+		rc = shell_no_nul(body, "script", err);
+	} else if (body->type == NODE_MAP) {
+		rc = shell_parse_map(body, c, err);
+	} else {
+		rc = node_err(err, body,
+		    "shell: expected a script or a map, got a %s",
+		    node_type_name(body->type));
+	}
+	if (rc == 0 && c->script[0] == '\0')
+		rc = node_err(err, body, "shell: the script is empty");
+	if (rc < 0) {
+		shell_free(c);
+		return -1;
+	}
+	if (c->shell == NULL)
+		c->shell = "/bin/sh";
+	*cfg = c;
+	return 0;
+}
+
+/* ======================================================== the wrapper */
+
+/*
+ * Inputs: S (script) SH CR HC (creates set) U HU (unless set) CD; env
+ * already exported. RUN=0 stops after the checks (probe).
+ */
+static const char shell_sh[] =
+    "set -u\n"
+    "trap 'exit 143' TERM HUP INT\n"
+    "if [ -n \"$CD\" ]; then cd -- \"$CD\" || exit 1; fi\n"
+    "if [ \"$HC\" = 1 ] && { [ -e \"$CR\" ] || [ -L \"$CR\" ]; }; then\n"
+    "\techo 'stagehand-skip creates'; exit 0\n"
+    "fi\n"
+    "if [ \"$HU\" = 1 ] && (eval \"$U\") </dev/null 1>&2; then\n"
+    "\techo 'stagehand-skip unless'; exit 0\n"
+    "fi\n"
+    "if [ \"$RUN\" = 0 ]; then echo 'stagehand-run'; exit 0; fi\n"
+    "t=$(mktemp) || exit 1\n"
+    "trap 'rm -f -- \"$t\"' EXIT\n"
+    "printf '%s\\n' \"$S\" > \"$t\" || exit 1\n"
+    "\"$SH\" \"$t\" </dev/null 1>&2\n"
+    "echo \"stagehand-ran $?\"\n";
+
+static int
+shell_script(const struct shell_cfg *c, bool run, struct buf *b)
+{
+	if (stepsh_assign(b, "S", run ? c->script : "") < 0 ||
+	    stepsh_assign(b, "SH", c->shell) < 0 ||
+	    stepsh_assign(b, "CR", c->creates ? c->creates : "") < 0 ||
+	    stepsh_assign(b, "U", c->unless ? c->unless : "") < 0 ||
+	    stepsh_assign(b, "CD", c->cwd ? c->cwd : "") < 0 ||
+	    buf_addf(b, "HC=%d HU=%d RUN=%d\n", c->creates ? 1 : 0,
+		c->unless ? 1 : 0, run ? 1 : 0) < 0)
+		return -1;
+	for (size_t i = 0; i < c->nenv; i++) {
+		if (buf_addf(b, "export %s=", c->env[i].name) < 0 ||
+		    sh_quote(b, c->env[i].value) < 0 || buf_addc(b, '\n') < 0)
+			return -1;
+	}
+	return buf_adds(b, shell_sh);
+}
+
+/* The first line of the script that is not blank or a comment, for change
+ * lines and describe. */
+static void
+shell_first_line(const char *s, struct buf *out)
+{
+	size_t n;
+
+	for (;;) {
+		s += strspn(s, " \t\n");
+		if (*s != '#')
+			break;
+		s += strcspn(s, "\n");
+	}
+	n = strcspn(s, "\n");
+	if (n > 100)
+		n = 100;
+	(void)buf_add(out, s, n);
+	if (s[n] != '\0' && s[n + strspn(s + n, " \t\n")] != '\0')
+		(void)buf_adds(out, " ...");
+}
+
+/* Runs the wrapper; *verdict points into out->out (caller frees out). */
+static int
+shell_exec(struct run_ctx *ctx, const struct step *step, bool run,
+    struct remote_out *out, struct step_result *res, struct errbuf *err)
+{
+	struct remote_cmd cmd = REMOTE_CMD_INIT;
+	struct buf script, line;
+	int rc = -1;
+
+	buf_init(&script, REMOTE_SCRIPT_MAX);
+	if (shell_script(step->cfg, run, &script) < 0) {
+		err_set(err, SH_ERR_STEP, "shell: script too long");
+		goto out;
+	}
+	cmd.script = script.data;
+	cmd.become = step->become;
+	cmd.timeout_s = step->timeout_s ? step->timeout_s :
+					  STEP_DEFAULT_TIMEOUT_S;
+	if (remote_run(ctx, &cmd, out, err) < 0)
+		goto out;
+	step_result_output(res, out->err.data, out->err.len);
+	if (!str_has_prefix(out->out.data, "stagehand-")) {
+		buf_init(&line, 1024);
+		stepsh_last_line(&out->err, &line);
+		err_set(err, SH_ERR_REMOTE, "exit %d%s%s", out->status,
+		    line.len ? ": " : "", line.data);
+		buf_release(&line);
+		goto out;
+	}
+	rc = 0;
+out:
+	buf_release(&script); /* wiped: scripts may hold secrets */
+	return rc;
+}
+
+static int
+shell_verdict(const struct shell_cfg *c, const struct remote_out *out,
+    struct step_result *res, struct errbuf *err)
+{
+	const char *v = out->out.data + strlen("stagehand-");
+	uint64_t code;
+	struct buf line;
+
+	if (str_has_prefix(v, "skip ")) {
+		step_result_detail(res, "skipped_by", "%.*s",
+		    (int)strcspn(v + 5, "\n"), v + 5);
+		return 0;
+	}
+	if (!str_has_prefix(v, "ran ") ||
+	    parse_u64(v + 4, strcspn(v + 4, "\n"), 255, &code) < 0)
+		return err_set(err, SH_ERR_INTERNAL,
+		    "shell: unexpected wrapper output");
+	res->exit_status = (int)code;
+	if (!c->valid[code]) {
+		buf_init(&line, 1024);
+		stepsh_last_line(&out->err, &line);
+		err_set(err, SH_ERR_REMOTE, "exit %d%s%s", (int)code,
+		    line.len ? ": " : "", line.data);
+		buf_release(&line);
+		return -1;
+	}
+	if (c->changed_code < 0 || (int)code == c->changed_code) {
+		struct buf first;
+
+		buf_init(&first, 4096);
+		shell_first_line(c->script, &first);
+		step_result_change(res, "ran: %s", first.data);
+		buf_release(&first);
+		res->changed = true;
+	}
+	return 0;
+}
+
+static int
+shell_apply(struct run_ctx *ctx, const struct step *step,
+    struct step_result *res, struct errbuf *err)
+{
+	struct remote_out out;
+	int rc;
+
+	memset(&out, 0, sizeof(out));
+	rc = shell_exec(ctx, step, true, &out, res, err);
+	if (rc == 0)
+		rc = shell_verdict(step->cfg, &out, res, err);
+	remote_out_free(&out);
+	return rc;
+}
+
+static int
+shell_probe(struct run_ctx *ctx, const struct step *step,
+    struct step_result *res, struct errbuf *err)
+{
+	const struct shell_cfg *c = step->cfg;
+	struct remote_out out;
+	struct buf first;
+	int rc = 0;
+
+	memset(&out, 0, sizeof(out));
+	if (c->creates != NULL || c->unless != NULL)
+		rc = shell_exec(ctx, step, false, &out, res, err);
+	if (rc == 0 && ((c->creates == NULL && c->unless == NULL) ||
+			   strcmp(out.out.data, "stagehand-run\n") == 0)) {
+		buf_init(&first, 4096);
+		shell_first_line(c->script, &first);
+		step_result_change(res, "would run: %s", first.data);
+		buf_release(&first);
+		res->changed = true;
+	}
+	remote_out_free(&out);
+	return rc;
+}
+
+static void
+shell_describe(const struct step *step, struct buf *out)
+{
+	const struct shell_cfg *c = step->cfg;
+
+	(void)buf_adds(out, "shell ");
+	shell_first_line(c->script, out);
+	if (c->creates != NULL)
+		(void)buf_addf(out, " (creates %s)", c->creates);
+	if (c->unless != NULL)
+		(void)buf_adds(out, " (unless ...)");
+}
+
+const struct step_kind step_kind_shell = {
+	.name = "shell",
+	.flags = 0,
+	.parse = shell_parse,
+	.probe = shell_probe,
+	.apply = shell_apply,
+	.describe = shell_describe,
+	.free = shell_free,
+};

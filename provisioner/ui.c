@@ -1,0 +1,378 @@
+/*
+ * ui.c: step lines for people, NDJSON events for machines, and run.log.
+ * See ui.h.
+ */
+#include "ui.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "json.h"
+#include "limits.h"
+
+struct ui {
+	struct ui_opts opts;
+	const struct redact *redact; /* borrowed */
+	FILE *human;                 /* stdout, or stderr with --json */
+	bool tty;                    /* human is a terminal */
+	bool color;
+	bool running_shown;          /* a "running" line awaits overwrite */
+	FILE *log;                   /* owned: DIR/run.log.tmp */
+	char *log_tmp;               /* owned */
+	char *log_path;              /* owned */
+};
+
+enum color {
+	C_NONE,
+	C_GREEN,
+	C_YELLOW,
+	C_RED,
+	C_DIM,
+};
+
+static const char *const color_codes[] = {
+	[C_NONE] = "",
+	[C_GREEN] = "\033[32m",
+	[C_YELLOW] = "\033[33m",
+	[C_RED] = "\033[31m",
+	[C_DIM] = "\033[2m",
+};
+
+struct ui *
+ui_new(const struct ui_opts *opts, const struct redact *redact)
+{
+	struct ui *ui = xcalloc(1, sizeof(*ui));
+	const char *nc = getenv("NO_COLOR");
+
+	ui->opts = *opts;
+	ui->redact = redact;
+	ui->human = opts->json ? stderr : stdout;
+	ui->tty = isatty(fileno(ui->human)) == 1;
+	ui->color = ui->tty && (nc == NULL || nc[0] == '\0');
+	return ui;
+}
+
+int
+ui_open_log(struct ui *ui, const char *dir, struct errbuf *err)
+{
+	if (mkdir_p(dir, 0755, err) < 0)
+		return -1;
+	ui->log_path = xasprintf("%s/run.log", dir);
+	ui->log_tmp = xasprintf("%s/run.log.tmp", dir);
+	ui->log = fopen(ui->log_tmp, "we");
+	if (ui->log == NULL)
+		return err_set(err, SH_ERR_IO, "%s: %s", ui->log_tmp,
+		    strerror(errno));
+	return 0;
+}
+
+int
+ui_close_log(struct ui *ui, struct errbuf *err)
+{
+	int rc = 0;
+
+	if (ui->log == NULL)
+		return 0;
+	if (fflush(ui->log) != 0 || fsync(fileno(ui->log)) != 0)
+		rc = err_set(err, SH_ERR_IO, "%s: %s", ui->log_tmp,
+		    strerror(errno));
+	fclose(ui->log);
+	ui->log = NULL;
+	if (rc == 0 && rename(ui->log_tmp, ui->log_path) < 0)
+		rc = err_set(err, SH_ERR_IO, "%s: %s", ui->log_path,
+		    strerror(errno));
+	return rc;
+}
+
+void
+ui_free(struct ui *ui)
+{
+	if (ui == NULL)
+		return;
+	if (ui->log != NULL)
+		fclose(ui->log);
+	free(ui->log_tmp);
+	free(ui->log_path);
+	free(ui);
+}
+
+/* ======================================================== writing */
+
+/* Every byte that leaves the process goes through here: redacted. */
+static void
+emit(const struct ui *ui, FILE *f, const char *text, size_t len)
+{
+	struct buf clean;
+
+	if (f == NULL)
+		return;
+	buf_init(&clean, len * 2 + 4096);
+	if (redact_text(ui->redact, text, len, &clean) == 0)
+		fwrite(clean.data, 1, clean.len, f);
+	buf_release(&clean);
+	fflush(f);
+}
+
+/* A human line: to the terminal (unless quiet and not important) and the
+ * log. Colour goes only to a terminal. */
+static void
+say(struct ui *ui, bool important, enum color c, const char *fmt, ...)
+    ATTR_PRINTF(4, 5);
+
+static void
+say(struct ui *ui, bool important, enum color c, const char *fmt, ...)
+{
+	struct buf line;
+	va_list ap;
+
+	buf_init(&line, 1u << 20);
+	va_start(ap, fmt);
+	(void)buf_vaddf(&line, fmt, ap);
+	va_end(ap);
+	emit(ui, ui->log, line.data, line.len);
+	if (ui->opts.verbosity >= 0 || important) {
+		if (ui->running_shown) {
+			fputs("\r\033[K", ui->human);
+			ui->running_shown = false;
+		}
+		if (ui->color && c != C_NONE)
+			fputs(color_codes[c], ui->human);
+		emit(ui, ui->human, line.data, line.len);
+		if (ui->color && c != C_NONE)
+			fputs("\033[0m", ui->human);
+	}
+	buf_release(&line);
+}
+
+/* Indented detail lines (errors, changes, output) under a step line. */
+static void
+say_block(struct ui *ui, bool important, bool to_terminal, const char *text)
+{
+	const char *p = text;
+
+	while (*p) {
+		const char *nl = strchr(p, '\n');
+		int len = (int)(nl ? (size_t)(nl - p) : strlen(p));
+
+		if (to_terminal)
+			say(ui, important, C_DIM, "        %.*s\n", len, p);
+		else {
+			struct buf l;
+
+			buf_init(&l, 1u << 20);
+			(void)buf_addf(&l, "        %.*s\n", len, p);
+			emit(ui, ui->log, l.data, l.len);
+			buf_release(&l);
+		}
+		p += len + (nl ? 1 : 0);
+	}
+}
+
+/* NDJSON: one event object per line on stdout. */
+struct event {
+	struct buf out;
+	struct json j;
+};
+
+static void
+event_begin(struct event *e, const char *name)
+{
+	buf_init(&e->out, 1u << 20);
+	json_init(&e->j, &e->out, false);
+	json_object_begin(&e->j);
+	json_key(&e->j, "event");
+	json_string(&e->j, name);
+}
+
+static void
+kv_str(struct event *e, const char *k, const char *v)
+{
+	json_key(&e->j, k);
+	json_string(&e->j, v);
+}
+
+static void
+kv_uint(struct event *e, const char *k, uint64_t v)
+{
+	json_key(&e->j, k);
+	json_uint(&e->j, v);
+}
+
+static void
+event_end(struct ui *ui, struct event *e)
+{
+	json_object_end(&e->j);
+	if (ui->opts.json && json_finish(&e->j) == 0 &&
+	    buf_addc(&e->out, '\n') == 0)
+		emit(ui, stdout, e->out.data, e->out.len);
+	buf_release(&e->out);
+}
+
+/* ======================================================== events */
+
+void
+ui_run_start(struct ui *ui, const char *command, const struct manifest *m,
+    const char *target)
+{
+	struct event e;
+
+	say(ui, false, C_NONE, "stagehand %s %s: stage %s, %zu steps%s%s\n",
+	    command, m->path, m->stage, m->nsteps, target ? " -> " : "",
+	    target ? target : "");
+	event_begin(&e, "run_start");
+	kv_str(&e, "command", command);
+	kv_str(&e, "manifest", m->path);
+	kv_str(&e, "stage", m->stage);
+	kv_uint(&e, "steps", m->nsteps);
+	event_end(ui, &e);
+}
+
+void
+ui_step_start(struct ui *ui, const struct step *s, size_t total)
+{
+	struct event e;
+
+	if (ui->tty && ui->opts.verbosity >= 0) {
+		fprintf(ui->human, "[%*zu/%zu] %-11s %s", total >= 10 ? 2 : 1,
+		    s->index + 1, total, "running", s->name);
+		fflush(ui->human);
+		ui->running_shown = true;
+	}
+	event_begin(&e, "step_start");
+	kv_uint(&e, "index", s->index);
+	kv_str(&e, "name", s->name);
+	kv_str(&e, "kind", s->kind->name);
+	event_end(ui, &e);
+}
+
+static enum color
+status_color(enum step_status st)
+{
+	switch (st) {
+	case STEP_OK:
+		return C_GREEN;
+	case STEP_CHANGED:
+	case STEP_WOULD_CHANGE:
+		return C_YELLOW;
+	case STEP_FAILED:
+	case STEP_INTERRUPTED:
+		return C_RED;
+	case STEP_PENDING:
+	case STEP_SKIPPED:
+	case STEP_NOT_RUN:
+		return C_DIM;
+	}
+	return C_NONE;
+}
+
+static void
+step_details(struct ui *ui, const struct step_result *r)
+{
+	bool failed = r->status == STEP_FAILED || r->status == STEP_INTERRUPTED;
+	bool verbose = ui->opts.verbosity > 0;
+
+	if (failed)
+		say_block(ui, true, true, r->err.msg);
+	for (size_t i = 0; i < r->changes.n; i++)
+		say_block(ui, false, verbose, r->changes.v[i]);
+	if (r->changes_dropped)
+		say(ui, false, C_DIM, "        (+%zu more changes)\n",
+		    r->changes_dropped);
+	for (size_t i = 0; i < r->ntests; i++)
+		if (!r->tests[i].passed && !r->tests[i].skipped)
+			say(ui, true, C_RED, "        not ok: %s%s%s\n",
+			    r->tests[i].name, r->tests[i].message ? ": " : "",
+			    r->tests[i].message ? r->tests[i].message : "");
+	if (r->output.len > 0)
+		say_block(ui, false, verbose || failed, r->output.data);
+}
+
+void
+ui_step_end(struct ui *ui, const struct step *s, size_t total,
+    const struct step_result *r)
+{
+	struct event e;
+	bool failed = r->status == STEP_FAILED || r->status == STEP_INTERRUPTED;
+
+	say(ui, failed, status_color(r->status), "[%*zu/%zu] %-11s %6.2fs  %s%s%s\n",
+	    total >= 10 ? 2 : 1, s->index + 1, total,
+	    step_status_name(r->status), (double)r->duration_ms / 1000.0,
+	    s->name, r->skip_reason ? "  # " : "",
+	    r->skip_reason ? r->skip_reason : "");
+	step_details(ui, r);
+	event_begin(&e, "step_end");
+	kv_uint(&e, "index", s->index);
+	kv_str(&e, "name", s->name);
+	kv_str(&e, "kind", s->kind->name);
+	kv_str(&e, "status", step_status_name(r->status));
+	json_key(&e.j, "changed");
+	json_bool(&e.j, r->changed);
+	kv_uint(&e, "attempts", r->attempts);
+	kv_uint(&e, "duration_ms", r->duration_ms);
+	if (failed)
+		kv_str(&e, "error", r->err.msg);
+	event_end(ui, &e);
+}
+
+void
+ui_notice(struct ui *ui, const char *fmt, ...)
+{
+	struct event e;
+	struct buf msg;
+	va_list ap;
+
+	buf_init(&msg, 1u << 20);
+	va_start(ap, fmt);
+	(void)buf_vaddf(&msg, fmt, ap);
+	va_end(ap);
+	say(ui, false, C_YELLOW, "        %s\n", msg.data);
+	event_begin(&e, "notice");
+	kv_str(&e, "message", msg.data);
+	event_end(ui, &e);
+	buf_release(&msg);
+}
+
+void
+ui_run_end(struct ui *ui, const struct manifest *m,
+    const struct step_result *results, const char *status,
+    uint64_t duration_ms, const struct errbuf *run_err)
+{
+	size_t count[STEP_NOT_RUN + 1] = { 0 };
+	struct event e;
+	bool ok = strcmp(status, "passed") == 0;
+
+	for (size_t i = 0; i < m->nsteps; i++)
+		count[results[i].status]++;
+	/* main.c prints the run's error to stderr; the log keeps a copy. */
+	if (run_err->code != SH_OK) {
+		struct buf l;
+
+		buf_init(&l, sizeof(run_err->msg) + 64);
+		(void)buf_addf(&l, "stagehand: %s\n", run_err->msg);
+		emit(ui, ui->log, l.data, l.len);
+		buf_release(&l);
+	}
+	say(ui, true, ok ? C_GREEN : C_RED,
+	    "%s: %s - %zu ok, %zu %s, %zu failed, %zu skipped, %zu not run "
+	    "(%.1fs)\n",
+	    m->stage, status, count[STEP_OK],
+	    count[STEP_CHANGED] + count[STEP_WOULD_CHANGE],
+	    count[STEP_WOULD_CHANGE] ? "would change" : "changed",
+	    count[STEP_FAILED] + count[STEP_INTERRUPTED], count[STEP_SKIPPED],
+	    count[STEP_NOT_RUN], (double)duration_ms / 1000.0);
+	event_begin(&e, "run_end");
+	kv_str(&e, "status", status);
+	kv_uint(&e, "ok", count[STEP_OK]);
+	kv_uint(&e, "changed", count[STEP_CHANGED]);
+	kv_uint(&e, "would_change", count[STEP_WOULD_CHANGE]);
+	kv_uint(&e, "failed", count[STEP_FAILED]);
+	kv_uint(&e, "skipped", count[STEP_SKIPPED]);
+	kv_uint(&e, "not_run", count[STEP_NOT_RUN]);
+	kv_uint(&e, "duration_ms", duration_ms);
+	if (run_err->code != SH_OK)
+		kv_str(&e, "error", run_err->msg);
+	event_end(ui, &e);
+}

@@ -1,0 +1,26 @@
+#!/bin/sh
+# tests/deps.sh: installs what building, testing and the demo need on
+# Debian 12. Run as root; does nothing when everything is present. Used by
+# `make check`, `make demo`, `make asan` and .ci/run.
+set -eu
+
+PKGS="build-essential pkg-config libyaml-dev libcurl4-openssl-dev
+libssh2-1-dev libsodium-dev libpq-dev libcmocka-dev openssh-server
+openssh-client sudo iproute2 util-linux procps jq python3 python3-jsonschema
+ca-certificates tar coreutils postgresql-15"
+
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
+		missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "deps.sh: missing packages:$missing (run as root to install)" >&2
+	exit 1
+fi
+echo "deps.sh: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# tests/run.sh: runs the unit tests (cmocka, TAP output) and the
+# integration tests (tests/t*.sh), counts every "ok"/"not ok" line and ends
+# with one line "N passed, N failed". Exit status 0 only when nothing
+# failed and at least one test ran.
+#
+#   tests/run.sh --stagehand ./stagehand --unit-dir build/tests
+#       [--unit-only] [--only PATTERN]
+set -u
+cd "$(dirname "$0")/.."
+
+stagehand=./stagehand
+unit_dir=build/tests
+unit_only=0
+only=""
+while [ $# -gt 0 ]; do
+	case $1 in
+	--stagehand) stagehand=$2; shift 2 ;;
+	--unit-dir) unit_dir=$2; shift 2 ;;
+	--unit-only) unit_only=1; shift ;;
+	--only) only=$2; shift 2 ;;
+	*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+	esac
+done
+export STAGEHAND=$PWD/${stagehand#./}
+case $stagehand in /*) STAGEHAND=$stagehand ;; esac
+export CMOCKA_MESSAGE_OUTPUT=TAP
+
+out=$(mktemp -d /tmp/stagehand-run.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+pass=0
+fail=0
+failed_files=""
+
+count() { # name logfile rc
+	local p f
+	p=$(grep -cE '^ok [0-9]+' "$2" || true)
+	f=$(grep -cE '^not ok [0-9]+' "$2" || true)
+	# A script that died without reporting counts as one failure.
+	if [ "$3" != 0 ] && [ "$f" = 0 ]; then
+		f=1
+		echo "not ok - $1 exited $3 without reporting a failure" >>"$2"
+	fi
+	if [ "$p" = 0 ] && [ "$f" = 0 ]; then
+		f=1
+		echo "not ok - $1 ran no test" >>"$2"
+	fi
+	pass=$((pass + p))
+	fail=$((fail + f))
+	[ "$f" = 0 ] || failed_files="$failed_files $1"
+	printf '%-44s %4d passed %3d failed\n' "$1" "$p" "$f"
+}
+
+run_one() { # name cmd...
+	local name=$1 log rc=0
+	shift
+	log=$out/$(basename "$name").log
+	"$@" >"$log" 2>&1 </dev/null || rc=$?
+	count "$name" "$log" "$rc"
+	if grep -qE '^not ok' "$log"; then
+		grep -E -A40 '^not ok' "$log" | head -n 80 | sed 's/^/    /'
+	fi
+}
+
+for t in "$unit_dir"/test_*; do
+	[ -x "$t" ] || continue
+	case $t in *"$only"*) ;; *) continue ;; esac
+	run_one "$t" "$t"
+done
+
+if [ "$unit_only" = 0 ]; then
+	run_one tests/lint.sh tests/lint.sh
+	for t in tests/t[0-9]*.sh; do
+		case $t in *"$only"*) ;; *) continue ;; esac
+		run_one "$t" bash "$t"
+	done
+fi
+
+[ -z "$failed_files" ] || echo "failed:$failed_files"
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ] && [ "$pass" -gt 0 ]

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Secrets named in the manifest and key material never appear in any
+# output: terminal, NDJSON, results.json, junit.xml, stagehand.env,
+# run.log; and never on argv on the box.
+. "$(dirname "$0")/lib.sh"
+
+box_up "$(box_name se)" || { t_not "test box comes up"; t_done; exit 1; }
+
+secret='pa55-"quoted"-&<x>-$(id)-'"'single'"
+export STAGEHAND_VAR_db_password=$secret
+cat >"$T/s.yml" <<'YML'
+stagehand: 1
+stage: secrets
+secrets: [db_password]
+steps:
+  - name: Use the secret
+    shell: |
+      pw=$(cat <<'SECRET_END'
+      ${db_password}
+      SECRET_END
+      )
+      echo "stdout has $pw"
+      echo "stderr has $pw" >&2
+      ps -eo args > /tmp/ps-during-step
+      printf '%s' "$pw" > /tmp/secret-on-box
+  - name: Fail with the secret in the message
+    shell: echo "failing with ${db_password}" >&2; exit 4
+YML
+key_text=$(cat "$TESTBOX_KEY")
+export BOXKEY=$key_text
+sh_run run "$T/s.yml" -v --target "ssh://$TESTBOX_USER@$TESTBOX_HOST:$TESTBOX_PORT" \
+	--identity-env BOXKEY --known-hosts "$TESTBOX_KNOWN_HOSTS" --report "$T/r"
+t_ok "the run fails at the second step as written" test "$RC" = 1
+t_ok "the secret reached the box intact" \
+	sh -c "test \"\$('$TESTBOX' exec '$TESTBOX_NAME' -- cat /tmp/secret-on-box)\" = \"\$STAGEHAND_VAR_db_password\""
+t_fail "the secret was never on argv on the box" \
+	box_exec grep -qF -- "$secret" /tmp/ps-during-step
+
+sh_run run "$T/s.yml" --json --target "ssh://$TESTBOX_USER@$TESTBOX_HOST:$TESTBOX_PORT" \
+	--identity-env BOXKEY --known-hosts "$TESTBOX_KNOWN_HOSTS" --report "$T/rj"
+cp "$T/out" "$T/json-out"
+
+leaks() { # needle: prints the files that contain it
+	grep -rlF -- "$1" "$T/r" "$T/rj" "$T/json-out" "$T/err" "$T/out" 2>/dev/null
+}
+t_ok "the report holds the redaction marker" grep -q '\*\*\*\*\*\*\*\*' "$T/r/results.json"
+t_fail "the secret is in no output file" leaks "$secret"
+t_fail "no part of the key is in any output" leaks "$(sed -n 2p "$TESTBOX_KEY")"
+t_ok "the NDJSON events parse" sh -c "jq -e . '$T/json-out' >/dev/null"
+
+unset STAGEHAND_VAR_db_password
+sh_run check "$T/s.yml" --var db_password=visible
+t_ok "a secret given with --var is refused" test "$RC" = 2
+t_ok "the refusal says where secrets come from" grep -q 'STAGEHAND_VAR_db_password' "$T/err"
+
+t_done

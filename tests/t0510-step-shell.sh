@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# The shell step kind against the real test box: scripts run, creates /
+# unless / changed_exit_code make a second run report ok, env and cwd
+# apply, the script is never on argv and never reads itself from stdin,
+# plan changes nothing, exit codes fail or pass as configured, and a secret
+# used by a script appears in no output.
+# shellcheck disable=SC2016 # $ in single quotes is for the box's shell
+. "$(dirname "$0")/lib.sh"
+
+box_up "$(box_name sh)" || { t_not "test box comes up"; t_done; exit 1; }
+
+run() { # report-dir manifest [args]
+	local r=$1 m=$2
+	shift 2
+	sh_run run "$m" "${SSH_ARGS[@]}" --report "$T/$r" "$@"
+}
+changed_count() { jr "$T/$1" '[.steps[] | select(.status == "changed")] | length'; }
+status_of() { jr "$T/$1" ".steps[$2].status"; }
+
+# ---- idempotent steps: changed on the first run, ok on the second
+cat >"$T/idem.yml" <<'YML'
+stagehand: 1
+stage: shell-idempotent
+steps:
+  - name: creates guards the script
+    shell:
+      script: mkdir -p /srv/t510 && echo made > /srv/t510/created
+      creates: /srv/t510/created
+  - name: unless guards the script
+    shell:
+      script: echo once >> /srv/t510/unless-log
+      unless: grep -q once /srv/t510/unless-log
+  - name: changed_exit_code tells the change
+    shell:
+      script: |
+        if [ -e /srv/t510/cec ]; then exit 0; fi
+        touch /srv/t510/cec
+        exit 2
+      changed_exit_code: 2
+  - name: env and cwd
+    shell:
+      script: printf '%s|%s' "$GREETING" "$(pwd)" > out.txt
+      env:
+        GREETING: it's "quoted" $HOME \ & done
+      cwd: /srv/t510
+      creates: out.txt
+  - name: another interpreter
+    shell:
+      script: "[[ -n $BASH_VERSION ]] && echo bash > /srv/t510/bash"
+      shell: /bin/bash
+      creates: /srv/t510/bash
+YML
+run r1 "$T/idem.yml"
+t_ok "the first run succeeds" test "$RC" = 0
+t_ok "every step reports changed on the first run" test "$(changed_count r1)" = 5
+t_ok "creates: the script ran" box_exec test -f /srv/t510/created
+t_ok "env values arrive verbatim and cwd is applied" \
+	test "$(box_exec cat /srv/t510/out.txt)" = "it's \"quoted\" \$HOME \\ & done|/srv/t510"
+t_ok "the shell key picks the interpreter" test "$(box_exec cat /srv/t510/bash)" = bash
+
+run r2 "$T/idem.yml"
+t_ok "the second run succeeds" test "$RC" = 0
+t_ok "the second run reports zero changed" test "$(changed_count r2)" = 0
+t_ok "the unless-guarded script ran once" test "$(box_exec cat /srv/t510/unless-log)" = once
+t_ok "a skipped step says what skipped it" \
+	test "$(jr "$T/r2" '.steps[0].details.skipped_by')" = creates
+
+# ---- plan changes nothing
+cat >"$T/plan.yml" <<'YML'
+stagehand: 1
+stage: shell-plan
+steps:
+  - name: guarded, would run
+    shell:
+      script: touch /srv/t510-plan-ran
+      creates: /srv/t510-plan-ran
+  - name: guarded by unless, would run
+    shell:
+      script: touch /srv/t510-plan-ran2
+      unless: test -e /srv/t510-plan-ran2
+  - name: unguarded
+    shell: |
+      # a comment first
+      touch /srv/t510-plan-ran3
+YML
+before=$(box_snapshot)
+sh_run plan "$T/plan.yml" "${SSH_ARGS[@]}" --report "$T/p1"
+after=$(box_snapshot)
+t_ok "plan succeeds" test "$RC" = 0
+t_ok "plan reports would_change for each step" \
+	test "$(jr "$T/p1" '[.steps[] | select(.status == "would_change")] | length')" = 3
+t_ok "plan names the first command line" \
+	test "$(jr "$T/p1" '.steps[2].changes[0]')" = "would run: touch /srv/t510-plan-ran3"
+t_ok "plan changes nothing on the box" test "$before" = "$after"
+
+# ---- what the script sees
+cat >"$T/see.yml" <<'YML'
+stagehand: 1
+stage: shell-sees
+steps:
+  - name: stdin is empty, argv has no script
+    shell: |
+      marker=unique-marker-t0510-$((6 * 7))
+      input=$(cat)
+      printf '[%s]' "$input" > /srv/t510-stdin
+      ps -eo args > /srv/t510-ps
+      echo "to stdout $marker"
+      echo "to stderr" >&2
+YML
+run r3 "$T/see.yml"
+t_ok "the script runs" test "$RC" = 0
+t_ok "the script's stdin is empty (not the script itself)" \
+	test "$(box_exec cat /srv/t510-stdin)" = "[]"
+t_fail "the script text is on no command line" box_exec grep -q 'unique-marker-t0510' /srv/t510-ps
+t_ok "stdout and stderr reach the step output" \
+	sh -c "jq -r '.steps[0].output' '$T/r3/results.json' | grep -q 'to stdout unique-marker-t0510-42' &&
+	       jq -r '.steps[0].output' '$T/r3/results.json' | grep -q 'to stderr'"
+t_ok "the exit status is recorded" test "$(jr "$T/r3" '.steps[0].exit_status')" = 0
+
+# ---- exit codes
+cat >"$T/exit3.yml" <<'YML'
+stagehand: 1
+stage: shell-exit
+steps:
+  - name: exits 3
+    shell: echo "something broke" >&2; exit 3
+YML
+run r4 "$T/exit3.yml"
+t_ok "exit 3 fails the run with exit code 1" test "$RC" = 1
+t_ok "the step is failed" test "$(status_of r4 0)" = failed
+t_ok "the error says exit 3" sh -c "jq -r '.steps[0].error' '$T/r4/results.json' | grep -q 'exit 3'"
+t_ok "the error carries the last output line" \
+	sh -c "jq -r '.steps[0].error' '$T/r4/results.json' | grep -q 'something broke'"
+t_ok "the terminal shows exit 3" grep -q 'exit 3' "$T/out"
+
+cat >"$T/valid.yml" <<'YML'
+stagehand: 1
+stage: shell-valid
+steps:
+  - name: exit 3 is valid
+    shell:
+      script: exit 3
+      valid_exit_codes: [0, 3]
+  - name: exit 0 with a changed_exit_code is ok
+    shell:
+      script: exit 0
+      changed_exit_code: 9
+YML
+run r5 "$T/valid.yml"
+t_ok "valid_exit_codes [0,3] accepts exit 3" test "$RC" = 0
+t_ok "the step with exit 3 did not fail" test "$(status_of r5 0)" = changed
+t_ok "exit 0 with changed_exit_code set is ok" test "$(status_of r5 1)" = ok
+
+cat >"$T/bad.yml" <<'YML'
+stagehand: 1
+stage: shell-bad
+steps:
+  - name: bad env name
+    shell:
+      script: "true"
+      env: { "1X": y }
+YML
+sh_run check "$T/bad.yml"
+t_ok "a bad env name is an invalid manifest" test "$RC" = 65
+t_ok "the error names the position" grep -q 'bad.yml:[0-9]*:[0-9]*:.*env' "$T/err"
+
+# ---- a secret used in a script and in env never shows
+secret='s3cr3t-"x"-$(id)-'"'q'"'-&-\'
+export STAGEHAND_VAR_pw=$secret
+cat >"$T/secret.yml" <<'YML'
+stagehand: 1
+stage: shell-secret
+secrets: [pw]
+steps:
+  - name: uses the secret
+    shell:
+      script: |
+        printf '%s' "$PW" > /srv/t510-secret
+        echo "the secret is $PW"
+        exit 5
+      env: { PW: "${pw}" }
+YML
+run r6 "$T/secret.yml"
+t_ok "the secret step fails as written" test "$RC" = 1
+t_ok "the secret reached the box intact" test "$(box_exec cat /srv/t510-secret)" = "$secret"
+t_fail "the secret is in no report file, stdout or stderr" \
+	grep -rlF -- "$secret" "$T/r6" "$T/out" "$T/err"
+unset STAGEHAND_VAR_pw
+
+t_done
