@@ -24,6 +24,9 @@ enum {
 	OPT_OFFLINE,
 	OPT_JSON,
 	OPT_KEEP_GOING,
+	OPT_FROM,
+	OPT_TRUSTED_KEY,
+	OPT_TIMEOUT,
 };
 
 static const struct option long_opts[] = {
@@ -44,6 +47,9 @@ static const struct option long_opts[] = {
 	{ "offline", no_argument, NULL, OPT_OFFLINE },
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "keep-going", no_argument, NULL, OPT_KEEP_GOING },
+	{ "from", required_argument, NULL, OPT_FROM },
+	{ "trusted-key", required_argument, NULL, OPT_TRUSTED_KEY },
+	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
@@ -61,6 +67,7 @@ static const struct {
 	{ "plan", CLI_PLAN, 1, 1 },
 	{ "check", CLI_CHECK, 1, 1000 },
 	{ "report", CLI_REPORT, 1, 1 },
+	{ "closure", CLI_CLOSURE, 1, 1 },
 };
 
 const char *
@@ -70,6 +77,8 @@ cli_usage(void)
 	       "       stagehand plan MANIFEST [--offline] [options]\n"
 	       "       stagehand check MANIFEST...\n"
 	       "       stagehand report DIR [--json]\n"
+	       "       stagehand closure STOREPATH --from URL... "
+	       "--trusted-key NAME:KEY... [--json]\n"
 	       "\n"
 	       "target:\n"
 	       "  --target ssh://USER@HOST[:PORT]  (or STAGEHAND_TARGET)\n"
@@ -91,6 +100,10 @@ cli_usage(void)
 	       "  --keep-going               run later steps after a failure\n"
 	       "  -v, --verbose / -q, --quiet\n"
 	       "  -h, --help / -V, --version\n"
+	       "closure:\n"
+	       "  --from URL                 binary cache, in order (repeat)\n"
+	       "  --trusted-key NAME:BASE64  public key (repeat)\n"
+	       "  --timeout SECONDS          per request, default 30\n"
 	       "\n"
 	       "exit: 0 ok, 1 step failed, 2 usage, 65 invalid manifest,\n"
 	       "      69 target unreachable, 77 trust failure\n";
@@ -179,6 +192,18 @@ parse_option(int c, const char *arg, struct cli *cli, struct errbuf *err)
 	case OPT_KEEP_GOING:
 		cli->keep_going = true;
 		return 0;
+	case OPT_FROM:
+		strlist_push(&cli->from, arg);
+		return 0;
+	case OPT_TRUSTED_KEY:
+		strlist_push(&cli->trusted_keys, arg);
+		return 0;
+	case OPT_TIMEOUT:
+		if (parse_u64(arg, strlen(arg), 3600, &n) < 0 || n == 0)
+			return err_set(err, SH_ERR_USAGE,
+			    "--timeout: '%s' is not 1..3600 seconds", arg);
+		cli->timeout_s = (unsigned)n;
+		return 0;
 	case 'v':
 		cli->verbosity = cli->verbosity < 0 ? 1 : cli->verbosity + 1;
 		return 0;
@@ -210,7 +235,7 @@ find_command(const char *name, struct cli *cli, size_t *min, size_t *max,
 		}
 	}
 	return err_set(err, SH_ERR_USAGE,
-	    "unknown command '%s' (run, plan, check, report)", name);
+	    "unknown command '%s' (run, plan, check, report, closure)", name);
 }
 
 /* Options that only make sense for some commands are refused elsewhere. */
@@ -219,6 +244,10 @@ check_combination(const struct cli *cli, struct errbuf *err)
 {
 	if (cli->offline && cli->command != CLI_PLAN)
 		return err_set(err, SH_ERR_USAGE, "--offline is for 'plan'");
+	if (cli->command == CLI_CLOSURE &&
+	    (cli->from.n == 0 || cli->trusted_keys.n == 0))
+		return err_set(err, SH_ERR_USAGE,
+		    "closure needs --from URL and --trusted-key NAME:KEY");
 	if (cli->identity_file && cli->identity_env)
 		return err_set(err, SH_ERR_USAGE,
 		    "--identity and --identity-env exclude each other");
@@ -267,6 +296,7 @@ cli_parse(int argc, char **argv, struct cli *cli, struct errbuf *err)
 		return err_set(err, SH_ERR_USAGE, "'%s' takes %s", cli->command_name,
 		    cli->command == CLI_CHECK ? "one or more manifests" :
 		    cli->command == CLI_REPORT ? "one report dir" :
+		    cli->command == CLI_CLOSURE ? "one store path" :
 						 "one manifest");
 	return check_combination(cli, err);
 }
@@ -279,4 +309,6 @@ cli_free(struct cli *cli)
 	strlist_free(&cli->vars);
 	strlist_free(&cli->tags);
 	strlist_free(&cli->skip_tags);
+	strlist_free(&cli->from);
+	strlist_free(&cli->trusted_keys);
 }

@@ -5,6 +5,8 @@
  *   stagehand plan MANIFEST [options]      probe read-only; --offline: render
  *   stagehand check MANIFEST...            validate offline
  *   stagehand report DIR [--json]          summarise a report dir; gate
+ *   stagehand closure PATH --from URL... --trusted-key K... [--json]
+ *                                          resolve and verify a closure
  *
  * cli_parse() never prints: on a bad command line it returns -1 with
  * SH_ERR_USAGE and a message; `--help` and `--version` set cli->help /
@@ -25,6 +27,7 @@ enum cli_command {
 	CLI_PLAN,
 	CLI_CHECK,
 	CLI_REPORT,
+	CLI_CLOSURE,
 };
 
 struct cli {
@@ -43,6 +46,9 @@ struct cli {
 	const char *report_dir;        /* default "stagehand-report" */
 	struct strlist tags;
 	struct strlist skip_tags;
+	struct strlist from;           /* closure: substituter URLs */
+	struct strlist trusted_keys;   /* closure: "name:base64" */
+	unsigned timeout_s;            /* closure: per request; 0 default */
 	const char *start_at;
 	const char *include_root;
 	bool offline;
@@ -56,5 +62,8 @@ struct cli {
 int cli_parse(int argc, char **argv, struct cli *cli, struct errbuf *err);
 void cli_free(struct cli *cli);
 const char *cli_usage(void);
+
+/* `stagehand closure` (closure_cmd.c); returns the exit code. */
+int cmd_closure(const struct cli *cli);
 
 #endif

@@ -132,6 +132,9 @@ load_manifest(const struct cli *cli, const char *path, struct manifest **m,
 		mo.nvars = cv.n;
 		rc = manifest_load(path, &mo, m, err);
 	}
+	/* A manifest or vars file that cannot be read is a bad argument. */
+	if (rc < 0 && err->code == SH_ERR_IO)
+		err->code = SH_ERR_USAGE;
 	cli_vars_free(&cv);
 	strlist_free(&names);
 	return rc;
@@ -451,6 +454,9 @@ main(int argc, char **argv)
 		break;
 	case CLI_REPORT:
 		rc = cmd_report(&cli);
+		break;
+	case CLI_CLOSURE:
+		rc = cmd_closure(&cli);
 		break;
 	case CLI_NONE:
 		rc = EXIT_USAGE;

@@ -86,16 +86,16 @@ pos_err(struct errbuf *err, const char *file, unsigned line, unsigned col,
 
 /* 1-based line and column (in characters) of byte offset off. */
 static void
-offset_pos(const char *data, size_t len, size_t off, unsigned *line,
-    unsigned *col)
+offset_pos(
+    const char *data, size_t len, size_t off, unsigned *line, unsigned *col)
 {
 	size_t l = 1, c = 1;
 
 	for (size_t i = 0; i < off && i < len; i++) {
 		unsigned char ch = (unsigned char)data[i];
 
-		if (ch == '\n' || (ch == '\r' && (i + 1 >= len ||
-		    data[i + 1] != '\n'))) {
+		if (ch == '\n' ||
+		    (ch == '\r' && (i + 1 >= len || data[i + 1] != '\n'))) {
 			l++;
 			c = 1;
 		} else if ((ch & 0xc0) != 0x80 && ch != '\r') {
@@ -113,10 +113,11 @@ utf8_bad_offset(const unsigned char *p, size_t len)
 	size_t i = 0;
 
 	while (i < len) {
-		size_t n = p[i] < 0x80 ? 1 :
-		    (p[i] & 0xe0) == 0xc0 ? 2 :
-		    (p[i] & 0xf0) == 0xe0 ? 3 :
-		    (p[i] & 0xf8) == 0xf0 ? 4 : 0;
+		size_t n = p[i] < 0x80             ? 1
+		           : (p[i] & 0xe0) == 0xc0 ? 2
+		           : (p[i] & 0xf0) == 0xe0 ? 3
+		           : (p[i] & 0xf8) == 0xf0 ? 4
+		                                   : 0;
 
 		if (n == 0 || n > len - i || !utf8_valid(p + i, n))
 			return i;
@@ -135,8 +136,8 @@ check_bytes(const char *file, const char *data, size_t len, size_t max,
 	size_t bad;
 
 	if (len > max)
-		return pos_err(err, file, 1, 1, "file is larger than %zu bytes",
-		    max);
+		return pos_err(
+		    err, file, 1, 1, "file is larger than %zu bytes", max);
 	if (len == 0)
 		return pos_err(err, file, 1, 1, "empty file");
 	nul = memchr(data, '\0', len);
@@ -156,7 +157,7 @@ check_bytes(const char *file, const char *data, size_t len, size_t max,
 /* ====================================================== YAML -> nodes */
 
 struct anchor {
-	char *name; /* owned */
+	char *name;        /* owned */
 	struct node *node; /* borrowed from the tree being built */
 };
 
@@ -173,8 +174,8 @@ struct yp {
 	struct errbuf *err;
 };
 
-static int yp_node(struct yp *yp, yaml_event_t *ev, unsigned depth,
-    struct node **out);
+static int yp_node(
+    struct yp *yp, yaml_event_t *ev, unsigned depth, struct node **out);
 
 static int mark_err(struct yp *yp, yaml_mark_t m, const char *fmt, ...)
     ATTR_PRINTF(3, 4);
@@ -204,9 +205,8 @@ yp_syntax_err(struct yp *yp)
 	if (p->error == YAML_MEMORY_ERROR)
 		problem = "out of memory in the YAML parser";
 	if (p->context != NULL)
-		return pos_err(yp->err, yp->file, line, col,
-		    "%s (%s at %u:%u)", problem, p->context,
-		    to_uint(p->context_mark.line + 1),
+		return pos_err(yp->err, yp->file, line, col, "%s (%s at %u:%u)",
+		    problem, p->context, to_uint(p->context_mark.line + 1),
 		    to_uint(p->context_mark.column + 1));
 	return pos_err(yp->err, yp->file, line, col, "%s", problem);
 }
@@ -239,8 +239,7 @@ yp_tag(struct yp *yp, const yaml_char_t *tag, yaml_mark_t m, bool *is_str)
 			return 0;
 		}
 	}
-	return mark_err(yp, m, "unsupported YAML tag '%s'",
-	    (const char *)tag);
+	return mark_err(yp, m, "unsupported YAML tag '%s'", (const char *)tag);
 }
 
 static struct node *
@@ -249,8 +248,10 @@ yp_alloc(struct yp *yp, enum node_type t, yaml_mark_t m)
 	struct node *n;
 
 	if (++*yp->nodes > MANIFEST_MAX_NODES) {
-		mark_err(yp, m, "more than %u YAML nodes (counting alias "
-		    "expansion)", MANIFEST_MAX_NODES);
+		mark_err(yp, m,
+		    "more than %u YAML nodes (counting alias "
+		    "expansion)",
+		    MANIFEST_MAX_NODES);
 		return NULL;
 	}
 	n = xcalloc(1, sizeof(*n));
@@ -269,8 +270,8 @@ node_append(struct node *n, size_t *cap, struct node *key, struct node *val)
 		*cap = *cap ? *cap * 2 : 4;
 		n->items = xreallocarray(n->items, *cap, sizeof(*n->items));
 		if (n->type == NODE_MAP)
-			n->keys = xreallocarray(n->keys, *cap,
-			    sizeof(*n->keys));
+			n->keys =
+			    xreallocarray(n->keys, *cap, sizeof(*n->keys));
 	}
 	if (n->type == NODE_MAP)
 		n->keys[n->n] = key;
@@ -280,8 +281,9 @@ node_append(struct node *n, size_t *cap, struct node *key, struct node *val)
 static int
 yp_scalar(struct yp *yp, yaml_event_t *ev, struct node **out)
 {
-	const char *v = ev->data.scalar.value != NULL ?
-	    (const char *)ev->data.scalar.value : "";
+	const char *v = ev->data.scalar.value != NULL
+	                    ? (const char *)ev->data.scalar.value
+	                    : "";
 	size_t len = ev->data.scalar.length;
 	struct node *n;
 	bool is_str;
@@ -309,8 +311,8 @@ yp_seq(struct yp *yp, yaml_event_t *ev, unsigned depth, struct node **out)
 	bool is_str;
 	yaml_event_t cev;
 
-	if (yp_tag(yp, ev->data.sequence_start.tag, ev->start_mark,
-	    &is_str) < 0)
+	if (yp_tag(yp, ev->data.sequence_start.tag, ev->start_mark, &is_str) <
+	    0)
 		return -1;
 	if ((n = yp_alloc(yp, NODE_SEQ, ev->start_mark)) == NULL)
 		return -1;
@@ -388,8 +390,8 @@ check_dup_keys(const struct node *map, struct errbuf *err)
 	for (size_t i = 0; i < map->n; i++)
 		v[i] = (struct keyref){ map->keys[i]->str, map->keys[i], i };
 	if (keyref_first_dup(v, map->n, &a, &b))
-		rc = node_err(err, b->n, "duplicate key '%s' (first at line %u)",
-		    b->s, a->n->line);
+		rc = node_err(err, b->n,
+		    "duplicate key '%s' (first at line %u)", b->s, a->n->line);
 	free(v);
 	return rc;
 }
@@ -425,8 +427,7 @@ yp_map(struct yp *yp, yaml_event_t *ev, unsigned depth, struct node **out)
 	bool is_str;
 	yaml_event_t kev;
 
-	if (yp_tag(yp, ev->data.mapping_start.tag, ev->start_mark,
-	    &is_str) < 0)
+	if (yp_tag(yp, ev->data.mapping_start.tag, ev->start_mark, &is_str) < 0)
 		return -1;
 	if ((n = yp_alloc(yp, NODE_MAP, ev->start_mark)) == NULL)
 		return -1;
@@ -452,8 +453,8 @@ fail:
 /* ------------------------------------------------------------ aliases */
 
 static int
-yp_copy(struct yp *yp, const struct node *src, unsigned depth,
-    yaml_mark_t at, struct node **out)
+yp_copy(struct yp *yp, const struct node *src, unsigned depth, yaml_mark_t at,
+    struct node **out)
 {
 	struct node *n;
 	yaml_mark_t m = at;
@@ -471,8 +472,8 @@ yp_copy(struct yp *yp, const struct node *src, unsigned depth,
 		yp->alias_bytes += src->len;
 		if (yp->alias_bytes > ALIAS_MAX_BYTES) {
 			node_free(n);
-			return mark_err(yp, at, "%s",
-			    "aliases expand to too much text");
+			return mark_err(
+			    yp, at, "%s", "aliases expand to too much text");
 		}
 		n->str = xstrndup(src->str, src->len);
 		n->len = src->len;
@@ -486,7 +487,7 @@ yp_copy(struct yp *yp, const struct node *src, unsigned depth,
 		struct node *k = NULL, *v = NULL;
 
 		if ((src->keys != NULL &&
-		    yp_copy(yp, src->keys[i], depth + 1, at, &k) < 0) ||
+		        yp_copy(yp, src->keys[i], depth + 1, at, &k) < 0) ||
 		    yp_copy(yp, src->items[i], depth + 1, at, &v) < 0) {
 			node_free(k);
 			node_free(n);
@@ -532,8 +533,8 @@ yp_anchor(struct yp *yp, yaml_event_t *ev, struct node *n)
 		a = ev->data.mapping_start.anchor;
 	if (a == NULL)
 		return;
-	yp->anchors = xreallocarray(yp->anchors, yp->nanchors + 1,
-	    sizeof(*yp->anchors));
+	yp->anchors =
+	    xreallocarray(yp->anchors, yp->nanchors + 1, sizeof(*yp->anchors));
 	yp->anchors[yp->nanchors].name = xstrdup((const char *)a);
 	yp->anchors[yp->nanchors++].node = n;
 }
@@ -546,8 +547,8 @@ yp_node(struct yp *yp, yaml_event_t *ev, unsigned depth, struct node **out)
 
 	*out = NULL;
 	if (depth > MANIFEST_MAX_DEPTH) {
-		rc = mark_err(yp, ev->start_mark, "nesting deeper than %u levels",
-		    MANIFEST_MAX_DEPTH);
+		rc = mark_err(yp, ev->start_mark,
+		    "nesting deeper than %u levels", MANIFEST_MAX_DEPTH);
 	} else if (ev->type == YAML_SCALAR_EVENT) {
 		rc = yp_scalar(yp, ev, out);
 	} else if (ev->type == YAML_SEQUENCE_START_EVENT) {
@@ -557,7 +558,8 @@ yp_node(struct yp *yp, yaml_event_t *ev, unsigned depth, struct node **out)
 	} else if (ev->type == YAML_ALIAS_EVENT) {
 		rc = yp_alias(yp, ev, depth, out);
 	} else {
-		rc = mark_err(yp, ev->start_mark, "%s", "unexpected YAML event");
+		rc =
+		    mark_err(yp, ev->start_mark, "%s", "unexpected YAML event");
 	}
 	if (rc == 0)
 		yp_anchor(yp, ev, *out);
@@ -577,7 +579,7 @@ yp_expect(struct yp *yp, yaml_event_type_t t, yaml_event_t *ev)
 		pos_err(yp->err, yp->file, 1, 1, "%s",
 		    "no YAML document in file (only comments or blanks)");
 	else if (t == YAML_STREAM_END_EVENT &&
-	    ev->type == YAML_DOCUMENT_START_EVENT)
+	         ev->type == YAML_DOCUMENT_START_EVENT)
 		mark_err(yp, ev->start_mark, "%s",
 		    "multiple YAML documents in one file");
 	else
@@ -627,15 +629,15 @@ yaml_to_tree(const char *file, const char *data, size_t len, size_t *nodes,
 	*root = NULL;
 	memset(&yp, 0, sizeof(yp));
 	if (!yaml_parser_initialize(&yp.parser))
-		return err_set(err, SH_ERR_INTERNAL, "%s: libyaml init failed",
-		    file);
+		return err_set(
+		    err, SH_ERR_INTERNAL, "%s: libyaml init failed", file);
 	yp.file = file;
 	yp.data = data;
 	yp.len = len;
 	yp.nodes = nodes;
 	yp.err = err;
-	yaml_parser_set_input_string(&yp.parser, (const unsigned char *)data,
-	    len);
+	yaml_parser_set_input_string(
+	    &yp.parser, (const unsigned char *)data, len);
 	yaml_parser_set_encoding(&yp.parser, YAML_UTF8_ENCODING);
 	rc = yp_document(&yp, root);
 	for (size_t i = 0; i < yp.nanchors; i++)
@@ -652,9 +654,9 @@ static bool
 is_null(const struct node *n)
 {
 	return n->type == NODE_SCALAR && n->plain &&
-	    (n->len == 0 || strcmp(n->str, "~") == 0 ||
-	    strcmp(n->str, "null") == 0 || strcmp(n->str, "Null") == 0 ||
-	    strcmp(n->str, "NULL") == 0);
+	       (n->len == 0 || strcmp(n->str, "~") == 0 ||
+	           strcmp(n->str, "null") == 0 || strcmp(n->str, "Null") == 0 ||
+	           strcmp(n->str, "NULL") == 0);
 }
 
 static bool
@@ -666,7 +668,7 @@ valid_var_name(const char *s, size_t len)
 		char c = s[i];
 
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '_'))
+		        (c >= '0' && c <= '9') || c == '_'))
 			return false;
 	}
 	return true;
@@ -684,8 +686,8 @@ valid_word(const char *s, bool dash_first)
 		char c = s[i];
 
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-		    c == '-'))
+		        (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+		        c == '-'))
 			return false;
 	}
 	return true;
@@ -749,17 +751,17 @@ struct loader {
 	struct manifest *m;
 	const struct manifest_opts *opts;
 	struct errbuf *err;
-	char *root;             /* owned realpath; NULL: includes refused */
+	char *root; /* owned realpath; NULL: includes refused */
 	size_t nodes;
-	struct strlist chain;   /* realpaths of the files being read */
-	struct strlist names;   /* their display names */
-	struct node **raw;      /* step maps in run order; borrowed */
+	struct strlist chain; /* realpaths of the files being read */
+	struct strlist names; /* their display names */
+	struct node **raw;    /* step maps in run order; borrowed */
 	size_t nraw, capraw;
 	const struct node **defs; /* keys of `vars` entries in files */
 	size_t ndefs;
-	struct source *src;     /* kept for exact error columns */
+	struct source *src; /* kept for exact error columns */
 	size_t nsrc;
-	struct buf *bufs;       /* file contents, owned */
+	struct buf *bufs; /* file contents, owned */
 	size_t nbufs;
 };
 
@@ -818,7 +820,8 @@ apply_file_vars(struct loader *ld, const struct node *vars)
 		if (!valid_var_name(k->str, k->len))
 			return node_err(ld->err, k,
 			    "invalid variable name '%s' (use letters, digits "
-			    "and _, not starting with a digit)", k->str);
+			    "and _, not starting with a digit)",
+			    k->str);
 		if (val->type != NODE_SCALAR)
 			return node_err(ld->err, val,
 			    "variable '%s' must be a scalar, not a %s", k->str,
@@ -828,8 +831,8 @@ apply_file_vars(struct loader *ld, const struct node *vars)
 			    MANIFEST_MAX_VARS);
 		var_assign(v, is_null(val) ? "" : val->str,
 		    xasprintf("%s:%u:%u", k->file, k->line, k->col));
-		ld->defs = xreallocarray(ld->defs, ld->ndefs + 1,
-		    sizeof(*ld->defs));
+		ld->defs =
+		    xreallocarray(ld->defs, ld->ndefs + 1, sizeof(*ld->defs));
 		ld->defs[ld->ndefs++] = k;
 	}
 	return 0;
@@ -847,8 +850,8 @@ apply_secrets(struct loader *ld, const struct node *list)
 		struct var *v;
 
 		if (s->type != NODE_SCALAR || !valid_var_name(s->str, s->len))
-			return node_err(ld->err, s,
-			    "secrets must list variable names");
+			return node_err(
+			    ld->err, s, "secrets must list variable names");
 		if ((v = var_get(ld->m, s->str)) == NULL)
 			return node_err(ld->err, s, "more than %u variables",
 			    MANIFEST_MAX_VARS);
@@ -861,11 +864,11 @@ static int
 push_step(struct loader *ld, struct node *item)
 {
 	if (item->type != NODE_MAP)
-		return node_err(ld->err, item,
-		    "a step must be a map, not a %s", node_type_name(item->type));
+		return node_err(ld->err, item, "a step must be a map, not a %s",
+		    node_type_name(item->type));
 	if (ld->nraw >= MANIFEST_MAX_STEPS)
-		return node_err(ld->err, item, "more than %u steps",
-		    MANIFEST_MAX_STEPS);
+		return node_err(
+		    ld->err, item, "more than %u steps", MANIFEST_MAX_STEPS);
 	if (ld->nraw == ld->capraw) {
 		ld->capraw = ld->capraw ? ld->capraw * 2 : 16;
 		ld->raw = xreallocarray(ld->raw, ld->capraw, sizeof(*ld->raw));
@@ -925,8 +928,10 @@ check_top_keys(struct loader *ld, const struct node *root, bool top)
 	ld->m->version = 1;
 	v = node_get(root, "description");
 	if (v != NULL && v->type != NODE_SCALAR)
-		return node_err(ld->err, v, "'description' must be a scalar, "
-		    "not a %s", node_type_name(v->type));
+		return node_err(ld->err, v,
+		    "'description' must be a scalar, "
+		    "not a %s",
+		    node_type_name(v->type));
 	return 0;
 }
 
@@ -939,7 +944,8 @@ read_stage(struct loader *ld, const struct node *root)
 	if (v == NULL)
 		return node_err(ld->err, root, "missing required key 'stage'");
 	if (v->type != NODE_SCALAR || !valid_word(v->str, false))
-		return node_err(ld->err, v, "'stage' must be a name made of "
+		return node_err(ld->err, v,
+		    "'stage' must be a name made of "
 		    "letters, digits, '_', '.' and '-'");
 	ld->m->stage = xstrdup(v->str);
 	if (node_opt_str(root, "description", &desc, ld->err) < 0)
@@ -970,8 +976,8 @@ process_file(struct loader *ld, struct node *root, bool top)
 
 /* Checks, parses and processes one file's bytes (borrowed). */
 static int
-load_bytes(struct loader *ld, const char *display, const char *data,
-    size_t len, bool top)
+load_bytes(struct loader *ld, const char *display, const char *data, size_t len,
+    bool top)
 {
 	struct manifest *m = ld->m;
 	struct node *root;
@@ -1002,36 +1008,60 @@ read_text(const char *path, const char *display, size_t max, struct buf *out,
 
 	if (stat(path, &st) < 0) {
 		buf_init(out, 0);
-		return err_set(err, SH_ERR_IO, "%s: %s", display,
-		    strerror(errno));
+		return err_set(
+		    err, SH_ERR_IO, "%s: %s", display, strerror(errno));
 	}
 	if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > max) {
 		buf_init(out, 0);
-		return pos_err(err, display, 1, 1,
-		    "file is larger than %zu bytes", max);
+		return pos_err(
+		    err, display, 1, 1, "file is larger than %zu bytes", max);
 	}
 	if (file_read(path, max, out, err) < 0) {
-		if (err->code == SH_ERR_IO && str_has_prefix(err->msg, path))
-			err_set(err, SH_ERR_IO, "%s: %s", display,
-			    err->msg + strlen(path) + 2);
+		/* file_read says "path: why"; we name the file as given. */
+		size_t n = strlen(path);
+		char *why =
+		    xstrdup(strncmp(err->msg, path, n) == 0 &&
+		                    err->msg[n] == ':' && err->msg[n + 1] == ' '
+		                ? err->msg + n + 2
+		                : err->msg);
+
+		err_set(err, SH_ERR_IO, "%s: %s", display, why);
+		free(why);
 		return -1;
 	}
 	return 0;
 }
 
+/*
+ * Reads and loads one file; `at` is the include entry that named it (NULL
+ * for the top file), where a file that cannot be read is reported.
+ */
 static int
-load_file(struct loader *ld, const char *display, const char *real, bool top)
+load_file(struct loader *ld, const char *display, const char *real,
+    const struct node *at)
 {
 	struct buf *b;
 	int rc;
 
 	ld->bufs = xreallocarray(ld->bufs, ld->nbufs + 1, sizeof(*ld->bufs));
 	b = &ld->bufs[ld->nbufs++];
-	if (read_text(real, display, MANIFEST_MAX_BYTES, b, ld->err) < 0)
+	if (read_text(real, display, MANIFEST_MAX_BYTES, b, ld->err) < 0) {
+		size_t n = strlen(display);
+
+		if (at != NULL && ld->err->code == SH_ERR_IO &&
+		    strncmp(ld->err->msg, display, n) == 0 &&
+		    ld->err->msg[n] == ':' && ld->err->msg[n + 1] == ' ') {
+			char *why = xstrdup(ld->err->msg + n + 2);
+
+			node_err(ld->err, at, "cannot include '%s': %s",
+			    at->str, why);
+			free(why);
+		}
 		return -1;
+	}
 	strlist_push(&ld->chain, real);
 	strlist_push(&ld->names, display);
-	rc = load_bytes(ld, display, b->data, b->len, top);
+	rc = load_bytes(ld, display, b->data, b->len, at == NULL);
 	free(ld->chain.v[--ld->chain.n]);
 	free(ld->names.v[--ld->names.n]);
 	return rc;
@@ -1051,10 +1081,11 @@ push_components(struct strlist *parts, const char *p, bool absolute)
 		if ((n == 1 && s[0] == '.') || n == 0) {
 			/* skip */
 		} else if (n == 2 && s[0] == '.' && s[1] == '.' &&
-		    parts->n > 0 && strcmp(parts->v[parts->n - 1], "..") != 0) {
+		           parts->n > 0 &&
+		           strcmp(parts->v[parts->n - 1], "..") != 0) {
 			free(parts->v[--parts->n]);
-		} else if (!(n == 2 && s[0] == '.' && s[1] == '.' &&
-		    absolute && parts->n == 0)) {
+		} else if (!(n == 2 && s[0] == '.' && s[1] == '.' && absolute &&
+		               parts->n == 0)) {
 			strlist_push_owned(parts, xstrndup(s, n));
 		}
 		s += n + (e != NULL);
@@ -1080,8 +1111,8 @@ display_join(const char *from, const char *inc)
 	push_components(&parts, inc, absolute);
 	buf_init(&b, (size_t)-1 / 2);
 	for (size_t i = 0; i < parts.n; i++)
-		(void)buf_addf(&b, "%s%s", i || absolute ? "/" : "",
-		    parts.v[i]);
+		(void)buf_addf(
+		    &b, "%s%s", i || absolute ? "/" : "", parts.v[i]);
 	if (b.len == 0)
 		(void)buf_adds(&b, absolute ? "/" : ".");
 	strlist_free(&parts);
@@ -1114,12 +1145,12 @@ inside_root(const char *root, const char *real)
 	if (strcmp(root, "/") == 0)
 		return true;
 	return strncmp(root, real, n) == 0 &&
-	    (real[n] == '/' || real[n] == '\0');
+	       (real[n] == '/' || real[n] == '\0');
 }
 
 static int
-include_cycle_err(struct loader *ld, const struct node *entry,
-    const char *display)
+include_cycle_err(
+    struct loader *ld, const struct node *entry, const char *display)
 {
 	struct buf b;
 
@@ -1136,12 +1167,13 @@ static int
 include_checks(struct loader *ld, const struct node *entry)
 {
 	if (entry->type != NODE_SCALAR || is_null(entry))
-		return node_err(ld->err, entry,
-		    "an include must be a file name");
+		return node_err(
+		    ld->err, entry, "an include must be a file name");
 	if (ld->root == NULL)
 		return node_err(ld->err, entry,
 		    "include '%s' is not allowed here (manifest read from "
-		    "memory)", entry->str);
+		    "memory)",
+		    entry->str);
 	if (ld->m->files.n >= MANIFEST_MAX_FILES)
 		return node_err(ld->err, entry,
 		    "more than %u manifest files (with includes)",
@@ -1169,11 +1201,12 @@ include_file(struct loader *ld, const struct node *entry)
 	} else if (!inside_root(ld->root, real)) {
 		node_err(ld->err, entry,
 		    "include '%s' resolves to '%s', outside the include root "
-		    "'%s'", entry->str, real, ld->root);
+		    "'%s'",
+		    entry->str, real, ld->root);
 	} else if (strlist_has(&ld->chain, real)) {
 		include_cycle_err(ld, entry, display);
 	} else {
-		rc = load_file(ld, display, real, false);
+		rc = load_file(ld, display, real, entry);
 	}
 	free(display);
 	free(real);
@@ -1222,12 +1255,13 @@ override(struct loader *ld, const char *name, size_t nlen, const char *value,
 		rc = err_set(ld->err, SH_ERR_USAGE,
 		    "%s: invalid variable name '%s'", origin, n);
 	} else if ((v = var_get(ld->m, n)) == NULL) {
-		rc = err_set(ld->err, SH_ERR_USAGE, "%s: more than %u variables",
-		    origin, MANIFEST_MAX_VARS);
+		rc = err_set(ld->err, SH_ERR_USAGE,
+		    "%s: more than %u variables", origin, MANIFEST_MAX_VARS);
 	} else if (v->secret && strcmp(origin, "--var") == 0) {
 		rc = err_set(ld->err, SH_ERR_USAGE,
 		    "secret '%s' must not be given on the command line; use "
-		    "STAGEHAND_VAR_%s or --vars-file", n, n);
+		    "STAGEHAND_VAR_%s or --vars-file",
+		    n, n);
 	} else {
 		var_assign(v, value, xstrdup(origin));
 	}
@@ -1271,7 +1305,7 @@ apply_overrides(struct loader *ld)
 			    v->value == NULL)
 				continue;
 			if (override(ld, v->name, strlen(v->name), v->value,
-			    origin) < 0)
+			        origin) < 0)
 				return -1;
 		}
 		if (pass == 0 && o->env_vars && apply_env(ld) < 0)
@@ -1326,8 +1360,8 @@ static int interp_err(struct loader *ld, const struct node *n, size_t off,
     const char *fmt, ...) ATTR_PRINTF(4, 5);
 
 static int
-interp_err(struct loader *ld, const struct node *n, size_t off,
-    const char *fmt, ...)
+interp_err(
+    struct loader *ld, const struct node *n, size_t off, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -1348,11 +1382,13 @@ interp_ref(struct loader *ld, const struct node *n, size_t i, struct buf *b,
 	const struct var *v;
 
 	if (close == NULL)
-		return interp_err(ld, n, i, "unterminated '${' (write '$${' "
+		return interp_err(ld, n, i,
+		    "unterminated '${' (write '$${' "
 		    "for a literal '${')");
 	nlen = (size_t)(close - name);
 	if (!valid_var_name(name, nlen))
-		return interp_err(ld, n, i, "invalid variable reference "
+		return interp_err(ld, n, i,
+		    "invalid variable reference "
 		    "'${%.*s}' (write '$${' for a literal '${')",
 		    (int)(nlen > 64 ? 64 : nlen), name);
 	v = NULL;
@@ -1361,11 +1397,13 @@ interp_ref(struct loader *ld, const struct node *n, size_t i, struct buf *b,
 		    memcmp(ld->m->vars[k].name, name, nlen) == 0)
 			v = &ld->m->vars[k];
 	if (v == NULL)
-		return interp_err(ld, n, i, "unknown variable '%.*s'",
-		    (int)nlen, name);
+		return interp_err(
+		    ld, n, i, "unknown variable '%.*s'", (int)nlen, name);
 	if (v->value == NULL)
-		return interp_err(ld, n, i, "secret '%.*s' has no value; set "
-		    "STAGEHAND_VAR_%.*s", (int)nlen, name, (int)nlen, name);
+		return interp_err(ld, n, i,
+		    "secret '%.*s' has no value; set "
+		    "STAGEHAND_VAR_%.*s",
+		    (int)nlen, name, (int)nlen, name);
 	*next = (size_t)(close - n->str) + 1;
 	return buf_adds(b, v->value) < 0 ? 1 : 0;
 }
@@ -1394,8 +1432,10 @@ interp_scalar(struct loader *ld, struct node *n)
 		}
 	}
 	if (rc > 0)
-		rc = node_err(ld->err, n, "value longer than %u bytes after "
-		    "interpolation", MANIFEST_MAX_SCALAR);
+		rc = node_err(ld->err, n,
+		    "value longer than %u bytes after "
+		    "interpolation",
+		    MANIFEST_MAX_SCALAR);
 	if (rc == 0) {
 		free(n->str);
 		n->str = buf_detach(&b, &n->len);
@@ -1455,9 +1495,10 @@ step_kind_of(struct loader *ld, const struct node *map,
 		if ((sk = step_kind_find(k->str)) == NULL)
 			return unknown_step_key(ld, k);
 		if (first != NULL)
-			return node_err(ld->err, k, "step has two kinds: '%s' "
-			    "(line %u) and '%s'", first->str, first->line,
-			    k->str);
+			return node_err(ld->err, k,
+			    "step has two kinds: '%s' "
+			    "(line %u) and '%s'",
+			    first->str, first->line, k->str);
 		first = k;
 		*kind = sk;
 		*body = map->items[i];
@@ -1488,8 +1529,7 @@ step_become(struct loader *ld, struct step *st)
 		st->become = b ? xstrdup("root") : NULL;
 		return 0;
 	}
-	if (v->type != NODE_SCALAR || !valid_word(v->str, false) ||
-	    is_null(v))
+	if (v->type != NODE_SCALAR || !valid_word(v->str, false) || is_null(v))
 		return node_err(ld->err, v,
 		    "'become' must be a user name, true (root) or false");
 	st->become = xstrdup(v->str);
@@ -1532,10 +1572,10 @@ word_in(const char *p, size_t len, const char *const *words)
 static int
 when_eval(struct loader *ld, const struct node *v, bool *out)
 {
-	static const char *const yes[] = { "true", "True", "TRUE", "yes",
-		"Yes", "YES", "1", NULL };
-	static const char *const no[] = { "false", "False", "FALSE", "no",
-		"No", "NO", "0", "", NULL };
+	static const char *const yes[] = { "true", "True", "TRUE", "yes", "Yes",
+		"YES", "1", NULL };
+	static const char *const no[] = { "false", "False", "FALSE", "no", "No",
+		"NO", "0", "", NULL };
 	const char *p = v->str, *a, *b;
 	size_t len = v->len, al, bl;
 
@@ -1552,8 +1592,10 @@ when_eval(struct loader *ld, const struct node *v, bool *out)
 		*out = word_in(p, len, yes);
 		return 0;
 	}
-	return node_err(ld->err, v, "cannot evaluate 'when: %s' (expected "
-	    "true, false, yes, no, 1, 0, or A == B, A != B)", v->str);
+	return node_err(ld->err, v,
+	    "cannot evaluate 'when: %s' (expected "
+	    "true, false, yes, no, 1, 0, or A == B, A != B)",
+	    v->str);
 }
 
 static int
@@ -1583,9 +1625,10 @@ step_num(struct loader *ld, const struct node *map, const char *key,
 		return 0;
 	if (v->type != NODE_SCALAR || parse_u64(v->str, v->len, max, &n) < 0 ||
 	    n < min)
-		return node_err(ld->err, v, "'%s' must be a whole number from "
-		    "%llu to %llu", key, (unsigned long long)min,
-		    (unsigned long long)max);
+		return node_err(ld->err, v,
+		    "'%s' must be a whole number from "
+		    "%llu to %llu",
+		    key, (unsigned long long)min, (unsigned long long)max);
 	*out = (unsigned)n;
 	return 0;
 }
@@ -1597,19 +1640,22 @@ step_common(struct loader *ld, struct step *st)
 
 	if (node_req_str(map, "name", &st->name, ld->err) < 0)
 		return -1;
+	if (st->name[0] == '\0')
+		return node_err(ld->err, node_get(map, "name"),
+		    "a step name must not be empty");
 	if (step_become(ld, st) < 0 || step_when(ld, st) < 0)
 		return -1;
 	if (node_opt_strlist(map, "tags", &st->tags, ld->err) < 0)
 		return -1;
 	if (step_num(ld, map, "timeout", 1, STEP_MAX_TIMEOUT_S,
-	    &st->timeout_s) < 0 ||
-	    step_num(ld, map, "retries", 0, STEP_MAX_RETRIES,
-	    &st->retries) < 0 ||
+	        &st->timeout_s) < 0 ||
+	    step_num(ld, map, "retries", 0, STEP_MAX_RETRIES, &st->retries) <
+	        0 ||
 	    step_num(ld, map, "retry_delay", 0, STEP_MAX_TIMEOUT_S,
-	    &st->retry_delay_s) < 0)
+	        &st->retry_delay_s) < 0)
 		return -1;
-	return node_opt_bool(map, "expect_disconnect", &st->expect_disconnect,
-	    ld->err);
+	return node_opt_bool(
+	    map, "expect_disconnect", &st->expect_disconnect, ld->err);
 }
 
 static int
@@ -1648,8 +1694,10 @@ check_dup_names(struct loader *ld)
 		v[i] = (struct keyref){ m->steps[i].name,
 			node_get(m->steps[i].node, "name"), i };
 	if (keyref_first_dup(v, m->nsteps, &a, &b))
-		rc = node_err(ld->err, b->n, "duplicate step name '%s' (first "
-		    "at %s:%u:%u)", b->s, a->n->file, a->n->line, a->n->col);
+		rc = node_err(ld->err, b->n,
+		    "duplicate step name '%s' (first "
+		    "at %s:%u:%u)",
+		    b->s, a->n->file, a->n->line, a->n->col);
 	free(v);
 	return rc;
 }
@@ -1746,8 +1794,8 @@ setup_root(struct loader *ld, const char *path, char **real)
 
 	*real = realpath(path, NULL);
 	if (*real == NULL)
-		return err_set(ld->err, SH_ERR_IO, "%s: %s", path,
-		    strerror(errno));
+		return err_set(
+		    ld->err, SH_ERR_IO, "%s: %s", path, strerror(errno));
 	if (root == NULL) {
 		ld->root = default_root(*real);
 		return 0;
@@ -1773,15 +1821,14 @@ manifest_load(const char *path, const struct manifest_opts *opts,
 	loader_init(&ld, m, opts, err);
 	rc = setup_root(&ld, path, &real);
 	if (rc == 0)
-		rc = load_file(&ld, path, real, true);
+		rc = load_file(&ld, path, real, NULL);
 	free(real);
 	return finish(&ld, rc, out);
 }
 
 int
 manifest_load_mem(const char *name, const char *data, size_t len,
-    const struct manifest_opts *opts, struct manifest **out,
-    struct errbuf *err)
+    const struct manifest_opts *opts, struct manifest **out, struct errbuf *err)
 {
 	struct manifest *m = xcalloc(1, sizeof(*m));
 	struct loader ld;
@@ -1811,8 +1858,8 @@ manifest_free(struct manifest *m)
 	free(m->steps);
 	for (size_t i = 0; i < m->nvars; i++) {
 		if (m->vars[i].value != NULL)
-			explicit_bzero(m->vars[i].value,
-			    strlen(m->vars[i].value));
+			explicit_bzero(
+			    m->vars[i].value, strlen(m->vars[i].value));
 		free(m->vars[i].name);
 		free(m->vars[i].value);
 		free(m->vars[i].origin);
@@ -1853,11 +1900,13 @@ vars_file_entries(const char *path, const struct node *root,
 		const struct node *k = root->keys[i], *v = root->items[i];
 
 		if (!valid_var_name(k->str, k->len))
-			return node_err(err, k, "invalid variable name '%s'",
-			    k->str);
+			return node_err(
+			    err, k, "invalid variable name '%s'", k->str);
 		if (v->type != NODE_SCALAR)
-			return node_err(err, v, "variable '%s' must be a scalar,"
-			    " not a %s", k->str, node_type_name(v->type));
+			return node_err(err, v,
+			    "variable '%s' must be a scalar,"
+			    " not a %s",
+			    k->str, node_type_name(v->type));
 		strlist_push(&out->storage, k->str);
 		out->vars[i].name = out->storage.v[out->storage.n - 1];
 		strlist_push(&out->storage, is_null(v) ? "" : v->str);
@@ -1869,8 +1918,7 @@ vars_file_entries(const char *path, const struct node *root,
 }
 
 int
-manifest_vars_file(const char *path, struct vars_file *out,
-    struct errbuf *err)
+manifest_vars_file(const char *path, struct vars_file *out, struct errbuf *err)
 {
 	struct buf b;
 	struct node *root = NULL;

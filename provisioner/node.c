@@ -55,8 +55,8 @@ node_is_null(const struct node *n)
 	if (n->type != NODE_SCALAR || !n->plain)
 		return false;
 	return n->len == 0 || strcmp(n->str, "~") == 0 ||
-	    strcmp(n->str, "null") == 0 || strcmp(n->str, "Null") == 0 ||
-	    strcmp(n->str, "NULL") == 0;
+	       strcmp(n->str, "null") == 0 || strcmp(n->str, "Null") == 0 ||
+	       strcmp(n->str, "NULL") == 0;
 }
 
 static ptrdiff_t
@@ -96,8 +96,8 @@ key_allowed(const char *key, const char *const *allowed)
 }
 
 int
-node_check_keys(const struct node *map, const char *const *allowed,
-    struct errbuf *err)
+node_check_keys(
+    const struct node *map, const char *const *allowed, struct errbuf *err)
 {
 	struct buf list;
 
@@ -110,8 +110,8 @@ node_check_keys(const struct node *map, const char *const *allowed,
 			continue;
 		buf_init(&list, 512);
 		for (size_t j = 0; allowed[j] != NULL; j++)
-			(void)buf_addf(&list, "%s%s", j ? ", " : "",
-			    allowed[j]);
+			(void)buf_addf(
+			    &list, "%s%s", j ? ", " : "", allowed[j]);
 		node_err(err, k, "unknown key '%s' (expected one of: %s)",
 		    k->str, list.data);
 		buf_release(&list);
@@ -190,10 +190,10 @@ node_opt_str(const struct node *map, const char *key, const char **out,
 static int
 scalar_bool(const struct node *n, bool *out)
 {
-	static const char *const yes[] = { "true", "True", "TRUE", "yes",
-		"Yes", "YES", NULL };
-	static const char *const no[] = { "false", "False", "FALSE", "no",
-		"No", "NO", NULL };
+	static const char *const yes[] = { "true", "True", "TRUE", "yes", "Yes",
+		"YES", NULL };
+	static const char *const no[] = { "false", "False", "FALSE", "no", "No",
+		"NO", NULL };
 
 	if (n->type != NODE_SCALAR || !n->plain)
 		return -1;
@@ -222,8 +222,8 @@ node_as_bool(const struct node *n, bool *out, struct errbuf *err)
 }
 
 int
-node_opt_bool(const struct node *map, const char *key, bool *out,
-    struct errbuf *err)
+node_opt_bool(
+    const struct node *map, const char *key, bool *out, struct errbuf *err)
 {
 	const struct node *v = node_get(map, key);
 
@@ -240,8 +240,8 @@ node_opt_bool(const struct node *map, const char *key, bool *out,
 }
 
 int
-node_as_u64(const struct node *n, uint64_t max, uint64_t *out,
-    struct errbuf *err)
+node_as_u64(
+    const struct node *n, uint64_t max, uint64_t *out, struct errbuf *err)
 {
 	*out = 0;
 	if (n->type != NODE_SCALAR)
@@ -275,8 +275,8 @@ node_opt_u64(const struct node *map, const char *key, uint64_t max,
 }
 
 int
-node_opt_mode(const struct node *map, const char *key, unsigned *out,
-    bool *set, struct errbuf *err)
+node_opt_mode(const struct node *map, const char *key, unsigned *out, bool *set,
+    struct errbuf *err)
 {
 	const struct node *v;
 
@@ -296,8 +296,8 @@ node_opt_mode(const struct node *map, const char *key, unsigned *out,
 }
 
 int
-node_opt_strlist(const struct node *map, const char *key,
-    struct strlist *out, struct errbuf *err)
+node_opt_strlist(const struct node *map, const char *key, struct strlist *out,
+    struct errbuf *err)
 {
 	const struct node *v = node_get(map, key);
 	struct strlist l = { NULL, 0 };
@@ -314,8 +314,8 @@ node_opt_strlist(const struct node *map, const char *key,
 				strlist_free(&l);
 				strlist_free(out);
 				return node_err(err, it,
-				    "'%s' items must be scalars, not a %s",
-				    key, node_type_name(it->type));
+				    "'%s' items must be scalars, not a %s", key,
+				    node_type_name(it->type));
 			}
 			strlist_push(&l, it->str);
 		}

@@ -17,8 +17,9 @@
 #include "ssh.h"
 #include "steps/step.h"
 
-#define BOOTSTRAP "sh -c 'read -r n && s=$(head -c \"$n\") && eval \"$s\"' " \
-		  "stagehand"
+#define BOOTSTRAP                                                              \
+	"sh -c 'read -r n && s=$(head -c \"$n\") && eval \"$s\"' "             \
+	"stagehand"
 /* The local deadline trails the remote `timeout` so that fires first. */
 #define REMOTE_GRACE_S 30
 /* GNU timeout: 124 when it stopped the command, 128+9 after -k. */
@@ -46,7 +47,7 @@ user_name_ok(const char *u)
 	if (*u == '\0' || *u == '-')
 		return false;
 	return strspn(u, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-			 "0123456789._-$") == strlen(u);
+	                 "0123456789._-$") == strlen(u);
 }
 
 static int
@@ -55,8 +56,8 @@ build_cmdline(const struct run_ctx *ctx, const struct remote_cmd *cmd,
 {
 	const char *login = ctx->ssh_opts.user;
 	bool sudo = cmd->become != NULL &&
-	    !(strcmp(cmd->become, "root") == 0 && login != NULL &&
-		strcmp(login, "root") == 0);
+	            !(strcmp(cmd->become, "root") == 0 && login != NULL &&
+	                strcmp(login, "root") == 0);
 
 	if (sudo) {
 		if (!user_name_ok(cmd->become))
@@ -64,7 +65,8 @@ build_cmdline(const struct run_ctx *ctx, const struct remote_cmd *cmd,
 			    "become: bad user name '%s'", cmd->become);
 		/* -n: fail at once rather than prompt for a password. */
 		if (buf_adds(line, "sudo -n -u ") < 0 ||
-		    sh_quote(line, cmd->become) < 0 || buf_adds(line, " -- ") < 0)
+		    sh_quote(line, cmd->become) < 0 ||
+		    buf_adds(line, " -- ") < 0)
 			goto long_;
 	}
 	if (cmd->timeout_s > 0 &&
@@ -86,10 +88,11 @@ build_stdin(const struct remote_cmd *cmd, struct buf *in, struct errbuf *err)
 	if (buf_addf(in, "%zu\n", slen) < 0 ||
 	    buf_add(in, cmd->script, slen) < 0 ||
 	    (cmd->payload != NULL &&
-		buf_add(in, cmd->payload, cmd->payload_len) < 0))
+	        buf_add(in, cmd->payload, cmd->payload_len) < 0))
 		return err_set(err, SH_ERR_STEP,
 		    "script and payload exceed %u bytes; stream large data "
-		    "from a file instead", REMOTE_SCRIPT_MAX);
+		    "from a file instead",
+		    REMOTE_SCRIPT_MAX);
 	return 0;
 }
 
@@ -115,6 +118,8 @@ remote_run(struct run_ctx *ctx, const struct remote_cmd *cmd,
 	int rc = -1;
 
 	remote_out_init(out);
+	if (cmd->script == NULL)
+		return err_set(err, SH_ERR_INTERNAL, "remote_run: no script");
 	buf_init(&line, 4096);
 	buf_init(&in, REMOTE_SCRIPT_MAX + 32);
 	if (build_cmdline(ctx, cmd, &line, err) < 0 ||
@@ -129,8 +134,8 @@ remote_run(struct run_ctx *ctx, const struct remote_cmd *cmd,
 	io.out = &out->out;
 	io.err = &out->err;
 	if (cmd->timeout_s > 0)
-		io.deadline_ms = t0 +
-		    ((uint64_t)cmd->timeout_s + REMOTE_GRACE_S) * 1000u;
+		io.deadline_ms =
+		    t0 + ((uint64_t)cmd->timeout_s + REMOTE_GRACE_S) * 1000u;
 	if (ssh_exec(conn, line.data, &io, &ex, err) < 0) {
 		if (err->code == SH_ERR_TIMEOUT)
 			err_set(err, SH_ERR_TIMEOUT, "timed out after %u s",
@@ -156,8 +161,9 @@ last_line(const struct buf *b, struct buf *line)
 {
 	size_t end = b->len, start;
 
-	while (end > 0 && (b->data[end - 1] == '\n' || b->data[end - 1] == '\r'
-			      || b->data[end - 1] == ' '))
+	while (
+	    end > 0 && (b->data[end - 1] == '\n' || b->data[end - 1] == '\r' ||
+	                   b->data[end - 1] == ' '))
 		end--;
 	start = end;
 	while (start > 0 && b->data[start - 1] != '\n')
@@ -180,8 +186,8 @@ remote_step(struct run_ctx *ctx, const struct step *step,
 	int rc;
 
 	cmd->become = step->become;
-	cmd->timeout_s = step->timeout_s ? step->timeout_s :
-					   STEP_DEFAULT_TIMEOUT_S;
+	cmd->timeout_s =
+	    step->timeout_s ? step->timeout_s : STEP_DEFAULT_TIMEOUT_S;
 	rc = remote_run(ctx, cmd, out, err);
 	step_result_output(res, out->out.data, out->out.len);
 	step_result_output(res, out->err.data, out->err.len);

@@ -363,6 +363,66 @@ json_run_header(struct json *j, const struct report_run *r)
 	jkstr(j, r->redact, "description", m->description);
 }
 
+/* The stage's closure: the last closure step that got as far as
+ * resolving one (a stage normally has a single closure step). */
+static const struct step_closure *
+last_closure(const struct report_run *r, const char **step_name)
+{
+	for (size_t i = r->manifest->nsteps; i-- > 0;) {
+		if (r->results[i].closure != NULL) {
+			*step_name = r->manifest->steps[i].name;
+			return r->results[i].closure;
+		}
+	}
+	return NULL;
+}
+
+static void
+json_closure_path(
+    struct json *j, const struct redact *rd, const struct step_closure_path *p)
+{
+	json_object_begin(j);
+	jkstr(j, rd, "path", p->path);
+	jkstr(j, rd, "nar_hash", p->nar_hash);
+	jkuint(j, "nar_size", p->nar_size);
+	jkstr(j, rd, "signer", p->signer);
+	jkstr(j, rd, "substituter", p->substituter);
+	json_object_end(j);
+}
+
+static void
+json_closure(struct json *j, const struct report_run *r)
+{
+	const char *step = NULL;
+	const struct step_closure *cl = last_closure(r, &step);
+
+	json_key(j, "closure");
+	if (cl == NULL) {
+		json_null(j);
+		return;
+	}
+	json_object_begin(j);
+	jkstr(j, r->redact, "step", step);
+	jkstr(j, r->redact, "root", cl->root);
+	jkstr(j, r->redact, "system", cl->system);
+	jkstr(j, r->redact, "profile", cl->profile);
+	jkuint(j, "path_count", cl->n);
+	jkuint(j, "nar_size", cl->nar_size);
+	jkuint(j, "file_size", cl->file_size);
+	jkuint(j, "paths_missing", cl->paths_missing);
+	jkuint(j, "bytes_missing", cl->bytes_missing);
+	json_key(j, "generation_before");
+	json_int(j, cl->generation_before);
+	json_key(j, "generation_after");
+	json_int(j, cl->generation_after);
+	json_key(j, "paths");
+	json_array_begin(j);
+	for (size_t i = 0; i < cl->n; i++)
+		json_closure_path(j, r->redact, &cl->paths[i]);
+	json_array_end(j);
+	json_object_end(j);
+}
+
 static int
 build_results(
     const struct report_run *r, const struct counts *c, struct buf *out)
@@ -387,8 +447,7 @@ build_results(
 	for (size_t i = 0; i < r->manifest->nsteps; i++)
 		json_step(&j, r, i);
 	json_array_end(&j);
-	json_key(&j, "closure");
-	json_null(&j);
+	json_closure(&j, r);
 	json_object_end(&j);
 	return json_finish(&j);
 }
@@ -730,6 +789,15 @@ first_failed_step(const struct report_run *r)
 	return "";
 }
 
+static const char *
+closure_root(const struct report_run *r)
+{
+	const char *step;
+	const struct step_closure *cl = last_closure(r, &step);
+
+	return cl != NULL && cl->root != NULL ? cl->root : "";
+}
+
 static int
 build_env(const struct report_run *r, const struct counts *c,
     const char *absdir, struct buf *out)
@@ -752,7 +820,7 @@ build_env(const struct report_run *r, const struct counts *c,
 	rc |= env_var(out, rd, "STAGEHAND_REPORT_DIR", absdir);
 	rc |= env_var(out, rd, "STAGEHAND_TARGET_SYSTEM", f ? f->system : NULL);
 	rc |= env_var(out, rd, "STAGEHAND_BOOT_ID", f ? f->boot_id : NULL);
-	rc |= env_var(out, rd, "STAGEHAND_CLOSURE_ROOT", "");
+	rc |= env_var(out, rd, "STAGEHAND_CLOSURE_ROOT", closure_root(r));
 	return rc < 0 ? -1 : 0;
 }
 

@@ -42,27 +42,27 @@
 
 /* known_hosts files beyond this are refused rather than half read. */
 #define KNOWN_HOSTS_MAX_BYTES (16u << 20)
-#define POLL_SLICE_MS 500   /* longest sleep between checks */
-#define IO_CHUNK 65536      /* bytes per channel read / stdin read */
-#define CLOSE_WAIT_MS 2000  /* closing a channel or session */
+#define POLL_SLICE_MS 500  /* longest sleep between checks */
+#define IO_CHUNK 65536     /* bytes per channel read / stdin read */
+#define CLOSE_WAIT_MS 5000 /* closing a channel or session */
 
 struct ssh_conn {
 	const struct ssh_opts *opts; /* borrowed */
 	unsigned port;
-	unsigned timeout_s;          /* connect, handshake, auth */
+	unsigned timeout_s; /* connect, handshake, auth */
 	unsigned keepalive_s;
-	char *where;                 /* owned: "host" or "[host]:port" */
-	int sock;                    /* owned; -1 when not connected */
-	LIBSSH2_SESSION *session;    /* owned; NULL when not connected */
-	struct buf key;              /* owned, wiped: key text; empty: agent */
-	char *key_origin;            /* owned: names the key in messages */
-	struct buf fp;               /* host key "SHA256:..", first connect */
-	const char *key_type;        /* static: "ssh-ed25519" */
-	bool accepted;               /* the host key was taken as new */
-	bool dead;                   /* transport broke: only reconnect helps */
-	char *lost;                  /* owned: why it is dead, or NULL */
+	char *where;              /* owned: "host" or "[host]:port" */
+	int sock;                 /* owned; -1 when not connected */
+	LIBSSH2_SESSION *session; /* owned; NULL when not connected */
+	struct buf key;           /* owned, wiped: key text; empty: agent */
+	char *key_origin;         /* owned: names the key in messages */
+	struct buf fp;            /* host key "SHA256:..", first connect */
+	const char *key_type;     /* static: "ssh-ed25519" */
+	bool accepted;            /* the host key was taken as new */
+	bool dead;                /* transport broke: only reconnect helps */
+	char *lost;               /* owned: why it is dead, or NULL */
 	unsigned reconnects;
-	bool lib;                    /* libssh2_init() succeeded */
+	bool lib; /* libssh2_init() succeeded */
 };
 
 /* Host key types, in order of preference when nothing says otherwise. */
@@ -139,8 +139,8 @@ name_ok(const char *p, size_t len, const char *also_bad)
 
 /* Splits "host", "host:port", "[v6]" or "[v6]:port"; NULL or the problem. */
 static const char *
-split_hostport(const char *h, const char **host, size_t *hostlen,
-    const char **port)
+split_hostport(
+    const char *h, const char **host, size_t *hostlen, const char **port)
 {
 	const char *colon;
 
@@ -172,8 +172,8 @@ split_hostport(const char *h, const char **host, size_t *hostlen,
 }
 
 int
-ssh_target_parse(const char *s, char **user, char **host, unsigned *port,
-    struct errbuf *err)
+ssh_target_parse(
+    const char *s, char **user, char **host, unsigned *port, struct errbuf *err)
 {
 	const char *p, *at, *h, *portp, *why;
 	size_t hlen;
@@ -193,8 +193,8 @@ ssh_target_parse(const char *s, char **user, char **host, unsigned *port,
 	why = split_hostport(at + 1, &h, &hlen, &portp);
 	if (why != NULL)
 		return target_err(err, s, why);
-	if (portp != NULL && (parse_u64(portp, strlen(portp), 65535, &v) < 0 ||
-				 v == 0))
+	if (portp != NULL &&
+	    (parse_u64(portp, strlen(portp), 65535, &v) < 0 || v == 0))
 		return target_err(err, s, "port must be a number in 1..65535");
 	*user = xstrndup(p, (size_t)(at - p));
 	*host = xstrndup(h, hlen);
@@ -212,8 +212,8 @@ key_from_env(struct ssh_conn *c, const char *name, struct errbuf *err)
 
 	c->key_origin = xasprintf("environment variable %s", name);
 	if (v == NULL)
-		return err_set(err, SH_ERR_USAGE, "%s is not set",
-		    c->key_origin);
+		return err_set(
+		    err, SH_ERR_USAGE, "%s is not set", c->key_origin);
 	if (len == 0)
 		return err_set(err, SH_ERR_USAGE, "%s is empty", c->key_origin);
 	if (buf_add(&c->key, v, len) < 0)
@@ -251,13 +251,14 @@ pin_check(const char *pin, struct errbuf *err)
 	while (n > 0 && pin[n - 1] == '=')
 		n--;
 	if (n != 43 || strspn(pin, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmn"
-				   "opqrstuvwxyz0123456789+/") != n)
+	                           "opqrstuvwxyz0123456789+/") != n)
 		goto bad;
 	return 0;
 bad:
 	return err_set(err, SH_ERR_USAGE,
 	    "host key pin '%s' is not a SHA256 fingerprint (want SHA256: and "
-	    "43 base64 characters, as ssh-keygen -l prints it)", pin);
+	    "43 base64 characters, as ssh-keygen -l prints it)",
+	    pin);
 }
 
 static bool
@@ -278,7 +279,7 @@ addr_name(const struct addrinfo *ai)
 	char host[NI_MAXHOST], serv[NI_MAXSERV];
 
 	if (getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof(host), serv,
-		sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+	        sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV) != 0)
 		return xstrdup("?");
 	if (ai->ai_family == AF_INET6)
 		return xasprintf("[%s]:%s", host, serv);
@@ -299,8 +300,7 @@ sock_tune(const struct ssh_conn *c, int fd)
 }
 
 static int
-tcp_wait(const struct ssh_conn *c, int fd, const char *name,
-    struct errbuf *err)
+tcp_wait(const struct ssh_conn *c, int fd, const char *name, struct errbuf *err)
 {
 	uint64_t end = now_ms() + (uint64_t)c->timeout_s * 1000u;
 	int soerr = 0;
@@ -318,8 +318,9 @@ tcp_wait(const struct ssh_conn *c, int fd, const char *name,
 			return err_set(err, SH_ERR_UNREACHABLE,
 			    "connect %s: timed out after %u s", name,
 			    c->timeout_s);
-		n = poll(&pfd, 1, (int)(end - now > POLL_SLICE_MS ?
-			POLL_SLICE_MS : end - now));
+		n = poll(&pfd, 1,
+		    (int)(end - now > POLL_SLICE_MS ? POLL_SLICE_MS
+		                                    : end - now));
 		if (n > 0)
 			break;
 		if (n < 0 && errno != EINTR)
@@ -336,14 +337,13 @@ tcp_wait(const struct ssh_conn *c, int fd, const char *name,
 
 /* Returns the connected socket, or -1. */
 static int
-tcp_try(const struct ssh_conn *c, const struct addrinfo *ai,
-    struct errbuf *err)
+tcp_try(const struct ssh_conn *c, const struct addrinfo *ai, struct errbuf *err)
 {
 	char *name = addr_name(ai);
 	int fd, rc = -1;
 
-	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
-		SOCK_CLOEXEC, ai->ai_protocol);
+	fd = socket(ai->ai_family,
+	    ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
 	if (fd < 0) {
 		err_set(err, SH_ERR_UNREACHABLE, "connect %s: socket: %s", name,
 		    strerror(errno));
@@ -402,8 +402,8 @@ struct known {
 	char *path;             /* owned; NULL when there is none */
 	size_t *line;           /* owned: file line of each entry, in order */
 	size_t n;
-	bool has[NTYPES];       /* entries of hostkey_types[i] for the host */
-	bool any;               /* any of has[] */
+	bool has[NTYPES]; /* entries of hostkey_types[i] for the host */
+	bool any;         /* any of has[] */
 };
 
 static void
@@ -445,8 +445,8 @@ known_parse(struct known *k, const char *p, size_t len)
 		size_t ll = nl != NULL ? (size_t)(nl - p) + 1 : len;
 
 		lineno++;
-		if (libssh2_knownhost_readline(k->kh, p, ll,
-			LIBSSH2_KNOWNHOST_FILE_OPENSSH) == 0)
+		if (libssh2_knownhost_readline(
+		        k->kh, p, ll, LIBSSH2_KNOWNHOST_FILE_OPENSSH) == 0)
 			known_note(k, &last, lineno);
 		p += ll;
 		len -= ll;
@@ -462,8 +462,8 @@ known_load(struct ssh_conn *c, struct known *k, struct errbuf *err)
 
 	k->kh = libssh2_knownhost_init(c->session);
 	if (k->kh == NULL)
-		return err_set(err, SH_ERR_INTERNAL,
-		    "libssh2_knownhost_init failed");
+		return err_set(
+		    err, SH_ERR_INTERNAL, "libssh2_knownhost_init failed");
 	if (c->opts->known_hosts != NULL)
 		k->path = xstrdup(c->opts->known_hosts);
 	else if (home != NULL && *home != '\0')
@@ -484,9 +484,10 @@ static int
 known_check(const struct ssh_conn *c, const struct known *k, const char *key,
     size_t keylen, int keybits, struct libssh2_knownhost **ext)
 {
-	return libssh2_knownhost_checkp(k->kh, c->opts->host, (int)c->port,
-	    key, keylen,
-	    LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW | keybits,
+	return libssh2_knownhost_checkp(k->kh, c->opts->host, (int)c->port, key,
+	    keylen,
+	    LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
+	        keybits,
 	    ext);
 }
 
@@ -499,7 +500,7 @@ known_types(const struct ssh_conn *c, struct known *k)
 {
 	for (size_t i = 0; i < NTYPES; i++)
 		k->has[i] = known_check(c, k, "", 1, hostkey_types[i].known,
-				NULL) == LIBSSH2_KNOWNHOST_CHECK_MISMATCH;
+		                NULL) == LIBSSH2_KNOWNHOST_CHECK_MISMATCH;
 }
 
 /* The types known for the host, comma separated, into b. */
@@ -558,8 +559,8 @@ hostkey_prefs(struct ssh_conn *c, struct known *k, struct errbuf *err)
 		known_type_list(k, true, &pref);
 		known_type_list(k, false, &pref);
 	}
-	if (rc == 0 && libssh2_session_method_pref(c->session,
-			   LIBSSH2_METHOD_HOSTKEY, pref.data) != 0)
+	if (rc == 0 && libssh2_session_method_pref(
+	                   c->session, LIBSSH2_METHOD_HOSTKEY, pref.data) != 0)
 		rc = err_set(err, SH_ERR_INTERNAL,
 		    "host key preference '%s': %s", pref.data,
 		    last_error(c->session));
@@ -578,8 +579,8 @@ other_type_known(const struct ssh_conn *c, const struct known *k,
 	known_type_list(k, true, &types);
 	err_set(err, SH_ERR_TRUST,
 	    "host key for %s is %s (%s), but %s lists only %s for it (if the "
-	    "host was rebuilt, remove those entries)", c->where, t->name, fp,
-	    k->path, types.data);
+	    "host was rebuilt, remove those entries)",
+	    c->where, t->name, fp, k->path, types.data);
 	buf_release(&types);
 	return -1;
 }
@@ -599,8 +600,8 @@ check_known(struct ssh_conn *c, const struct known *k, const char *key,
 		return err_set(err, SH_ERR_TRUST,
 		    "host key for %s has changed: it is now %s (%s); "
 		    "offending entry in %s:%zu (if the host was rebuilt, "
-		    "remove that entry)", c->where, fp, t->name, file,
-		    known_line(k, ext));
+		    "remove that entry)",
+		    c->where, fp, t->name, file, known_line(k, ext));
 	case LIBSSH2_KNOWNHOST_CHECK_NOTFOUND:
 		if (k->any)
 			return other_type_known(c, k, t, fp, err);
@@ -611,7 +612,8 @@ check_known(struct ssh_conn *c, const struct known *k, const char *key,
 		return err_set(err, SH_ERR_TRUST,
 		    "unknown host key %s (%s) for %s, not in %s (pass "
 		    "--accept-new-host-key to trust it, or "
-		    "--known-hosts/--host-key)", fp, t->name, c->where, file);
+		    "--known-hosts/--host-key)",
+		    fp, t->name, c->where, file);
 	default:
 		return err_set(err, SH_ERR_TRUST,
 		    "cannot check the host key of %s: %s", c->where,
@@ -631,7 +633,8 @@ check_fp(struct ssh_conn *c, const struct known *k, const char *key,
 			return 0;
 		return err_set(err, SH_ERR_TRUST,
 		    "host key mismatch for %s on reconnect: expected %s, "
-		    "got %s", c->where, c->fp.data, fp);
+		    "got %s",
+		    c->where, c->fp.data, fp);
 	}
 	if (pin != NULL) {
 		if (pin_matches(pin, fp))
@@ -701,8 +704,10 @@ auth_fail(struct ssh_conn *c, int rc, struct errbuf *err)
 		    "authentication as %s refused (publickey)", user);
 	case LIBSSH2_ERROR_FILE:
 	case LIBSSH2_ERROR_METHOD_NOT_SUPPORTED:
-		return err_set(err, SH_ERR_USAGE, "%s: libssh2 cannot use the "
-		    "key: %s", c->key_origin, last_error(c->session));
+		return err_set(err, SH_ERR_USAGE,
+		    "%s: libssh2 cannot use the "
+		    "key: %s",
+		    c->key_origin, last_error(c->session));
 	case LIBSSH2_ERROR_TIMEOUT:
 		return err_set(err, SH_ERR_UNREACHABLE,
 		    "authentication as %s at %s: timed out after %u s", user,
@@ -721,11 +726,11 @@ agent_try(struct ssh_conn *c, LIBSSH2_AGENT *a, struct errbuf *err)
 	unsigned tried = 0, skipped = 0;
 
 	if (libssh2_agent_list_identities(a) != 0)
-		return err_set(err, SH_ERR_TRUST, "ssh-agent: %s",
-		    last_error(c->session));
+		return err_set(
+		    err, SH_ERR_TRUST, "ssh-agent: %s", last_error(c->session));
 	while (libssh2_agent_get_identity(a, &id, prev) == 0) {
-		enum sshkey_kind kind = sshkey_blob_kind(id->blob,
-		    id->blob_len);
+		enum sshkey_kind kind =
+		    sshkey_blob_kind(id->blob, id->blob_len);
 
 		prev = id;
 		if (kind == SSHKEY_RSA || kind == SSHKEY_DSA) {
@@ -738,9 +743,11 @@ agent_try(struct ssh_conn *c, LIBSSH2_AGENT *a, struct errbuf *err)
 	}
 	return err_set(err, SH_ERR_TRUST,
 	    "authentication as %s refused (publickey; %u ssh-agent key(s) "
-	    "tried%s)", c->opts->user, tried,
+	    "tried%s)",
+	    c->opts->user, tried,
 	    skipped ? "; RSA/DSA keys skipped: libssh2 1.10 cannot sign with "
-		      "rsa-sha2, use an ed25519 key" : "");
+	              "rsa-sha2, use an ed25519 key"
+	            : "");
 }
 
 static int
@@ -750,8 +757,8 @@ auth_agent(struct ssh_conn *c, struct errbuf *err)
 	int rc;
 
 	if (a == NULL)
-		return err_set(err, SH_ERR_INTERNAL,
-		    "libssh2_agent_init failed");
+		return err_set(
+		    err, SH_ERR_INTERNAL, "libssh2_agent_init failed");
 	if (getenv("SSH_AUTH_SOCK") == NULL || libssh2_agent_connect(a) != 0) {
 		rc = err_set(err, SH_ERR_USAGE,
 		    "no identity given and no ssh-agent to ask (SSH_AUTH_SOCK "
@@ -777,16 +784,18 @@ auth(struct ssh_conn *c, struct errbuf *err)
 	if (methods == NULL) {
 		if (libssh2_userauth_authenticated(c->session))
 			return 0;
-		return auth_fail(c, libssh2_session_last_errno(c->session),
-		    err);
+		return auth_fail(
+		    c, libssh2_session_last_errno(c->session), err);
 	}
 	if (!method_listed(methods, "publickey"))
-		return err_set(err, SH_ERR_TRUST, "authentication as %s "
-		    "refused: the server offers only %s", user, methods);
+		return err_set(err, SH_ERR_TRUST,
+		    "authentication as %s "
+		    "refused: the server offers only %s",
+		    user, methods);
 	if (c->key.len == 0)
 		return auth_agent(c, err);
-	rc = libssh2_userauth_publickey_frommemory(c->session, user, ulen,
-	    NULL, 0, c->key.data, c->key.len, NULL);
+	rc = libssh2_userauth_publickey_frommemory(
+	    c->session, user, ulen, NULL, 0, c->key.data, c->key.len, NULL);
 	return rc == 0 ? 0 : auth_fail(c, rc, err);
 }
 
@@ -799,8 +808,8 @@ conn_teardown(struct ssh_conn *c)
 		libssh2_session_set_blocking(c->session, 1);
 		libssh2_session_set_timeout(c->session, CLOSE_WAIT_MS);
 		if (!c->dead)
-			(void)libssh2_session_disconnect(c->session,
-			    "stagehand done");
+			(void)libssh2_session_disconnect(
+			    c->session, "stagehand done");
 		(void)libssh2_session_free(c->session);
 		c->session = NULL;
 	}
@@ -860,8 +869,8 @@ out:
 }
 
 int
-ssh_connect(const struct ssh_opts *opts, struct ssh_conn **out,
-    struct errbuf *err)
+ssh_connect(
+    const struct ssh_opts *opts, struct ssh_conn **out, struct errbuf *err)
 {
 	struct ssh_conn *c = xcalloc(1, sizeof(*c));
 	int rc = -1;
@@ -870,16 +879,17 @@ ssh_connect(const struct ssh_opts *opts, struct ssh_conn **out,
 	c->opts = opts;
 	c->sock = -1;
 	c->port = opts->port ? opts->port : 22;
-	c->timeout_s = opts->connect_timeout_s ? opts->connect_timeout_s :
-						 SSH_CONNECT_TIMEOUT_S;
-	c->keepalive_s = opts->keepalive_s ? opts->keepalive_s :
-					     SSH_KEEPALIVE_S;
-	c->where = c->port == 22 ? xstrdup(opts->host) :
-				   xasprintf("[%s]:%u", opts->host, c->port);
+	c->timeout_s = opts->connect_timeout_s ? opts->connect_timeout_s
+	                                       : SSH_CONNECT_TIMEOUT_S;
+	c->keepalive_s =
+	    opts->keepalive_s ? opts->keepalive_s : SSH_KEEPALIVE_S;
+	c->where = c->port == 22 ? xstrdup(opts->host)
+	                         : xasprintf("[%s]:%u", opts->host, c->port);
 	buf_init(&c->key, SSH_KEY_MAX_BYTES);
 	buf_init(&c->fp, 128);
 	/* Everything that can be checked offline is, before any packet. */
-	if (opts->host_key_pin != NULL && pin_check(opts->host_key_pin, err) < 0)
+	if (opts->host_key_pin != NULL &&
+	    pin_check(opts->host_key_pin, err) < 0)
 		goto out;
 	if (opts->identity_env != NULL)
 		rc = key_from_env(c, opts->identity_env, err);
@@ -914,20 +924,20 @@ enum pend {
 struct xfer {
 	struct ssh_conn *c;
 	LIBSSH2_SESSION *s;
-	LIBSSH2_CHANNEL *ch;   /* owned */
+	LIBSSH2_CHANNEL *ch; /* owned */
 	struct ssh_io *io;
 	struct ssh_exit *exit;
-	const char *data;      /* the rest of io->stdin_data */
+	const char *data; /* the rest of io->stdin_data */
 	size_t data_left;
-	char *chunk;           /* owned: bytes read from stdin_fd */
+	char *chunk; /* owned: bytes read from stdin_fd */
 	size_t chunk_off, chunk_len;
-	bool fd_eof;           /* stdin_fd exhausted, or none */
-	bool in_done;          /* EOF sent, or the remote end closed */
-	bool closed;           /* the remote end closed the channel */
-	bool want_out;         /* waiting for the socket to be writable */
-	bool progress;         /* this round moved some bytes */
+	bool fd_eof;   /* stdin_fd exhausted, or none */
+	bool in_done;  /* EOF sent, or the remote end closed */
+	bool closed;   /* the remote end closed the channel */
+	bool want_out; /* waiting for the socket to be writable */
+	bool progress; /* this round moved some bytes */
 	enum pend pend;
-	char *rbuf;            /* owned: IO_CHUNK bytes */
+	char *rbuf; /* owned: IO_CHUNK bytes */
 };
 
 static bool
@@ -943,8 +953,8 @@ static bool
 channel_only_error(int rc)
 {
 	return rc == LIBSSH2_ERROR_CHANNEL_FAILURE ||
-	    rc == LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED ||
-	    rc == LIBSSH2_ERROR_CHANNEL_OUTOFORDER;
+	       rc == LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED ||
+	       rc == LIBSSH2_ERROR_CHANNEL_OUTOFORDER;
 }
 
 /* Marks the session unusable; takes why (owned). */
@@ -966,13 +976,13 @@ xfer_lost(struct xfer *x, int rc, struct errbuf *err)
 		    c->where, last_error(x->s));
 	if (rc == LIBSSH2_ERROR_SOCKET_RECV ||
 	    rc == LIBSSH2_ERROR_SOCKET_DISCONNECT)
-		conn_dead(c, xasprintf("connection to %s closed or reset",
-		    c->where));
+		conn_dead(
+		    c, xasprintf("connection to %s closed or reset", c->where));
 	else if (rc == LIBSSH2_ERROR_SOCKET_SEND)
 		conn_dead(c, xasprintf("sending to %s failed", c->where));
 	else
-		conn_dead(c, xasprintf("%s (libssh2 error %d)",
-		    last_error(x->s), rc));
+		conn_dead(c,
+		    xasprintf("%s (libssh2 error %d)", last_error(x->s), rc));
 	return err_set(err, SH_ERR_SSH, "session lost: %s", c->lost);
 }
 
@@ -990,7 +1000,7 @@ static bool
 xfer_need_fd(const struct xfer *x)
 {
 	return x->ch != NULL && !x->in_done && x->pend == PEND_NONE &&
-	    x->data_left == 0 && x->chunk_off == x->chunk_len && !x->fd_eof;
+	       x->data_left == 0 && x->chunk_off == x->chunk_len && !x->fd_eof;
 }
 
 static int
@@ -999,9 +1009,9 @@ xfer_timeout_ms(const struct xfer *x)
 	uint64_t ms = POLL_SLICE_MS, now = now_ms();
 
 	if (x->io->deadline_ms != 0)
-		ms = x->io->deadline_ms <= now ? 0 :
-		    x->io->deadline_ms - now < ms ? x->io->deadline_ms - now :
-						    ms;
+		ms = x->io->deadline_ms <= now       ? 0
+		     : x->io->deadline_ms - now < ms ? x->io->deadline_ms - now
+		                                     : ms;
 	return (int)ms;
 }
 
@@ -1025,17 +1035,28 @@ xfer_wait(struct xfer *x, struct errbuf *err)
 	}
 	rc = poll(pfd, n, xfer_timeout_ms(x));
 	if (rc < 0 && errno != EINTR)
-		return err_set(err, SH_ERR_INTERNAL, "poll: %s",
-		    strerror(errno));
+		return err_set(
+		    err, SH_ERR_INTERNAL, "poll: %s", strerror(errno));
 	if (rc == 0 && x->pend == PEND_NONE && sock_writable(x->c)) {
 		int next = 0;
 
 		/* Idle: the keepalive cannot split (the socket has room). */
 		if (libssh2_keepalive_send(x->s, &next) != 0)
-			return xfer_lost(x, libssh2_session_last_errno(x->s),
-			    err);
+			return xfer_lost(
+			    x, libssh2_session_last_errno(x->s), err);
 	}
 	return 0;
+}
+
+/* Giving up half way through opening leaves libssh2 mid-request. */
+static int
+open_abandoned(struct xfer *x)
+{
+	if (!x->c->dead)
+		conn_dead(x->c, xasprintf("a channel to %s was abandoned "
+		                          "while opening",
+		                    x->c->where));
+	return -1;
 }
 
 static int
@@ -1048,12 +1069,12 @@ xfer_open(struct xfer *x, const char *command, struct errbuf *err)
 		if (rc != LIBSSH2_ERROR_EAGAIN)
 			return xfer_lost(x, rc, err);
 		if (xfer_check(x, err) < 0 || xfer_wait(x, err) < 0)
-			return -1;
+			return open_abandoned(x);
 	}
-	while ((rc = libssh2_channel_exec(x->ch, command)) ==
-	    LIBSSH2_ERROR_EAGAIN)
+	while (
+	    (rc = libssh2_channel_exec(x->ch, command)) == LIBSSH2_ERROR_EAGAIN)
 		if (xfer_check(x, err) < 0 || xfer_wait(x, err) < 0)
-			return -1;
+			return open_abandoned(x);
 	if (rc < 0)
 		return xfer_lost(x, rc, err);
 	return 0;
@@ -1072,8 +1093,10 @@ in_refill(struct xfer *x, struct errbuf *err)
 	if (r < 0 && (errno == EINTR || errno == EAGAIN))
 		return 0;
 	if (r < 0)
-		return err_set(err, SH_ERR_IO, "reading the command's stdin: "
-		    "%s", strerror(errno));
+		return err_set(err, SH_ERR_IO,
+		    "reading the command's stdin: "
+		    "%s",
+		    strerror(errno));
 	x->progress = true;
 	x->chunk_off = 0;
 	x->chunk_len = (size_t)r;
@@ -1122,8 +1145,9 @@ in_send_eof(struct xfer *x, struct errbuf *err)
 	}
 	rc = libssh2_channel_send_eof(x->ch);
 	if (rc == LIBSSH2_ERROR_EAGAIN) {
-		if (x->pend == PEND_EOF || (libssh2_session_block_directions(
-		    x->s) & LIBSSH2_SESSION_BLOCK_OUTBOUND))
+		if (x->pend == PEND_EOF ||
+		    (libssh2_session_block_directions(x->s) &
+		        LIBSSH2_SESSION_BLOCK_OUTBOUND))
 			x->pend = PEND_EOF;
 		return 0;
 	}
@@ -1139,7 +1163,7 @@ static int
 xfer_stdin(struct xfer *x, struct errbuf *err)
 {
 	while (!x->in_done && (x->pend == PEND_NONE || x->pend == PEND_WRITE ||
-				  x->pend == PEND_EOF)) {
+	                          x->pend == PEND_EOF)) {
 		const char *p;
 		size_t n;
 		ssize_t w;
@@ -1155,7 +1179,7 @@ xfer_stdin(struct xfer *x, struct errbuf *err)
 			/* Sticky: a later partial send may not set the bit. */
 			if (x->pend == PEND_WRITE ||
 			    (libssh2_session_block_directions(x->s) &
-				LIBSSH2_SESSION_BLOCK_OUTBOUND))
+			        LIBSSH2_SESSION_BLOCK_OUTBOUND))
 				x->pend = PEND_WRITE;
 			return 0;
 		}
@@ -1200,8 +1224,10 @@ sink(struct xfer *x, int stream, const char *p, size_t n, struct errbuf *err)
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0)
-			return err_set(err, SH_ERR_IO, "writing the command's "
-			    "stdout: %s", strerror(errno));
+			return err_set(err, SH_ERR_IO,
+			    "writing the command's "
+			    "stdout: %s",
+			    strerror(errno));
 		p += w;
 		n -= (size_t)w;
 	}
@@ -1231,8 +1257,8 @@ read_stream(struct xfer *x, int stream, struct errbuf *err)
 		}
 		n = libssh2_channel_read_ex(x->ch, stream, x->rbuf, IO_CHUNK);
 		if (n == LIBSSH2_ERROR_EAGAIN) {
-			x->pend = adj && read_adjusts(x) ? PEND_READ :
-							   PEND_NONE;
+			x->pend =
+			    adj && read_adjusts(x) ? PEND_READ : PEND_NONE;
 			return 0;
 		}
 		if (n < 0)
@@ -1291,8 +1317,9 @@ xfer_exit(struct xfer *x)
 	size_t siglen = 0;
 
 	x->exit->status = libssh2_channel_get_exit_status(x->ch);
-	if (libssh2_channel_get_exit_signal(x->ch, &sig, &siglen, NULL, NULL,
-		NULL, NULL) == 0 && sig != NULL) {
+	if (libssh2_channel_get_exit_signal(
+	        x->ch, &sig, &siglen, NULL, NULL, NULL, NULL) == 0 &&
+	    sig != NULL) {
 		if (siglen >= sizeof(x->exit->signal))
 			siglen = sizeof(x->exit->signal) - 1;
 		memcpy(x->exit->signal, sig, siglen);
@@ -1303,32 +1330,93 @@ xfer_exit(struct xfer *x)
 		libssh2_free(x->s, sig);
 }
 
+static void
+wait_sock(const struct xfer *x, bool out)
+{
+	struct pollfd pfd = { x->c->sock, POLLIN, 0 };
+
+	if (out || (libssh2_session_block_directions(x->s) &
+	               LIBSSH2_SESSION_BLOCK_OUTBOUND))
+		pfd.events |= POLLOUT;
+	(void)poll(&pfd, 1, 100);
+}
+
+/* Finishes a half-sent packet (see the top of the file) before closing. */
+static bool
+xfer_flush(struct xfer *x, uint64_t end)
+{
+	while (x->pend != PEND_NONE && now_ms() < end) {
+		const char *p = NULL;
+		size_t n = 0;
+		ssize_t r;
+
+		if (x->pend == PEND_WRITE && in_next(x, &p, &n, NULL) == 0 &&
+		    n > 0)
+			r = libssh2_channel_write(x->ch, p, n);
+		else if (x->pend == PEND_EOF)
+			r = libssh2_channel_send_eof(x->ch);
+		else
+			r = libssh2_channel_read_ex(
+			    x->ch, 0, x->rbuf, IO_CHUNK);
+		if (r == LIBSSH2_ERROR_EAGAIN &&
+		    (x->pend != PEND_READ || read_adjusts(x))) {
+			wait_sock(x, true);
+			continue;
+		}
+		if (r < 0 && r != LIBSSH2_ERROR_EAGAIN)
+			return false;
+		x->pend = PEND_NONE;
+	}
+	return x->pend == PEND_NONE;
+}
+
 /*
- * Closes and frees the channel within CLOSE_WAIT_MS. A packet still half
- * sent, or a channel that will not close, leaves the session unusable.
+ * libssh2_channel_free() sends CLOSE and then waits for one more packet
+ * from the server. When the command is still running (a timeout or an
+ * interruption), sshd sends nothing until it exits, so a keepalive, which
+ * asks for a reply, provides that packet. libssh2 never reuses a channel
+ * id, so what sshd sends later for this channel is dropped.
+ */
+static bool
+chan_free(struct xfer *x, uint64_t end)
+{
+	int rc;
+
+	while (!sock_writable(x->c)) {
+		if (now_ms() >= end)
+			return false;
+		wait_sock(x, true);
+	}
+	libssh2_keepalive_config(x->s, 1, 2);
+	while ((rc = libssh2_channel_free(x->ch)) == LIBSSH2_ERROR_EAGAIN &&
+	       now_ms() < end) {
+		int next = 0;
+
+		if (sock_writable(x->c))
+			(void)libssh2_keepalive_send(x->s, &next);
+		wait_sock(x, false);
+	}
+	libssh2_keepalive_config(x->s, 1, x->c->keepalive_s);
+	if (rc == 0)
+		x->ch = NULL;
+	return rc == 0;
+}
+
+/*
+ * Closes and frees the channel within CLOSE_WAIT_MS. A packet that stays
+ * half sent, or a channel that will not close, leaves the session unusable.
  */
 static void
 xfer_release(struct xfer *x)
 {
 	uint64_t end = now_ms() + CLOSE_WAIT_MS;
-	int rc;
 
-	if (x->ch != NULL && x->pend == PEND_NONE && !x->c->dead) {
-		while ((rc = libssh2_channel_free(x->ch)) ==
-		    LIBSSH2_ERROR_EAGAIN && now_ms() < end) {
-			struct pollfd pfd = { x->c->sock, POLLIN, 0 };
-
-			if (libssh2_session_block_directions(x->s) &
-			    LIBSSH2_SESSION_BLOCK_OUTBOUND)
-				pfd.events |= POLLOUT;
-			(void)poll(&pfd, 1, 100);
-		}
-		if (rc == 0)
-			x->ch = NULL;
-	}
+	if (x->ch != NULL && !x->c->dead && xfer_flush(x, end))
+		(void)chan_free(x, end);
 	if (x->ch != NULL && !x->c->dead)
 		conn_dead(x->c, xasprintf("a channel to %s could not be "
-		    "closed", x->c->where));
+		                          "closed",
+		                    x->c->where));
 	free(x->chunk);
 	free(x->rbuf);
 }
@@ -1411,8 +1499,9 @@ ssh_reconnect(struct ssh_conn *c, struct errbuf *err)
 			break;
 	}
 	i = i < SSH_RECONNECT_TRIES ? i + 1 : SSH_RECONNECT_TRIES;
-	return err_prefix(err, "reconnect to %s failed after %u attempt%s: ",
-	    c->where, i, i == 1 ? "" : "s");
+	return err_prefix(err,
+	    "reconnect to %s failed after %u attempt%s: ", c->where, i,
+	    i == 1 ? "" : "s");
 }
 
 void

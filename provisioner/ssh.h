@@ -11,7 +11,9 @@
  * libssh2 otherwise picks ECDSA and a known_hosts file holding only an
  * ed25519 entry would never match. An unknown host is refused (SH_ERR_TRUST)
  * unless accept_new_host_key is set, in which case ssh_host_key_accepted()
- * says so and the run records it. A mismatch is always refused.
+ * says so and the run records it; no file is written. A mismatch is always
+ * refused, and so is a key of a type the file does not list for a host it
+ * lists other key types for.
  *
  * Authentication: the key text from the environment variable named by
  * identity_env, or identity_file, or the ssh-agent. Key text is held in
@@ -19,7 +21,11 @@
  * explains why (libssh2 1.10 cannot sign rsa-sha2, which OpenSSH 8.8+
  * requires) and suggests ed25519.
  *
- * Errors: SH_ERR_USAGE (bad target string, missing key file),
+ * Everything that can be checked offline is checked before connecting:
+ * the pin's format, the key file or variable, and the key itself.
+ *
+ * Errors: SH_ERR_USAGE (bad target string, malformed pin, missing or
+ * unusable key: RSA/DSA, passphrase-protected; no key and no agent),
  * SH_ERR_UNREACHABLE (resolve/connect/handshake failed: exit 69),
  * SH_ERR_TRUST (host key or authentication refused: exit 77),
  * SH_ERR_SSH (the session broke mid-command; reconnect and maybe retry),

@@ -32,7 +32,7 @@ rd_u32(struct rd *r, uint32_t *v)
 	if (r->left < 4)
 		return -1;
 	*v = (uint32_t)r->p[0] << 24 | (uint32_t)r->p[1] << 16 |
-	    (uint32_t)r->p[2] << 8 | (uint32_t)r->p[3];
+	     (uint32_t)r->p[2] << 8 | (uint32_t)r->p[3];
 	r->p += 4;
 	r->left -= 4;
 	return 0;
@@ -113,7 +113,7 @@ pem_body(const char *text, size_t len, const char *begin, const char *end,
 	cap = (size_t)(e - b);
 	*bin = xmalloc(cap + 1);
 	if (sodium_base642bin(*bin, cap + 1, b, (size_t)(e - b), " \t\r\n",
-		binlen, NULL, sodium_base64_VARIANT_ORIGINAL) != 0) {
+	        binlen, NULL, sodium_base64_VARIANT_ORIGINAL) != 0) {
 		sodium_memzero(*bin, cap + 1);
 		free(*bin);
 		*bin = NULL;
@@ -173,7 +173,8 @@ out:
 static int
 inspect_pkcs8(const char *text, size_t len, struct sshkey_info *out)
 {
-	static const char rsa[] = "\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01";
+	static const char rsa[] =
+	    "\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01";
 	static const char ec[] = "\x06\x07\x2a\x86\x48\xce\x3d\x02\x01";
 	static const char ed[] = "\x06\x03\x2b\x65\x70";
 	static const char dsa[] = "\x06\x07\x2a\x86\x48\xce\x38\x04\x01";
@@ -181,7 +182,7 @@ inspect_pkcs8(const char *text, size_t len, struct sshkey_info *out)
 	size_t binlen;
 
 	if (pem_body(text, len, "-----BEGIN PRIVATE KEY-----",
-		"-----END PRIVATE KEY-----", &bin, &binlen) < 0)
+	        "-----END PRIVATE KEY-----", &bin, &binlen) < 0)
 		return -1;
 	if (memmem(bin, binlen, rsa, sizeof(rsa) - 1))
 		out->kind = SSHKEY_RSA;
@@ -227,8 +228,8 @@ sshkey_inspect(const char *text, size_t len, struct sshkey_info *out)
 }
 
 int
-sshkey_check(const char *text, size_t len, const char *origin,
-    struct errbuf *err)
+sshkey_check(
+    const char *text, size_t len, const char *origin, struct errbuf *err)
 {
 	struct sshkey_info ki;
 
@@ -241,15 +242,18 @@ sshkey_check(const char *text, size_t len, const char *origin,
 		    "%s: RSA keys cannot be used: libssh2 1.10 signs only "
 		    "with ssh-rsa (SHA-1), which OpenSSH 8.8 and later refuse; "
 		    "use an ed25519 key (ssh-keygen -t ed25519; with Packer, "
-		    "set temporary_key_pair_type = \"ed25519\")", origin);
+		    "set temporary_key_pair_type = \"ed25519\")",
+		    origin);
 	case SSHKEY_DSA:
 		return err_set(err, SH_ERR_USAGE,
 		    "%s: DSA keys are refused by OpenSSH 7.0 and later; use an "
-		    "ed25519 key (ssh-keygen -t ed25519)", origin);
+		    "ed25519 key (ssh-keygen -t ed25519)",
+		    origin);
 	case SSHKEY_OTHER:
 		return err_set(err, SH_ERR_USAGE,
 		    "%s: key type %s is not supported; use an ed25519 or "
-		    "ECDSA key", origin, ki.type);
+		    "ECDSA key",
+		    origin, ki.type);
 	case SSHKEY_UNKNOWN:
 	case SSHKEY_ED25519:
 	case SSHKEY_ECDSA:
@@ -259,15 +263,16 @@ sshkey_check(const char *text, size_t len, const char *origin,
 		return err_set(err, SH_ERR_USAGE,
 		    "%s: the key is protected by a passphrase, which stagehand "
 		    "does not support; add it to ssh-agent instead, or use a "
-		    "key without a passphrase", origin);
+		    "key without a passphrase",
+		    origin);
 	return 0;
 }
 
 int
 sshkey_fingerprint(const unsigned char *digest, size_t len, struct buf *out)
 {
-	char b64[sodium_base64_ENCODED_LEN(32,
-	    sodium_base64_VARIANT_ORIGINAL_NO_PADDING)];
+	char b64[sodium_base64_ENCODED_LEN(
+	    32, sodium_base64_VARIANT_ORIGINAL_NO_PADDING)];
 
 	if (len != 32)
 		return -1;

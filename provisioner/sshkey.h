@@ -33,18 +33,18 @@ enum sshkey_kind {
 
 struct sshkey_info {
 	enum sshkey_kind kind;
-	int encrypted;  /* protected by a passphrase */
-	char type[64];  /* "ssh-ed25519", "RSA (PEM)", ...; "" if unknown */
+	int encrypted; /* protected by a passphrase */
+	char type[64]; /* "ssh-ed25519", "RSA (PEM)", ...; "" if unknown */
 };
 
 /* Classifies key text of len bytes. Returns -1 when it is no key. */
 int sshkey_inspect(const char *text, size_t len, struct sshkey_info *out);
 /* sshkey_inspect() plus the refusals described above. */
-int sshkey_check(const char *text, size_t len, const char *origin,
-    struct errbuf *err);
+int sshkey_check(
+    const char *text, size_t len, const char *origin, struct errbuf *err);
 /* Appends "SHA256:<base64 without padding>" of digest (32 bytes) to out. */
-int sshkey_fingerprint(const unsigned char *digest, size_t len,
-    struct buf *out);
+int sshkey_fingerprint(
+    const unsigned char *digest, size_t len, struct buf *out);
 enum sshkey_kind sshkey_blob_kind(const unsigned char *blob, size_t len);
 
 #endif

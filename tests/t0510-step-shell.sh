@@ -9,6 +9,13 @@
 
 box_up "$(box_name sh)" || { t_not "test box comes up"; t_done; exit 1; }
 
+# rc_is N: the last sh_run exited N; otherwise show its output.
+rc_is() {
+	[ "$RC" = "$1" ] && return 0
+	echo "exit $RC, wanted $1"
+	cat "$T/out" "$T/err"
+	return 1
+}
 run() { # report-dir manifest [args]
 	local r=$1 m=$2
 	shift 2
@@ -51,7 +58,7 @@ steps:
       creates: /srv/t510/bash
 YML
 run r1 "$T/idem.yml"
-t_ok "the first run succeeds" test "$RC" = 0
+t_ok "the first run succeeds" rc_is 0
 t_ok "every step reports changed on the first run" test "$(changed_count r1)" = 5
 t_ok "creates: the script ran" box_exec test -f /srv/t510/created
 t_ok "env values arrive verbatim and cwd is applied" \
@@ -59,7 +66,7 @@ t_ok "env values arrive verbatim and cwd is applied" \
 t_ok "the shell key picks the interpreter" test "$(box_exec cat /srv/t510/bash)" = bash
 
 run r2 "$T/idem.yml"
-t_ok "the second run succeeds" test "$RC" = 0
+t_ok "the second run succeeds" rc_is 0
 t_ok "the second run reports zero changed" test "$(changed_count r2)" = 0
 t_ok "the unless-guarded script ran once" test "$(box_exec cat /srv/t510/unless-log)" = once
 t_ok "a skipped step says what skipped it" \
@@ -86,7 +93,7 @@ YML
 before=$(box_snapshot)
 sh_run plan "$T/plan.yml" "${SSH_ARGS[@]}" --report "$T/p1"
 after=$(box_snapshot)
-t_ok "plan succeeds" test "$RC" = 0
+t_ok "plan succeeds" rc_is 0
 t_ok "plan reports would_change for each step" \
 	test "$(jr "$T/p1" '[.steps[] | select(.status == "would_change")] | length')" = 3
 t_ok "plan names the first command line" \
@@ -108,7 +115,7 @@ steps:
       echo "to stderr" >&2
 YML
 run r3 "$T/see.yml"
-t_ok "the script runs" test "$RC" = 0
+t_ok "the script runs" rc_is 0
 t_ok "the script's stdin is empty (not the script itself)" \
 	test "$(box_exec cat /srv/t510-stdin)" = "[]"
 t_fail "the script text is on no command line" box_exec grep -q 'unique-marker-t0510' /srv/t510-ps
@@ -126,7 +133,7 @@ steps:
     shell: echo "something broke" >&2; exit 3
 YML
 run r4 "$T/exit3.yml"
-t_ok "exit 3 fails the run with exit code 1" test "$RC" = 1
+t_ok "exit 3 fails the run with exit code 1" rc_is 1
 t_ok "the step is failed" test "$(status_of r4 0)" = failed
 t_ok "the error says exit 3" sh -c "jq -r '.steps[0].error' '$T/r4/results.json' | grep -q 'exit 3'"
 t_ok "the error carries the last output line" \
@@ -147,7 +154,7 @@ steps:
       changed_exit_code: 9
 YML
 run r5 "$T/valid.yml"
-t_ok "valid_exit_codes [0,3] accepts exit 3" test "$RC" = 0
+t_ok "valid_exit_codes [0,3] accepts exit 3" rc_is 0
 t_ok "the step with exit 3 did not fail" test "$(status_of r5 0)" = changed
 t_ok "exit 0 with changed_exit_code set is ok" test "$(status_of r5 1)" = ok
 
@@ -161,7 +168,7 @@ steps:
       env: { "1X": y }
 YML
 sh_run check "$T/bad.yml"
-t_ok "a bad env name is an invalid manifest" test "$RC" = 65
+t_ok "a bad env name is an invalid manifest" rc_is 65
 t_ok "the error names the position" grep -q 'bad.yml:[0-9]*:[0-9]*:.*env' "$T/err"
 
 # ---- a secret used in a script and in env never shows
@@ -181,7 +188,7 @@ steps:
       env: { PW: "${pw}" }
 YML
 run r6 "$T/secret.yml"
-t_ok "the secret step fails as written" test "$RC" = 1
+t_ok "the secret step fails as written" rc_is 1
 t_ok "the secret reached the box intact" test "$(box_exec cat /srv/t510-secret)" = "$secret"
 t_fail "the secret is in no report file, stdout or stderr" \
 	grep -rlF -- "$secret" "$T/r6" "$T/out" "$T/err"

@@ -8,6 +8,13 @@
 
 box_up "$(box_name ud)" || { t_not "test box comes up"; t_done; exit 1; }
 
+# rc_is N: the last sh_run exited N; otherwise show its output.
+rc_is() {
+	[ "$RC" = "$1" ] && return 0
+	echo "exit $RC, wanted $1"
+	cat "$T/out" "$T/err"
+	return 1
+}
 run() { # report-dir manifest [args]
 	local r=$1 m=$2
 	shift 2
@@ -63,12 +70,12 @@ YML
 before=$(box_snapshot)
 sh_run plan "$T/m/up.yml" "${SSH_ARGS[@]}" --report "$T/p1"
 after=$(box_snapshot)
-t_ok "plan succeeds" test "$RC" = 0
+t_ok "plan succeeds" rc_is 0
 t_ok "plan reports every step as would_change" test "$(count p1 would_change)" = 6
 t_ok "plan changes nothing on the box" test "$before" = "$after"
 
 run r1 "$T/m/up.yml"
-t_ok "the first upload run succeeds" test "$RC" = 0
+t_ok "the first upload run succeeds" rc_is 0
 t_ok "every step reports changed on the first run" test "$(count r1 changed)" = 6
 t_ok "the file with spaces arrived intact" \
 	test "$(box_sha "/srv/t520/with space/app conf's.conf")" = "$(local_sha "$T/m/files/app conf's.conf")"
@@ -93,7 +100,7 @@ t_ok "no temp files are left behind" \
 	test -z "$(box_exec find /srv/t520 -name '.stagehand*')"
 
 run r2 "$T/m/up.yml"
-t_ok "the second upload run succeeds" test "$RC" = 0
+t_ok "the second upload run succeeds" rc_is 0
 t_ok "the second run reports zero changed" test "$(count r2 changed)" = 0
 
 sh_run plan "$T/m/up.yml" "${SSH_ARGS[@]}" --report "$T/p2"
@@ -106,7 +113,7 @@ t_fail "the secret is in no report file, stdout or stderr" \
 box_exec chmod 0644 /srv/t520/big.bin
 box_exec sh -c 'echo tampered >> "/srv/t520/tree/sub dir/two words"'
 run r3 "$T/m/up.yml"
-t_ok "drift is repaired" test "$RC" = 0
+t_ok "drift is repaired" rc_is 0
 t_ok "only the drifted steps report changed" test "$(count r3 changed)" = 2
 t_ok "a mode drift is reported as a mode change" \
 	sh -c "jq -r '.steps[3].changes[]' '$T/r3/results.json' | grep -qx 'mode /srv/t520/big.bin: 644 -> 600'"
@@ -124,7 +131,7 @@ steps:
     upload: { content: "x", dest: /srv/t520-missing/x }
 YML
 run r4 "$T/m/bad.yml"
-t_ok "an upload into a missing directory fails" test "$RC" = 1
+t_ok "an upload into a missing directory fails" rc_is 1
 t_ok "the error names the directory" \
 	sh -c "jq -r '.steps[0].error' '$T/r4/results.json' | grep -q '/srv/t520-missing/'"
 
@@ -136,7 +143,7 @@ steps:
     upload: { src: files/nope, dest: /srv/x }
 YML
 sh_run check "$T/m/nosrc.yml"
-t_ok "a missing src is an invalid manifest" test "$RC" = 65
+t_ok "a missing src is an invalid manifest" rc_is 65
 t_ok "the error has the position and the path" grep -q 'nosrc.yml:[0-9]*:[0-9]*: .*files/nope' "$T/err"
 
 # ---- download, relative to the working directory

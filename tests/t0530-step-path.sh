@@ -7,6 +7,13 @@
 
 box_up "$(box_name pa)" || { t_not "test box comes up"; t_done; exit 1; }
 
+# rc_is N: the last sh_run exited N; otherwise show its output.
+rc_is() {
+	[ "$RC" = "$1" ] && return 0
+	echo "exit $RC, wanted $1"
+	cat "$T/out" "$T/err"
+	return 1
+}
 run() { # report-dir manifest [args]
 	local r=$1 m=$2
 	shift 2
@@ -44,14 +51,14 @@ YML
 before=$(box_snapshot)
 sh_run plan "$T/p.yml" "${SSH_ARGS[@]}" --report "$T/p1"
 after=$(box_snapshot)
-t_ok "plan succeeds" test "$RC" = 0
+t_ok "plan succeeds" rc_is 0
 t_ok "plan reports every step as would_change" test "$(count p1 would_change)" = 8
 t_ok "plan lists the changes it would make" \
 	sh -c "jq -r '.steps[0].changes[]' '$T/p1/results.json' | grep -qx 'create directory /srv/t530/new dir/sub'"
 t_ok "plan changes nothing on the box" test "$before" = "$after"
 
 run r1 "$T/p.yml"
-t_ok "the first run succeeds" test "$RC" = 0
+t_ok "the first run succeeds" rc_is 0
 t_ok "every step reports changed on the first run" test "$(count r1 changed)" = 8
 t_ok "the directory exists with its attributes" \
 	test "$(bstat '%F %a %U %G' "/srv/t530/new dir/sub")" = "directory 750 nobody nogroup"
@@ -66,7 +73,7 @@ t_ok "ownership is recursive" \
 t_ok "a set-gid mode is kept after the group change" test "$(bstat %a /srv/t530/sgid)" = 2775
 
 run r2 "$T/p.yml"
-t_ok "the second run succeeds" test "$RC" = 0
+t_ok "the second run succeeds" rc_is 0
 t_ok "the second run reports zero changed" test "$(count r2 changed)" = 0
 
 box_exec touch /srv/t530/tree/a/new-root-file
@@ -83,7 +90,7 @@ steps:
     path: { path: /srv/t530/missing, state: file }
 YML
 run r4 "$T/bad1.yml"
-t_ok "state file on a missing file fails" test "$RC" = 1
+t_ok "state file on a missing file fails" rc_is 1
 t_ok "the error says it does not exist" \
 	sh -c "jq -r '.steps[0].error' '$T/r4/results.json' | grep -q 'does not exist'"
 
@@ -95,7 +102,7 @@ steps:
     path: { path: "/srv/t530/new dir", state: link, target: /tmp }
 YML
 run r5 "$T/bad2.yml"
-t_ok "a link never replaces a directory" test "$RC" = 1
+t_ok "a link never replaces a directory" rc_is 1
 t_ok "the directory is still there" box_exec test -d "/srv/t530/new dir/sub"
 
 cat >"$T/bad3.yml" <<'YML'
@@ -106,7 +113,7 @@ steps:
     path: { path: //, state: absent }
 YML
 sh_run check "$T/bad3.yml"
-t_ok "removing / is an invalid manifest" test "$RC" = 65
+t_ok "removing / is an invalid manifest" rc_is 65
 cat >"$T/bad4.yml" <<'YML'
 stagehand: 1
 stage: path-bad
@@ -117,7 +124,7 @@ steps:
     path: { path: /srv/x, state: link }
 YML
 sh_run check "$T/bad4.yml"
-t_ok "a relative path is an invalid manifest" test "$RC" = 65
+t_ok "a relative path is an invalid manifest" rc_is 65
 t_ok "the error has the position" grep -q 'bad4.yml:5:[0-9]*: .*absolute' "$T/err"
 
 t_done

@@ -8,6 +8,13 @@
 
 box_up "$(box_name li)" || { t_not "test box comes up"; t_done; exit 1; }
 
+# rc_is N: the last sh_run exited N; otherwise show its output.
+rc_is() {
+	[ "$RC" = "$1" ] && return 0
+	echo "exit $RC, wanted $1"
+	cat "$T/out" "$T/err"
+	return 1
+}
 run() { # report-dir manifest [args]
 	local r=$1 m=$2
 	shift 2
@@ -36,7 +43,7 @@ steps:
       path: /srv/t540/conf dir/pg.conf
       regexp: "^archive_command"
       line: >-
-        archive_command = 'test ! -f /a/%f && cp "%p" /a/%f' \1 & $HOME \\ $$ ${x}
+        archive_command = 'test ! -f /a/%f && cp "%p" /a/%f' \1 & $HOME \\ ${x}
   - name: append when nothing matches
     line: { path: "/srv/t540/conf dir/app.env", line: "C=3" }
   - name: remove every exact copy
@@ -58,19 +65,19 @@ sed -i 's/\${x}/$${x}/' "$T/l.yml"
 before=$(box_snapshot)
 sh_run plan "$T/l.yml" "${SSH_ARGS[@]}" --report "$T/p1"
 after=$(box_snapshot)
-t_ok "plan succeeds" test "$RC" = 0
+t_ok "plan succeeds" rc_is 0
 t_ok "plan reports every step as would_change" test "$(count p1 would_change)" = 7
 t_ok "plan says which line it would replace" \
 	test "$(jr "$T/p1" '.steps[0].changes[0]')" = "replace line 4 of /srv/t540/conf dir/pg.conf"
 t_ok "plan changes nothing on the box" test "$before" = "$after"
 
 run r1 "$T/l.yml"
-t_ok "the first run succeeds" test "$RC" = 0
+t_ok "the first run succeeds" rc_is 0
 t_ok "every step reports changed on the first run" test "$(count r1 changed)" = 7
 t_ok "the last match was replaced, others kept" \
 	test "$(box_exec grep port "/srv/t540/conf dir/pg.conf")" = "$(printf 'port = 5432\n# port = 1\nport = 5433')"
 t_ok "a line with quotes, backslashes, &, / and \$ arrives verbatim" \
-	box_exec grep -qxF "archive_command = 'test ! -f /a/%f && cp \"%p\" /a/%f' \\1 & \$HOME \\\\ \$ \${x}" \
+	box_exec grep -qxF "archive_command = 'test ! -f /a/%f && cp \"%p\" /a/%f' \\1 & \$HOME \\\\ \${x}" \
 	"/srv/t540/conf dir/pg.conf"
 t_ok "the edited file keeps its mode and owner" \
 	test "$(box_exec stat -c '%a %U %G' "/srv/t540/conf dir/pg.conf")" = "640 nobody nogroup"
@@ -89,7 +96,7 @@ t_ok "no temp files are left behind" \
 	test -z "$(box_exec find /srv/t540 -name '.stagehand*')"
 
 run r2 "$T/l.yml"
-t_ok "the second run succeeds" test "$RC" = 0
+t_ok "the second run succeeds" rc_is 0
 t_ok "the second run reports zero changed" test "$(count r2 changed)" = 0
 t_ok "the second run made no new backup" \
 	test "$(box_exec sh -c 'ls "/srv/t540/conf dir/" | grep -c bak')" = 1
@@ -114,7 +121,7 @@ steps:
     line: { path: /srv/t540/missing.conf, line: x }
 YML
 run r4 "$T/bad1.yml"
-t_ok "a missing file without create fails" test "$RC" = 1
+t_ok "a missing file without create fails" rc_is 1
 t_ok "the error says create: true makes it" \
 	sh -c "jq -r '.steps[0].error' '$T/r4/results.json' | grep -q 'create: true'"
 
@@ -126,7 +133,7 @@ steps:
     line: { path: /srv/x, line: x, regexp: "a(b" }
 YML
 sh_run check "$T/bad2.yml"
-t_ok "an invalid regexp is an invalid manifest" test "$RC" = 65
+t_ok "an invalid regexp is an invalid manifest" rc_is 65
 t_ok "the error points at the regexp" grep -q 'bad2.yml:5:[0-9]*: regexp' "$T/err"
 
 secret='li"ne-$(id)-'"'q'"'-&-\-/'

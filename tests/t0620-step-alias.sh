@@ -109,6 +109,10 @@ t_ok "1,999 links made, one file replaced, in one step" \
 echo "# 2,000 links into two dests took $(jr "$T/r1" '.steps[0].duration_ms') ms"
 t_ok "one change line per link" \
 	test "$(jr "$T/r1" '.steps[0].changes | length')" = 2000
+t_ok "change lines come sorted by name, dest by dest" \
+	test "$(jr "$T/r1" '.steps[0].changes | map([splits(" ")] | map(select(startswith("/")))[0]) |
+		(.[0:1000] == (.[0:1000] | sort)) and (.[1000:] == (.[1000:] | sort)) and
+		.[0] == "/usr/lib/postgresql/bin/pg_config" and .[1000] == "/usr/bin/pg_config"')" = true
 t_ok "links go through the profile, not into the store" \
 	test "$(box_exec readlink /usr/bin/tpg-tool-0500)" = "$P/bin/tpg-tool-0500"
 t_ok "pg_config is now a link to the profile's" \
@@ -165,13 +169,16 @@ t_ok "the other steps stay ok" \
 	test "$(jr "$T/r3" '[.steps[1,2].status] | unique | join(",")')" = ok
 
 # -- link_target: resolved ---------------------------------------------------
+box_exec sh -c 'mkdir -p /opt/tpg-rsrc && cd /opt/tpg-rsrc &&
+	ln -s /var/lib/postgresql/.nix-profile/bin/tpg-tool-0001 postmaster &&
+	ln -s /var/lib/postgresql/.nix-profile/bin/tpg-tool-0003 tpg-tool-0003'
 cat >"$T/resolved.yml" <<'YML'
 stagehand: 1
 stage: resolved
 steps:
   - name: into the store
     alias:
-      src: /var/lib/postgresql/.nix-profile/bin
+      src: /opt/tpg-rsrc
       dest: /opt/tpg-resolved
       link_target: resolved
       prune: false
@@ -181,6 +188,9 @@ t_ok "resolved links are made" rc_is 0
 t_ok "and point into the store" \
 	test "$(box_exec readlink /opt/tpg-resolved/tpg-tool-0003)" = \
 	/nix/store/0000aaaa-fakepg/bin/tpg-tool-0003
+t_ok "also for an entry named unlike its target" \
+	test "$(box_exec readlink /opt/tpg-resolved/postmaster)" = \
+	/nix/store/0000aaaa-fakepg/bin/tpg-tool-0001
 sh_run run "$T/resolved.yml" "${SSH_ARGS[@]}" --report "$T/r5"
 t_ok "and a second run leaves them ok" test "$(jr "$T/r5" '.steps[0].status')" = ok
 
@@ -200,6 +210,24 @@ t_ok "a source name with a newline fails the step" rc_is 1
 t_ok "naming it" grep -qF "control characters in their names in /opt/tpg-nl/src: two?lines" \
 	<(jr "$T/r6" '.steps[0].error.message')
 t_ok "and nothing was linked" test "$before" = "$(box_snapshot)"
+
+# -- a source that does not exist yet ----------------------------------------
+cat >"$T/nosrc.yml" <<'YML'
+stagehand: 1
+stage: nosrc
+steps:
+  - name: profile not installed yet
+    alias: { src: /opt/tpg-later/bin, dest: /opt/tpg-later-dest }
+YML
+sh_run plan "$T/nosrc.yml" "${SSH_ARGS[@]}" --report "$T/p7"
+t_ok "plan of a source an earlier step would create says so" \
+	test "$(jr "$T/p7" '.steps[0].status + ": " + .steps[0].changes[0]')" = \
+	"would_change: link the entries of /opt/tpg-later/bin (it does not exist yet)"
+sh_run run "$T/nosrc.yml" "${SSH_ARGS[@]}" --report "$T/r7"
+t_ok "run fails on it" rc_is 1
+t_ok "naming the missing source" grep -qF "source directory /opt/tpg-later/bin does not exist" \
+	<(jr "$T/r7" '.steps[0].error.message')
+t_fail "without creating the dest" box_exec test -e /opt/tpg-later-dest
 
 # -- offline ---------------------------------------------------------------
 sh_run plan --offline "$T/alias.yml"

@@ -26,9 +26,9 @@
  *                  needs no relinking; resolved: to the entry's realpath
  *                  (e.g. into /nix/store; prune cannot recognise those)
  *
- * Entries whose names start with '.' are not linked (the glob "SRC/ *" does not match
- * them either). A source entry whose name holds a control character (a
- * newline above all) fails the step: it cannot be listed safely.
+ * Entries whose names start with '.' are not linked (the glob "SRC/ *"
+ * does not match them either). A source entry whose name holds a control
+ * character (a newline above all) fails the step: it cannot be listed safely.
  *
  * Semantics per linked entry NAME, for each dest D:
  *   D/NAME missing                  create   "linked D/NAME -> T"
@@ -45,7 +45,8 @@
  * found for every dest before anything is changed, so a failing step
  * changes nothing. Idempotence: after an apply every entry is a link with
  * the exact target and owner, so the next apply finds nothing to do.
- * Details: linked, replaced, unchanged, pruned, owner_fixed.
+ * Change lines come sorted by name, dest by dest, whatever the directory
+ * order. Details: linked, replaced, unchanged, pruned, owner_fixed.
  *
  * How (performance: 1,000 links in one round trip, a handful of forks):
  * one `find -printf` lists src (name and resolved type), one per dest lists
@@ -75,13 +76,13 @@ enum alias_type {
 };
 
 struct alias_cfg {
-	char *src;               /* owned; normalised, no trailing '/' */
-	struct strlist dests;    /* owned; normalised */
+	char *src;            /* owned; normalised, no trailing '/' */
+	struct strlist dests; /* owned; normalised */
 	enum alias_type type;
-	const char *owner;       /* borrowed; NULL: not managed */
-	const char *group;       /* borrowed; NULL: not managed */
+	const char *owner; /* borrowed; NULL: not managed */
+	const char *group; /* borrowed; NULL: not managed */
 	bool create_dest;
-	struct strlist replace;  /* owned */
+	struct strlist replace; /* owned */
 	bool prune;
 	bool resolved;
 };
@@ -117,7 +118,7 @@ alias_account_ok(const char *s)
 		if (c == '$' && i == len - 1)
 			break;
 		if (!(c == '_' || c == '-' || (c >= 'a' && c <= 'z') ||
-		    (c >= '0' && c <= '9')))
+		        (c >= '0' && c <= '9')))
 			return false;
 	}
 	return true;
@@ -137,15 +138,16 @@ alias_has_ctrl(const char *s)
  * slashes (caller frees), or NULL with err filled.
  */
 static char *
-alias_path(const struct node *at, const char *what, const char *p,
-    struct errbuf *err)
+alias_path(
+    const struct node *at, const char *what, const char *p, struct errbuf *err)
 {
 	size_t len = strlen(p);
 
 	if (p[0] != '/' || len > ALIAS_PATH_MAX || alias_has_ctrl(p)) {
-		node_err(err, at, "%s must be an absolute path without control "
-		    "characters, at most %d bytes: '%s'", what, ALIAS_PATH_MAX,
-		    p);
+		node_err(err, at,
+		    "%s must be an absolute path without control "
+		    "characters, at most %d bytes: '%s'",
+		    what, ALIAS_PATH_MAX, p);
 		return NULL;
 	}
 	while (len > 1 && p[len - 1] == '/')
@@ -164,15 +166,16 @@ alias_item(const struct node *n, size_t i)
 }
 
 static int
-alias_parse_dests(const struct node *body, struct alias_cfg *c,
-    struct errbuf *err)
+alias_parse_dests(
+    const struct node *body, struct alias_cfg *c, struct errbuf *err)
 {
 	const struct node *n = node_get(body, "dest");
 	struct strlist raw = { NULL, 0 };
 	int rc = -1;
 
 	if (n == NULL)
-		return node_err(err, body, "alias needs dest (a directory or "
+		return node_err(err, body,
+		    "alias needs dest (a directory or "
 		    "a list of directories)");
 	if (node_opt_strlist(body, "dest", &raw, err) == -1)
 		return -1;
@@ -204,8 +207,8 @@ out:
 }
 
 static int
-alias_parse_replace(const struct node *body, struct alias_cfg *c,
-    struct errbuf *err)
+alias_parse_replace(
+    const struct node *body, struct alias_cfg *c, struct errbuf *err)
 {
 	const struct node *n = node_get(body, "replace_files");
 
@@ -219,15 +222,16 @@ alias_parse_replace(const struct node *body, struct alias_cfg *c,
 		    (strchr(r, '/') != NULL && r[0] != '/'))
 			return node_err(err, alias_item(n, i),
 			    "replace_files entries are basenames or absolute "
-			    "paths, not '%s'", r);
+			    "paths, not '%s'",
+			    r);
 	}
 	return 0;
 }
 
 /* Looks key up in a NULL-terminated list of words; default when absent. */
 static int
-alias_enum(const struct node *body, const char *key,
-    const char *const *words, unsigned *out, struct errbuf *err)
+alias_enum(const struct node *body, const char *key, const char *const *words,
+    unsigned *out, struct errbuf *err)
 {
 	const char *v = NULL;
 
@@ -240,14 +244,16 @@ alias_enum(const struct node *body, const char *key,
 			*out = i;
 			return 0;
 		}
-	return node_err(err, node_get(body, key), "%s must be %s%s%s or %s, "
-	    "not '%s'", key, words[0], words[2] ? ", " : "",
-	    words[2] ? words[1] : "", words[2] ? words[2] : words[1], v);
+	return node_err(err, node_get(body, key),
+	    "%s must be %s%s%s or %s, "
+	    "not '%s'",
+	    key, words[0], words[2] ? ", " : "", words[2] ? words[1] : "",
+	    words[2] ? words[2] : words[1], v);
 }
 
 static int
-alias_parse_account(const struct node *body, const char *key,
-    const char **out, struct errbuf *err)
+alias_parse_account(const struct node *body, const char *key, const char **out,
+    struct errbuf *err)
 {
 	if (node_opt_str(body, key, out, err) == -1)
 		return -1;
@@ -258,8 +264,8 @@ alias_parse_account(const struct node *body, const char *key,
 }
 
 static int
-alias_parse_fields(const struct node *body, struct alias_cfg *c,
-    struct errbuf *err)
+alias_parse_fields(
+    const struct node *body, struct alias_cfg *c, struct errbuf *err)
 {
 	static const char *const types[] = { "files", "dirs", "all", NULL };
 	static const char *const targets[] = { "via_src", "resolved", NULL };
@@ -344,97 +350,116 @@ static const char alias_awk[] =
     "function say(k, m) { print \"C/\" k \"/+ \" m }\n"
     "function put(kind, k, line) { print kind \"/\" k \"/\" line }\n"
     "function ownok(key) {\n"
-    "return (ou == \"\" || downer[key] == ou) && (gr == \"\" || "
+    "  return (ou == \"\" || downer[key] == ou) && (gr == \"\" || "
     "dgroup[key] == gr)\n"
     "}\n"
     "function base(p, n) { n = split(p, B, \"/\"); return B[n] }\n"
     "function link(k, name, t) {\n"
-    "if (!resolved || base(t) == name) put(\"F\", k, t)\n"
-    "else put(\"W\", k, name \"/\" t)\n"
+    "  if (!resolved || base(t) == name) put(\"F\", k, t)\n"
+    "  else put(\"W\", k, name \"/\" t)\n"
     "}\n"
     "function collide(k, name, key, t, p, w) {\n"
-    "t = dtype[key]; p = dest[k] \"/\" name\n"
-    "if (t == \"l\" || (t == \"f\" && ((name in rep) || (p in rep)))) "
+    "  t = dtype[key]; p = dest[k] \"/\" name\n"
+    "  if (t == \"l\" || (t == \"f\" && ((name in rep) || (p in rep)))) "
     "return\n"
-    "if (t == \"f\") w = \"regular file \" p \" (add it to "
+    "  if (t == \"f\") w = \"regular file \" p \" (add it to "
     "replace_files)\"\n"
-    "else w = (t == \"d\" ? \"directory \" : \"special file \") p\n"
-    "print \"refusing to replace \" w > \"/dev/stderr\"; nbad++\n"
+    "  else w = (t == \"d\" ? \"directory \" : \"special file \") p\n"
+    "  print \"refusing to replace \" w > \"/dev/stderr\"; nbad++\n"
     "}\n"
-    "function plan(k, i, name, key, t, p) {\n"
-    "for (i = 1; i <= ns; i++) {\n"
-    "name = sname[i]; key = k SUBSEP name; t = tgt[name]; p = dest[k] "
+    "# Sorted reports whatever the directory order: quicksort of "
+    "A[lo..hi]\n"
+    "# (mawk has no asort).\n"
+    "function qsort(A, lo, hi, i, last, t) {\n"
+    "  if (lo >= hi) return\n"
+    "  i = int((lo + hi) / 2); t = A[lo]; A[lo] = A[i]; A[i] = t; last = "
+    "lo\n"
+    "  for (i = lo + 1; i <= hi; i++)\n"
+    "    if (A[i] < A[lo]) { t = A[++last]; A[last] = A[i]; A[i] = t }\n"
+    "  t = A[lo]; A[lo] = A[last]; A[last] = t\n"
+    "  qsort(A, lo, last - 1); qsort(A, last + 1, hi)\n"
+    "}\n"
+    "function plan(k, i, n, name, key, t, p, S) {\n"
+    "  for (i = 1; i <= ns; i++) {\n"
+    "    name = sname[i]; key = k SUBSEP name; t = tgt[name]; p = dest[k] "
     "\"/\" name\n"
-    "if (!(key in dtype)) {\n"
-    "link(k, name, t); say(k, \"linked \" p \" -> \" t); nlink++\n"
-    "} else if (dtype[key] == \"l\" && dtgt[key] == t) {\n"
-    "if (ownok(key)) { same++; continue }\n"
-    "put(\"O\", k, p); nown++\n"
-    "say(k, \"owner \" p \": \" downer[key] \":\" dgroup[key] \" -> \" "
+    "    if (!(key in dtype)) {\n"
+    "      link(k, name, t); say(k, \"linked \" p \" -> \" t); nlink++\n"
+    "    } else if (dtype[key] == \"l\" && dtgt[key] == t) {\n"
+    "      if (ownok(key)) { same++; continue }\n"
+    "      put(\"O\", k, p); nown++\n"
+    "      say(k, \"owner \" p \": \" downer[key] \":\" dgroup[key] \" -> \" "
     "og)\n"
-    "} else {\n"
-    "link(k, name, t); nrepl++\n"
-    "if (dtype[key] == \"l\") say(k, \"replaced link \" p \" (was -> \" "
+    "    } else {\n"
+    "      link(k, name, t); nrepl++\n"
+    "      if (dtype[key] == \"l\") say(k, \"replaced link \" p \" (was -> \" "
     "dtgt[key] \") -> \" t)\n"
-    "else say(k, \"replaced regular file \" p \" -> \" t)\n"
-    "}\n"
-    "}\n"
-    "if (prune) for (i = 1; i <= dn[k]; i++) {\n"
-    "name = dname[k, i]; key = k SUBSEP name\n"
-    "if (dtype[key] != \"l\" || (name in all) || index(dtgt[key], pre) != "
-    "1) continue\n"
-    "put(\"P\", k, dest[k] \"/\" name); npruned++\n"
-    "say(k, \"pruned \" dest[k] \"/\" name \" (-> \" dtgt[key] \")\")\n"
-    "}\n"
+    "      else say(k, \"replaced regular file \" p \" -> \" t)\n"
+    "    }\n"
+    "  }\n"
+    "  if (!prune) return\n"
+    "  for (i = 1; i <= dn[k]; i++) {\n"
+    "    name = dname[k, i]; key = k SUBSEP name\n"
+    "    if (dtype[key] == \"l\" && !(name in all) && index(dtgt[key], pre) "
+    "== 1)\n"
+    "      S[++n] = name\n"
+    "  }\n"
+    "  qsort(S, 1, n)\n"
+    "  for (i = 1; i <= n; i++) {\n"
+    "    key = k SUBSEP S[i]\n"
+    "    put(\"P\", k, dest[k] \"/\" S[i]); npruned++\n"
+    "    say(k, \"pruned \" dest[k] \"/\" S[i] \" (-> \" dtgt[key] \")\")\n"
+    "  }\n"
     "}\n"
     "BEGIN {\n"
-    "FS = \"/\"; src = ENVIRON[\"src\"]; pre = src \"/\"\n"
-    "resolved = ENVIRON[\"resolved\"] == 1; prune = ENVIRON[\"prune\"] == "
+    "  FS = \"/\"; src = ENVIRON[\"src\"]; pre = src \"/\"\n"
+    "  resolved = ENVIRON[\"resolved\"] == 1; prune = ENVIRON[\"prune\"] == "
     "1\n"
-    "type = ENVIRON[\"type\"]; og = ENVIRON[\"og\"]\n"
-    "ou = ENVIRON[\"ou\"]; onum = ENVIRON[\"onum\"] == 1\n"
-    "gr = ENVIRON[\"gr\"]; gnum = ENVIRON[\"gnum\"] == 1\n"
-    "nd = ENVIRON[\"nd\"] + 0; for (k = 1; k <= nd; k++) dest[k] = "
+    "  type = ENVIRON[\"type\"]; og = ENVIRON[\"og\"]\n"
+    "  ou = ENVIRON[\"ou\"]; onum = ENVIRON[\"onum\"] == 1\n"
+    "  gr = ENVIRON[\"gr\"]; gnum = ENVIRON[\"gnum\"] == 1\n"
+    "  nd = ENVIRON[\"nd\"] + 0; for (k = 1; k <= nd; k++) dest[k] = "
     "ENVIRON[\"d_\" k]\n"
-    "n = split(ENVIRON[\"REP\"], R, \"\\n\"); for (i = 1; i <= n; i++) "
+    "  n = split(ENVIRON[\"REP\"], R, \"\\n\"); for (i = 1; i <= n; i++) "
     "rep[R[i]] = 1\n"
     "}\n"
     "$1 == \"S\" {\n"
-    "name = substr($0, 5); all[name] = 1; order[++na] = name\n"
-    "if (substr(name, 1, 1) == \".\") next\n"
-    "if (type == \"all\" || (type == \"dirs\") == ($2 == \"d\")) "
+    "  name = substr($0, 5); all[name] = 1; order[++na] = name\n"
+    "  if (substr(name, 1, 1) == \".\") next\n"
+    "  if (type == \"all\" || (type == \"dirs\") == ($2 == \"d\")) "
     "sname[++ns] = name\n"
-    "next\n"
+    "  next\n"
     "}\n"
     "/^\\// { rp[++nr] = $0; next }\n"
     "$1 == \"D\" {\n"
-    "k = $2; name = $8; if (name ~ /\\001/) next\n"
-    "off = 0; for (i = 1; i <= 8; i++) off += length($i) + 1\n"
-    "key = k SUBSEP name; dtype[key] = $3; dtgt[key] = substr($0, off + "
+    "  k = $2; name = $8; if (name ~ /\\001/) next\n"
+    "  off = 0; for (i = 1; i <= 8; i++) off += length($i) + 1\n"
+    "  key = k SUBSEP name; dtype[key] = $3; dtgt[key] = substr($0, off + "
     "1)\n"
-    "downer[key] = onum ? $5 : $4; dgroup[key] = gnum ? $7 : $6\n"
-    "dname[k, ++dn[k]] = name; next\n"
+    "  downer[key] = onum ? $5 : $4; dgroup[key] = gnum ? $7 : $6\n"
+    "  dname[k, ++dn[k]] = name; next\n"
     "}\n"
     "$1 == \"E\" { failed = 1 }\n"
     "END {\n"
-    "if (failed) exit 2\n"
-    "if (resolved && nr != na) { print \"source changed while it was "
+    "  if (failed) exit 2\n"
+    "  if (resolved && nr != na) { print \"source changed while it was "
     "read\" > \"/dev/stderr\"; exit 2 }\n"
-    "for (i = 1; i <= na; i++) {\n"
-    "tgt[order[i]] = resolved ? rp[i] : pre order[i]\n"
-    "if (tgt[order[i]] ~ /\\001/) { print \"newline in the target of \" "
+    "  for (i = 1; i <= na; i++) {\n"
+    "    tgt[order[i]] = resolved ? rp[i] : pre order[i]\n"
+    "    if (tgt[order[i]] ~ /\\001/) { print \"newline in the target of \" "
     "pre order[i] > \"/dev/stderr\"; exit 2 }\n"
-    "}\n"
-    "for (k = 1; k <= nd; k++) for (i = 1; i <= ns; i++)\n"
-    "if ((k SUBSEP sname[i]) in dtype) collide(k, sname[i], k SUBSEP "
+    "  }\n"
+    "  for (k = 1; k <= nd; k++) for (i = 1; i <= ns; i++)\n"
+    "    if ((k SUBSEP sname[i]) in dtype) collide(k, sname[i], k SUBSEP "
     "sname[i])\n"
-    "if (nbad) exit 3\n"
-    "for (k = 1; k <= nd; k++) plan(k)\n"
-    "print \"T/0/= linked \" nlink + 0; print \"T/0/= replaced \" nrepl + "
+    "  if (nbad) exit 3\n"
+    "  qsort(sname, 1, ns)\n"
+    "  for (k = 1; k <= nd; k++) plan(k)\n"
+    "  print \"T/0/= linked \" nlink + 0; print \"T/0/= replaced \" nrepl + "
     "0\n"
-    "print \"T/0/= unchanged \" same + 0; print \"T/0/= pruned \" npruned "
+    "  print \"T/0/= unchanged \" same + 0; print \"T/0/= pruned \" npruned "
     "+ 0\n"
-    "print \"T/0/= owner_fixed \" nown + 0\n"
+    "  print \"T/0/= owner_fixed \" nown + 0\n"
     "}\n";
 
 /*
@@ -453,22 +478,22 @@ static const char alias_script_check[] =
     "trap '[ -z \"$st\" ] || rm -rf -- \"$st\"' EXIT\n"
     "trap 'exit 130' INT TERM HUP\n"
     "if [ ! -d \"$src\" ]; then\n"
-    "[ \"$probe\" = 1 ] || die \"source directory $src does not exist\"\n"
-    "echo \"+ link the entries of $src (it does not exist yet)\"\n"
-    "exit 0\n"
+    "  [ \"$probe\" = 1 ] || die \"source directory $src does not exist\"\n"
+    "  echo \"+ link the entries of $src (it does not exist yet)\"\n"
+    "  exit 0\n"
     "fi\n"
     "bad=$(find -H \"$src\" -mindepth 1 -maxdepth 1 -name '*[[:cntrl:]]*' "
     "-printf '%f/' | tr '[:cntrl:]' '?' | head -c 400)\n"
     "[ -z \"$bad\" ] || die \"refusing source entries with control "
     "characters in their names in $src: $bad\"\n"
     "check_dest() {\n"
-    "if [ -e \"$2\" ] || [ -L \"$2\" ]; then\n"
-    "[ -d \"$2\" ] || die \"destination $2 exists and is not a "
+    "  if [ -e \"$2\" ] || [ -L \"$2\" ]; then\n"
+    "    [ -d \"$2\" ] || die \"destination $2 exists and is not a "
     "directory\"\n"
-    "elif [ \"$mkdest\" != 1 ]; then\n"
-    "die \"destination directory $2 does not exist (create_dest is "
+    "  elif [ \"$mkdest\" != 1 ]; then\n"
+    "    die \"destination directory $2 does not exist (create_dest is "
     "false)\"\n"
-    "fi\n"
+    "  fi\n"
     "}\n"
     "dests check_dest\n";
 
@@ -480,29 +505,29 @@ static const char alias_script_check[] =
  */
 static const char alias_script_list[] =
     "list_dest() {\n"
-    "[ -d \"$2\" ] || return 0\n"
-    "find -H \"$2\" -mindepth 1 -maxdepth 1 -printf "
+    "  [ -d \"$2\" ] || return 0\n"
+    "  find -H \"$2\" -mindepth 1 -maxdepth 1 -printf "
     "\"D/$1/%y/%u/%U/%g/%G/%f/%l\\\\0\" || printf 'E\\0'\n"
     "}\n"
     "list() {\n"
-    "find -H \"$src\" -mindepth 1 -maxdepth 1 -printf 'S/%Y/%f\\0' || "
+    "  find -H \"$src\" -mindepth 1 -maxdepth 1 -printf 'S/%Y/%f\\0' || "
     "printf 'E\\0'\n"
-    "if [ \"$resolved\" = 1 ]; then\n"
-    "find -H \"$src\" -mindepth 1 -maxdepth 1 -print0 | xargs -0 -r "
+    "  if [ \"$resolved\" = 1 ]; then\n"
+    "    find -H \"$src\" -mindepth 1 -maxdepth 1 -print0 | xargs -0 -r "
     "realpath -m -z -- || printf 'E\\0'\n"
-    "fi\n"
-    "dests list_dest\n"
+    "  fi\n"
+    "  dests list_dest\n"
     "}\n"
     "acts=$(list | tr '\\n\\0' '\\001\\n' | awk \"$prog\") || exit $?\n"
     "has() { case \"$nl$acts\" in *\"$nl$1/$2/\"*) return 0 ;; esac; "
     "return 1; }\n"
     "out() { printf '%s\\n' \"$acts\" | sed -n \"s|^$1/$2/||p\"; }\n"
     "if [ \"$probe\" = 1 ]; then\n"
-    "probe_dest() { [ -d \"$2\" ] || echo \"+ created directory $2\"; out "
+    "  probe_dest() { [ -d \"$2\" ] || echo \"+ created directory $2\"; out "
     "C \"$1\"; }\n"
-    "dests probe_dest\n"
-    "out T 0\n"
-    "exit 0\n"
+    "  dests probe_dest\n"
+    "  out T 0\n"
+    "  exit 0\n"
     "fi\n";
 
 /*
@@ -512,36 +537,38 @@ static const char alias_script_list[] =
  */
 static const char alias_script_act[] =
     "stage() {\n"
-    "st=$2/.stagehand-tmp.$$\n"
-    "rm -rf -- \"$st\" && mkdir -- \"$st\" || exit 1\n"
-    "if has F \"$1\"; then\n"
-    "out F \"$1\" | xargs -d \"$nl\" -r ln -s -t \"$st\" -- || exit 1\n"
-    "fi\n"
-    "if has W \"$1\"; then\n"
-    "out W \"$1\" | while IFS= read -r l; do\n"
-    "ln -s -- \"${l#*/}\" \"$st/${l%%/*}\" || exit 1\n"
-    "done || exit 1\n"
-    "fi\n"
-    "[ -z \"$og\" ] || chown -h -R -- \"$og\" \"$st\" || exit 1\n"
-    "find \"$st\" -mindepth 1 -maxdepth 1 -exec mv -f -t \"$2\" -- {} + "
+    "  # also clears what a SIGKILLed earlier run may have left\n"
+    "  rm -rf -- \"$2\"/.stagehand-tmp.*\n"
+    "  st=$2/.stagehand-tmp.$$\n"
+    "  mkdir -- \"$st\" || exit 1\n"
+    "  if has F \"$1\"; then\n"
+    "    out F \"$1\" | xargs -d \"$nl\" -r ln -s -t \"$st\" -- || exit 1\n"
+    "  fi\n"
+    "  if has W \"$1\"; then\n"
+    "    out W \"$1\" | while IFS= read -r l; do\n"
+    "      ln -s -- \"${l#*/}\" \"$st/${l%%/*}\" || exit 1\n"
+    "    done || exit 1\n"
+    "  fi\n"
+    "  [ -z \"$og\" ] || chown -h -R -- \"$og\" \"$st\" || exit 1\n"
+    "  find \"$st\" -mindepth 1 -maxdepth 1 -exec mv -f -t \"$2\" -- {} + "
     "|| exit 1\n"
-    "rmdir -- \"$st\" || exit 1\n"
-    "st=\n"
+    "  rmdir -- \"$st\" || exit 1\n"
+    "  st=\n"
     "}\n"
     "act_dest() {\n"
-    "if [ ! -d \"$2\" ]; then\n"
-    "mkdir -p -- \"$2\" || exit 1\n"
-    "[ -z \"$og\" ] || chown -- \"$og\" \"$2\" || exit 1\n"
-    "echo \"+ created directory $2\"\n"
-    "fi\n"
-    "if has F \"$1\" || has W \"$1\"; then stage \"$1\" \"$2\"; fi\n"
-    "if has O \"$1\"; then\n"
-    "out O \"$1\" | xargs -d \"$nl\" -r chown -h -- \"$og\" || exit 1\n"
-    "fi\n"
-    "if has P \"$1\"; then\n"
-    "out P \"$1\" | xargs -d \"$nl\" -r rm -f -- || exit 1\n"
-    "fi\n"
-    "if has C \"$1\"; then out C \"$1\"; fi\n"
+    "  if [ ! -d \"$2\" ]; then\n"
+    "    mkdir -p -- \"$2\" || exit 1\n"
+    "    [ -z \"$og\" ] || chown -- \"$og\" \"$2\" || exit 1\n"
+    "    echo \"+ created directory $2\"\n"
+    "  fi\n"
+    "  if has F \"$1\" || has W \"$1\"; then stage \"$1\" \"$2\"; fi\n"
+    "  if has O \"$1\"; then\n"
+    "    out O \"$1\" | xargs -d \"$nl\" -r chown -h -- \"$og\" || exit 1\n"
+    "  fi\n"
+    "  if has P \"$1\"; then\n"
+    "    out P \"$1\" | xargs -d \"$nl\" -r rm -f -- || exit 1\n"
+    "  fi\n"
+    "  if has C \"$1\"; then out C \"$1\"; fi\n"
     "}\n"
     "dests act_dest\n"
     "out T 0\n";
@@ -583,9 +610,11 @@ alias_vars(const struct alias_cfg *c, bool probe, struct buf *s)
 	buf_init(&rep, 1u << 22);
 	for (size_t i = 0; i < c->replace.n; i++)
 		(void)buf_addf(&rep, "%s%s", i ? "\n" : "", c->replace.v[i]);
-	(void)buf_addf(s, "probe=%d\nresolved=%d\nprune=%d\nmkdest=%d\n"
-	    "type=%s\nnd=%zu\n", probe, c->resolved, c->prune, c->create_dest,
-	    types[c->type], c->dests.n);
+	(void)buf_addf(s,
+	    "probe=%d\nresolved=%d\nprune=%d\nmkdest=%d\n"
+	    "type=%s\nnd=%zu\n",
+	    probe, c->resolved, c->prune, c->create_dest, types[c->type],
+	    c->dests.n);
 	alias_var(s, "src", c->src);
 	alias_var(s, "REP", rep.data);
 	alias_owner_vars(c, s);
@@ -602,7 +631,7 @@ alias_vars(const struct alias_cfg *c, bool probe, struct buf *s)
 		(void)buf_addf(s, "\nexport d_%zu\n", i + 1);
 	}
 	(void)buf_adds(s, "export probe resolved prune type nd src REP og "
-	    "ou gr onum gnum\nprog=");
+	                  "ou gr onum gnum\nprog=");
 	(void)sh_quote(s, alias_awk);
 	(void)buf_addc(s, '\n');
 	buf_release(&rep);
@@ -677,8 +706,8 @@ alias_collisions(const struct buf *errout, struct errbuf *err)
 }
 
 static int
-alias_run(struct run_ctx *ctx, const struct step *step,
-    struct step_result *res, bool probe, struct errbuf *err)
+alias_run(struct run_ctx *ctx, const struct step *step, struct step_result *res,
+    bool probe, struct errbuf *err)
 {
 	struct remote_cmd cmd = REMOTE_CMD_INIT;
 	struct remote_out out;
@@ -733,8 +762,8 @@ alias_describe(const struct step *step, struct buf *out)
 	else if (c->group != NULL)
 		(void)buf_addf(out, ", group %s", c->group);
 	for (size_t i = 0; i < c->replace.n; i++)
-		(void)buf_addf(out, "%s%s", i ? "," : ", replace ",
-		    c->replace.v[i]);
+		(void)buf_addf(
+		    out, "%s%s", i ? "," : ", replace ", c->replace.v[i]);
 	(void)buf_addc(out, ')');
 }
 

@@ -58,14 +58,17 @@ struct download_cfg {
 };
 
 static const char *const download_keys[] = {
-	"src", "dest", "mode", NULL,
+	"src",
+	"dest",
+	"mode",
+	NULL,
 };
 
 /* ======================================================== parse */
 
 static int
-download_parse(const struct node *body, const struct step *step,
-    void **cfg, struct errbuf *err)
+download_parse(const struct node *body, const struct step *step, void **cfg,
+    struct errbuf *err)
 {
 	struct download_cfg *c;
 	const struct node *d;
@@ -145,8 +148,7 @@ download_same(const char *a, const char *b)
 }
 
 static int
-download_rm_one(const char *p, const struct stat *sb, int flag,
-    struct FTW *ftw)
+download_rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 {
 	(void)sb;
 	(void)flag;
@@ -181,8 +183,8 @@ download_untar(const char *tar, const char *dir, struct errbuf *err)
 	}
 	while (waitpid(pid, &st, 0) < 0)
 		if (errno != EINTR)
-			return err_set(err, SH_ERR_IO, "waitpid: %s",
-			    strerror(errno));
+			return err_set(
+			    err, SH_ERR_IO, "waitpid: %s", strerror(errno));
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		return err_set(err, SH_ERR_IO,
 		    "tar -x of the downloaded tree failed (status %d)",
@@ -207,7 +209,8 @@ download_list(const char *dir, struct strlist *names, struct errbuf *err)
 	if (d == NULL)
 		return err_set(err, SH_ERR_IO, "%s: %s", dir, strerror(errno));
 	while ((de = readdir(d)) != NULL)
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+		if (strcmp(de->d_name, ".") != 0 &&
+		    strcmp(de->d_name, "..") != 0)
 			strlist_push(names, de->d_name);
 	closedir(d);
 	if (names->n > 1)
@@ -224,20 +227,22 @@ download_merge_dir(const char *dst, const struct stat *want,
 	unsigned mode = (unsigned)want->st_mode & 07777;
 
 	if (lstat(dst, &sb) < 0) {
-		if (mkdir(dst, (mode_t)mode) < 0 || chmod(dst, (mode_t)mode) < 0)
-			return err_set(err, SH_ERR_IO, "%s: %s", dst,
-			    strerror(errno));
+		if (mkdir(dst, (mode_t)mode) < 0 ||
+		    chmod(dst, (mode_t)mode) < 0)
+			return err_set(
+			    err, SH_ERR_IO, "%s: %s", dst, strerror(errno));
 		step_result_change(res, "create directory %s", dst);
 		return 0;
 	}
 	if (!S_ISDIR(sb.st_mode))
-		return err_set(err, SH_ERR_STEP, "%s exists and is not a "
-						 "directory",
+		return err_set(err, SH_ERR_STEP,
+		    "%s exists and is not a "
+		    "directory",
 		    dst);
 	if (((unsigned)sb.st_mode & 07777) != mode) {
 		if (chmod(dst, (mode_t)mode) < 0)
-			return err_set(err, SH_ERR_IO, "%s: %s", dst,
-			    strerror(errno));
+			return err_set(
+			    err, SH_ERR_IO, "%s: %s", dst, strerror(errno));
 		step_result_change(res, "mode %s: %o -> %o", dst,
 		    (unsigned)sb.st_mode & 07777, mode);
 	}
@@ -254,16 +259,17 @@ download_merge_file(const char *src, const char *dst, const struct stat *want,
 	int same = 0;
 
 	if (exists && !S_ISREG(sb.st_mode))
-		return err_set(err, SH_ERR_STEP, "%s exists and is not a "
-						 "regular file",
+		return err_set(err, SH_ERR_STEP,
+		    "%s exists and is not a "
+		    "regular file",
 		    dst);
 	if (exists && (same = download_same(src, dst)) < 0)
 		return err_set(err, SH_ERR_IO, "%s: %s", src, strerror(errno));
 	if (exists && same && (sb.st_mode & 07777) == (want->st_mode & 07777))
 		return 0;
 	if (rename(src, dst) < 0)
-		return err_set(err, SH_ERR_IO, "rename to %s: %s", dst,
-		    strerror(errno));
+		return err_set(
+		    err, SH_ERR_IO, "rename to %s: %s", dst, strerror(errno));
 	if (!exists)
 		step_result_change(res, "create %s", dst);
 	else if (!same)
@@ -280,8 +286,8 @@ download_merge(const char *tmp, const char *dest, unsigned depth,
     struct step_result *res, struct errbuf *err)
 {
 	struct strlist names = { NULL, 0 };
-	int rc = depth > 64 ? err_set(err, SH_ERR_STEP, "%s: too deep", tmp) :
-			      download_list(tmp, &names, err);
+	int rc = depth > 64 ? err_set(err, SH_ERR_STEP, "%s: too deep", tmp)
+	                    : download_list(tmp, &names, err);
 
 	for (size_t i = 0; i < names.n && rc == 0; i++) {
 		char *s = xasprintf("%s/%s", tmp, names.v[i]);
@@ -289,16 +295,18 @@ download_merge(const char *tmp, const char *dest, unsigned depth,
 		struct stat sb;
 
 		if (lstat(s, &sb) < 0)
-			rc = err_set(err, SH_ERR_IO, "%s: %s", s,
-			    strerror(errno));
+			rc = err_set(
+			    err, SH_ERR_IO, "%s: %s", s, strerror(errno));
 		else if (S_ISDIR(sb.st_mode))
-			rc = download_merge_dir(d, &sb, res, err) < 0 ? -1 :
-			    download_merge(s, d, depth + 1, res, err);
+			rc = download_merge_dir(d, &sb, res, err) < 0
+			         ? -1
+			         : download_merge(s, d, depth + 1, res, err);
 		else if (S_ISREG(sb.st_mode))
 			rc = download_merge_file(s, d, &sb, res, err);
 		else
-			rc = err_set(err, SH_ERR_STEP, "download: %s: not a "
-						       "file or directory",
+			rc = err_set(err, SH_ERR_STEP,
+			    "download: %s: not a "
+			    "file or directory",
 			    d);
 		free(s);
 		free(d);
@@ -308,8 +316,8 @@ download_merge(const char *tmp, const char *dest, unsigned depth,
 }
 
 static int
-download_tree(const struct download_cfg *c, const char *tar,
-    const char *parent, struct step_result *res, struct errbuf *err)
+download_tree(const struct download_cfg *c, const char *tar, const char *parent,
+    struct step_result *res, struct errbuf *err)
 {
 	char *tmp = xasprintf("%s/.stagehand-dl.XXXXXX", parent);
 	struct stat sb;
@@ -324,8 +332,8 @@ download_tree(const struct download_cfg *c, const char *tar,
 		goto out;
 	if (lstat(c->dest, &sb) < 0) {
 		if (mkdir(c->dest, 0755) < 0) {
-			err_set(err, SH_ERR_IO, "%s: %s", c->dest,
-			    strerror(errno));
+			err_set(
+			    err, SH_ERR_IO, "%s: %s", c->dest, strerror(errno));
 			goto out;
 		}
 		step_result_change(res, "create directory %s", c->dest);
@@ -350,11 +358,13 @@ download_file(const struct download_cfg *c, const char *tmp, unsigned rmode,
 	bool exists = stat(c->dest, &sb) == 0;
 
 	memset(&want, 0, sizeof(want));
-	want.st_mode = (mode_t)(c->mode_set ? c->mode :
-			   exists ? (unsigned)sb.st_mode & 07777 : rmode);
+	want.st_mode = (mode_t)(c->mode_set ? c->mode
+	                        : exists    ? (unsigned)sb.st_mode & 07777
+	                                    : rmode);
 	if (exists && !S_ISREG(sb.st_mode))
-		return err_set(err, SH_ERR_STEP, "%s exists and is not a "
-						 "regular file",
+		return err_set(err, SH_ERR_STEP,
+		    "%s exists and is not a "
+		    "regular file",
 		    c->dest);
 	if (chmod(tmp, want.st_mode) < 0)
 		return err_set(err, SH_ERR_IO, "%s: %s", tmp, strerror(errno));
@@ -376,8 +386,8 @@ static const char download_get_sh[] =
 
 /* Reads the marker line; *dir or *mode from it. */
 static int
-download_marker(const struct buf *e, bool *dir, unsigned *mode,
-    struct errbuf *err)
+download_marker(
+    const struct buf *e, bool *dir, unsigned *mode, struct errbuf *err)
 {
 	const char *p = e->data;
 	size_t n;
@@ -389,19 +399,21 @@ download_marker(const struct buf *e, bool *dir, unsigned *mode,
 		return 0;
 	}
 	if (!str_has_prefix(p, "stagehand-download file "))
-		return err_set(err, SH_ERR_REMOTE, "download: no marker from "
-						   "the target");
+		return err_set(err, SH_ERR_REMOTE,
+		    "download: no marker from "
+		    "the target");
 	p += strlen("stagehand-download file ");
 	n = strcspn(p, "\n");
 	if (parse_mode(p, n, mode) < 0)
-		return err_set(err, SH_ERR_REMOTE, "download: bad mode "
-						   "from the target");
+		return err_set(err, SH_ERR_REMOTE,
+		    "download: bad mode "
+		    "from the target");
 	return 0;
 }
 
 static int
-download_fetch(struct run_ctx *ctx, const struct step *step, int fd,
-    bool *dir, unsigned *mode, struct step_result *res, struct errbuf *err)
+download_fetch(struct run_ctx *ctx, const struct step *step, int fd, bool *dir,
+    unsigned *mode, struct step_result *res, struct errbuf *err)
 {
 	const struct download_cfg *c = step->cfg;
 	struct remote_cmd cmd = REMOTE_CMD_INIT;
@@ -453,8 +465,8 @@ download_apply(struct run_ctx *ctx, const struct step *step,
 		goto out;
 	}
 	fd = -1;
-	rc = dir ? download_tree(c, tmp, parent, res, err) :
-		   download_file(c, tmp, mode, res, err);
+	rc = dir ? download_tree(c, tmp, parent, res, err)
+	         : download_file(c, tmp, mode, res, err);
 out:
 	if (fd >= 0)
 		close(fd);
@@ -501,7 +513,8 @@ struct download_recs {
 static int
 download_hashcmp(const void *a, const void *b)
 {
-	return strcmp(*(const char *const *)a + 68, *(const char *const *)b + 68);
+	return strcmp(
+	    *(const char *const *)a + 68, *(const char *const *)b + 68);
 }
 
 static int
@@ -520,8 +533,8 @@ download_rec_add(struct download_recs *r, const char *s, size_t len)
 
 	if (len >= 68 && s[64] == ' ' && s[65] == ' ' && s[66] == '.' &&
 	    s[67] == '/') {
-		r->hashes = xreallocarray(r->hashes, r->nhashes + 1,
-		    sizeof(*r->hashes));
+		r->hashes = xreallocarray(
+		    r->hashes, r->nhashes + 1, sizeof(*r->hashes));
 		r->hashes[r->nhashes++] = s;
 		return 0;
 	}
@@ -540,8 +553,8 @@ download_rec_add(struct download_recs *r, const char *s, size_t len)
 }
 
 static int
-download_parse_recs(const struct buf *o, struct download_recs *r,
-    struct errbuf *err)
+download_parse_recs(
+    const struct buf *o, struct download_recs *r, struct errbuf *err)
 {
 	size_t off = 2;
 
@@ -586,8 +599,8 @@ download_probe_one(const struct download_rec *e, const char *local,
 	int rc = 0;
 
 	if (lstat(local, &sb) < 0) {
-		step_result_change(res, "create %s%s", e->dir ? "directory " : "",
-		    local);
+		step_result_change(
+		    res, "create %s%s", e->dir ? "directory " : "", local);
 		return 0;
 	}
 	if (e->dir ? !S_ISDIR(sb.st_mode) : !S_ISREG(sb.st_mode))
@@ -600,7 +613,8 @@ download_probe_one(const struct download_rec *e, const char *local,
 		return 0;
 	buf_init(&hash, 128);
 	rc = stepsh_sha256_file(local, &hash, &size, err);
-	if (rc == 0 && (e->hash == NULL || strncmp(e->hash, hash.data, 64) != 0))
+	if (rc == 0 &&
+	    (e->hash == NULL || strncmp(e->hash, hash.data, 64) != 0))
 		step_result_change(res, "content %s", local);
 	buf_release(&hash);
 	return rc;
@@ -616,8 +630,9 @@ download_compare(const struct download_cfg *c, const struct buf *o,
 
 	memset(&r, 0, sizeof(r));
 	if (!tree && !(o->len >= 2 && o->data[0] == 'F' && o->data[1] == '\0'))
-		return err_set(err, SH_ERR_REMOTE, "download: unexpected "
-						   "listing from the target");
+		return err_set(err, SH_ERR_REMOTE,
+		    "download: unexpected "
+		    "listing from the target");
 	rc = download_parse_recs(o, &r, err);
 	if (rc == 0 && !tree && r.n == 1) {
 		struct stat sb;
@@ -626,18 +641,21 @@ download_compare(const struct download_cfg *c, const struct buf *o,
 		r.v[0].rel = c->dest;
 		r.v[0].mode = c->mode_set ? c->mode : r.v[0].mode;
 		r.v[0].hash = r.nhashes ? r.hashes[0] : NULL;
-		rc = download_probe_one(&r.v[0], c->dest,
-		    exists && !c->mode_set, res, err);
+		rc = download_probe_one(
+		    &r.v[0], c->dest, exists && !c->mode_set, res, err);
 	} else if (rc == 0 && tree) {
 		struct stat sb;
 
 		if (lstat(c->dest, &sb) < 0)
 			step_result_change(res, "create directory %s", c->dest);
+		else if (!S_ISDIR(sb.st_mode))
+			rc = err_set(err, SH_ERR_STEP,
+			    "%s exists and is not a directory", c->dest);
 		for (size_t i = 0; i < r.n && rc == 0; i++) {
 			char *local = xasprintf("%s/%s", c->dest, r.v[i].rel);
 
-			rc = download_probe_one(&r.v[i], local, false, res,
-			    err);
+			rc =
+			    download_probe_one(&r.v[i], local, false, res, err);
 			free(local);
 		}
 	}

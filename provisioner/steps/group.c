@@ -33,7 +33,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../limits.h"
 #include "../node.h"
 #include "../remote.h"
 #include "../runner.h"
@@ -68,7 +67,7 @@ group_name_ok(const char *s)
 		if (c == '$' && i == len - 1)
 			break;
 		if (!(c == '_' || c == '-' || (c >= 'a' && c <= 'z') ||
-		    (c >= '0' && c <= '9')))
+		        (c >= '0' && c <= '9')))
 			return false;
 	}
 	return true;
@@ -115,7 +114,8 @@ group_parse(const struct node *body, const struct step *step, void **cfg,
 	if (!group_name_ok(c->name)) {
 		node_err(err, node_get(body, "name"),
 		    "invalid group name '%s' (want [a-z_][a-z0-9_-]*$?, "
-		    "at most 32 characters)", c->name);
+		    "at most 32 characters)",
+		    c->name);
 		goto fail;
 	}
 	if (c->absent && (c->has_gid || node_get(body, "system") != NULL)) {
@@ -142,10 +142,9 @@ static const char group_script_common[] =
     "*) die \"getent group $n failed\" ;;\n"
     "esac\n";
 
-static const char group_script_absent[] =
-    "[ -z \"$ent\" ] && exit 0\n"
-    "run groupdel -- \"$n\"\n"
-    "echo \"+ removed group $n\"\n";
+static const char group_script_absent[] = "[ -z \"$ent\" ] && exit 0\n"
+                                          "run groupdel -- \"$n\"\n"
+                                          "echo \"+ removed group $n\"\n";
 
 static const char group_script_present[] =
     "if [ -z \"$ent\" ]; then\n"
@@ -170,16 +169,16 @@ static const char group_script_present[] =
 static void
 group_script(const struct group_cfg *c, bool probe, struct buf *s)
 {
-	(void)buf_addf(s, "probe=%d\nsys=%d\nn=", probe ? 1 : 0,
-	    c->system ? 1 : 0);
+	(void)buf_addf(
+	    s, "probe=%d\nsys=%d\nn=", probe ? 1 : 0, c->system ? 1 : 0);
 	(void)sh_quote(s, c->name);
 	if (c->has_gid)
 		(void)buf_addf(s, "\ngid=%llu\n", (unsigned long long)c->gid);
 	else
 		(void)buf_adds(s, "\ngid=\n");
 	(void)buf_adds(s, group_script_common);
-	(void)buf_adds(s, c->absent ? group_script_absent :
-	    group_script_present);
+	(void)buf_adds(
+	    s, c->absent ? group_script_absent : group_script_present);
 }
 
 /*
@@ -214,8 +213,8 @@ group_collect(const struct buf *out, struct step_result *res)
 }
 
 static int
-group_run(struct run_ctx *ctx, const struct step *step,
-    struct step_result *res, bool probe, struct errbuf *err)
+group_run(struct run_ctx *ctx, const struct step *step, struct step_result *res,
+    bool probe, struct errbuf *err)
 {
 	const struct group_cfg *c = step->cfg;
 	struct remote_cmd cmd = REMOTE_CMD_INIT;

@@ -54,8 +54,16 @@ struct line_cfg {
 };
 
 static const char *const line_keys[] = {
-	"path", "line", "regexp", "state", "create", "backup", "owner",
-	"group", "mode", NULL,
+	"path",
+	"line",
+	"regexp",
+	"state",
+	"create",
+	"backup",
+	"owner",
+	"group",
+	"mode",
+	NULL,
 };
 
 static int
@@ -77,16 +85,15 @@ line_parse_state(const struct node *body, bool *absent, struct errbuf *err)
 }
 
 static int
-line_check_regexp(const struct node *body, const char *re,
-    struct errbuf *err)
+line_check_regexp(const struct node *body, const char *re, struct errbuf *err)
 {
 	const struct node *n = node_get(body, "regexp");
 	regex_t rx;
 	int rc;
 
 	if (re[0] == '\0' || strlen(re) != n->len || strchr(re, '\n'))
-		return node_err(err, n,
-		    "regexp: must be non-empty, one line, without NUL");
+		return node_err(
+		    err, n, "regexp: must be non-empty, one line, without NUL");
 	rc = regcomp(&rx, re, REG_EXTENDED | REG_NOSUB);
 	if (rc != 0) {
 		char msg[128];
@@ -99,19 +106,20 @@ line_check_regexp(const struct node *body, const char *re,
 }
 
 static int
-line_check(const struct node *body, const struct line_cfg *c,
-    struct errbuf *err)
+line_check(
+    const struct node *body, const struct line_cfg *c, struct errbuf *err)
 {
 	const struct node *n = node_get(body, "line");
 
 	if (c->line == NULL && (!c->absent || c->regexp == NULL))
 		return node_err(err, body,
-		    c->absent ? "state absent needs line or regexp" :
-				"line is required");
+		    c->absent ? "state absent needs line or regexp"
+		              : "line is required");
 	if (c->line != NULL &&
 	    (strlen(c->line) != n->len || strchr(c->line, '\n')))
-		return node_err(err, n, "line: must not contain a newline "
-					"or NUL");
+		return node_err(err, n,
+		    "line: must not contain a newline "
+		    "or NUL");
 	if (c->regexp != NULL && line_check_regexp(body, c->regexp, err) < 0)
 		return -1;
 	if (c->absent && c->create)
@@ -236,7 +244,7 @@ line_script(const struct line_cfg *c, bool apply, struct buf *b)
 	    stepsh_assign_attrs(b, &c->attrs) < 0)
 		return -1;
 	if (buf_addf(b, "HR=%d AB=%d CR=%d BK=%d\n", c->regexp ? 1 : 0,
-		c->absent ? 1 : 0, c->create ? 1 : 0, c->backup ? 1 : 0) < 0)
+	        c->absent ? 1 : 0, c->create ? 1 : 0, c->backup ? 1 : 0) < 0)
 		return -1;
 	return buf_adds(b, line_sh);
 }
@@ -277,8 +285,8 @@ line_describe(const struct step *step, struct buf *out)
 {
 	const struct line_cfg *c = step->cfg;
 
-	(void)buf_addf(out, "line %s %s", c->path,
-	    c->absent ? "absent" : "present");
+	(void)buf_addf(
+	    out, "line %s %s", c->path, c->absent ? "absent" : "present");
 	if (c->line != NULL) {
 		(void)buf_adds(out, " ");
 		(void)sh_quote(out, c->line);

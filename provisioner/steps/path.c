@@ -46,7 +46,12 @@ enum path_state {
 };
 
 static const char *const path_state_names[] = {
-	"directory", "file", "touch", "link", "absent", NULL,
+	"directory",
+	"file",
+	"touch",
+	"link",
+	"absent",
+	NULL,
 };
 
 struct path_cfg {
@@ -59,13 +64,20 @@ struct path_cfg {
 };
 
 static const char *const path_keys[] = {
-	"path", "state", "owner", "group", "mode", "recursive", "target",
-	"follow", NULL,
+	"path",
+	"state",
+	"owner",
+	"group",
+	"mode",
+	"recursive",
+	"target",
+	"follow",
+	NULL,
 };
 
 static int
-path_parse_state(const struct node *body, struct path_cfg *c,
-    struct errbuf *err)
+path_parse_state(
+    const struct node *body, struct path_cfg *c, struct errbuf *err)
 {
 	const char *s = NULL;
 
@@ -92,15 +104,15 @@ path_is_root(const char *p)
 }
 
 static int
-path_check(const struct node *body, const struct path_cfg *c,
-    struct errbuf *err)
+path_check(
+    const struct node *body, const struct path_cfg *c, struct errbuf *err)
 {
 	bool link = c->state == PATH_LINK, absent = c->state == PATH_ABSENT;
 
 	if (link != (c->target != NULL))
 		return node_err(err, link ? body : node_get(body, "target"),
-		    link ? "state link needs a target" :
-			   "target is only for state link");
+		    link ? "state link needs a target"
+		         : "target is only for state link");
 	if (link && (c->target[0] == '\0' || strchr(c->target, '\n')))
 		return node_err(err, node_get(body, "target"),
 		    "target: must be non-empty, without newlines");
@@ -109,14 +121,14 @@ path_check(const struct node *body, const struct path_cfg *c,
 		    "mode is not supported with state %s",
 		    path_state_names[c->state]);
 	if (absent && (c->attrs.owner || c->attrs.group))
-		return node_err(err, body,
-		    "owner/group make no sense with state absent");
+		return node_err(
+		    err, body, "owner/group make no sense with state absent");
 	if (c->recursive && c->state != PATH_DIRECTORY)
 		return node_err(err, node_get(body, "recursive"),
 		    "recursive is only for state directory");
 	if (absent && path_is_root(c->path))
-		return node_err(err, node_get(body, "path"),
-		    "refusing to remove '/'");
+		return node_err(
+		    err, node_get(body, "path"), "refusing to remove '/'");
 	return 0;
 }
 
@@ -212,8 +224,8 @@ path_script(const struct path_cfg *c, bool apply, struct buf *b)
 	    stepsh_assign(b, "S", path_state_names[c->state]) < 0 ||
 	    stepsh_assign(b, "T", c->target ? c->target : "") < 0 ||
 	    stepsh_assign_attrs(b, &c->attrs) < 0 ||
-	    buf_addf(b, "R=%d NF=%d\n", c->recursive ? 1 : 0,
-		c->follow ? 0 : 1) < 0)
+	    buf_addf(
+	        b, "R=%d NF=%d\n", c->recursive ? 1 : 0, c->follow ? 0 : 1) < 0)
 		return -1;
 	return buf_adds(b, path_sh);
 }

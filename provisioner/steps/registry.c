@@ -15,6 +15,7 @@ static const struct step_kind *const kinds[] = {
 	&step_kind_path,
 	&step_kind_line,
 	&step_kind_alias,
+	&step_kind_closure,
 	NULL,
 };
 

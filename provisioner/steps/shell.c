@@ -23,9 +23,11 @@
  * carries the user's script as a quoted assignment, cds, exports env,
  * checks creates/unless itself, writes the script to a mktemp file (0600,
  * removed on exit, so it is on no command line) and runs `$shell FILE`
- * with stdin from /dev/null and the script's stdout sent to stderr. The
- * wrapper's stdout thus carries only its own verdict line, which the
- * user's output cannot be mixed into:
+ * with stdin from /dev/null and stdout+stderr going to a second mktemp
+ * file, whose last 64 KiB the wrapper then copies to its stderr (also
+ * when it is stopped by the step's timeout). The wrapper's stdout thus
+ * carries only its own verdict line, which the user's output cannot be
+ * mixed into:
  *   stagehand-skip creates|unless     the script did not run
  *   stagehand-ran N                   the script ran and exited N
  * No verdict line means the wrapper itself failed (cd, mktemp, sudo...):
@@ -36,7 +38,9 @@
  *
  * probe: without creates/unless, no round trip: changed, "would run:
  * <first line of the script>". With them, the same checks run read-only
- * on the target and changed tells whether the script would run.
+ * on the target and changed tells whether the script would run (a cwd
+ * that does not exist yet, e.g. made by an earlier step, means "would
+ * run").
  *
  * Idempotence is the script's business; creates/unless/changed_exit_code
  * are the tools for it. Flags: not STEP_RETRY_SAFE, because running a
@@ -56,11 +60,11 @@ struct shell_env {
 };
 
 struct shell_cfg {
-	const char *script;  /* borrowed */
-	const char *creates; /* borrowed; NULL: none */
-	const char *unless;  /* borrowed; NULL: none */
-	const char *cwd;     /* borrowed; NULL: none */
-	const char *shell;   /* borrowed or the default */
+	const char *script;    /* borrowed */
+	const char *creates;   /* borrowed; NULL: none */
+	const char *unless;    /* borrowed; NULL: none */
+	const char *cwd;       /* borrowed; NULL: none */
+	const char *shell;     /* borrowed or the default */
 	struct shell_env *env; /* owned array */
 	size_t nenv;
 	bool valid[256];
@@ -68,8 +72,15 @@ struct shell_cfg {
 };
 
 static const char *const shell_keys[] = {
-	"script", "creates", "unless", "env", "cwd", "valid_exit_codes",
-	"changed_exit_code", "shell", NULL,
+	"script",
+	"creates",
+	"unless",
+	"env",
+	"cwd",
+	"valid_exit_codes",
+	"changed_exit_code",
+	"shell",
+	NULL,
 };
 
 /* ======================================================== parse */
@@ -78,11 +89,11 @@ static bool
 shell_env_name_ok(const char *s)
 {
 	if (!((s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z') ||
-		s[0] == '_'))
+	        s[0] == '_'))
 		return false;
 	for (s++; *s; s++)
 		if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
-			(*s >= '0' && *s <= '9') || *s == '_'))
+		        (*s >= '0' && *s <= '9') || *s == '_'))
 			return false;
 	return true;
 }
@@ -96,8 +107,8 @@ shell_no_nul(const struct node *n, const char *what, struct errbuf *err)
 }
 
 static int
-shell_parse_env(const struct node *body, struct shell_cfg *c,
-    struct errbuf *err)
+shell_parse_env(
+    const struct node *body, struct shell_cfg *c, struct errbuf *err)
 {
 	const struct node *env = node_get(body, "env");
 
@@ -110,8 +121,8 @@ shell_parse_env(const struct node *body, struct shell_cfg *c,
 		const struct node *k = env->keys[i], *v = env->items[i];
 
 		if (!shell_env_name_ok(k->str))
-			return node_err(err, k, "env: bad variable name '%s'",
-			    k->str);
+			return node_err(
+			    err, k, "env: bad variable name '%s'", k->str);
 		if (node_expect(v, NODE_SCALAR, "env value", err) < 0 ||
 		    shell_no_nul(v, "env value", err) < 0)
 			return -1;
@@ -122,8 +133,8 @@ shell_parse_env(const struct node *body, struct shell_cfg *c,
 }
 
 static int
-shell_parse_codes(const struct node *body, struct shell_cfg *c,
-    struct errbuf *err)
+shell_parse_codes(
+    const struct node *body, struct shell_cfg *c, struct errbuf *err)
 {
 	const struct node *v = node_get(body, "valid_exit_codes");
 	uint64_t code;
@@ -156,8 +167,8 @@ shell_parse_codes(const struct node *body, struct shell_cfg *c,
 }
 
 static int
-shell_parse_map(const struct node *body, struct shell_cfg *c,
-    struct errbuf *err)
+shell_parse_map(
+    const struct node *body, struct shell_cfg *c, struct errbuf *err)
 {
 	if (node_check_keys(body, shell_keys, err) < 0 ||
 	    node_req_str(body, "script", &c->script, err) < 0 ||
@@ -228,20 +239,35 @@ shell_parse(const struct node *body, const struct step *step, void **cfg,
  */
 static const char shell_sh[] =
     "set -u\n"
-    "trap 'exit 143' TERM HUP INT\n"
-    "if [ -n \"$CD\" ]; then cd -- \"$CD\" || exit 1; fi\n"
+    "t= o=\n"
+    "dump() {\n"
+    "\t[ -n \"$o\" ] && [ -f \"$o\" ] || return 0\n"
+    "\tn=$(wc -c < \"$o\")\n"
+    "\tif [ \"$n\" -gt 65536 ]; then\n"
+    "\t\techo \"[... $((n - 65536)) bytes of output dropped ...]\" >&2\n"
+    "\t\ttail -c 65536 -- \"$o\" >&2\n"
+    "\telse cat -- \"$o\" >&2; fi\n"
+    "}\n"
+    "trap 'for f in \"$t\" \"$o\"; do [ -z \"$f\" ] || rm -f -- \"$f\"; "
+    "done' EXIT\n"
+    "trap 'dump; exit 143' TERM HUP INT\n"
+    "if [ -n \"$CD\" ] && ! cd -- \"$CD\"; then\n"
+    "\t[ \"$RUN\" = 0 ] && { echo 'stagehand-run'; exit 0; }\n"
+    "\texit 1\n"
+    "fi\n"
     "if [ \"$HC\" = 1 ] && { [ -e \"$CR\" ] || [ -L \"$CR\" ]; }; then\n"
     "\techo 'stagehand-skip creates'; exit 0\n"
     "fi\n"
-    "if [ \"$HU\" = 1 ] && (eval \"$U\") </dev/null 1>&2; then\n"
+    "if [ \"$HU\" = 1 ] && (set +u; eval \"$U\") </dev/null 1>&2; then\n"
     "\techo 'stagehand-skip unless'; exit 0\n"
     "fi\n"
     "if [ \"$RUN\" = 0 ]; then echo 'stagehand-run'; exit 0; fi\n"
-    "t=$(mktemp) || exit 1\n"
-    "trap 'rm -f -- \"$t\"' EXIT\n"
+    "t=$(mktemp) && o=$(mktemp) || exit 1\n"
     "printf '%s\\n' \"$S\" > \"$t\" || exit 1\n"
-    "\"$SH\" \"$t\" </dev/null 1>&2\n"
-    "echo \"stagehand-ran $?\"\n";
+    "\"$SH\" \"$t\" </dev/null >\"$o\" 2>&1\n"
+    "r=$?\n"
+    "dump\n"
+    "echo \"stagehand-ran $r\"\n";
 
 static int
 shell_script(const struct shell_cfg *c, bool run, struct buf *b)
@@ -252,7 +278,7 @@ shell_script(const struct shell_cfg *c, bool run, struct buf *b)
 	    stepsh_assign(b, "U", c->unless ? c->unless : "") < 0 ||
 	    stepsh_assign(b, "CD", c->cwd ? c->cwd : "") < 0 ||
 	    buf_addf(b, "HC=%d HU=%d RUN=%d\n", c->creates ? 1 : 0,
-		c->unless ? 1 : 0, run ? 1 : 0) < 0)
+	        c->unless ? 1 : 0, run ? 1 : 0) < 0)
 		return -1;
 	for (size_t i = 0; i < c->nenv; i++) {
 		if (buf_addf(b, "export %s=", c->env[i].name) < 0 ||
@@ -299,11 +325,13 @@ shell_exec(struct run_ctx *ctx, const struct step *step, bool run,
 	}
 	cmd.script = script.data;
 	cmd.become = step->become;
-	cmd.timeout_s = step->timeout_s ? step->timeout_s :
-					  STEP_DEFAULT_TIMEOUT_S;
-	if (remote_run(ctx, &cmd, out, err) < 0)
-		goto out;
+	cmd.timeout_s =
+	    step->timeout_s ? step->timeout_s : STEP_DEFAULT_TIMEOUT_S;
+	rc = remote_run(ctx, &cmd, out, err);
 	step_result_output(res, out->err.data, out->err.len);
+	if (rc < 0)
+		goto out;
+	rc = -1;
 	if (!str_has_prefix(out->out.data, "stagehand-")) {
 		buf_init(&line, 1024);
 		stepsh_last_line(&out->err, &line);
@@ -333,8 +361,8 @@ shell_verdict(const struct shell_cfg *c, const struct remote_out *out,
 	}
 	if (!str_has_prefix(v, "ran ") ||
 	    parse_u64(v + 4, strcspn(v + 4, "\n"), 255, &code) < 0)
-		return err_set(err, SH_ERR_INTERNAL,
-		    "shell: unexpected wrapper output");
+		return err_set(
+		    err, SH_ERR_INTERNAL, "shell: unexpected wrapper output");
 	res->exit_status = (int)code;
 	if (!c->valid[code]) {
 		buf_init(&line, 1024);
@@ -384,7 +412,7 @@ shell_probe(struct run_ctx *ctx, const struct step *step,
 	if (c->creates != NULL || c->unless != NULL)
 		rc = shell_exec(ctx, step, false, &out, res, err);
 	if (rc == 0 && ((c->creates == NULL && c->unless == NULL) ||
-			   strcmp(out.out.data, "stagehand-run\n") == 0)) {
+	                   strcmp(out.out.data, "stagehand-run\n") == 0)) {
 		buf_init(&first, 4096);
 		shell_first_line(c->script, &first);
 		step_result_change(res, "would run: %s", first.data);

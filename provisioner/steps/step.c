@@ -73,10 +73,30 @@ step_result_free(struct step_result *r)
 	}
 	free(r->details);
 	free(r->skip_reason);
+	step_closure_free(r->closure);
+	r->closure = NULL;
 	r->tests = NULL;
 	r->details = NULL;
 	r->skip_reason = NULL;
 	r->ntests = r->ndetails = 0;
+}
+
+void
+step_closure_free(struct step_closure *c)
+{
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < c->n; i++) {
+		free(c->paths[i].path);
+		free(c->paths[i].nar_hash);
+		free(c->paths[i].signer);
+		free(c->paths[i].substituter);
+	}
+	free(c->paths);
+	free(c->root);
+	free(c->system);
+	free(c->profile);
+	free(c);
 }
 
 void

@@ -75,6 +75,31 @@ struct step_detail {
 	char *value; /* owned */
 };
 
+/* What a closure step installed (report: the "closure" section). */
+struct step_closure_path {
+	char *path;        /* owned */
+	char *nar_hash;    /* owned */
+	uint64_t nar_size;
+	char *signer;      /* owned: key name */
+	char *substituter; /* owned: cache URL */
+};
+
+struct step_closure {
+	char *root;          /* owned: the store path installed */
+	char *system;        /* owned: x86_64-linux / aarch64-linux */
+	char *profile;       /* owned; may be NULL */
+	uint64_t nar_size;   /* closure total */
+	uint64_t file_size;  /* closure total (compressed) */
+	size_t paths_missing; /* paths the target did not have */
+	uint64_t bytes_missing; /* their NarSize */
+	long generation_before; /* -1: none */
+	long generation_after;  /* -1: unchanged/none */
+	struct step_closure_path *paths; /* owned */
+	size_t n;
+};
+
+void step_closure_free(struct step_closure *c);
+
 struct step_result {
 	enum step_status status;
 	bool changed;           /* set by probe/apply */
@@ -92,6 +117,7 @@ struct step_result {
 	uint64_t duration_ms;
 	int64_t started_at;     /* unix time */
 	char *skip_reason;      /* owned; for STEP_SKIPPED */
+	struct step_closure *closure; /* owned; closure steps only */
 	struct errbuf err;      /* for STEP_FAILED / STEP_INTERRUPTED */
 };
 
@@ -129,6 +155,7 @@ extern const struct step_kind step_kind_group;
 extern const struct step_kind step_kind_path;
 extern const struct step_kind step_kind_line;
 extern const struct step_kind step_kind_alias;
+extern const struct step_kind step_kind_closure;
 
 /* Registry (steps/registry.c). NULL when unknown. */
 const struct step_kind *step_kind_find(const char *name);

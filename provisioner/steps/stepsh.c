@@ -74,8 +74,8 @@ stepsh_assign(struct buf *b, const char *name, const char *value)
 int
 stepsh_assign_attrs(struct buf *b, const struct stepsh_attrs *a)
 {
-	if (a->mode_set ? buf_addf(b, "M='%o'\n", a->mode) :
-			  buf_adds(b, "M=''\n"))
+	if (a->mode_set ? buf_addf(b, "M='%o'\n", a->mode)
+	                : buf_adds(b, "M=''\n"))
 		return -1;
 	if (stepsh_assign(b, "O", a->owner ? a->owner : "") < 0)
 		return -1;
@@ -94,8 +94,8 @@ name_ok(const char *s)
 		char c = s[i];
 
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			(c >= '0' && c <= '9') || c == '_' || c == '-' ||
-			c == '.' || c == '@' || (c == '$' && i == n - 1)))
+		        (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+		        c == '.' || c == '@' || (c == '$' && i == n - 1)))
 			return false;
 	}
 	return true;
@@ -114,8 +114,8 @@ parse_name(const struct node *map, const char *key, const char **out,
 }
 
 int
-stepsh_parse_attrs(const struct node *map, struct stepsh_attrs *a,
-    struct errbuf *err)
+stepsh_parse_attrs(
+    const struct node *map, struct stepsh_attrs *a, struct errbuf *err)
 {
 	memset(a, 0, sizeof(*a));
 	if (parse_name(map, "owner", &a->owner, err) < 0 ||
@@ -134,11 +134,11 @@ stepsh_abs_path(const struct node *map, const char *key, const char **out,
 		return -1;
 	n = node_get(map, key);
 	if ((*out)[0] != '/')
-		return node_err(err, n, "%s: must be an absolute path: '%s'",
-		    key, *out);
+		return node_err(
+		    err, n, "%s: must be an absolute path: '%s'", key, *out);
 	if (strlen(*out) != n->len || strchr(*out, '\n') != NULL)
-		return node_err(err, n, "%s: must not contain a newline or NUL",
-		    key);
+		return node_err(
+		    err, n, "%s: must not contain a newline or NUL", key);
 	return 0;
 }
 
@@ -170,8 +170,8 @@ stepsh_describe_attrs(struct buf *out, const struct stepsh_attrs *a)
 		return;
 	(void)buf_adds(out, " (");
 	if (a->mode_set)
-		(void)buf_addf(out, "%04o%s", a->mode,
-		    a->owner || a->group ? " " : "");
+		(void)buf_addf(
+		    out, "%04o%s", a->mode, a->owner || a->group ? " " : "");
 	if (a->owner || a->group)
 		(void)buf_addf(out, "%s:%s", a->owner ? a->owner : "-",
 		    a->group ? a->group : "-");
@@ -216,8 +216,8 @@ stepsh_sha256_mem(const void *p, size_t len, struct buf *hex)
 }
 
 int
-stepsh_sha256_file(const char *path, struct buf *hex, uint64_t *size,
-    struct errbuf *err)
+stepsh_sha256_file(
+    const char *path, struct buf *hex, uint64_t *size, struct errbuf *err)
 {
 	crypto_hash_sha256_state st;
 	unsigned char h[crypto_hash_sha256_BYTES];
@@ -237,8 +237,8 @@ stepsh_sha256_file(const char *path, struct buf *hex, uint64_t *size,
 	chunk = xmalloc(1u << 16);
 	(void)crypto_hash_sha256_init(&st);
 	while ((n = read(fd, chunk, 1u << 16)) > 0) {
-		(void)crypto_hash_sha256_update(&st, (unsigned char *)chunk,
-		    (unsigned long long)n);
+		(void)crypto_hash_sha256_update(
+		    &st, (unsigned char *)chunk, (unsigned long long)n);
 		*size += (uint64_t)n;
 	}
 	if (n < 0) {
@@ -259,8 +259,9 @@ stepsh_last_line(const struct buf *b, struct buf *line)
 {
 	size_t end = b->len, start;
 
-	while (end > 0 && (b->data[end - 1] == '\n' ||
-			      b->data[end - 1] == '\r' || b->data[end - 1] == ' '))
+	while (
+	    end > 0 && (b->data[end - 1] == '\n' || b->data[end - 1] == '\r' ||
+	                   b->data[end - 1] == ' '))
 		end--;
 	start = end;
 	while (start > 0 && b->data[start - 1] != '\n')
@@ -280,13 +281,15 @@ stepsh_exec(struct run_ctx *ctx, const struct step *step,
     struct errbuf *err)
 {
 	struct buf line;
+	int rc;
 
 	cmd->become = step->become;
-	cmd->timeout_s = step->timeout_s ? step->timeout_s :
-					   STEP_DEFAULT_TIMEOUT_S;
-	if (remote_run(ctx, cmd, out, err) < 0)
-		return -1;
+	cmd->timeout_s =
+	    step->timeout_s ? step->timeout_s : STEP_DEFAULT_TIMEOUT_S;
+	rc = remote_run(ctx, cmd, out, err);
 	step_result_output(res, out->err.data, out->err.len);
+	if (rc < 0)
+		return -1;
 	res->exit_status = out->status;
 	if (out->status == 0)
 		return 0;

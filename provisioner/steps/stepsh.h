@@ -49,11 +49,11 @@ struct stepsh_attrs {
 };
 
 /* Reads optional `owner`, `group`, `mode` from map; validates names. */
-int stepsh_parse_attrs(const struct node *map, struct stepsh_attrs *a,
-    struct errbuf *err);
+int stepsh_parse_attrs(
+    const struct node *map, struct stepsh_attrs *a, struct errbuf *err);
 /* Requires an absolute path without NUL or newline in map[key]. */
-int stepsh_abs_path(const struct node *map, const char *key,
-    const char **out, struct errbuf *err);
+int stepsh_abs_path(const struct node *map, const char *key, const char **out,
+    struct errbuf *err);
 
 /* Appends the preamble and helper functions (see above). */
 int stepsh_begin(struct buf *b, bool apply);
@@ -72,8 +72,8 @@ void stepsh_describe_attrs(struct buf *out, const struct stepsh_attrs *a);
  * sha256 of a local regular file as 64 lowercase hex digits into hex
  * (appended). *size receives the file's size. libsodium, streamed.
  */
-int stepsh_sha256_file(const char *path, struct buf *hex, uint64_t *size,
-    struct errbuf *err);
+int stepsh_sha256_file(
+    const char *path, struct buf *hex, uint64_t *size, struct errbuf *err);
 /* The same for a memory block. */
 void stepsh_sha256_mem(const void *p, size_t len, struct buf *hex);
 

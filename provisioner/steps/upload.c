@@ -22,18 +22,27 @@
  * group and mode are fixed in place when they differ. A tree never deletes
  * files on the target that are not in src.
  *
- * apply (one round trip): the content goes on stdin after the script (a
- * tree: the files concatenated in a fixed order by a local feeder
- * process). For each file the remote script reads exactly its size with
- * `head -c` into a mktemp file in the destination's directory, compares it
- * with the existing file (cmp) and only when it differs gives it the old
- * file's owner/mode (or the wanted ones) and renames it over (mv -f,
- * atomic); otherwise the temp file is removed. A second apply therefore
- * reports ok.
+ * A single file, apply (one round trip): the content goes on stdin after
+ * the script (from the open file, or the inline text). The remote script
+ * reads exactly its size with `head -c` into a mktemp file in the
+ * destination's directory, checks the size, compares it with the existing
+ * file (cmp) and only when it differs gives it the old file's owner/mode
+ * (or the wanted ones) and renames it over (mv -f, atomic); otherwise the
+ * temp file is removed. Attribute differences are fixed in place.
+ * probe (one round trip, no payload): the local sha256 (libsodium) goes
+ * into the script, which compares it with `sha256sum` of the remote file.
  *
- * probe (one round trip, no payload): the local sha256 (libsodium) of each
- * file goes into the script, which compares it with `sha256sum` of the
- * remote file and compares attributes, changing nothing.
+ * A tree, like rsync: round 1 (the inventory, read-only, also all of
+ * probe) stats and hashes every entry on the target in batches (stat
+ * --printf, sha256sum -z, NUL-separated) and compares with the local
+ * walk and sha256s. When nothing differs apply stops there (one round
+ * trip). Otherwise round 2 sends a tar of only the files that differ
+ * (the controller's `tar -c --no-recursion -T list` as the payload), the
+ * target extracts it into a staging dir inside dest (same file system)
+ * and renames each file into place, creates missing directories and fixes
+ * attributes in tree order. Tree entries keep their local modes.
+ *
+ * Either way a second apply reports ok.
  *
  * Change lines: "create /etc/x", "content /etc/x", "mode /etc/x: 600 ->
  * 644", "owner ...", "create directory ...". STEP_RETRY_SAFE.
@@ -42,6 +51,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -60,9 +70,17 @@ struct upload_cfg {
 	char *src;           /* owned: resolved local path; NULL for content */
 	const char *content; /* borrowed */
 	size_t content_len;
-	const char *dest;    /* borrowed */
+	const char *dest; /* borrowed */
 	struct stepsh_attrs attrs;
 	bool tree;
+};
+
+/* What a tree entry needs on the target, from the inventory. */
+enum upload_todo {
+	UPLOAD_NOTHING,
+	UPLOAD_CREATE,  /* missing: mkd or put */
+	UPLOAD_CONTENT, /* a file whose content differs: put */
+	UPLOAD_ATTRS,   /* only owner/group/mode differ: attrs */
 };
 
 struct upload_ent {
@@ -70,6 +88,11 @@ struct upload_ent {
 	bool dir;
 	unsigned mode;
 	uint64_t size;
+	char hash[65]; /* local sha256 (files), hex */
+	/* filled by the inventory */
+	bool exists, same, attrs_differ, wrong_type;
+	bool send; /* goes into the tar stream */
+	enum upload_todo todo;
 };
 
 struct upload_list {
@@ -79,7 +102,13 @@ struct upload_list {
 };
 
 static const char *const upload_keys[] = {
-	"src", "content", "dest", "owner", "group", "mode", NULL,
+	"src",
+	"content",
+	"dest",
+	"owner",
+	"group",
+	"mode",
+	NULL,
 };
 
 /* ======================================================== parse */
@@ -89,14 +118,15 @@ upload_resolve(const char *file, const char *src)
 {
 	const char *slash;
 
-	if (src[0] == '/' || file == NULL || (slash = strrchr(file, '/')) == NULL)
+	if (src[0] == '/' || file == NULL ||
+	    (slash = strrchr(file, '/')) == NULL)
 		return xstrdup(src);
 	return xasprintf("%.*s/%s", (int)(slash - file), file, src);
 }
 
 static int
-upload_check_src(const struct node *body, struct upload_cfg *c,
-    struct errbuf *err)
+upload_check_src(
+    const struct node *body, struct upload_cfg *c, struct errbuf *err)
 {
 	const struct node *n = node_get(body, "src");
 	struct stat sb;
@@ -111,15 +141,15 @@ upload_check_src(const struct node *body, struct upload_cfg *c,
 			    "mode is for single files; a tree keeps the "
 			    "local modes");
 	} else if (!S_ISREG(sb.st_mode)) {
-		return node_err(err, n, "src: %s: not a file or directory",
-		    c->src);
+		return node_err(
+		    err, n, "src: %s: not a file or directory", c->src);
 	}
 	return 0;
 }
 
 static int
-upload_parse_body(const struct node *body, struct upload_cfg *c,
-    struct errbuf *err)
+upload_parse_body(
+    const struct node *body, struct upload_cfg *c, struct errbuf *err)
 {
 	const struct node *cn;
 
@@ -129,8 +159,9 @@ upload_parse_body(const struct node *body, struct upload_cfg *c,
 	    stepsh_parse_attrs(body, &c->attrs, err) < 0)
 		return -1;
 	if ((c->src_arg == NULL) == (c->content == NULL))
-		return node_err(err, body, "upload needs exactly one of src "
-					   "and content");
+		return node_err(err, body,
+		    "upload needs exactly one of src "
+		    "and content");
 	if (c->content != NULL) {
 		cn = node_get(body, "content");
 		c->content_len = cn->len;
@@ -182,8 +213,8 @@ upload_list_free(struct upload_list *l)
 }
 
 static int
-upload_list_add(struct upload_list *l, char *rel, const struct stat *sb,
-    struct errbuf *err)
+upload_list_add(
+    struct upload_list *l, char *rel, const struct stat *sb, struct errbuf *err)
 {
 	struct upload_ent *e;
 
@@ -194,14 +225,16 @@ upload_list_add(struct upload_list *l, char *rel, const struct stat *sb,
 	}
 	l->v = xreallocarray(l->v, l->n + 1, sizeof(*l->v));
 	e = &l->v[l->n++];
+	memset(e, 0, sizeof(*e));
 	e->rel = rel;
 	e->dir = S_ISDIR(sb->st_mode);
 	e->mode = (unsigned)sb->st_mode & 07777;
 	e->size = e->dir ? 0 : (uint64_t)sb->st_size;
 	l->total += e->size;
 	if (l->total > UPLOAD_FILE_MAX)
-		return err_set(err, SH_ERR_STEP, "upload: tree larger than %u "
-						 "bytes",
+		return err_set(err, SH_ERR_STEP,
+		    "upload: tree larger than %u "
+		    "bytes",
 		    UPLOAD_FILE_MAX);
 	return 0;
 }
@@ -221,13 +254,14 @@ upload_walk_entry(const char *root, const char *rel, const char *name,
 	if (lstat(full, &sb) < 0) {
 		err_set(err, SH_ERR_IO, "%s: %s", full, strerror(errno));
 	} else if (!S_ISDIR(sb.st_mode) && !S_ISREG(sb.st_mode)) {
-		err_set(err, SH_ERR_STEP, "upload: %s: only regular files and "
-					  "directories can be uploaded",
+		err_set(err, SH_ERR_STEP,
+		    "upload: %s: only regular files and "
+		    "directories can be uploaded",
 		    full);
 	} else if (upload_list_add(l, xstrdup(sub), &sb, err) == 0) {
-		rc = S_ISDIR(sb.st_mode) ?
-			 upload_walk(root, sub, depth + 1, l, err) :
-			 0;
+		rc = S_ISDIR(sb.st_mode)
+		         ? upload_walk(root, sub, depth + 1, l, err)
+		         : 0;
 	}
 	free(full);
 	free(sub);
@@ -258,7 +292,8 @@ upload_walk(const char *root, const char *rel, unsigned depth,
 	if (rc < 0)
 		goto out;
 	while ((de = readdir(d)) != NULL)
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+		if (strcmp(de->d_name, ".") != 0 &&
+		    strcmp(de->d_name, "..") != 0)
 			strlist_push(&names, de->d_name);
 	closedir(d);
 	if (names.n > 1)
@@ -273,45 +308,47 @@ out:
 
 /* ======================================================== the feeder */
 
+/*
+ * Writes the names of the entries to send ("./rel", NUL-terminated) to a
+ * temp file for tar -T. Caller unlinks *path and frees it.
+ */
 static int
-upload_copy_exact(int out, const char *path, uint64_t size)
+upload_namelist(const struct upload_list *l, char **path, struct errbuf *err)
 {
-	char *chunk = xmalloc(1u << 16);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	int rc = -1;
+	const char *tmpdir = getenv("TMPDIR");
+	int fd, rc = 0;
+	FILE *f;
 
-	while (fd >= 0 && size > 0) {
-		size_t want = size < (1u << 16) ? (size_t)size : (1u << 16);
-		ssize_t n = read(fd, chunk, want), w = 0;
-
-		if (n <= 0)
-			goto out;
-		for (ssize_t off = 0; off < n; off += w) {
-			w = write(out, chunk + off, (size_t)(n - off));
-			if (w < 0 && errno != EINTR)
-				goto out;
-			if (w < 0)
-				w = 0;
-		}
-		size -= (uint64_t)n;
+	*path = xasprintf("%s/stagehand-names.XXXXXX",
+	    tmpdir && tmpdir[0] == '/' ? tmpdir : "/tmp");
+	fd = mkostemp(*path, O_CLOEXEC);
+	if (fd < 0 || (f = fdopen(fd, "w")) == NULL) {
+		err_set(err, SH_ERR_IO, "%s: %s", *path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		free(*path);
+		*path = NULL;
+		return -1;
 	}
-	rc = fd >= 0 ? 0 : -1;
-out:
-	if (fd >= 0)
-		close(fd);
-	free(chunk);
-	return rc;
+	for (size_t i = 0; i < l->n && rc == 0; i++)
+		if (l->v[i].send && fprintf(f, "./%s%c", l->v[i].rel, 0) < 0)
+			rc = -1;
+	if (fclose(f) != 0 || rc < 0) {
+		unlink(*path);
+		free(*path);
+		*path = NULL;
+		return err_set(err, SH_ERR_IO, "writing the name list failed");
+	}
+	return 0;
 }
 
 /*
- * Forks a process that writes every file of l, in order, exactly its
- * listed size, into a pipe; *fd is the read end (caller closes it and then
- * reaps *pid with upload_feeder_end). A file that shrank ends the stream
- * early, which the remote side reports as a short transfer.
+ * Starts `tar -c` (the controller's tar) on the entries to send; its
+ * stdout is *fd (caller closes it, then reaps with upload_feeder_end).
  */
 static int
-upload_feeder(const char *root, const struct upload_list *l, int *fd,
-    pid_t *pid, struct errbuf *err)
+upload_feeder(const char *root, const char *names, int *fd, pid_t *pid,
+    struct errbuf *err)
 {
 	int p[2];
 
@@ -324,33 +361,35 @@ upload_feeder(const char *root, const struct upload_list *l, int *fd,
 		return err_set(err, SH_ERR_IO, "fork: %s", strerror(errno));
 	}
 	if (*pid == 0) {
-		close(p[0]);
-		signal(SIGPIPE, SIG_DFL);
-		for (size_t i = 0; i < l->n; i++) {
-			char *full;
+		int null = open("/dev/null", O_RDONLY);
 
-			if (l->v[i].dir)
-				continue;
-			full = xasprintf("%s/%s", root, l->v[i].rel);
-			if (upload_copy_exact(p[1], full, l->v[i].size) < 0)
-				_exit(1);
-			free(full);
-		}
-		_exit(0);
+		signal(SIGPIPE, SIG_DFL);
+		if (null < 0 || dup2(null, 0) < 0 || dup2(p[1], 1) < 0)
+			_exit(127);
+		execlp("tar", "tar", "-C", root, "-c", "-f", "-",
+		    "--no-recursion", "--null", "-T", names, (char *)NULL);
+		_exit(127);
 	}
 	close(p[1]);
 	*fd = p[0];
 	return 0;
 }
 
-static void
-upload_feeder_end(int fd, pid_t pid)
+/* Closes the pipe and reaps tar; -1 when tar failed. */
+static int
+upload_feeder_end(int fd, pid_t pid, struct errbuf *err)
 {
-	int st;
+	int st = 0;
 
 	close(fd);
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return err_set(
+			    err, SH_ERR_IO, "waitpid: %s", strerror(errno));
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return 0;
+	return err_set(err, SH_ERR_IO, "local tar -c failed (status %d)",
+	    WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 }
 
 /* ======================================================== scripts */
@@ -359,12 +398,17 @@ upload_feeder_end(int fd, pid_t pid)
  * Inputs: O G (owner/group for everything). Functions:
  *   put PATH MODE SIZE HASH   one file; MODE empty: keep / 0644
  *   mkd PATH MODE ROOT        one directory; ROOT=1: only create
+ *   stage DIR                 extract the tar on stdin into a new temp
+ *                             dir $S below DIR (with O/G applied)
+ *   mv1 REL PATH              install $S/REL at PATH (rename), keeping an
+ *                             existing file's owner/group unless O/G say
  * In apply, put reads exactly SIZE bytes of stdin first, whatever
  * happens next, so the files that follow stay aligned.
  */
 static const char upload_sh[] =
-    "t=\n"
-    "trap '[ -z \"$t\" ] || rm -f -- \"$t\"' EXIT\n"
+    "t= S=\n"
+    "trap '[ -z \"$t\" ] || rm -f -- \"$t\"; "
+    "[ -z \"$S\" ] || rm -rf -- \"$S\"' EXIT\n"
     "trap 'exit 143' TERM HUP INT\n"
     "put() {\n"
     "\tp=$1 m=$2 n=$3 h=$4 same=1\n"
@@ -412,6 +456,25 @@ static const char upload_sh[] =
     "\tmkdir -p -- \"$p\" && chmod -- \"$m\" \"$p\" || exit 1\n"
     "\t[ -z \"$O\" ] || chown -- \"$O\" \"$p\" || exit 1\n"
     "\t[ -z \"$G\" ] || chgrp -- \"$G\" \"$p\" || exit 1\n"
+    "}\n"
+    "stage() {\n"
+    "\tS=$(mktemp -d \"$1/.stagehand.XXXXXX\") || exit 1\n"
+    "\ttar -x -p -f - -C \"$S\" --no-same-owner || die \"tar -x failed\"\n"
+    "\t[ -z \"$O$G\" ] || chown -R -- \"$O${G:+:$G}\" \"$S\" || exit 1\n"
+    "}\n"
+    "mv1() {\n"
+    "\tif [ -e \"$2\" ]; then\n"
+    "\t\t[ -f \"$2\" ] || die \"$2 exists and is not a regular file\"\n"
+    "\t\tif [ -z \"$O\" ] || [ -z \"$G\" ]; then\n"
+    "\t\t\tchown --reference=\"$2\" -- \"$S/$1\" || exit 1\n"
+    "\t\t\t[ -z \"$O$G\" ] || chown -- \"$O${G:+:$G}\" \"$S/$1\" || "
+    "exit 1\n"
+    "\t\tfi\n"
+    "\t\tC \"content $2\"\n"
+    "\telse\n"
+    "\t\tC \"create $2\"\n"
+    "\tfi\n"
+    "\tmv -f -- \"$S/$1\" \"$2\" || exit 1\n"
     "}\n";
 
 static int
@@ -434,8 +497,8 @@ upload_put(struct buf *b, const char *path, const char *mode, uint64_t size,
 	int rc = buf_adds(b, "put ");
 
 	if (rc == 0)
-		rc = strcmp(path, "\"$D\"") == 0 ? buf_adds(b, path) :
-						   sh_quote(b, path);
+		rc = strcmp(path, "\"$D\"") == 0 ? buf_adds(b, path)
+		                                 : sh_quote(b, path);
 	if (rc == 0)
 		rc = buf_addc(b, ' ');
 	if (rc == 0)
@@ -461,71 +524,23 @@ upload_file_script(const struct upload_cfg *c, bool apply, uint64_t size,
 		rc = stepsh_assign(b, "D", c->dest);
 	if (rc == 0)
 		rc = buf_adds(b, "[ -L \"$D\" ] && { D=$(readlink -f -- "
-				 "\"$D\") || exit 1; }\n"
-				 "if [ ! -d \"${D%/*}/\" ]; then\n"
-				 "\t[ \"$A\" = 1 ] || { C \"create $D (its "
-				 "directory does not exist yet)\"; exit 0; }\n"
-				 "\tdie \"${D%/*}/: no such directory\"\n"
-				 "fi\n");
+		                 "\"$D\") || exit 1; }\n"
+		                 "if [ ! -d \"${D%/*}/\" ]; then\n"
+		                 "\t[ \"$A\" = 1 ] || { C \"create $D (its "
+		                 "directory does not exist yet)\"; exit 0; }\n"
+		                 "\tdie \"${D%/*}/: no such directory\"\n"
+		                 "fi\n");
 	if (rc == 0)
 		rc = upload_put(b, "\"$D\"", mode.data, size, hash);
 	buf_release(&mode);
 	return rc;
 }
 
-/* The tree script; with hashes (probe) the local files are read here. */
-static int
-upload_tree_script(const struct upload_cfg *c, const struct upload_list *l,
-    bool apply, struct buf *b, struct errbuf *err)
-{
-	struct buf path, mode, hash;
-	uint64_t size;
-	int rc = upload_begin(c, apply, b);
-
-	if (rc == 0)
-		rc = buf_adds(b, "mkd ") < 0 || sh_quote(b, c->dest) < 0 ||
-			buf_adds(b, " 755 1\n") < 0 ? -1 : 0;
-	buf_init(&path, 1u << 20);
-	buf_init(&mode, 32);
-	buf_init(&hash, 128);
-	for (size_t i = 0; i < l->n && rc == 0; i++) {
-		const struct upload_ent *e = &l->v[i];
-
-		buf_reset(&path);
-		buf_reset(&mode);
-		buf_reset(&hash);
-		(void)buf_addf(&mode, "%o", e->mode);
-		if (buf_addf(&path, "%s/%s", c->dest, e->rel) < 0) {
-			rc = -1;
-		} else if (e->dir) {
-			rc = buf_adds(b, "mkd ") < 0 || sh_quote(b, path.data) < 0 ||
-				buf_addf(b, " %s 0\n", mode.data) < 0 ? -1 : 0;
-			continue;
-		} else if (!apply) {
-			char *full = xasprintf("%s/%s", c->src, e->rel);
-
-			rc = stepsh_sha256_file(full, &hash, &size, err);
-			free(full);
-			if (rc < 0)
-				break;
-		}
-		if (rc == 0)
-			rc = upload_put(b, path.data, mode.data, e->size,
-			    apply ? "-" : hash.data);
-	}
-	if (rc < 0 && err->code == SH_OK)
-		err_set(err, SH_ERR_STEP, "upload: script too long");
-	buf_release(&path);
-	buf_release(&mode);
-	buf_release(&hash);
-	return rc;
-}
-
 /* ======================================================== probe / apply */
 
 static int
-upload_file_probe_script(const struct upload_cfg *c, struct buf *b,
-    struct errbuf *err)
+upload_file_probe_script(
+    const struct upload_cfg *c, struct buf *b, struct errbuf *err)
 {
 	struct buf hash;
 	uint64_t size = c->content_len;
@@ -539,28 +554,6 @@ upload_file_probe_script(const struct upload_cfg *c, struct buf *b,
 	if (rc == 0 && upload_file_script(c, false, size, hash.data, b) < 0)
 		rc = err_set(err, SH_ERR_STEP, "upload: script too long");
 	buf_release(&hash);
-	return rc;
-}
-
-static int
-upload_probe(struct run_ctx *ctx, const struct step *step,
-    struct step_result *res, struct errbuf *err)
-{
-	const struct upload_cfg *c = step->cfg;
-	struct upload_list l = { NULL, 0, 0 };
-	struct buf script;
-	int rc;
-
-	buf_init(&script, REMOTE_SCRIPT_MAX);
-	if (c->tree)
-		rc = upload_walk(c->src, "", 0, &l, err) < 0 ? -1 :
-		    upload_tree_script(c, &l, false, &script, err);
-	else
-		rc = upload_file_probe_script(c, &script, err);
-	if (rc == 0)
-		rc = stepsh_run(ctx, step, &script, res, err);
-	upload_list_free(&l);
-	buf_release(&script);
 	return rc;
 }
 
@@ -611,13 +604,13 @@ upload_apply_file(struct run_ctx *ctx, const struct step *step,
 		}
 	}
 	if (upload_file_script(c, true,
-		c->content ? c->content_len : (uint64_t)sb.st_size, "-",
-		&script) < 0) {
+	        c->content ? c->content_len : (uint64_t)sb.st_size, "-",
+	        &script) < 0) {
 		err_set(err, SH_ERR_STEP, "upload: script too long");
 		goto out;
 	}
-	rc = upload_send(ctx, step, &script, c->content, c->content_len, fd,
-	    res, err);
+	rc = upload_send(
+	    ctx, step, &script, c->content, c->content_len, fd, res, err);
 out:
 	if (fd >= 0)
 		close(fd);
@@ -625,6 +618,369 @@ out:
 	return rc;
 }
 
+/* ======================================================== tree: inventory */
+
+/*
+ * Round 1 of a tree upload (and all of its probe): one read-only script
+ * that stats and hashes, in batches, every entry of the local tree on the
+ * target. Output, NUL-separated: "R" when dest is a directory; per
+ * existing entry "S./rel" then "MODE UID GID USER GROUP TYPE"; per
+ * existing file "HASH  ./rel" (sha256sum -z). Entries appear in the order
+ * given, so one cursor per record type finds their entry.
+ */
+static const char upload_inv_sh[] =
+    "set -u\n"
+    "if [ ! -d \"$R\" ]; then\n"
+    "\t{ [ -e \"$R\" ] || [ -L \"$R\" ]; } && "
+    "die \"$R exists and is not a directory\"\n"
+    "\texit 0\n"
+    "fi\n"
+    "cd -- \"$R\" || exit 1\n"
+    "printf 'R\\0'\n"
+    "st() { stat -L --printf 'S%n\\0%a %u %g %U %G %F\\0' -- \"$@\" "
+    "2>/dev/null; return 0; }\n"
+    "hs() { sha256sum -z -- \"$@\" 2>/dev/null; return 0; }\n";
+
+#define UPLOAD_INV_BATCH 256
+
+/* Appends "st './a' './b' ...\n" (and hs for the files) in batches. */
+static int
+upload_inv_calls(struct buf *b, const struct upload_list *l, bool files)
+{
+	size_t k = 0;
+	int rc = 0;
+
+	for (size_t i = 0; i < l->n && rc == 0; i++) {
+		struct buf rel;
+
+		if (files && l->v[i].dir)
+			continue;
+		if (k == 0)
+			rc = buf_adds(b, files ? "hs" : "st");
+		buf_init(&rel, 1u << 16);
+		if (rc == 0 && buf_addf(&rel, "./%s", l->v[i].rel) == 0)
+			rc = buf_addc(b, ' ') < 0 || sh_quote(b, rel.data) < 0;
+		buf_release(&rel);
+		if (rc == 0 && ++k == UPLOAD_INV_BATCH) {
+			rc = buf_addc(b, '\n');
+			k = 0;
+		}
+	}
+	if (rc == 0 && k > 0)
+		rc = buf_addc(b, '\n');
+	return rc ? -1 : 0;
+}
+
+/* Owner or group wanted vs the target's number and name. */
+static bool
+upload_id_differs(const char *want, const char *num, const char *name)
+{
+	return want != NULL && strcmp(want, num) != 0 &&
+	       strcmp(want, name) != 0;
+}
+
+/* "MODE UID GID USER GROUP TYPE" for entry e at path. */
+static void
+upload_inv_attrs(const struct upload_cfg *c, struct upload_ent *e,
+    const char *path, char *a, struct step_result *res)
+{
+	char *f[5], *type;
+	unsigned mode = 0;
+
+	for (size_t i = 0; i < 5; i++) {
+		f[i] = a;
+		a += strcspn(a, " ");
+		if (*a != '\0')
+			*a++ = '\0';
+	}
+	type = a;
+	e->exists = true;
+	e->wrong_type = e->dir ? strcmp(type, "directory") != 0
+	                       : !str_has_prefix(type, "regular");
+	if (e->wrong_type || parse_mode(f[0], strlen(f[0]), &mode) < 0)
+		return;
+	if (upload_id_differs(c->attrs.owner, f[1], f[3])) {
+		e->attrs_differ = true;
+		if (res)
+			step_result_change(res, "owner %s: %s -> %s", path,
+			    f[3], c->attrs.owner);
+	}
+	if (upload_id_differs(c->attrs.group, f[2], f[4])) {
+		e->attrs_differ = true;
+		if (res)
+			step_result_change(res, "group %s: %s -> %s", path,
+			    f[4], c->attrs.group);
+	}
+	if (mode != e->mode) {
+		e->attrs_differ = true;
+		if (res)
+			step_result_change(
+			    res, "mode %s: %o -> %o", path, mode, e->mode);
+	}
+}
+
+/* The entry named rel at or after *cursor; NULL when none. */
+static struct upload_ent *
+upload_inv_find(
+    struct upload_list *l, size_t *cursor, const char *rel, bool files)
+{
+	for (size_t i = *cursor; i < l->n; i++) {
+		if (files && l->v[i].dir)
+			continue;
+		if (strcmp(l->v[i].rel, rel) == 0) {
+			*cursor = i + 1;
+			return &l->v[i];
+		}
+	}
+	return NULL;
+}
+
+/* Reads the inventory output; *root tells whether dest exists. */
+static int
+upload_inv_parse(const struct upload_cfg *c, struct upload_list *l,
+    struct buf *o, bool *root, struct step_result *res, struct errbuf *err)
+{
+	size_t off = 0, sc = 0, hc = 0;
+
+	*root = false;
+	while (off < o->len) {
+		char *r = o->data + off;
+		size_t len = strlen(r);
+		struct upload_ent *e;
+		char *path;
+
+		off += len + 1;
+		if (strcmp(r, "R") == 0) {
+			*root = true;
+		} else if (r[0] == 'S' && str_has_prefix(r, "S./")) {
+			e = upload_inv_find(l, &sc, r + 3, false);
+			if (e == NULL || off >= o->len)
+				goto bad;
+			r = o->data + off;
+			off += strlen(r) + 1;
+			path = xasprintf("%s/%s", c->dest, e->rel);
+			upload_inv_attrs(c, e, path, r, res);
+			free(path);
+		} else if (len > 68 && memcmp(r + 64, "  ./", 4) == 0) {
+			e = upload_inv_find(l, &hc, r + 68, true);
+			if (e == NULL)
+				goto bad;
+			e->same = memcmp(r, e->hash, 64) == 0;
+		} else {
+			goto bad;
+		}
+	}
+	return 0;
+bad:
+	return err_set(
+	    err, SH_ERR_REMOTE, "upload: unexpected inventory from the target");
+}
+
+/* Decides each entry's todo; reports create/content lines when res. */
+static int
+upload_inv_decide(const struct upload_cfg *c, struct upload_list *l, bool root,
+    struct step_result *res, struct errbuf *err)
+{
+	if (!root && res)
+		step_result_change(res, "create directory %s", c->dest);
+	for (size_t i = 0; i < l->n; i++) {
+		struct upload_ent *e = &l->v[i];
+
+		if (e->wrong_type)
+			return err_set(err, SH_ERR_STEP,
+			    "%s/%s exists and is not a %s", c->dest, e->rel,
+			    e->dir ? "directory" : "regular file");
+		e->todo = !e->exists            ? UPLOAD_CREATE
+		          : !e->dir && !e->same ? UPLOAD_CONTENT
+		          : e->attrs_differ     ? UPLOAD_ATTRS
+		                                : UPLOAD_NOTHING;
+		e->send = !e->dir && (e->todo == UPLOAD_CREATE ||
+		                         e->todo == UPLOAD_CONTENT);
+		if (res && e->todo == UPLOAD_CREATE)
+			step_result_change(res, "create %s%s/%s",
+			    e->dir ? "directory " : "", c->dest, e->rel);
+		else if (res && e->todo == UPLOAD_CONTENT)
+			step_result_change(
+			    res, "content %s/%s", c->dest, e->rel);
+	}
+	return 0;
+}
+
+/* Local hashes of every file of the tree. */
+static int
+upload_hash_tree(
+    const struct upload_cfg *c, struct upload_list *l, struct errbuf *err)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		struct upload_ent *e = &l->v[i];
+		char *full;
+		struct buf h;
+		uint64_t size;
+		int rc;
+
+		if (e->dir)
+			continue;
+		full = xasprintf("%s/%s", c->src, e->rel);
+		buf_init(&h, 128);
+		rc = stepsh_sha256_file(full, &h, &size, err);
+		if (rc == 0)
+			memcpy(e->hash, h.data, 65);
+		buf_release(&h);
+		free(full);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * Walks and hashes the local tree, runs the inventory and decides what
+ * each entry needs. With report (probe) the needed changes become res's
+ * change lines. *root: dest exists on the target.
+ */
+static int
+upload_inventory(struct run_ctx *ctx, const struct step *step,
+    struct upload_list *l, bool *root, bool report, struct step_result *res,
+    struct errbuf *err)
+{
+	const struct upload_cfg *c = step->cfg;
+	struct remote_cmd cmd = REMOTE_CMD_INIT;
+	struct remote_out out;
+	struct buf script;
+	int rc = -1;
+
+	memset(&out, 0, sizeof(out));
+	buf_init(&script, REMOTE_SCRIPT_MAX);
+	if (upload_walk(c->src, "", 0, l, err) < 0 ||
+	    upload_hash_tree(c, l, err) < 0)
+		goto out;
+	if (stepsh_begin(&script, false) < 0 ||
+	    stepsh_assign(&script, "R", c->dest) < 0 ||
+	    buf_adds(&script, upload_inv_sh) < 0 ||
+	    upload_inv_calls(&script, l, false) < 0 ||
+	    upload_inv_calls(&script, l, true) < 0) {
+		err_set(err, SH_ERR_STEP, "upload: script too long");
+		goto out;
+	}
+	cmd.script = script.data;
+	if (stepsh_exec(ctx, step, &cmd, &out, res, err) < 0 ||
+	    upload_inv_parse(c, l, &out.out, root, report ? res : NULL, err) <
+	        0)
+		goto out;
+	rc = upload_inv_decide(c, l, *root, report ? res : NULL, err);
+out:
+	remote_out_free(&out);
+	buf_release(&script);
+	return rc;
+}
+
+/* ======================================================== tree: apply */
+
+/* One round-2 line: mkd, attrs and/or mv1 for entry e. */
+static int
+upload_tree_line(
+    const struct upload_cfg *c, const struct upload_ent *e, struct buf *b)
+{
+	struct buf path;
+	int rc;
+
+	buf_init(&path, 1u << 16);
+	rc = buf_addf(&path, "%s/%s", c->dest, e->rel) < 0;
+	if (rc == 0 && e->dir && e->todo == UPLOAD_CREATE)
+		rc = buf_adds(b, "mkd ") < 0 || sh_quote(b, path.data) < 0 ||
+		     buf_addf(b, " %o 0\n", e->mode) < 0;
+	if (rc == 0 && e->exists && e->attrs_differ)
+		rc = buf_adds(b, "attrs ") < 0 || sh_quote(b, path.data) < 0 ||
+		     buf_addf(b, " %o \"$O\" \"$G\" 0\n", e->mode) < 0;
+	if (rc == 0 && e->send)
+		rc = buf_adds(b, "mv1 ") < 0 || sh_quote(b, e->rel) < 0 ||
+		     buf_addc(b, ' ') < 0 || sh_quote(b, path.data) < 0 ||
+		     buf_addc(b, '\n') < 0;
+	buf_release(&path);
+	return rc ? -1 : 0;
+}
+
+/*
+ * Round 2: create dest when missing, extract the tar of the files to send
+ * (if any) into a staging dir inside dest, then per entry that needs it,
+ * in tree order: mkd, attrs, mv1.
+ */
+static int
+upload_tree_script(const struct upload_cfg *c, const struct upload_list *l,
+    bool sending, struct buf *b)
+{
+	int rc = upload_begin(c, true, b);
+
+	if (rc == 0)
+		rc = stepsh_assign(b, "R", c->dest) < 0 ||
+		     buf_adds(b, "mkd \"$R\" 755 1\n") < 0 ||
+		     (sending && buf_adds(b, "stage \"$R\"\n") < 0);
+	for (size_t i = 0; i < l->n && rc == 0; i++)
+		if (l->v[i].todo != UPLOAD_NOTHING)
+			rc = upload_tree_line(c, &l->v[i], b);
+	return rc ? -1 : 0;
+}
+
+static bool
+upload_tree_todo(const struct upload_list *l, bool root)
+{
+	if (!root)
+		return true;
+	for (size_t i = 0; i < l->n; i++)
+		if (l->v[i].todo != UPLOAD_NOTHING)
+			return true;
+	return false;
+}
+
+/*
+ * Two round trips when something differs, one when nothing does: the
+ * inventory, then a script that fixes only what differs, with only the
+ * files that must be sent as its payload.
+ */
+static bool
+upload_tree_sending(const struct upload_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (l->v[i].send)
+			return true;
+	return false;
+}
+
+/* Round 2 with the tar of the files to send as its payload. */
+static int
+upload_tree_send(struct run_ctx *ctx, const struct step *step,
+    const struct upload_list *l, const struct buf *script,
+    struct step_result *res, struct errbuf *err)
+{
+	const struct upload_cfg *c = step->cfg;
+	char *names = NULL;
+	pid_t pid = -1;
+	int fd = -1, rc;
+
+	if (!upload_tree_sending(l))
+		return upload_send(ctx, step, script, NULL, 0, -1, res, err);
+	if (upload_namelist(l, &names, err) < 0)
+		return -1;
+	rc = upload_feeder(c->src, names, &fd, &pid, err);
+	if (rc == 0) {
+		struct errbuf tar_err;
+
+		rc = upload_send(ctx, step, script, NULL, 0, fd, res, err);
+		if (upload_feeder_end(fd, pid, &tar_err) < 0 && rc == 0) {
+			*err = tar_err;
+			rc = -1;
+		}
+	}
+	unlink(names);
+	free(names);
+	return rc;
+}
+
+/*
+ * Two round trips when something differs, one when nothing does: the
+ * inventory, then a script that fixes only what differs, with a tar of
+ * only the files that must be sent as its payload.
+ */
 static int
 upload_apply_tree(struct run_ctx *ctx, const struct step *step,
     struct step_result *res, struct errbuf *err)
@@ -632,18 +988,48 @@ upload_apply_tree(struct run_ctx *ctx, const struct step *step,
 	const struct upload_cfg *c = step->cfg;
 	struct upload_list l = { NULL, 0, 0 };
 	struct buf script;
-	pid_t pid = -1;
-	int fd = -1, rc = -1;
+	bool root;
+	int rc = -1;
 
 	buf_init(&script, REMOTE_SCRIPT_MAX);
-	if (upload_walk(c->src, "", 0, &l, err) < 0 ||
-	    upload_tree_script(c, &l, true, &script, err) < 0 ||
-	    upload_feeder(c->src, &l, &fd, &pid, err) < 0)
+	if (upload_inventory(ctx, step, &l, &root, false, res, err) < 0)
 		goto out;
-	rc = upload_send(ctx, step, &script, NULL, 0, fd, res, err);
-	upload_feeder_end(fd, pid);
+	rc = 0;
+	if (!upload_tree_todo(&l, root))
+		goto out;
+	rc = -1;
+	if (upload_tree_script(c, &l, upload_tree_sending(&l), &script) < 0) {
+		err_set(err, SH_ERR_STEP, "upload: script too long");
+		goto out;
+	}
+	rc = upload_tree_send(ctx, step, &l, &script, res, err);
 out:
 	upload_list_free(&l);
+	buf_release(&script);
+	return rc;
+}
+
+static int
+upload_probe(struct run_ctx *ctx, const struct step *step,
+    struct step_result *res, struct errbuf *err)
+{
+	const struct upload_cfg *c = step->cfg;
+	struct upload_list l = { NULL, 0, 0 };
+	struct buf script;
+	bool root;
+	int rc;
+
+	if (c->tree) {
+		rc = upload_inventory(ctx, step, &l, &root, true, res, err);
+		upload_list_free(&l);
+		if (res->changes.n > 0 || res->changes_dropped > 0)
+			res->changed = true;
+		return rc;
+	}
+	buf_init(&script, REMOTE_SCRIPT_MAX);
+	rc = upload_file_probe_script(c, &script, err);
+	if (rc == 0)
+		rc = stepsh_run(ctx, step, &script, res, err);
 	buf_release(&script);
 	return rc;
 }
@@ -654,8 +1040,8 @@ upload_apply(struct run_ctx *ctx, const struct step *step,
 {
 	const struct upload_cfg *c = step->cfg;
 
-	return c->tree ? upload_apply_tree(ctx, step, res, err) :
-			 upload_apply_file(ctx, step, res, err);
+	return c->tree ? upload_apply_tree(ctx, step, res, err)
+	               : upload_apply_file(ctx, step, res, err);
 }
 
 static void

@@ -54,23 +54,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../limits.h"
 #include "../node.h"
 #include "../remote.h"
 #include "../runner.h"
 #include "step.h"
 
 struct user_cfg {
-	const char *name;   /* borrowed from the manifest, like the others */
+	const char *name; /* borrowed from the manifest, like the others */
 	bool has_uid;
 	uint64_t uid;
-	const char *group;  /* NULL: not managed */
+	const char *group; /* NULL: not managed */
 	bool has_groups;
 	struct strlist groups; /* owned */
 	bool append;
-	const char *home;   /* NULL: not managed */
+	const char *home; /* NULL: not managed */
 	bool create_home;
-	const char *shell;  /* NULL: not managed */
+	const char *shell; /* NULL: not managed */
 	bool system;
 	const char *comment; /* NULL: not managed */
 	bool absent;
@@ -98,7 +97,7 @@ user_name_ok(const char *s)
 		if (c == '$' && i == len - 1)
 			break;
 		if (!(c == '_' || c == '-' || (c >= 'a' && c <= 'z') ||
-		    (c >= '0' && c <= '9')))
+		        (c >= '0' && c <= '9')))
 			return false;
 	}
 	return true;
@@ -125,8 +124,10 @@ user_field(const struct node *body, const char *key, bool path,
 	if (*out == NULL)
 		return 0;
 	if (strlen(*out) > USER_FIELD_MAX || strpbrk(*out, ":\n\r") != NULL)
-		return node_err(err, n, "%s must not contain ':' or a newline "
-		    "and must be at most %d bytes", key, USER_FIELD_MAX);
+		return node_err(err, n,
+		    "%s must not contain ':' or a newline "
+		    "and must be at most %d bytes",
+		    key, USER_FIELD_MAX);
 	if (path && (*out)[0] != '/')
 		return node_err(err, n, "%s must be an absolute path", key);
 	return 0;
@@ -151,8 +152,8 @@ user_parse_state(const struct node *body, bool *absent, struct errbuf *err)
 }
 
 static int
-user_parse_groups(const struct node *body, struct user_cfg *c,
-    struct errbuf *err)
+user_parse_groups(
+    const struct node *body, struct user_cfg *c, struct errbuf *err)
 {
 	const struct node *n = node_get(body, "groups");
 
@@ -161,15 +162,15 @@ user_parse_groups(const struct node *body, struct user_cfg *c,
 		return -1;
 	for (size_t i = 0; i < c->groups.n; i++) {
 		const char *g = c->groups.v[i];
-		const struct node *at = n->type == NODE_SEQ && i < n->n ?
-		    n->items[i] : n;
+		const struct node *at =
+		    n->type == NODE_SEQ && i < n->n ? n->items[i] : n;
 
 		if (!user_name_ok(g))
 			return node_err(err, at, "invalid group name '%s'", g);
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(c->groups.v[j], g) == 0)
-				return node_err(err, at,
-				    "group '%s' listed twice", g);
+				return node_err(
+				    err, at, "group '%s' listed twice", g);
 	}
 	if (c->group != NULL && !user_name_ok(c->group) &&
 	    !user_digits(c->group))
@@ -193,8 +194,8 @@ user_check_absent(const struct node *body, struct errbuf *err)
 }
 
 static int
-user_parse_fields(const struct node *body, struct user_cfg *c,
-    struct errbuf *err)
+user_parse_fields(
+    const struct node *body, struct user_cfg *c, struct errbuf *err)
 {
 	if (node_req_str(body, "name", &c->name, err) == -1 ||
 	    node_opt_u64(body, "uid", USER_ID_MAX, &c->uid, err) == -1 ||
@@ -213,7 +214,8 @@ user_parse_fields(const struct node *body, struct user_cfg *c,
 	if (!user_name_ok(c->name))
 		return node_err(err, node_get(body, "name"),
 		    "invalid user name '%s' (want [a-z_][a-z0-9_-]*$?, "
-		    "at most 32 characters)", c->name);
+		    "at most 32 characters)",
+		    c->name);
 	if (c->absent)
 		return user_check_absent(body, err);
 	return user_parse_groups(body, c, err);
@@ -308,7 +310,7 @@ static const char user_script_create[] =
 static const char user_script_compare[] =
     "oifs=$IFS; IFS=:; set -f\n"
     "set -- $ent\n"
-    "cuid=$3 cgid=$4 cgecos=$5 chome=$6 cshell=${7-}\n"
+    "cuid=$3 cgid=$4 cgecos=${5-} chome=${6-} cshell=${7-}\n"
     "cmp=$(getent group | awk -F: -v u=\"$n\" -v cg=\"$cgid\" "
     "-v wg=\"$grp\" -v want=\"$groups\" -v app=\"$append\" "
     "-v gset=\"$gset\" '\n"
@@ -393,9 +395,11 @@ user_script(const struct user_cfg *c, bool probe, struct buf *s)
 	buf_init(&g, 1u << 20);
 	for (size_t i = 0; i < c->groups.n; i++)
 		(void)buf_addf(&g, "%s%s", i ? "," : "", c->groups.v[i]);
-	(void)buf_addf(s, "probe=%d\nappend=%d\nmkhome=%d\nsys=%d\n"
-	    "absent=%d\ngset=%d\ncset=%d\n", probe, c->append, c->create_home,
-	    c->system, c->absent, c->has_groups, c->comment != NULL);
+	(void)buf_addf(s,
+	    "probe=%d\nappend=%d\nmkhome=%d\nsys=%d\n"
+	    "absent=%d\ngset=%d\ncset=%d\n",
+	    probe, c->append, c->create_home, c->system, c->absent,
+	    c->has_groups, c->comment != NULL);
 	if (c->has_uid)
 		(void)buf_addf(s, "uid=%llu\n", (unsigned long long)c->uid);
 	else
@@ -442,8 +446,8 @@ user_collect(const struct buf *out, struct step_result *res)
 }
 
 static int
-user_run(struct run_ctx *ctx, const struct step *step,
-    struct step_result *res, bool probe, struct errbuf *err)
+user_run(struct run_ctx *ctx, const struct step *step, struct step_result *res,
+    bool probe, struct errbuf *err)
 {
 	struct remote_cmd cmd = REMOTE_CMD_INIT;
 	struct remote_out out;
@@ -477,8 +481,8 @@ user_apply(struct run_ctx *ctx, const struct step *step,
 
 /* Adds " (key value" or ", key value" for the one pair of parentheses. */
 static void
-user_describe_item(struct buf *out, bool *open, const char *key,
-    const char *value)
+user_describe_item(
+    struct buf *out, bool *open, const char *key, const char *value)
 {
 	(void)buf_adds(out, *open ? ", " : " (");
 	*open = true;
@@ -510,9 +514,10 @@ user_describe(const struct step *step, struct buf *out)
 		buf_reset(&v);
 		(void)buf_adds(&v, c->append ? "+" : "");
 		for (size_t i = 0; i < c->groups.n; i++)
-			(void)buf_addf(&v, "%s%s", i ? "," : "", c->groups.v[i]);
-		user_describe_item(out, &open, "groups ",
-		    c->groups.n ? v.data : "(none)");
+			(void)buf_addf(
+			    &v, "%s%s", i ? "," : "", c->groups.v[i]);
+		user_describe_item(
+		    out, &open, "groups ", c->groups.n ? v.data : "(none)");
 	}
 	if (c->system)
 		user_describe_item(out, &open, "system", "");

@@ -66,18 +66,30 @@ static const char *
 code_name(enum sh_err c)
 {
 	switch (c) {
-	case SH_OK: return "SH_OK";
-	case SH_ERR_USAGE: return "SH_ERR_USAGE";
-	case SH_ERR_MANIFEST: return "SH_ERR_MANIFEST";
-	case SH_ERR_UNREACHABLE: return "SH_ERR_UNREACHABLE";
-	case SH_ERR_TRUST: return "SH_ERR_TRUST";
-	case SH_ERR_SSH: return "SH_ERR_SSH";
-	case SH_ERR_REMOTE: return "SH_ERR_REMOTE";
-	case SH_ERR_TIMEOUT: return "SH_ERR_TIMEOUT";
-	case SH_ERR_INTERRUPTED: return "SH_ERR_INTERRUPTED";
-	case SH_ERR_IO: return "SH_ERR_IO";
-	case SH_ERR_STEP: return "SH_ERR_STEP";
-	case SH_ERR_INTERNAL: return "SH_ERR_INTERNAL";
+	case SH_OK:
+		return "SH_OK";
+	case SH_ERR_USAGE:
+		return "SH_ERR_USAGE";
+	case SH_ERR_MANIFEST:
+		return "SH_ERR_MANIFEST";
+	case SH_ERR_UNREACHABLE:
+		return "SH_ERR_UNREACHABLE";
+	case SH_ERR_TRUST:
+		return "SH_ERR_TRUST";
+	case SH_ERR_SSH:
+		return "SH_ERR_SSH";
+	case SH_ERR_REMOTE:
+		return "SH_ERR_REMOTE";
+	case SH_ERR_TIMEOUT:
+		return "SH_ERR_TIMEOUT";
+	case SH_ERR_INTERRUPTED:
+		return "SH_ERR_INTERRUPTED";
+	case SH_ERR_IO:
+		return "SH_ERR_IO";
+	case SH_ERR_STEP:
+		return "SH_ERR_STEP";
+	case SH_ERR_INTERNAL:
+		return "SH_ERR_INTERNAL";
 	}
 	return "?";
 }
@@ -87,8 +99,8 @@ fail(const struct errbuf *err)
 {
 	int code = sh_exit_code(err->code);
 
-	fprintf(stderr, "sshdrive: error %s: %s\n", code_name(err->code),
-	    err->msg);
+	fprintf(
+	    stderr, "sshdrive: error %s: %s\n", code_name(err->code), err->msg);
 	return code == EXIT_STEP_FAILED ? 3 : code;
 }
 
@@ -105,8 +117,8 @@ num(const char *s)
 }
 
 static void
-emit(const struct buf *out, const struct buf *errb, int status,
-    const char *sig, uint64_t dropped)
+emit(const struct buf *out, const struct buf *errb, int status, const char *sig,
+    uint64_t dropped)
 {
 	fwrite(out->data, 1, out->len, stdout);
 	fflush(stdout);
@@ -132,8 +144,8 @@ open_or_die(const char *path, int flags)
 
 /* One command over ssh_exec(). */
 static int
-run_exec(struct drive *d, struct ssh_conn *c, const char *cmd,
-    struct errbuf *err)
+run_exec(
+    struct drive *d, struct ssh_conn *c, const char *cmd, struct errbuf *err)
 {
 	struct buf out, errb;
 	struct ssh_exit ex;
@@ -204,8 +216,7 @@ ms(uint64_t us)
 }
 
 static int
-bench(struct drive *d, struct ssh_conn *c, const char *cmd,
-    struct errbuf *err)
+bench(struct drive *d, struct ssh_conn *c, const char *cmd, struct errbuf *err)
 {
 	uint64_t *us = xcalloc(d->runs, sizeof(*us)), sum = 0;
 	struct timespec a, b;
@@ -220,14 +231,15 @@ bench(struct drive *d, struct ssh_conn *c, const char *cmd,
 		}
 		clock_gettime(CLOCK_MONOTONIC, &b);
 		us[i] = (uint64_t)((b.tv_sec - a.tv_sec) * 1000000 +
-		    (b.tv_nsec - a.tv_nsec) / 1000);
+		                   (b.tv_nsec - a.tv_nsec) / 1000);
 		sum += us[i];
 	}
 	qsort(us, d->runs, sizeof(*us), cmp_u64);
 	printf("runs=%llu min_ms=%.2f median_ms=%.2f mean_ms=%.2f "
-	       "p90_ms=%.2f max_ms=%.2f\n", (unsigned long long)d->runs,
-	    ms(us[0]), ms(us[d->runs / 2]), ms(sum) / (double)d->runs,
-	    ms(us[d->runs * 9 / 10]), ms(us[d->runs - 1]));
+	       "p90_ms=%.2f max_ms=%.2f\n",
+	    (unsigned long long)d->runs, ms(us[0]), ms(us[d->runs / 2]),
+	    ms(sum) / (double)d->runs, ms(us[d->runs * 9 / 10]),
+	    ms(us[d->runs - 1]));
 	free(us);
 	return 0;
 }
@@ -237,26 +249,59 @@ parse_args(struct drive *d, int argc, char **argv)
 {
 	int ch;
 
-	while ((ch = getopt(argc, argv, "i:e:k:p:ac:I:d:O:T:m:rb:s:2:n:")) !=
-	    -1) {
+	while (
+	    (ch = getopt(argc, argv, "i:e:k:p:ac:I:d:O:T:m:rb:s:2:n:")) != -1) {
 		switch (ch) {
-		case 'i': d->o.identity_file = optarg; break;
-		case 'e': d->o.identity_env = optarg; break;
-		case 'k': d->o.known_hosts = optarg; break;
-		case 'p': d->o.host_key_pin = optarg; break;
-		case 'a': d->o.accept_new_host_key = true; break;
-		case 'c': d->o.connect_timeout_s = (unsigned)num(optarg); break;
-		case 'I': d->in_file = optarg; break;
-		case 'd': d->data = optarg; break;
-		case 'O': d->out_file = optarg; break;
-		case 'T': d->deadline_ms = num(optarg); break;
-		case 'm': d->max = num(optarg); break;
-		case 'r': d->remote = true; break;
-		case 'b': d->become = optarg; break;
-		case 's': d->timeout_s = num(optarg); break;
-		case '2': d->second = optarg; break;
-		case 'n': d->runs = num(optarg); break;
-		default: exit(2);
+		case 'i':
+			d->o.identity_file = optarg;
+			break;
+		case 'e':
+			d->o.identity_env = optarg;
+			break;
+		case 'k':
+			d->o.known_hosts = optarg;
+			break;
+		case 'p':
+			d->o.host_key_pin = optarg;
+			break;
+		case 'a':
+			d->o.accept_new_host_key = true;
+			break;
+		case 'c':
+			d->o.connect_timeout_s = (unsigned)num(optarg);
+			break;
+		case 'I':
+			d->in_file = optarg;
+			break;
+		case 'd':
+			d->data = optarg;
+			break;
+		case 'O':
+			d->out_file = optarg;
+			break;
+		case 'T':
+			d->deadline_ms = num(optarg);
+			break;
+		case 'm':
+			d->max = num(optarg);
+			break;
+		case 'r':
+			d->remote = true;
+			break;
+		case 'b':
+			d->become = optarg;
+			break;
+		case 's':
+			d->timeout_s = num(optarg);
+			break;
+		case '2':
+			d->second = optarg;
+			break;
+		case 'n':
+			d->runs = num(optarg);
+			break;
+		default:
+			exit(2);
 		}
 	}
 	if (argc - optind != 2) {
@@ -266,8 +311,8 @@ parse_args(struct drive *d, int argc, char **argv)
 }
 
 static int
-run_one(struct drive *d, struct run_ctx *ctx, const char *cmd,
-    struct errbuf *err)
+run_one(
+    struct drive *d, struct run_ctx *ctx, const char *cmd, struct errbuf *err)
 {
 	if (d->remote)
 		return run_remote(d, ctx, cmd, err);
@@ -292,16 +337,18 @@ main(int argc, char **argv)
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
 	parse_args(&d, argc, argv);
-	if (ssh_target_parse(argv[optind], &d.user, &d.host, &d.o.port,
-		&err) < 0)
+	if (ssh_target_parse(argv[optind], &d.user, &d.host, &d.o.port, &err) <
+	    0)
 		return fail(&err);
 	d.o.user = d.user;
 	d.o.host = d.host;
 	d.o.interrupted = &got_signal;
 	ctx.ssh_opts = d.o;
 	ctx.interrupted = &got_signal;
-	if (run_ctx_ssh(&ctx, &ctx.ssh, &err) < 0)
-		return fail(&err);
+	if (run_ctx_ssh(&ctx, &ctx.ssh, &err) < 0) {
+		rc = fail(&err);
+		goto out;
+	}
 	fprintf(stderr, "sshdrive: fp=%s type=%s accepted=%d\n",
 	    ssh_host_key_fingerprint(ctx.ssh), ssh_host_key_type(ctx.ssh),
 	    ssh_host_key_accepted(ctx.ssh));
@@ -312,15 +359,17 @@ main(int argc, char **argv)
 	}
 	if (rc < 0) {
 		(void)fail(&err);
-		if (err.code == SH_ERR_SSH && ssh_reconnect(ctx.ssh, &err) < 0) {
+		if (err.code == SH_ERR_SSH &&
+		    ssh_reconnect(ctx.ssh, &err) < 0) {
 			rc = fail(&err);
 			goto out;
 		}
 	}
-	fprintf(stderr, "sshdrive: reconnects=%u\n",
-	    ssh_reconnect_count(ctx.ssh));
-	rc = d.second == NULL ? 0 :
-	    run_one(&d, &ctx, d.second, &err) < 0 ? fail(&err) : 0;
+	fprintf(
+	    stderr, "sshdrive: reconnects=%u\n", ssh_reconnect_count(ctx.ssh));
+	rc = d.second == NULL                        ? 0
+	     : run_one(&d, &ctx, d.second, &err) < 0 ? fail(&err)
+	                                             : 0;
 out:
 	ssh_close(ctx.ssh);
 	free(d.user);

@@ -75,8 +75,8 @@ expect_err(const char *yaml, const char *want)
 }
 
 static void
-expect_file_err(const char *path, const struct manifest_opts *o,
-    const char *want)
+expect_file_err(
+    const char *path, const struct manifest_opts *o, const char *want)
 {
 	struct manifest *m = NULL;
 	struct errbuf err;
@@ -145,8 +145,8 @@ test_manifest_loads_minimal(void **state)
 	struct errbuf err;
 
 	(void)state;
-	assert_int_equal(manifest_load(FIX "/good/minimal.yml", NULL, &m, &err),
-	    0);
+	assert_int_equal(
+	    manifest_load(FIX "/good/minimal.yml", NULL, &m, &err), 0);
 	assert_string_equal(m->stage, "minimal");
 	assert_int_equal(m->version, 1);
 	assert_int_equal(m->nsteps, 1);
@@ -166,10 +166,10 @@ test_manifest_loads_minimal(void **state)
 static void
 test_manifest_includes_come_first_in_order(void **state)
 {
-	static const char *const want[] = { "nested n b",
-		"base b from-top", "greet world", "as postgres", "inline one",
-		"inline two hello", "without sudo", "only on debian",
-		"skipped when flag is off", "reboot-ish" };
+	static const char *const want[] = { "nested n b", "base b from-top",
+		"greet world", "as postgres", "inline one", "inline two hello",
+		"without sudo", "only on debian", "skipped when flag is off",
+		"reboot-ish" };
 	struct manifest *m = NULL;
 	struct errbuf err;
 
@@ -186,7 +186,8 @@ test_manifest_includes_come_first_in_order(void **state)
 	assert_string_equal(m->files.v[1], FIX "/playbooks/base.yml");
 	assert_string_equal(m->files.v[2], FIX "/playbooks/nested.yml");
 	assert_string_equal(m->files.v[3], FIX "/playbooks/inline.yml");
-	assert_string_equal(m->steps[0].node->file, FIX "/playbooks/nested.yml");
+	assert_string_equal(
+	    m->steps[0].node->file, FIX "/playbooks/nested.yml");
 	assert_string_equal(m->description,
 	    "Exercises includes, vars, secrets, become, when and tags");
 	manifest_free(m);
@@ -210,8 +211,8 @@ test_manifest_common_fields(void **state)
 	assert_false(s->expect_disconnect);
 	assert_string_equal(node_get(s->body, "script")->str,
 	    "echo \"${HOME} is literal, hello is not\"\n");
-	assert_string_equal(node_get(s->body, "creates")->str,
-	    "/tmp/world.done");
+	assert_string_equal(
+	    node_get(s->body, "creates")->str, "/tmp/world.done");
 	s = step_named(m, "greet world");
 	assert_int_equal(s->tags.n, 2);
 	assert_string_equal(s->tags.v[0], "demo");
@@ -242,8 +243,8 @@ test_manifest_aliases_are_copies(void **state)
 		fail_msg("%s", err.msg);
 	assert_int_equal(m->nsteps, 2);
 	assert_ptr_not_equal(m->steps[0].body, m->steps[1].body);
-	assert_string_equal(node_get(m->steps[1].body, "script")->str,
-	    "mkdir -p /srv/app");
+	assert_string_equal(
+	    node_get(m->steps[1].body, "script")->str, "mkdir -p /srv/app");
 	assert_int_equal(m->steps[1].tags.n, 2);
 	manifest_free(m);
 }
@@ -255,27 +256,28 @@ test_manifest_stage_may_have_no_steps(void **state)
 	struct errbuf err;
 
 	(void)state;
-	assert_int_equal(manifest_load(FIX "/good/no-steps.yml", NULL, &m,
-	    &err), 0);
+	assert_int_equal(
+	    manifest_load(FIX "/good/no-steps.yml", NULL, &m, &err), 0);
 	assert_int_equal(m->nsteps, 0);
 	manifest_free(m);
 }
 
 /* ------------------------------------------------------------ variables */
 
-static const char vars_doc[] = HDR "vars:\n"
-    "  a: manifest\n  b: manifest\n  c: manifest\n  d: manifest\n"
-    "steps:\n  - name: ${a}-${b}-${c}-${d}-${e}\n    shell: echo\n";
+static const char vars_doc[] =
+    HDR "vars:\n"
+        "  a: manifest\n  b: manifest\n  c: manifest\n  d: manifest\n"
+        "steps:\n  - name: ${a}-${b}-${c}-${d}-${e}\n    shell: echo\n";
 
 static void
 test_manifest_vars_precedence(void **state)
 {
 	const struct var_override ov[] = {
-		{ "d", "cli", "--var" },      /* --var wins over all */
-		{ "b", "file", "vars.yml" },  /* vars file over manifest */
-		{ "c", "file", "vars.yml" },  /* ... but env wins over it */
+		{ "d", "cli", "--var" },     /* --var wins over all */
+		{ "b", "file", "vars.yml" }, /* vars file over manifest */
+		{ "c", "file", "vars.yml" }, /* ... but env wins over it */
 		{ "d", "file", "vars.yml" },
-		{ "e", "new", "--var" },      /* declares a new variable */
+		{ "e", "new", "--var" }, /* declares a new variable */
 	};
 	struct manifest_opts o = { NULL, ov, 5, true };
 	struct manifest *m;
@@ -316,8 +318,9 @@ test_manifest_env_ignored_unless_asked(void **state)
 static void
 test_manifest_secrets(void **state)
 {
-	static const char doc[] = HDR "secrets: [tok]\n"
-	    "steps:\n  - {name: s, shell: 'echo ${tok}'}\n";
+	static const char doc[] =
+	    HDR "secrets: [tok]\n"
+	        "steps:\n  - {name: s, shell: 'echo ${tok}'}\n";
 	const struct var_override file[] = { { "tok", "from-file", "v.yml" } };
 	const struct var_override cli[] = { { "tok", "argv", "--var" } };
 	struct manifest_opts o = { NULL, file, 1, true };
@@ -344,7 +347,7 @@ test_manifest_secrets(void **state)
 	    "secret 'tok' must not be given on the command line; use "
 	    "STAGEHAND_VAR_tok or --vars-file");
 	expect_err(doc, "mem.yml:5:28: secret 'tok' has no value; set "
-	    "STAGEHAND_VAR_tok");
+	                "STAGEHAND_VAR_tok");
 	expect_err(HDR "secrets: [tok]\nvars:\n  tok: x\n",
 	    "mem.yml:5:3: secret 'tok' must not have a default");
 }
@@ -369,15 +372,16 @@ test_manifest_interpolates_values_not_keys(void **state)
 	const struct node *env;
 
 	(void)state;
-	m = load_ok(HDR "vars: {k: KEY, v: val, u: bob, c: '3'}\nsteps:\n"
+	m = load_ok(HDR
+	    "vars: {k: KEY, v: val, u: bob, c: '3'}\nsteps:\n"
 	    "  - name: n-${v}\n    become: ${u}\n    when: ${v} == val\n"
 	    "    shell:\n      script: a ${v} b\n"
 	    "      env: {A: \"${v}\"}\n      valid_exit_codes: [0, '${c}']\n");
 	assert_string_equal(m->steps[0].name, "n-val");
 	assert_string_equal(m->steps[0].become, "bob");
 	assert_true(m->steps[0].enabled);
-	assert_string_equal(node_get(m->steps[0].body, "script")->str,
-	    "a val b");
+	assert_string_equal(
+	    node_get(m->steps[0].body, "script")->str, "a val b");
 	env = node_get(m->steps[0].body, "env");
 	assert_string_equal(env->items[0]->str, "val");
 	assert_string_equal(
@@ -385,7 +389,8 @@ test_manifest_interpolates_values_not_keys(void **state)
 	manifest_free(m);
 	/* Keys stay as written: the kind sees (and rejects) '${k}'. */
 	expect_err(HDR "vars: {k: KEY}\nsteps:\n  - name: x\n    shell:\n"
-	    "      script: e\n      env: {\"${k}\": v}\n", "'${k}'");
+	               "      script: e\n      env: {\"${k}\": v}\n",
+	    "'${k}'");
 }
 
 static void
@@ -394,11 +399,11 @@ test_manifest_dollar_forms(void **state)
 	struct manifest *m;
 
 	(void)state;
-	m = load_ok(HDR "vars: {x: X, r: '${x}'}\nsteps:\n"
-	    "  - name: a\n    shell: '$${x} $x $ $$ ${x}$${ ${r} x$'\n");
+	m = load_ok(
+	    HDR "vars: {x: X, r: '${x}'}\nsteps:\n"
+	        "  - name: a\n    shell: '$${x} $x $ $$ ${x}$${ ${r} x$'\n");
 	/* $${ is a literal ${; values are not interpolated again. */
-	assert_string_equal(m->steps[0].body->str,
-	    "${x} $x $ $$ X${ ${x} x$");
+	assert_string_equal(m->steps[0].body->str, "${x} $x $ $$ X${ ${x} x$");
 	manifest_free(m);
 }
 
@@ -413,7 +418,8 @@ test_manifest_rejects_unknown_variable(void **state)
 	    "mem.yml:5:18: unknown variable 'nope'");
 	/* Block scalars: the scalar's own position. */
 	expect_err(HDR "steps:\n  - name: x\n    shell: |\n      a\n"
-	    "      ${nope}\n", "mem.yml:5:12: unknown variable 'nope'");
+	               "      ${nope}\n",
+	    "mem.yml:5:12: unknown variable 'nope'");
 	expect_err(HDR "steps:\n  - name: x\n    shell: echo ${a-b}\n",
 	    "mem.yml:5:17: invalid variable reference '${a-b}'");
 	expect_err(HDR "steps:\n  - name: x\n    shell: echo ${ab\n",
@@ -432,7 +438,8 @@ test_manifest_rejects_oversized_interpolation(void **state)
 	for (size_t i = 0; i < half; i++)
 		assert_int_equal(buf_addc(&doc, 'x'), 0);
 	assert_int_equal(buf_adds(&doc, "\nsteps:\n  - name: x\n"
-	    "    shell: ${big}${big}\n"), 0);
+	                                "    shell: ${big}${big}\n"),
+	    0);
 	expect_err_opts(doc.data, doc.len, NULL, SH_ERR_MANIFEST,
 	    "mem.yml:7:12: value longer than 262144 bytes after "
 	    "interpolation");
@@ -448,19 +455,30 @@ test_manifest_when_evaluation(void **state)
 		const char *when;
 		bool enabled;
 	} cases[] = {
-		{ "true", true }, { "yes", true }, { "'1'", true },
-		{ "false", false }, { "no", false }, { "'0'", false },
-		{ "''", false }, { "${e}", false }, { "${d} == debian", true },
-		{ "' ${d}  ==  debian '", true }, { "${d} != debian", false },
-		{ "'\"${d}\" == \"debian\"'", true }, { "${e} == ''", false },
-		{ "'\"${e}\" == \"\"'", true }, { "a==b", false },
+		{ "true", true },
+		{ "yes", true },
+		{ "'1'", true },
+		{ "false", false },
+		{ "no", false },
+		{ "'0'", false },
+		{ "''", false },
+		{ "${e}", false },
+		{ "${d} == debian", true },
+		{ "' ${d}  ==  debian '", true },
+		{ "${d} != debian", false },
+		{ "'\"${d}\" == \"debian\"'", true },
+		{ "${e} == ''", false },
+		{ "'\"${e}\" == \"\"'", true },
+		{ "a==b", false },
 		{ "'a != \"b\"'", true },
 	};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		char *doc = xasprintf(HDR "vars: {d: debian, e: ''}\nsteps:\n"
-		    "  - name: x\n    shell: e\n    when: %s\n", cases[i].when);
+		char *doc =
+		    xasprintf(HDR "vars: {d: debian, e: ''}\nsteps:\n"
+		                  "  - name: x\n    shell: e\n    when: %s\n",
+		        cases[i].when);
 		struct manifest *m = load_ok(doc);
 
 		if (m->steps[0].enabled != cases[i].enabled)
@@ -481,11 +499,12 @@ test_manifest_become_and_tags_forms(void **state)
 	struct manifest *m;
 
 	(void)state;
-	m = load_ok(HDR "steps:\n"
-	    "  - {name: a, shell: e}\n"
-	    "  - {name: b, shell: e, become: true, tags: one}\n"
-	    "  - {name: c, shell: e, become: false, tags: [x, y]}\n"
-	    "  - {name: d, shell: e, become: www-data, tags: []}\n");
+	m = load_ok(
+	    HDR "steps:\n"
+	        "  - {name: a, shell: e}\n"
+	        "  - {name: b, shell: e, become: true, tags: one}\n"
+	        "  - {name: c, shell: e, become: false, tags: [x, y]}\n"
+	        "  - {name: d, shell: e, become: www-data, tags: []}\n");
 	assert_string_equal(m->steps[0].become, "root");
 	assert_string_equal(m->steps[1].become, "root");
 	assert_null(m->steps[2].become);
@@ -514,7 +533,8 @@ static void
 test_manifest_rejects_duplicate_step_name(void **state)
 {
 	(void)state;
-	expect_err(HDR "vars: {n: '1'}\nsteps:\n  - {name: a1, shell: e}\n"
+	expect_err(HDR
+	    "vars: {n: '1'}\nsteps:\n  - {name: a1, shell: e}\n"
 	    "  - {name: b, shell: e}\n  - {name: 'a${n}', shell: e}\n",
 	    "mem.yml:7:12: duplicate step name 'a1' (first at "
 	    "mem.yml:5:12)");
@@ -567,9 +587,9 @@ test_manifest_rejects_wrong_types(void **state)
 	expect_err("stagehand: '2'\nstage: a\n",
 	    "mem.yml:1:12: unsupported format version");
 	expect_err("stage: a\n", "mem.yml:1:1: missing required key "
-	    "'stagehand'");
+	                         "'stagehand'");
 	expect_err("stagehand: 1\n", "mem.yml:1:1: missing required key "
-	    "'stage'");
+	                             "'stage'");
 	expect_err(HDR "secrets: tok\n",
 	    "mem.yml:3:10: 'secrets' must be a sequence, not a scalar");
 }
@@ -603,21 +623,23 @@ test_manifest_rejects_yaml_tricks(void **state)
 	expect_err(HDR "vars: {a: !secret x}\n",
 	    "mem.yml:3:11: unsupported YAML tag '!secret'");
 	expect_err(HDR "---\nstagehand: 1\n", "mem.yml:3:1: multiple YAML "
-	    "documents in one file");
+	                                      "documents in one file");
 	expect_err("- a\n", "mem.yml:1:1: the top level must be a map, not a "
-	    "sequence");
+	                    "sequence");
 	expect_err("# just a comment\n", "mem.yml:1:1: no YAML document");
 	expect_err(HDR "vars: {a: *nope}\n", "mem.yml:3:11: unknown anchor "
-	    "'nope'");
+	                                     "'nope'");
 	/* An alias inside its own anchor would recurse forever. */
 	expect_err(HDR "vars: &a {b: *a}\n", "mem.yml:3:14: unknown anchor");
-	expect_err(HDR "vars: {a: \"x\\0y\"}\n", "mem.yml:3:11: scalar contains "
+	expect_err(HDR "vars: {a: \"x\\0y\"}\n",
+	    "mem.yml:3:11: scalar contains "
 	    "a NUL character");
 	expect_err(HDR "? [a]\n: b\n", "mem.yml:3:3: map keys must be scalars");
 	/* YAML's !!str keeps a plain-looking value a string. */
 	{
-		struct manifest *m = load_ok(HDR "steps:\n  - name: x\n"
-		    "    shell: e\n    become: !!str true\n");
+		struct manifest *m =
+		    load_ok(HDR "steps:\n  - name: x\n"
+		                "    shell: e\n    become: !!str true\n");
 
 		assert_string_equal(m->steps[0].become, "true");
 		manifest_free(m);
@@ -635,12 +657,14 @@ test_manifest_rejects_billion_laughs(void **state)
 	(void)state;
 	buf_init(&doc, 1u << 16);
 	assert_int_equal(buf_adds(&doc, HDR "x:\n  a: &a [lol, lol, lol, "
-	    "lol, lol, lol, lol, lol, lol]\n"), 0);
+	                                    "lol, lol, lol, lol, lol, lol]\n"),
+	    0);
 	for (size_t i = 0; lv[i] != NULL; i++) {
-		assert_int_equal(buf_addf(&doc, "  %s: &%s [", lv[i], lv[i]), 0);
+		assert_int_equal(
+		    buf_addf(&doc, "  %s: &%s [", lv[i], lv[i]), 0);
 		for (int k = 0; k < 9; k++)
-			assert_int_equal(buf_addf(&doc, "%s*%s", k ? ", " : "",
-			    prev), 0);
+			assert_int_equal(
+			    buf_addf(&doc, "%s*%s", k ? ", " : "", prev), 0);
 		assert_int_equal(buf_adds(&doc, "]\n"), 0);
 		prev = lv[i];
 	}
@@ -699,8 +723,8 @@ test_manifest_rejects_too_many_steps(void **state)
 	buf_init(&doc, MANIFEST_MAX_BYTES);
 	assert_int_equal(buf_adds(&doc, HDR "steps:\n"), 0);
 	for (int i = 0; i <= MANIFEST_MAX_STEPS; i++)
-		assert_int_equal(buf_addf(&doc, "- {name: s%d, shell: e}\n", i),
-		    0);
+		assert_int_equal(
+		    buf_addf(&doc, "- {name: s%d, shell: e}\n", i), 0);
 	expect_err_opts(doc.data, doc.len, NULL, SH_ERR_MANIFEST,
 	    "mem.yml:10004:3: more than 10000 steps");
 	buf_release(&doc);
@@ -710,10 +734,11 @@ test_manifest_rejects_too_many_steps(void **state)
 static void
 test_manifest_truncated_documents_fail_cleanly(void **state)
 {
-	static const char doc[] = HDR "description: \"quoted text\"\n"
-	    "vars: {a: '1', b: &b [x]}\nsteps:\n  - name: s${a}\n"
-	    "    shell:\n      script: |\n        echo ${a}\n"
-	    "      env: {K: *b}\n    tags: [a, b]\n";
+	static const char doc[] =
+	    HDR "description: \"quoted text\"\n"
+	        "vars: {a: '1', b: &b [x]}\nsteps:\n  - name: s${a}\n"
+	        "    shell:\n      script: |\n        echo ${a}\n"
+	        "      env: {K: *b}\n    tags: [a, b]\n";
 	size_t len = strlen(doc);
 	int failures = 0;
 
@@ -723,7 +748,8 @@ test_manifest_truncated_documents_fail_cleanly(void **state)
 		struct errbuf err;
 
 		err_clear(&err);
-		if (manifest_load_mem("mem.yml", doc, cut, NULL, &m, &err) == 0) {
+		if (manifest_load_mem("mem.yml", doc, cut, NULL, &m, &err) ==
+		    0) {
 			manifest_free(m);
 			continue;
 		}
@@ -754,7 +780,8 @@ test_manifest_rejects_oversized(void **state)
 	write_file(path, big, MANIFEST_MAX_BYTES + 1);
 	{
 		char *want = xasprintf("%s:1:1: file is larger than 1048576 "
-		    "bytes", path);
+		                       "bytes",
+		    path);
 
 		expect_file_err(path, NULL, want);
 		free(want);
@@ -773,7 +800,8 @@ test_manifest_rejects_bad_bytes(void **state)
 	static const char overlong[] = HDR "x: \xc0\xaf\n";
 
 	(void)state;
-	expect_err_opts("", 0, NULL, SH_ERR_MANIFEST, "mem.yml:1:1: empty file");
+	expect_err_opts(
+	    "", 0, NULL, SH_ERR_MANIFEST, "mem.yml:1:1: empty file");
 	expect_err_opts(utf8, sizeof(utf8) - 1, NULL, SH_ERR_MANIFEST,
 	    "mem.yml:4:16: invalid UTF-8 (byte 0xff)");
 	expect_err_opts(nul, sizeof(nul) - 1, NULL, SH_ERR_MANIFEST,
@@ -781,7 +809,7 @@ test_manifest_rejects_bad_bytes(void **state)
 	expect_err_opts(overlong, sizeof(overlong) - 1, NULL, SH_ERR_MANIFEST,
 	    "mem.yml:3:4: invalid UTF-8 (byte 0xc0)");
 	expect_err(HDR "x: \x01\n", "mem.yml:3:4: control characters are not "
-	    "allowed");
+	                            "allowed");
 }
 
 /* --------------------------------------------------------- the corpus */
@@ -862,16 +890,18 @@ test_manifest_include_limits(void **state)
 	/* A chain of 17 nested includes is one too deep. */
 	for (int i = 1; i <= MANIFEST_MAX_INCLUDE_DEPTH + 1; i++) {
 		char *f = xasprintf("%s/stages/d%d.yml", dir, i);
-		char *body = xasprintf("stagehand: 1\ninclude: [d%d.yml]\n",
-		    i + 1);
+		char *body =
+		    xasprintf("stagehand: 1\ninclude: [d%d.yml]\n", i + 1);
 
-		write_str(f, i == MANIFEST_MAX_INCLUDE_DEPTH + 1 ?
-		    "stagehand: 1\n" : body);
+		write_str(f, i == MANIFEST_MAX_INCLUDE_DEPTH + 1
+		                 ? "stagehand: 1\n"
+		                 : body);
 		free(body);
 		free(f);
 	}
 	write_str(top, "stagehand: 1\nstage: t\ninclude: [d1.yml]\n");
-	expect_file_err(top, NULL, "d16.yml:2:11: includes nested deeper "
+	expect_file_err(top, NULL,
+	    "d16.yml:2:11: includes nested deeper "
 	    "than 16 levels");
 	/* 64 files are fine, 65 are not. */
 	for (int i = 1; i <= MANIFEST_MAX_FILES; i++) {
@@ -887,7 +917,8 @@ test_manifest_include_limits(void **state)
 
 		buf_init(&b, 1u << 20);
 		assert_int_equal(buf_adds(&b, "stagehand: 1\nstage: t\n"
-		    "include:\n"), 0);
+		                              "include:\n"),
+		    0);
 		for (int i = 1; i < MANIFEST_MAX_FILES; i++)
 			assert_int_equal(buf_addf(&b, "- f%d.yml\n", i), 0);
 		write_str(top, b.data);
@@ -897,7 +928,8 @@ test_manifest_include_limits(void **state)
 		manifest_free(m);
 		assert_int_equal(buf_adds(&b, "- f64.yml\n"), 0);
 		write_str(top, b.data);
-		expect_file_err(top, NULL, "top.yml:67:3: more than 64 manifest "
+		expect_file_err(top, NULL,
+		    "top.yml:67:3: more than 64 manifest "
 		    "files");
 		buf_release(&b);
 	}
@@ -937,8 +969,10 @@ test_manifest_include_root(void **state)
 	expect_file_err(top, &o, "outside the include root");
 	free(p);
 	/* ../../outside.yml escapes the default root. */
-	write_str(top, "stagehand: 1\nstage: t\ninclude: [../../outside.yml]\n");
-	expect_file_err(top, NULL, "top.yml:3:11: include '../../outside.yml' "
+	write_str(
+	    top, "stagehand: 1\nstage: t\ninclude: [../../outside.yml]\n");
+	expect_file_err(top, NULL,
+	    "top.yml:3:11: include '../../outside.yml' "
 	    "resolves to");
 	/* A symlink pointing out of the root is judged by its target. */
 	p = xasprintf("%s/project/link.yml", dir);
@@ -965,8 +999,8 @@ test_manifest_missing_file_is_io_error(void **state)
 	struct errbuf err;
 
 	(void)state;
-	assert_int_equal(manifest_load("tests/no-such.yml", NULL, &m, &err),
-	    -1);
+	assert_int_equal(
+	    manifest_load("tests/no-such.yml", NULL, &m, &err), -1);
 	assert_null(m);
 	assert_int_equal(err.code, SH_ERR_IO);
 	assert_non_null(strstr(err.msg, "tests/no-such.yml: No such file"));
@@ -1057,7 +1091,8 @@ main(void)
 		cmocka_unit_test(test_manifest_rejects_too_many_aliases),
 		cmocka_unit_test(test_manifest_rejects_deep_nesting),
 		cmocka_unit_test(test_manifest_rejects_too_many_steps),
-		cmocka_unit_test(test_manifest_truncated_documents_fail_cleanly),
+		cmocka_unit_test(
+		    test_manifest_truncated_documents_fail_cleanly),
 		cmocka_unit_test(test_manifest_rejects_oversized),
 		cmocka_unit_test(test_manifest_rejects_bad_bytes),
 		cmocka_unit_test(test_manifest_bad_corpus),

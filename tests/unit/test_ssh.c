@@ -43,8 +43,8 @@ keygen(const char *name, const char *args)
 	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
 	if (access(path, F_OK) == 0)
 		return path;
-	cmd = xasprintf("ssh-keygen -q -C test %s -f %s </dev/null", args,
-	    path);
+	cmd =
+	    xasprintf("ssh-keygen -q -C test %s -f %s </dev/null", args, path);
 	sh(cmd);
 	free(cmd);
 	return path;
@@ -95,8 +95,7 @@ teardown_dir(void **state)
 /* ------------------------------------------------------------ targets */
 
 static void
-expect_target(const char *s, const char *user, const char *host,
-    unsigned port)
+expect_target(const char *s, const char *user, const char *host, unsigned port)
 {
 	struct errbuf err;
 	char *u, *h;
@@ -134,11 +133,11 @@ static void
 test_ssh_target_accepts_url_and_short_forms(void **state)
 {
 	(void)state;
-	expect_target("ssh://builder@10.0.0.2:2222", "builder", "10.0.0.2",
-	    2222);
+	expect_target(
+	    "ssh://builder@10.0.0.2:2222", "builder", "10.0.0.2", 2222);
 	expect_target("builder@10.0.0.2:22", "builder", "10.0.0.2", 22);
-	expect_target("admin@build.example.org", "admin", "build.example.org",
-	    22);
+	expect_target(
+	    "admin@build.example.org", "admin", "build.example.org", 22);
 	expect_target("ssh://u@h", "u", "h", 22);
 	expect_target("u@h:65535", "u", "h", 65535);
 	expect_target("u@h:1", "u", "h", 1);
@@ -250,12 +249,12 @@ static void
 test_sshkey_refuses_passphrase_keys(void **state)
 {
 	(void)state;
-	expect_key_refused(keygen("edpw", "-t ed25519 -N secret-pass"),
-	    "passphrase");
-	expect_key_refused(keygen("ecpempw", "-t ecdsa -m PEM -N secret-pass"),
-	    "passphrase");
-	expect_key_refused(keygen("ecp8pw", "-t ecdsa -m PKCS8 -N secret-pass"),
-	    "passphrase");
+	expect_key_refused(
+	    keygen("edpw", "-t ed25519 -N secret-pass"), "passphrase");
+	expect_key_refused(
+	    keygen("ecpempw", "-t ecdsa -m PEM -N secret-pass"), "passphrase");
+	expect_key_refused(
+	    keygen("ecp8pw", "-t ecdsa -m PKCS8 -N secret-pass"), "passphrase");
 }
 
 static void
@@ -338,9 +337,10 @@ pub_blob(const char *pubpath, unsigned char *out, size_t max)
 	assert_non_null(sp);
 	sp2 = strchr(sp + 1, ' ');
 	assert_non_null(sp2);
-	assert_int_equal(sodium_base642bin(out, max, sp + 1,
-			     (size_t)(sp2 - sp - 1), NULL, &len, NULL,
-			     sodium_base64_VARIANT_ORIGINAL), 0);
+	assert_int_equal(
+	    sodium_base642bin(out, max, sp + 1, (size_t)(sp2 - sp - 1), NULL,
+	        &len, NULL, sodium_base64_VARIANT_ORIGINAL),
+	    0);
 	buf_release(&b);
 	return len;
 }
@@ -405,8 +405,8 @@ test_sshkey_fingerprint_of_zero_digest(void **state)
 	(void)state;
 	buf_init(&fp, 128);
 	assert_int_equal(sshkey_fingerprint(zero, 32, &fp), 0);
-	assert_string_equal(fp.data,
-	    "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+	assert_string_equal(
+	    fp.data, "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
 	buf_reset(&fp);
 	assert_int_equal(sshkey_fingerprint(zero, 31, &fp), -1);
 	buf_release(&fp);

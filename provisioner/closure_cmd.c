@@ -1,0 +1,142 @@
+/*
+ * closure_cmd.c: `stagehand closure PATH --from URL... --trusted-key K...`
+ *
+ * Resolves and verifies a closure on this machine, exactly as a closure
+ * step does before it touches a target, and prints what it found: a human
+ * summary (every path with -v), or one JSON object with --json. Exit 0 when
+ * every path is trusted, 77 on any trust failure, 69 when the caches are
+ * down, 1 when a path is in no cache, 2 for usage.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "json.h"
+#include "nixcache.h"
+
+static void
+print_size(FILE *f, uint64_t bytes)
+{
+	if (bytes >= 1u << 20)
+		fprintf(f, "%.1f MiB", (double)bytes / (1 << 20));
+	else
+		fprintf(f, "%.1f KiB", (double)bytes / 1024);
+}
+
+static void
+print_human(const struct closure *c, const struct nix_keys *keys,
+    int verbosity)
+{
+	printf("closure %s: %zu paths, NarSize ", c->root, c->n);
+	print_size(stdout, c->nar_size);
+	printf(", FileSize ");
+	print_size(stdout, c->file_size);
+	printf("\n");
+	for (size_t k = 0; k < keys->n; k++) {
+		size_t n = 0;
+
+		for (size_t i = 0; i < c->n; i++)
+			n += strcmp(c->paths[i].signer, keys->v[k].name) == 0;
+		if (n > 0)
+			printf("  signed by %s: %zu paths\n", keys->v[k].name,
+			    n);
+	}
+	if (verbosity <= 0)
+		return;
+	for (size_t i = 0; i < c->n; i++) {
+		printf("  %s  ", c->paths[i].info.store_path);
+		print_size(stdout, c->paths[i].info.nar_size);
+		printf("  %s  %s\n", c->paths[i].signer,
+		    c->paths[i].substituter);
+	}
+}
+
+static void
+json_path(struct json *j, const struct closure_path *p)
+{
+	json_object_begin(j);
+	json_key(j, "path");
+	json_string(j, p->info.store_path);
+	json_key(j, "nar_hash");
+	json_string(j, p->info.nar_hash);
+	json_key(j, "nar_size");
+	json_uint(j, p->info.nar_size);
+	json_key(j, "file_size");
+	json_uint(j, p->info.file_size);
+	json_key(j, "references");
+	json_array_begin(j);
+	for (size_t i = 0; i < p->info.references.n; i++)
+		json_string(j, p->info.references.v[i]);
+	json_array_end(j);
+	json_key(j, "substituter");
+	json_string(j, p->substituter);
+	json_key(j, "signer");
+	json_string(j, p->signer);
+	json_object_end(j);
+}
+
+static int
+print_json(const struct closure *c)
+{
+	struct buf out;
+	struct json j;
+	int rc;
+
+	buf_init(&out, 256u << 20);
+	json_init(&j, &out, false);
+	json_object_begin(&j);
+	json_key(&j, "root");
+	json_string(&j, c->root);
+	json_key(&j, "nar_size");
+	json_uint(&j, c->nar_size);
+	json_key(&j, "file_size");
+	json_uint(&j, c->file_size);
+	json_key(&j, "paths");
+	json_array_begin(&j);
+	for (size_t i = 0; i < c->n; i++)
+		json_path(&j, &c->paths[i]);
+	json_array_end(&j);
+	json_object_end(&j);
+	rc = json_finish(&j);
+	if (rc == 0)
+		printf("%s\n", out.data);
+	buf_release(&out);
+	return rc;
+}
+
+int
+cmd_closure(const struct cli *cli)
+{
+	struct nix_keys keys = { 0 };
+	struct closure c;
+	struct errbuf err;
+	struct nix_cache_opts opts = {
+		.substituters = (const char *const *)cli->from.v,
+		.nsubstituters = cli->from.n,
+		.keys = &keys,
+		.timeout_s = cli->timeout_s,
+		.retries = 3,
+	};
+	int rc = EXIT_OK;
+
+	for (size_t i = 0; i < cli->trusted_keys.n; i++) {
+		if (nix_keys_add(&keys, cli->trusted_keys.v[i], &err) < 0) {
+			fprintf(stderr, "stagehand: --trusted-key: %s\n",
+			    err.msg);
+			nix_keys_free(&keys);
+			return EXIT_USAGE;
+		}
+	}
+	if (nix_closure_resolve(&opts, cli->args.v[0], &c, &err) < 0) {
+		fprintf(stderr, "stagehand: %s\n", err.msg);
+		nix_keys_free(&keys);
+		return sh_exit_code(err.code);
+	}
+	if (cli->json)
+		rc = print_json(&c) < 0 ? EXIT_SOFTWARE : EXIT_OK;
+	else
+		print_human(&c, &keys, cli->verbosity);
+	nix_closure_free(&c);
+	nix_keys_free(&keys);
+	return rc;
+}

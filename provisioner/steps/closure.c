@@ -1,0 +1,1115 @@
+/*
+ * steps/closure.c: the `closure` step kind: copy a Nix closure from signed
+ * binary caches onto the target and install it into a profile, trusting
+ * nothing that the pinned keys did not sign.
+ *
+ * Manifest fields:
+ *   path            a store path, or a map {x86_64-linux: PATH,
+ *                   aarch64-linux: PATH, ...} chosen by the target's system
+ *                   (ctx->facts.system, from `uname -m` at connect)
+ *   substituters    required, 1+ cache URLs (http, https or file), in order
+ *   trusted_keys    required, 1+ "name:base64" keys (checked offline)
+ *   profile         optional absolute path of the profile to install into
+ *   user            optional OS user who owns the profile links
+ *   free_space_margin  optional: "10%" (default), bytes ("1048576"), or
+ *                   bytes with a K/M/G/T suffix (powers of 1024)
+ *   cache_timeout   optional seconds per cache request (default 30)
+ *   cache_retries   optional retries per URL on timeouts/5xx (default 2)
+ *
+ * The trust rule: nothing runs on the target before the closure is verified
+ * on the controller. apply, in order:
+ *   1. pick the root by ctx->facts.system (an error names the system when
+ *      the map has no entry for it);
+ *   2. nix_closure_resolve() on the controller with exactly the step's
+ *      substituters and keys; its error code passes through (SH_ERR_TRUST
+ *      is fatal to the run: exit 77);
+ *   3. one round trip (query): which closure paths the target lacks
+ *      (nix-store --check-validity --print-invalid, fed from stdin; when
+ *      the target has no store database yet every path is missing and
+ *      nix-store is not run), the free space under /nix (df of /nix or of
+ *      its nearest existing parent) and the profile's state. Fails, before
+ *      anything is copied, when nix is not installed or when the free space
+ *      is below the missing paths' NarSize plus the margin (naming both);
+ *   4. one round trip (copy): nix-store --realise ROOT with only the
+ *      manifest's substituters and trusted keys, require-sigs on and no
+ *      negative narinfo caching (an earlier "not found" does not stick),
+ *      so Nix on the target verifies every path again (positive entries of
+ *      its narinfo disk cache are kept: they carry the Sig lines, which
+ *      Nix checks again, and refetching them triples the time for 1,000
+ *      paths); the same script then prints the NarHash the target's store
+ *      registered for every closure path;
+ *   5. attest on the controller: each of those NarHashes must equal the
+ *      verified narinfo's (both as sha256:<nix32>), else SH_ERR_TRUST naming
+ *      the path. Attesting comes before the profile switch on purpose, so a
+ *      profile never points at an unattested closure;
+ *   6. one round trip (profile), only when something is to change:
+ *      nix-env -p PROFILE --set ROOT (one new generation, an atomic switch)
+ *      when the profile does not point at ROOT yet, then chown -h of the
+ *      profile links to `user`;
+ *   7. res->closure and the change lines ("copy 37 paths (123.4 MiB) from
+ *      URL", "profile P: generation 3 -> 4 (ROOT)").
+ * A second run copies nothing and creates no generation: ok.
+ * probe (plan) does 1-3 and reports what would move; it runs nix-store only
+ * when the target already has a store database, which it then only reads.
+ *
+ * Profiles. `profile` may be the profile link itself (P -> P-N-link ->
+ * /nix/store/...; created by nix-env when missing, e.g.
+ * /var/lib/postgresql/.nix-profile) or a link to a profile elsewhere, as a
+ * user's ~/.nix-profile -> /nix/var/nix/profiles/per-user/USER/profile
+ * usually is: when P's target is not a generation link of P, that target
+ * is the profile nix-env gets (its directory is created when missing and
+ * then owned by `user`). Anything else at P (a file, a directory) fails.
+ * Without `profile` the root is kept alive by a GC root link
+ * /nix/var/nix/gcroots/stagehand/<basename of ROOT>.
+ *
+ * Users. The target's store is taken to be owned by root (single-user, as
+ * Debian's nix-bin and the test box have it; with a daemon, root still
+ * opens the store directly). So everything runs as the step's `become`
+ * (root by default): the realise, and nix-env, which creates the
+ * generation; `user` then gets the profile link, the current generation
+ * link and (when they differ) the link at `profile` by chown -h. That is
+ * what `sudo -u postgres nix profile install` leaves behind, minus a
+ * per-user store connection the postgres user would not need.
+ *
+ * No progress bar: Nix on the target copies in one command; the step's
+ * line shows while it runs. Parallel substitutions: -j CLOSURE_JOBS.
+ * STEP_RETRY_SAFE: every round trip can run again.
+ */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../limits.h"
+#include "../narinfo.h"
+#include "../nixcache.h"
+#include "../remote.h"
+#include "../runner.h"
+#include "stepsh.h"
+
+#define CLOSURE_MARGIN_PCT_DEFAULT 10
+#define CLOSURE_CACHE_TIMEOUT_S 30
+#define CLOSURE_CACHE_RETRIES 2
+#define CLOSURE_JOBS 16
+#define CLOSURE_GCROOT_DIR "/nix/var/nix/gcroots/stagehand"
+#define CLOSURE_URL_MAX 2048
+
+struct closure_arch {
+	const char *system; /* borrowed from the manifest tree */
+	const char *path;   /* borrowed */
+};
+
+struct closure_cfg {
+	const char *path;          /* borrowed; NULL when per-system */
+	struct closure_arch *arch; /* owned array */
+	size_t narch;
+	struct strlist subs;       /* substituter URLs */
+	struct strlist key_specs;  /* "name:base64", as written */
+	struct nix_keys keys;      /* owned, parsed key_specs */
+	const char *profile;       /* borrowed; may be NULL */
+	const char *user;          /* borrowed; may be NULL */
+	uint64_t margin;           /* bytes, or percent when margin_pct */
+	bool margin_pct;
+	unsigned cache_timeout_s;
+	unsigned cache_retries;
+};
+
+/* What one probe/apply learned; released by cst_free(). */
+struct cst {
+	const struct closure_cfg *c;
+	const char *root;   /* borrowed from the cfg */
+	const char *system; /* borrowed from ctx->facts */
+	struct closure cl;  /* owned: the verified closure */
+	bool *missing;      /* owned: per cl.paths, the target lacks it */
+	size_t nmissing;
+	uint64_t bytes_missing;
+	uint64_t free_bytes;
+	char *df_dir;       /* owned */
+	char *pr;           /* owned: the profile link nix-env -p gets */
+	long gen;           /* current generation; -1 none */
+	long gen_after;     /* after the switch; -1 unchanged */
+	char *current;      /* owned: store path the profile points at */
+	bool owner_ok;      /* profile links owned by user (or no user) */
+	bool gcroot_ok;     /* no profile: the GC root link is in place */
+	struct buf list;    /* the closure's paths, one per line (payload) */
+};
+
+static const char *const closure_keys[] = {
+	"path",
+	"substituters",
+	"trusted_keys",
+	"profile",
+	"user",
+	"free_space_margin",
+	"cache_timeout",
+	"cache_retries",
+	NULL,
+};
+
+/* ============================================================== parse */
+
+static void
+closure_free(void *cfg)
+{
+	struct closure_cfg *c = cfg;
+
+	if (c == NULL)
+		return;
+	free(c->arch);
+	strlist_free(&c->subs);
+	strlist_free(&c->key_specs);
+	nix_keys_free(&c->keys);
+	free(c);
+}
+
+static int
+closure_store_path(const struct node *n, struct errbuf *err)
+{
+	struct errbuf e;
+	const char *hash;
+
+	if (node_expect(n, NODE_SCALAR, "a store path", err) < 0)
+		return -1;
+	if (strlen(n->str) != n->len || nix_store_path_check(n->str, &hash,
+	    &e) < 0)
+		return node_err(err, n, "path: not a store path: '%s'", n->str);
+	return 0;
+}
+
+/* "x86_64-linux": [a-z0-9_]+ "-" [a-z]+ */
+static bool
+closure_system_ok(const char *s)
+{
+	size_t a = strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_");
+
+	if (a == 0 || s[a] != '-' || s[a + 1] == '\0')
+		return false;
+	return s[a + 1 + strspn(s + a + 1, "abcdefghijklmnopqrstuvwxyz")] ==
+	    '\0';
+}
+
+static int
+closure_parse_path(
+    const struct node *body, struct closure_cfg *c, struct errbuf *err)
+{
+	const struct node *v = node_get(body, "path");
+
+	if (v == NULL)
+		return node_err(err, body, "closure step needs a path");
+	if (v->type == NODE_SCALAR) {
+		c->path = v->str;
+		return closure_store_path(v, err);
+	}
+	if (v->type != NODE_MAP || v->n == 0)
+		return node_err(err, v, "path: expected a store path or a map "
+		    "of system to store path");
+	c->arch = xcalloc(v->n, sizeof(*c->arch));
+	for (size_t i = 0; i < v->n; i++) {
+		if (!closure_system_ok(v->keys[i]->str))
+			return node_err(err, v->keys[i], "path: '%s' is not a "
+			    "system like x86_64-linux", v->keys[i]->str);
+		if (closure_store_path(v->items[i], err) < 0)
+			return -1;
+		c->arch[i].system = v->keys[i]->str;
+		c->arch[i].path = v->items[i]->str;
+		c->narch = i + 1;
+	}
+	return 0;
+}
+
+static bool
+closure_url_ok(const char *u)
+{
+	size_t n = strlen(u);
+
+	if (!str_has_prefix(u, "http://") && !str_has_prefix(u, "https://") &&
+	    !str_has_prefix(u, "file://"))
+		return false;
+	if (n > CLOSURE_URL_MAX || u[n - 1] == '/')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)u[i] <= ' ' || u[i] == '\'' || u[i] == '"' ||
+		    u[i] == '\\' || u[i] == 0x7f)
+			return false;
+	return true;
+}
+
+static int
+closure_item(struct closure_cfg *c, const char *key, const struct node *n,
+    struct errbuf *err)
+{
+	struct errbuf e;
+
+	if (node_expect(n, NODE_SCALAR, key, err) < 0)
+		return -1;
+	if (strcmp(key, "substituters") == 0) {
+		if (!closure_url_ok(n->str))
+			return node_err(err, n, "substituters: '%s' is not an "
+			    "http://, https:// or file:// URL without spaces, "
+			    "quotes or a trailing slash", n->str);
+		strlist_push(&c->subs, n->str);
+		return 0;
+	}
+	if (strchr(n->str, ' ') != NULL || nix_keys_add(&c->keys, n->str,
+	    &e) < 0)
+		return node_err(err, n, "trusted_keys: %s", strchr(n->str, ' ') ?
+		    "a key has no spaces" : e.msg);
+	strlist_push(&c->key_specs, n->str);
+	return 0;
+}
+
+/* A required scalar or non-empty sequence of scalars. */
+static int
+closure_parse_list(const struct node *body, const char *key,
+    struct closure_cfg *c, struct errbuf *err)
+{
+	const struct node *v = node_get(body, key);
+
+	if (v == NULL)
+		return node_err(err, body, "closure step needs %s", key);
+	if (v->type == NODE_SCALAR)
+		return closure_item(c, key, v, err);
+	if (v->type != NODE_SEQ || v->n == 0)
+		return node_err(err, v, "%s: expected a non-empty list", key);
+	for (size_t i = 0; i < v->n; i++)
+		if (closure_item(c, key, v->items[i], err) < 0)
+			return -1;
+	return 0;
+}
+
+static int
+closure_parse_margin(
+    const struct node *body, struct closure_cfg *c, struct errbuf *err)
+{
+	static const char units[] = "KMGT";
+	const struct node *v = node_get(body, "free_space_margin");
+	const char *u;
+	size_t len;
+	unsigned shift = 0;
+
+	c->margin = CLOSURE_MARGIN_PCT_DEFAULT;
+	c->margin_pct = true;
+	if (v == NULL)
+		return 0;
+	if (node_expect(v, NODE_SCALAR, "free_space_margin", err) < 0)
+		return -1;
+	len = v->len;
+	c->margin_pct = len > 0 && v->str[len - 1] == '%';
+	if (c->margin_pct)
+		len--;
+	else if (len > 0 && (u = strchr(units, v->str[len - 1])) != NULL &&
+	    v->str[len - 1] != '\0') {
+		shift = 10u * (unsigned)(u - units + 1);
+		len--;
+	}
+	if (parse_u64(v->str, len, c->margin_pct ? 10000 : UINT64_MAX >> shift,
+	    &c->margin) < 0)
+		return node_err(err, v, "free_space_margin: expected a percent "
+		    "(\"10%%\"), bytes, or bytes with K, M, G or T");
+	c->margin <<= shift;
+	return 0;
+}
+
+static bool
+closure_user_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n > 0 && n <= 32 && s[0] != '-' &&
+	    strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	              "0123456789_.-") == n;
+}
+
+static int
+closure_parse_target(
+    const struct node *body, struct closure_cfg *c, struct errbuf *err)
+{
+	uint64_t t = CLOSURE_CACHE_TIMEOUT_S, r = CLOSURE_CACHE_RETRIES;
+	size_t n;
+
+	if (node_get(body, "profile") != NULL) {
+		if (stepsh_abs_path(body, "profile", &c->profile, err) < 0)
+			return -1;
+		n = strlen(c->profile);
+		if (n < 2 || c->profile[n - 1] == '/')
+			return node_err(err, node_get(body, "profile"),
+			    "profile: must name a link, not a directory");
+	}
+	if (node_opt_str(body, "user", &c->user, err) < 0)
+		return -1;
+	if (c->user != NULL && !closure_user_ok(c->user))
+		return node_err(err, node_get(body, "user"),
+		    "user: not a valid user name: '%s'", c->user);
+	if (c->user != NULL && c->profile == NULL)
+		return node_err(err, node_get(body, "user"),
+		    "user: only makes sense with a profile");
+	if (node_opt_u64(body, "cache_timeout", 3600, &t, err) < 0 ||
+	    node_opt_u64(body, "cache_retries", 100, &r, err) < 0)
+		return -1;
+	c->cache_timeout_s = t == 0 ? CLOSURE_CACHE_TIMEOUT_S : (unsigned)t;
+	c->cache_retries = (unsigned)r;
+	return 0;
+}
+
+static int
+closure_parse(const struct node *body, const struct step *step, void **cfg,
+    struct errbuf *err)
+{
+	struct closure_cfg *c;
+
+	(void)step;
+	*cfg = NULL;
+	if (node_expect(body, NODE_MAP, "closure step", err) < 0 ||
+	    node_check_keys(body, closure_keys, err) < 0)
+		return -1;
+	c = xcalloc(1, sizeof(*c));
+	*cfg = c; /* the loader frees what we built on failure */
+	if (closure_parse_path(body, c, err) < 0 ||
+	    closure_parse_list(body, "substituters", c, err) < 0 ||
+	    closure_parse_list(body, "trusted_keys", c, err) < 0 ||
+	    closure_parse_margin(body, c, err) < 0 ||
+	    closure_parse_target(body, c, err) < 0)
+		return -1;
+	return 0;
+}
+
+/* ============================================================ helpers */
+
+static void
+cst_free(struct cst *st)
+{
+	nix_closure_free(&st->cl);
+	free(st->missing);
+	free(st->df_dir);
+	free(st->pr);
+	free(st->current);
+	buf_release(&st->list);
+}
+
+/* "123.4 MiB" */
+static void
+closure_size(struct buf *b, uint64_t n)
+{
+	static const char *const u[] = { "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)n;
+	size_t i = 0;
+
+	if (n < 1024) {
+		(void)buf_addf(b, "%llu B", (unsigned long long)n);
+		return;
+	}
+	v /= 1024.0;
+	while (v >= 1024.0 && i + 1 < sizeof(u) / sizeof(u[0])) {
+		v /= 1024.0;
+		i++;
+	}
+	(void)buf_addf(b, "%.1f %s", v, u[i]);
+}
+
+/* Next line of [*p, end) into line/len; false at the end. */
+static bool
+closure_next_line(const char **p, const char *end, const char **line,
+    size_t *len)
+{
+	const char *nl;
+
+	if (*p >= end)
+		return false;
+	nl = memchr(*p, '\n', (size_t)(end - *p));
+	*line = *p;
+	*len = nl ? (size_t)(nl - *p) : (size_t)(end - *p);
+	*p += *len + (nl ? 1 : 0);
+	return true;
+}
+
+/* Any NarHash form (sha256:nix32, sha256:hex, sha256-base64) as
+ * "sha256:<nix32>". */
+static int
+closure_norm_hash(const char *h, struct buf *out)
+{
+	unsigned char d[32];
+	size_t len = strlen(h), bl = 0;
+	int rc = -1;
+
+	if (str_has_prefix(h, "sha256:") && len - 7 == 52)
+		rc = nix_base32_decode(h + 7, 52, d, sizeof(d));
+	else if (str_has_prefix(h, "sha256:") && len - 7 == 64)
+		rc = sodium_hex2bin(d, sizeof(d), h + 7, 64, NULL, &bl, NULL) ==
+		        0 && bl == sizeof(d) ? 0 : -1;
+	else if (str_has_prefix(h, "sha256-"))
+		rc = sodium_base642bin(d, sizeof(d), h + 7, len - 7, NULL, &bl,
+		         NULL, sodium_base64_VARIANT_ORIGINAL) == 0 &&
+		        bl == sizeof(d) ? 0 : -1;
+	if (rc < 0)
+		return -1;
+	return nix_hash_sha256_string(d, out);
+}
+
+/* ===================================================== controller side */
+
+static int
+closure_pick_root(struct run_ctx *ctx, const struct closure_cfg *c,
+    struct cst *st, struct errbuf *err)
+{
+	struct ssh_conn *conn;
+	struct buf have;
+
+	if (ctx->facts.system == NULL && run_ctx_ssh(ctx, &conn, err) < 0)
+		return -1;
+	st->system = ctx->facts.system ? ctx->facts.system : "unknown";
+	if (c->path != NULL) {
+		st->root = c->path;
+		return 0;
+	}
+	for (size_t i = 0; i < c->narch; i++) {
+		if (strcmp(c->arch[i].system, st->system) == 0) {
+			st->root = c->arch[i].path;
+			return 0;
+		}
+	}
+	buf_init(&have, 1024);
+	for (size_t i = 0; i < c->narch; i++)
+		(void)buf_addf(&have, "%s%s", i ? ", " : "",
+		    c->arch[i].system);
+	err_set(err, SH_ERR_STEP, "no path for the target's system '%s' "
+	    "(the path map has: %s)", st->system, have.data);
+	buf_release(&have);
+	return -1;
+}
+
+static int
+closure_resolve(struct run_ctx *ctx, struct cst *st, struct errbuf *err)
+{
+	const struct closure_cfg *c = st->c;
+	struct nix_cache_opts o;
+
+	memset(&o, 0, sizeof(o));
+	o.substituters = (const char *const *)c->subs.v;
+	o.nsubstituters = c->subs.n;
+	o.keys = &c->keys;
+	o.timeout_s = c->cache_timeout_s;
+	o.retries = c->cache_retries;
+	o.interrupted = ctx->interrupted;
+	if (nix_closure_resolve(&o, st->root, &st->cl, err) < 0)
+		return -1;
+	st->missing = xcalloc(st->cl.n ? st->cl.n : 1, sizeof(bool));
+	buf_init(&st->list, REMOTE_SCRIPT_MAX);
+	for (size_t i = 0; i < st->cl.n; i++)
+		if (buf_addf(&st->list, "%s\n", st->cl.paths[i].info.store_path) <
+		    0)
+			return err_set(err, SH_ERR_STEP, "closure of %s: too "
+			    "many paths to send", st->root);
+	return 0;
+}
+
+/* ========================================================= target side */
+
+/*
+ * Shared by every script: nix on PATH (also where the official installers
+ * put it), and prof(), which reads the profile at $P: sets PR (the link
+ * nix-env -p gets), PG (its generation, -1 none), GL (the generation link)
+ * and PT (the store path it points at). own() tells whether $U owns a link.
+ */
+static const char closure_sh_lib[] =
+    "set -u\n"
+    "set -f\n"
+    "umask 022\n"
+    "PATH=$PATH:/nix/var/nix/profiles/default/bin\n"
+    "die() { printf '%s\\n' \"$*\" >&2; exit 1; }\n"
+    "command -v nix-store >/dev/null 2>&1 && "
+    "command -v nix-env >/dev/null 2>&1 ||\n"
+    "\tdie \"nix is not installed on the target (no nix-store and nix-env "
+    "in PATH=$PATH)\"\n"
+    "prof() {\n"
+    "\tPR=$P PG=-1 PT= GL=\n"
+    "\tif [ -L \"$P\" ]; then\n"
+    "\t\t_t=$(readlink -- \"$P\") || exit 1\n"
+    "\t\tcase ${_t##*/} in\n"
+    "\t\t\"${P##*/}\"-*-link) ;;\n"
+    "\t\t*) case $_t in /*) PR=$_t ;; *) PR=${P%/*}/$_t ;; esac ;;\n"
+    "\t\tesac\n"
+    "\telif [ -e \"$P\" ]; then\n"
+    "\t\tdie \"$P exists and is not a symlink, so not a Nix profile\"\n"
+    "\tfi\n"
+    "\tif [ -L \"$PR\" ]; then\n"
+    "\t\t_t=$(readlink -- \"$PR\") || exit 1\n"
+    "\t\t_g=${_t##*/}; _g=${_g#\"${PR##*/}\"-}; _g=${_g%-link}\n"
+    "\t\tcase $_g in ''|*[!0-9]*) "
+    "die \"$PR is not a Nix profile (it points to $_t)\" ;; esac\n"
+    "\t\tPG=$_g\n"
+    "\t\tcase $_t in /*) GL=$_t ;; *) GL=${PR%/*}/$_t ;; esac\n"
+    "\t\tPT=$(readlink -- \"$GL\") || PT=\n"
+    "\telif [ -e \"$PR\" ]; then\n"
+    "\t\tdie \"$PR exists and is not a symlink, so not a Nix profile\"\n"
+    "\tfi\n"
+    "}\n"
+    "own() { [ -z \"$U\" ] || [ ! -L \"$1\" ] || "
+    "[ \"$(stat -c %U -- \"$1\")\" = \"$U\" ]; }\n";
+
+/* Query: free space, missing paths, profile state. Payload: the paths. */
+static const char closure_sh_query[] =
+    "L=$(cat)\n"
+    "d=/nix\n"
+    "while [ ! -e \"$d\" ]; do d=${d%/*}; [ -n \"$d\" ] || d=/; done\n"
+    "a=$(df -k --output=avail -- \"$d\" | tail -n 1) || exit 1\n"
+    "set -- $a\n"
+    "echo \"F ${1:-?} $d\"\n"
+    "if [ -f /nix/var/nix/db/db.sqlite ]; then\n"
+    "\tinv=$(printf '%s\\n' \"$L\" | "
+    "xargs nix-store --check-validity --print-invalid) || exit 1\n"
+    "\tfor p in $inv; do echo \"I $p\"; done\n"
+    "else\n"
+    "\techo N\n"
+    "fi\n"
+    "if [ -n \"$P\" ]; then\n"
+    "\tprof\n"
+    "\techo \"R $PR\"; echo \"G $PG\"; echo \"T $PT\"\n"
+    "\town \"$P\" && own \"$PR\" && own \"$GL\" && echo 'O 1' || "
+    "echo 'O 0'\n"
+    "else\n"
+    "\t[ \"$(readlink -- \"$GCR\" 2>/dev/null)\" = \"$ROOT\" ] && "
+    "echo 'K 1' || echo 'K 0'\n"
+    "fi\n";
+
+/* Copy (when M=1) and print every path's registered NarHash, in order. */
+static const char closure_sh_copy[] =
+    "L=$(cat)\n"
+    "if [ \"$M\" = 1 ]; then\n"
+    "\tnix-store --realise \"$ROOT\" -j \"$J\" "
+    "--option substituters \"$SUBS\" "
+    "--option trusted-public-keys \"$KEYS\" "
+    "--option require-sigs true --option substitute true "
+    "--option narinfo-cache-negative-ttl 0 >&2 || exit 1\n"
+    "fi\n"
+    "printf '%s\\n' \"$L\" | xargs nix-store --query --hash || exit 1\n";
+
+/* Profile switch, ownership, or the GC root without a profile. */
+static const char closure_sh_profile[] =
+    "if [ -z \"$P\" ]; then\n"
+    "\t[ \"$(readlink -- \"$GCR\" 2>/dev/null)\" = \"$ROOT\" ] && exit 0\n"
+    "\tmkdir -p -- \"${GCR%/*}\" && ln -sfn -- \"$ROOT\" \"$GCR\" || "
+    "exit 1\n"
+    "\techo \"C gc root $GCR -> $ROOT\"; exit 0\n"
+    "fi\n"
+    "prof\n"
+    "if [ \"$PT\" != \"$ROOT\" ]; then\n"
+    "\tif [ ! -d \"${PR%/*}\" ]; then\n"
+    "\t\tmkdir -p -- \"${PR%/*}\" || exit 1\n"
+    "\t\t[ -z \"$U\" ] || chown -- \"$U\" \"${PR%/*}\" || exit 1\n"
+    "\tfi\n"
+    "\tnix-env -p \"$PR\" --set \"$ROOT\" >&2 || exit 1\n"
+    "\tprof\n"
+    "\t[ \"$PT\" = \"$ROOT\" ] || "
+    "die \"$PR does not point at $ROOT after nix-env --set\"\n"
+    "\techo \"G $PG\"\n"
+    "fi\n"
+    "for f in \"$P\" \"$PR\" \"$GL\"; do\n"
+    "\town \"$f\" && continue\n"
+    "\tchown -h -- \"$U\" \"$f\" || exit 1\n"
+    "\techo \"C owner $f -> $U\"\n"
+    "done\n";
+
+/* ROOT P U GCR assignments plus the library; then body. */
+static int
+closure_script(const struct cst *st, const char *body, struct buf *b)
+{
+	const struct closure_cfg *c = st->c;
+	const char *base = strrchr(st->root, '/') + 1;
+	int rc = 0;
+
+	rc |= stepsh_assign(b, "ROOT", st->root);
+	rc |= stepsh_assign(b, "P", c->profile ? c->profile : "");
+	rc |= stepsh_assign(b, "U", c->user ? c->user : "");
+	rc |= buf_addf(b, "GCR=%s/", CLOSURE_GCROOT_DIR);
+	rc |= sh_quote(b, base);
+	rc |= buf_addc(b, '\n');
+	rc |= buf_adds(b, closure_sh_lib);
+	rc |= buf_adds(b, body);
+	return rc < 0 ? -1 : 0;
+}
+
+/* Runs one script with the closure list as payload; stdout into out. */
+static int
+closure_exec(struct run_ctx *ctx, const struct step *step,
+    const struct buf *script, const struct cst *st, struct remote_out *out,
+    struct step_result *res, struct errbuf *err)
+{
+	struct remote_cmd cmd = REMOTE_CMD_INIT;
+
+	memset(out, 0, sizeof(*out));
+	cmd.script = script->data;
+	cmd.payload = st->list.data;
+	cmd.payload_len = st->list.len;
+	if (stepsh_exec(ctx, step, &cmd, out, res, err) < 0)
+		return err_prefix(err, "closure %s: ", st->root);
+	return 0;
+}
+
+/* Marks "I <path>" lines as missing; the target answers in input order. */
+static int
+closure_mark_missing(struct cst *st, const char *p, size_t len, size_t *j,
+    struct errbuf *err)
+{
+	while (*j < st->cl.n) {
+		const char *sp = st->cl.paths[*j].info.store_path;
+
+		(*j)++;
+		if (strlen(sp) == len && memcmp(sp, p, len) == 0) {
+			st->missing[*j - 1] = true;
+			st->nmissing++;
+			st->bytes_missing += st->cl.paths[*j - 1].info.nar_size;
+			return 0;
+		}
+	}
+	return err_set(err, SH_ERR_REMOTE, "closure %s: the target named an "
+	    "unexpected invalid path '%.*s'", st->root, (int)len, p);
+}
+
+static void
+closure_all_missing(struct cst *st)
+{
+	st->nmissing = st->cl.n;
+	st->bytes_missing = 0;
+	for (size_t i = 0; i < st->cl.n; i++) {
+		st->missing[i] = true;
+		st->bytes_missing += st->cl.paths[i].info.nar_size;
+	}
+}
+
+static int
+closure_gen(const char *p, size_t len, long *out)
+{
+	uint64_t v;
+
+	*out = -1;
+	if (len == 2 && memcmp(p, "-1", 2) == 0)
+		return 0;
+	if (parse_u64(p, len, 1u << 30, &v) < 0)
+		return -1;
+	*out = (long)v;
+	return 0;
+}
+
+/* One line of the query's answer. */
+static int
+closure_query_line(struct cst *st, const char *l, size_t len, size_t *j,
+    struct errbuf *err)
+{
+	const char *v = l + 2, *sp;
+	size_t vl = len >= 2 ? len - 2 : 0;
+	uint64_t kib;
+
+	if (len == 1 && l[0] == 'N')
+		closure_all_missing(st);
+	else if (len < 2 || l[1] != ' ')
+		return 0;
+	else if (l[0] == 'I')
+		return closure_mark_missing(st, v, vl, j, err);
+	else if (l[0] == 'F') {
+		sp = memchr(v, ' ', vl);
+		if (sp == NULL || parse_u64(v, (size_t)(sp - v),
+		    UINT64_MAX / 1024, &kib) < 0)
+			return err_set(err, SH_ERR_REMOTE, "closure %s: cannot "
+			    "read the free space (df): '%.*s'", st->root,
+			    (int)vl, v);
+		st->free_bytes = kib * 1024;
+		st->df_dir = xstrndup(sp + 1, vl - (size_t)(sp - v) - 1);
+	} else if (l[0] == 'R')
+		st->pr = xstrndup(v, vl);
+	else if (l[0] == 'T')
+		st->current = vl ? xstrndup(v, vl) : NULL;
+	else if (l[0] == 'G' && closure_gen(v, vl, &st->gen) < 0)
+		return err_set(err, SH_ERR_REMOTE, "closure %s: bad generation "
+		    "'%.*s'", st->root, (int)vl, v);
+	else if (l[0] == 'O' || l[0] == 'K')
+		*(l[0] == 'O' ? &st->owner_ok : &st->gcroot_ok) = vl == 1 &&
+		    v[0] == '1';
+	return 0;
+}
+
+static int
+closure_query(struct run_ctx *ctx, const struct step *step, struct cst *st,
+    struct step_result *res, struct errbuf *err)
+{
+	struct remote_out out;
+	struct buf script;
+	const char *p, *end, *l;
+	size_t len, j = 0;
+	int rc = -1;
+
+	buf_init(&script, REMOTE_SCRIPT_MAX);
+	st->gen = -1;
+	st->gen_after = -1;
+	if (closure_script(st, closure_sh_query, &script) < 0) {
+		buf_release(&script);
+		return err_set(err, SH_ERR_INTERNAL, "closure: script too long");
+	}
+	if (closure_exec(ctx, step, &script, st, &out, res, err) < 0)
+		goto out;
+	p = out.out.data;
+	end = p + out.out.len;
+	while (closure_next_line(&p, end, &l, &len))
+		if (closure_query_line(st, l, len, &j, err) < 0)
+			goto out;
+	if (st->df_dir == NULL) {
+		err_set(err, SH_ERR_REMOTE, "closure %s: the target did not "
+		    "report its free space", st->root);
+		goto out;
+	}
+	rc = 0;
+out:
+	remote_out_free(&out);
+	buf_release(&script);
+	return rc;
+}
+
+static int
+closure_check_space(const struct cst *st, struct errbuf *err)
+{
+	const struct closure_cfg *c = st->c;
+	uint64_t margin, need;
+	struct buf a, n;
+
+	if (st->nmissing == 0)
+		return 0;
+	margin = c->margin_pct ? st->bytes_missing / 100 * c->margin +
+	        st->bytes_missing % 100 * c->margin / 100
+	                       : c->margin;
+	need = st->bytes_missing + margin;
+	if (need < st->bytes_missing)
+		need = UINT64_MAX;
+	if (st->free_bytes >= need)
+		return 0;
+	buf_init(&a, 64);
+	buf_init(&n, 64);
+	closure_size(&a, st->free_bytes);
+	closure_size(&n, need);
+	err_set(err, SH_ERR_STEP, "closure %s: not enough free space for /nix "
+	    "on the target: %s (%llu bytes) available under %s, %s (%llu "
+	    "bytes) needed: NarSize %llu of %zu missing paths + margin %llu",
+	    st->root, a.data, (unsigned long long)st->free_bytes, st->df_dir,
+	    n.data, (unsigned long long)need,
+	    (unsigned long long)st->bytes_missing, st->nmissing,
+	    (unsigned long long)margin);
+	buf_release(&a);
+	buf_release(&n);
+	return -1;
+}
+
+/* Compares the target's NarHash lines with the verified narinfos. */
+static int
+closure_attest(const struct cst *st, const struct buf *out,
+    struct errbuf *err)
+{
+	const char *p = out->data, *end = out->data + out->len, *l;
+	struct buf want, got;
+	size_t len, i = 0;
+	int rc = 0;
+
+	buf_init(&want, 128);
+	buf_init(&got, 128);
+	while (rc == 0 && i < st->cl.n && closure_next_line(&p, end, &l, &len)) {
+		const struct narinfo *ni = &st->cl.paths[i].info;
+		char *h = xstrndup(l, len);
+
+		buf_reset(&want);
+		buf_reset(&got);
+		if (closure_norm_hash(ni->nar_hash, &want) < 0 ||
+		    closure_norm_hash(h, &got) < 0 ||
+		    strcmp(want.data, got.data) != 0)
+			rc = err_set(err, SH_ERR_TRUST, "closure %s: attest: the "
+			    "target registers NarHash '%s' for %s, the signed "
+			    "narinfo says '%s'", st->root, h, ni->store_path,
+			    ni->nar_hash);
+		free(h);
+		i++;
+	}
+	if (rc == 0 && (i != st->cl.n || p < end))
+		rc = err_set(err, SH_ERR_TRUST, "closure %s: attest: the target "
+		    "listed %zu NarHashes for %zu paths", st->root, i, st->cl.n);
+	buf_release(&want);
+	buf_release(&got);
+	return rc;
+}
+
+static int
+closure_copy(struct run_ctx *ctx, const struct step *step, struct cst *st,
+    struct step_result *res, struct errbuf *err)
+{
+	const struct closure_cfg *c = st->c;
+	struct remote_out out;
+	struct buf script, subs, keys;
+	int rc = -1;
+
+	buf_init(&script, REMOTE_SCRIPT_MAX);
+	buf_init(&subs, 64u << 10);
+	buf_init(&keys, 64u << 10);
+	for (size_t i = 0; i < c->subs.n; i++)
+		(void)buf_addf(&subs, "%s%s", i ? " " : "", c->subs.v[i]);
+	for (size_t i = 0; i < c->key_specs.n; i++)
+		(void)buf_addf(&keys, "%s%s", i ? " " : "", c->key_specs.v[i]);
+	memset(&out, 0, sizeof(out));
+	if (stepsh_assign(&script, "SUBS", subs.data) < 0 ||
+	    stepsh_assign(&script, "KEYS", keys.data) < 0 ||
+	    buf_addf(&script, "M=%d J=%d\n", st->nmissing ? 1 : 0,
+	        CLOSURE_JOBS) < 0 ||
+	    closure_script(st, closure_sh_copy, &script) < 0) {
+		err_set(err, SH_ERR_INTERNAL, "closure: script too long");
+		goto out;
+	}
+	if (closure_exec(ctx, step, &script, st, &out, res, err) < 0 ||
+	    closure_attest(st, &out.out, err) < 0)
+		goto out;
+	rc = 0;
+out:
+	remote_out_free(&out);
+	buf_release(&script);
+	buf_release(&subs);
+	buf_release(&keys);
+	return rc;
+}
+
+/* "profile P: generation 3 -> 4 (ROOT)"; "new, generation 1" at first. */
+static void
+closure_gen_line(struct step_result *res, const char *pr, long before,
+    long after, const char *root)
+{
+	if (before < 0)
+		step_result_change(res, "profile %s: new, generation %ld (%s)",
+		    pr, after < 1 ? 1 : after, root);
+	else
+		step_result_change(res, "profile %s: generation %ld -> %ld "
+		    "(%s)", pr, before, after, root);
+}
+
+static bool
+closure_profile_needed(const struct cst *st)
+{
+	if (st->c->profile == NULL)
+		return !st->gcroot_ok;
+	return st->current == NULL || strcmp(st->current, st->root) != 0 ||
+	    !st->owner_ok;
+}
+
+static int
+closure_profile(struct run_ctx *ctx, const struct step *step, struct cst *st,
+    struct step_result *res, struct errbuf *err)
+{
+	struct remote_out out;
+	struct buf script;
+	const char *p, *end, *l;
+	size_t len;
+	int rc = -1;
+
+	buf_init(&script, REMOTE_SCRIPT_MAX);
+	memset(&out, 0, sizeof(out));
+	if (closure_script(st, closure_sh_profile, &script) < 0) {
+		err_set(err, SH_ERR_INTERNAL, "closure: script too long");
+		goto out;
+	}
+	if (closure_exec(ctx, step, &script, st, &out, res, err) < 0)
+		goto out;
+	p = out.out.data;
+	end = p + out.out.len;
+	while (closure_next_line(&p, end, &l, &len))
+		if (len > 2 && l[0] == 'G' && l[1] == ' ')
+			(void)closure_gen(l + 2, len - 2, &st->gen_after);
+	if (st->gen_after >= 0)
+		closure_gen_line(res, st->pr ? st->pr : st->c->profile, st->gen,
+		    st->gen_after, st->root);
+	(void)stepsh_changes(res, &out.out);
+	rc = 0;
+out:
+	remote_out_free(&out);
+	buf_release(&script);
+	return rc;
+}
+
+/* ============================================================ results */
+
+/* "copy 37 paths (123.4 MiB) from URL, URL" */
+static void
+closure_copy_line(const struct cst *st, struct step_result *res)
+{
+	const struct closure_cfg *c = st->c;
+	struct buf b;
+	bool first = true;
+
+	if (st->nmissing == 0)
+		return;
+	buf_init(&b, 64u << 10);
+	(void)buf_addf(&b, "copy %zu path%s (", st->nmissing,
+	    st->nmissing == 1 ? "" : "s");
+	closure_size(&b, st->bytes_missing);
+	(void)buf_adds(&b, ") from");
+	for (size_t s = 0; s < c->subs.n; s++) {
+		for (size_t i = 0; i < st->cl.n; i++) {
+			if (!st->missing[i] ||
+			    strcmp(st->cl.paths[i].substituter, c->subs.v[s]))
+				continue;
+			(void)buf_addf(&b, "%s %s", first ? "" : ",",
+			    c->subs.v[s]);
+			first = false;
+			break;
+		}
+	}
+	step_result_change(res, "%s", b.data);
+	buf_release(&b);
+}
+
+/* The changes a probe would make beyond the copy. */
+static void
+closure_plan_lines(const struct cst *st, struct step_result *res)
+{
+	const struct closure_cfg *c = st->c;
+
+	if (c->profile == NULL) {
+		if (!st->gcroot_ok)
+			step_result_change(res, "gc root %s/%s -> %s",
+			    CLOSURE_GCROOT_DIR, strrchr(st->root, '/') + 1,
+			    st->root);
+		return;
+	}
+	bool sw = st->current == NULL || strcmp(st->current, st->root) != 0;
+
+	if (sw)
+		closure_gen_line(res, st->pr, st->gen, st->gen + 1, st->root);
+	if (c->user != NULL && (sw || !st->owner_ok))
+		step_result_change(res, "owner of profile %s -> %s", st->pr,
+		    c->user);
+}
+
+static void
+closure_fill(const struct cst *st, struct step_result *res)
+{
+	struct step_closure *sc = xcalloc(1, sizeof(*sc));
+	struct buf h;
+
+	sc->root = xstrdup(st->root);
+	sc->system = xstrdup(st->system);
+	sc->profile = st->c->profile ? xstrdup(st->c->profile) : NULL;
+	sc->nar_size = st->cl.nar_size;
+	sc->file_size = st->cl.file_size;
+	sc->paths_missing = st->nmissing;
+	sc->bytes_missing = st->bytes_missing;
+	sc->generation_before = st->gen;
+	sc->generation_after = st->gen_after;
+	sc->paths = xcalloc(st->cl.n ? st->cl.n : 1, sizeof(*sc->paths));
+	buf_init(&h, 128);
+	for (size_t i = 0; i < st->cl.n; i++) {
+		const struct closure_path *cp = &st->cl.paths[i];
+
+		buf_reset(&h);
+		sc->paths[i].path = xstrdup(cp->info.store_path);
+		sc->paths[i].nar_hash = xstrdup(closure_norm_hash(
+		    cp->info.nar_hash, &h) == 0 ? h.data : cp->info.nar_hash);
+		sc->paths[i].nar_size = cp->info.nar_size;
+		sc->paths[i].signer = xstrdup(cp->signer ? cp->signer : "");
+		sc->paths[i].substituter =
+		    xstrdup(cp->substituter ? cp->substituter : "");
+	}
+	sc->n = st->cl.n;
+	buf_release(&h);
+	step_closure_free(res->closure);
+	res->closure = sc;
+}
+
+/* ======================================================== probe/apply */
+
+/* Steps 1-3: the root, the verified closure, the target's state. */
+static int
+closure_prepare(struct run_ctx *ctx, const struct step *step, struct cst *st,
+    struct step_result *res, struct errbuf *err)
+{
+	memset(st, 0, sizeof(*st));
+	st->c = step->cfg;
+	st->gen = st->gen_after = -1;
+	buf_init(&st->list, 16);
+	if (closure_pick_root(ctx, st->c, st, err) < 0)
+		return -1;
+	buf_release(&st->list);
+	if (closure_resolve(ctx, st, err) < 0)
+		return -1;
+	step_result_detail(res, "closure_root", "%s", st->root);
+	step_result_detail(res, "closure_paths", "%zu", st->cl.n);
+	if (closure_query(ctx, step, st, res, err) < 0)
+		return -1;
+	step_result_detail(res, "paths_missing", "%zu", st->nmissing);
+	step_result_detail(res, "bytes_missing", "%llu",
+	    (unsigned long long)st->bytes_missing);
+	return closure_check_space(st, err);
+}
+
+static int
+closure_probe(struct run_ctx *ctx, const struct step *step,
+    struct step_result *res, struct errbuf *err)
+{
+	struct cst st;
+	int rc = -1;
+
+	if (closure_prepare(ctx, step, &st, res, err) < 0)
+		goto out;
+	closure_copy_line(&st, res);
+	closure_plan_lines(&st, res);
+	res->changed = res->changes.n > 0;
+	closure_fill(&st, res);
+	rc = 0;
+out:
+	cst_free(&st);
+	return rc;
+}
+
+static int
+closure_apply(struct run_ctx *ctx, const struct step *step,
+    struct step_result *res, struct errbuf *err)
+{
+	struct cst st;
+	int rc = -1;
+
+	if (closure_prepare(ctx, step, &st, res, err) < 0 ||
+	    closure_copy(ctx, step, &st, res, err) < 0)
+		goto out;
+	closure_copy_line(&st, res);
+	if (closure_profile_needed(&st) &&
+	    closure_profile(ctx, step, &st, res, err) < 0)
+		goto out;
+	res->changed = res->changes.n > 0;
+	closure_fill(&st, res);
+	rc = 0;
+out:
+	cst_free(&st);
+	return rc;
+}
+
+static void
+closure_describe(const struct step *step, struct buf *out)
+{
+	const struct closure_cfg *c = step->cfg;
+
+	(void)buf_adds(out, "closure ");
+	if (c->path != NULL)
+		(void)buf_adds(out, c->path);
+	for (size_t i = 0; i < c->narch; i++)
+		(void)buf_addf(out, "%s%s: %s", i ? ", " : "{ ",
+		    c->arch[i].system, c->arch[i].path);
+	if (c->narch > 0)
+		(void)buf_adds(out, " }");
+	(void)buf_adds(out, " from");
+	for (size_t i = 0; i < c->subs.n; i++)
+		(void)buf_addf(out, "%s %s", i ? "," : "", c->subs.v[i]);
+	(void)buf_addf(out, " (%zu trusted key%s)", c->key_specs.n,
+	    c->key_specs.n == 1 ? "" : "s");
+	if (c->profile != NULL)
+		(void)buf_addf(out, " -> %s", c->profile);
+	if (c->user != NULL)
+		(void)buf_addf(out, " as %s", c->user);
+}
+
+const struct step_kind step_kind_closure = {
+	.name = "closure",
+	.flags = STEP_RETRY_SAFE,
+	.parse = closure_parse,
+	.probe = closure_probe,
+	.apply = closure_apply,
+	.describe = closure_describe,
+	.free = closure_free,
+};

@@ -1,0 +1,66 @@
+# tests/nixcache/caches.nix: the store paths of the test binary caches,
+# built offline by make-caches.sh (Nix 2.8, private chroot store, sandbox on
+# with the host's /usr bind-mounted so that /bin/sh and the PostgreSQL files
+# are reachable). Nothing here is fetched.
+{ system ? builtins.currentSystem }:
+let
+  sh = args: name: builtins.derivation {
+    inherit name system;
+    builder = "/bin/sh";
+    args = [ "-c" args ];
+    PATH = "/usr/bin";
+  };
+
+  # (a) small: 4 paths that reference each other; the root refers to itself.
+  small-a = builtins.toFile "small-a" "leaf of the small closure\n";
+  small-b = builtins.toFile "small-b" "small-b uses ${small-a}\n";
+  small-c = sh ''
+    echo "small-c uses ${small-a} and ${small-b}" > $out
+  '' "small-c";
+  small-root = sh ''
+    mkdir -p $out/share
+    echo "${small-c}" > $out/share/c
+    echo "${small-b}" > $out/share/b
+    echo "$out" > $out/share/self
+  '' "small-root";
+
+  # (b) the PostgreSQL 15 bundle: lib and share as their own paths, the root
+  # holds bin/ in Debian's layout (lib/postgresql/15/bin) so that postgres
+  # finds its share and pkglib dirs relative to itself.
+  pg-lib = sh ''
+    cp -a /usr/lib/postgresql/15/lib $out
+  '' "postgresql-15-lib";
+  pg-share = sh ''
+    cp -a /usr/share/postgresql/15 $out
+  '' "postgresql-15-share";
+  bundle = variant: sh ''
+    mkdir -p $out/lib/postgresql/15 $out/share/postgresql
+    cp -a /usr/lib/postgresql/15/bin $out/lib/postgresql/15/bin
+    ln -s ${pg-lib} $out/lib/postgresql/15/lib
+    ln -s ${pg-share} $out/share/postgresql/15
+    ln -s lib/postgresql/15/bin $out/bin
+    echo "postgresql bundle ${variant} for stagehand tests" > $out/VARIANT
+  '' "postgresql-bundle-15-${variant}";
+
+  # (c) big: 1 root + 31 inner nodes + 968 leaves = 1,000 paths; each inner
+  # node also refers to the previous one (shared references).
+  leaf = i: builtins.toFile "big-leaf-${toString i}" "leaf ${toString i}\n";
+  inner = j: prev: builtins.toFile "big-node-${toString j}"
+    (builtins.concatStringsSep "\n" (
+      [ prev ] ++ builtins.genList (k: leaf (j * 31 + k)) (if j == 30 then 38 else 31)
+    ) + "\n");
+  nodes = builtins.foldl' (acc: j: acc ++ [
+    (inner j (if j == 0 then "first" else builtins.elemAt acc (j - 1)))
+  ]) [ ] (builtins.genList (j: j) 31);
+  big-root = builtins.toFile "big-root" (builtins.concatStringsSep "\n" nodes + "\n");
+
+  # (d) split: the root sits in cache1 signed by key 1, its dependencies
+  # only in cache2 signed by key 2.
+  split-dep = builtins.toFile "split-dep" "only in cache2\n";
+  split-mid = builtins.toFile "split-mid" "split-mid uses ${split-dep}\n";
+  split-root = builtins.toFile "split-root" "split-root uses ${split-mid}\n";
+in {
+  inherit small-root pg-lib pg-share big-root split-root split-mid split-dep;
+  bundle = bundle "1";
+  bundle2 = bundle "2";
+}

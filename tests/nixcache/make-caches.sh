@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# tests/nixcache/make-caches.sh OUTDIR: builds the signed Nix binary caches
+# the closure tests and benchmarks use, offline, with Debian's nix (2.8).
+#
+#   make-caches.sh OUTDIR     build (or reuse) the caches; prints OUTDIR/paths.env
+#
+# Output (all under OUTDIR):
+#   cache1/            file:// binary cache: every closure below except the
+#                      split closure's dependencies; signed by key 1 (the
+#                      bundle's lib and share paths carry a key 2 Sig too)
+#   cache2/            split closure's dependencies only, signed by key 2
+#   keys/key{1,2}.{sec,pub}  the signing keys (names stagehand-test-1/-2)
+#   paths.env          sourceable KEY=value lines:
+#       SMALL_ROOT     4-path closure, references between all, self reference
+#       BUNDLE_ROOT    PostgreSQL 15 bundle (3 paths: root with
+#                      lib/postgresql/15/bin, bin -> it; lib; share);
+#                      $BUNDLE_ROOT/bin/postgres runs on this machine
+#       BUNDLE2_ROOT   a second bundle root sharing lib and share (upgrades)
+#       BUNDLE_LIB, BUNDLE_SHARE  the bundle's dependency paths
+#       BIG_ROOT       synthetic 1,000-path closure (tree of depth 3)
+#       SPLIT_ROOT     root in cache1 (key 1), its 2 dependencies only in
+#                      cache2 (key 2): needs both caches, in that order
+#       KEY1_PUB, KEY2_PUB   "name:base64" public keys (trusted-public-keys)
+#       KEY1_SEC, KEY2_SEC   secret key file paths
+#       STORE          the private nix store root the paths were built in
+#                      (a chroot store: nix --store "$STORE")
+#   nix.conf/ xdg/ store/    the private Nix configuration, cache, store
+#
+# Reuse: when OUTDIR/paths.env exists and is newer than this script and
+# caches.nix, nothing is done (about 10 ms). Parallel callers with the same
+# OUTDIR serialise on OUTDIR.lock. Needs root (the chroot store builds in
+# Nix's sandbox). The bundle's NARs are zstd-compressed, the rest xz.
+set -euo pipefail
+
+[ $# = 1 ] || {
+	echo "usage: $0 OUTDIR" >&2
+	exit 2
+}
+HERE=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$1"
+OUT=$(cd "$1" && pwd)
+
+exec 9>"$OUT.lock"
+flock 9
+
+fresh() {
+	[ -f "$OUT/paths.env" ] &&
+		[ "$OUT/paths.env" -nt "$HERE/make-caches.sh" ] &&
+		[ "$OUT/paths.env" -nt "$HERE/caches.nix" ]
+}
+if fresh; then
+	cat "$OUT/paths.env"
+	exit 0
+fi
+
+rm -rf "$OUT/cache1" "$OUT/cache2" "$OUT/keys" "$OUT/paths.env" "$OUT/xdg"
+mkdir -p "$OUT/nix.conf" "$OUT/keys" "$OUT/xdg"
+# The chroot store forces Nix's sandbox; /bin/sh and the PostgreSQL files
+# come from the host's /usr.
+cat >"$OUT/nix.conf/nix.conf" <<'EOF'
+build-users-group =
+sandbox = true
+sandbox-paths = /bin=/usr/bin /usr /lib=/usr/lib /lib64=/usr/lib64
+substituters =
+experimental-features = nix-command
+EOF
+export NIX_CONF_DIR=$OUT/nix.conf XDG_CACHE_HOME=$OUT/xdg
+STORE=$OUT/store
+
+for k in 1 2; do
+	nix-store --generate-binary-cache-key "stagehand-test-$k" \
+		"$OUT/keys/key$k.sec" "$OUT/keys/key$k.pub"
+done
+
+fail() {
+	cat "$OUT/build.log" >&2
+	return 1
+}
+drv() { # NAME: builds caches.nix's derivation NAME, prints its path
+	nix-build --store "$STORE" --no-out-link "$HERE/caches.nix" -A "$1" \
+		2>>"$OUT/build.log" || fail
+}
+file() { # NAME: adds caches.nix's builtins.toFile NAME, prints its path
+	nix eval --store "$STORE" --raw -f "$HERE/caches.nix" "$1" \
+		2>>"$OUT/build.log" || fail
+}
+: >"$OUT/build.log"
+SMALL_ROOT=$(drv small-root)
+BUNDLE_ROOT=$(drv bundle)
+BUNDLE2_ROOT=$(drv bundle2)
+BUNDLE_LIB=$(drv pg-lib)
+BUNDLE_SHARE=$(drv pg-share)
+BIG_ROOT=$(file big-root)
+SPLIT_ROOT=$(file split-root)
+SPLIT_DEPS=("$(file split-mid)" "$(file split-dep)")
+
+# Key 2 signs the bundle's lib and share in the store, so cache1's narinfos
+# for them carry two Sig lines.
+nix store sign --store "$STORE" --key-file "$OUT/keys/key2.sec" \
+	"$BUNDLE_LIB" "$BUNDLE_SHARE"
+
+to() { # URL-PARAMS PATHS...: nix copy into a file:// cache
+	local params=$1
+	shift
+	nix copy --store "$STORE" --to "file://$params" "$@" 2>>"$OUT/build.log"
+}
+K1=$OUT/keys/key1.sec
+K2=$OUT/keys/key2.sec
+to "$OUT/cache1?secret-key=$K1&compression=zstd" "$BUNDLE_ROOT" "$BUNDLE2_ROOT"
+to "$OUT/cache1?secret-key=$K1" "$SMALL_ROOT" "$BIG_ROOT" "$SPLIT_ROOT"
+to "$OUT/cache2?secret-key=$K2" "${SPLIT_DEPS[@]}"
+# The split dependencies live in cache2 only.
+for p in "${SPLIT_DEPS[@]}"; do
+	h=${p#/nix/store/}
+	h=${h%%-*}
+	nar=$(sed -n 's/^URL: //p' "$OUT/cache1/$h.narinfo")
+	rm -f "$OUT/cache1/$h.narinfo" "$OUT/cache1/$nar"
+done
+
+{
+	echo "SMALL_ROOT=$SMALL_ROOT"
+	echo "BUNDLE_ROOT=$BUNDLE_ROOT"
+	echo "BUNDLE2_ROOT=$BUNDLE2_ROOT"
+	echo "BUNDLE_LIB=$BUNDLE_LIB"
+	echo "BUNDLE_SHARE=$BUNDLE_SHARE"
+	echo "BIG_ROOT=$BIG_ROOT"
+	echo "SPLIT_ROOT=$SPLIT_ROOT"
+	echo "KEY1_PUB=$(cat "$OUT/keys/key1.pub")"
+	echo "KEY2_PUB=$(cat "$OUT/keys/key2.pub")"
+	echo "KEY1_SEC=$K1"
+	echo "KEY2_SEC=$K2"
+	echo "STORE=$STORE"
+} >"$OUT/paths.env.tmp"
+mv "$OUT/paths.env.tmp" "$OUT/paths.env"
+cat "$OUT/paths.env"
