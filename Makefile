@@ -106,6 +106,7 @@ demo: deps stagehand
 
 bench: deps stagehand
 	@bench/steps.sh
+	@bench/closure.sh
 
 clean:
 	rm -rf build build-asan stagehand stagehand-asan

@@ -20,9 +20,12 @@
 #                           resolve + verify on the controller, query the
 #                           box, nix-store --realise in the box, attest, GC
 #                           root); wall clock of the whole command
-#                nix        `nix copy --from URL BIG_ROOT` run in the box
-#                           (timed inside the box, so without any transport
-#                           cost: the floor for stagehand's copy)
+#                nix        `nix copy --from URL BIG_ROOT` run in the box,
+#                           timed inside the box (no transport cost at all:
+#                           the floor for stagehand's copy), and the same
+#                           over OpenSSH as the box user with sudo, timed on
+#                           the controller (what a Packer shell provisioner
+#                           running nix copy costs)
 # Every run is checked: resolution must list 1,000 paths; after a copy the
 # box's store must hold them (nix-store --check-validity). It prints the
 # median seconds of each, the ratio (nix / stagehand for resolve, stagehand
@@ -222,7 +225,11 @@ done
 
 # --------------------------------------------------------------- copy
 
-S_COPY=() N_COPY=()
+S_COPY=() N_COPY=() N_SSH=()
+nix_copy_cmd() { # URL: the plain nix copy, as a shell command line
+	echo "nix --extra-experimental-features nix-command copy --from '$1' \
+		--option trusted-public-keys '$KEY1_PUB' '$BIG_ROOT' >/dev/null 2>&1"
+}
 say "copy: $COPY_RUNS runs each, a fresh box per run"
 for ((i = 0; i < COPY_RUNS; i++)); do
 	fresh_box
@@ -239,20 +246,29 @@ for ((i = 0; i < COPY_RUNS; i++)); do
 	fresh_box
 	serve_on "$TESTBOX_GATEWAY"
 	s=$("$TESTBOX" exec "$BOX" -- sh -c "a=\$(date +%s.%N) &&
-		nix --extra-experimental-features nix-command copy \
-			--from '$URL' \
-			--option trusted-public-keys '$KEY1_PUB' '$BIG_ROOT' >/dev/null 2>&1 &&
-		b=\$(date +%s.%N) && echo \"\$a \$b\"") || die "nix copy failed"
+		$(nix_copy_cmd "$URL") && b=\$(date +%s.%N) && echo \"\$a \$b\"") ||
+		die "nix copy failed"
 	N_COPY+=("$(awk -v a="${s% *}" -v b="${s#* }" 'BEGIN { printf "%.3f", b - a }')")
 	box_has_closure || die "nix copy left an incomplete store"
+	box_gone
+
+	fresh_box
+	serve_on "$TESTBOX_GATEWAY"
+	t=$EPOCHREALTIME
+	ssh -F /dev/null -i "$TESTBOX_KEY" -o BatchMode=yes -o StrictHostKeyChecking=yes \
+		-o UserKnownHostsFile="$TESTBOX_KNOWN_HOSTS" -p "$TESTBOX_PORT" \
+		"$TESTBOX_USER@$TESTBOX_HOST" "sudo -n sh -c \"$(nix_copy_cmd "$URL")\"" ||
+		die "nix copy over ssh failed"
+	N_SSH+=("$(elapsed "$t")")
+	box_has_closure || die "nix copy over ssh left an incomplete store"
 	box_gone
 done
 
 # -------------------------------------------------------------- report
 
 sr=$(median "${S_RES[@]}") nr=$(median "${N_RES[@]}")
-sc=$(median "${S_COPY[@]}") nc=$(median "${N_COPY[@]}")
-rr=$(ratio "$nr" "$sr") rc=$(ratio "$sc" "$nc")
+sc=$(median "${S_COPY[@]}") nc=$(median "${N_COPY[@]}") ns=$(median "${N_SSH[@]}")
+rr=$(ratio "$nr" "$sr") rc=$(ratio "$sc" "$nc") rs=$(ratio "$sc" "$ns")
 label=$([[ $resolve_mode == closure ]] && echo "stagehand closure" || echo "stagehand plan (fallback)")
 printf '\nclosure bench: 1,000-path closure (%s), median seconds\n\n' "$BIG_ROOT"
 printf '%-34s %9s   %s\n' "task / tool" seconds "runs"
@@ -260,5 +276,6 @@ printf '%-34s %9s   %s\n' "resolve: $label" "$sr" "${S_RES[*]}"
 printf '%-34s %9s   %s\n' "resolve: nix path-info -r" "$nr" "${N_RES[*]}"
 printf '%-34s %9s   %s\n' "copy: stagehand closure step" "$sc" "${S_COPY[*]}"
 printf '%-34s %9s   %s\n' "copy: nix copy --from (in the box)" "$nc" "${N_COPY[*]}"
+printf '%-34s %9s   %s\n' "copy: ssh + sudo nix copy --from" "$ns" "${N_SSH[*]}"
 printf '\nresolve: stagehand is %sx faster than nix path-info -r (target >= 3x)\n' "$rr"
-printf 'copy: the closure step takes %sx plain nix copy (target <= 1.2x)\n' "$rc"
+printf 'copy: the closure step takes %sx plain nix copy in the box, %sx nix copy over ssh (target <= 1.2x)\n' "$rc" "$rs"

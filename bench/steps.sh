@@ -325,6 +325,7 @@ floor_links() {
 R_TASK=() R_TOOL=() R_RUNS=() R_SECS=() R_NOTE=()
 FAILED=0
 LAST_LOG=
+MEDIAN_RUN=1
 
 record() { # TASK TOOL RUNS SECONDS NOTE
 	R_TASK+=("$1") R_TOOL+=("$2") R_RUNS+=("$3") R_SECS+=("$4") R_NOTE+=("$5")
@@ -361,6 +362,9 @@ measure() {
 		times+=("$(elapsed "$t0" "$t1")")
 	done
 	record "$task" "$tool" "$runs" "$(median "${times[@]}")" "$note"
+	# The run whose time is the median (the lower middle one of an even count).
+	MEDIAN_RUN=$(for n in "${!times[@]}"; do echo "${times[n]} $((n + 1))"; done |
+		sort -g | sed -n "$(((runs + 1) / 2))p" | cut -d' ' -f2)
 }
 
 # ssh-per-step links: time the first tenth, then either run the rest (all
@@ -405,11 +409,13 @@ S="$NSTEPS steps"
 L="$NFILES links"
 LR="$NFILES links, re-run"
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 # Warm-up (untimed): page cache for the binaries, sudo's first-use work.
 stagehand_run "$TMP/steps.yml" >/dev/null 2>&1 || true
 "${SSH[@]}" "$DEST" sudo -n true </dev/null >/dev/null 2>&1 || true
 
 measure "$S" stagehand "$RUNS" : : "1 connection" -- stagehand_run "$TMP/steps.yml"
+STEPS_MEDIAN_RUN=$MEDIAN_RUN
 measure "$S" ansible-playbook "$ANSIBLE_RUNS" ansible_reset : "pipelining, ControlPersist" \
 	-- ansible_run "$TMP/steps-playbook.yml"
 measure "$S" "ssh per step" "$RUNS" : : "$NSTEPS connections" -- ssh_steps
@@ -457,20 +463,21 @@ ratio() { # NUM DEN
 # Where stagehand's time goes on the 100 steps: wall time vs the steps'
 # own durations (from results.json of the last run).
 stagehand_breakdown() {
-	local r=$TMP/report-steps.yml-$RUNS/results.json
+	local r=$TMP/report-steps.yml-${STEPS_MEDIAN_RUN:-1}/results.json
 	[[ -f $r ]] || return 0
 	jq -r --arg wall "$(secs_of "$S" stagehand)" '
 		[.steps[]?.duration_ms | numbers] as $d
 		| if ($d | length) == 0 then empty else
 		  "stagehand, \($d | length) steps: \($d | add / length * 10 | round / 10) ms" +
 		  " per step on average (min \($d | min), max \($d | max)); the steps sum to" +
-		  " \($d | add) ms of \(.duration_ms) ms run time (results.json) and" +
-		  " \($wall) s wall (the rest: connect, handshake, auth, probe of the" +
-		  " target, report)" end' "$r" 2>/dev/null || true
+		  " \($d | add) ms of the \(.duration_ms) ms run (results.json of the median" +
+		  " run, \($wall) s wall; the rest: start-up, connect, key exchange," +
+		  " auth, target probe, report)" end' "$r" 2>/dev/null || true
 }
 
 echo
 echo "stagehand bench, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -sr)"
+echo "  load average at start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "  $("$STAGEHAND" --version 2>/dev/null | sed -n 1p)," \
 	"$(ansible-playbook --version 2>/dev/null | sed -n 1p)," \
 	"$(ssh -V 2>&1 | cut -d, -f1)"

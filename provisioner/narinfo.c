@@ -510,6 +510,21 @@ check_required(unsigned seen, struct errbuf *err)
 	return 0;
 }
 
+/* The last line has no '\n': name its key when it has one. */
+static int
+truncated(const char *p, size_t len, unsigned lineno, struct errbuf *err)
+{
+	const char *colon = memchr(p, ':', len);
+	size_t klen = colon ? (size_t)(colon - p) : 0;
+
+	if (klen > 0 && klen <= 16 && printable(p, klen))
+		return err_set(err, SH_ERR_TRUST,
+		    "line %u: %.*s: truncated (no newline at the end)", lineno,
+		    (int)klen, p);
+	return err_set(err, SH_ERR_TRUST,
+	    "line %u: truncated (no newline at the end)", lineno);
+}
+
 static int
 parse_lines(const char *p, size_t len, struct narinfo *out,
     struct errbuf *err)
@@ -523,9 +538,7 @@ parse_lines(const char *p, size_t len, struct narinfo *out,
 
 		lineno++;
 		if (nl == NULL)
-			return err_set(err, SH_ERR_TRUST,
-			    "line %u: truncated (no newline at the end)",
-			    lineno);
+			return truncated(p + pos, len - pos, lineno, err);
 		if (split_line(p + pos, (size_t)(nl - p - (ptrdiff_t)pos), &f,
 			err) < 0 ||
 		    parse_line(out, &f, &seen, err) < 0)

@@ -19,6 +19,7 @@
  * handling; the loop; the result; nix-cache-info.
  */
 #include <curl/curl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sodium.h>
@@ -46,6 +47,7 @@
 enum wstate {
 	W_QUEUED,
 	W_ACTIVE,
+	W_VERIFYING, /* parsed, its signature being checked */
 	W_DONE,
 };
 
@@ -73,6 +75,38 @@ struct request {
 	char curl_err[CURL_ERROR_SIZE];
 };
 
+/*
+ * A parsed narinfo on its way to and back from the verifier thread. The
+ * job owns its narinfo, so the thread never touches the walk's arrays.
+ */
+struct vjob {
+	struct vjob *next;
+	size_t idx;
+	char *url;           /* owned: where the narinfo came from */
+	struct narinfo info; /* owned */
+	const char *signer;
+	int rc;
+	struct errbuf err;
+};
+
+/*
+ * Ed25519 verification is about half the CPU time of a large closure, so
+ * one thread does it while the event loop keeps the transfers moving; it
+ * wakes the loop with curl_multi_wakeup() when a result is ready.
+ */
+struct verifier {
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct vjob *todo, *todo_tail; /* under mu */
+	struct vjob *done;             /* under mu, any order */
+	bool stop;                     /* under mu */
+	size_t outstanding;            /* main thread only: sent - received */
+	const struct nix_keys *keys;
+	CURLM *multi;
+};
+
 struct walk {
 	const struct nix_cache_opts *opts;
 	unsigned parallel, timeout_s;
@@ -81,7 +115,7 @@ struct walk {
 	size_t n, cap;
 	size_t *set;      /* open addressing: index + 1, 0 = empty */
 	size_t set_cap;   /* power of two */
-	size_t next;      /* paths before it are W_ACTIVE or W_DONE */
+	size_t next;      /* paths before it are not W_QUEUED */
 	size_t done;
 	char **bases;     /* owned: substituter URLs without trailing '/' */
 	struct request **reqs; /* owned: every request made, <= parallel */
@@ -91,6 +125,7 @@ struct walk {
 	size_t busy;          /* requests assigned to a path */
 	size_t *sub_active;   /* owned: requests in flight per substituter */
 	char **sub_down;      /* owned: why a substituter is down, or NULL */
+	struct verifier ver;
 	struct errbuf *err;
 	bool failed;
 };
@@ -269,8 +304,13 @@ request_reason(const struct request *r, CURLcode rc, long code,
 		    NARINFO_MAX_BYTES);
 		return tmp;
 	}
-	if (code >= 300) {
+	if (rc == CURLE_HTTP_RETURNED_ERROR || (rc == CURLE_OK && code != 200)) {
 		snprintf(tmp, tmplen, "HTTP %ld", code);
+		return tmp;
+	}
+	if (rc == CURLE_UNSUPPORTED_PROTOCOL && code >= 300 && code < 400) {
+		snprintf(tmp, tmplen, "redirect refused (HTTP %ld): %s", code,
+		    r->curl_err[0] ? r->curl_err : curl_easy_strerror(rc));
 		return tmp;
 	}
 	return r->curl_err[0] ? r->curl_err : curl_easy_strerror(rc);
@@ -329,6 +369,117 @@ base_url(const char *url, struct errbuf *err)
 		return NULL;
 	}
 	return xstrndup(url, len);
+}
+
+/* ====================================================== verifier */
+
+static void
+vjob_free(struct vjob *j)
+{
+	while (j != NULL) {
+		struct vjob *next = j->next;
+
+		nix_narinfo_free(&j->info);
+		free(j->url);
+		free(j);
+		j = next;
+	}
+}
+
+static void *
+ver_main(void *arg)
+{
+	struct verifier *v = arg;
+
+	pthread_mutex_lock(&v->mu);
+	for (;;) {
+		struct vjob *j;
+
+		while (v->todo == NULL && !v->stop)
+			pthread_cond_wait(&v->cv, &v->mu);
+		if (v->stop)
+			break;
+		j = v->todo;
+		v->todo = j->next;
+		if (v->todo == NULL)
+			v->todo_tail = NULL;
+		pthread_mutex_unlock(&v->mu);
+		err_clear(&j->err);
+		j->rc = nix_narinfo_verify(&j->info, v->keys, &j->signer,
+		    &j->err);
+		pthread_mutex_lock(&v->mu);
+		j->next = v->done;
+		v->done = j;
+		curl_multi_wakeup(v->multi);
+	}
+	pthread_mutex_unlock(&v->mu);
+	return NULL;
+}
+
+static int
+ver_start(struct verifier *v, const struct nix_keys *keys, CURLM *multi)
+{
+	v->keys = keys;
+	v->multi = multi;
+	if (pthread_mutex_init(&v->mu, NULL) != 0)
+		return -1;
+	if (pthread_cond_init(&v->cv, NULL) != 0) {
+		pthread_mutex_destroy(&v->mu);
+		return -1;
+	}
+	if (pthread_create(&v->thread, NULL, ver_main, v) != 0) {
+		pthread_cond_destroy(&v->cv);
+		pthread_mutex_destroy(&v->mu);
+		return -1;
+	}
+	v->started = true;
+	return 0;
+}
+
+/* Stops and joins the thread; drops whatever was not verified or read. */
+static void
+ver_stop(struct verifier *v)
+{
+	if (!v->started)
+		return;
+	pthread_mutex_lock(&v->mu);
+	v->stop = true;
+	pthread_cond_signal(&v->cv);
+	pthread_mutex_unlock(&v->mu);
+	pthread_join(v->thread, NULL);
+	vjob_free(v->todo);
+	vjob_free(v->done);
+	pthread_cond_destroy(&v->cv);
+	pthread_mutex_destroy(&v->mu);
+	memset(v, 0, sizeof(*v));
+}
+
+static void
+ver_send(struct verifier *v, struct vjob *j)
+{
+	j->next = NULL;
+	pthread_mutex_lock(&v->mu);
+	if (v->todo_tail != NULL)
+		v->todo_tail->next = j;
+	else
+		v->todo = j;
+	v->todo_tail = j;
+	pthread_cond_signal(&v->cv);
+	pthread_mutex_unlock(&v->mu);
+	v->outstanding++;
+}
+
+/* The verified jobs so far (caller owns them), or NULL. */
+static struct vjob *
+ver_take(struct verifier *v)
+{
+	struct vjob *j;
+
+	pthread_mutex_lock(&v->mu);
+	j = v->done;
+	v->done = NULL;
+	pthread_mutex_unlock(&v->mu);
+	return j;
 }
 
 /* ===================================================== the walk */
@@ -467,38 +618,71 @@ walk_start(struct walk *w)
 
 /* ============================================ completion handling */
 
-/* A 200 for path idx: trusted, and exactly the path asked for, or fail. */
+/*
+ * A 200 for path idx: it must parse and be exactly the path asked for; its
+ * References are walked at once while the verifier checks its signature
+ * (fetching a narinfo trusts nothing; the walk fails if any Sig does not
+ * verify, and only verified narinfos make the result).
+ */
 static void
 walk_accept(struct walk *w, struct request *r)
 {
 	size_t idx = r->idx;
-	struct narinfo ni;
-	const char *signer = NULL;
-	struct errbuf e = { SH_OK, "" };
+	struct vjob *j = xcalloc(1, sizeof(*j));
 
-	if (nix_narinfo_parse(r->body.data, r->body.len, &ni, &e) < 0 ||
-	    nix_narinfo_verify(&ni, w->opts->keys, &signer, &e) < 0) {
+	if (nix_narinfo_parse(r->body.data, r->body.len, &j->info, &j->err) <
+	    0) {
 		walk_fail(w, SH_ERR_TRUST, "%s: %s: %s", w->v[idx].path,
-		    r->url, e.msg);
-		nix_narinfo_free(&ni);
+		    r->url, j->err.msg);
+		vjob_free(j);
 		return;
 	}
-	if (strcmp(ni.store_path, w->v[idx].path) != 0) {
+	if (strcmp(j->info.store_path, w->v[idx].path) != 0) {
 		walk_fail(w, SH_ERR_TRUST,
 		    "%s: %s: StorePath is %s, not the path asked for",
-		    w->v[idx].path, r->url, ni.store_path);
-		nix_narinfo_free(&ni);
+		    w->v[idx].path, r->url, j->info.store_path);
+		vjob_free(j);
 		return;
 	}
-	w->v[idx].info = ni;
-	w->v[idx].signer = signer;
-	w->v[idx].state = W_DONE;
-	w->done++;
-	for (size_t i = 0; i < ni.references.n; i++)
-		walk_add(w, xasprintf(NIX_STORE_DIR "/%s", ni.references.v[i]),
+	for (size_t i = 0; i < j->info.references.n; i++)
+		walk_add(w,
+		    xasprintf(NIX_STORE_DIR "/%s", j->info.references.v[i]),
 		    idx);
-	if (w->opts->progress != NULL)
-		w->opts->progress(w->opts->progress_arg, w->done, w->n);
+	j->idx = idx;
+	j->url = xstrdup(r->url);
+	w->v[idx].state = W_VERIFYING;
+	ver_send(&w->ver, j);
+}
+
+/* Takes the verifier's results; returns how many. */
+static size_t
+walk_verified(struct walk *w)
+{
+	struct vjob *j = ver_take(&w->ver), *next;
+	size_t n = 0;
+
+	for (; j != NULL; j = next, n++) {
+		struct wpath *p = &w->v[j->idx];
+
+		next = j->next;
+		j->next = NULL;
+		w->ver.outstanding--;
+		if (j->rc < 0) {
+			walk_fail(w, SH_ERR_TRUST, "%s: %s: %s", p->path, j->url,
+			    j->err.msg);
+		} else {
+			p->info = j->info;
+			memset(&j->info, 0, sizeof(j->info));
+			p->signer = j->signer;
+			p->state = W_DONE;
+			w->done++;
+			if (w->opts->progress != NULL)
+				w->opts->progress(w->opts->progress_arg,
+				    w->done, w->n);
+		}
+		vjob_free(j);
+	}
+	return n;
 }
 
 /* The current substituter will not serve path idx: try the next one. */
@@ -538,7 +722,7 @@ static void
 walk_done(struct walk *w, struct request *r, CURLcode rc)
 {
 	long code = 0;
-	char tmp[128];
+	char tmp[CURL_ERROR_SIZE + 64];
 	const char *why;
 
 	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
@@ -619,15 +803,16 @@ walk_run(struct walk *w)
 			break;
 		}
 		walk_start(w);
-		if (w->failed || w->busy == 0)
+		if (w->failed || (w->busy == 0 && w->ver.outstanding == 0))
 			break;
 		if (curl_multi_perform(w->multi, &running) != CURLM_OK) {
 			walk_fail(w, SH_ERR_INTERNAL, "curl_multi_perform failed");
 			break;
 		}
 		/* Finished transfers may have queued new paths: send them
-		 * before waiting on the network. */
-		if (walk_collect(w) == 0 && !w->failed)
+		 * before waiting on the network (or on the verifier, which
+		 * wakes the poll). */
+		if (walk_collect(w) + walk_verified(w) == 0 && !w->failed)
 			curl_multi_poll(w->multi, NULL, 0, walk_poll_ms(w), NULL);
 	}
 }
@@ -729,6 +914,9 @@ walk_init(struct walk *w, const struct nix_cache_opts *opts,
 	    curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS,
 		(long)(HOST_CONNECTIONS * ns)))
 		return err_set(err, SH_ERR_INTERNAL, "curl_multi_init failed");
+	if (ver_start(&w->ver, opts->keys, w->multi) < 0)
+		return err_set(err, SH_ERR_INTERNAL,
+		    "cannot start the verifier thread");
 	return 0;
 }
 
@@ -737,6 +925,7 @@ walk_free(struct walk *w)
 {
 	size_t ns = w->opts->nsubstituters;
 
+	ver_stop(&w->ver); /* before the multi handle it wakes goes away */
 	for (size_t i = 0; i < w->nreqs; i++) {
 		if (w->reqs[i]->in_multi)
 			curl_multi_remove_handle(w->multi, w->reqs[i]->easy);
@@ -872,7 +1061,7 @@ fetch_one(const struct nix_cache_opts *opts, struct request *r,
 {
 	for (unsigned attempt = 1;; attempt++) {
 		long code = 0;
-		char tmp[128];
+		char tmp[CURL_ERROR_SIZE + 64];
 		CURLcode rc;
 
 		buf_reset(&r->body);

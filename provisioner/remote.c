@@ -10,6 +10,7 @@
  */
 #include "remote.h"
 
+#include <stdarg.h>
 #include <string.h>
 
 #include "limits.h"
@@ -157,7 +158,7 @@ out:
 
 /* The last non-empty line of b, controls made harmless, into line. */
 static void
-last_line(const struct buf *b, struct buf *line)
+remote_last_line(const struct buf *b, struct buf *line)
 {
 	size_t end = b->len, start;
 
@@ -178,30 +179,46 @@ last_line(const struct buf *b, struct buf *line)
 }
 
 int
+remote_fail(struct errbuf *err, const struct buf *errout, const char *fmt, ...)
+{
+	struct buf msg, line;
+	va_list ap;
+
+	buf_init(&msg, 1024);
+	buf_init(&line, 1024);
+	va_start(ap, fmt);
+	(void)buf_vaddf(&msg, fmt, ap);
+	va_end(ap);
+	remote_last_line(errout, &line);
+	err_set(err, SH_ERR_REMOTE, "%s%s%s", msg.data, line.len ? ": " : "",
+	    line.data);
+	buf_release(&line);
+	buf_release(&msg);
+	return -1;
+}
+
+int
 remote_step(struct run_ctx *ctx, const struct step *step,
     struct remote_cmd *cmd, struct remote_out *out, struct step_result *res,
     struct errbuf *err)
 {
-	struct buf line;
 	int rc;
 
 	cmd->become = step->become;
 	cmd->timeout_s =
 	    step->timeout_s ? step->timeout_s : STEP_DEFAULT_TIMEOUT_S;
 	rc = remote_run(ctx, cmd, out, err);
-	step_result_output(res, out->out.data, out->out.len);
+	if (!cmd->stdout_is_protocol)
+		step_result_output(res, out->out.data, out->out.len);
 	step_result_output(res, out->err.data, out->err.len);
 	if (rc < 0)
 		return -1;
 	res->exit_status = out->status;
 	if (out->status == 0)
 		return 0;
-	if (out->status < 0)
+	if (out->status < 0 && !cmd->stdout_is_protocol)
 		return err_set(err, SH_ERR_REMOTE, "killed by a signal");
-	buf_init(&line, 1024);
-	last_line(&out->err, &line);
-	err_set(err, SH_ERR_REMOTE, "exit %d%s%s", out->status,
-	    line.len ? ": " : "", line.data);
-	buf_release(&line);
-	return -1;
+	if (out->status < 0)
+		return remote_fail(err, &out->err, "killed by a signal");
+	return remote_fail(err, &out->err, "exit %d", out->status);
 }

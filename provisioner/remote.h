@@ -37,6 +37,7 @@ struct remote_cmd {
 	size_t payload_len;
 	int payload_fd;         /* then this local fd until EOF; -1 none */
 	int stdout_fd;          /* stdout to this local fd; -1: into out */
+	bool stdout_is_protocol; /* remote_step() only; see there */
 };
 
 struct remote_out {
@@ -45,7 +46,7 @@ struct remote_out {
 	struct buf err; /* stderr */
 };
 
-#define REMOTE_CMD_INIT { NULL, NULL, 0, NULL, 0, -1, -1 }
+#define REMOTE_CMD_INIT { NULL, NULL, 0, NULL, 0, -1, -1, false }
 
 int remote_run(struct run_ctx *ctx, const struct remote_cmd *cmd,
     struct remote_out *out, struct errbuf *err);
@@ -54,13 +55,29 @@ void remote_out_free(struct remote_out *out);
 /*
  * Convenience for steps: runs cmd with the step's become and timeout,
  * appends output to res->output, and turns a non-zero exit status into
- * SH_ERR_REMOTE with "exit N: <last stderr line>". Kinds that give exit
- * statuses their own meaning call remote_run() instead.
+ * SH_ERR_REMOTE with "exit N: <last stderr line>" (remote_fail()). Kinds
+ * that give exit statuses their own meaning call remote_run() instead.
+ *
+ * cmd->stdout_is_protocol false: stdout and stderr both go into
+ * res->output, and a command killed by a signal is "killed by a signal".
+ * true (scripts whose stdout is data or a line protocol for the kind, not
+ * text for people): only stderr goes into res->output, and, stderr being
+ * the only diagnostic, a signal is "killed by a signal: <last stderr
+ * line>" too. Either way out keeps both streams for the caller.
  */
 struct step;
 struct step_result;
 int remote_step(struct run_ctx *ctx, const struct step *step,
     struct remote_cmd *cmd, struct remote_out *out, struct step_result *res,
     struct errbuf *err);
+
+/*
+ * Fills err with SH_ERR_REMOTE: the formatted text, then ": " and the last
+ * non-empty line of errout (a command's stderr) when there is one; that
+ * line keeps at most its last 300 bytes, control characters become '?'.
+ * Returns -1.
+ */
+int remote_fail(struct errbuf *err, const struct buf *errout, const char *fmt,
+    ...) ATTR_PRINTF(3, 4);
 
 #endif

@@ -67,7 +67,7 @@
 #include "../node.h"
 #include "../remote.h"
 #include "../runner.h"
-#include "step.h"
+#include "stepsh.h"
 
 enum alias_type {
 	ALIAS_FILES,
@@ -88,40 +88,14 @@ struct alias_cfg {
 };
 
 #define ALIAS_PATH_MAX 4096
-#define ALIAS_NAME_MAX 32
 
 /* ---- parse ---- */
 
-static bool
-alias_digits(const char *s)
-{
-	uint64_t v;
-
-	return parse_u64(s, strlen(s), 4294967294u, &v) == 0;
-}
-
-/* A user or group: a number or [a-z_][a-z0-9_-]*$? up to 32 bytes. */
+/* A user or group: a number or a name as stepsh_account_name_ok(). */
 static bool
 alias_account_ok(const char *s)
 {
-	size_t len = strlen(s);
-
-	if (alias_digits(s))
-		return true;
-	if (len == 0 || len > ALIAS_NAME_MAX)
-		return false;
-	if (!(s[0] == '_' || (s[0] >= 'a' && s[0] <= 'z')))
-		return false;
-	for (size_t i = 1; i < len; i++) {
-		char c = s[i];
-
-		if (c == '$' && i == len - 1)
-			break;
-		if (!(c == '_' || c == '-' || (c >= 'a' && c <= 'z') ||
-		        (c >= '0' && c <= '9')))
-			return false;
-	}
-	return true;
+	return stepsh_account_id_ok(s) || stepsh_account_name_ok(s);
 }
 
 static bool
@@ -573,14 +547,6 @@ static const char alias_script_act[] =
     "dests act_dest\n"
     "out T 0\n";
 
-static void
-alias_var(struct buf *s, const char *name, const char *value)
-{
-	(void)buf_addf(s, "%s=", name);
-	(void)sh_quote(s, value ? value : "");
-	(void)buf_addc(s, '\n');
-}
-
 /* The chown spec: "u:g", "u" or ":g"; "" when neither is managed. */
 static void
 alias_owner_vars(const struct alias_cfg *c, struct buf *s)
@@ -592,12 +558,12 @@ alias_owner_vars(const struct alias_cfg *c, struct buf *s)
 		(void)buf_adds(&og, c->owner);
 	if (c->group != NULL)
 		(void)buf_addf(&og, ":%s", c->group);
-	alias_var(s, "og", og.data);
-	alias_var(s, "ou", c->owner);
-	alias_var(s, "gr", c->group);
+	(void)stepsh_assign(s, "og", og.data);
+	(void)stepsh_assign(s, "ou", c->owner ? c->owner : "");
+	(void)stepsh_assign(s, "gr", c->group ? c->group : "");
 	(void)buf_addf(s, "onum=%d\ngnum=%d\n",
-	    c->owner != NULL && alias_digits(c->owner),
-	    c->group != NULL && alias_digits(c->group));
+	    c->owner != NULL && stepsh_account_id_ok(c->owner),
+	    c->group != NULL && stepsh_account_id_ok(c->group));
 	buf_release(&og);
 }
 
@@ -615,8 +581,8 @@ alias_vars(const struct alias_cfg *c, bool probe, struct buf *s)
 	    "type=%s\nnd=%zu\n",
 	    probe, c->resolved, c->prune, c->create_dest, types[c->type],
 	    c->dests.n);
-	alias_var(s, "src", c->src);
-	alias_var(s, "REP", rep.data);
+	(void)stepsh_assign(s, "src", c->src);
+	(void)stepsh_assign(s, "REP", rep.data);
 	alias_owner_vars(c, s);
 	(void)buf_adds(s, "dests() {\n");
 	for (size_t i = 0; i < c->dests.n; i++) {
@@ -644,33 +610,6 @@ alias_script(const struct alias_cfg *c, bool probe, struct buf *s)
 	(void)buf_adds(s, alias_script_check);
 	(void)buf_adds(s, alias_script_list);
 	(void)buf_adds(s, alias_script_act);
-}
-
-/* "+ TEXT" is a change, "= KEY VALUE" a detail; see group.c. */
-static void
-alias_collect(const struct buf *out, struct step_result *res)
-{
-	const char *p = out->data, *end = out->data + out->len;
-
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
-		char *line = xstrndup(p, len);
-
-		if (str_has_prefix(line, "+ ")) {
-			step_result_change(res, "%s", line + 2);
-			res->changed = true;
-		} else if (str_has_prefix(line, "= ")) {
-			char *sp = strchr(line + 2, ' ');
-
-			if (sp != NULL) {
-				*sp = '\0';
-				step_result_detail(res, line + 2, "%s", sp + 1);
-			}
-		}
-		free(line);
-		p += len + 1;
-	}
 }
 
 /*
@@ -709,19 +648,15 @@ static int
 alias_run(struct run_ctx *ctx, const struct step *step, struct step_result *res,
     bool probe, struct errbuf *err)
 {
-	struct remote_cmd cmd = REMOTE_CMD_INIT;
 	struct remote_out out;
 	struct buf script;
 	int rc;
 
-	memset(&out, 0, sizeof(out)); /* remote_run() initialises it */
 	buf_init(&script, REMOTE_SCRIPT_MAX);
 	alias_script(step->cfg, probe, &script);
-	cmd.script = script.data;
-	rc = remote_step(ctx, step, &cmd, &out, res, err);
+	rc = stepsh_run_plus(ctx, step, &script, &out, res, err);
 	if (rc == -1 && err->code == SH_ERR_REMOTE && out.status == 3)
 		rc = alias_collisions(&out.err, err);
-	alias_collect(&out.out, res);
 	remote_out_free(&out);
 	buf_release(&script);
 	return rc;

@@ -7,7 +7,7 @@
  *   path            a store path, or a map {x86_64-linux: PATH,
  *                   aarch64-linux: PATH, ...} chosen by the target's system
  *                   (ctx->facts.system, from `uname -m` at connect)
- *   substituters    required, 1+ cache URLs (http, https or file), in order
+ *   substituters    required, 1+ cache URLs (http or https), in order
  *   trusted_keys    required, 1+ "name:base64" keys (checked offline)
  *   profile         optional absolute path of the profile to install into
  *   user            optional OS user who owns the profile links
@@ -30,7 +30,10 @@
  *      its nearest existing parent) and the profile's state. Fails, before
  *      anything is copied, when nix is not installed or when the free space
  *      is below the missing paths' NarSize plus the margin (naming both);
- *   4. one round trip (copy): nix-store --realise ROOT with only the
+ *   4. one round trip (copy): nix-store --realise ROOT --add-root
+ *      /nix/var/nix/gcroots/stagehand/<basename of ROOT> (so a garbage
+ *      collection cannot take the closure before the profile holds it;
+ *      with a profile, step 6 removes that link again) with only the
  *      manifest's substituters and trusted keys, require-sigs on and no
  *      negative narinfo caching (an earlier "not found" does not stick),
  *      so Nix on the target verifies every path again (positive entries of
@@ -47,10 +50,16 @@
  *      when the profile does not point at ROOT yet, then chown -h of the
  *      profile links to `user`;
  *   7. res->closure and the change lines ("copy 37 paths (123.4 MiB) from
- *      URL", "profile P: generation 3 -> 4 (ROOT)").
+ *      URL", "profile P: generation 3 -> 4 (ROOT)"). res->closure is also
+ *      filled when a later part fails, once the closure was resolved.
  * A second run copies nothing and creates no generation: ok.
  * probe (plan) does 1-3 and reports what would move; it runs nix-store only
- * when the target already has a store database, which it then only reads.
+ * when the target already has a store database, which it then only reads
+ * (SQLite creates and removes its WAL files there, so the mtime of
+ * /nix/var/nix/db moves; nothing else changes).
+ * Timings of the parts go into res->details (resolve_ms, query_ms,
+ * copy_attest_ms) next to closure_root, closure_paths, paths_missing and
+ * bytes_missing.
  *
  * Profiles. `profile` may be the profile link itself (P -> P-N-link ->
  * /nix/store/...; created by nix-env when missing, e.g.
@@ -59,8 +68,8 @@
  * usually is: when P's target is not a generation link of P, that target
  * is the profile nix-env gets (its directory is created when missing and
  * then owned by `user`). Anything else at P (a file, a directory) fails.
- * Without `profile` the root is kept alive by a GC root link
- * /nix/var/nix/gcroots/stagehand/<basename of ROOT>.
+ * Without `profile` the root is kept alive by the GC root link of step 4
+ * (made by a later run when the paths were already there).
  *
  * Users. The target's store is taken to be owned by root (single-user, as
  * Debian's nix-bin and the test box have it; with a daemon, root still
@@ -89,7 +98,7 @@
 #define CLOSURE_MARGIN_PCT_DEFAULT 10
 #define CLOSURE_CACHE_TIMEOUT_S 30
 #define CLOSURE_CACHE_RETRIES 2
-#define CLOSURE_JOBS 16
+#define CLOSURE_JOBS 64
 #define CLOSURE_GCROOT_DIR "/nix/var/nix/gcroots/stagehand"
 #define CLOSURE_URL_MAX 2048
 
@@ -102,12 +111,12 @@ struct closure_cfg {
 	const char *path;          /* borrowed; NULL when per-system */
 	struct closure_arch *arch; /* owned array */
 	size_t narch;
-	struct strlist subs;       /* substituter URLs */
-	struct strlist key_specs;  /* "name:base64", as written */
-	struct nix_keys keys;      /* owned, parsed key_specs */
-	const char *profile;       /* borrowed; may be NULL */
-	const char *user;          /* borrowed; may be NULL */
-	uint64_t margin;           /* bytes, or percent when margin_pct */
+	struct strlist subs;      /* substituter URLs */
+	struct strlist key_specs; /* "name:base64", as written */
+	struct nix_keys keys;     /* owned, parsed key_specs */
+	const char *profile;      /* borrowed; may be NULL */
+	const char *user;         /* borrowed; may be NULL */
+	uint64_t margin;          /* bytes, or percent when margin_pct */
 	bool margin_pct;
 	unsigned cache_timeout_s;
 	unsigned cache_retries;
@@ -123,14 +132,14 @@ struct cst {
 	size_t nmissing;
 	uint64_t bytes_missing;
 	uint64_t free_bytes;
-	char *df_dir;       /* owned */
-	char *pr;           /* owned: the profile link nix-env -p gets */
-	long gen;           /* current generation; -1 none */
-	long gen_after;     /* after the switch; -1 unchanged */
-	char *current;      /* owned: store path the profile points at */
-	bool owner_ok;      /* profile links owned by user (or no user) */
-	bool gcroot_ok;     /* no profile: the GC root link is in place */
-	struct buf list;    /* the closure's paths, one per line (payload) */
+	char *df_dir;    /* owned */
+	char *pr;        /* owned: the profile link nix-env -p gets */
+	long gen;        /* current generation; -1 none */
+	long gen_after;  /* after the switch; -1 unchanged */
+	char *current;   /* owned: store path the profile points at */
+	bool owner_ok;   /* profile links owned by user (or no user) */
+	bool gcroot_ok;  /* no profile: the GC root link is in place */
+	struct buf list; /* the closure's paths, one per line (payload) */
 };
 
 static const char *const closure_keys[] = {
@@ -169,8 +178,8 @@ closure_store_path(const struct node *n, struct errbuf *err)
 
 	if (node_expect(n, NODE_SCALAR, "a store path", err) < 0)
 		return -1;
-	if (strlen(n->str) != n->len || nix_store_path_check(n->str, &hash,
-	    &e) < 0)
+	if (strlen(n->str) != n->len ||
+	    nix_store_path_check(n->str, &hash, &e) < 0)
 		return node_err(err, n, "path: not a store path: '%s'", n->str);
 	return 0;
 }
@@ -184,7 +193,7 @@ closure_system_ok(const char *s)
 	if (a == 0 || s[a] != '-' || s[a + 1] == '\0')
 		return false;
 	return s[a + 1 + strspn(s + a + 1, "abcdefghijklmnopqrstuvwxyz")] ==
-	    '\0';
+	       '\0';
 }
 
 static int
@@ -200,13 +209,15 @@ closure_parse_path(
 		return closure_store_path(v, err);
 	}
 	if (v->type != NODE_MAP || v->n == 0)
-		return node_err(err, v, "path: expected a store path or a map "
+		return node_err(err, v,
+		    "path: expected a store path or a map "
 		    "of system to store path");
 	c->arch = xcalloc(v->n, sizeof(*c->arch));
 	for (size_t i = 0; i < v->n; i++) {
 		if (!closure_system_ok(v->keys[i]->str))
-			return node_err(err, v->keys[i], "path: '%s' is not a "
-			    "system like x86_64-linux", v->keys[i]->str);
+			return node_err(err, v->keys[i],
+			    "path: '%s' is not a system like x86_64-linux",
+			    v->keys[i]->str);
 		if (closure_store_path(v->items[i], err) < 0)
 			return -1;
 		c->arch[i].system = v->keys[i]->str;
@@ -221,8 +232,7 @@ closure_url_ok(const char *u)
 {
 	size_t n = strlen(u);
 
-	if (!str_has_prefix(u, "http://") && !str_has_prefix(u, "https://") &&
-	    !str_has_prefix(u, "file://"))
+	if (!str_has_prefix(u, "http://") && !str_has_prefix(u, "https://"))
 		return false;
 	if (n > CLOSURE_URL_MAX || u[n - 1] == '/')
 		return false;
@@ -243,16 +253,19 @@ closure_item(struct closure_cfg *c, const char *key, const struct node *n,
 		return -1;
 	if (strcmp(key, "substituters") == 0) {
 		if (!closure_url_ok(n->str))
-			return node_err(err, n, "substituters: '%s' is not an "
-			    "http://, https:// or file:// URL without spaces, "
-			    "quotes or a trailing slash", n->str);
+			return node_err(err, n,
+			    "substituters: '%s' is not an "
+			    "http:// or https:// URL without spaces, quotes or "
+			    "a trailing slash",
+			    n->str);
 		strlist_push(&c->subs, n->str);
 		return 0;
 	}
-	if (strchr(n->str, ' ') != NULL || nix_keys_add(&c->keys, n->str,
-	    &e) < 0)
-		return node_err(err, n, "trusted_keys: %s", strchr(n->str, ' ') ?
-		    "a key has no spaces" : e.msg);
+	if (strchr(n->str, ' ') != NULL ||
+	    nix_keys_add(&c->keys, n->str, &e) < 0)
+		return node_err(err, n, "trusted_keys: %s",
+		    strchr(n->str, ' ') ? "a key must not contain spaces"
+		                        : e.msg);
 	strlist_push(&c->key_specs, n->str);
 	return 0;
 }
@@ -297,13 +310,14 @@ closure_parse_margin(
 	if (c->margin_pct)
 		len--;
 	else if (len > 0 && (u = strchr(units, v->str[len - 1])) != NULL &&
-	    v->str[len - 1] != '\0') {
+	         v->str[len - 1] != '\0') {
 		shift = 10u * (unsigned)(u - units + 1);
 		len--;
 	}
 	if (parse_u64(v->str, len, c->margin_pct ? 10000 : UINT64_MAX >> shift,
-	    &c->margin) < 0)
-		return node_err(err, v, "free_space_margin: expected a percent "
+	        &c->margin) < 0)
+		return node_err(err, v,
+		    "free_space_margin: expected a percent "
 		    "(\"10%%\"), bytes, or bytes with K, M, G or T");
 	c->margin <<= shift;
 	return 0;
@@ -315,8 +329,8 @@ closure_user_ok(const char *s)
 	size_t n = strlen(s);
 
 	return n > 0 && n <= 32 && s[0] != '-' &&
-	    strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	              "0123456789_.-") == n;
+	       strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	                 "0123456789_.-") == n;
 }
 
 static int
@@ -407,8 +421,8 @@ closure_size(struct buf *b, uint64_t n)
 
 /* Next line of [*p, end) into line/len; false at the end. */
 static bool
-closure_next_line(const char **p, const char *end, const char **line,
-    size_t *len)
+closure_next_line(
+    const char **p, const char *end, const char **line, size_t *len)
 {
 	const char *nl;
 
@@ -434,11 +448,16 @@ closure_norm_hash(const char *h, struct buf *out)
 		rc = nix_base32_decode(h + 7, 52, d, sizeof(d));
 	else if (str_has_prefix(h, "sha256:") && len - 7 == 64)
 		rc = sodium_hex2bin(d, sizeof(d), h + 7, 64, NULL, &bl, NULL) ==
-		        0 && bl == sizeof(d) ? 0 : -1;
+		                 0 &&
+		             bl == sizeof(d)
+		         ? 0
+		         : -1;
 	else if (str_has_prefix(h, "sha256-"))
 		rc = sodium_base642bin(d, sizeof(d), h + 7, len - 7, NULL, &bl,
 		         NULL, sodium_base64_VARIANT_ORIGINAL) == 0 &&
-		        bl == sizeof(d) ? 0 : -1;
+		             bl == sizeof(d)
+		         ? 0
+		         : -1;
 	if (rc < 0)
 		return -1;
 	return nix_hash_sha256_string(d, out);
@@ -468,10 +487,10 @@ closure_pick_root(struct run_ctx *ctx, const struct closure_cfg *c,
 	}
 	buf_init(&have, 1024);
 	for (size_t i = 0; i < c->narch; i++)
-		(void)buf_addf(&have, "%s%s", i ? ", " : "",
-		    c->arch[i].system);
-	err_set(err, SH_ERR_STEP, "no path for the target's system '%s' "
-	    "(the path map has: %s)", st->system, have.data);
+		(void)buf_addf(&have, "%s%s", i ? ", " : "", c->arch[i].system);
+	err_set(err, SH_ERR_STEP,
+	    "no path for the target's system '%s' (the path map has: %s)",
+	    st->system, have.data);
 	buf_release(&have);
 	return -1;
 }
@@ -494,10 +513,10 @@ closure_resolve(struct run_ctx *ctx, struct cst *st, struct errbuf *err)
 	st->missing = xcalloc(st->cl.n ? st->cl.n : 1, sizeof(bool));
 	buf_init(&st->list, REMOTE_SCRIPT_MAX);
 	for (size_t i = 0; i < st->cl.n; i++)
-		if (buf_addf(&st->list, "%s\n", st->cl.paths[i].info.store_path) <
-		    0)
-			return err_set(err, SH_ERR_STEP, "closure of %s: too "
-			    "many paths to send", st->root);
+		if (buf_addf(
+		        &st->list, "%s\n", st->cl.paths[i].info.store_path) < 0)
+			return err_set(err, SH_ERR_STEP,
+			    "closure of %s: too many paths to send", st->root);
 	return 0;
 }
 
@@ -565,20 +584,20 @@ static const char closure_sh_query[] =
     "\techo \"R $PR\"; echo \"G $PG\"; echo \"T $PT\"\n"
     "\town \"$P\" && own \"$PR\" && own \"$GL\" && echo 'O 1' || "
     "echo 'O 0'\n"
-    "else\n"
-    "\t[ \"$(readlink -- \"$GCR\" 2>/dev/null)\" = \"$ROOT\" ] && "
-    "echo 'K 1' || echo 'K 0'\n"
-    "fi\n";
+    "fi\n"
+    "[ \"$(readlink -- \"$GCR\" 2>/dev/null)\" = \"$ROOT\" ] && "
+    "echo 'K 1' || echo 'K 0'\n";
 
 /* Copy (when M=1) and print every path's registered NarHash, in order. */
 static const char closure_sh_copy[] =
     "L=$(cat)\n"
     "if [ \"$M\" = 1 ]; then\n"
-    "\tnix-store --realise \"$ROOT\" -j \"$J\" "
+    "\tmkdir -p -- \"${GCR%/*}\" || exit 1\n"
+    "\tnix-store --realise \"$ROOT\" --add-root \"$GCR\" -j \"$J\" "
     "--option substituters \"$SUBS\" "
     "--option trusted-public-keys \"$KEYS\" "
     "--option require-sigs true --option substitute true "
-    "--option narinfo-cache-negative-ttl 0 >&2 || exit 1\n"
+    "--option narinfo-cache-negative-ttl 0 >/dev/null || exit 1\n"
     "fi\n"
     "printf '%s\\n' \"$L\" | xargs nix-store --query --hash || exit 1\n";
 
@@ -606,7 +625,8 @@ static const char closure_sh_profile[] =
     "\town \"$f\" && continue\n"
     "\tchown -h -- \"$U\" \"$f\" || exit 1\n"
     "\techo \"C owner $f -> $U\"\n"
-    "done\n";
+    "done\n"
+    "rm -f -- \"$GCR\"\n";
 
 /* ROOT P U GCR assignments plus the library; then body. */
 static int
@@ -646,8 +666,8 @@ closure_exec(struct run_ctx *ctx, const struct step *step,
 
 /* Marks "I <path>" lines as missing; the target answers in input order. */
 static int
-closure_mark_missing(struct cst *st, const char *p, size_t len, size_t *j,
-    struct errbuf *err)
+closure_mark_missing(
+    struct cst *st, const char *p, size_t len, size_t *j, struct errbuf *err)
 {
 	while (*j < st->cl.n) {
 		const char *sp = st->cl.paths[*j].info.store_path;
@@ -660,8 +680,9 @@ closure_mark_missing(struct cst *st, const char *p, size_t len, size_t *j,
 			return 0;
 		}
 	}
-	return err_set(err, SH_ERR_REMOTE, "closure %s: the target named an "
-	    "unexpected invalid path '%.*s'", st->root, (int)len, p);
+	return err_set(err, SH_ERR_REMOTE,
+	    "closure %s: the target named an unexpected invalid path '%.*s'",
+	    st->root, (int)len, p);
 }
 
 static void
@@ -691,8 +712,8 @@ closure_gen(const char *p, size_t len, long *out)
 
 /* One line of the query's answer. */
 static int
-closure_query_line(struct cst *st, const char *l, size_t len, size_t *j,
-    struct errbuf *err)
+closure_query_line(
+    struct cst *st, const char *l, size_t len, size_t *j, struct errbuf *err)
 {
 	const char *v = l + 2, *sp;
 	size_t vl = len >= 2 ? len - 2 : 0;
@@ -706,11 +727,12 @@ closure_query_line(struct cst *st, const char *l, size_t len, size_t *j,
 		return closure_mark_missing(st, v, vl, j, err);
 	else if (l[0] == 'F') {
 		sp = memchr(v, ' ', vl);
-		if (sp == NULL || parse_u64(v, (size_t)(sp - v),
-		    UINT64_MAX / 1024, &kib) < 0)
-			return err_set(err, SH_ERR_REMOTE, "closure %s: cannot "
-			    "read the free space (df): '%.*s'", st->root,
-			    (int)vl, v);
+		if (sp == NULL ||
+		    parse_u64(v, (size_t)(sp - v), UINT64_MAX / 1024, &kib) < 0)
+			return err_set(err, SH_ERR_REMOTE,
+			    "closure %s: cannot "
+			    "read the free space (df): '%.*s'",
+			    st->root, (int)vl, v);
 		st->free_bytes = kib * 1024;
 		st->df_dir = xstrndup(sp + 1, vl - (size_t)(sp - v) - 1);
 	} else if (l[0] == 'R')
@@ -718,11 +740,11 @@ closure_query_line(struct cst *st, const char *l, size_t len, size_t *j,
 	else if (l[0] == 'T')
 		st->current = vl ? xstrndup(v, vl) : NULL;
 	else if (l[0] == 'G' && closure_gen(v, vl, &st->gen) < 0)
-		return err_set(err, SH_ERR_REMOTE, "closure %s: bad generation "
-		    "'%.*s'", st->root, (int)vl, v);
+		return err_set(err, SH_ERR_REMOTE,
+		    "closure %s: bad generation '%.*s'", st->root, (int)vl, v);
 	else if (l[0] == 'O' || l[0] == 'K')
-		*(l[0] == 'O' ? &st->owner_ok : &st->gcroot_ok) = vl == 1 &&
-		    v[0] == '1';
+		*(l[0] == 'O' ? &st->owner_ok : &st->gcroot_ok) =
+		    vl == 1 && v[0] == '1';
 	return 0;
 }
 
@@ -741,7 +763,8 @@ closure_query(struct run_ctx *ctx, const struct step *step, struct cst *st,
 	st->gen_after = -1;
 	if (closure_script(st, closure_sh_query, &script) < 0) {
 		buf_release(&script);
-		return err_set(err, SH_ERR_INTERNAL, "closure: script too long");
+		return err_set(
+		    err, SH_ERR_INTERNAL, "closure: script too long");
 	}
 	if (closure_exec(ctx, step, &script, st, &out, res, err) < 0)
 		goto out;
@@ -751,8 +774,9 @@ closure_query(struct run_ctx *ctx, const struct step *step, struct cst *st,
 		if (closure_query_line(st, l, len, &j, err) < 0)
 			goto out;
 	if (st->df_dir == NULL) {
-		err_set(err, SH_ERR_REMOTE, "closure %s: the target did not "
-		    "report its free space", st->root);
+		err_set(err, SH_ERR_REMOTE,
+		    "closure %s: the target did not report its free space",
+		    st->root);
 		goto out;
 	}
 	rc = 0;
@@ -772,7 +796,7 @@ closure_check_space(const struct cst *st, struct errbuf *err)
 	if (st->nmissing == 0)
 		return 0;
 	margin = c->margin_pct ? st->bytes_missing / 100 * c->margin +
-	        st->bytes_missing % 100 * c->margin / 100
+	                             st->bytes_missing % 100 * c->margin / 100
 	                       : c->margin;
 	need = st->bytes_missing + margin;
 	if (need < st->bytes_missing)
@@ -783,7 +807,8 @@ closure_check_space(const struct cst *st, struct errbuf *err)
 	buf_init(&n, 64);
 	closure_size(&a, st->free_bytes);
 	closure_size(&n, need);
-	err_set(err, SH_ERR_STEP, "closure %s: not enough free space for /nix "
+	err_set(err, SH_ERR_STEP,
+	    "closure %s: not enough free space for /nix "
 	    "on the target: %s (%llu bytes) available under %s, %s (%llu "
 	    "bytes) needed: NarSize %llu of %zu missing paths + margin %llu",
 	    st->root, a.data, (unsigned long long)st->free_bytes, st->df_dir,
@@ -797,8 +822,7 @@ closure_check_space(const struct cst *st, struct errbuf *err)
 
 /* Compares the target's NarHash lines with the verified narinfos. */
 static int
-closure_attest(const struct cst *st, const struct buf *out,
-    struct errbuf *err)
+closure_attest(const struct cst *st, const struct buf *out, struct errbuf *err)
 {
 	const char *p = out->data, *end = out->data + out->len, *l;
 	struct buf want, got;
@@ -807,7 +831,8 @@ closure_attest(const struct cst *st, const struct buf *out,
 
 	buf_init(&want, 128);
 	buf_init(&got, 128);
-	while (rc == 0 && i < st->cl.n && closure_next_line(&p, end, &l, &len)) {
+	while (
+	    rc == 0 && i < st->cl.n && closure_next_line(&p, end, &l, &len)) {
 		const struct narinfo *ni = &st->cl.paths[i].info;
 		char *h = xstrndup(l, len);
 
@@ -816,16 +841,19 @@ closure_attest(const struct cst *st, const struct buf *out,
 		if (closure_norm_hash(ni->nar_hash, &want) < 0 ||
 		    closure_norm_hash(h, &got) < 0 ||
 		    strcmp(want.data, got.data) != 0)
-			rc = err_set(err, SH_ERR_TRUST, "closure %s: attest: the "
+			rc = err_set(err, SH_ERR_TRUST,
+			    "closure %s: attest: the "
 			    "target registers NarHash '%s' for %s, the signed "
-			    "narinfo says '%s'", st->root, h, ni->store_path,
-			    ni->nar_hash);
+			    "narinfo says '%s'",
+			    st->root, h, ni->store_path, ni->nar_hash);
 		free(h);
 		i++;
 	}
 	if (rc == 0 && (i != st->cl.n || p < end))
-		rc = err_set(err, SH_ERR_TRUST, "closure %s: attest: the target "
-		    "listed %zu NarHashes for %zu paths", st->root, i, st->cl.n);
+		rc = err_set(err, SH_ERR_TRUST,
+		    "closure %s: attest: the target "
+		    "listed %zu NarHashes for %zu paths",
+		    st->root, i, st->cl.n);
 	buf_release(&want);
 	buf_release(&got);
 	return rc;
@@ -877,17 +905,23 @@ closure_gen_line(struct step_result *res, const char *pr, long before,
 		step_result_change(res, "profile %s: new, generation %ld (%s)",
 		    pr, after < 1 ? 1 : after, root);
 	else
-		step_result_change(res, "profile %s: generation %ld -> %ld "
-		    "(%s)", pr, before, after, root);
+		step_result_change(res,
+		    "profile %s: generation %ld -> %ld (%s)", pr, before, after,
+		    root);
 }
 
+/*
+ * The copy registers the GC root link while it realises (no window for a
+ * garbage collection); with a profile, the profile round trip removes it
+ * again once the profile holds the root.
+ */
 static bool
 closure_profile_needed(const struct cst *st)
 {
 	if (st->c->profile == NULL)
-		return !st->gcroot_ok;
+		return !st->gcroot_ok && st->nmissing == 0;
 	return st->current == NULL || strcmp(st->current, st->root) != 0 ||
-	    !st->owner_ok;
+	       !st->owner_ok || st->gcroot_ok || st->nmissing > 0;
 }
 
 static int
@@ -946,14 +980,22 @@ closure_copy_line(const struct cst *st, struct step_result *res)
 			if (!st->missing[i] ||
 			    strcmp(st->cl.paths[i].substituter, c->subs.v[s]))
 				continue;
-			(void)buf_addf(&b, "%s %s", first ? "" : ",",
-			    c->subs.v[s]);
+			(void)buf_addf(
+			    &b, "%s %s", first ? "" : ",", c->subs.v[s]);
 			first = false;
 			break;
 		}
 	}
 	step_result_change(res, "%s", b.data);
 	buf_release(&b);
+}
+
+static void
+closure_gcroot_line(const struct cst *st, struct step_result *res)
+{
+	if (st->c->profile == NULL && !st->gcroot_ok)
+		step_result_change(res, "gc root %s/%s -> %s",
+		    CLOSURE_GCROOT_DIR, strrchr(st->root, '/') + 1, st->root);
 }
 
 /* The changes a probe would make beyond the copy. */
@@ -963,10 +1005,7 @@ closure_plan_lines(const struct cst *st, struct step_result *res)
 	const struct closure_cfg *c = st->c;
 
 	if (c->profile == NULL) {
-		if (!st->gcroot_ok)
-			step_result_change(res, "gc root %s/%s -> %s",
-			    CLOSURE_GCROOT_DIR, strrchr(st->root, '/') + 1,
-			    st->root);
+		closure_gcroot_line(st, res);
 		return;
 	}
 	bool sw = st->current == NULL || strcmp(st->current, st->root) != 0;
@@ -974,8 +1013,8 @@ closure_plan_lines(const struct cst *st, struct step_result *res)
 	if (sw)
 		closure_gen_line(res, st->pr, st->gen, st->gen + 1, st->root);
 	if (c->user != NULL && (sw || !st->owner_ok))
-		step_result_change(res, "owner of profile %s -> %s", st->pr,
-		    c->user);
+		step_result_change(
+		    res, "owner of profile %s -> %s", st->pr, c->user);
 }
 
 static void
@@ -1000,8 +1039,10 @@ closure_fill(const struct cst *st, struct step_result *res)
 
 		buf_reset(&h);
 		sc->paths[i].path = xstrdup(cp->info.store_path);
-		sc->paths[i].nar_hash = xstrdup(closure_norm_hash(
-		    cp->info.nar_hash, &h) == 0 ? h.data : cp->info.nar_hash);
+		sc->paths[i].nar_hash =
+		    xstrdup(closure_norm_hash(cp->info.nar_hash, &h) == 0
+		                ? h.data
+		                : cp->info.nar_hash);
 		sc->paths[i].nar_size = cp->info.nar_size;
 		sc->paths[i].signer = xstrdup(cp->signer ? cp->signer : "");
 		sc->paths[i].substituter =
@@ -1020,19 +1061,25 @@ static int
 closure_prepare(struct run_ctx *ctx, const struct step *step, struct cst *st,
     struct step_result *res, struct errbuf *err)
 {
-	memset(st, 0, sizeof(*st));
+	uint64_t t0;
+
+	memset(st, 0, sizeof(*st)); /* every part is safe to free zeroed */
 	st->c = step->cfg;
 	st->gen = st->gen_after = -1;
-	buf_init(&st->list, 16);
 	if (closure_pick_root(ctx, st->c, st, err) < 0)
 		return -1;
-	buf_release(&st->list);
+	t0 = now_ms();
 	if (closure_resolve(ctx, st, err) < 0)
 		return -1;
+	step_result_detail(
+	    res, "resolve_ms", "%llu", (unsigned long long)(now_ms() - t0));
 	step_result_detail(res, "closure_root", "%s", st->root);
 	step_result_detail(res, "closure_paths", "%zu", st->cl.n);
+	t0 = now_ms();
 	if (closure_query(ctx, step, st, res, err) < 0)
 		return -1;
+	step_result_detail(
+	    res, "query_ms", "%llu", (unsigned long long)(now_ms() - t0));
 	step_result_detail(res, "paths_missing", "%zu", st->nmissing);
 	step_result_detail(res, "bytes_missing", "%llu",
 	    (unsigned long long)st->bytes_missing);
@@ -1051,9 +1098,10 @@ closure_probe(struct run_ctx *ctx, const struct step *step,
 	closure_copy_line(&st, res);
 	closure_plan_lines(&st, res);
 	res->changed = res->changes.n > 0;
-	closure_fill(&st, res);
 	rc = 0;
 out:
+	if (st.cl.n > 0) /* a failed step still reports what it resolved */
+		closure_fill(&st, res);
 	cst_free(&st);
 	return rc;
 }
@@ -1063,19 +1111,27 @@ closure_apply(struct run_ctx *ctx, const struct step *step,
     struct step_result *res, struct errbuf *err)
 {
 	struct cst st;
+	uint64_t t0;
 	int rc = -1;
 
-	if (closure_prepare(ctx, step, &st, res, err) < 0 ||
-	    closure_copy(ctx, step, &st, res, err) < 0)
+	if (closure_prepare(ctx, step, &st, res, err) < 0)
 		goto out;
+	t0 = now_ms();
+	if (closure_copy(ctx, step, &st, res, err) < 0)
+		goto out;
+	step_result_detail(
+	    res, "copy_attest_ms", "%llu", (unsigned long long)(now_ms() - t0));
 	closure_copy_line(&st, res);
+	if (st.nmissing > 0) /* the copy made it */
+		closure_gcroot_line(&st, res);
 	if (closure_profile_needed(&st) &&
 	    closure_profile(ctx, step, &st, res, err) < 0)
 		goto out;
 	res->changed = res->changes.n > 0;
-	closure_fill(&st, res);
 	rc = 0;
 out:
+	if (st.cl.n > 0) /* a failed step still reports what it resolved */
+		closure_fill(&st, res);
 	cst_free(&st);
 	return rc;
 }

@@ -35,7 +35,6 @@
  * Change lines: "create ./x", "content ./x", "mode ./x: 644 -> 600",
  * "create directory ./d". STEP_RETRY_SAFE.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -43,7 +42,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../limits.h"
@@ -168,7 +166,6 @@ static int
 download_untar(const char *tar, const char *dir, struct errbuf *err)
 {
 	pid_t pid = fork();
-	int st;
 
 	if (pid < 0)
 		return err_set(err, SH_ERR_IO, "fork: %s", strerror(errno));
@@ -181,42 +178,10 @@ download_untar(const char *tar, const char *dir, struct errbuf *err)
 		    "-C", dir, (char *)NULL);
 		_exit(127);
 	}
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			return err_set(
-			    err, SH_ERR_IO, "waitpid: %s", strerror(errno));
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		return err_set(err, SH_ERR_IO,
-		    "tar -x of the downloaded tree failed (status %d)",
-		    WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-	return 0;
+	return stepsh_reap(pid, "tar -x of the downloaded tree", err);
 }
 
 /* ======================================================== apply */
-
-static int
-download_namecmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int
-download_list(const char *dir, struct strlist *names, struct errbuf *err)
-{
-	struct dirent *de;
-	DIR *d = opendir(dir);
-
-	if (d == NULL)
-		return err_set(err, SH_ERR_IO, "%s: %s", dir, strerror(errno));
-	while ((de = readdir(d)) != NULL)
-		if (strcmp(de->d_name, ".") != 0 &&
-		    strcmp(de->d_name, "..") != 0)
-			strlist_push(names, de->d_name);
-	closedir(d);
-	if (names->n > 1)
-		qsort(names->v, names->n, sizeof(*names->v), download_namecmp);
-	return 0;
-}
 
 /* One directory of the extracted tree: make sure dst is one like it. */
 static int
@@ -287,7 +252,7 @@ download_merge(const char *tmp, const char *dest, unsigned depth,
 {
 	struct strlist names = { NULL, 0 };
 	int rc = depth > 64 ? err_set(err, SH_ERR_STEP, "%s: too deep", tmp)
-	                    : download_list(tmp, &names, err);
+	                    : stepsh_list_dir(tmp, &names, err);
 
 	for (size_t i = 0; i < names.n && rc == 0; i++) {
 		char *s = xasprintf("%s/%s", tmp, names.v[i]);
@@ -411,31 +376,47 @@ download_marker(
 	return 0;
 }
 
+/*
+ * Runs "S=src" and sh (a script of at most max bytes) with stepsh_exec(),
+ * stdout into fd unless it is -1. Caller frees out, always.
+ */
 static int
-download_fetch(struct run_ctx *ctx, const struct step *step, int fd, bool *dir,
-    unsigned *mode, struct step_result *res, struct errbuf *err)
+download_exec(struct run_ctx *ctx, const struct step *step, const char *sh,
+    size_t max, int fd, struct remote_out *out, struct step_result *res,
+    struct errbuf *err)
 {
 	const struct download_cfg *c = step->cfg;
 	struct remote_cmd cmd = REMOTE_CMD_INIT;
-	struct remote_out out;
 	struct buf script;
 	int rc = -1;
 
-	memset(&out, 0, sizeof(out));
-	buf_init(&script, REMOTE_SCRIPT_MAX);
+	memset(out, 0, sizeof(*out));
+	buf_init(&script, max);
 	if (stepsh_assign(&script, "S", c->src) < 0 ||
-	    buf_adds(&script, download_get_sh) < 0) {
+	    buf_adds(&script, sh) < 0) {
 		err_set(err, SH_ERR_STEP, "download: script too long");
 		goto out;
 	}
 	cmd.script = script.data;
 	cmd.stdout_fd = fd;
-	if (stepsh_exec(ctx, step, &cmd, &out, res, err) < 0)
-		goto out;
-	rc = download_marker(&out.err, dir, mode, err);
+	rc = stepsh_exec(ctx, step, &cmd, out, res, err);
 out:
-	remote_out_free(&out);
 	buf_release(&script);
+	return rc;
+}
+
+static int
+download_fetch(struct run_ctx *ctx, const struct step *step, int fd, bool *dir,
+    unsigned *mode, struct step_result *res, struct errbuf *err)
+{
+	struct remote_out out;
+	int rc;
+
+	rc = download_exec(
+	    ctx, step, download_get_sh, REMOTE_SCRIPT_MAX, fd, &out, res, err);
+	if (rc == 0)
+		rc = download_marker(&out.err, dir, mode, err);
+	remote_out_free(&out);
 	return rc;
 }
 
@@ -668,28 +649,17 @@ static int
 download_probe(struct run_ctx *ctx, const struct step *step,
     struct step_result *res, struct errbuf *err)
 {
-	const struct download_cfg *c = step->cfg;
-	struct remote_cmd cmd = REMOTE_CMD_INIT;
 	struct remote_out out;
-	struct buf script;
-	int rc = -1;
+	int rc;
 
-	memset(&out, 0, sizeof(out));
-	buf_init(&script, 1u << 16);
-	if (stepsh_assign(&script, "S", c->src) < 0 ||
-	    buf_adds(&script, download_probe_sh) < 0) {
-		err_set(err, SH_ERR_STEP, "download: script too long");
-		goto out;
+	rc = download_exec(
+	    ctx, step, download_probe_sh, 1u << 16, -1, &out, res, err);
+	if (rc == 0) {
+		rc = download_compare(step->cfg, &out.out, res, err);
+		if (res->changes.n > 0 || res->changes_dropped > 0)
+			res->changed = true;
 	}
-	cmd.script = script.data;
-	if (stepsh_exec(ctx, step, &cmd, &out, res, err) < 0)
-		goto out;
-	rc = download_compare(c, &out.out, res, err);
-	if (res->changes.n > 0 || res->changes_dropped > 0)
-		res->changed = true;
-out:
 	remote_out_free(&out);
-	buf_release(&script);
 	return rc;
 }
 

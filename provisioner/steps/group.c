@@ -27,8 +27,8 @@
  * apply adds the detail `gid` (the group's gid afterwards) when present.
  *
  * The script prints "+ TEXT" per change and "= KEY VALUE" per detail on
- * stdout; the tools' own output goes to stderr, so a failing groupadd's
- * message is the step's error.
+ * stdout (stepsh.h, parsed by stepsh_run_plus()); the tools' own output
+ * goes to stderr, so a failing groupadd's message is the step's error.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +36,7 @@
 #include "../node.h"
 #include "../remote.h"
 #include "../runner.h"
-#include "step.h"
+#include "stepsh.h"
 
 struct group_cfg {
 	const char *name; /* borrowed from the manifest */
@@ -46,50 +46,7 @@ struct group_cfg {
 	bool absent;
 };
 
-#define GROUP_ID_MAX 4294967294u
-#define GROUP_NAME_MAX 32
-
 /* ---- parse ---- */
-
-/* [a-z_][a-z0-9_-]*$? up to 32 bytes, like useradd's default NAME_REGEX. */
-static bool
-group_name_ok(const char *s)
-{
-	size_t len = strlen(s);
-
-	if (len == 0 || len > GROUP_NAME_MAX)
-		return false;
-	if (!(s[0] == '_' || (s[0] >= 'a' && s[0] <= 'z')))
-		return false;
-	for (size_t i = 1; i < len; i++) {
-		char c = s[i];
-
-		if (c == '$' && i == len - 1)
-			break;
-		if (!(c == '_' || c == '-' || (c >= 'a' && c <= 'z') ||
-		        (c >= '0' && c <= '9')))
-			return false;
-	}
-	return true;
-}
-
-static int
-group_parse_state(const struct node *body, bool *absent, struct errbuf *err)
-{
-	const char *state = NULL;
-
-	*absent = false;
-	if (node_opt_str(body, "state", &state, err) == -1)
-		return -1;
-	if (state == NULL || strcmp(state, "present") == 0)
-		return 0;
-	if (strcmp(state, "absent") == 0) {
-		*absent = true;
-		return 0;
-	}
-	return node_err(err, node_get(body, "state"),
-	    "state must be present or absent, not '%s'", state);
-}
 
 static int
 group_parse(const struct node *body, const struct step *step, void **cfg,
@@ -106,12 +63,12 @@ group_parse(const struct node *body, const struct step *step, void **cfg,
 		return -1;
 	c = xcalloc(1, sizeof(*c));
 	if (node_req_str(body, "name", &c->name, err) == -1 ||
-	    node_opt_u64(body, "gid", GROUP_ID_MAX, &c->gid, err) == -1 ||
+	    node_opt_u64(body, "gid", STEPSH_ID_MAX, &c->gid, err) == -1 ||
 	    node_opt_bool(body, "system", &c->system, err) == -1 ||
-	    group_parse_state(body, &c->absent, err) == -1)
+	    stepsh_parse_state(body, &c->absent, err) == -1)
 		goto fail;
 	c->has_gid = node_get(body, "gid") != NULL;
-	if (!group_name_ok(c->name)) {
+	if (!stepsh_account_name_ok(c->name)) {
 		node_err(err, node_get(body, "name"),
 		    "invalid group name '%s' (want [a-z_][a-z0-9_-]*$?, "
 		    "at most 32 characters)",
@@ -181,53 +138,18 @@ group_script(const struct group_cfg *c, bool probe, struct buf *s)
 	    s, c->absent ? group_script_absent : group_script_present);
 }
 
-/*
- * Turns the script's stdout into the result: "+ TEXT" is a change,
- * "= KEY VALUE" a detail, anything else is ignored (it is in the output
- * tail already).
- */
-static void
-group_collect(const struct buf *out, struct step_result *res)
-{
-	const char *p = out->data, *end = out->data + out->len;
-
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
-		char *line = xstrndup(p, len);
-
-		if (str_has_prefix(line, "+ ")) {
-			step_result_change(res, "%s", line + 2);
-			res->changed = true;
-		} else if (str_has_prefix(line, "= ")) {
-			char *sp = strchr(line + 2, ' ');
-
-			if (sp != NULL) {
-				*sp = '\0';
-				step_result_detail(res, line + 2, "%s", sp + 1);
-			}
-		}
-		free(line);
-		p += len + 1;
-	}
-}
-
 static int
 group_run(struct run_ctx *ctx, const struct step *step, struct step_result *res,
     bool probe, struct errbuf *err)
 {
 	const struct group_cfg *c = step->cfg;
-	struct remote_cmd cmd = REMOTE_CMD_INIT;
 	struct remote_out out;
 	struct buf script;
 	int rc;
 
-	memset(&out, 0, sizeof(out)); /* remote_run() initialises it */
 	buf_init(&script, 1u << 16);
 	group_script(c, probe, &script);
-	cmd.script = script.data;
-	rc = remote_step(ctx, step, &cmd, &out, res, err);
-	group_collect(&out.out, res);
+	rc = stepsh_run_plus(ctx, step, &script, &out, res, err);
 	remote_out_free(&out);
 	buf_release(&script);
 	return rc;

@@ -315,7 +315,7 @@ shell_exec(struct run_ctx *ctx, const struct step *step, bool run,
     struct remote_out *out, struct step_result *res, struct errbuf *err)
 {
 	struct remote_cmd cmd = REMOTE_CMD_INIT;
-	struct buf script, line;
+	struct buf script;
 	int rc = -1;
 
 	buf_init(&script, REMOTE_SCRIPT_MAX);
@@ -333,11 +333,7 @@ shell_exec(struct run_ctx *ctx, const struct step *step, bool run,
 		goto out;
 	rc = -1;
 	if (!str_has_prefix(out->out.data, "stagehand-")) {
-		buf_init(&line, 1024);
-		stepsh_last_line(&out->err, &line);
-		err_set(err, SH_ERR_REMOTE, "exit %d%s%s", out->status,
-		    line.len ? ": " : "", line.data);
-		buf_release(&line);
+		remote_fail(err, &out->err, "exit %d", out->status);
 		goto out;
 	}
 	rc = 0;
@@ -352,7 +348,6 @@ shell_verdict(const struct shell_cfg *c, const struct remote_out *out,
 {
 	const char *v = out->out.data + strlen("stagehand-");
 	uint64_t code;
-	struct buf line;
 
 	if (str_has_prefix(v, "skip ")) {
 		step_result_detail(res, "skipped_by", "%.*s",
@@ -364,14 +359,8 @@ shell_verdict(const struct shell_cfg *c, const struct remote_out *out,
 		return err_set(
 		    err, SH_ERR_INTERNAL, "shell: unexpected wrapper output");
 	res->exit_status = (int)code;
-	if (!c->valid[code]) {
-		buf_init(&line, 1024);
-		stepsh_last_line(&out->err, &line);
-		err_set(err, SH_ERR_REMOTE, "exit %d%s%s", (int)code,
-		    line.len ? ": " : "", line.data);
-		buf_release(&line);
-		return -1;
-	}
+	if (!c->valid[code])
+		return remote_fail(err, &out->err, "exit %d", (int)code);
 	if (c->changed_code < 0 || (int)code == c->changed_code) {
 		struct buf first;
 

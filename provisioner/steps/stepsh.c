@@ -1,13 +1,15 @@
 /*
- * steps/stepsh.c: shared helpers of the file-system step kinds. See
- * stepsh.h.
+ * steps/stepsh.c: shared helpers of the step kinds that run generated sh
+ * scripts. See stepsh.h.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../limits.h"
@@ -142,25 +144,108 @@ stepsh_abs_path(const struct node *map, const char *key, const char **out,
 	return 0;
 }
 
-size_t
-stepsh_changes(struct step_result *res, const struct buf *out)
+/* [a-z_][a-z0-9_-]*$? up to 32 bytes, like useradd's default NAME_REGEX. */
+bool
+stepsh_account_name_ok(const char *s)
+{
+	size_t len = strlen(s);
+
+	if (len == 0 || len > STEPSH_ACCOUNT_NAME_MAX)
+		return false;
+	if (!(s[0] == '_' || (s[0] >= 'a' && s[0] <= 'z')))
+		return false;
+	for (size_t i = 1; i < len; i++) {
+		char c = s[i];
+
+		if (c == '$' && i == len - 1)
+			break;
+		if (!(c == '_' || c == '-' || (c >= 'a' && c <= 'z') ||
+		        (c >= '0' && c <= '9')))
+			return false;
+	}
+	return true;
+}
+
+bool
+stepsh_account_id_ok(const char *s)
+{
+	uint64_t v;
+
+	return parse_u64(s, strlen(s), STEPSH_ID_MAX, &v) == 0;
+}
+
+int
+stepsh_parse_state(const struct node *body, bool *absent, struct errbuf *err)
+{
+	const char *state = NULL;
+
+	*absent = false;
+	if (node_opt_str(body, "state", &state, err) == -1)
+		return -1;
+	if (state == NULL || strcmp(state, "present") == 0)
+		return 0;
+	if (strcmp(state, "absent") == 0) {
+		*absent = true;
+		return 0;
+	}
+	return node_err(err, node_get(body, "state"),
+	    "state must be present or absent, not '%s'", state);
+}
+
+/*
+ * One pass over a script's stdout: "<tag> TEXT" lines are changes; when
+ * details, "= KEY VALUE" lines are details; anything else is ignored. A
+ * line ends at its newline or at a NUL in it, whichever comes first.
+ */
+static size_t
+stepsh_parse_output(
+    struct step_result *res, const struct buf *out, char tag, bool details)
 {
 	const char *p = out->data, *end = out->data + out->len;
+	const char change[] = { tag, ' ', '\0' };
 	size_t n = 0;
 
 	while (p < end) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		char *line = xstrndup(p, len);
+		char *sp;
 
-		if (len >= 2 && p[0] == 'C' && p[1] == ' ') {
-			step_result_change(res, "%.*s", (int)(len - 2), p + 2);
+		if (str_has_prefix(line, change)) {
+			step_result_change(res, "%s", line + 2);
 			n++;
+		} else if (details && str_has_prefix(line, "= ") &&
+		           (sp = strchr(line + 2, ' ')) != NULL) {
+			*sp = '\0';
+			step_result_detail(res, line + 2, "%s", sp + 1);
 		}
+		free(line);
 		p += len + 1;
 	}
 	if (n > 0)
 		res->changed = true;
 	return n;
+}
+
+size_t
+stepsh_changes(struct step_result *res, const struct buf *out)
+{
+	return stepsh_parse_output(res, out, 'C', false);
+}
+
+int
+stepsh_run_plus(struct run_ctx *ctx, const struct step *step,
+    const struct buf *script, struct remote_out *out, struct step_result *res,
+    struct errbuf *err)
+{
+	struct remote_cmd cmd = REMOTE_CMD_INIT;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	cmd.script = script->data;
+	rc = remote_step(ctx, step, &cmd, out, res, err);
+	(void)stepsh_parse_output(res, &out->out, '+', true);
+	return rc;
 }
 
 void
@@ -179,20 +264,28 @@ stepsh_describe_attrs(struct buf *out, const struct stepsh_attrs *a)
 }
 
 int
-stepsh_run(struct run_ctx *ctx, const struct step *step,
-    const struct buf *script, struct step_result *res, struct errbuf *err)
+stepsh_run_cmd(struct run_ctx *ctx, const struct step *step,
+    struct remote_cmd *cmd, struct step_result *res, struct errbuf *err)
 {
-	struct remote_cmd cmd = REMOTE_CMD_INIT;
 	struct remote_out out;
 	int rc;
 
 	memset(&out, 0, sizeof(out));
-	cmd.script = script->data;
-	rc = stepsh_exec(ctx, step, &cmd, &out, res, err);
+	rc = stepsh_exec(ctx, step, cmd, &out, res, err);
 	if (rc == 0)
 		(void)stepsh_changes(res, &out.out);
 	remote_out_free(&out);
 	return rc;
+}
+
+int
+stepsh_run(struct run_ctx *ctx, const struct step *step,
+    const struct buf *script, struct step_result *res, struct errbuf *err)
+{
+	struct remote_cmd cmd = REMOTE_CMD_INIT;
+
+	cmd.script = script->data;
+	return stepsh_run_cmd(ctx, step, &cmd, res, err);
 }
 
 static void
@@ -254,25 +347,43 @@ out:
 	return rc;
 }
 
-void
-stepsh_last_line(const struct buf *b, struct buf *line)
+static int
+stepsh_namecmp(const void *a, const void *b)
 {
-	size_t end = b->len, start;
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
-	while (
-	    end > 0 && (b->data[end - 1] == '\n' || b->data[end - 1] == '\r' ||
-	                   b->data[end - 1] == ' '))
-		end--;
-	start = end;
-	while (start > 0 && b->data[start - 1] != '\n')
-		start--;
-	if (end - start > 300)
-		start = end - 300;
-	for (size_t i = start; i < end; i++) {
-		unsigned char ch = (unsigned char)b->data[i];
+int
+stepsh_list_dir(const char *dir, struct strlist *names, struct errbuf *err)
+{
+	struct dirent *de;
+	DIR *d = opendir(dir);
 
-		(void)buf_addc(line, ch < ' ' || ch == 0x7f ? '?' : (char)ch);
-	}
+	if (d == NULL)
+		return err_set(err, SH_ERR_IO, "%s: %s", dir, strerror(errno));
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") != 0 &&
+		    strcmp(de->d_name, "..") != 0)
+			strlist_push(names, de->d_name);
+	closedir(d);
+	if (names->n > 1)
+		qsort(names->v, names->n, sizeof(*names->v), stepsh_namecmp);
+	return 0;
+}
+
+int
+stepsh_reap(pid_t pid, const char *what, struct errbuf *err)
+{
+	int st = 0;
+
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return err_set(
+			    err, SH_ERR_IO, "waitpid: %s", strerror(errno));
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return 0;
+	return err_set(err, SH_ERR_IO, "%s failed (status %d)", what,
+	    WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 }
 
 int
@@ -280,27 +391,6 @@ stepsh_exec(struct run_ctx *ctx, const struct step *step,
     struct remote_cmd *cmd, struct remote_out *out, struct step_result *res,
     struct errbuf *err)
 {
-	struct buf line;
-	int rc;
-
-	cmd->become = step->become;
-	cmd->timeout_s =
-	    step->timeout_s ? step->timeout_s : STEP_DEFAULT_TIMEOUT_S;
-	rc = remote_run(ctx, cmd, out, err);
-	step_result_output(res, out->err.data, out->err.len);
-	if (rc < 0)
-		return -1;
-	res->exit_status = out->status;
-	if (out->status == 0)
-		return 0;
-	buf_init(&line, 1024);
-	stepsh_last_line(&out->err, &line);
-	if (out->status < 0)
-		err_set(err, SH_ERR_REMOTE, "killed by a signal%s%s",
-		    line.len ? ": " : "", line.data);
-	else
-		err_set(err, SH_ERR_REMOTE, "exit %d%s%s", out->status,
-		    line.len ? ": " : "", line.data);
-	buf_release(&line);
-	return -1;
+	cmd->stdout_is_protocol = true;
+	return remote_step(ctx, step, cmd, out, res, err);
 }

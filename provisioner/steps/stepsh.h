@@ -1,17 +1,25 @@
 /*
- * steps/stepsh.h: pieces shared by the file-system step kinds (upload,
- * download, path, line): sh script building, the owner/group/mode fields,
- * and the "C <text>" change-line protocol.
+ * steps/stepsh.h: pieces shared by the step kinds that run generated sh
+ * scripts (upload, download, path, line, closure, shell; user, group,
+ * alias): sh script building, the owner/group/mode fields, account names
+ * and `state`, the scripts' stdout protocols, and a few local helpers.
  *
  * Scripts for the target are POSIX sh + coreutils. They are built into a
  * struct buf (max REMOTE_SCRIPT_MAX) and sent on stdin by remote_run();
- * every interpolated value goes through sh_quote(), never bare.
+ * every interpolated value goes through sh_quote(), never bare. Failures
+ * print a message on stderr and exit non-zero (remote_step() turns that
+ * into SH_ERR_REMOTE "exit N: <last stderr line>").
  *
- * Protocol: a script prints one line "C <text>" on stdout per change it
- * made (apply) or would make (probe); stepsh_changes() turns them into
- * res->changes and sets res->changed. Any other stdout line is ignored.
- * Failures print a message on stderr and exit non-zero (remote_step()
- * turns that into SH_ERR_REMOTE "exit N: <last stderr line>").
+ * Two stdout protocols, one parser:
+ *   "C <text>"        the file-system scripts (stepsh_begin's C helper):
+ *                     one line per change made (apply) or that would be
+ *                     made (probe). Their stdout is protocol only, so it
+ *                     stays out of res->output (stepsh_exec, stepsh_run);
+ *                     stepsh_changes() parses it.
+ *   "+ <text>"        user, group and alias: a change, as above, and
+ *   "= KEY VALUE"     a detail. stdout and stderr both go into res->output
+ *                     (stepsh_run_plus()).
+ * Any other stdout line is ignored; a line ends at a newline or a NUL.
  *
  * stepsh_begin() emits `set -u`, A=1 (apply) or A=0 (probe) and the
  * helper functions:
@@ -33,6 +41,7 @@
 #define STAGEHAND_STEPSH_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "step.h"
 
@@ -78,19 +87,55 @@ int stepsh_sha256_file(
 void stepsh_sha256_mem(const void *p, size_t len, struct buf *hex);
 
 /*
- * Like remote_step() (the step's become and timeout; a non-zero exit is
- * SH_ERR_REMOTE "exit N: <last stderr line>") but only stderr goes into
- * res->output: for scripts whose stdout is data, not text.
+ * remote_step() with cmd->stdout_is_protocol set: the step's become and
+ * timeout, a non-zero exit is SH_ERR_REMOTE "exit N: <last stderr line>",
+ * and only stderr goes into res->output (stdout is data or "C" lines).
  */
 int stepsh_exec(struct run_ctx *ctx, const struct step *step,
     struct remote_cmd *cmd, struct remote_out *out, struct step_result *res,
     struct errbuf *err);
-/* The last non-empty line of b (at most 300 bytes, control characters
- * replaced by '?') appended to line. */
-void stepsh_last_line(const struct buf *b, struct buf *line);
 
-/* Runs script with stepsh_exec() and parses its change lines into res. */
+/* Runs cmd with stepsh_exec() and, when it succeeded, parses its "C"
+ * change lines into res. */
+int stepsh_run_cmd(struct run_ctx *ctx, const struct step *step,
+    struct remote_cmd *cmd, struct step_result *res, struct errbuf *err);
+/* stepsh_run_cmd() of script alone (no payload). */
 int stepsh_run(struct run_ctx *ctx, const struct step *step,
     const struct buf *script, struct step_result *res, struct errbuf *err);
+
+/*
+ * Runs script with remote_step() (stdout and stderr into res->output) and
+ * parses its "+" change and "=" detail lines into res, also when it failed
+ * (what it changed before failing is reported). out is (re)initialised
+ * here and holds the output afterwards, for the caller's own reading of
+ * status and stderr; caller frees it with remote_out_free(), always.
+ */
+int stepsh_run_plus(struct run_ctx *ctx, const struct step *step,
+    const struct buf *script, struct remote_out *out, struct step_result *res,
+    struct errbuf *err);
+
+/* ---- accounts (user, group, alias) ---- */
+
+#define STEPSH_ACCOUNT_NAME_MAX 32
+#define STEPSH_ID_MAX 4294967294u /* (uid_t)-1 is "no id" */
+
+/* [a-z_][a-z0-9_-]*$? of at most 32 bytes (useradd's default NAME_REGEX). */
+bool stepsh_account_name_ok(const char *s);
+/* A uid or gid: decimal, 0..STEPSH_ID_MAX. */
+bool stepsh_account_id_ok(const char *s);
+/* Optional `state`: present (default, *absent = false) or absent;
+ * anything else is "state must be present or absent, not '...'". */
+int stepsh_parse_state(
+    const struct node *body, bool *absent, struct errbuf *err);
+
+/* ---- local helpers (upload, download) ---- */
+
+/* Fills names (empty on entry) with the names in dir except . and ..,
+ * sorted by strcmp; SH_ERR_IO "DIR: <strerror>" when dir cannot be
+ * opened. */
+int stepsh_list_dir(const char *dir, struct strlist *names, struct errbuf *err);
+/* Waits for child pid; -1 with SH_ERR_IO "WHAT failed (status N)" unless
+ * it exited 0 (N is -1 when it did not exit). */
+int stepsh_reap(pid_t pid, const char *what, struct errbuf *err);
 
 #endif

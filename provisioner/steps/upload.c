@@ -47,7 +47,6 @@
  * Change lines: "create /etc/x", "content /etc/x", "mode /etc/x: 600 ->
  * 644", "owner ...", "create directory ...". STEP_RETRY_SAFE.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -55,7 +54,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../limits.h"
@@ -268,12 +266,6 @@ upload_walk_entry(const char *root, const char *rel, const char *name,
 	return rc;
 }
 
-static int
-upload_namecmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* Appends the entries below root/rel, sorted, parents before children. */
 static int
 upload_walk(const char *root, const char *rel, unsigned depth,
@@ -281,26 +273,14 @@ upload_walk(const char *root, const char *rel, unsigned depth,
 {
 	char *dir = rel[0] ? xasprintf("%s/%s", root, rel) : xstrdup(root);
 	struct strlist names = { NULL, 0 };
-	struct dirent *de;
-	DIR *d;
-	int rc = 0;
+	int rc;
 
 	if (depth > UPLOAD_TREE_MAX_DEPTH)
 		rc = err_set(err, SH_ERR_STEP, "upload: %s: too deep", dir);
-	else if ((d = opendir(dir)) == NULL)
-		rc = err_set(err, SH_ERR_IO, "%s: %s", dir, strerror(errno));
-	if (rc < 0)
-		goto out;
-	while ((de = readdir(d)) != NULL)
-		if (strcmp(de->d_name, ".") != 0 &&
-		    strcmp(de->d_name, "..") != 0)
-			strlist_push(&names, de->d_name);
-	closedir(d);
-	if (names.n > 1)
-		qsort(names.v, names.n, sizeof(*names.v), upload_namecmp);
+	else
+		rc = stepsh_list_dir(dir, &names, err);
 	for (size_t i = 0; i < names.n && rc == 0; i++)
 		rc = upload_walk_entry(root, rel, names.v[i], depth, l, err);
-out:
 	strlist_free(&names);
 	free(dir);
 	return rc;
@@ -379,17 +359,8 @@ upload_feeder(const char *root, const char *names, int *fd, pid_t *pid,
 static int
 upload_feeder_end(int fd, pid_t pid, struct errbuf *err)
 {
-	int st = 0;
-
 	close(fd);
-	while (waitpid(pid, &st, 0) < 0)
-		if (errno != EINTR)
-			return err_set(
-			    err, SH_ERR_IO, "waitpid: %s", strerror(errno));
-	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
-		return 0;
-	return err_set(err, SH_ERR_IO, "local tar -c failed (status %d)",
-	    WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	return stepsh_reap(pid, "local tar -c", err);
 }
 
 /* ======================================================== scripts */
@@ -564,19 +535,12 @@ upload_send(struct run_ctx *ctx, const struct step *step,
     struct step_result *res, struct errbuf *err)
 {
 	struct remote_cmd cmd = REMOTE_CMD_INIT;
-	struct remote_out out;
-	int rc;
 
-	memset(&out, 0, sizeof(out));
 	cmd.script = script->data;
 	cmd.payload = payload;
 	cmd.payload_len = len;
 	cmd.payload_fd = fd;
-	rc = stepsh_exec(ctx, step, &cmd, &out, res, err);
-	if (rc == 0)
-		(void)stepsh_changes(res, &out.out);
-	remote_out_free(&out);
-	return rc;
+	return stepsh_run_cmd(ctx, step, &cmd, res, err);
 }
 
 static int

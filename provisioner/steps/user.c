@@ -47,9 +47,9 @@
  * changed == false. probe runs the same script with every command disabled
  * and prints the same lines. apply adds the detail `uid`.
  *
- * Output protocol as in group.c: "+ TEXT" per change, "= KEY VALUE" per
- * detail on stdout; the tools' output goes to stderr, so a failing
- * usermod's message is the step's error.
+ * Output protocol as in group.c (stepsh.h): "+ TEXT" per change,
+ * "= KEY VALUE" per detail on stdout; the tools' output goes to stderr,
+ * so a failing usermod's message is the step's error.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +57,7 @@
 #include "../node.h"
 #include "../remote.h"
 #include "../runner.h"
-#include "step.h"
+#include "stepsh.h"
 
 struct user_cfg {
 	const char *name; /* borrowed from the manifest, like the others */
@@ -75,41 +75,9 @@ struct user_cfg {
 	bool absent;
 };
 
-#define USER_ID_MAX 4294967294u
-#define USER_NAME_MAX 32
 #define USER_FIELD_MAX 4096
 
 /* ---- parse ---- */
-
-/* [a-z_][a-z0-9_-]*$? up to 32 bytes, like useradd's default NAME_REGEX. */
-static bool
-user_name_ok(const char *s)
-{
-	size_t len = strlen(s);
-
-	if (len == 0 || len > USER_NAME_MAX)
-		return false;
-	if (!(s[0] == '_' || (s[0] >= 'a' && s[0] <= 'z')))
-		return false;
-	for (size_t i = 1; i < len; i++) {
-		char c = s[i];
-
-		if (c == '$' && i == len - 1)
-			break;
-		if (!(c == '_' || c == '-' || (c >= 'a' && c <= 'z') ||
-		        (c >= '0' && c <= '9')))
-			return false;
-	}
-	return true;
-}
-
-static bool
-user_digits(const char *s)
-{
-	uint64_t v;
-
-	return parse_u64(s, strlen(s), USER_ID_MAX, &v) == 0;
-}
 
 /* A passwd field: no ':' or newline (they would corrupt /etc/passwd). */
 static int
@@ -134,24 +102,6 @@ user_field(const struct node *body, const char *key, bool path,
 }
 
 static int
-user_parse_state(const struct node *body, bool *absent, struct errbuf *err)
-{
-	const char *state = NULL;
-
-	*absent = false;
-	if (node_opt_str(body, "state", &state, err) == -1)
-		return -1;
-	if (state == NULL || strcmp(state, "present") == 0)
-		return 0;
-	if (strcmp(state, "absent") == 0) {
-		*absent = true;
-		return 0;
-	}
-	return node_err(err, node_get(body, "state"),
-	    "state must be present or absent, not '%s'", state);
-}
-
-static int
 user_parse_groups(
     const struct node *body, struct user_cfg *c, struct errbuf *err)
 {
@@ -165,15 +115,15 @@ user_parse_groups(
 		const struct node *at =
 		    n->type == NODE_SEQ && i < n->n ? n->items[i] : n;
 
-		if (!user_name_ok(g))
+		if (!stepsh_account_name_ok(g))
 			return node_err(err, at, "invalid group name '%s'", g);
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(c->groups.v[j], g) == 0)
 				return node_err(
 				    err, at, "group '%s' listed twice", g);
 	}
-	if (c->group != NULL && !user_name_ok(c->group) &&
-	    !user_digits(c->group))
+	if (c->group != NULL && !stepsh_account_name_ok(c->group) &&
+	    !stepsh_account_id_ok(c->group))
 		return node_err(err, node_get(body, "group"),
 		    "group must be a group name or a gid, not '%s'", c->group);
 	return 0;
@@ -198,20 +148,20 @@ user_parse_fields(
     const struct node *body, struct user_cfg *c, struct errbuf *err)
 {
 	if (node_req_str(body, "name", &c->name, err) == -1 ||
-	    node_opt_u64(body, "uid", USER_ID_MAX, &c->uid, err) == -1 ||
+	    node_opt_u64(body, "uid", STEPSH_ID_MAX, &c->uid, err) == -1 ||
 	    node_opt_str(body, "group", &c->group, err) == -1 ||
 	    node_opt_bool(body, "append", &c->append, err) == -1 ||
 	    user_field(body, "home", true, &c->home, err) == -1 ||
 	    user_field(body, "shell", true, &c->shell, err) == -1 ||
 	    user_field(body, "comment", false, &c->comment, err) == -1 ||
 	    node_opt_bool(body, "system", &c->system, err) == -1 ||
-	    user_parse_state(body, &c->absent, err) == -1)
+	    stepsh_parse_state(body, &c->absent, err) == -1)
 		return -1;
 	c->has_uid = node_get(body, "uid") != NULL;
 	c->create_home = !c->system;
 	if (node_opt_bool(body, "create_home", &c->create_home, err) == -1)
 		return -1;
-	if (!user_name_ok(c->name))
+	if (!stepsh_account_name_ok(c->name))
 		return node_err(err, node_get(body, "name"),
 		    "invalid user name '%s' (want [a-z_][a-z0-9_-]*$?, "
 		    "at most 32 characters)",
@@ -380,14 +330,6 @@ static const char user_script_home[] =
     "[ \"$probe\" = 1 ] || echo \"= uid $(id -u -- \"$n\")\"\n";
 
 static void
-user_var(struct buf *s, const char *name, const char *value)
-{
-	(void)buf_addf(s, "%s=", name);
-	(void)sh_quote(s, value ? value : "");
-	(void)buf_addc(s, '\n');
-}
-
-static void
 user_script(const struct user_cfg *c, bool probe, struct buf *s)
 {
 	struct buf g;
@@ -404,12 +346,12 @@ user_script(const struct user_cfg *c, bool probe, struct buf *s)
 		(void)buf_addf(s, "uid=%llu\n", (unsigned long long)c->uid);
 	else
 		(void)buf_adds(s, "uid=\n");
-	user_var(s, "n", c->name);
-	user_var(s, "grp", c->group);
-	user_var(s, "groups", g.data);
-	user_var(s, "home", c->home);
-	user_var(s, "shell", c->shell);
-	user_var(s, "comment", c->comment);
+	(void)stepsh_assign(s, "n", c->name);
+	(void)stepsh_assign(s, "grp", c->group ? c->group : "");
+	(void)stepsh_assign(s, "groups", g.data);
+	(void)stepsh_assign(s, "home", c->home ? c->home : "");
+	(void)stepsh_assign(s, "shell", c->shell ? c->shell : "");
+	(void)stepsh_assign(s, "comment", c->comment ? c->comment : "");
 	(void)buf_adds(s, user_script_common);
 	(void)buf_adds(s, user_script_create);
 	(void)buf_adds(s, user_script_compare);
@@ -418,48 +360,17 @@ user_script(const struct user_cfg *c, bool probe, struct buf *s)
 	buf_release(&g);
 }
 
-/* "+ TEXT" is a change, "= KEY VALUE" a detail; see group.c. */
-static void
-user_collect(const struct buf *out, struct step_result *res)
-{
-	const char *p = out->data, *end = out->data + out->len;
-
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
-		char *line = xstrndup(p, len);
-
-		if (str_has_prefix(line, "+ ")) {
-			step_result_change(res, "%s", line + 2);
-			res->changed = true;
-		} else if (str_has_prefix(line, "= ")) {
-			char *sp = strchr(line + 2, ' ');
-
-			if (sp != NULL) {
-				*sp = '\0';
-				step_result_detail(res, line + 2, "%s", sp + 1);
-			}
-		}
-		free(line);
-		p += len + 1;
-	}
-}
-
 static int
 user_run(struct run_ctx *ctx, const struct step *step, struct step_result *res,
     bool probe, struct errbuf *err)
 {
-	struct remote_cmd cmd = REMOTE_CMD_INIT;
 	struct remote_out out;
 	struct buf script;
 	int rc;
 
-	memset(&out, 0, sizeof(out)); /* remote_run() initialises it */
 	buf_init(&script, 1u << 22);
 	user_script(step->cfg, probe, &script);
-	cmd.script = script.data;
-	rc = remote_step(ctx, step, &cmd, &out, res, err);
-	user_collect(&out.out, res);
+	rc = stepsh_run_plus(ctx, step, &script, &out, res, err);
 	remote_out_free(&out);
 	buf_release(&script);
 	return rc;

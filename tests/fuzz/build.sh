@@ -2,9 +2,12 @@
 # tests/fuzz/build.sh: builds the libFuzzer harnesses into build/fuzz/.
 #
 #   tests/fuzz/build.sh            build
-#   tests/fuzz/build.sh run [SECS] build, then fuzz the manifest loader for
-#                                  SECS seconds (default 60) from the seed
-#                                  corpus (new inputs go to build/fuzz/corpus)
+#   tests/fuzz/build.sh run [SECS] [NAME]
+#                                  build, then fuzz NAME (manifest, the
+#                                  default, or narinfo) for SECS seconds
+#                                  (default 60) from the seed corpus
+#                                  tests/fuzz/corpus/NAME (new inputs go to
+#                                  build/fuzz/corpus/NAME)
 #
 # Needs clang with libFuzzer (Debian 12: clang-14 libclang-rt-14-dev).
 set -eu
@@ -26,7 +29,7 @@ FLAGS="-std=c11 -g -O1 -D_GNU_SOURCE -fno-omit-frame-pointer \
 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
 -Wall -Wextra -Wno-unused-parameter $(pkg-config --cflags $PKGS)"
 OUT=build/fuzz
-mkdir -p "$OUT/obj/steps" "$OUT/corpus/manifest"
+mkdir -p "$OUT/obj/steps" "$OUT/corpus/manifest" "$OUT/corpus/narinfo"
 
 objs=""
 for src in provisioner/*.c provisioner/steps/*.c; do
@@ -41,11 +44,21 @@ done
 $CC $FLAGS -fsanitize=fuzzer -Iprovisioner tests/fuzz/fuzz_manifest.c $objs \
 	$(pkg-config --libs $PKGS) -o "$OUT/fuzz_manifest"
 echo "built $OUT/fuzz_manifest"
+# shellcheck disable=SC2086
+$CC $FLAGS -fsanitize=fuzzer -Iprovisioner tests/fuzz/fuzz_narinfo.c $objs \
+	$(pkg-config --libs $PKGS) -o "$OUT/fuzz_narinfo"
+echo "built $OUT/fuzz_narinfo"
 
 if [ "${1:-}" = run ]; then
 	secs=${2:-60}
-	ASAN_OPTIONS=detect_leaks=1 "$OUT/fuzz_manifest" \
-		-max_total_time="$secs" -max_len=65536 -timeout=10 \
-		-rss_limit_mb=2048 -dict=tests/fuzz/manifest.dict \
-		"$OUT/corpus/manifest" tests/fuzz/corpus/manifest
+	name=${3:-manifest}
+	case $name in
+	manifest) extra="-max_len=65536 -dict=tests/fuzz/manifest.dict" ;;
+	narinfo) extra="-max_len=70000 -dict=tests/fuzz/narinfo.dict" ;;
+	*) echo "fuzz: unknown harness '$name'" >&2; exit 2 ;;
+	esac
+	# shellcheck disable=SC2086
+	ASAN_OPTIONS=detect_leaks=1 "$OUT/fuzz_$name" \
+		-max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 $extra \
+		"$OUT/corpus/$name" "tests/fuzz/corpus/$name"
 fi
