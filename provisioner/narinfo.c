@@ -21,7 +21,7 @@
 #define SHA256_B64_LEN 44
 #define ED25519_SIG_LEN 64
 /* A fingerprint is at most the narinfo plus the "/nix/store/" prefixes. */
-#define FINGERPRINT_MAX \
+#define FINGERPRINT_MAX                                                        \
 	(NARINFO_MAX_BYTES + NARINFO_MAX_REFERENCES * sizeof(NIX_STORE_DIR))
 
 static const char nix32_chars[] = "0123456789abcdfghijklmnpqrsvwxyz";
@@ -64,8 +64,7 @@ nix_base32_encode(const unsigned char *p, size_t len, struct buf *out)
 }
 
 int
-nix_base32_decode(const char *s, size_t len, unsigned char *out,
-    size_t outlen)
+nix_base32_decode(const char *s, size_t len, unsigned char *out, size_t outlen)
 {
 	memset(out, 0, outlen);
 	if (outlen == 0 || len != nix32_len(outlen))
@@ -125,8 +124,7 @@ decode_hex(const char *s, size_t len, unsigned char *out, size_t outlen)
 
 /* Exactly outlen bytes of padded standard base64, nothing after it. */
 static int
-decode_b64_exact(const char *s, size_t len, unsigned char *out,
-    size_t outlen)
+decode_b64_exact(const char *s, size_t len, unsigned char *out, size_t outlen)
 {
 	size_t got = 0;
 	const char *end = NULL;
@@ -134,7 +132,7 @@ decode_b64_exact(const char *s, size_t len, unsigned char *out,
 	if (sodium_init() < 0)
 		return -1;
 	if (sodium_base642bin(out, outlen, s, len, NULL, &got, &end,
-		sodium_base64_VARIANT_ORIGINAL) != 0)
+	        sodium_base64_VARIANT_ORIGINAL) != 0)
 		return -1;
 	if (got != outlen || end != s + len)
 		return -1;
@@ -170,7 +168,7 @@ static bool
 name_char_ok(char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9') || strchr("+-._?=", c) != NULL;
+	       (c >= '0' && c <= '9') || strchr("+-._?=", c) != NULL;
 }
 
 /* "<32 nix32 chars>-<name>", as References and Deriver carry them. */
@@ -180,8 +178,8 @@ basename_check(const char *s, struct errbuf *err)
 	size_t len = strlen(s), nlen;
 
 	if (len < NIX_HASH_LEN + 2 || s[NIX_HASH_LEN] != '-')
-		return err_set(err, SH_ERR_TRUST, "'%s' is not <hash>-<name>",
-		    s);
+		return err_set(
+		    err, SH_ERR_TRUST, "'%s' is not <hash>-<name>", s);
 	for (size_t i = 0; i < NIX_HASH_LEN; i++)
 		if (nix32_digit(s[i]) < 0)
 			return err_set(err, SH_ERR_TRUST,
@@ -197,8 +195,7 @@ basename_check(const char *s, struct errbuf *err)
 }
 
 int
-nix_store_path_check(const char *path, const char **hash,
-    struct errbuf *err)
+nix_store_path_check(const char *path, const char **hash, struct errbuf *err)
 {
 	static const char prefix[] = NIX_STORE_DIR "/";
 
@@ -396,8 +393,8 @@ f_sig(struct narinfo *ni, const char *v, struct errbuf *err)
 	const char *colon = strchr(v, ':');
 
 	if (colon == NULL || colon == v || colon[1] == '\0')
-		return err_set(err, SH_ERR_TRUST,
-		    "'%s' is not <keyname>:<base64>", v);
+		return err_set(
+		    err, SH_ERR_TRUST, "'%s' is not <keyname>:<base64>", v);
 	if (ni->sigs.n >= NARINFO_MAX_SIGS)
 		return err_set(err, SH_ERR_TRUST, "more than %u signatures",
 		    NARINFO_MAX_SIGS);
@@ -500,13 +497,13 @@ parse_line(struct narinfo *ni, const struct field *f, unsigned *seen,
 static int
 check_required(unsigned seen, struct errbuf *err)
 {
-	static const struct field_def *const req[] = { &fields[0],
-		&fields[1], &fields[5], &fields[6] };
+	static const struct field_def *const req[] = { &fields[0], &fields[1],
+		&fields[5], &fields[6] };
 
 	for (size_t i = 0; i < sizeof(req) / sizeof(req[0]); i++)
 		if (!(seen & req[i]->bit))
-			return err_set(err, SH_ERR_TRUST, "%s: missing",
-			    req[i]->name);
+			return err_set(
+			    err, SH_ERR_TRUST, "%s: missing", req[i]->name);
 	return 0;
 }
 
@@ -526,8 +523,7 @@ truncated(const char *p, size_t len, unsigned lineno, struct errbuf *err)
 }
 
 static int
-parse_lines(const char *p, size_t len, struct narinfo *out,
-    struct errbuf *err)
+parse_lines(const char *p, size_t len, struct narinfo *out, struct errbuf *err)
 {
 	unsigned seen = 0, lineno = 0;
 	size_t pos = 0;
@@ -540,7 +536,7 @@ parse_lines(const char *p, size_t len, struct narinfo *out,
 		if (nl == NULL)
 			return truncated(p + pos, len - pos, lineno, err);
 		if (split_line(p + pos, (size_t)(nl - p - (ptrdiff_t)pos), &f,
-			err) < 0 ||
+		        err) < 0 ||
 		    parse_line(out, &f, &seen, err) < 0)
 			return err_prefix(err, "line %u: ", lineno);
 		pos = (size_t)(nl - p) + 1;
@@ -553,8 +549,8 @@ parse_lines(const char *p, size_t len, struct narinfo *out,
 }
 
 int
-nix_narinfo_parse(const char *p, size_t len, struct narinfo *out,
-    struct errbuf *err)
+nix_narinfo_parse(
+    const char *p, size_t len, struct narinfo *out, struct errbuf *err)
 {
 	memset(out, 0, sizeof(*out));
 	if (len > NARINFO_MAX_BYTES)
@@ -608,26 +604,24 @@ add_references(const struct narinfo *ni, struct buf *out)
 		v[i] = ni->references.v[i];
 	qsort(v, ni->references.n, sizeof(*v), cmp_str);
 	for (size_t i = 0; i < ni->references.n && rc == 0; i++)
-		rc = buf_addf(out, "%s" NIX_STORE_DIR "/%s", i ? "," : "",
-		    v[i]);
+		rc =
+		    buf_addf(out, "%s" NIX_STORE_DIR "/%s", i ? "," : "", v[i]);
 	free(v);
 	return rc;
 }
 
 int
-nix_fingerprint(const struct narinfo *ni, struct buf *out,
-    struct errbuf *err)
+nix_fingerprint(const struct narinfo *ni, struct buf *out, struct errbuf *err)
 {
 	unsigned char digest[SHA256_LEN];
 
 	buf_reset(out);
-	if (ni->store_path == NULL || ni->nar_hash == NULL ||
-	    ni->nar_size == 0)
+	if (ni->store_path == NULL || ni->nar_hash == NULL || ni->nar_size == 0)
 		return err_set(err, SH_ERR_TRUST,
 		    "narinfo lacks StorePath, NarHash or NarSize");
 	if (sha256_parse(ni->nar_hash, digest) < 0)
-		return err_set(err, SH_ERR_TRUST, "NarHash: malformed hash '%s'",
-		    ni->nar_hash);
+		return err_set(err, SH_ERR_TRUST,
+		    "NarHash: malformed hash '%s'", ni->nar_hash);
 	if (buf_addf(out, "1;%s;", ni->store_path) < 0 ||
 	    nix_hash_sha256_string(digest, out) < 0 ||
 	    buf_addf(out, ";%llu;", (unsigned long long)ni->nar_size) < 0 ||
@@ -642,8 +636,8 @@ nix_fingerprint(const struct narinfo *ni, struct buf *out,
 /* ========================================================= verify */
 
 enum sig_outcome {
-	SIG_NO_KEY,  /* no trusted key of that name */
-	SIG_BAD,     /* a key of that name, but it does not verify */
+	SIG_NO_KEY, /* no trusted key of that name */
+	SIG_BAD,    /* a key of that name, but it does not verify */
 	SIG_OK,
 };
 
@@ -659,17 +653,17 @@ sig_check(const char *sig, const struct buf *fp, const struct nix_keys *keys,
 	*who = NULL;
 	if (colon == NULL)
 		return SIG_NO_KEY;
-	for (size_t i = 0; i < keys->n; i++) {
+	for (size_t i = 0; keys != NULL && i < keys->n; i++) {
 		const struct nix_key *k = &keys->v[i];
 
 		if (strlen(k->name) != nlen || memcmp(k->name, sig, nlen) != 0)
 			continue;
 		res = SIG_BAD;
-		if (decode_b64_exact(colon + 1, strlen(colon + 1), raw,
-			sizeof(raw)) < 0)
+		if (decode_b64_exact(
+		        colon + 1, strlen(colon + 1), raw, sizeof(raw)) < 0)
 			break;
 		if (crypto_sign_verify_detached(raw,
-			(const unsigned char *)fp->data, fp->len, k->pk) == 0) {
+		        (const unsigned char *)fp->data, fp->len, k->pk) == 0) {
 			*who = k;
 			return SIG_OK;
 		}
@@ -742,10 +736,10 @@ nix_keys_add(struct nix_keys *keys, const char *spec, struct errbuf *err)
 	nlen = (size_t)(colon - spec);
 	if (nlen >= sizeof(k.name) || !printable(spec, nlen) ||
 	    memchr(spec, ' ', nlen) != NULL)
-		return err_set(err, SH_ERR_USAGE,
-		    "trusted key '%s': bad key name", spec);
-	if (decode_b64_exact(colon + 1, strlen(colon + 1), k.pk,
-		sizeof(k.pk)) < 0)
+		return err_set(
+		    err, SH_ERR_USAGE, "trusted key '%s': bad key name", spec);
+	if (decode_b64_exact(colon + 1, strlen(colon + 1), k.pk, sizeof(k.pk)) <
+	    0)
 		return err_set(err, SH_ERR_USAGE,
 		    "trusted key '%.*s': not exactly 32 bytes of base64 "
 		    "(nothing may follow the padding)",

@@ -16,6 +16,8 @@
  * nix_fingerprint(): "1;<StorePath>;<NarHash>;<NarSize>;<refs>" where refs
  * are the References as full /nix/store paths joined by ',' and NarHash is
  * in "sha256:<nix32>" form (a base16 or SRI NarHash is converted first).
+ * References are sorted first, as Nix holds them in a set. out must be
+ * initialised (buf_init); it is reset, then filled.
  *
  * nix_narinfo_verify(): 0 when at least one Sig line carries a 64-byte
  * Ed25519 signature that crypto_sign_verify_detached() accepts over the
@@ -26,7 +28,8 @@
  *
  * Keys are "name:base64(32-byte public key)" as in nix.conf's
  * trusted-public-keys; anything after the base64 padding (the production
- * '%' quirk) is rejected, not ignored.
+ * '%' quirk) is rejected, not ignored. nix_keys_add() appends; a bad spec
+ * is SH_ERR_USAGE (callers validating a manifest may recode it).
  */
 #ifndef STAGEHAND_NARINFO_H
 #define STAGEHAND_NARINFO_H

@@ -15,8 +15,15 @@
  * cache). Anything that is not a trusted narinfo for exactly the path asked
  * for stops the walk at once: no partial result is ever returned.
  *
- * Banners: the walk's state; easy handles and requests; completion
- * handling; the loop; the result; nix-cache-info.
+ * Signatures are checked on one worker thread (the verifier) so that the
+ * CPU-bound Ed25519 checks overlap the transfers; a path's References join
+ * the walk only once its narinfo verified. The thread touches nothing but
+ * the jobs handed to it and the (read-only) keys; everything else belongs
+ * to the calling thread.
+ *
+ * Banners: walk state; easy handles and requests; verifier; the walk;
+ * completion handling; the loop; the result; setup and teardown;
+ * nix-cache-info.
  */
 #include <curl/curl.h>
 #include <pthread.h>
@@ -35,7 +42,6 @@
 #define BACKOFF_BASE_MS 100
 #define BACKOFF_MAX_MS 2000
 #define POLL_MAX_MS 100
-#define CACHE_INFO_MAX 4096
 #define NOTE_MAX 768
 
 #ifndef STAGEHAND_VERSION
@@ -52,14 +58,14 @@ enum wstate {
 };
 
 struct wpath {
-	char *path;          /* owned: /nix/store/<hash>-<name> */
-	size_t parent;       /* index of the path that referenced it */
+	char *path;    /* owned: /nix/store/<hash>-<name> */
+	size_t parent; /* index of the path that referenced it */
 	enum wstate state;
 	size_t sub;          /* substituter being tried */
 	struct narinfo info; /* valid once W_DONE */
 	const char *signer;
-	struct buf notes;    /* "url: reason; " per substituter given up on */
-	bool any_down;       /* some substituter was down for this path */
+	struct buf notes; /* "url: reason; " per substituter given up on */
+	bool any_down;    /* some substituter was down for this path */
 };
 
 struct request {
@@ -70,7 +76,7 @@ struct request {
 	bool waiting;      /* in the backoff queue, not in the multi */
 	bool too_big;
 	bool in_multi;
-	char *url;         /* owned */
+	char *url; /* owned */
 	struct buf body;
 	char curl_err[CURL_ERROR_SIZE];
 };
@@ -111,20 +117,20 @@ struct walk {
 	const struct nix_cache_opts *opts;
 	unsigned parallel, timeout_s;
 	CURLM *multi;
-	struct wpath *v;  /* owned, discovery order */
+	struct wpath *v; /* owned, discovery order */
 	size_t n, cap;
-	size_t *set;      /* open addressing: index + 1, 0 = empty */
-	size_t set_cap;   /* power of two */
-	size_t next;      /* paths before it are not W_QUEUED */
+	size_t *set;    /* open addressing: index + 1, 0 = empty */
+	size_t set_cap; /* power of two */
+	size_t next;    /* paths before it are not W_QUEUED */
 	size_t done;
-	char **bases;     /* owned: substituter URLs without trailing '/' */
+	char **bases; /* owned: substituter URLs without trailing '/' */
 	struct request **reqs; /* owned: every request made, <= parallel */
 	size_t nreqs;
 	struct request **idle; /* borrowed from reqs: free for reuse */
 	size_t nidle;
-	size_t busy;          /* requests assigned to a path */
-	size_t *sub_active;   /* owned: requests in flight per substituter */
-	char **sub_down;      /* owned: why a substituter is down, or NULL */
+	size_t busy;        /* requests assigned to a path */
+	size_t *sub_active; /* owned: requests in flight per substituter */
+	char **sub_down;    /* owned: why a substituter is down, or NULL */
 	struct verifier ver;
 	struct errbuf *err;
 	bool failed;
@@ -188,7 +194,7 @@ walk_add(struct walk *w, char *path, size_t parent)
 
 /* Records the first fatal error; the loop stops at its next turn. */
 static void ATTR_PRINTF(3, 4)
-walk_fail(struct walk *w, enum sh_err code, const char *fmt, ...)
+    walk_fail(struct walk *w, enum sh_err code, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -247,10 +253,10 @@ easy_new(unsigned timeout_s, struct request *r)
 	    curl_easy_setopt(e, CURLOPT_FAILONERROR, 1L) ||
 	    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L) ||
 	    curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L) ||
-	    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE,
-		(curl_off_t)NARINFO_MAX_BYTES) ||
-	    curl_easy_setopt(e, CURLOPT_USERAGENT,
-		"stagehand/" STAGEHAND_VERSION)) {
+	    curl_easy_setopt(
+	        e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)NARINFO_MAX_BYTES) ||
+	    curl_easy_setopt(
+	        e, CURLOPT_USERAGENT, "stagehand/" STAGEHAND_VERSION)) {
 		curl_easy_cleanup(e);
 		return NULL;
 	}
@@ -296,15 +302,16 @@ request_reset(struct request *r, const char *url)
 
 /* Why a transfer failed, for messages: HTTP status, curl's detail, code. */
 static const char *
-request_reason(const struct request *r, CURLcode rc, long code,
-    char *tmp, size_t tmplen)
+request_reason(
+    const struct request *r, CURLcode rc, long code, char *tmp, size_t tmplen)
 {
 	if (r->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
 		snprintf(tmp, tmplen, "narinfo larger than %u bytes",
 		    NARINFO_MAX_BYTES);
 		return tmp;
 	}
-	if (rc == CURLE_HTTP_RETURNED_ERROR || (rc == CURLE_OK && code != 200)) {
+	if (rc == CURLE_HTTP_RETURNED_ERROR ||
+	    (rc == CURLE_OK && code != 200)) {
 		snprintf(tmp, tmplen, "HTTP %ld", code);
 		return tmp;
 	}
@@ -355,7 +362,8 @@ base_url(const char *url, struct errbuf *err)
 {
 	size_t len = strlen(url);
 
-	if (!str_has_prefix(url, "http://") && !str_has_prefix(url, "https://")) {
+	if (!str_has_prefix(url, "http://") &&
+	    !str_has_prefix(url, "https://")) {
 		err_set(err, SH_ERR_USAGE,
 		    "substituter '%s': only http:// and https:// caches are "
 		    "supported",
@@ -405,8 +413,8 @@ ver_main(void *arg)
 			v->todo_tail = NULL;
 		pthread_mutex_unlock(&v->mu);
 		err_clear(&j->err);
-		j->rc = nix_narinfo_verify(&j->info, v->keys, &j->signer,
-		    &j->err);
+		j->rc =
+		    nix_narinfo_verify(&j->info, v->keys, &j->signer, &j->err);
 		pthread_mutex_lock(&v->mu);
 		j->next = v->done;
 		v->done = j;
@@ -522,8 +530,8 @@ static void
 walk_send(struct walk *w, struct request *r, size_t idx)
 {
 	struct wpath *p = &w->v[idx];
-	char *url = xasprintf("%s/%.*s.narinfo", w->bases[p->sub],
-	    NIX_HASH_LEN, p->path + sizeof(NIX_STORE_DIR));
+	char *url = xasprintf("%s/%.*s.narinfo", w->bases[p->sub], NIX_HASH_LEN,
+	    p->path + sizeof(NIX_STORE_DIR));
 
 	request_reset(r, url);
 	free(url);
@@ -531,8 +539,8 @@ walk_send(struct walk *w, struct request *r, size_t idx)
 	r->waiting = false;
 	p->state = W_ACTIVE;
 	if (curl_multi_add_handle(w->multi, r->easy) != CURLM_OK) {
-		walk_fail(w, SH_ERR_INTERNAL, "%s: curl_multi_add_handle failed",
-		    p->path);
+		walk_fail(w, SH_ERR_INTERNAL,
+		    "%s: curl_multi_add_handle failed", p->path);
 		return;
 	}
 	r->in_multi = true;
@@ -587,8 +595,8 @@ static void
 walk_start(struct walk *w)
 {
 	uint64_t now = now_ms();
-	unsigned cap = w->parallel < HOST_CONNECTIONS ? w->parallel :
-							HOST_CONNECTIONS;
+	unsigned cap =
+	    w->parallel < HOST_CONNECTIONS ? w->parallel : HOST_CONNECTIONS;
 
 	for (size_t i = 0; i < w->nreqs && !w->failed; i++) {
 		struct request *r = w->reqs[i];
@@ -619,10 +627,9 @@ walk_start(struct walk *w)
 /* ============================================ completion handling */
 
 /*
- * A 200 for path idx: it must parse and be exactly the path asked for; its
- * References are walked at once while the verifier checks its signature
- * (fetching a narinfo trusts nothing; the walk fails if any Sig does not
- * verify, and only verified narinfos make the result).
+ * A 200 for path idx: it must parse and be exactly the path asked for;
+ * then the verifier checks its signature while the loop goes on with the
+ * other transfers. Its References are walked only once it is trusted.
  */
 static void
 walk_accept(struct walk *w, struct request *r)
@@ -632,8 +639,8 @@ walk_accept(struct walk *w, struct request *r)
 
 	if (nix_narinfo_parse(r->body.data, r->body.len, &j->info, &j->err) <
 	    0) {
-		walk_fail(w, SH_ERR_TRUST, "%s: %s: %s", w->v[idx].path,
-		    r->url, j->err.msg);
+		walk_fail(w, SH_ERR_TRUST, "%s: %s: %s", w->v[idx].path, r->url,
+		    j->err.msg);
 		vjob_free(j);
 		return;
 	}
@@ -644,14 +651,31 @@ walk_accept(struct walk *w, struct request *r)
 		vjob_free(j);
 		return;
 	}
-	for (size_t i = 0; i < j->info.references.n; i++)
-		walk_add(w,
-		    xasprintf(NIX_STORE_DIR "/%s", j->info.references.v[i]),
-		    idx);
 	j->idx = idx;
 	j->url = xstrdup(r->url);
 	w->v[idx].state = W_VERIFYING;
 	ver_send(&w->ver, j);
+}
+
+/* j's narinfo verified: it joins the result, its References the walk. */
+static void
+walk_trusted(struct walk *w, struct vjob *j)
+{
+	size_t idx = j->idx;
+
+	w->v[idx].info = j->info;
+	memset(&j->info, 0, sizeof(j->info));
+	w->v[idx].signer = j->signer;
+	w->v[idx].state = W_DONE;
+	w->done++;
+	/* walk_add may move w->v: index it afresh each time. */
+	for (size_t i = 0; i < w->v[idx].info.references.n; i++)
+		walk_add(w,
+		    xasprintf(
+		        NIX_STORE_DIR "/%s", w->v[idx].info.references.v[i]),
+		    idx);
+	if (w->opts->progress != NULL)
+		w->opts->progress(w->opts->progress_arg, w->done, w->n);
 }
 
 /* Takes the verifier's results; returns how many. */
@@ -662,23 +686,14 @@ walk_verified(struct walk *w)
 	size_t n = 0;
 
 	for (; j != NULL; j = next, n++) {
-		struct wpath *p = &w->v[j->idx];
-
 		next = j->next;
 		j->next = NULL;
 		w->ver.outstanding--;
 		if (j->rc < 0) {
-			walk_fail(w, SH_ERR_TRUST, "%s: %s: %s", p->path, j->url,
-			    j->err.msg);
+			walk_fail(w, SH_ERR_TRUST, "%s: %s: %s",
+			    w->v[j->idx].path, j->url, j->err.msg);
 		} else {
-			p->info = j->info;
-			memset(&j->info, 0, sizeof(j->info));
-			p->signer = j->signer;
-			p->state = W_DONE;
-			w->done++;
-			if (w->opts->progress != NULL)
-				w->opts->progress(w->opts->progress_arg,
-				    w->done, w->n);
+			walk_trusted(w, j);
 		}
 		vjob_free(j);
 	}
@@ -706,9 +721,9 @@ static void
 walk_down(struct walk *w, struct request *r, const char *why)
 {
 	struct wpath *p = &w->v[r->idx];
-	char *msg = r->attempt > 1 ?
-	    xasprintf("%s (%u attempts)", why, r->attempt) :
-	    xstrdup(why);
+	char *msg = r->attempt > 1
+	                ? xasprintf("%s (%u attempts)", why, r->attempt)
+	                : xstrdup(why);
 
 	note(w, r->idx, r->url, msg);
 	p->any_down = true;
@@ -778,8 +793,10 @@ walk_poll_ms(const struct walk *w)
 		const struct request *r = w->reqs[i];
 
 		if (r->waiting)
-			wait = r->ready_at <= now ? 0 :
-			    (r->ready_at - now < wait ? r->ready_at - now : wait);
+			wait = r->ready_at <= now ? 0
+			                          : (r->ready_at - now < wait
+			                                    ? r->ready_at - now
+			                                    : wait);
 	}
 	return (int)wait;
 }
@@ -806,14 +823,16 @@ walk_run(struct walk *w)
 		if (w->failed || (w->busy == 0 && w->ver.outstanding == 0))
 			break;
 		if (curl_multi_perform(w->multi, &running) != CURLM_OK) {
-			walk_fail(w, SH_ERR_INTERNAL, "curl_multi_perform failed");
+			walk_fail(
+			    w, SH_ERR_INTERNAL, "curl_multi_perform failed");
 			break;
 		}
 		/* Finished transfers may have queued new paths: send them
 		 * before waiting on the network (or on the verifier, which
 		 * wakes the poll). */
 		if (walk_collect(w) + walk_verified(w) == 0 && !w->failed)
-			curl_multi_poll(w->multi, NULL, 0, walk_poll_ms(w), NULL);
+			curl_multi_poll(
+			    w->multi, NULL, 0, walk_poll_ms(w), NULL);
 	}
 }
 
@@ -871,10 +890,10 @@ walk_result(struct walk *w, struct closure *out, struct errbuf *err)
 		cp->substituter = w->opts->substituters[p->sub];
 		cp->signer = p->signer;
 		memset(&p->info, 0, sizeof(p->info));
-		if (__builtin_add_overflow(out->nar_size, cp->info.nar_size,
-			&out->nar_size) ||
-		    __builtin_add_overflow(out->file_size, cp->info.file_size,
-			&out->file_size)) {
+		if (__builtin_add_overflow(
+		        out->nar_size, cp->info.nar_size, &out->nar_size) ||
+		    __builtin_add_overflow(
+		        out->file_size, cp->info.file_size, &out->file_size)) {
 			free(order);
 			return err_set(err, SH_ERR_TRUST,
 			    "%s: the closure's sizes overflow 64 bits",
@@ -888,8 +907,7 @@ walk_result(struct walk *w, struct closure *out, struct errbuf *err)
 /* ================================================ setup, teardown */
 
 static int
-walk_init(struct walk *w, const struct nix_cache_opts *opts,
-    struct errbuf *err)
+walk_init(struct walk *w, const struct nix_cache_opts *opts, struct errbuf *err)
 {
 	size_t ns = opts->nsubstituters;
 
@@ -904,19 +922,20 @@ walk_init(struct walk *w, const struct nix_cache_opts *opts,
 	w->reqs = xcalloc(w->parallel, sizeof(*w->reqs));
 	w->idle = xcalloc(w->parallel, sizeof(*w->idle));
 	for (size_t i = 0; i < ns; i++)
-		if ((w->bases[i] = base_url(opts->substituters[i], err)) == NULL)
+		if ((w->bases[i] = base_url(opts->substituters[i], err)) ==
+		    NULL)
 			return -1;
 	w->multi = curl_multi_init();
 	if (w->multi == NULL ||
 	    curl_multi_setopt(w->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-		(long)(w->parallel < HOST_CONNECTIONS ? w->parallel :
-							HOST_CONNECTIONS)) ||
-	    curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS,
-		(long)(HOST_CONNECTIONS * ns)))
+	        (long)(w->parallel < HOST_CONNECTIONS ? w->parallel
+	                                              : HOST_CONNECTIONS)) ||
+	    curl_multi_setopt(
+	        w->multi, CURLMOPT_MAXCONNECTS, (long)(HOST_CONNECTIONS * ns)))
 		return err_set(err, SH_ERR_INTERNAL, "curl_multi_init failed");
 	if (ver_start(&w->ver, opts->keys, w->multi) < 0)
-		return err_set(err, SH_ERR_INTERNAL,
-		    "cannot start the verifier thread");
+		return err_set(
+		    err, SH_ERR_INTERNAL, "cannot start the verifier thread");
 	return 0;
 }
 
@@ -953,8 +972,8 @@ walk_free(struct walk *w)
 }
 
 static int
-check_args(const struct nix_cache_opts *opts, const char *root,
-    struct errbuf *err)
+check_args(
+    const struct nix_cache_opts *opts, const char *root, struct errbuf *err)
 {
 	const char *hash;
 
@@ -1025,7 +1044,8 @@ cache_info_parse(const char *p, size_t len, struct errbuf *err)
 	size_t pos = 0;
 
 	if (mem_has_nul(p, len))
-		return err_set(err, SH_ERR_STEP, "nix-cache-info has a NUL byte");
+		return err_set(
+		    err, SH_ERR_STEP, "nix-cache-info has a NUL byte");
 	while (pos < len) {
 		const char *nl = memchr(p + pos, '\n', len - pos);
 		size_t n = nl ? (size_t)(nl - p) - pos : len - pos;
@@ -1034,14 +1054,16 @@ cache_info_parse(const char *p, size_t len, struct errbuf *err)
 			if (n != sizeof(want) - 1 ||
 			    memcmp(p + pos, want, n) != 0)
 				return err_set(err, SH_ERR_STEP,
-				    "nix-cache-info: %.*s is not " NIX_STORE_DIR,
+				    "nix-cache-info: %.*s is "
+				    "not " NIX_STORE_DIR,
 				    (int)(n > 200 ? 200 : n), p + pos);
 			store_dir = true;
 		}
 		pos += n + 1;
 	}
 	if (!store_dir)
-		return err_set(err, SH_ERR_STEP, "nix-cache-info has no StoreDir");
+		return err_set(
+		    err, SH_ERR_STEP, "nix-cache-info has no StoreDir");
 	return 0;
 }
 
@@ -1056,8 +1078,8 @@ sleep_ms(uint64_t ms)
 
 /* One GET with retries; 0 with the body in r->body, or -1. */
 static int
-fetch_one(const struct nix_cache_opts *opts, struct request *r,
-    struct errbuf *err)
+fetch_one(
+    const struct nix_cache_opts *opts, struct request *r, struct errbuf *err)
 {
 	for (unsigned attempt = 1;; attempt++) {
 		long code = 0;
@@ -1072,12 +1094,12 @@ fetch_one(const struct nix_cache_opts *opts, struct request *r,
 			return 0;
 		if (!transient(rc, code) || attempt > opts->retries ||
 		    (opts->interrupted && *opts->interrupted)) {
-			const char *why = request_reason(r, rc, code, tmp,
-			    sizeof(tmp));
+			const char *why =
+			    request_reason(r, rc, code, tmp, sizeof(tmp));
 
 			return err_set(err,
-			    code == 404 || code == 403 ? SH_ERR_STEP :
-							 SH_ERR_UNREACHABLE,
+			    code == 404 || code == 403 ? SH_ERR_STEP
+			                               : SH_ERR_UNREACHABLE,
 			    "%s: %s%s", r->url, why,
 			    code == 404 ? " (not a binary cache?)" : "");
 		}
@@ -1086,8 +1108,8 @@ fetch_one(const struct nix_cache_opts *opts, struct request *r,
 }
 
 int
-nix_cache_info(const struct nix_cache_opts *opts, const char *url,
-    struct errbuf *err)
+nix_cache_info(
+    const struct nix_cache_opts *opts, const char *url, struct errbuf *err)
 {
 	struct request *r = NULL;
 	char *base = base_url(url, err), *full;

@@ -6,19 +6,25 @@
  * References breadth-first, for every path of the closure. Fetches run
  * many at a time over keep-alive connections (curl multi, at most
  * opts->parallel in flight). For each path the substituters are tried in
- * order: a 404 moves on to the next cache; timeouts and 5xx are retried
- * with backoff (opts->retries times) and then the cache counts as down for
- * that path. A narinfo is accepted only when it parses, its StorePath is
- * exactly the path asked for, and nix_narinfo_verify() accepts it under
- * opts->keys. Any other outcome fails the whole resolution, naming the
- * path, the URL and the reason:
+ * order: a 404 (or 403) moves on to the next cache; timeouts, connection
+ * failures, 429 and 5xx are retried with backoff (opts->retries times) and
+ * then the cache counts as down for that path and is skipped for the paths
+ * after it. Substituters must be http:// or https:// (SH_ERR_USAGE
+ * otherwise); redirects go to http(s) only; a narinfo over
+ * NARINFO_MAX_BYTES is refused (SH_ERR_TRUST). A narinfo is accepted only
+ * when it parses, its StorePath is exactly the path asked for, and
+ * nix_narinfo_verify() accepts it under opts->keys (on a worker thread
+ * that lives only during the call); only then are its References walked.
+ * Any other outcome fails the whole resolution, naming the path, the URL
+ * and the reason:
  *   SH_ERR_TRUST        unsigned, unknown key, bad signature, StorePath
  *                       mismatch, malformed narinfo (exit 77)
  *   SH_ERR_UNREACHABLE  every cache down for a path (names each URL)
  *   SH_ERR_STEP         the path is in no cache (404 everywhere)
  *   SH_ERR_INTERRUPTED  *opts->interrupted became non-zero
  * On success every path of the closure is in out->paths (root first, then
- * in discovery order), with the substituter that served it and the key
+ * breadth-first following References as written, whatever order the
+ * responses came in), with the substituter that served it and the key
  * that signed it, and the NarSize/FileSize totals.
  *
  * nix_cache_info() fetches <url>/nix-cache-info (StoreDir must be

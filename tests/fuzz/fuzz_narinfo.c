@@ -93,7 +93,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_parsed(&ni, &keys);
 		nix_narinfo_free(&ni);
 	} else if (ni.store_path != NULL || ni.references.n != 0 ||
-	    err.msg[0] == '\0') {
+	           err.msg[0] == '\0') {
 		abort(); /* fail closed, with a reason */
 	}
 	return 0;

@@ -47,18 +47,30 @@ static const char *
 code_name(enum sh_err c)
 {
 	switch (c) {
-	case SH_OK: return "SH_OK";
-	case SH_ERR_USAGE: return "SH_ERR_USAGE";
-	case SH_ERR_MANIFEST: return "SH_ERR_MANIFEST";
-	case SH_ERR_UNREACHABLE: return "SH_ERR_UNREACHABLE";
-	case SH_ERR_TRUST: return "SH_ERR_TRUST";
-	case SH_ERR_SSH: return "SH_ERR_SSH";
-	case SH_ERR_REMOTE: return "SH_ERR_REMOTE";
-	case SH_ERR_TIMEOUT: return "SH_ERR_TIMEOUT";
-	case SH_ERR_INTERRUPTED: return "SH_ERR_INTERRUPTED";
-	case SH_ERR_IO: return "SH_ERR_IO";
-	case SH_ERR_STEP: return "SH_ERR_STEP";
-	case SH_ERR_INTERNAL: return "SH_ERR_INTERNAL";
+	case SH_OK:
+		return "SH_OK";
+	case SH_ERR_USAGE:
+		return "SH_ERR_USAGE";
+	case SH_ERR_MANIFEST:
+		return "SH_ERR_MANIFEST";
+	case SH_ERR_UNREACHABLE:
+		return "SH_ERR_UNREACHABLE";
+	case SH_ERR_TRUST:
+		return "SH_ERR_TRUST";
+	case SH_ERR_SSH:
+		return "SH_ERR_SSH";
+	case SH_ERR_REMOTE:
+		return "SH_ERR_REMOTE";
+	case SH_ERR_TIMEOUT:
+		return "SH_ERR_TIMEOUT";
+	case SH_ERR_INTERRUPTED:
+		return "SH_ERR_INTERRUPTED";
+	case SH_ERR_IO:
+		return "SH_ERR_IO";
+	case SH_ERR_STEP:
+		return "SH_ERR_STEP";
+	case SH_ERR_INTERNAL:
+		return "SH_ERR_INTERNAL";
 	}
 	return "?";
 }
@@ -102,15 +114,32 @@ parse_args(int argc, char **argv, struct drive *d, struct errbuf *err)
 		int rc = 0;
 
 		switch (c) {
-		case 'f': strlist_push(&d->from, optarg); break;
-		case 'k': rc = nix_keys_add(&d->keys, optarg, err); break;
-		case 'j': d->json = true; break;
-		case 'q': d->quiet = true; break;
-		case 't': rc = number(optarg, &d->o.timeout_s, err); break;
-		case 'r': rc = number(optarg, &d->o.retries, err); break;
-		case 'p': rc = number(optarg, &d->o.parallel, err); break;
-		case 'I': d->info = optarg; break;
-		default: return err_set(err, SH_ERR_USAGE, "bad option");
+		case 'f':
+			strlist_push(&d->from, optarg);
+			break;
+		case 'k':
+			rc = nix_keys_add(&d->keys, optarg, err);
+			break;
+		case 'j':
+			d->json = true;
+			break;
+		case 'q':
+			d->quiet = true;
+			break;
+		case 't':
+			rc = number(optarg, &d->o.timeout_s, err);
+			break;
+		case 'r':
+			rc = number(optarg, &d->o.retries, err);
+			break;
+		case 'p':
+			rc = number(optarg, &d->o.parallel, err);
+			break;
+		case 'I':
+			d->info = optarg;
+			break;
+		default:
+			return err_set(err, SH_ERR_USAGE, "bad option");
 		}
 		if (rc < 0)
 			return -1;

@@ -129,8 +129,8 @@ edited_err(const char *key, const char *line, const char *want)
 
 /* Verify result for text under the keys from the files named. */
 static int
-verify(const char *text, const char *k1, const char *k2,
-    const char **signer, struct errbuf *err)
+verify(const char *text, const char *k1, const char *k2, const char **signer,
+    struct errbuf *err)
 {
 	struct nix_keys keys = { NULL, 0 };
 	struct narinfo ni;
@@ -151,8 +151,8 @@ verify(const char *text, const char *k1, const char *k2,
 }
 
 static void
-verify_ok(const char *text, const char *k1, const char *k2,
-    const char *want_signer)
+verify_ok(
+    const char *text, const char *k1, const char *k2, const char *want_signer)
 {
 	const char *signer = NULL;
 	struct errbuf err;
@@ -164,8 +164,7 @@ verify_ok(const char *text, const char *k1, const char *k2,
 }
 
 static void
-verify_err(const char *text, const char *k1, const char *k2,
-    const char *want)
+verify_err(const char *text, const char *k1, const char *k2, const char *want)
 {
 	const char *signer = "not cleared";
 	struct errbuf err;
@@ -199,7 +198,7 @@ unhex(const char *hex, unsigned char *out, size_t n)
 	assert_int_equal(strlen(hex), 2 * n);
 	for (size_t i = 0; i < n; i++)
 		out[i] = (unsigned char)(hexval(hex[2 * i]) << 4 |
-		    hexval(hex[2 * i + 1]));
+		                         hexval(hex[2 * i + 1]));
 }
 
 /* Splits s in place at spaces and newlines into at most n words. */
@@ -239,8 +238,8 @@ test_base32_matches_nix_vectors(void **state)
 		buf_init(&b, 256);
 		assert_int_equal(nix_base32_encode(raw, n, &b), 0);
 		assert_string_equal(b.data, w[2]);
-		assert_int_equal(nix_base32_decode(w[2], strlen(w[2]), back, n),
-		    0);
+		assert_int_equal(
+		    nix_base32_decode(w[2], strlen(w[2]), back, n), 0);
 		assert_memory_equal(raw, back, n);
 		buf_release(&b);
 		checked++;
@@ -256,7 +255,8 @@ test_base32_sha256_string_has_prefix(void **state)
 	struct buf b;
 
 	(void)state;
-	unhex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+	unhex(
+	    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
 	    d, 32);
 	buf_init(&b, 128);
 	assert_int_equal(nix_hash_sha256_string(d, &b), 0);
@@ -288,7 +288,8 @@ test_base32_round_trips_every_byte_pattern(void **state)
 static void
 test_base32_decode_rejects_bad_input(void **state)
 {
-	const char *good = "0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73";
+	const char *good =
+	    "0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73";
 	unsigned char out[32];
 	char s[64];
 
@@ -384,8 +385,8 @@ test_narinfo_parses_real_narinfos(void **state)
 	assert_int_equal(ni.file_size, 300);
 	assert_int_equal(ni.references.n, 3);
 	/* It refers to itself. */
-	assert_true(strlist_has(&ni.references,
-	    "gx9syv1gsw205k6plx7cfaihgypzvy7x-small-root"));
+	assert_true(strlist_has(
+	    &ni.references, "gx9syv1gsw205k6plx7cfaihgypzvy7x-small-root"));
 	assert_int_equal(ni.sigs.n, 1);
 	assert_non_null(ni.deriver);
 	assert_null(ni.ca);
@@ -424,16 +425,18 @@ static void
 test_narinfo_rejects_each_field_error(void **state)
 {
 	(void)state;
-	edited_err("StorePath:", "StorePath: /nix/store/short-x\n",
-	    "StorePath: ");
+	edited_err(
+	    "StorePath:", "StorePath: /nix/store/short-x\n", "StorePath: ");
 	edited_err("StorePath:", "", "StorePath: missing");
 	edited_err("URL:", "", "URL: missing");
 	edited_err("URL:", "URL: \n", "URL: empty");
 	edited_err("URL:", "URL: nar/a b.nar\n", "URL: empty or has a space");
-	edited_err("Compression:", "Compression: lzx\n",
-	    "unknown compression 'lzx'");
-	edited_err("FileHash:", "FileHash: sha256:xyz\n", "FileHash: malformed");
-	edited_err("FileSize:", "FileSize: -1\n", "FileSize: '-1' is not a number");
+	edited_err(
+	    "Compression:", "Compression: lzx\n", "unknown compression 'lzx'");
+	edited_err(
+	    "FileHash:", "FileHash: sha256:xyz\n", "FileHash: malformed");
+	edited_err(
+	    "FileSize:", "FileSize: -1\n", "FileSize: '-1' is not a number");
 	edited_err("FileSize:", "FileSize: 18446744073709551616\n",
 	    "FileSize: '18446744073709551616' is not a number");
 	edited_err("NarHash:", "", "NarHash: missing");
@@ -473,7 +476,8 @@ test_narinfo_rejects_bad_lines(void **state)
 	edited_err("Deriver:", ": x\n", "not a 'Key: value' line");
 	edited_err("Deriver:", "\n", "not a 'Key: value' line");
 	edited_err("NarSize:", "NarSize: 240\r\n", "control or non-ASCII");
-	edited_err("Deriver:", "Deriver: caf\xc3\xa9\n", "control or non-ASCII");
+	edited_err(
+	    "Deriver:", "Deriver: caf\xc3\xa9\n", "control or non-ASCII");
 	edited_err("Deriver:", "Deriver: a\tb\n", "control or non-ASCII");
 }
 
@@ -534,8 +538,8 @@ test_narinfo_allows_repeated_sig_up_to_the_limit(void **state)
 static void
 test_narinfo_accepts_unknown_deriver(void **state)
 {
-	char *t = replace_line(fixture("small-c.narinfo"), "Deriver:",
-	    "Deriver: unknown-deriver\n");
+	char *t = replace_line(fixture("small-c.narinfo"),
+	    "Deriver:", "Deriver: unknown-deriver\n");
 	struct narinfo ni;
 
 	(void)state;
@@ -570,9 +574,8 @@ test_narinfo_truncated_anywhere_is_refused(void **state)
 			const char *signer;
 
 			assert_int_equal(t[n - 1], '\n');
-			assert_int_equal(nix_narinfo_verify(&ni, &keys, &signer,
-					     &err),
-			    -1);
+			assert_int_equal(
+			    nix_narinfo_verify(&ni, &keys, &signer, &err), -1);
 			assert_null(signer);
 			nix_narinfo_free(&ni);
 			parsed++;
@@ -662,10 +665,12 @@ test_fingerprint_converts_base16_and_sri_narhash(void **state)
 	*strchr(line3, '\n') = '\0';
 	*strchr(forms, '\n') = '\0';
 	/* Same signature, NarHash written the other ways nix prints it. */
-	for (char *f = forms; f; f = f == forms ? line2 :
-				     f == line2 ? line3 : NULL) {
+	for (char *f = forms; f; f = f == forms   ? line2
+	                             : f == line2 ? line3
+	                                          : NULL) {
 		char *l = xasprintf("NarHash: %s\n", f);
-		char *t = replace_line(fixture("small-c.narinfo"), "NarHash:", l);
+		char *t =
+		    replace_line(fixture("small-c.narinfo"), "NarHash:", l);
 
 		verify_ok(t, "key1.pub", NULL, "stagehand-test-1");
 		free(t);
@@ -678,12 +683,19 @@ static void
 test_fingerprint_rejects_malformed_narhash_forms(void **state)
 {
 	const char *bad[] = {
-		"NarHash: sha256:1g3h683zi1hjq99y2v0psazy7k9pwh4knp2wx151ng56sc5j1yy\n",
-		"NarHash: sha256:DEFB200BD3A63C1B4AE85C5C3B09E437CDE3BFD2176CE153C21286F8073270BC\n",
-		"NarHash: sha256-3vsgC9OmPBtK6FxcOwnkN83jv9IXbOFTwhKG+AcycLw=%\n",
+		"NarHash: "
+		"sha256:1g3h683zi1hjq99y2v0psazy7k9pwh4knp2wx151ng56sc5j1yy\n",
+		"NarHash: "
+		"sha256:"
+		"DEFB200BD3A63C1B4AE85C5C3B09E437CDE3BFD2176CE153C21286F8073270"
+		"BC\n",
+		"NarHash: "
+		"sha256-3vsgC9OmPBtK6FxcOwnkN83jv9IXbOFTwhKG+AcycLw=%\n",
 		"NarHash: sha256-3vsgC9OmPBtK6FxcOwnkN83jv9IXbOFTwhKG+AcycLw\n",
-		"NarHash: sha512:1g3h683zi1hjq99y2v0psazy7k9pwh4knp2wx151ng56sc5j1yyy\n",
-		"NarHash: 1g3h683zi1hjq99y2v0psazy7k9pwh4knp2wx151ng56sc5j1yyy\n",
+		"NarHash: "
+		"sha512:1g3h683zi1hjq99y2v0psazy7k9pwh4knp2wx151ng56sc5j1yyy\n",
+		"NarHash: "
+		"1g3h683zi1hjq99y2v0psazy7k9pwh4knp2wx151ng56sc5j1yyy\n",
 		"NarHash: sha256:\n",
 	};
 
@@ -721,8 +733,8 @@ test_verify_either_of_two_sigs_suffices(void **state)
 	free(t);
 	t = fixture("split-mid.narinfo");
 	verify_ok(t, "key2.pub", "key1.pub", "stagehand-test-2");
-	verify_err(t, "key1.pub", NULL,
-	    "signed by unknown key 'stagehand-test-2'");
+	verify_err(
+	    t, "key1.pub", NULL, "signed by unknown key 'stagehand-test-2'");
 	free(t);
 }
 
@@ -730,22 +742,23 @@ static void
 test_verify_rejects_edits_after_signing(void **state)
 {
 	(void)state;
-	verify_file_err(replace_line(fixture("small-c.narinfo"), "NarSize:",
-			    "NarSize: 241\n"),
+	verify_file_err(replace_line(fixture("small-c.narinfo"),
+	                    "NarSize:", "NarSize: 241\n"),
 	    "bad signature by 'stagehand-test-1'");
-	verify_file_err(replace(fixture("small-c.narinfo"), "5j1yyy\n",
-			    "5j1yy0\n"),
+	verify_file_err(
+	    replace(fixture("small-c.narinfo"), "5j1yyy\n", "5j1yy0\n"),
 	    "bad signature by 'stagehand-test-1'");
 	verify_file_err(replace(fixture("small-c.narinfo"),
-			    " 8srdsplwdjlsccp0a7d257fkpb7rrnp1-small-b", ""),
+	                    " 8srdsplwdjlsccp0a7d257fkpb7rrnp1-small-b", ""),
 	    "bad signature");
-	verify_file_err(replace(fixture("small-c.narinfo"),
-			    "-small-b\n",
-			    "-small-b 40rml0pjqligv4dg4hcx0rwp635axg39-small-x\n"),
+	verify_file_err(
+	    replace(fixture("small-c.narinfo"), "-small-b\n",
+	        "-small-b 40rml0pjqligv4dg4hcx0rwp635axg39-small-x\n"),
 	    "bad signature");
-	verify_file_err(replace(fixture("small-c.narinfo"),
-			    "StorePath: /nix/store/ijkv1r1iwqnnhyncw094h2zi12y3jn1a",
-			    "StorePath: /nix/store/ijkv1r1iwqnnhyncw094h2zi12y3jn1b"),
+	verify_file_err(
+	    replace(fixture("small-c.narinfo"),
+	        "StorePath: /nix/store/ijkv1r1iwqnnhyncw094h2zi12y3jn1a",
+	        "StorePath: /nix/store/ijkv1r1iwqnnhyncw094h2zi12y3jn1b"),
 	    "bad signature");
 	verify_file_err(replace_line(fixture("small-c.narinfo"), "Sig:", ""),
 	    "no signature");
@@ -754,8 +767,8 @@ test_verify_rejects_edits_after_signing(void **state)
 static void
 test_verify_ignores_fields_outside_the_fingerprint(void **state)
 {
-	char *t = replace_line(fixture("small-c.narinfo"), "URL:",
-	    "URL: nar/elsewhere.nar.xz\n");
+	char *t = replace_line(
+	    fixture("small-c.narinfo"), "URL:", "URL: nar/elsewhere.nar.xz\n");
 
 	(void)state;
 	t = replace_line(t, "FileSize:", "FileSize: 1\n");
@@ -789,16 +802,17 @@ test_verify_rejects_malformed_signatures(void **state)
 	s63 = xasprintf("Sig: stagehand-test-1:%.84s\n", sig);
 	verify_file_err(replace_line(xstrdup(t), "Sig:", s63), "bad signature");
 	junk = xasprintf("Sig: stagehand-test-1:%.*s%%\n", (int)slen, sig);
-	verify_file_err(replace_line(xstrdup(t), "Sig:", junk), "bad signature");
+	verify_file_err(
+	    replace_line(xstrdup(t), "Sig:", junk), "bad signature");
 	nopad = xasprintf("Sig: stagehand-test-1:%.*s\n", (int)slen - 2, sig);
-	verify_file_err(replace_line(xstrdup(t), "Sig:", nopad),
-	    "bad signature");
+	verify_file_err(
+	    replace_line(xstrdup(t), "Sig:", nopad), "bad signature");
 	url = xasprintf("Sig: stagehand-test-1:%.*s\n", (int)slen, sig);
 	for (char *c = url; *c; c++)
 		*c = *c == '+' ? '-' : *c == '/' ? '_' : *c;
 	if (strpbrk(sig, "+/") != NULL)
-		verify_file_err(replace_line(xstrdup(t), "Sig:", url),
-		    "bad signature");
+		verify_file_err(
+		    replace_line(xstrdup(t), "Sig:", url), "bad signature");
 	free(s63);
 	free(junk);
 	free(nopad);
@@ -809,18 +823,18 @@ test_verify_rejects_malformed_signatures(void **state)
 static void
 test_verify_prefers_reporting_bad_over_unknown(void **state)
 {
-	char *t = replace(fixture("small-c.narinfo"), "NarSize: 240",
-	    "NarSize: 241");
+	char *t =
+	    replace(fixture("small-c.narinfo"), "NarSize: 240", "NarSize: 241");
 
 	(void)state;
 	t = replace(t, "Sig: ", "Sig: someone-else:AAAA\nSig: ");
 	verify_file_err(t, "bad signature by 'stagehand-test-1'");
-	t = replace(fixture("small-c.narinfo"), "Sig: stagehand-test-1:",
-	    "Sig: other:");
+	t = replace(fixture("small-c.narinfo"),
+	    "Sig: stagehand-test-1:", "Sig: other:");
 	verify_file_err(t, "signed by unknown key 'other'");
 	/* A good Sig after bad and unknown ones still wins. */
-	t = replace(fixture("small-c.narinfo"), "Sig: ",
-	    "Sig: other:AAAA\nSig: stagehand-test-1:AAAA\nSig: ");
+	t = replace(fixture("small-c.narinfo"),
+	    "Sig: ", "Sig: other:AAAA\nSig: stagehand-test-1:AAAA\nSig: ");
 	verify_ok(t, "key1.pub", NULL, "stagehand-test-1");
 	free(t);
 }
@@ -918,20 +932,25 @@ main(void)
 		cmocka_unit_test(test_narinfo_rejects_bad_lines),
 		cmocka_unit_test(test_narinfo_reports_line_numbers),
 		cmocka_unit_test(test_narinfo_rejects_bad_references),
-		cmocka_unit_test(test_narinfo_allows_repeated_sig_up_to_the_limit),
+		cmocka_unit_test(
+		    test_narinfo_allows_repeated_sig_up_to_the_limit),
 		cmocka_unit_test(test_narinfo_accepts_unknown_deriver),
 		cmocka_unit_test(test_narinfo_truncated_anywhere_is_refused),
 		cmocka_unit_test(test_narinfo_rejects_oversized_and_nul),
 		cmocka_unit_test(test_fingerprint_is_nix_format),
-		cmocka_unit_test(test_fingerprint_converts_base16_and_sri_narhash),
-		cmocka_unit_test(test_fingerprint_rejects_malformed_narhash_forms),
+		cmocka_unit_test(
+		    test_fingerprint_converts_base16_and_sri_narhash),
+		cmocka_unit_test(
+		    test_fingerprint_rejects_malformed_narhash_forms),
 		cmocka_unit_test(test_verify_accepts_real_signatures),
 		cmocka_unit_test(test_verify_either_of_two_sigs_suffices),
 		cmocka_unit_test(test_verify_rejects_edits_after_signing),
-		cmocka_unit_test(test_verify_ignores_fields_outside_the_fingerprint),
+		cmocka_unit_test(
+		    test_verify_ignores_fields_outside_the_fingerprint),
 		cmocka_unit_test(test_verify_sorts_references_like_nix),
 		cmocka_unit_test(test_verify_rejects_malformed_signatures),
-		cmocka_unit_test(test_verify_prefers_reporting_bad_over_unknown),
+		cmocka_unit_test(
+		    test_verify_prefers_reporting_bad_over_unknown),
 		cmocka_unit_test(test_keys_parse_strictly),
 		cmocka_unit_test(
 		    test_verify_with_a_key_of_the_right_name_but_other_bytes),
