@@ -119,11 +119,18 @@ BOX=${BOX:0:12}
 BOX_STARTED=
 MUX_SOCK=$TMP/mux-sock
 
+# Ask the ssh master listening on socket $1 (if any) to exit.
+close_master() {
+	if [[ -S $1 ]]; then
+		ssh -F /dev/null -o ControlPath="$1" -O exit bench >/dev/null 2>&1 || true
+	fi
+}
+
 cleanup() {
 	local s
 	# Close ssh masters (ours and ansible's) before the box goes away.
 	for s in "$MUX_SOCK" "$TMP"/cp/*; do
-		[[ -S $s ]] && ssh -F /dev/null -o ControlPath="$s" -O exit bench >/dev/null 2>&1
+		close_master "$s"
 	done
 	if [[ -n $BOX_STARTED ]]; then "$TESTBOX" down "$BOX" >/dev/null 2>&1 || true; fi
 	if [[ ${BENCH_KEEP:-} == 1 ]]; then
@@ -269,7 +276,7 @@ ansible_run() { # PLAYBOOK
 ansible_reset() {
 	local s
 	for s in "$TMP"/cp/*; do
-		[[ -S $s ]] && ssh -F /dev/null -o ControlPath="$s" -O exit bench >/dev/null 2>&1
+		close_master "$s"
 	done
 	return 0
 }
@@ -292,7 +299,7 @@ SSH=(ssh -F /dev/null -i "$TESTBOX_KEY" -o IdentitiesOnly=yes
 MUX=(-o ControlMaster=auto -o ControlPath="$MUX_SOCK" -o ControlPersist=60s)
 DEST=$TESTBOX_USER@$TESTBOX_HOST
 mux_reset() {
-	[[ -S $MUX_SOCK ]] && ssh -F /dev/null -o ControlPath="$MUX_SOCK" -O exit bench >/dev/null 2>&1
+	close_master "$MUX_SOCK"
 	return 0
 }
 ssh_steps() { # [ssh options]

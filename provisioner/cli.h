@@ -16,6 +16,7 @@
 #ifndef STAGEHAND_CLI_H
 #define STAGEHAND_CLI_H
 
+#include <signal.h>
 #include <stdbool.h>
 
 #include "manifest.h"
@@ -63,7 +64,10 @@ int cli_parse(int argc, char **argv, struct cli *cli, struct errbuf *err);
 void cli_free(struct cli *cli);
 const char *cli_usage(void);
 
-/* `stagehand closure` (closure_cmd.c); returns the exit code. */
-int cmd_closure(const struct cli *cli);
+/*
+ * `stagehand closure` (closure_cmd.c); returns the exit code. interrupted
+ * is main's signal flag: a SIGINT/SIGTERM ends the resolution cleanly.
+ */
+int cmd_closure(const struct cli *cli, volatile sig_atomic_t *interrupted);
 
 #endif

@@ -105,7 +105,7 @@ print_json(const struct closure *c)
 }
 
 int
-cmd_closure(const struct cli *cli)
+cmd_closure(const struct cli *cli, volatile sig_atomic_t *interrupted)
 {
 	struct nix_keys keys = { 0 };
 	struct closure c;
@@ -116,6 +116,7 @@ cmd_closure(const struct cli *cli)
 		.keys = &keys,
 		.timeout_s = cli->timeout_s,
 		.retries = 3,
+		.interrupted = interrupted,
 	};
 	int rc = EXIT_OK;
 

@@ -456,7 +456,8 @@ main(int argc, char **argv)
 		rc = cmd_report(&cli);
 		break;
 	case CLI_CLOSURE:
-		rc = cmd_closure(&cli);
+		install_signals();
+		rc = cmd_closure(&cli, &got_signal);
 		break;
 	case CLI_NONE:
 		rc = EXIT_USAGE;

@@ -97,7 +97,7 @@ SPLIT_DEPS=("$(file split-mid)" "$(file split-dep)")
 # Key 2 signs the bundle's lib and share in the store, so cache1's narinfos
 # for them carry two Sig lines.
 nix store sign --store "$STORE" --key-file "$OUT/keys/key2.sec" \
-	"$BUNDLE_LIB" "$BUNDLE_SHARE"
+	"$BUNDLE_LIB" "$BUNDLE_SHARE" >>"$OUT/build.log" 2>&1 || fail
 
 to() { # URL-PARAMS PATHS...: nix copy into a file:// cache
 	local params=$1

@@ -1,0 +1,68 @@
+/*
+ * pg.h: libpq against a PostgreSQL server on the target, through the run's
+ * SSH session. No port is opened on the instance and no psql is needed
+ * there.
+ *
+ * pg_connect() makes a private listening unix socket on the controller
+ * (in a 0700 temp dir), points libpq at it, and forwards the one
+ * connection libpq makes over the run's SSH session: an SSH direct-tcpip
+ * channel to t->host:t->port on the target when host is an address, or,
+ * when host is an absolute directory (the server's unix socket dir), an
+ * exec channel running a small relay on the target (libssh2 1.10 has no
+ * direct-streamlocal). The tunnel is pumped from the same thread that
+ * drives libpq's asynchronous API, so the libssh2 session is never used
+ * from two threads.
+ *
+ * pg_exec() sends one SQL string (may hold several statements) and calls
+ * on_result once per statement result, in order; it stops at the first
+ * error, which it returns as SH_ERR_STEP with the SQLSTATE, the message
+ * and, when the server gives one, the 1-based character position in sql
+ * (pg_error.position) so callers can turn it into a line number.
+ *
+ * Passwords are secrets: they are given to libpq in memory (conninfo
+ * parameters, never an environment variable or a file) and never appear
+ * in an error message.
+ *
+ * Ownership: pg_connect() returns a connection the caller closes with
+ * pg_close(). PGresults passed to on_result are freed after it returns.
+ * All functions return 0 or -1 with err filled.
+ */
+#ifndef STAGEHAND_PG_H
+#define STAGEHAND_PG_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+#include "util.h"
+
+struct run_ctx;
+
+struct pg_target {
+	const char *host;     /* "127.0.0.1" or a socket dir on the target */
+	unsigned port;        /* 0: 5432 */
+	const char *user;     /* database role */
+	const char *dbname;   /* NULL: same as user */
+	const char *password; /* secret; NULL for none */
+	unsigned connect_timeout_s; /* 0: 10 */
+};
+
+struct pg_error {
+	char sqlstate[6];  /* "" when not a server error */
+	unsigned position; /* 1-based offset into the SQL; 0 if unknown */
+};
+
+struct pg_conn; /* opaque: libpq connection + its tunnel */
+
+int pg_connect(struct run_ctx *ctx, const struct pg_target *t,
+    struct pg_conn **out, struct errbuf *err);
+/* 0 when the server accepts connections (connects and runs SELECT 1). */
+int pg_ping(struct run_ctx *ctx, const struct pg_target *t,
+    struct errbuf *err);
+
+typedef int (*pg_result_fn)(void *arg, PGresult *res, struct errbuf *err);
+
+int pg_exec(struct pg_conn *c, const char *sql, pg_result_fn on_result,
+    void *arg, struct pg_error *pe, struct errbuf *err);
+void pg_close(struct pg_conn *c);
+
+#endif
