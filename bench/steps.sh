@@ -396,12 +396,17 @@ measure_ssh_links() { # TOOL NOTE [ssh options]
 	if [[ $SSH_LINKS == all ]] || [[ $SSH_LINKS == auto &&
 		$(awk -v x="$total" -v b="$SSH_LINKS_BUDGET" 'BEGIN { print (x < b) }') == 1 ]]; then
 		say "$NFILES links: $tool (the other $((NFILES - tenth)), about ${total}s in all)"
-		if ! ssh_links $((tenth + 1)) "$NFILES" "$@" >>"$LAST_LOG" 2>&1 || ! links_ok; then
+		if ! ssh_links $((tenth + 1)) "$NFILES" "$@" >>"$LAST_LOG" 2>&1; then
 			record "$NFILES links" "$tool" 1 FAILED "$note"
 			FAILED=1
 			return 0
 		fi
 		t2=$EPOCHREALTIME
+		if ! links_ok; then
+			record "$NFILES links" "$tool" 1 FAILED "did not do the work; $note"
+			FAILED=1
+			return 0
+		fi
 		record "$NFILES links" "$tool" 1 "$(elapsed "$t0" "$t2")" "all $NFILES run; $note"
 	else
 		links_ok "$tenth" || FAILED=1

@@ -120,6 +120,12 @@ path_check(
 		return node_err(err, node_get(body, "mode"),
 		    "mode is not supported with state %s",
 		    path_state_names[c->state]);
+	/* A symlink's own mode is always 777 and chmod follows it, so the
+	 * step would report a change on every run. */
+	if (!c->follow && c->attrs.mode_set)
+		return node_err(err, node_get(body, "mode"),
+		    "mode cannot be managed with follow: false (a symlink's "
+		    "mode is not its own)");
 	if (absent && (c->attrs.owner || c->attrs.group))
 		return node_err(
 		    err, body, "owner/group make no sense with state absent");
