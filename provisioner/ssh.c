@@ -62,7 +62,8 @@ struct ssh_conn {
 	bool dead;                /* transport broke: only reconnect helps */
 	char *lost;               /* owned: why it is dead, or NULL */
 	unsigned reconnects;
-	bool lib; /* libssh2_init() succeeded */
+	unsigned gen; /* bumped when a session is torn down (tunnels) */
+	bool lib;     /* libssh2_init() succeeded */
 };
 
 /* Host key types, in order of preference when nothing says otherwise. */
@@ -804,6 +805,7 @@ auth(struct ssh_conn *c, struct errbuf *err)
 static void
 conn_teardown(struct ssh_conn *c)
 {
+	c->gen++; /* channels of the old session, tunnels' too, are gone */
 	if (c->session != NULL) {
 		libssh2_session_set_blocking(c->session, 1);
 		libssh2_session_set_timeout(c->session, CLOSE_WAIT_MS);
@@ -967,13 +969,11 @@ conn_dead(struct ssh_conn *c, char *why)
 }
 
 static int
-xfer_lost(struct xfer *x, int rc, struct errbuf *err)
+session_lost(struct ssh_conn *c, int rc, struct errbuf *err)
 {
-	struct ssh_conn *c = x->c;
-
 	if (channel_only_error(rc))
 		return err_set(err, SH_ERR_SSH, "channel to %s failed: %s",
-		    c->where, last_error(x->s));
+		    c->where, last_error(c->session));
 	if (rc == LIBSSH2_ERROR_SOCKET_RECV ||
 	    rc == LIBSSH2_ERROR_SOCKET_DISCONNECT)
 		conn_dead(
@@ -981,9 +981,15 @@ xfer_lost(struct xfer *x, int rc, struct errbuf *err)
 	else if (rc == LIBSSH2_ERROR_SOCKET_SEND)
 		conn_dead(c, xasprintf("sending to %s failed", c->where));
 	else
-		conn_dead(c,
-		    xasprintf("%s (libssh2 error %d)", last_error(x->s), rc));
+		conn_dead(c, xasprintf("%s (libssh2 error %d)",
+		                 last_error(c->session), rc));
 	return err_set(err, SH_ERR_SSH, "session lost: %s", c->lost);
+}
+
+static int
+xfer_lost(struct xfer *x, int rc, struct errbuf *err)
+{
+	return session_lost(x->c, rc, err);
 }
 
 static int
