@@ -2,15 +2,22 @@
  * remote.h: run a shell script on the target, the one way steps reach it.
  *
  * The script never goes on argv (argv is visible in `ps` on both ends and
- * in sshd logs). The command line is a fixed bootstrap:
+ * in sshd logs). The command line is a fixed bootstrap. With a payload:
  *
  *     [sudo -n -u USER --] timeout -k 10 T sh -c 'read -r n && s=$(head -c
  *     "$n") && eval "$s"' stagehand
  *
- * and stdin carries "<length>\n<script>" followed by the payload, if any,
- * which the script reads from its stdin (e.g. `cat > "$tmp"`). GNU head -c
- * never reads past its count from a pipe, and dash's `read` reads a byte at
- * a time, so the payload is left intact for the script.
+ * and stdin carries "<length>\n<script>" followed by the payload, which
+ * the script reads from its stdin (e.g. `cat > "$tmp"`). GNU head -c never
+ * reads past its count from a pipe, and dash's `read` reads a byte at a
+ * time, so the payload is left intact for the script. Without a payload
+ * (payload NULL and payload_fd -1), one process fewer:
+ *
+ *     [sudo -n -u USER --] timeout -k 10 T sh -s
+ *
+ * with stdin "{\n<script>\n}\n": the shell parses the whole script before
+ * it runs any of it, and what the script runs finds stdin at EOF. Either
+ * way $0 is not something scripts may rely on.
  *
  * become: NULL runs as the login user; otherwise `sudo -n -u become`, which
  * fails at once (no prompt) when sudo would ask for a password.
@@ -18,7 +25,10 @@
  * Lazily connects ctx's session on first use. Returns 0 when the script ran
  * to the end, whatever its exit status (in out->status), -1 on transport,
  * timeout or interruption (see ssh.h for the codes). Output is captured into
- * out->out/out->err (caller releases with remote_out_free).
+ * out->out/out->err (caller releases with remote_out_free), each up to
+ * REMOTE_OUTPUT_MAX: out keeps the head of stdout, err a tail of stderr
+ * (at least its last REMOTE_OUTPUT_MAX/2 bytes; see ssh_io), which is
+ * what a step's output tail and remote_fail() want.
  */
 #ifndef STAGEHAND_REMOTE_H
 #define STAGEHAND_REMOTE_H

@@ -81,8 +81,11 @@ unsigned ssh_reconnect_count(const struct ssh_conn *c);
  * What to feed to a command's stdin and where its output goes. stdin is
  * stdin_data (if any), then everything read from stdin_fd until EOF (if
  * >= 0), then EOF. stdout goes to stdout_fd when >= 0, else into out.
- * out and err keep at most their own max bytes; the rest is counted in
- * ssh_exit.dropped. deadline_ms is compared with now_ms(); 0 means none.
+ * out keeps the first max bytes of stdout. err keeps a tail of stderr:
+ * once more than max arrived, the oldest bytes are dropped, at least half
+ * a buffer at a time, so err holds the last max/2 bytes or more. What is
+ * not kept is counted in ssh_exit.dropped. deadline_ms is compared with
+ * now_ms(); 0 means none.
  */
 struct ssh_io {
 	const void *stdin_data;
@@ -104,5 +107,58 @@ struct ssh_exit {
  * (whatever its exit status), -1 on transport errors. */
 int ssh_exec(struct ssh_conn *c, const char *command, struct ssh_io *io,
     struct ssh_exit *exit, struct errbuf *err);
+
+/*
+ * Tunnels: one channel whose bytes are relayed to and from a local fd (a
+ * connected, non-blocking stream socket; pg.c hands it the server end of
+ * the connection libpq made). Single-threaded: the caller drives its own
+ * work (libpq) and ssh_tunnel_pump() in turns, from one thread.
+ *
+ *   ssh_tunnel_open_tcp()   a direct-tcpip channel to host:port as seen
+ *                           from the target (e.g. 127.0.0.1:5432); no port
+ *                           is opened anywhere. A refusal by the server
+ *                           (nothing listening, forwarding disabled) is
+ *                           SH_ERR_REMOTE with sshd's reason.
+ *   ssh_tunnel_open_exec()  an exec channel running command, whose stdin
+ *                           and stdout are the stream (a relay to a unix
+ *                           socket on the target); its stderr is kept, the
+ *                           first 4 KiB, for ssh_tunnel_stderr().
+ *   ssh_tunnel_pump()       moves whatever is ready both ways without
+ *                           blocking; when nothing was ready it waits up to
+ *                           timeout_ms (0: not at all) for the session's
+ *                           socket or fd, then moves again. EOF travels
+ *                           both ways: fd's EOF becomes the channel's EOF,
+ *                           the channel's EOF (once all its data reached
+ *                           fd) becomes shutdown(fd, SHUT_WR) and
+ *                           ssh_tunnel_eof(). A reader of fd that went
+ *                           away (EPIPE) makes the rest be dropped. Sends
+ *                           a keepalive when idle. Returns with no packet
+ *                           half sent, so the session may run ssh_exec()
+ *                           or other tunnels between pumps.
+ *   ssh_tunnel_idle()       nothing buffered in either direction.
+ *   ssh_tunnel_close()      closes the channel (bounded wait) and frees
+ *                           the tunnel; does not close fd. NULL is a no-op.
+ *
+ * Flow control: at most 64 KiB is buffered each way; a slow fd reader
+ * leaves data in the SSH window, a slow channel leaves it in fd.
+ * A tunnel belongs to the session it was opened on: after ssh_reconnect()
+ * (or a lost session) pump fails with SH_ERR_SSH and close only frees.
+ * Opening: SH_ERR_SSH/SH_ERR_TIMEOUT/SH_ERR_INTERRUPTED (c's timeout and
+ * interrupt flag) as for ssh_exec; giving up half way leaves the session
+ * unusable (ssh_reconnect()).
+ */
+struct ssh_tunnel; /* opaque */
+
+int ssh_tunnel_open_tcp(struct ssh_conn *c, const char *host, unsigned port,
+    struct ssh_tunnel **out, struct errbuf *err);
+int ssh_tunnel_open_exec(struct ssh_conn *c, const char *command,
+    struct ssh_tunnel **out, struct errbuf *err);
+int ssh_tunnel_pump(struct ssh_tunnel *t, int fd, int timeout_ms,
+    struct errbuf *err);
+bool ssh_tunnel_eof(const struct ssh_tunnel *t);
+bool ssh_tunnel_idle(const struct ssh_tunnel *t);
+/* The channel's stderr so far (exec tunnels); "" when none. Borrowed. */
+const char *ssh_tunnel_stderr(const struct ssh_tunnel *t);
+void ssh_tunnel_close(struct ssh_tunnel *t);
 
 #endif

@@ -244,6 +244,11 @@ drive "${KEYS[@]}" -m 1000 "$TGT" 'head -c 5000 /dev/zero; head -c 300 /dev/zero
 t_ok "output beyond the buffer's max is counted as dropped, not an error" \
 	eval 'expect 0 "dropped=4000" && [ "$(wc -c <"$T/o")" = 1000 ]'
 
+drive "${KEYS[@]}" -m 1000 "$TGT" 'yes early | head -c 5000 >&2; echo last >&2'
+t_ok "stderr beyond the buffer's max keeps its tail, not its head" \
+	eval 'expect 0 "dropped=" && grep -qx last "$T/e" &&
+	      [ "$(grep -cx early "$T/e")" -le 166 ]'
+
 drive "${KEYS[@]}" -T 1000 -2 'echo after' "$TGT" 'sleep 30'
 t_ok "a deadline ends the command with SH_ERR_TIMEOUT" \
 	expect 0 "error SH_ERR_TIMEOUT"
@@ -280,10 +285,9 @@ t_ok "ssh_reconnect then opens a new session that runs a command" \
 
 # ---------------------------------------------------------------- remote_run
 
-drive "${KEYS[@]}" -r "$TGT" 'echo "$0"; readlink /proc/$$/exe'
+drive "${KEYS[@]}" -r "$TGT" 'readlink /proc/$$/exe'
 t_ok "scripts run under /bin/sh (dash) via the stdin bootstrap" \
-	eval 'out "stagehand
-/usr/bin/dash"'
+	eval 'out /usr/bin/dash'
 
 script=$(printf '%s\n' 'x="it'\''s  \"quoted\" $HOME"' 'printf "%s|" "$x"' \
 	'cat <<EOF' 'heredoc line' 'EOF' 'exit 7')

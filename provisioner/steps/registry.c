@@ -16,6 +16,11 @@ static const struct step_kind *const kinds[] = {
 	&step_kind_line,
 	&step_kind_alias,
 	&step_kind_closure,
+	&step_kind_postgres,
+	&step_kind_migration_test,
+	&step_kind_permissions,
+	&step_kind_sql,
+	&step_kind_pgtap,
 	NULL,
 };
 

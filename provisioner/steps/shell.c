@@ -17,24 +17,34 @@
  *                      Set: exit changed_exit_code means changed (and is
  *                      valid), any other valid exit means ok (no change)
  *   shell              interpreter, default /bin/sh; gets the script as a
- *                      file argument
+ *                      file argument (/dev/fd/3)
  *
- * How it runs (one round trip): the wrapper script sent by remote_run()
- * carries the user's script as a quoted assignment, cds, exports env,
- * checks creates/unless itself, writes the script to a mktemp file (0600,
- * removed on exit, so it is on no command line) and runs `$shell FILE`
- * with stdin from /dev/null and stdout+stderr going to a second mktemp
- * file, whose last 64 KiB the wrapper then copies to its stderr (also
- * when it is stopped by the step's timeout). The wrapper's stdout thus
- * carries only its own verdict line, which the user's output cannot be
- * mixed into:
+ * How it runs (one round trip, and as few processes on the target as
+ * we could make it: a step costs its processes, about 1 ms each on a
+ * small VM, and sudo about 7): remote_run() sends the wrapper on stdin;
+ * it cds, exports env, checks creates/unless itself, prints its verdict
+ * line and then execs `$shell /dev/fd/3` with the user's script on fd 3
+ * as a here-document (dash and bash feed a small one through a pipe; the
+ * delimiter is a line the script does not contain), stdin from /dev/null
+ * and stdout joined to stderr. So the script is in no file and on no
+ * command line, and the wrapper's stdout carries only its verdict line,
+ * which the user's output cannot be mixed into:
  *   stagehand-skip creates|unless     the script did not run
- *   stagehand-ran N                   the script ran and exited N
- * No verdict line means the wrapper itself failed (cd, mktemp, sudo...):
- * the step fails with the remote exit status and the last stderr line.
- * The user's output (stdout and stderr interleaved) becomes res->output;
- * res->exit_status is N. An invalid exit fails the step with "exit N:
- * <last output line>".
+ *   stagehand-exec                    the script ran; the command's exit
+ *                                     status is the script's
+ * No verdict line means the wrapper itself failed (cd, sudo...): the step
+ * fails with the remote exit status and the last stderr line. The user's
+ * output (stdout and stderr interleaved) streams to the channel's stderr,
+ * whose tail remote_run() keeps, and becomes res->output, also when the
+ * step's timeout stops the script; res->exit_status is the exit status.
+ * An invalid exit fails the step with "exit N: <last output line>"; a
+ * script killed by a signal fails it with "killed by a signal: ...".
+ *
+ * Streaming has one cost: the step ends when the channel's stderr closes,
+ * so a background process the script leaves running with its stdout or
+ * stderr open keeps the step going until that process exits or the step
+ * times out. Such a process wants its output redirected, e.g.
+ * `daemon >/var/log/daemon.log 2>&1 &`.
  *
  * probe: without creates/unless, no round trip: changed, "would run:
  * <first line of the script>". With them, the same checks run read-only
@@ -234,23 +244,12 @@ shell_parse(const struct node *body, const struct step *step, void **cfg,
 /* ======================================================== the wrapper */
 
 /*
- * Inputs: S (script) SH CR HC (creates set) U HU (unless set) CD; env
- * already exported. RUN=0 stops after the checks (probe).
+ * Inputs: SH CR HC (creates set) U HU (unless set) CD; env already
+ * exported. RUN=0 stops after the checks (probe). With RUN=1 the script
+ * follows as a here-document for fd 3 (see shell_script()).
  */
 static const char shell_sh[] =
     "set -u\n"
-    "t= o=\n"
-    "dump() {\n"
-    "\t[ -n \"$o\" ] && [ -f \"$o\" ] || return 0\n"
-    "\tn=$(wc -c < \"$o\")\n"
-    "\tif [ \"$n\" -gt 65536 ]; then\n"
-    "\t\techo \"[... $((n - 65536)) bytes of output dropped ...]\" >&2\n"
-    "\t\ttail -c 65536 -- \"$o\" >&2\n"
-    "\telse cat -- \"$o\" >&2; fi\n"
-    "}\n"
-    "trap 'for f in \"$t\" \"$o\"; do [ -z \"$f\" ] || rm -f -- \"$f\"; "
-    "done' EXIT\n"
-    "trap 'dump; exit 143' TERM HUP INT\n"
     "if [ -n \"$CD\" ] && ! cd -- \"$CD\"; then\n"
     "\t[ \"$RUN\" = 0 ] && { echo 'stagehand-run'; exit 0; }\n"
     "\texit 1\n"
@@ -261,19 +260,63 @@ static const char shell_sh[] =
     "if [ \"$HU\" = 1 ] && (set +u; eval \"$U\") </dev/null 1>&2; then\n"
     "\techo 'stagehand-skip unless'; exit 0\n"
     "fi\n"
-    "if [ \"$RUN\" = 0 ]; then echo 'stagehand-run'; exit 0; fi\n"
-    "t=$(mktemp) && o=$(mktemp) || exit 1\n"
-    "printf '%s\\n' \"$S\" > \"$t\" || exit 1\n"
-    "\"$SH\" \"$t\" </dev/null >\"$o\" 2>&1\n"
-    "r=$?\n"
-    "dump\n"
-    "echo \"stagehand-ran $r\"\n";
+    "if [ \"$RUN\" = 0 ]; then echo 'stagehand-run'; exit 0; fi\n";
+/* Then, with RUN=1, the here-document's delimiter, "'\n" and the script. */
+static const char shell_exec_sh[] =
+    "echo 'stagehand-exec'\n"
+    "exec \"$SH\" /dev/fd/3 </dev/null 1>&2 3<<'";
+
+/*
+ * A here-document delimiter that is no line of the script:
+ * STAGEHAND_EOF, then _1, _2... until none matches.
+ */
+static void
+shell_delim(const char *script, struct buf *d)
+{
+	for (unsigned n = 0;; n++) {
+		const char *p = script;
+		bool clash = false;
+
+		buf_reset(d);
+		if (n == 0)
+			(void)buf_adds(d, "STAGEHAND_EOF");
+		else
+			(void)buf_addf(d, "STAGEHAND_EOF_%u", n);
+		while (!clash && *p != '\0') {
+			size_t len = strcspn(p, "\n");
+
+			clash = len == d->len && memcmp(p, d->data, len) == 0;
+			p += len + (p[len] == '\n');
+		}
+		if (!clash)
+			return;
+	}
+}
+
+/* The script as the wrapper's here-document: "D\n<script>\nD\n". */
+static int
+shell_heredoc(const char *script, struct buf *b)
+{
+	struct buf d;
+	size_t len = strlen(script);
+	int rc;
+
+	buf_init(&d, 64);
+	shell_delim(script, &d);
+	rc = 0;
+	if (buf_add(b, d.data, d.len) < 0 || buf_adds(b, "'\n") < 0 ||
+	    buf_add(b, script, len) < 0 ||
+	    (len > 0 && script[len - 1] != '\n' && buf_addc(b, '\n') < 0) ||
+	    buf_add(b, d.data, d.len) < 0 || buf_addc(b, '\n') < 0)
+		rc = -1;
+	buf_release(&d);
+	return rc;
+}
 
 static int
 shell_script(const struct shell_cfg *c, bool run, struct buf *b)
 {
-	if (stepsh_assign(b, "S", run ? c->script : "") < 0 ||
-	    stepsh_assign(b, "SH", c->shell) < 0 ||
+	if (stepsh_assign(b, "SH", c->shell) < 0 ||
 	    stepsh_assign(b, "CR", c->creates ? c->creates : "") < 0 ||
 	    stepsh_assign(b, "U", c->unless ? c->unless : "") < 0 ||
 	    stepsh_assign(b, "CD", c->cwd ? c->cwd : "") < 0 ||
@@ -285,7 +328,11 @@ shell_script(const struct shell_cfg *c, bool run, struct buf *b)
 		    sh_quote(b, c->env[i].value) < 0 || buf_addc(b, '\n') < 0)
 			return -1;
 	}
-	return buf_adds(b, shell_sh);
+	if (buf_adds(b, shell_sh) < 0)
+		return -1;
+	if (!run)
+		return 0;
+	return buf_adds(b, shell_exec_sh) < 0 ? -1 : shell_heredoc(c->script, b);
 }
 
 /* The first line of the script that is not blank or a comment, for change
@@ -347,21 +394,22 @@ shell_verdict(const struct shell_cfg *c, const struct remote_out *out,
     struct step_result *res, struct errbuf *err)
 {
 	const char *v = out->out.data + strlen("stagehand-");
-	uint64_t code;
+	int code = out->status;
 
 	if (str_has_prefix(v, "skip ")) {
 		step_result_detail(res, "skipped_by", "%.*s",
 		    (int)strcspn(v + 5, "\n"), v + 5);
 		return 0;
 	}
-	if (!str_has_prefix(v, "ran ") ||
-	    parse_u64(v + 4, strcspn(v + 4, "\n"), 255, &code) < 0)
+	if (strcmp(v, "exec\n") != 0)
 		return err_set(
 		    err, SH_ERR_INTERNAL, "shell: unexpected wrapper output");
-	res->exit_status = (int)code;
+	if (code < 0 || code > 255)
+		return remote_fail(err, &out->err, "killed by a signal");
+	res->exit_status = code;
 	if (!c->valid[code])
-		return remote_fail(err, &out->err, "exit %d", (int)code);
-	if (c->changed_code < 0 || (int)code == c->changed_code) {
+		return remote_fail(err, &out->err, "exit %d", code);
+	if (c->changed_code < 0 || code == c->changed_code) {
 		struct buf first;
 
 		buf_init(&first, 4096);

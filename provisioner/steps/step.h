@@ -156,6 +156,11 @@ extern const struct step_kind step_kind_path;
 extern const struct step_kind step_kind_line;
 extern const struct step_kind step_kind_alias;
 extern const struct step_kind step_kind_closure;
+extern const struct step_kind step_kind_postgres;
+extern const struct step_kind step_kind_migration_test;
+extern const struct step_kind step_kind_permissions;
+extern const struct step_kind step_kind_sql;
+extern const struct step_kind step_kind_pgtap;
 
 /* Registry (steps/registry.c). NULL when unknown. */
 const struct step_kind *step_kind_find(const char *name);

@@ -1,0 +1,1171 @@
+/*
+ * steps/migration_test.c: the `migration_test` step kind: prove that an
+ * upgrade from old PostgreSQL binaries to new ones keeps every row.
+ *
+ * Manifest fields:
+ *   old_bin     required, absolute: the old release's bin dir
+ *   new_bin     required, absolute: the new release's bin dir (the bundle
+ *               under test: initdb, pg_ctl, postgres, pg_dump, and
+ *               pg_upgrade or pg_dumpall + psql for the methods)
+ *   old_lib     absolute: LD_LIBRARY_PATH for the old binaries (e.g.
+ *               Debian 11's postgresql-13 unpacked with dpkg-deb -x).
+ *               pg_upgrade runs old binaries itself, so it gets it too:
+ *               it should hold only what the old binaries miss
+ *   method      pg_upgrade | pg_dumpall | both (default pg_upgrade)
+ *   data        required: local SQL files (relative to the manifest),
+ *               loaded in order into the old cluster through libpq (pg.h)
+ *   between     local SQL files run on each NEW cluster after the upgrade
+ *               and before its fingerprint (how a test injects a loss)
+ *   user        OS user that runs everything, default postgres
+ *   username    the clusters' bootstrap superuser, default `user`
+ *   dbname      the database the data goes into and that is
+ *               fingerprinted, default postgres (created when missing)
+ *   locale, encoding   initdb's, for both clusters; default C, UTF8
+ *   workdir     absolute parent dir for the temp dir on the target
+ *               (mktemp -d WORKDIR/stagehand-mt.XXXXXX); default /tmp
+ *   port        base port, default 54329: old on port, new on port+1
+ *   keep        bool: keep the work dir (clusters stopped); default false
+ *
+ * What happens (DESIGN.md section 5), each cluster on a private unix
+ * socket dir WORK/s (no TCP listener, trust auth) and its own port:
+ *   1. one round trip: check the binaries, make WORK, initdb WORK/old with
+ *      old_bin, start it;
+ *   2. create dbname when needed, load `data`; fingerprint "before";
+ *   3. pg_dumpall (old still running): initdb WORK/dump with new_bin,
+ *      start it, new_bin/pg_dumpall from the old cluster, restore with
+ *      new_bin/psql; run `between`; fingerprint; stop it;
+ *   4. pg_upgrade: stop old, initdb WORK/upg with new_bin, pg_upgrade
+ *      --check then pg_upgrade (run in WORK), start it; run `between`;
+ *      fingerprint; stop it;
+ *   5. stop whatever still runs and remove WORK unless keep.
+ * A fingerprint, all through libpq: per user table, materialized view
+ * and sequence (not in pg_catalog, information_schema, pg_toast or
+ * owned by an extension), tables and matviews as row count plus md5 of
+ * the rows' text forms joined in C-collation order (session settings
+ * pinned: TimeZone UTC, DateStyle ISO, extra_float_digits 1...),
+ * sequences as last_value and is_called; plus the schema: new_bin's
+ * `pg_dump --schema-only` of dbname, run on the target, with comment,
+ * SET, set_config, backslash and blank lines dropped, hashed (sha256).
+ * This reads whole tables into one string: it is meant for test data.
+ *
+ * Why psql for the pg_dumpall restore: pg_dumpall's output is a psql
+ * script (\connect between databases, COPY ... FROM stdin blocks) that
+ * libpq's query API cannot run, and restoring it with psql is what an
+ * operator does. The psql used is new_bin's, from the bundle under test,
+ * not one installed on the image. The one error a restore into a fresh
+ * cluster always gives, CREATE ROLE of the bootstrap superuser, is
+ * allowed; any other ERROR fails the step.
+ *
+ * Report: one test per object and method ("pg_upgrade: table public.t")
+ * with the before and after fingerprints in its message, and one for the
+ * schema; details carry versions, counts and the work dir. A difference
+ * fails the step naming the objects. The target is left as it was
+ * (apply reports ok, not changed) unless keep.
+ *
+ * probe: one read-only round trip that checks the binaries and reports
+ * their versions.
+ *
+ * Not STEP_RETRY_SAFE: after a dropped connection the clusters of the
+ * first attempt may still run (a retry would make a new work dir and
+ * find the ports taken). `retries` can still ask for it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../limits.h"
+#include "../pg.h"
+#include "../remote.h"
+#include "../runner.h"
+#include "stepsh.h"
+
+#define MT_DEFAULT_PORT 54329
+#define MT_SQL_MAX (64u << 20)      /* one data file */
+#define MT_SCHEMA_MAX (16u << 20)   /* one pg_dump --schema-only */
+#define MT_WORKDIR_MAX 64           /* unix socket paths are short */
+
+enum {
+	MT_UPGRADE = 1u << 0,
+	MT_DUMPALL = 1u << 1,
+};
+
+struct mt_cfg {
+	const char *old_bin;  /* borrowed */
+	const char *new_bin;  /* borrowed */
+	const char *old_lib;  /* borrowed; NULL: none */
+	unsigned methods;
+	struct strlist data;    /* resolved local paths */
+	struct strlist between; /* resolved local paths */
+	char *user;           /* owned: also the become user */
+	const char *username; /* borrowed, or user */
+	const char *dbname;   /* borrowed or "postgres" */
+	const char *locale;   /* borrowed or "C" */
+	const char *encoding; /* borrowed or "UTF8" */
+	const char *workdir;  /* borrowed or "/tmp" */
+	unsigned port;
+	bool keep;
+};
+
+/* One fingerprinted object. */
+struct mt_obj {
+	char *name;  /* owned: schema.name, unquoted */
+	char *qname; /* owned: quoted by the server */
+	char kind;   /* 'r' table, 'm' matview, 'S' sequence */
+	bool populated;
+	char *fp;    /* owned: "5000 rows, md5 ..." */
+};
+
+struct mt_fp {
+	struct mt_obj *v; /* owned */
+	size_t n;
+	struct buf schema; /* normalised pg_dump --schema-only */
+	struct buf schema_hash;
+};
+
+struct mt_run {
+	struct run_ctx *ctx;
+	const struct step *step;
+	const struct mt_cfg *c;
+	struct step_result *res;
+	char *work;            /* owned: WORK on the target, once made */
+	struct strlist fails;  /* one line per method that differed */
+};
+
+static const char *const mt_keys[] = {
+	"old_bin",
+	"new_bin",
+	"old_lib",
+	"method",
+	"data",
+	"between",
+	"user",
+	"username",
+	"dbname",
+	"locale",
+	"encoding",
+	"workdir",
+	"port",
+	"keep",
+	NULL,
+};
+
+/* ======================================================== parse */
+
+static void
+mt_free(void *cfg)
+{
+	struct mt_cfg *c = cfg;
+
+	if (c == NULL)
+		return;
+	strlist_free(&c->data);
+	strlist_free(&c->between);
+	free(c->user);
+	free(c);
+}
+
+/* A data file must be readable and split into statements (no psql
+ * backslash commands) before anything touches the target. */
+static int
+mt_check_sql(const char *path, struct errbuf *err)
+{
+	struct pg_script script;
+	struct buf sql;
+	int rc;
+
+	buf_init(&sql, MT_SQL_MAX);
+	rc = file_read(path, MT_SQL_MAX, &sql, err);
+	if (rc == 0)
+		rc = pg_script_parse(path, sql.data, sql.len, &script, err);
+	if (rc == 0)
+		pg_script_free(&script);
+	buf_release(&sql);
+	return rc;
+}
+
+/* Resolves the files of list key against the manifest's directory and
+ * checks each (mt_check_sql). */
+static int
+mt_parse_files(const struct node *body, const char *key, bool required,
+    struct strlist *out, struct errbuf *err)
+{
+	const struct node *n = node_get(body, key);
+	struct strlist raw = { NULL, 0 };
+	struct errbuf inner;
+
+	if (n == NULL && required)
+		return node_err(err, body, "missing required key '%s'", key);
+	if (node_opt_strlist(body, key, &raw, err) < 0)
+		return -1;
+	if (required && raw.n == 0) {
+		strlist_free(&raw);
+		return node_err(err, n, "%s: no files", key);
+	}
+	for (size_t i = 0; i < raw.n; i++) {
+		const char *f = raw.v[i], *slash = strrchr(n->file, '/');
+		char *p = f[0] == '/' || slash == NULL
+		              ? xstrdup(f)
+		              : xasprintf("%.*s/%s", (int)(slash - n->file),
+		                    n->file, f);
+
+		strlist_push_owned(out, p);
+		if (mt_check_sql(p, &inner) < 0) {
+			strlist_free(&raw);
+			return node_err(err, n, "%s: %s", key, inner.msg);
+		}
+	}
+	strlist_free(&raw);
+	return 0;
+}
+
+static int
+mt_parse_method(const struct node *body, struct mt_cfg *c, struct errbuf *err)
+{
+	const char *m = NULL;
+
+	if (node_opt_str(body, "method", &m, err) < 0)
+		return -1;
+	if (m == NULL || strcmp(m, "pg_upgrade") == 0)
+		c->methods = MT_UPGRADE;
+	else if (strcmp(m, "pg_dumpall") == 0)
+		c->methods = MT_DUMPALL;
+	else if (strcmp(m, "both") == 0)
+		c->methods = MT_UPGRADE | MT_DUMPALL;
+	else
+		return node_err(err, node_get(body, "method"),
+		    "method must be pg_upgrade, pg_dumpall or both, not '%s'",
+		    m);
+	return 0;
+}
+
+/* Names that go into SQL and onto command lines: plain words only. */
+static bool
+mt_word_ok(const char *s, const char *extra)
+{
+	if (s[0] == '\0' || s[0] == '-' || strlen(s) > 63)
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		        (*p >= '0' && *p <= '9') || *p == '_' ||
+		        strchr(extra, *p) != NULL))
+			return false;
+	return true;
+}
+
+static int
+mt_parse_words(const struct node *body, struct mt_cfg *c, struct errbuf *err)
+{
+	static const char *const keys[] = { "username", "dbname", "locale",
+		"encoding", NULL };
+	const char **dst[] = { &c->username, &c->dbname, &c->locale,
+		&c->encoding };
+	const char *user = NULL;
+
+	if (node_opt_str(body, "user", &user, err) < 0)
+		return -1;
+	if (user != NULL && !stepsh_account_name_ok(user))
+		return node_err(err, node_get(body, "user"),
+		    "user: not a valid user name: '%s'", user);
+	c->user = xstrdup(user ? user : "postgres");
+	for (size_t i = 0; keys[i] != NULL; i++) {
+		if (node_opt_str(body, keys[i], dst[i], err) < 0)
+			return -1;
+		if (*dst[i] != NULL && !mt_word_ok(*dst[i], ".-@"))
+			return node_err(err, node_get(body, keys[i]),
+			    "%s: letters, digits and _ . - @ only: '%s'",
+			    keys[i], *dst[i]);
+	}
+	if (c->username == NULL)
+		c->username = c->user;
+	if (c->dbname == NULL)
+		c->dbname = "postgres";
+	if (c->locale == NULL)
+		c->locale = "C";
+	if (c->encoding == NULL)
+		c->encoding = "UTF8";
+	return 0;
+}
+
+static int
+mt_parse_dirs(const struct node *body, struct mt_cfg *c, struct errbuf *err)
+{
+	if (stepsh_abs_path(body, "old_bin", &c->old_bin, err) < 0 ||
+	    stepsh_abs_path(body, "new_bin", &c->new_bin, err) < 0)
+		return -1;
+	if (node_get(body, "old_lib") != NULL &&
+	    stepsh_abs_path(body, "old_lib", &c->old_lib, err) < 0)
+		return -1;
+	if (node_get(body, "workdir") == NULL) {
+		c->workdir = "/tmp";
+		return 0;
+	}
+	if (stepsh_abs_path(body, "workdir", &c->workdir, err) < 0)
+		return -1;
+	/* It ends up in pg_ctl -o and in socket paths (at most 107 bytes). */
+	if (!mt_word_ok(c->workdir + 1, "/.-") ||
+	    strlen(c->workdir) > MT_WORKDIR_MAX)
+		return node_err(err, node_get(body, "workdir"),
+		    "workdir: at most %d characters of letters, digits and "
+		    "_ . - /", MT_WORKDIR_MAX);
+	return 0;
+}
+
+static int
+mt_parse(const struct node *body, const struct step *step, void **cfg,
+    struct errbuf *err)
+{
+	struct mt_cfg *c;
+	uint64_t port = MT_DEFAULT_PORT;
+
+	(void)step;
+	*cfg = NULL;
+	if (node_expect(body, NODE_MAP, "migration_test", err) < 0 ||
+	    node_check_keys(body, mt_keys, err) < 0)
+		return -1;
+	c = xcalloc(1, sizeof(*c));
+	if (mt_parse_dirs(body, c, err) < 0 ||
+	    mt_parse_method(body, c, err) < 0 ||
+	    mt_parse_words(body, c, err) < 0 ||
+	    mt_parse_files(body, "data", true, &c->data, err) < 0 ||
+	    mt_parse_files(body, "between", false, &c->between, err) < 0 ||
+	    node_opt_u64(body, "port", 65534, &port, err) < 0 ||
+	    node_opt_bool(body, "keep", &c->keep, err) < 0) {
+		mt_free(c);
+		return -1;
+	}
+	if (port < 1024) {
+		mt_free(c);
+		return node_err(err, node_get(body, "port"),
+		    "port must be 1024-65534");
+	}
+	c->port = (unsigned)port;
+	*cfg = c;
+	return 0;
+}
+
+/* ======================================================== remote side */
+
+/*
+ * Every script starts with these: the settings, `old CMD...` (runs CMD
+ * with old_lib in LD_LIBRARY_PATH), and cluster helpers. mkc BIN DIR RUN
+ * initdb; startc BIN DIR PORT RUN; stopc BIN DIR RUN. Failures print the
+ * tail of the tool's log on stderr and exit 1.
+ */
+static const char mt_lib[] =
+    "set -u\n"
+    "umask 077\n"
+    "die() { printf '%s\\n' \"$*\" >&2; exit 1; }\n"
+    "old() { if [ -n \"$OL\" ]; then LD_LIBRARY_PATH=$OL \"$@\";"
+    " else \"$@\"; fi; }\n"
+    "new() { \"$@\"; }\n"
+    "tailerr() { [ -r \"$1\" ] && tail -n 20 -- \"$1\" >&2; }\n"
+    "mkc() {\n"
+    "\t$3 \"$1/initdb\" -D \"$2\" --locale=\"$LOC\" --encoding=\"$ENC\""
+    " --username=\"$SU\" --auth=trust >\"$2.initdb.log\" 2>&1 ||\n"
+    "\t\t{ tailerr \"$2.initdb.log\"; die \"initdb $2 with $1 failed\"; }\n"
+    "}\n"
+    "startc() {\n"
+    "\t$4 \"$1/pg_ctl\" -D \"$2\" -l \"$2.log\" -w -t 120"
+    " -o \"-c listen_addresses='' -k $W/s -p $3\" start >/dev/null 2>&1"
+    " ||\n"
+    "\t\t{ echo \"--- server log $2.log, last lines ---\" >&2;"
+    " tailerr \"$2.log\";\n"
+    "\t\t  die \"cannot start the cluster in $2 with $1\"; }\n"
+    "}\n"
+    "stopc() {\n"
+    "\t$3 \"$1/pg_ctl\" -D \"$2\" -w -t 120 -m fast stop >/dev/null 2>&1"
+    " ||\n"
+    "\t\tdie \"cannot stop the cluster in $2\"\n"
+    "}\n"
+    "running() { [ -f \"$1/postmaster.pid\" ]; }\n"
+    "need() {\n"
+    "\tfor t in \"$@\"; do [ -x \"$t\" ] || die \"$t: not found or not"
+    " executable by $(id -un)\"; done\n"
+    "}\n";
+
+/* Checks the binaries and prints their versions (probe, and step 1). */
+static const char mt_check_sh[] =
+    "need \"$OB/initdb\" \"$OB/pg_ctl\" \"$OB/postgres\" \"$NB/initdb\""
+    " \"$NB/pg_ctl\" \"$NB/postgres\" \"$NB/pg_dump\"\n"
+    "[ \"$UPG\" = 0 ] || need \"$NB/pg_upgrade\"\n"
+    "[ \"$DMP\" = 0 ] || need \"$NB/pg_dumpall\" \"$NB/psql\"\n"
+    "ov=$(old \"$OB/postgres\" --version 2>&1) ||"
+    " die \"$OB/postgres does not run: $ov\"\n"
+    "nv=$(\"$NB/postgres\" --version 2>&1) ||"
+    " die \"$NB/postgres does not run: $nv\"\n"
+    "echo \"= old_version $ov\"\n"
+    "echo \"= new_version $nv\"\n";
+
+static const char mt_setup_sh[] =
+    "mkdir -p -- \"$WP\" || die \"cannot create workdir $WP\"\n"
+    "W=$(mktemp -d \"$WP/stagehand-mt.XXXXXX\") || die \"mktemp in $WP"
+    " failed\"\n"
+    "echo \"W $W\"\n"
+    "mkdir -m 700 \"$W/s\" || die \"cannot set up $W\"\n"
+    "mkc \"$OB\" \"$W/old\" old\n"
+    "startc \"$OB\" \"$W/old\" \"$P\" old\n";
+
+/* Schema of dbname on port $1: stdout is the dump only. */
+static const char mt_schema_sh[] =
+    "\"$NB/pg_dump\" --schema-only -h \"$W/s\" -p \"$1\" -U \"$SU\" -d"
+    " \"$DB\" 2>\"$W/pg_dump.err\" || { tailerr \"$W/pg_dump.err\";"
+    " die \"pg_dump --schema-only of port $1 failed\"; }\n";
+
+static const char mt_dumpall_sh[] =
+    "mkc \"$NB\" \"$W/dump\" new\n"
+    "startc \"$NB\" \"$W/dump\" \"$P2\" new\n"
+    "\"$NB/pg_dumpall\" -h \"$W/s\" -p \"$P\" -U \"$SU\" -f"
+    " \"$W/dumpall.sql\" 2>\"$W/dumpall.err\" ||\n"
+    "\t{ tailerr \"$W/dumpall.err\"; die \"pg_dumpall of the old cluster"
+    " failed\"; }\n"
+    "echo \"= dumpall_bytes $(wc -c < \"$W/dumpall.sql\")\"\n"
+    "\"$NB/psql\" -X -q -v ON_ERROR_STOP=0 -h \"$W/s\" -p \"$P2\" -U"
+    " \"$SU\" -d postgres -f \"$W/dumpall.sql\" >\"$W/restore.out\""
+    " 2>\"$W/restore.err\"\n"
+    "r=$?\n"
+    "grep -e 'ERROR:' -e 'FATAL:' \"$W/restore.err\" | grep -v -F"
+    " \"ERROR:  role \\\"$SU\\\" already exists\" >\"$W/restore.bad\"\n"
+    "if [ \"$r\" != 0 ] || [ -s \"$W/restore.bad\" ]; then\n"
+    "\thead -n 10 \"$W/restore.bad\" >&2\n"
+    "\tdie \"restoring the dump with psql failed (exit $r,"
+    " $(wc -l < \"$W/restore.bad\") errors)\"\n"
+    "fi\n";
+
+static const char mt_upgrade_sh[] =
+    "! running \"$W/old\" || stopc \"$OB\" \"$W/old\" old\n"
+    "mkc \"$NB\" \"$W/upg\" new\n"
+    "cd \"$W\" || die \"cd $W\"\n"
+    "up() { old \"$NB/pg_upgrade\" -b \"$OB\" -B \"$NB\" -d \"$W/old\" -D"
+    " \"$W/upg\" -s \"$W/s\" -p \"$P\" -P \"$P2\" -U \"$SU\" \"$@\"; }\n"
+    "up --check >\"$W/check.out\" 2>&1 ||\n"
+    "\t{ tailerr \"$W/check.out\"; die \"pg_upgrade --check failed\"; }\n"
+    "up >\"$W/upgrade.out\" 2>&1 ||\n"
+    "\t{ tailerr \"$W/upgrade.out\"; die \"pg_upgrade failed\"; }\n"
+    "echo \"= pg_upgrade_check passed\"\n"
+    "startc \"$NB\" \"$W/upg\" \"$P2\" new\n";
+
+static const char mt_cleanup_sh[] =
+    "case $W in \"$WP\"/stagehand-mt.*) ;; *) die \"refusing to remove"
+    " $W\" ;; esac\n"
+    "! running \"$W/old\" || stopc \"$OB\" \"$W/old\" old\n"
+    "for d in dump upg; do\n"
+    "\t! running \"$W/$d\" || stopc \"$NB\" \"$W/$d\" new\n"
+    "done\n"
+    "[ \"$KEEP\" = 1 ] || rm -rf -- \"$W\"\n";
+
+static int
+mt_vars(const struct mt_run *r, struct buf *b)
+{
+	const struct mt_cfg *c = r->c;
+
+	if (stepsh_assign(b, "OB", c->old_bin) < 0 ||
+	    stepsh_assign(b, "NB", c->new_bin) < 0 ||
+	    stepsh_assign(b, "OL", c->old_lib ? c->old_lib : "") < 0 ||
+	    stepsh_assign(b, "WP", c->workdir) < 0 ||
+	    stepsh_assign(b, "W", r->work ? r->work : "") < 0 ||
+	    stepsh_assign(b, "SU", c->username) < 0 ||
+	    stepsh_assign(b, "DB", c->dbname) < 0 ||
+	    stepsh_assign(b, "LOC", c->locale) < 0 ||
+	    stepsh_assign(b, "ENC", c->encoding) < 0)
+		return -1;
+	return buf_addf(b, "P=%u P2=%u UPG=%d DMP=%d KEEP=%d\n", c->port,
+	    c->port + 1, (c->methods & MT_UPGRADE) ? 1 : 0,
+	    (c->methods & MT_DUMPALL) ? 1 : 0, c->keep ? 1 : 0);
+}
+
+/* "WHAT failed (exit N)" and as many of the last stderr lines as fit. */
+static int
+mt_fail(const char *what, const struct remote_out *out, struct errbuf *err)
+{
+	const struct buf *e = &out->err;
+	size_t room, start, end = e->len;
+	struct buf msg;
+
+	buf_init(&msg, sizeof(err->msg));
+	(void)buf_addf(&msg, "%s failed (exit %d)", what, out->status);
+	while (end > 0 && (e->data[end - 1] == '\n' || e->data[end - 1] == ' '))
+		end--;
+	room = sizeof(err->msg) - msg.len - 4;
+	start = end > room ? end - room : 0;
+	while (start > 0 && start < end && e->data[start - 1] != '\n')
+		start++;
+	if (start < end) {
+		(void)buf_adds(&msg, ":\n");
+		for (size_t i = start; i < end; i++) {
+			unsigned char ch = (unsigned char)e->data[i];
+
+			(void)buf_addc(&msg,
+			    (ch < ' ' && ch != '\n') || ch == 0x7f ? '?'
+			                                           : (char)ch);
+		}
+	}
+	err_set(err, SH_ERR_REMOTE, "%s", msg.data);
+	buf_release(&msg);
+	return -1;
+}
+
+/* Picks up "W path" and "= key value" lines. */
+static void
+mt_protocol(struct mt_run *r, const struct buf *out)
+{
+	const char *p = out->data, *end = out->data + out->len;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		const char *sp;
+
+		if (len > 2 && p[0] == 'W' && p[1] == ' ' && r->work == NULL) {
+			r->work = xstrndup(p + 2, len - 2);
+		} else if (len > 2 && p[0] == '=' && p[1] == ' ' &&
+		           (sp = memchr(p + 2, ' ', len - 2)) != NULL) {
+			char *key = xstrndup(p + 2, (size_t)(sp - p - 2));
+
+			step_result_detail(r->res, key, "%.*s",
+			    (int)(len - (size_t)(sp + 1 - p)), sp + 1);
+			free(key);
+		}
+		p += len + 1;
+	}
+}
+
+/*
+ * Runs mt_lib + the settings + body (with "$@" = args, already quoted)
+ * as the cluster user. stdout is protocol lines, or data (raw: out is
+ * the caller's, then). A non-zero exit is "WHAT failed (exit N): ...".
+ */
+static int
+mt_remote(struct mt_run *r, const char *what, const char *body,
+    const char *args, struct remote_out *out, bool raw, struct errbuf *err)
+{
+	struct remote_cmd cmd = REMOTE_CMD_INIT;
+	struct buf script;
+	int rc = -1;
+
+	memset(out, 0, sizeof(*out));
+	buf_init(&script, REMOTE_SCRIPT_MAX);
+	if (buf_adds(&script, mt_lib) < 0 || mt_vars(r, &script) < 0 ||
+	    buf_addf(&script, "set -- %s\n", args ? args : "") < 0 ||
+	    buf_adds(&script, body) < 0) {
+		err_set(err, SH_ERR_INTERNAL, "migration_test: script too long");
+		goto out;
+	}
+	cmd.script = script.data;
+	cmd.become = r->c->user;
+	cmd.timeout_s = r->step->timeout_s ? r->step->timeout_s
+	                                   : STEP_DEFAULT_TIMEOUT_S;
+	cmd.stdout_is_protocol = true;
+	rc = remote_run(r->ctx, &cmd, out, err);
+	step_result_output(r->res, out->err.data, out->err.len);
+	if (!raw)
+		mt_protocol(r, &out->out);
+	if (rc == 0 && out->status != 0)
+		rc = mt_fail(what, out, err);
+out:
+	buf_release(&script);
+	return rc;
+}
+
+/* mt_remote() for scripts whose stdout is only protocol. */
+static int
+mt_do(struct mt_run *r, const char *what, const char *body,
+    struct errbuf *err)
+{
+	struct remote_out out;
+	int rc = mt_remote(r, what, body, NULL, &out, false, err);
+
+	remote_out_free(&out);
+	return rc;
+}
+
+/* ======================================================== SQL via libpq */
+
+/* pg_exec() callback for statements whose results do not matter. */
+static int
+mt_ignore(void *arg, PGresult *res, struct errbuf *err)
+{
+	(void)arg;
+	(void)res;
+	(void)err;
+	return 0;
+}
+
+static int
+mt_connect(struct mt_run *r, unsigned port, const char *db,
+    struct pg_conn **conn, struct errbuf *err)
+{
+	struct pg_target t = { 0 };
+	struct buf sock;
+	int rc;
+
+	buf_init(&sock, 4096);
+	(void)buf_addf(&sock, "%s/s", r->work);
+	t.host = sock.data;
+	t.port = port;
+	t.user = r->c->username;
+	t.dbname = db;
+	t.os_user = r->c->user; /* the relay reaches the 0700 socket dir */
+	rc = pg_connect(r->ctx, &t, conn, err);
+	buf_release(&sock);
+	if (rc < 0)
+		err_prefix(err, "connecting to the cluster on port %u: ", port);
+	return rc;
+}
+
+/* Reads and splits one SQL file (pgscript.c); script borrows sql. */
+static int
+mt_script(const char *path, struct buf *sql, struct pg_script *script,
+    struct errbuf *err)
+{
+	buf_init(sql, MT_SQL_MAX);
+	if (file_read(path, MT_SQL_MAX, sql, err) < 0)
+		return -1;
+	return pg_script_parse(path, sql->data, sql->len, script, err);
+}
+
+/*
+ * Runs each file of files, in order, each in one transaction (unless it
+ * manages its own) and one round trip. Errors are "FILE:LINE: SQLSTATE:
+ * message".
+ */
+static int
+mt_run_files(struct pg_conn *conn, const struct strlist *files,
+    struct errbuf *err)
+{
+	for (size_t i = 0; i < files->n; i++) {
+		struct pg_script script;
+		struct buf sql;
+		int rc;
+
+		memset(&script, 0, sizeof(script));
+		rc = mt_script(files->v[i], &sql, &script, err);
+		if (rc == 0)
+			rc = pg_script_run(conn, &script, PG_TXN_COMMIT,
+			    mt_ignore, NULL, err);
+		pg_script_free(&script);
+		buf_release(&sql);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+mt_exec_files(struct mt_run *r, unsigned port, const struct strlist *files,
+    struct errbuf *err)
+{
+	struct pg_conn *conn = NULL;
+	int rc;
+
+	if (files->n == 0)
+		return 0;
+	if (mt_connect(r, port, r->c->dbname, &conn, err) < 0)
+		return -1;
+	rc = mt_run_files(conn, files, err);
+	pg_close(conn);
+	return rc;
+}
+
+/* "name" with embedded quotes doubled, for CREATE DATABASE. */
+static void
+mt_quote_ident(struct buf *b, const char *s)
+{
+	(void)buf_addc(b, '"');
+	for (; *s; s++) {
+		if (*s == '"')
+			(void)buf_addc(b, '"');
+		(void)buf_addc(b, *s);
+	}
+	(void)buf_addc(b, '"');
+}
+
+static int
+mt_have_db(void *arg, PGresult *res, struct errbuf *err)
+{
+	(void)err;
+	if (PQresultStatus(res) == PGRES_TUPLES_OK)
+		*(bool *)arg = PQntuples(res) > 0;
+	return 0;
+}
+
+/* Creates dbname in the old cluster unless it exists (postgres does). */
+static int
+mt_create_db(struct mt_run *r, struct errbuf *err)
+{
+	struct pg_conn *conn = NULL;
+	struct pg_error pe;
+	struct buf sql;
+	bool have = false;
+	int rc = -1;
+
+	if (mt_connect(r, r->c->port, "postgres", &conn, err) < 0)
+		return -1;
+	buf_init(&sql, 4096);
+	(void)buf_adds(&sql, "SELECT 1 FROM pg_database WHERE datname = '");
+	(void)buf_adds(&sql, r->c->dbname); /* mt_word_ok: no quotes */
+	(void)buf_adds(&sql, "'");
+	if (pg_exec(conn, sql.data, mt_have_db, &have, &pe, err) < 0)
+		goto out;
+	buf_reset(&sql);
+	(void)buf_adds(&sql, "CREATE DATABASE ");
+	mt_quote_ident(&sql, r->c->dbname);
+	if (!have && pg_exec(conn, sql.data, mt_ignore, NULL, &pe, err) < 0)
+		goto out;
+	rc = 0;
+out:
+	buf_release(&sql);
+	pg_close(conn);
+	return rc;
+}
+
+/* ======================================================== fingerprints */
+
+/* Session settings that make the rows' text forms the same everywhere. */
+static const char mt_settings_sql[] =
+    "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD';"
+    " SET IntervalStyle = 'postgres'; SET extra_float_digits = 1;"
+    " SET bytea_output = 'hex'; SET search_path = pg_catalog;";
+
+static const char mt_list_sql[] =
+    "SELECT n.nspname || '.' || c.relname, c.relkind::text,"
+    " quote_ident(n.nspname) || '.' || quote_ident(c.relname),"
+    " c.relispopulated::text"
+    " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.relkind IN ('r', 'm', 'S')"
+    " AND n.nspname <> 'information_schema'"
+    " AND n.nspname NOT LIKE 'pg\\_%'"
+    " AND NOT EXISTS (SELECT 1 FROM pg_depend d"
+    " WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid"
+    " AND d.deptype = 'e')"
+    " ORDER BY 1";
+
+static void
+mt_fp_init(struct mt_fp *f)
+{
+	memset(f, 0, sizeof(*f));
+	buf_init(&f->schema, MT_SCHEMA_MAX);
+	buf_init(&f->schema_hash, 128);
+}
+
+static void
+mt_fp_free(struct mt_fp *f)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		free(f->v[i].name);
+		free(f->v[i].qname);
+		free(f->v[i].fp);
+	}
+	free(f->v);
+	buf_release(&f->schema);
+	buf_release(&f->schema_hash);
+	memset(f, 0, sizeof(*f));
+}
+
+static int
+mt_on_list(void *arg, PGresult *res, struct errbuf *err)
+{
+	struct mt_fp *f = arg;
+	int rows;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		return 0;
+	if (PQnfields(res) != 4)
+		return err_set(err, SH_ERR_INTERNAL, "fingerprint: bad list");
+	rows = PQntuples(res);
+	f->v = xreallocarray(f->v, (size_t)rows + 1, sizeof(*f->v));
+	for (int i = 0; i < rows; i++) {
+		struct mt_obj *o = &f->v[f->n++];
+
+		o->name = xstrdup(PQgetvalue(res, i, 0));
+		o->kind = PQgetvalue(res, i, 1)[0];
+		o->qname = xstrdup(PQgetvalue(res, i, 2));
+		o->populated = strcmp(PQgetvalue(res, i, 3), "true") == 0;
+		o->fp = o->kind == 'm' && !o->populated
+		            ? xstrdup("not populated")
+		            : NULL;
+	}
+	return 0;
+}
+
+/* One SELECT per object that needs one, in list order. */
+static void
+mt_fp_queries(const struct mt_fp *f, struct buf *sql)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		const struct mt_obj *o = &f->v[i];
+
+		if (o->fp != NULL)
+			continue;
+		if (o->kind == 'S')
+			(void)buf_addf(sql,
+			    "SELECT 'last_value ' || last_value || ', is_called "
+			    "' || is_called FROM %s;\n",
+			    o->qname);
+		else
+			(void)buf_addf(sql,
+			    "SELECT count(*) || ' rows, md5 ' || coalesce(md5("
+			    "string_agg(ROW(x.*)::text, E'\\n' ORDER BY "
+			    "ROW(x.*)::text COLLATE \"C\")), '-') FROM ONLY %s "
+			    "x;\n",
+			    o->qname);
+	}
+}
+
+struct mt_fill {
+	struct mt_fp *f;
+	size_t next; /* the object the next result belongs to */
+};
+
+static int
+mt_on_fp(void *arg, PGresult *res, struct errbuf *err)
+{
+	struct mt_fill *fill = arg;
+	struct mt_fp *f = fill->f;
+
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		return 0;
+	while (fill->next < f->n && f->v[fill->next].fp != NULL)
+		fill->next++;
+	if (fill->next >= f->n || PQntuples(res) != 1 || PQnfields(res) != 1)
+		return err_set(err, SH_ERR_INTERNAL,
+		    "fingerprint: unexpected result");
+	f->v[fill->next++].fp = xstrdup(PQgetvalue(res, 0, 0));
+	return 0;
+}
+
+static int
+mt_fp_rows(struct pg_conn *conn, struct mt_fp *f, struct errbuf *err)
+{
+	struct mt_fill fill = { f, 0 };
+	struct pg_error pe;
+	struct buf sql;
+	int rc;
+
+	if (pg_exec(conn, mt_settings_sql, mt_ignore, NULL, &pe, err) < 0 ||
+	    pg_exec(conn, mt_list_sql, mt_on_list, f, &pe, err) < 0)
+		return -1;
+	buf_init(&sql, 64u << 20);
+	mt_fp_queries(f, &sql);
+	rc = 0;
+	if (sql.len > 0)
+		rc = pg_exec(conn, sql.data, mt_on_fp, &fill, &pe, err);
+	buf_release(&sql);
+	for (size_t i = 0; rc == 0 && i < f->n; i++)
+		if (f->v[i].fp == NULL)
+			rc = err_set(err, SH_ERR_INTERNAL,
+			    "fingerprint: no result for %s", f->v[i].name);
+	return rc;
+}
+
+/* Keeps the lines that are schema, not session noise of pg_dump. */
+static void
+mt_normalise(const struct buf *dump, struct buf *out)
+{
+	const char *p = dump->data, *end = dump->data + dump->len;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+
+		if (len > 0 && !(len >= 2 && p[0] == '-' && p[1] == '-') &&
+		    p[0] != '\\' && strncmp(p, "SET ", 4) != 0 &&
+		    strncmp(p, "SELECT pg_catalog.set_config(", 29) != 0) {
+			(void)buf_add(out, p, len);
+			(void)buf_addc(out, '\n');
+		}
+		p += len + 1;
+	}
+}
+
+static int
+mt_fp_schema(struct mt_run *r, unsigned port, struct mt_fp *f,
+    struct errbuf *err)
+{
+	struct remote_out out;
+	struct buf args;
+	int rc;
+
+	buf_init(&args, 64);
+	(void)buf_addf(&args, "%u", port);
+	rc = mt_remote(r, "pg_dump --schema-only", mt_schema_sh, args.data,
+	    &out, true, err);
+	if (rc == 0) {
+		mt_normalise(&out.out, &f->schema);
+		stepsh_sha256_mem(f->schema.data, f->schema.len,
+		    &f->schema_hash);
+	}
+	remote_out_free(&out);
+	buf_release(&args);
+	return rc;
+}
+
+/* Fingerprints the cluster on port; runs files first (the `between`). */
+static int
+mt_fingerprint(struct mt_run *r, unsigned port, const struct strlist *first,
+    struct mt_fp *f, struct errbuf *err)
+{
+	struct pg_conn *conn = NULL;
+	int rc;
+
+	if (mt_connect(r, port, r->c->dbname, &conn, err) < 0)
+		return -1;
+	rc = mt_run_files(conn, first, err);
+	if (rc == 0)
+		rc = mt_fp_rows(conn, f, err);
+	pg_close(conn);
+	if (rc < 0)
+		return -1;
+	return mt_fp_schema(r, port, f, err);
+}
+
+/* ======================================================== compare */
+
+static const char *
+mt_kind_name(char kind)
+{
+	return kind == 'S' ? "sequence" : kind == 'm' ? "matview" : "table";
+}
+
+static int
+mt_obj_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct mt_obj *)a)->name,
+	    ((const struct mt_obj *)b)->name);
+}
+
+/* Records one test; adds name to bad when it differs. */
+static void
+mt_test(struct mt_run *r, const char *method, const struct mt_obj *b,
+    const struct mt_obj *a, struct buf *bad)
+{
+	const struct mt_obj *o = b ? b : a;
+	bool same = b && a && b->kind == a->kind && strcmp(b->fp, a->fp) == 0;
+	char *name = xasprintf("%s: %s %s", method, mt_kind_name(o->kind),
+	    o->name);
+	char *msg = xasprintf("before: %s; after: %s", b ? b->fp : "(absent)",
+	    a ? a->fp : "(absent)");
+
+	step_result_test(r->res, name, same, false, msg);
+	if (!same)
+		(void)buf_addf(bad, "%s%s (%s -> %s)", bad->len ? ", " : "",
+		    o->name, b ? b->fp : "absent", a ? a->fp : "absent");
+	free(msg);
+	free(name);
+}
+
+/* Where two normalised schemas first differ: " at line N: 'x' vs 'y'". */
+static void
+mt_schema_diff(const struct buf *b, const struct buf *a, struct buf *out)
+{
+	size_t i = 0, line = 1, bl, al;
+
+	while (i < b->len && i < a->len && b->data[i] == a->data[i])
+		if (b->data[i++] == '\n')
+			line++;
+	while (i > 0 && b->data[i - 1] != '\n')
+		i--;
+	bl = strcspn(b->data + i, "\n");
+	al = i <= a->len ? strcspn(a->data + i, "\n") : 0;
+	(void)buf_addf(out, ", first difference at line %zu: '%.*s' vs '%.*s'",
+	    line, (int)(bl > 200 ? 200 : bl), b->data + i,
+	    (int)(al > 200 ? 200 : al), a->data + i);
+}
+
+static void
+mt_compare_schema(struct mt_run *r, const char *method, const struct mt_fp *b,
+    const struct mt_fp *a, struct buf *bad)
+{
+	bool same = strcmp(b->schema_hash.data, a->schema_hash.data) == 0;
+	char *name = xasprintf("%s: schema (pg_dump --schema-only)", method);
+	struct buf msg, diff;
+
+	buf_init(&msg, 4096);
+	buf_init(&diff, 4096);
+	if (!same)
+		mt_schema_diff(&b->schema, &a->schema, &diff);
+	(void)buf_addf(&msg, "before: sha256 %s; after: sha256 %s%s",
+	    b->schema_hash.data, a->schema_hash.data, diff.data);
+	if (!same)
+		(void)buf_addf(bad, "%sschema%s", bad->len ? ", " : "",
+		    diff.data);
+	step_result_test(r->res, name, same, false, msg.data);
+	buf_release(&diff);
+	buf_release(&msg);
+	free(name);
+}
+
+/* One test per object (merge of the two sorted lists) and the schema. */
+static void
+mt_compare(struct mt_run *r, const char *method, struct mt_fp *b,
+    struct mt_fp *a)
+{
+	size_t i = 0, j = 0;
+	struct buf bad;
+
+	qsort(b->v, b->n, sizeof(*b->v), mt_obj_cmp);
+	qsort(a->v, a->n, sizeof(*a->v), mt_obj_cmp);
+	buf_init(&bad, 1u << 20);
+	while (i < b->n || j < a->n) {
+		int cmp = i >= b->n ? 1 : j >= a->n ? -1
+		                                    : strcmp(b->v[i].name,
+		                                          a->v[j].name);
+
+		mt_test(r, method, cmp <= 0 ? &b->v[i] : NULL,
+		    cmp >= 0 ? &a->v[j] : NULL, &bad);
+		i += cmp <= 0;
+		j += cmp >= 0;
+	}
+	mt_compare_schema(r, method, b, a, &bad);
+	step_result_detail(r->res, method, "%s", bad.len ? "differs" : "equal");
+	if (bad.len)
+		strlist_push_owned(&r->fails,
+		    xasprintf("after %s: %s", method, bad.data));
+	buf_release(&bad);
+}
+
+/* ======================================================== the phases */
+
+static int
+mt_before(struct mt_run *r, struct mt_fp *before, struct errbuf *err)
+{
+	const struct mt_cfg *c = r->c;
+	struct remote_out out;
+	char *body = xasprintf("%s%s", mt_check_sh, mt_setup_sh);
+	int rc;
+
+	rc = mt_remote(r, "setting up the old cluster", body, NULL, &out,
+	    false, err);
+	remote_out_free(&out);
+	free(body);
+	if (rc < 0)
+		return -1;
+	if (r->work == NULL)
+		return err_set(err, SH_ERR_INTERNAL, "no work dir reported");
+	if (strcmp(c->dbname, "postgres") != 0 && mt_create_db(r, err) < 0)
+		return -1;
+	if (mt_exec_files(r, c->port, &c->data, err) < 0)
+		return err_prefix(err, "loading data: ");
+	if (mt_fingerprint(r, c->port, &(struct strlist){ NULL, 0 }, before,
+	        err) < 0)
+		return err_prefix(err, "fingerprint of the old cluster: ");
+	step_result_detail(r->res, "objects", "%zu", before->n);
+	step_result_detail(r->res, "schema_before", "sha256 %s",
+	    before->schema_hash.data);
+	return 0;
+}
+
+/* The new cluster on port+1 is up: between, fingerprint, stop, compare. */
+static int
+mt_after(struct mt_run *r, const char *method, const char *dir,
+    struct mt_fp *before, struct errbuf *err)
+{
+	struct mt_fp after;
+	char *stop = xasprintf("stopc \"$NB\" \"$W/%s\" new\n", dir);
+	int rc;
+
+	mt_fp_init(&after);
+	rc = mt_fingerprint(r, r->c->port + 1, &r->c->between, &after, err);
+	if (rc < 0)
+		err_prefix(err, "fingerprint after %s: ", method);
+	if (rc == 0)
+		rc = mt_do(r, "stopping the new cluster", stop, err);
+	if (rc == 0)
+		mt_compare(r, method, before, &after);
+	free(stop);
+	mt_fp_free(&after);
+	return rc;
+}
+
+static int
+mt_methods(struct mt_run *r, struct mt_fp *before, struct errbuf *err)
+{
+	if ((r->c->methods & MT_DUMPALL) &&
+	    (mt_do(r, "pg_dumpall into a new cluster", mt_dumpall_sh, err) <
+	            0 ||
+	        mt_after(r, "pg_dumpall", "dump", before, err) < 0))
+		return -1;
+	if ((r->c->methods & MT_UPGRADE) &&
+	    (mt_do(r, "pg_upgrade", mt_upgrade_sh, err) < 0 ||
+	        mt_after(r, "pg_upgrade", "upg", before, err) < 0))
+		return -1;
+	return 0;
+}
+
+/* Stops what runs and removes WORK (unless keep); keeps the first error. */
+static int
+mt_cleanup(struct mt_run *r, int rc, struct errbuf *err)
+{
+	struct errbuf cerr;
+
+	if (r->work == NULL)
+		return rc;
+	if (r->c->keep)
+		step_result_detail(r->res, "workdir", "%s", r->work);
+	err_clear(&cerr);
+	if (mt_do(r, "cleaning up", mt_cleanup_sh, &cerr) < 0 && rc == 0) {
+		*err = cerr;
+		return -1;
+	}
+	return rc;
+}
+
+static int
+mt_apply(struct run_ctx *ctx, const struct step *step,
+    struct step_result *res, struct errbuf *err)
+{
+	struct mt_run r = { ctx, step, step->cfg, res, NULL, { NULL, 0 } };
+	struct mt_fp before;
+	int rc;
+
+	mt_fp_init(&before);
+	rc = mt_before(&r, &before, err);
+	if (rc == 0)
+		rc = mt_methods(&r, &before, err);
+	rc = mt_cleanup(&r, rc, err);
+	if (rc == 0 && r.fails.n > 0) {
+		struct buf msg;
+
+		buf_init(&msg, 1u << 20);
+		for (size_t i = 0; i < r.fails.n; i++)
+			(void)buf_addf(&msg, "%s%s", i ? "; " : "",
+			    r.fails.v[i]);
+		rc = err_set(err, SH_ERR_STEP, "fingerprints differ %s",
+		    msg.data);
+		buf_release(&msg);
+	}
+	strlist_free(&r.fails);
+	free(r.work);
+	mt_fp_free(&before);
+	return rc;
+}
+
+static int
+mt_probe(struct run_ctx *ctx, const struct step *step,
+    struct step_result *res, struct errbuf *err)
+{
+	struct mt_run r = { ctx, step, step->cfg, res, NULL, { NULL, 0 } };
+
+	return mt_do(&r, "checking the binaries", mt_check_sh, err);
+}
+
+static void
+mt_describe(const struct step *step, struct buf *out)
+{
+	const struct mt_cfg *c = step->cfg;
+
+	(void)buf_addf(out, "migration_test %s -> %s (%s%s%s), %zu data file%s",
+	    c->old_bin, c->new_bin,
+	    (c->methods & MT_UPGRADE) ? "pg_upgrade" : "",
+	    c->methods == (MT_UPGRADE | MT_DUMPALL) ? ", " : "",
+	    (c->methods & MT_DUMPALL) ? "pg_dumpall" : "", c->data.n,
+	    c->data.n == 1 ? "" : "s");
+}
+
+const struct step_kind step_kind_migration_test = {
+	.name = "migration_test",
+	.flags = 0,
+	.parse = mt_parse,
+	.probe = mt_probe,
+	.apply = mt_apply,
+	.describe = mt_describe,
+	.free = mt_free,
+};

@@ -1,0 +1,254 @@
+/*
+ * steps/sql.c: the `sql` step kind: run SQL files against a PostgreSQL
+ * server on the target, through libpq and the run's SSH session (pg.h);
+ * no psql is needed there.
+ *
+ * Manifest fields: files, remote, host, port, user, database, password,
+ * connect_timeout (steps/pgstep.h), and
+ *   transaction  per_file (default): each file in its own transaction,
+ *                BEGIN; the file as one query; COMMIT (one round trip per
+ *                file); none: statement by statement, each committed on
+ *                its own as psql would (CREATE DATABASE, VACUUM, CREATE
+ *                INDEX CONCURRENTLY need it). A file that manages its own
+ *                transactions (a top-level BEGIN/COMMIT/ROLLBACK...) is
+ *                never wrapped: it runs statement by statement
+ *   unless       an SQL query; when the first column of its first row is
+ *                true, the step is ok and no file runs. It runs in a READ
+ *                ONLY transaction (also during `plan`)
+ *
+ * Files run in order; the first error stops the step with
+ * "FILE:LINE: SQLSTATE: message" (LINE from the server's error position,
+ * or the first line of the failing statement). psql backslash commands
+ * are refused when the manifest is loaded (pgscript.c).
+ *
+ * Idempotence is the SQL's business (like shell): a step that ran reports
+ * changed, one line per file; `unless` makes a stage idempotent. probe:
+ * runs `unless` (read-only) when there is one; otherwise reports "would
+ * run FILE" for each file without connecting.
+ *
+ * Server notices (RAISE NOTICE...) go to the step's output. Not
+ * STEP_RETRY_SAFE: running SQL twice may not be harmless.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "pgstep.h"
+
+struct sql_cfg {
+	struct pgstep_cfg pg;
+	enum pg_txn txn;
+	const char *unless; /* borrowed; NULL: none */
+};
+
+static const char *const sql_own_keys[] = { "transaction", "unless", NULL };
+
+/* ======================================================== parse */
+
+static int
+sql_check_keys(const struct node *body, struct errbuf *err)
+{
+	const char *all[16];
+	size_t n = 0;
+
+	for (const char *const *k = pgstep_keys; *k != NULL; k++)
+		all[n++] = *k;
+	for (const char *const *k = sql_own_keys; *k != NULL; k++)
+		all[n++] = *k;
+	all[n] = NULL;
+	return node_check_keys(body, all, err);
+}
+
+static int
+sql_parse_txn(const struct node *body, struct sql_cfg *c, struct errbuf *err)
+{
+	const char *t = NULL;
+
+	c->txn = PG_TXN_COMMIT;
+	if (node_opt_str(body, "transaction", &t, err) < 0)
+		return -1;
+	if (t == NULL || strcmp(t, "per_file") == 0)
+		return 0;
+	if (strcmp(t, "none") == 0) {
+		c->txn = PG_TXN_NONE;
+		return 0;
+	}
+	return node_err(err, node_get(body, "transaction"),
+	    "transaction must be per_file or none, not '%s'", t);
+}
+
+static void
+sql_free(void *cfg)
+{
+	struct sql_cfg *c = cfg;
+
+	if (c == NULL)
+		return;
+	pgstep_free(&c->pg);
+	free(c);
+}
+
+static int
+sql_parse(const struct node *body, const struct step *step, void **cfg,
+    struct errbuf *err)
+{
+	struct sql_cfg *c = xcalloc(1, sizeof(*c));
+	const struct node *u;
+
+	(void)step;
+	*cfg = NULL;
+	if (node_expect(body, NODE_MAP, "sql", err) < 0 ||
+	    sql_check_keys(body, err) < 0 ||
+	    sql_parse_txn(body, c, err) < 0 ||
+	    node_opt_str(body, "unless", &c->unless, err) < 0 ||
+	    pgstep_parse(body, &c->pg, err) < 0)
+		goto fail;
+	u = node_get(body, "unless");
+	if (c->unless != NULL &&
+	    (strlen(c->unless) != u->len || c->unless[0] == '\0')) {
+		node_err(err, u, "unless: empty or contains NUL");
+		goto fail;
+	}
+	*cfg = c;
+	return 0;
+fail:
+	sql_free(c);
+	return -1;
+}
+
+/* ======================================================== unless */
+
+static int
+sql_unless_row(void *arg, PGresult *r, struct errbuf *err)
+{
+	bool *yes = arg;
+	const char *v;
+
+	(void)err;
+	if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		return 0;
+	*yes = false;
+	if (PQntuples(r) < 1 || PQnfields(r) < 1 || PQgetisnull(r, 0, 0))
+		return 0;
+	v = PQgetvalue(r, 0, 0);
+	*yes = strcmp(v, "t") == 0 || strcmp(v, "true") == 0;
+	return 0;
+}
+
+/* Runs `unless` read-only; *yes when its first value is true. */
+static int
+sql_unless(struct pg_conn *pc, const struct sql_cfg *c, bool *yes,
+    struct errbuf *err)
+{
+	struct errbuf scratch;
+	int rc;
+
+	*yes = false;
+	if (pg_exec(pc, "BEGIN READ ONLY", NULL, NULL, NULL, err) < 0)
+		return err_prefix(err, "unless: ");
+	rc = pg_exec(pc, c->unless, sql_unless_row, yes, NULL, err);
+	(void)pg_exec(pc, "ROLLBACK", NULL, NULL, NULL, &scratch);
+	return rc < 0 ? err_prefix(err, "unless: ") : 0;
+}
+
+/* ======================================================== apply, probe */
+
+static int
+sql_run_files(struct pg_conn *pc, const struct sql_cfg *c,
+    struct step_result *res, struct errbuf *err)
+{
+	for (size_t i = 0; i < c->pg.nfiles; i++) {
+		const struct pgstep_file *f = &c->pg.files[i];
+		int rc = pg_script_run(pc, &f->script, c->txn, NULL, NULL, err);
+
+		pgstep_notices(pc, res);
+		if (rc < 0)
+			return -1;
+		res->changed = true;
+		step_result_change(res, "ran %s (%zu statement%s)", f->name,
+		    f->script.n, f->script.n == 1 ? "" : "s");
+	}
+	return 0;
+}
+
+static int
+sql_apply(struct run_ctx *ctx, const struct step *step,
+    struct step_result *res, struct errbuf *err)
+{
+	struct sql_cfg *c = step->cfg;
+	struct pg_conn *pc = NULL;
+	bool skip = false;
+	int rc = -1;
+
+	if (pgstep_load(ctx, step, &c->pg, res, err) < 0 ||
+	    pgstep_connect(ctx, step, &c->pg, &pc, err) < 0)
+		goto out;
+	if (c->unless != NULL && sql_unless(pc, c, &skip, err) < 0)
+		goto out;
+	if (skip)
+		step_result_detail(res, "skipped_by", "unless");
+	rc = skip ? 0 : sql_run_files(pc, c, res, err);
+out:
+	if (pc != NULL)
+		pgstep_notices(pc, res);
+	pg_close(pc);
+	return rc;
+}
+
+static void
+sql_would_run(const struct sql_cfg *c, struct step_result *res)
+{
+	res->changed = true;
+	for (size_t i = 0; i < c->pg.nfiles; i++)
+		step_result_change(res, "would run %s", c->pg.files[i].name);
+}
+
+static int
+sql_probe(struct run_ctx *ctx, const struct step *step,
+    struct step_result *res, struct errbuf *err)
+{
+	const struct sql_cfg *c = step->cfg;
+	struct pg_conn *pc = NULL;
+	bool skip = false;
+	int rc;
+
+	if (c->unless == NULL) {
+		sql_would_run(c, res);
+		return 0;
+	}
+	if (pgstep_connect(ctx, step, &c->pg, &pc, err) < 0)
+		return -1;
+	rc = sql_unless(pc, c, &skip, err);
+	pgstep_notices(pc, res);
+	pg_close(pc);
+	if (rc < 0)
+		return -1;
+	if (skip)
+		step_result_detail(res, "skipped_by", "unless");
+	else
+		sql_would_run(c, res);
+	return 0;
+}
+
+static void
+sql_describe(const struct step *step, struct buf *out)
+{
+	const struct sql_cfg *c = step->cfg;
+
+	(void)buf_adds(out, "sql ");
+	for (size_t i = 0; i < c->pg.nfiles; i++)
+		(void)buf_addf(out, "%s%s", i ? ", " : "", c->pg.files[i].name);
+	(void)buf_adds(out, " as ");
+	pgstep_describe_conn(&c->pg, out);
+	if (c->unless != NULL)
+		(void)buf_adds(out, " (unless)");
+}
+
+const struct step_kind step_kind_sql = {
+	.name = "sql",
+	.flags = 0,
+	.parse = sql_parse,
+	.probe = sql_probe,
+	.apply = sql_apply,
+	.describe = sql_describe,
+	.free = sql_free,
+};

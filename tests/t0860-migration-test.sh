@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# The migration_test step kind against the real test box: Debian 12's
+# PostgreSQL 15 as the new release and Debian 11's PostgreSQL 13 binaries
+# (downloaded through apt by tests/pg13/fetch.sh, unpacked with dpkg-deb,
+# run with their own library path) as the old one. The data
+# (tests/fixtures/migration/data.sql) has pgcrypto, an enum, NULLs, arrays,
+# jsonb, two sequences, a materialized view and 5,000 rows.
+# 15 -> 15 with pg_upgrade and with pg_dumpall, 13 -> 15 with both: every
+# fingerprint equal, each one in the report before and after; keep: true
+# keeps the stopped clusters; a `between` file that deletes one row fails
+# the step naming the table, for both methods; a data file with an SQL
+# error names file and line; plan only checks the binaries; nothing is
+# left running and the temp dirs are gone.
+. "$(dirname "$0")/lib.sh"
+
+rc_is() {
+	[ "$RC" = "$1" ] && return 0
+	echo "exit $RC, wanted $1"
+	cat "$T/out" "$T/err"
+	return 1
+}
+run() { # report-dir manifest [args]
+	local r=$1 m=$2
+	shift 2
+	sh_run run "$m" "${SSH_ARGS[@]}" --report "$T/$r" "$@"
+}
+
+# PostgreSQL 13 from Debian 11, cached under /var/cache (visible in the box).
+OLD_BIN= OLD_LIB=
+if "$TOP/tests/pg13/fetch.sh" >"$T/pg13.env" 2>"$T/pg13.err"; then
+	while IFS= read -r line; do
+		case $line in OLD_BIN=*) OLD_BIN=${line#OLD_BIN=} ;; OLD_LIB=*) OLD_LIB=${line#OLD_LIB=} ;; esac
+	done <"$T/pg13.env"
+	t_pass "PostgreSQL 13 binaries from Debian 11 are at hand"
+else
+	t_not "PostgreSQL 13 binaries from Debian 11 are at hand" "$T/pg13.err"
+fi
+
+box_up "$(box_name mt)" || { t_not "test box comes up"; t_done; exit 1; }
+
+NEW=/usr/lib/postgresql/15/bin
+FIX=$TOP/tests/fixtures/migration
+cat >"$T/mt.yml" <<YML
+stagehand: 1
+stage: migration
+steps:
+  - name: 15 to 15 with pg_upgrade
+    migration_test:
+      old_bin: $NEW
+      new_bin: $NEW
+      method: pg_upgrade
+      data: [$FIX/data.sql]
+  - name: 15 to 15 with pg_dumpall, kept
+    migration_test:
+      old_bin: $NEW
+      new_bin: $NEW
+      method: pg_dumpall
+      data: [$FIX/data.sql]
+      dbname: app
+      workdir: /var/tmp/t0860
+      port: 55100
+      keep: true
+  - name: 13 to 15 with both
+    migration_test:
+      old_bin: $OLD_BIN
+      old_lib: $OLD_LIB
+      new_bin: $NEW
+      method: both
+      data: [$FIX/data.sql]
+YML
+
+# -- plan: the binaries are checked, nothing else ---------------------------------
+before=$(box_snapshot)
+sh_run plan "$T/mt.yml" "${SSH_ARGS[@]}" --report "$T/p"
+t_ok "plan succeeds" rc_is 0
+t_ok "plan reports the old release of the 13 -> 15 test" \
+	grep -q 'PostgreSQL) 13\.' <(jr "$T/p" '.steps[2].details.old_version')
+t_ok "plan changed nothing on the box" test "$before" = "$(box_snapshot)"
+
+# -- the three real migrations ------------------------------------------------------
+run r1 "$T/mt.yml"
+t_ok "the three migration tests pass" rc_is 0
+t_ok "they change nothing on the target (ok, not changed)" \
+	test "$(jr "$T/r1" '[.steps[].status] | join(",")')" = ok,ok,ok
+t_ok "the 13 -> 15 test really ran 13 and 15" \
+	test "$(jr "$T/r1" '.steps[2].details | "\(.old_version | test("\\) 13\\.")) \(.new_version | test("\\) 15\\."))"')" = "true true"
+t_ok "six objects are fingerprinted (3 tables, 1 matview, 2 sequences)" \
+	test "$(jr "$T/r1" '[.steps[].details.objects] | join(",")')" = 6,6,6
+t_ok "one test per object plus the schema, per method (7, 7, 14)" \
+	test "$(jr "$T/r1" '[.steps[].tests | length] | join(",")')" = 7,7,14
+t_ok "every fingerprint test passed" \
+	test "$(jr "$T/r1" '[.steps[].tests[].status] | unique | join(",")')" = passed
+t_ok "each test shows the fingerprint before and after, and they are equal" \
+	test "$(jr "$T/r1" '[.steps[].tests[].message | capture("^before: (?<b>.*); after: (?<a>.*)$") | .b == .a] | unique | join(",")')" = true
+t_ok "the big table: 5000 rows and an md5, before and after 13 -> 15" \
+	grep -qE '^before: 5000 rows, md5 [0-9a-f]{32}; after: 5000 rows, md5 [0-9a-f]{32}$' \
+	<(jr "$T/r1" '.steps[2].tests[] | select(.name == "pg_upgrade: table public.people") | .message')
+t_ok "the 13 cluster's rows hash the same as the 15 cluster's" \
+	test "$(jr "$T/r1" '[.steps[0,2].tests[] | select(.name == "pg_upgrade: table public.people") | .message] | unique | length')" = 1
+t_ok "the sequence is fingerprinted by last_value and is_called" \
+	grep -qx 'before: last_value 141, is_called true; after: last_value 141, is_called true' \
+	<(jr "$T/r1" '.steps[2].tests[] | select(.name == "pg_dumpall: sequence public.ticket_seq") | .message')
+t_ok "the materialized view is fingerprinted" \
+	grep -qE '^before: [0-9]+ rows' <(jr "$T/r1" '.steps[0].tests[] | select(.name == "pg_upgrade: matview public.happy_people") | .message')
+t_ok "the schema (pg_dump --schema-only, normalised) is equal after both methods" \
+	test "$(jr "$T/r1" '[.steps[2].tests[] | select(.name | endswith("schema (pg_dump --schema-only)")) | .status] | join(",")')" = passed,passed
+t_ok "pg_upgrade --check ran first" \
+	test "$(jr "$T/r1" '.steps[2].details.pg_upgrade_check')" = passed
+t_ok "junit.xml has a testcase per fingerprint" \
+	test "$(grep -o '<testcase [^>]*name="pg_upgrade: ' "$T/r1/junit.xml" | wc -l)" = 14
+
+# -- keep: the work dir stays, its clusters stopped; the others are gone -----------
+kept=$(jr "$T/r1" '.steps[1].details.workdir')
+t_ok "keep reports the work dir" grep -q '^/var/tmp/t0860/stagehand-mt\.' <<<"$kept"
+t_ok "the kept work dir holds both clusters and the dump" \
+	box_exec test -f "$kept/old/PG_VERSION" -a -f "$kept/dump/PG_VERSION" -a -s "$kept/dumpall.sql"
+t_ok "the data went into the database named by dbname" \
+	box_exec grep -q '^CREATE DATABASE app ' "$kept/dumpall.sql"
+t_ok "the kept clusters are stopped" \
+	box_exec sh -c "! ls $kept/old/postmaster.pid $kept/dump/postmaster.pid 2>/dev/null"
+t_ok "the other work dirs were removed" \
+	test "$(box_exec sh -c 'ls -A /tmp | grep -c stagehand-mt' || true)" = 0
+t_ok "no PostgreSQL server is left running in the box" \
+	test "$(box_exec sh -c 'ps -e -o comm= | grep -c "^postgres$"' || true)" = 0
+
+# -- a lost row is caught and named ---------------------------------------------
+cat >"$T/lossy.yml" <<YML
+stagehand: 1
+stage: migration-lossy
+steps:
+  - name: 15 to 15, one row lost
+    migration_test:
+      old_bin: $NEW
+      new_bin: $NEW
+      method: both
+      data: [$FIX/data.sql]
+      between: [$FIX/lose-row.sql]
+YML
+run r2 "$T/lossy.yml"
+t_ok "a migration that loses a row fails the run" rc_is 1
+t_ok "the error names the table and its counts, for both methods" \
+	test "$(jr "$T/r2" '.steps[0].error.message' | grep -oE 'after (pg_dumpall|pg_upgrade): public\.events \(2000 rows, md5 [0-9a-f]+ -> 1999 rows' | wc -l)" = 2
+t_ok "only the events table fails, in both methods" \
+	test "$(jr "$T/r2" '[.steps[0].tests[] | select(.status == "failed") | .name] | join(",")')" = "pg_dumpall: table public.events,pg_upgrade: table public.events"
+t_ok "its test shows before and after" \
+	grep -qE '^before: 2000 rows, md5 [0-9a-f]{32}; after: 1999 rows, md5 [0-9a-f]{32}$' \
+	<(jr "$T/r2" '.steps[0].tests[] | select(.name == "pg_upgrade: table public.events") | .message')
+t_ok "the other objects still pass" \
+	test "$(jr "$T/r2" '[.steps[0].tests[] | select(.status == "passed")] | length')" = 12
+t_ok "the failed assertions are on the terminal" \
+	grep -q 'not ok: pg_upgrade: table public.events: before: 2000 rows' "$T/out"
+
+# -- an SQL error in a data file --------------------------------------------------
+printf 'CREATE TABLE a (x int);\n\nSELECT *\n  FROM no_such_table;\n' >"$T/bad.sql"
+cat >"$T/bad.yml" <<YML
+stagehand: 1
+stage: migration-bad-data
+steps:
+  - name: bad data
+    migration_test:
+      old_bin: $NEW
+      new_bin: $NEW
+      data: [bad.sql]
+YML
+run r3 "$T/bad.yml"
+t_ok "a data file with an SQL error fails the step" rc_is 1
+t_ok "the error names the file, the line and the SQLSTATE" \
+	grep -qF "loading data: $T/bad.sql:4: 42P01: relation \"no_such_table\" does not exist" \
+	<(jr "$T/r3" '.steps[0].error.message')
+t_ok "the old cluster was stopped and removed after the failure" \
+	test "$(box_exec sh -c 'ls -A /tmp | grep -c stagehand-mt; ps -e -o comm= | grep -c "^postgres$"' | tr '\n' ' ')" = "0 0 "
+
+# -- old binaries that are not there ------------------------------------------------
+sed "s|old_bin: $NEW|old_bin: /opt/no-such-pg/bin|" "$T/bad.yml" | sed "s|bad.sql|$FIX/data.sql|" >"$T/nobin.yml"
+run r4 "$T/nobin.yml"
+t_ok "missing old binaries fail the step" rc_is 1
+t_ok "the error names the missing binary" \
+	grep -qF "/opt/no-such-pg/bin/initdb: not found or not executable by postgres" \
+	<(jr "$T/r4" '.steps[0].error.message')
+
+t_done
