@@ -42,7 +42,7 @@
 #define ENV_PREFIX "STAGEHAND_VAR_"
 
 static const char *const top_keys[] = { "stagehand", "stage", "description",
-	"vars", "secrets", "include", "steps", NULL };
+	"vars", "secrets", "include", "steps", "rescue", NULL };
 static const char *const step_keys[] = { "name", "become", "when", "tags",
 	"timeout", "retries", "retry_delay", "expect_disconnect", NULL };
 
@@ -756,7 +756,9 @@ struct loader {
 	struct strlist chain; /* realpaths of the files being read */
 	struct strlist names; /* their display names */
 	struct node **raw;    /* step maps in run order; borrowed */
+	bool *raw_rescue;     /* parallel to raw: from the rescue list */
 	size_t nraw, capraw;
+	bool in_rescue;       /* collecting the top file's rescue list */
 	const struct node **defs; /* keys of `vars` entries in files */
 	size_t ndefs;
 	struct source *src; /* kept for exact error columns */
@@ -872,7 +874,10 @@ push_step(struct loader *ld, struct node *item)
 	if (ld->nraw == ld->capraw) {
 		ld->capraw = ld->capraw ? ld->capraw * 2 : 16;
 		ld->raw = xreallocarray(ld->raw, ld->capraw, sizeof(*ld->raw));
+		ld->raw_rescue = xreallocarray(
+		    ld->raw_rescue, ld->capraw, sizeof(*ld->raw_rescue));
 	}
+	ld->raw_rescue[ld->nraw] = ld->in_rescue;
 	ld->raw[ld->nraw++] = item;
 	return 0;
 }
@@ -915,6 +920,11 @@ check_top_keys(struct loader *ld, const struct node *root, bool top)
 		return node_err(ld->err, k,
 		    "'stage' is not allowed in an included file (the top "
 		    "manifest names the stage)");
+	k = node_key(root, "rescue");
+	if (!top && k != NULL)
+		return node_err(ld->err, k,
+		    "'rescue' is not allowed in an included file (the top "
+		    "manifest decides what a failure triggers)");
 	if (node_check_keys(root, top_keys, ld->err) < 0)
 		return -1;
 	v = node_get(root, "stagehand");
@@ -971,6 +981,11 @@ process_file(struct loader *ld, struct node *root, bool top)
 		return -1;
 	if (collect_steps(ld, node_get(root, "steps")) < 0)
 		return -1;
+	/* Rescue steps come last, after every included and own step. */
+	ld->in_rescue = top;
+	if (top && collect_steps(ld, node_get(root, "rescue")) < 0)
+		return -1;
+	ld->in_rescue = false;
 	return apply_file_vars(ld, node_get(root, "vars"));
 }
 
@@ -1711,6 +1726,7 @@ build_steps(struct loader *ld)
 	for (size_t i = 0; i < ld->nraw; i++) {
 		m->nsteps = i + 1;
 		m->steps[i].index = i;
+		m->steps[i].rescue = ld->raw_rescue[i];
 		if (step_build(ld, &m->steps[i], ld->raw[i]) < 0)
 			return -1;
 	}
@@ -1739,6 +1755,7 @@ loader_free(struct loader *ld)
 	free(ld->bufs);
 	free(ld->src);
 	free(ld->raw);
+	free(ld->raw_rescue);
 	free(ld->defs);
 	free(ld->root);
 	strlist_free(&ld->chain);

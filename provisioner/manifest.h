@@ -18,6 +18,8 @@
  *   secrets: [name]         values only from the environment or a vars file
  *   include: [file]         step lists run before this file's steps
  *   steps: [step]           `- include: file` inlines a step list here
+ *   rescue: [step]          top file only: run after a step fails (e.g. a
+ *                           rollback); the run still reports the failure
  *
  * Variable precedence, lowest first: included files' vars, the manifest's
  * vars, --vars-file, STAGEHAND_VAR_<name>, --var. A secret may not come from
@@ -63,6 +65,8 @@ struct step {
 	unsigned retries;            /* extra attempts after a failure */
 	unsigned retry_delay_s;
 	bool expect_disconnect;      /* a dropped session is success */
+	bool rescue;                 /* from `rescue:`: runs only after a
+	                                failure, after every other step */
 	size_t index;                /* 0-based position in the stage */
 };
 

@@ -341,6 +341,8 @@ json_step(struct json *j, const struct report_run *r, size_t i)
 	json_step_outcome(j, r->redact, res);
 	json_strlist(j, r->redact, "tags", &s->tags);
 	jkstr(j, r->redact, "become", s->become);
+	json_key(j, "rescue");
+	json_bool(j, s->rescue);
 	json_source(j, r, s);
 	json_details(j, r->redact, res);
 	json_tests(j, r->redact, res);

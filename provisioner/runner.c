@@ -262,7 +262,9 @@ plan_skips(struct run_ctx *ctx, struct step_result *results, bool *will_run)
 		step_result_init(&results[i]);
 		if (!started && strcmp(s->name, ctx->opts->start_at) == 0)
 			started = true;
-		results[i].skip_reason = skip_reason(ctx, s, started);
+		results[i].skip_reason = s->rescue ?
+		    xstrdup("rescue step: runs only after a failure") :
+		    skip_reason(ctx, s, started);
 		will_run[i] = results[i].skip_reason == NULL;
 	}
 }
@@ -281,6 +283,49 @@ exit_for(const struct step_result *r, const struct errbuf *run_err)
 	return EXIT_STEP_FAILED;
 }
 
+/* Runs one step with its UI events and timing. */
+static void
+run_one(struct run_ctx *ctx, const struct step *s, struct step_result *r)
+{
+	size_t total = ctx->manifest->nsteps;
+
+	ui_step_start(ctx->ui, s, total);
+	r->started_ms = now_ms();
+	r->started_at = (int64_t)time(NULL);
+	run_step(ctx, s, r);
+	r->duration_ms = now_ms() - r->started_ms;
+	ui_step_end(ctx->ui, s, total, r);
+}
+
+/*
+ * The rescue list (a rollback, say) runs after a step failed, in order,
+ * and stops at its own first failure. It never turns a failed run into a
+ * passed one: the exit code stays the failure's.
+ */
+static void
+run_rescue(struct run_ctx *ctx, struct step_result *results, bool failed)
+{
+	const struct manifest *m = ctx->manifest;
+	bool stop = !failed || ctx->opts->plan;
+
+	for (size_t i = 0; i < m->nsteps; i++) {
+		struct step_result *r = &results[i];
+
+		if (!m->steps[i].rescue)
+			continue;
+		if (stop || *ctx->interrupted) {
+			r->status = failed ? STEP_NOT_RUN : STEP_SKIPPED;
+			continue;
+		}
+		free(r->skip_reason);
+		r->skip_reason = NULL;
+		ui_notice(ctx->ui, "running rescue step '%s'", m->steps[i].name);
+		run_one(ctx, &m->steps[i], r);
+		if (r->status == STEP_FAILED || r->status == STEP_INTERRUPTED)
+			stop = true;
+	}
+}
+
 int
 runner_run(struct run_ctx *ctx, struct step_result *results,
     struct errbuf *run_err)
@@ -288,7 +333,7 @@ runner_run(struct run_ctx *ctx, struct step_result *results,
 	const struct manifest *m = ctx->manifest;
 	bool *will_run = xcalloc(m->nsteps, sizeof(bool));
 	int exit_code = EXIT_OK;
-	bool stop = false;
+	bool stop = false, failed = false;
 
 	err_clear(run_err);
 	plan_skips(ctx, results, will_run);
@@ -300,6 +345,8 @@ runner_run(struct run_ctx *ctx, struct step_result *results,
 		const struct step *s = &m->steps[i];
 		struct step_result *r = &results[i];
 
+		if (s->rescue)
+			continue;
 		if (stop || *ctx->interrupted) {
 			r->status = STEP_NOT_RUN;
 			continue;
@@ -309,20 +356,18 @@ runner_run(struct run_ctx *ctx, struct step_result *results,
 			ui_step_end(ctx->ui, s, m->nsteps, r);
 			continue;
 		}
-		ui_step_start(ctx->ui, s, m->nsteps);
-		r->started_ms = now_ms();
-		r->started_at = (int64_t)time(NULL);
-		run_step(ctx, s, r);
-		r->duration_ms = now_ms() - r->started_ms;
-		ui_step_end(ctx->ui, s, m->nsteps, r);
+		run_one(ctx, s, r);
 		if (r->status == STEP_FAILED || r->status == STEP_INTERRUPTED) {
 			if (exit_code == EXIT_OK)
 				exit_code = exit_for(r, run_err);
+			if (r->status == STEP_FAILED && !is_fatal(r->err.code))
+				failed = true;
 			if (!ctx->opts->keep_going || is_fatal(r->err.code) ||
 			    r->status == STEP_INTERRUPTED)
 				stop = true;
 		}
 	}
+	run_rescue(ctx, results, failed && run_err->code == SH_OK);
 	if (*ctx->interrupted && exit_code == EXIT_OK) {
 		err_set(run_err, SH_ERR_INTERRUPTED, "interrupted by signal");
 		exit_code = 130;

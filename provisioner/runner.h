@@ -18,7 +18,11 @@
  *   4. on other failures, retry up to step->retries times, retry_delay_s
  *      apart; then STEP_FAILED, and every later step is STEP_NOT_RUN;
  *   5. an interruption (SIGINT/SIGTERM) ends the current step as
- *      STEP_INTERRUPTED and the rest as STEP_NOT_RUN.
+ *      STEP_INTERRUPTED and the rest as STEP_NOT_RUN;
+ *   6. after a failure (not a trust/reachability one) the manifest's
+ *      rescue steps run in order, stopping at their own first failure;
+ *      without a failure they are STEP_SKIPPED. The exit code stays the
+ *      failure's: a rollback is not a success.
  * The results array has one entry per manifest step. It never prints; the
  * UI reports events as they happen. Returns the run's exit code.
  */

@@ -79,9 +79,9 @@
 #include "stepsh.h"
 
 #define MT_DEFAULT_PORT 54329
-#define MT_SQL_MAX (64u << 20)      /* one data file */
-#define MT_SCHEMA_MAX (16u << 20)   /* one pg_dump --schema-only */
-#define MT_WORKDIR_MAX 64           /* unix socket paths are short */
+#define MT_SQL_MAX (64u << 20)    /* one data file */
+#define MT_SCHEMA_MAX (16u << 20) /* one pg_dump --schema-only */
+#define MT_WORKDIR_MAX 64         /* unix socket paths are short */
 
 enum {
 	MT_UPGRADE = 1u << 0,
@@ -89,18 +89,18 @@ enum {
 };
 
 struct mt_cfg {
-	const char *old_bin;  /* borrowed */
-	const char *new_bin;  /* borrowed */
-	const char *old_lib;  /* borrowed; NULL: none */
+	const char *old_bin; /* borrowed */
+	const char *new_bin; /* borrowed */
+	const char *old_lib; /* borrowed; NULL: none */
 	unsigned methods;
 	struct strlist data;    /* resolved local paths */
 	struct strlist between; /* resolved local paths */
-	char *user;           /* owned: also the become user */
-	const char *username; /* borrowed, or user */
-	const char *dbname;   /* borrowed or "postgres" */
-	const char *locale;   /* borrowed or "C" */
-	const char *encoding; /* borrowed or "UTF8" */
-	const char *workdir;  /* borrowed or "/tmp" */
+	char *user;             /* owned: also the become user */
+	const char *username;   /* borrowed, or user */
+	const char *dbname;     /* borrowed or "postgres" */
+	const char *locale;     /* borrowed or "C" */
+	const char *encoding;   /* borrowed or "UTF8" */
+	const char *workdir;    /* borrowed or "/tmp" */
 	unsigned port;
 	bool keep;
 };
@@ -111,7 +111,7 @@ struct mt_obj {
 	char *qname; /* owned: quoted by the server */
 	char kind;   /* 'r' table, 'm' matview, 'S' sequence */
 	bool populated;
-	char *fp;    /* owned: "5000 rows, md5 ..." */
+	char *fp; /* owned: "5000 rows, md5 ..." */
 };
 
 struct mt_fp {
@@ -126,8 +126,8 @@ struct mt_run {
 	const struct step *step;
 	const struct mt_cfg *c;
 	struct step_result *res;
-	char *work;            /* owned: WORK on the target, once made */
-	struct strlist fails;  /* one line per method that differed */
+	char *work;           /* owned: WORK on the target, once made */
+	struct strlist fails; /* one line per method that differed */
 };
 
 static const char *const mt_keys[] = {
@@ -305,7 +305,8 @@ mt_parse_dirs(const struct node *body, struct mt_cfg *c, struct errbuf *err)
 	    strlen(c->workdir) > MT_WORKDIR_MAX)
 		return node_err(err, node_get(body, "workdir"),
 		    "workdir: at most %d characters of letters, digits and "
-		    "_ . - /", MT_WORKDIR_MAX);
+		    "_ . - /",
+		    MT_WORKDIR_MAX);
 	return 0;
 }
 
@@ -334,8 +335,8 @@ mt_parse(const struct node *body, const struct step *step, void **cfg,
 	}
 	if (port < 1024) {
 		mt_free(c);
-		return node_err(err, node_get(body, "port"),
-		    "port must be 1024-65534");
+		return node_err(
+		    err, node_get(body, "port"), "port must be 1024-65534");
 	}
 	c->port = (unsigned)port;
 	*cfg = c;
@@ -546,13 +547,14 @@ mt_remote(struct mt_run *r, const char *what, const char *body,
 	if (buf_adds(&script, mt_lib) < 0 || mt_vars(r, &script) < 0 ||
 	    buf_addf(&script, "set -- %s\n", args ? args : "") < 0 ||
 	    buf_adds(&script, body) < 0) {
-		err_set(err, SH_ERR_INTERNAL, "migration_test: script too long");
+		err_set(
+		    err, SH_ERR_INTERNAL, "migration_test: script too long");
 		goto out;
 	}
 	cmd.script = script.data;
 	cmd.become = r->c->user;
-	cmd.timeout_s = r->step->timeout_s ? r->step->timeout_s
-	                                   : STEP_DEFAULT_TIMEOUT_S;
+	cmd.timeout_s =
+	    r->step->timeout_s ? r->step->timeout_s : STEP_DEFAULT_TIMEOUT_S;
 	cmd.stdout_is_protocol = true;
 	rc = remote_run(r->ctx, &cmd, out, err);
 	step_result_output(r->res, out->err.data, out->err.len);
@@ -567,8 +569,7 @@ out:
 
 /* mt_remote() for scripts whose stdout is only protocol. */
 static int
-mt_do(struct mt_run *r, const char *what, const char *body,
-    struct errbuf *err)
+mt_do(struct mt_run *r, const char *what, const char *body, struct errbuf *err)
 {
 	struct remote_out out;
 	int rc = mt_remote(r, what, body, NULL, &out, false, err);
@@ -628,8 +629,8 @@ mt_script(const char *path, struct buf *sql, struct pg_script *script,
  * message".
  */
 static int
-mt_run_files(struct pg_conn *conn, const struct strlist *files,
-    struct errbuf *err)
+mt_run_files(
+    struct pg_conn *conn, const struct strlist *files, struct errbuf *err)
 {
 	for (size_t i = 0; i < files->n; i++) {
 		struct pg_script script;
@@ -639,8 +640,8 @@ mt_run_files(struct pg_conn *conn, const struct strlist *files,
 		memset(&script, 0, sizeof(script));
 		rc = mt_script(files->v[i], &sql, &script, err);
 		if (rc == 0)
-			rc = pg_script_run(conn, &script, PG_TXN_COMMIT,
-			    mt_ignore, NULL, err);
+			rc = pg_script_run(
+			    conn, &script, PG_TXN_COMMIT, mt_ignore, NULL, err);
 		pg_script_free(&script);
 		buf_release(&sql);
 		if (rc < 0)
@@ -797,7 +798,8 @@ mt_fp_queries(const struct mt_fp *f, struct buf *sql)
 			continue;
 		if (o->kind == 'S')
 			(void)buf_addf(sql,
-			    "SELECT 'last_value ' || last_value || ', is_called "
+			    "SELECT 'last_value ' || last_value || ', "
+			    "is_called "
 			    "' || is_called FROM %s;\n",
 			    o->qname);
 		else
@@ -826,8 +828,8 @@ mt_on_fp(void *arg, PGresult *res, struct errbuf *err)
 	while (fill->next < f->n && f->v[fill->next].fp != NULL)
 		fill->next++;
 	if (fill->next >= f->n || PQntuples(res) != 1 || PQnfields(res) != 1)
-		return err_set(err, SH_ERR_INTERNAL,
-		    "fingerprint: unexpected result");
+		return err_set(
+		    err, SH_ERR_INTERNAL, "fingerprint: unexpected result");
 	f->v[fill->next++].fp = xstrdup(PQgetvalue(res, 0, 0));
 	return 0;
 }
@@ -877,8 +879,8 @@ mt_normalise(const struct buf *dump, struct buf *out)
 }
 
 static int
-mt_fp_schema(struct mt_run *r, unsigned port, struct mt_fp *f,
-    struct errbuf *err)
+mt_fp_schema(
+    struct mt_run *r, unsigned port, struct mt_fp *f, struct errbuf *err)
 {
 	struct remote_out out;
 	struct buf args;
@@ -890,8 +892,8 @@ mt_fp_schema(struct mt_run *r, unsigned port, struct mt_fp *f,
 	    &out, true, err);
 	if (rc == 0) {
 		mt_normalise(&out.out, &f->schema);
-		stepsh_sha256_mem(f->schema.data, f->schema.len,
-		    &f->schema_hash);
+		stepsh_sha256_mem(
+		    f->schema.data, f->schema.len, &f->schema_hash);
 	}
 	remote_out_free(&out);
 	buf_release(&args);
@@ -928,8 +930,8 @@ mt_kind_name(char kind)
 static int
 mt_obj_cmp(const void *a, const void *b)
 {
-	return strcmp(((const struct mt_obj *)a)->name,
-	    ((const struct mt_obj *)b)->name);
+	return strcmp(
+	    ((const struct mt_obj *)a)->name, ((const struct mt_obj *)b)->name);
 }
 
 /* Records one test; adds name to bad when it differs. */
@@ -939,8 +941,8 @@ mt_test(struct mt_run *r, const char *method, const struct mt_obj *b,
 {
 	const struct mt_obj *o = b ? b : a;
 	bool same = b && a && b->kind == a->kind && strcmp(b->fp, a->fp) == 0;
-	char *name = xasprintf("%s: %s %s", method, mt_kind_name(o->kind),
-	    o->name);
+	char *name =
+	    xasprintf("%s: %s %s", method, mt_kind_name(o->kind), o->name);
 	char *msg = xasprintf("before: %s; after: %s", b ? b->fp : "(absent)",
 	    a ? a->fp : "(absent)");
 
@@ -985,8 +987,8 @@ mt_compare_schema(struct mt_run *r, const char *method, const struct mt_fp *b,
 	(void)buf_addf(&msg, "before: sha256 %s; after: sha256 %s%s",
 	    b->schema_hash.data, a->schema_hash.data, diff.data);
 	if (!same)
-		(void)buf_addf(bad, "%sschema%s", bad->len ? ", " : "",
-		    diff.data);
+		(void)buf_addf(
+		    bad, "%sschema%s", bad->len ? ", " : "", diff.data);
 	step_result_test(r->res, name, same, false, msg.data);
 	buf_release(&diff);
 	buf_release(&msg);
@@ -995,8 +997,8 @@ mt_compare_schema(struct mt_run *r, const char *method, const struct mt_fp *b,
 
 /* One test per object (merge of the two sorted lists) and the schema. */
 static void
-mt_compare(struct mt_run *r, const char *method, struct mt_fp *b,
-    struct mt_fp *a)
+mt_compare(
+    struct mt_run *r, const char *method, struct mt_fp *b, struct mt_fp *a)
 {
 	size_t i = 0, j = 0;
 	struct buf bad;
@@ -1005,9 +1007,9 @@ mt_compare(struct mt_run *r, const char *method, struct mt_fp *b,
 	qsort(a->v, a->n, sizeof(*a->v), mt_obj_cmp);
 	buf_init(&bad, 1u << 20);
 	while (i < b->n || j < a->n) {
-		int cmp = i >= b->n ? 1 : j >= a->n ? -1
-		                                    : strcmp(b->v[i].name,
-		                                          a->v[j].name);
+		int cmp = i >= b->n   ? 1
+		          : j >= a->n ? -1
+		                      : strcmp(b->v[i].name, a->v[j].name);
 
 		mt_test(r, method, cmp <= 0 ? &b->v[i] : NULL,
 		    cmp >= 0 ? &a->v[j] : NULL, &bad);
@@ -1017,8 +1019,8 @@ mt_compare(struct mt_run *r, const char *method, struct mt_fp *b,
 	mt_compare_schema(r, method, b, a, &bad);
 	step_result_detail(r->res, method, "%s", bad.len ? "differs" : "equal");
 	if (bad.len)
-		strlist_push_owned(&r->fails,
-		    xasprintf("after %s: %s", method, bad.data));
+		strlist_push_owned(
+		    &r->fails, xasprintf("after %s: %s", method, bad.data));
 	buf_release(&bad);
 }
 
@@ -1032,8 +1034,8 @@ mt_before(struct mt_run *r, struct mt_fp *before, struct errbuf *err)
 	char *body = xasprintf("%s%s", mt_check_sh, mt_setup_sh);
 	int rc;
 
-	rc = mt_remote(r, "setting up the old cluster", body, NULL, &out,
-	    false, err);
+	rc = mt_remote(
+	    r, "setting up the old cluster", body, NULL, &out, false, err);
 	remote_out_free(&out);
 	free(body);
 	if (rc < 0)
@@ -1044,12 +1046,12 @@ mt_before(struct mt_run *r, struct mt_fp *before, struct errbuf *err)
 		return -1;
 	if (mt_exec_files(r, c->port, &c->data, err) < 0)
 		return err_prefix(err, "loading data: ");
-	if (mt_fingerprint(r, c->port, &(struct strlist){ NULL, 0 }, before,
-	        err) < 0)
+	if (mt_fingerprint(
+	        r, c->port, &(struct strlist){ NULL, 0 }, before, err) < 0)
 		return err_prefix(err, "fingerprint of the old cluster: ");
 	step_result_detail(r->res, "objects", "%zu", before->n);
-	step_result_detail(r->res, "schema_before", "sha256 %s",
-	    before->schema_hash.data);
+	step_result_detail(
+	    r->res, "schema_before", "sha256 %s", before->schema_hash.data);
 	return 0;
 }
 
@@ -1109,8 +1111,8 @@ mt_cleanup(struct mt_run *r, int rc, struct errbuf *err)
 }
 
 static int
-mt_apply(struct run_ctx *ctx, const struct step *step,
-    struct step_result *res, struct errbuf *err)
+mt_apply(struct run_ctx *ctx, const struct step *step, struct step_result *res,
+    struct errbuf *err)
 {
 	struct mt_run r = { ctx, step, step->cfg, res, NULL, { NULL, 0 } };
 	struct mt_fp before;
@@ -1126,10 +1128,10 @@ mt_apply(struct run_ctx *ctx, const struct step *step,
 
 		buf_init(&msg, 1u << 20);
 		for (size_t i = 0; i < r.fails.n; i++)
-			(void)buf_addf(&msg, "%s%s", i ? "; " : "",
-			    r.fails.v[i]);
-		rc = err_set(err, SH_ERR_STEP, "fingerprints differ %s",
-		    msg.data);
+			(void)buf_addf(
+			    &msg, "%s%s", i ? "; " : "", r.fails.v[i]);
+		rc = err_set(
+		    err, SH_ERR_STEP, "fingerprints differ %s", msg.data);
 		buf_release(&msg);
 	}
 	strlist_free(&r.fails);
@@ -1139,8 +1141,8 @@ mt_apply(struct run_ctx *ctx, const struct step *step,
 }
 
 static int
-mt_probe(struct run_ctx *ctx, const struct step *step,
-    struct step_result *res, struct errbuf *err)
+mt_probe(struct run_ctx *ctx, const struct step *step, struct step_result *res,
+    struct errbuf *err)
 {
 	struct mt_run r = { ctx, step, step->cfg, res, NULL, { NULL, 0 } };
 

@@ -194,10 +194,13 @@ pgtap_first_failure(const char *file, const struct tap *t, struct buf *b)
 		for (size_t k = 0; k < a->diag.len && b->len < 900; k++) {
 			char ch = a->diag.data[k];
 
-			if (ch == '\n')
-				(void)buf_adds(b, "; ");
-			else
+			if (ch != '\n') {
 				(void)buf_addc(b, ch);
+				continue;
+			}
+			(void)buf_adds(b, "; "); /* and the line's indent */
+			while (k + 1 < a->diag.len && a->diag.data[k + 1] == ' ')
+				k++;
 		}
 		return;
 	}

@@ -35,7 +35,7 @@
  *   ping        bool, default true: after pg_ctl says the server is up,
  *               also wait until a libpq connection through the run's SSH
  *               session succeeds (pg.h)
- *   ping_user   role for the ping, default `username`, else postgres;
+ *   ping_user   role for the ping, default `username`, else `user`;
  *               ping_dbname default postgres. Through socket_dir the
  *               connection comes from `user` (peer auth sees it), through
  *               TCP from 127.0.0.1; trust, peer or `password` must let
@@ -93,22 +93,22 @@ static const char *const pgs_action_names[] = {
 
 struct pgs_cfg {
 	enum pgs_action action;
-	const char *data_dir;  /* borrowed */
-	const char *bin_dir;   /* borrowed or the default */
-	char *user;            /* owned: also the become user */
+	const char *data_dir; /* borrowed */
+	const char *bin_dir;  /* borrowed or the default */
+	char *user;           /* owned: also the become user */
 	unsigned timeout_s;
-	const char *locale;    /* borrowed; NULL: unset */
-	const char *encoding;  /* borrowed */
+	const char *locale;     /* borrowed; NULL: unset */
+	const char *encoding;   /* borrowed */
 	const char *auth_local; /* borrowed */
-	const char *auth_host; /* borrowed */
-	const char *username;  /* borrowed */
-	const char *password;  /* borrowed (a secret) */
+	const char *auth_host;  /* borrowed */
+	const char *username;   /* borrowed */
+	const char *password;   /* borrowed (a secret) */
 	bool allow_group_access;
 	struct strlist options;
 	const char *socket_dir; /* borrowed */
-	unsigned port;         /* 0: unset */
-	const char *log_file;  /* borrowed; NULL: the default */
-	const char *mode;      /* borrowed or "fast" */
+	unsigned port;          /* 0: unset */
+	const char *log_file;   /* borrowed; NULL: the default */
+	const char *mode;       /* borrowed or "fast" */
 	bool ping;
 	const char *ping_user; /* borrowed or a default */
 	const char *ping_dbname;
@@ -148,9 +148,11 @@ static const struct pgs_only pgs_only[] = {
 	{ "locale", PGS_A(PGS_INITDB) },
 	{ "encoding", PGS_A(PGS_INITDB) },
 	{ "auth", PGS_A(PGS_INITDB) },
-	{ "username", PGS_A(PGS_INITDB) | PGS_A(PGS_START) | PGS_A(PGS_RESTART) },
+	{ "username",
+	    PGS_A(PGS_INITDB) | PGS_A(PGS_START) | PGS_A(PGS_RESTART) },
 	{ "allow_group_access", PGS_A(PGS_INITDB) },
-	{ "options", PGS_A(PGS_INITDB) | PGS_A(PGS_START) | PGS_A(PGS_RESTART) },
+	{ "options",
+	    PGS_A(PGS_INITDB) | PGS_A(PGS_START) | PGS_A(PGS_RESTART) },
 	{ "socket_dir", PGS_A(PGS_START) | PGS_A(PGS_RESTART) },
 	{ "port", PGS_A(PGS_START) | PGS_A(PGS_RESTART) },
 	{ "log_file", PGS_A(PGS_START) | PGS_A(PGS_RESTART) },
@@ -176,8 +178,7 @@ pgs_free(void *cfg)
 }
 
 static int
-pgs_parse_action(const struct node *body, struct pgs_cfg *c,
-    struct errbuf *err)
+pgs_parse_action(const struct node *body, struct pgs_cfg *c, struct errbuf *err)
 {
 	const char *a;
 
@@ -208,8 +209,8 @@ pgs_check_only(const struct node *body, enum pgs_action a, struct errbuf *err)
 
 /* A word that goes on an initdb command line: no NUL/newline, not empty. */
 static int
-pgs_word(const struct node *body, const char *key, const char *v,
-    struct errbuf *err)
+pgs_word(
+    const struct node *body, const char *key, const char *v, struct errbuf *err)
 {
 	if (v == NULL)
 		return 0;
@@ -243,8 +244,8 @@ pgs_parse_auth(const struct node *body, struct pgs_cfg *c, struct errbuf *err)
 }
 
 static int
-pgs_parse_strings(const struct node *body, struct pgs_cfg *c,
-    struct errbuf *err)
+pgs_parse_strings(
+    const struct node *body, struct pgs_cfg *c, struct errbuf *err)
 {
 	const char *user = NULL;
 
@@ -277,8 +278,7 @@ pgs_parse_strings(const struct node *body, struct pgs_cfg *c,
 }
 
 static int
-pgs_parse_paths(const struct node *body, struct pgs_cfg *c,
-    struct errbuf *err)
+pgs_parse_paths(const struct node *body, struct pgs_cfg *c, struct errbuf *err)
 {
 	if (stepsh_abs_path(body, "data_dir", &c->data_dir, err) < 0)
 		return -1;
@@ -297,16 +297,16 @@ pgs_parse_paths(const struct node *body, struct pgs_cfg *c,
 }
 
 static int
-pgs_parse_numbers(const struct node *body, struct pgs_cfg *c,
-    struct errbuf *err)
+pgs_parse_numbers(
+    const struct node *body, struct pgs_cfg *c, struct errbuf *err)
 {
 	uint64_t t = PGS_DEFAULT_TIMEOUT_S, port = 0;
 
 	c->ping = true;
 	if (node_opt_u64(body, "timeout", PGS_MAX_TIMEOUT_S, &t, err) < 0 ||
 	    node_opt_u64(body, "port", 65535, &port, err) < 0 ||
-	    node_opt_bool(body, "allow_group_access", &c->allow_group_access,
-	        err) < 0 ||
+	    node_opt_bool(
+	        body, "allow_group_access", &c->allow_group_access, err) < 0 ||
 	    node_opt_bool(body, "ping", &c->ping, err) < 0 ||
 	    node_opt_strlist(body, "options", &c->options, err) < 0)
 		return -1;
@@ -346,7 +346,7 @@ pgs_parse(const struct node *body, const struct step *step, void **cfg,
 		return -1;
 	}
 	if (c->ping_user == NULL)
-		c->ping_user = c->username ? c->username : "postgres";
+		c->ping_user = c->username ? c->username : c->user;
 	if (c->ping_dbname == NULL)
 		c->ping_dbname = "postgres";
 	*cfg = c;
@@ -488,8 +488,7 @@ pgs_initdb_fn(const struct pgs_cfg *c, struct buf *b)
 	    pgs_arg(b, "--auth-local=", c->auth_local) < 0 ||
 	    pgs_arg(b, "--auth-host=", c->auth_host) < 0 ||
 	    pgs_arg(b, "--username=", c->username) < 0 ||
-	    (c->allow_group_access &&
-	        buf_adds(b, " --allow-group-access") < 0))
+	    (c->allow_group_access && buf_adds(b, " --allow-group-access") < 0))
 		return -1;
 	for (size_t i = 0; c->action == PGS_INITDB && i < c->options.n; i++)
 		if (pgs_arg(b, "", c->options.v[i]) < 0)
@@ -558,12 +557,12 @@ out:
  * lines after the script's marker line, without pg_ctl's own words.
  */
 static int
-pgs_fail(const struct pgs_cfg *c, const struct remote_out *out,
-    struct errbuf *err)
+pgs_fail(
+    const struct pgs_cfg *c, const struct remote_out *out, struct errbuf *err)
 {
 	const struct buf *e = &out->err;
-	const char *mark = out->status == 2 ? strstr(e->data, "--- server log ")
-	                                    : NULL;
+	const char *mark =
+	    out->status == 2 ? strstr(e->data, "--- server log ") : NULL;
 	size_t room, start = 0, end = e->len;
 	struct buf msg;
 
@@ -580,7 +579,7 @@ pgs_fail(const struct pgs_cfg *c, const struct remote_out *out,
 		    pgs_action_names[c->action], c->data_dir, out->status);
 	}
 	while (end > start &&
-	    (e->data[end - 1] == '\n' || e->data[end - 1] == ' '))
+	       (e->data[end - 1] == '\n' || e->data[end - 1] == ' '))
 		end--;
 	room = sizeof(err->msg) - msg.len - 4;
 	if (end - start > room)
@@ -705,26 +704,31 @@ pgs_wait_ready(struct run_ctx *ctx, const struct pgs_cfg *c,
 		tries++;
 		if (pg_ping(ctx, &t, &last) == 0)
 			break;
-		if (last.code == SH_ERR_SSH || last.code == SH_ERR_INTERRUPTED) {
+		if (last.code == SH_ERR_SSH ||
+		    last.code == SH_ERR_INTERRUPTED) {
 			*err = last;
 			return -1;
 		}
-		if (now_ms() >= deadline || pgs_nap(ctx, 250) < 0)
+		if (now_ms() < deadline && pgs_nap(ctx, 250) < 0)
+			return err_set(err, SH_ERR_INTERRUPTED,
+			    "%s: interrupted while waiting for the server",
+			    c->data_dir);
+		if (now_ms() >= deadline)
 			return err_set(err, SH_ERR_TIMEOUT,
 			    "%s: the server did not accept connections as "
 			    "'%s' on %s port %u within %u s: %s",
 			    c->data_dir, c->ping_user, t.host,
 			    c->port ? c->port : 5432, c->timeout_s, last.msg);
 	}
-	step_result_detail(res, "ready_ms", "%llu",
-	    (unsigned long long)(now_ms() - start));
+	step_result_detail(
+	    res, "ready_ms", "%llu", (unsigned long long)(now_ms() - start));
 	step_result_detail(res, "ping_tries", "%u", tries);
 	return 0;
 }
 
 static int
-pgs_apply(struct run_ctx *ctx, const struct step *step,
-    struct step_result *res, struct errbuf *err)
+pgs_apply(struct run_ctx *ctx, const struct step *step, struct step_result *res,
+    struct errbuf *err)
 {
 	const struct pgs_cfg *c = step->cfg;
 
@@ -736,8 +740,8 @@ pgs_apply(struct run_ctx *ctx, const struct step *step,
 }
 
 static int
-pgs_probe(struct run_ctx *ctx, const struct step *step,
-    struct step_result *res, struct errbuf *err)
+pgs_probe(struct run_ctx *ctx, const struct step *step, struct step_result *res,
+    struct errbuf *err)
 {
 	return pgs_run(ctx, step, false, res, err);
 }
