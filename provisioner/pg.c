@@ -40,10 +40,10 @@
 #include "runner.h"
 #include "ssh.h"
 
-#define PG_SLICE_MS 200          /* longest sleep between checks */
+#define PG_SLICE_MS 200 /* longest sleep between checks */
 #define PG_DEFAULT_PORT 5432
 #define PG_CONNECT_TIMEOUT_S 10
-#define PG_CLOSE_WAIT_MS 2000    /* letting libpq's Terminate go out */
+#define PG_CLOSE_WAIT_MS 2000 /* letting libpq's Terminate go out */
 
 struct pg_conn {
 	struct run_ctx *ctx;    /* borrowed */
@@ -55,9 +55,9 @@ struct pg_conn {
 	char *sock;             /* owned: dir/.s.PGSQL.PORT */
 	char *where;            /* owned: names the server in messages */
 	unsigned timeout_s;
-	uint64_t deadline;      /* now_ms() limit of the current wait */
-	bool broken;            /* a timeout/interrupt left it mid-query */
-	struct buf notices;     /* server notices, capped */
+	uint64_t deadline;  /* now_ms() limit of the current wait */
+	bool broken;        /* a timeout/interrupt left it mid-query */
+	struct buf notices; /* server notices, capped */
 };
 
 #define PG_NOTICES_MAX (64u << 10)
@@ -97,8 +97,8 @@ local_listen(struct pg_conn *c, unsigned port, struct errbuf *err)
 	char *tmpl = xasprintf("%s/stagehand-pg-XXXXXX", tmp_base());
 
 	if (mkdtemp(tmpl) == NULL) {
-		err_set(err, SH_ERR_IO, "mkdtemp %s: %s", tmpl,
-		    strerror(errno));
+		err_set(
+		    err, SH_ERR_IO, "mkdtemp %s: %s", tmpl, strerror(errno));
 		free(tmpl);
 		return -1;
 	}
@@ -107,11 +107,12 @@ local_listen(struct pg_conn *c, unsigned port, struct errbuf *err)
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
 	if (strlen(c->sock) >= sizeof(sa.sun_path))
-		return err_set(err, SH_ERR_IO, "socket path too long: %s",
-		    c->sock);
+		return err_set(
+		    err, SH_ERR_IO, "socket path too long: %s", c->sock);
 	memcpy(sa.sun_path, c->sock, strlen(c->sock) + 1);
 	c->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (c->lfd < 0 || bind(c->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	if (c->lfd < 0 ||
+	    bind(c->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
 	    listen(c->lfd, 1) < 0)
 		return err_set(err, SH_ERR_IO, "local socket %s: %s", c->sock,
 		    strerror(errno));
@@ -177,8 +178,8 @@ relay_command(const struct run_ctx *ctx, const struct pg_target *t,
 	int rc = 0;
 
 	if (sudo && !os_user_ok(t->os_user))
-		rc = err_set(err, SH_ERR_STEP, "bad OS user name '%s'",
-		    t->os_user);
+		rc = err_set(
+		    err, SH_ERR_STEP, "bad OS user name '%s'", t->os_user);
 	else if ((sudo && (buf_adds(cmd, "sudo -n -u ") < 0 ||
 	                      sh_quote(cmd, t->os_user) < 0 ||
 	                      buf_adds(cmd, " -- ") < 0)) ||
@@ -186,8 +187,8 @@ relay_command(const struct run_ctx *ctx, const struct pg_target *t,
 	             0 ||
 	         sh_quote(cmd, relay_pl) < 0 || buf_addc(cmd, ' ') < 0 ||
 	         sh_quote(cmd, path) < 0)
-		rc = err_set(err, SH_ERR_STEP, "socket dir too long: %s",
-		    t->host);
+		rc = err_set(
+		    err, SH_ERR_STEP, "socket dir too long: %s", t->host);
 	free(path);
 	return rc;
 }
@@ -383,11 +384,11 @@ connect_poll(struct pg_conn *c, struct errbuf *err)
 }
 
 static int
-pg_connect_steps(struct pg_conn *c, const struct pg_target *t,
-    unsigned port, struct errbuf *err)
+pg_connect_steps(struct pg_conn *c, const struct pg_target *t, unsigned port,
+    struct errbuf *err)
 {
-	unsigned cto = t->connect_timeout_s ? t->connect_timeout_s
-	                                    : PG_CONNECT_TIMEOUT_S;
+	unsigned cto =
+	    t->connect_timeout_s ? t->connect_timeout_s : PG_CONNECT_TIMEOUT_S;
 
 	if (tunnel_open(c, t, port, err) < 0 || local_listen(c, port, err) < 0)
 		return -1;
@@ -420,8 +421,8 @@ pg_connect_steps(struct pg_conn *c, const struct pg_target *t,
 }
 
 int
-pg_connect(struct run_ctx *ctx, const struct pg_target *t,
-    struct pg_conn **out, struct errbuf *err)
+pg_connect(struct run_ctx *ctx, const struct pg_target *t, struct pg_conn **out,
+    struct errbuf *err)
 {
 	struct pg_conn *c;
 	unsigned port = t->port ? t->port : PG_DEFAULT_PORT;
@@ -454,7 +455,7 @@ struct exec_state {
 	void *arg;
 	struct pg_error *pe;
 	struct errbuf *err;
-	bool failed;   /* the first error is in err */
+	bool failed;    /* the first error is in err */
 	struct buf msg; /* server error text */
 };
 
@@ -514,8 +515,8 @@ exec_server_error(struct exec_state *s, const PGresult *res)
 	if (PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) == NULL) {
 		pq_message(PQresultErrorMessage(res), &s->msg);
 	} else {
-		(void)buf_addf(&s->msg, "%s: ", s->pe->sqlstate[0] ?
-		    s->pe->sqlstate : "?????");
+		(void)buf_addf(&s->msg,
+		    "%s: ", s->pe->sqlstate[0] ? s->pe->sqlstate : "?????");
 		add_field(&s->msg, res, PG_DIAG_MESSAGE_PRIMARY, NULL);
 		add_field(&s->msg, res, PG_DIAG_MESSAGE_DETAIL, "detail");
 		add_field(&s->msg, res, PG_DIAG_MESSAGE_HINT, "hint");
@@ -555,7 +556,8 @@ exec_result(struct pg_conn *c, struct exec_state *s, PGresult *res)
 	switch (st) {
 	case PGRES_COMMAND_OK:
 	case PGRES_TUPLES_OK:
-		if (!s->failed && s->fn != NULL && s->fn(s->arg, res, s->err) < 0)
+		if (!s->failed && s->fn != NULL &&
+		    s->fn(s->arg, res, s->err) < 0)
 			s->failed = true;
 		if (!s->failed)
 			s->pe->nresults++;
@@ -563,8 +565,9 @@ exec_result(struct pg_conn *c, struct exec_state *s, PGresult *res)
 	case PGRES_COPY_IN:
 	case PGRES_COPY_OUT:
 		if (!s->failed) {
-			err_set(s->err, SH_ERR_STEP, "COPY to or from the "
-			                             "client is not supported");
+			err_set(s->err, SH_ERR_STEP,
+			    "COPY to or from the "
+			    "client is not supported");
 			s->failed = true;
 		}
 		return exec_copy(c, s, st);
@@ -609,8 +612,8 @@ exec_limit(struct pg_conn *c, struct errbuf *err)
 }
 
 int
-pg_exec(struct pg_conn *c, const char *sql, pg_result_fn on_result,
-    void *arg, struct pg_error *pe, struct errbuf *err)
+pg_exec(struct pg_conn *c, const char *sql, pg_result_fn on_result, void *arg,
+    struct pg_error *pe, struct errbuf *err)
 {
 	struct pg_error scratch;
 	struct exec_state s;

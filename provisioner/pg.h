@@ -58,11 +58,11 @@ struct pg_target {
 	const char *password; /* secret; NULL for none */
 	unsigned connect_timeout_s; /* 0: 10 */
 	/* Added by the transport (zero keeps the old behaviour): */
-	const char *os_user;  /* socket-dir host only: the relay runs as this
-	                       * user (sudo -n -u), so peer authentication sees
-	                       * it; NULL or the login user: no sudo. Steps
-	                       * pass step->become. */
-	unsigned timeout_s;   /* each pg_exec() call; 0: no limit */
+	const char *os_user; /* socket-dir host only: the relay runs as this
+	                      * user (sudo -n -u), so peer authentication sees
+	                      * it; NULL or the login user: no sudo. Steps
+	                      * pass step->become. */
+	unsigned timeout_s;  /* each pg_exec() call; 0: no limit */
 };
 
 struct pg_error {
@@ -79,8 +79,7 @@ struct pg_conn; /* opaque: libpq connection + its tunnel */
 int pg_connect(struct run_ctx *ctx, const struct pg_target *t,
     struct pg_conn **out, struct errbuf *err);
 /* 0 when the server accepts connections (connects and runs SELECT 1). */
-int pg_ping(struct run_ctx *ctx, const struct pg_target *t,
-    struct errbuf *err);
+int pg_ping(struct run_ctx *ctx, const struct pg_target *t, struct errbuf *err);
 
 typedef int (*pg_result_fn)(void *arg, PGresult *res, struct errbuf *err);
 
@@ -149,14 +148,13 @@ int pg_script_parse(const char *name, const char *text, size_t len,
     struct pg_script *out, struct errbuf *err);
 void pg_script_free(struct pg_script *s);
 int pg_script_run(struct pg_conn *c, const struct pg_script *s,
-    enum pg_txn mode, pg_result_fn on_result, void *arg,
-    struct errbuf *err);
+    enum pg_txn mode, pg_result_fn on_result, void *arg, struct errbuf *err);
 /*
  * The line of the 1-based character position pos (PostgreSQL counts
  * characters: UTF-8 code points) in text[0..len), which starts on line
  * first_line. A pos beyond the text gives the last line.
  */
-unsigned pg_sql_line(const char *text, size_t len, unsigned first_line,
-    unsigned pos);
+unsigned pg_sql_line(
+    const char *text, size_t len, unsigned first_line, unsigned pos);
 
 #endif

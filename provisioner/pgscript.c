@@ -54,8 +54,8 @@ ident_char(unsigned char ch)
 static int
 lex_err(struct lex *l, unsigned line, const char *what)
 {
-	return err_set(l->err, SH_ERR_MANIFEST, "%s:%u: %s", l->name, line,
-	    what);
+	return err_set(
+	    l->err, SH_ERR_MANIFEST, "%s:%u: %s", l->name, line, what);
 }
 
 /* Skips to the byte after `close`, counting lines; -1 when unterminated. */
@@ -205,8 +205,8 @@ lex_word(struct lex *l)
 static bool
 txn_control(const struct lex *l)
 {
-	static const char *const words[] = { "begin", "start", "commit",
-		"end", "rollback", "abort", NULL };
+	static const char *const words[] = { "begin", "start", "commit", "end",
+		"rollback", "abort", NULL };
 
 	for (size_t k = 0; words[k] != NULL; k++)
 		if (first_is(l, 0, words[k]))
@@ -221,10 +221,9 @@ stmt_end(struct lex *l, size_t end)
 
 	if (!l->in_stmt)
 		return;
-	while (end > l->start && (l->p[end - 1] == ' ' ||
-	                             l->p[end - 1] == '\t' ||
-	                             l->p[end - 1] == '\n' ||
-	                             l->p[end - 1] == '\r'))
+	while (end > l->start &&
+	       (l->p[end - 1] == ' ' || l->p[end - 1] == '\t' ||
+	           l->p[end - 1] == '\n' || l->p[end - 1] == '\r'))
 		end--;
 	s->stmts = xreallocarray(s->stmts, s->n + 1, sizeof(*s->stmts));
 	s->stmts[s->n].off = l->start;
@@ -244,7 +243,8 @@ lex_backslash(struct lex *l)
 	size_t e = l->i + 1;
 	char *cmd, *msg;
 
-	while (e < l->len && e - l->i < 24 && ident_char((unsigned char)l->p[e]))
+	while (
+	    e < l->len && e - l->i < 24 && ident_char((unsigned char)l->p[e]))
 		e++;
 	cmd = xstrndup(l->p + l->i, e - l->i);
 	msg = xasprintf("psql backslash command '%s' is not supported: "
@@ -334,11 +334,11 @@ pg_script_parse(const char *name, const char *text, size_t len,
 	out->text = text;
 	out->len = len;
 	if (mem_has_nul(text, len))
-		return err_set(err, SH_ERR_MANIFEST, "%s: contains a NUL byte",
-		    name);
+		return err_set(
+		    err, SH_ERR_MANIFEST, "%s: contains a NUL byte", name);
 	if (!utf8_valid((const unsigned char *)text, len))
-		return err_set(err, SH_ERR_MANIFEST, "%s: not valid UTF-8",
-		    name);
+		return err_set(
+		    err, SH_ERR_MANIFEST, "%s: not valid UTF-8", name);
 	memset(&l, 0, sizeof(l));
 	l.p = text;
 	l.len = len;
@@ -381,8 +381,8 @@ pg_sql_line(const char *text, size_t len, unsigned first_line, unsigned pos)
 
 /* A server error gets NAME:LINE; anything else NAME. */
 static int
-script_fail(const struct pg_script *s, const struct pg_error *pe,
-    unsigned line, struct errbuf *err)
+script_fail(const struct pg_script *s, const struct pg_error *pe, unsigned line,
+    struct errbuf *err)
 {
 	if (pe->sqlstate[0] != '\0' && line > 0)
 		return err_prefix(err, "%s:%u: ", s->name, line);
@@ -402,8 +402,8 @@ run_each(struct pg_conn *c, const struct pg_script *s, pg_result_fn fn,
 		free(q);
 		if (rc < 0)
 			return script_fail(s, &pe,
-			    pe.position ? pg_sql_line(s->text + st->off, st->len,
-			                      st->line, pe.position)
+			    pe.position ? pg_sql_line(s->text + st->off,
+			                      st->len, st->line, pe.position)
 			                : st->line,
 			    err);
 	}
@@ -440,8 +440,8 @@ run_whole(struct pg_conn *c, const struct pg_script *s, enum pg_txn mode,
 }
 
 int
-pg_script_run(struct pg_conn *c, const struct pg_script *s,
-    enum pg_txn mode, pg_result_fn on_result, void *arg, struct errbuf *err)
+pg_script_run(struct pg_conn *c, const struct pg_script *s, enum pg_txn mode,
+    pg_result_fn on_result, void *arg, struct errbuf *err)
 {
 	if (s->manages_txn || mode == PG_TXN_NONE)
 		return run_each(c, s, on_result, arg, err);

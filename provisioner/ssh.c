@@ -1623,8 +1623,8 @@ tun_refused(struct ssh_conn *c, int rc, const char *what, struct errbuf *err)
 }
 
 static int
-tun_open_direct(struct ssh_tunnel *t, const char *host, unsigned port,
-    struct errbuf *err)
+tun_open_direct(
+    struct ssh_tunnel *t, const char *host, unsigned port, struct errbuf *err)
 {
 	struct ssh_conn *c = t->c;
 	uint64_t end = now_ms() + (uint64_t)c->timeout_s * 1000u;
@@ -1659,8 +1659,8 @@ ssh_tunnel_open_tcp(struct ssh_conn *c, const char *host, unsigned port,
 	if (session_usable(c, err) < 0)
 		return -1;
 	if (port == 0 || port > 65535)
-		return err_set(err, SH_ERR_INTERNAL, "tunnel: bad port %u",
-		    port);
+		return err_set(
+		    err, SH_ERR_INTERNAL, "tunnel: bad port %u", port);
 	t = tun_new(c);
 	libssh2_session_set_blocking(c->session, 0);
 	rc = tun_open_direct(t, host, port, err);
@@ -1688,8 +1688,8 @@ tun_open_exec(struct ssh_tunnel *t, const char *command, struct errbuf *err)
 		if (tun_open_wait(c, end, err) < 0)
 			return tun_abandoned(c);
 	}
-	while ((rc = libssh2_channel_exec(t->ch, command)) ==
-	       LIBSSH2_ERROR_EAGAIN)
+	while (
+	    (rc = libssh2_channel_exec(t->ch, command)) == LIBSSH2_ERROR_EAGAIN)
 		if (tun_open_wait(c, end, err) < 0)
 			return tun_abandoned(c);
 	if (rc < 0)
@@ -1735,8 +1735,9 @@ tun_fill_up(struct ssh_tunnel *t, int fd, struct errbuf *err)
 	if (r < 0 && (errno == EINTR || errno == EAGAIN))
 		return 0;
 	if (r < 0 && errno != ECONNRESET)
-		return err_set(err, SH_ERR_IO, "tunnel: reading the local "
-		                               "socket: %s",
+		return err_set(err, SH_ERR_IO,
+		    "tunnel: reading the local "
+		    "socket: %s",
 		    strerror(errno));
 	t->progress = true;
 	t->up_off = 0;
@@ -1778,9 +1779,8 @@ tun_send_eof(struct ssh_tunnel *t, struct errbuf *err)
 static int
 tun_up(struct ssh_tunnel *t, int fd, struct errbuf *err)
 {
-	while (!t->eof_sent &&
-	       (t->pend == PEND_NONE || t->pend == PEND_WRITE ||
-	           t->pend == PEND_EOF)) {
+	while (!t->eof_sent && (t->pend == PEND_NONE || t->pend == PEND_WRITE ||
+	                           t->pend == PEND_EOF)) {
 		ssize_t w;
 
 		if (t->pend == PEND_EOF)
@@ -1842,8 +1842,8 @@ tun_flush_fd(struct ssh_tunnel *t, int fd, struct errbuf *err)
 
 /* One read of stream into p (IO_CHUNK bytes); *got 0 when none. */
 static int
-tun_read(struct ssh_tunnel *t, int stream, char *p, size_t *got,
-    struct errbuf *err)
+tun_read(
+    struct ssh_tunnel *t, int stream, char *p, size_t *got, struct errbuf *err)
 {
 	bool adj = chan_adjusts(t->ch);
 	ssize_t n;
@@ -2012,8 +2012,8 @@ tun_finish(struct ssh_tunnel *t, struct errbuf *err)
 			conn_dead(t->c, xasprintf("a packet to %s stayed "
 			                          "half sent",
 			                    t->c->where));
-			return err_set(err, SH_ERR_SSH, "session lost: %s",
-			    t->c->lost);
+			return err_set(
+			    err, SH_ERR_SSH, "session lost: %s", t->c->lost);
 		}
 		if (tun_finish_one(t, err) < 0)
 			return -1;
@@ -2024,8 +2024,8 @@ tun_finish(struct ssh_tunnel *t, struct errbuf *err)
 }
 
 int
-ssh_tunnel_pump(struct ssh_tunnel *t, int fd, int timeout_ms,
-    struct errbuf *err)
+ssh_tunnel_pump(
+    struct ssh_tunnel *t, int fd, int timeout_ms, struct errbuf *err)
 {
 	LIBSSH2_SESSION *s;
 	int rc;

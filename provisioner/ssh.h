@@ -43,16 +43,16 @@
 #include "util.h"
 
 struct ssh_opts {
-	const char *user;              /* required */
-	const char *host;              /* required */
-	unsigned port;                 /* 22 when 0 */
-	const char *identity_file;     /* or NULL */
-	const char *identity_env;      /* env var holding key text, or NULL */
-	const char *known_hosts;       /* NULL: ~/.ssh/known_hosts */
-	const char *host_key_pin;      /* "SHA256:base64" or NULL */
+	const char *user;          /* required */
+	const char *host;          /* required */
+	unsigned port;             /* 22 when 0 */
+	const char *identity_file; /* or NULL */
+	const char *identity_env;  /* env var holding key text, or NULL */
+	const char *known_hosts;   /* NULL: ~/.ssh/known_hosts */
+	const char *host_key_pin;  /* "SHA256:base64" or NULL */
 	bool accept_new_host_key;
-	unsigned connect_timeout_s;    /* 0: SSH_CONNECT_TIMEOUT_S */
-	unsigned keepalive_s;          /* 0: SSH_KEEPALIVE_S */
+	unsigned connect_timeout_s;         /* 0: SSH_CONNECT_TIMEOUT_S */
+	unsigned keepalive_s;               /* 0: SSH_KEEPALIVE_S */
 	volatile sig_atomic_t *interrupted; /* may be NULL */
 };
 
@@ -62,19 +62,19 @@ struct ssh_conn; /* opaque */
  * Parses "ssh://user@host:port", "user@host:port" or "user@host" (IPv6 in
  * brackets). *user and *host are newly allocated (caller frees).
  */
-int ssh_target_parse(const char *s, char **user, char **host,
-    unsigned *port, struct errbuf *err);
+int ssh_target_parse(const char *s, char **user, char **host, unsigned *port,
+    struct errbuf *err);
 
 /* opts and the strings in it must outlive the connection. */
-int ssh_connect(const struct ssh_opts *opts, struct ssh_conn **out,
-    struct errbuf *err);
+int ssh_connect(
+    const struct ssh_opts *opts, struct ssh_conn **out, struct errbuf *err);
 /* Bounded backoff (SSH_RECONNECT_TRIES); same host key required. */
 int ssh_reconnect(struct ssh_conn *c, struct errbuf *err);
 void ssh_close(struct ssh_conn *c);
 
 const char *ssh_host_key_fingerprint(const struct ssh_conn *c); /* SHA256:.. */
 const char *ssh_host_key_type(const struct ssh_conn *c); /* ssh-ed25519 */
-bool ssh_host_key_accepted(const struct ssh_conn *c); /* new key taken */
+bool ssh_host_key_accepted(const struct ssh_conn *c);    /* new key taken */
 unsigned ssh_reconnect_count(const struct ssh_conn *c);
 
 /*
@@ -98,9 +98,9 @@ struct ssh_io {
 };
 
 struct ssh_exit {
-	int status;        /* exit status, or -1 when killed by a signal */
-	char signal[32];   /* e.g. "KILL"; empty if none */
-	uint64_t dropped;  /* output bytes beyond the buffers' max */
+	int status;       /* exit status, or -1 when killed by a signal */
+	char signal[32];  /* e.g. "KILL"; empty if none */
+	uint64_t dropped; /* output bytes beyond the buffers' max */
 };
 
 /* Runs one command on its own channel. Returns 0 when it ran to the end
@@ -153,8 +153,8 @@ int ssh_tunnel_open_tcp(struct ssh_conn *c, const char *host, unsigned port,
     struct ssh_tunnel **out, struct errbuf *err);
 int ssh_tunnel_open_exec(struct ssh_conn *c, const char *command,
     struct ssh_tunnel **out, struct errbuf *err);
-int ssh_tunnel_pump(struct ssh_tunnel *t, int fd, int timeout_ms,
-    struct errbuf *err);
+int ssh_tunnel_pump(
+    struct ssh_tunnel *t, int fd, int timeout_ms, struct errbuf *err);
 bool ssh_tunnel_eof(const struct ssh_tunnel *t);
 bool ssh_tunnel_idle(const struct ssh_tunnel *t);
 /* The channel's stderr so far (exec tunnels); "" when none. Borrowed. */

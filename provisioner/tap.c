@@ -85,6 +85,7 @@ text_copy(const char *p, const char *end, bool unescape)
 {
 	struct buf b;
 	size_t len;
+	char *s;
 
 	buf_init(&b, TAP_MAX_TEXT + sizeof(MORE));
 	for (; p < end && b.len < TAP_MAX_TEXT; p++) {
@@ -95,7 +96,9 @@ text_copy(const char *p, const char *end, bool unescape)
 	}
 	if (p < end)
 		(void)buf_adds(&b, "...");
-	return buf_detach(&b, &len);
+	s = buf_detach(&b, &len);
+	buf_release(&b); /* buf_detach left it initialised */
+	return s;
 }
 
 /* Digits then a blank, '#', '-' or the end; false otherwise. */
@@ -151,7 +154,8 @@ directive(const char *p, const char *end, const char **reason)
 	else
 		return TAP_DIR_NONE;
 	p += 4;
-	while (p < end && ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+	while (
+	    p < end && ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
 		p++; /* SKIPPED, todos */
 	skip_blanks(&p, end);
 	if (p < end && *p == ':')
@@ -317,8 +321,8 @@ tap_problem(const struct tap *t, struct buf *why)
 	unsigned long run = (unsigned long)(t->n + t->dropped);
 
 	if (t->bailed)
-		(void)buf_addf(why, "bailed out%s%s", *t->bail_reason ? ": " : "",
-		    t->bail_reason);
+		(void)buf_addf(why, "bailed out%s%s",
+		    *t->bail_reason ? ": " : "", t->bail_reason);
 	else if (t->failed > 0)
 		(void)buf_addf(why, "%lu of %lu assertion%s failed", t->failed,
 		    run, run == 1 ? "" : "s");
@@ -326,11 +330,12 @@ tap_problem(const struct tap *t, struct buf *why)
 		(void)buf_adds(why, "no assertions (a test file without "
 		                    "assertions is a failure, not a pass)");
 	else if (t->dropped > 0)
-		(void)buf_addf(why, "more than %u assertions",
-		    TAP_MAX_ASSERTIONS);
+		(void)buf_addf(
+		    why, "more than %u assertions", TAP_MAX_ASSERTIONS);
 	else if (!t->has_plan)
-		(void)buf_addf(why, "no plan: ran %lu assertion%s without "
-		                    "plan(N) or no_plan() and finish()",
+		(void)buf_addf(why,
+		    "no plan: ran %lu assertion%s without "
+		    "plan(N) or no_plan() and finish()",
 		    run, run == 1 ? "" : "s");
 	else if (t->plans > 1)
 		(void)buf_addf(why, "%u plans in one file", t->plans);

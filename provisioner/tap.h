@@ -65,11 +65,11 @@ struct tap_assertion {
 struct tap {
 	struct tap_assertion *a; /* owned */
 	size_t n;
-	size_t dropped;   /* assertions beyond TAP_MAX_ASSERTIONS */
+	size_t dropped; /* assertions beyond TAP_MAX_ASSERTIONS */
 	bool has_plan;
 	unsigned long planned;
-	unsigned plans;   /* plan lines seen (more than one is wrong) */
-	bool skip_all;    /* 1..0 # SKIP */
+	unsigned plans;    /* plan lines seen (more than one is wrong) */
+	bool skip_all;     /* 1..0 # SKIP */
 	char *skip_reason; /* owned; NULL unless skip_all */
 	bool bailed;
 	char *bail_reason; /* owned; NULL unless bailed */

@@ -178,4 +178,27 @@ t_ok "the error names the missing binary" \
 	grep -qF "/opt/no-such-pg/bin/initdb: not found or not executable by postgres" \
 	<(jr "$T/r4" '.steps[0].error.message')
 
+# -- manifest errors, before anything touches the target --------------------------
+printf 'SELECT 1;\n\\set x 1\n' >"$T/psql.sql"
+check_err() { # description expected-message yaml-body-lines...
+	local d=$1 want=$2
+	shift 2
+	{
+		printf 'stagehand: 1\nstage: bad\nsteps:\n  - name: m\n    migration_test:\n'
+		printf '      %s\n' "$@"
+	} >"$T/badm.yml"
+	sh_run check "$T/badm.yml"
+	t_ok "$d" sh -c '[ "$1" = 65 ] && grep -qF -- "$2" "$3"' _ "$RC" "$want" "$T/err"
+}
+check_err "an unknown method is a manifest error" \
+	"method must be pg_upgrade, pg_dumpall or both, not 'rsync'" \
+	"old_bin: $NEW" "new_bin: $NEW" "method: rsync" "data: [$FIX/data.sql]"
+check_err "data is required" "missing required key 'data'" \
+	"old_bin: $NEW" "new_bin: $NEW"
+check_err "a data file with a psql backslash command is refused, naming its line" \
+	"data: $T/psql.sql:2: psql backslash command" \
+	"old_bin: $NEW" "new_bin: $NEW" "data: [psql.sql]"
+check_err "a missing data file is refused" "data: $T/nope.sql: " \
+	"old_bin: $NEW" "new_bin: $NEW" "data: [nope.sql]"
+
 t_done

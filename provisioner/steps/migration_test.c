@@ -172,8 +172,7 @@ mt_check_sql(const char *path, struct errbuf *err)
 	struct buf sql;
 	int rc;
 
-	buf_init(&sql, MT_SQL_MAX);
-	rc = file_read(path, MT_SQL_MAX, &sql, err);
+	rc = file_read(path, MT_SQL_MAX, &sql, err); /* inits sql */
 	if (rc == 0)
 		rc = pg_script_parse(path, sql.data, sql.len, &script, err);
 	if (rc == 0)
@@ -617,8 +616,7 @@ static int
 mt_script(const char *path, struct buf *sql, struct pg_script *script,
     struct errbuf *err)
 {
-	buf_init(sql, MT_SQL_MAX);
-	if (file_read(path, MT_SQL_MAX, sql, err) < 0)
+	if (file_read(path, MT_SQL_MAX, sql, err) < 0) /* inits sql */
 		return -1;
 	return pg_script_parse(path, sql->data, sql->len, script, err);
 }

@@ -43,16 +43,16 @@ resolve(const char *manifest_file, const char *path)
 	if (path[0] == '/' || manifest_file == NULL ||
 	    (slash = strrchr(manifest_file, '/')) == NULL)
 		return xstrdup(path);
-	return xasprintf("%.*s/%s", (int)(slash - manifest_file),
-	    manifest_file, path);
+	return xasprintf(
+	    "%.*s/%s", (int)(slash - manifest_file), manifest_file, path);
 }
 
 /* Parses f->text; where says how errors are reported. */
 static int
 script_check(struct pgstep_file *f, struct errbuf *err)
 {
-	if (pg_script_parse(f->name, f->text.data, f->text.len, &f->script,
-	        err) < 0)
+	if (pg_script_parse(
+	        f->name, f->text.data, f->text.len, &f->script, err) < 0)
 		return -1;
 	f->loaded = true;
 	return 0;
@@ -86,8 +86,9 @@ parse_file(const struct node *n, const struct pgstep_cfg *c,
 	if (c->remote) {
 		buf_init(&f->text, REMOTE_OUTPUT_MAX);
 		if (n->str[0] != '/')
-			return node_err(err, n, "files: '%s': remote files "
-			                        "need an absolute path",
+			return node_err(err, n,
+			    "files: '%s': remote files "
+			    "need an absolute path",
 			    n->str);
 		f->path = xstrdup(n->str);
 		return 0;
@@ -158,8 +159,7 @@ parse_conn(const struct node *body, struct pgstep_cfg *c, struct errbuf *err)
 }
 
 int
-pgstep_parse(const struct node *body, struct pgstep_cfg *c,
-    struct errbuf *err)
+pgstep_parse(const struct node *body, struct pgstep_cfg *c, struct errbuf *err)
 {
 	if (parse_conn(body, c, err) < 0)
 		return -1;
@@ -182,8 +182,8 @@ pgstep_free(struct pgstep_cfg *c)
 /* ======================================================== run time */
 
 static int
-load_remote(struct run_ctx *ctx, const struct step *step,
-    struct pgstep_file *f, struct step_result *res, struct errbuf *err)
+load_remote(struct run_ctx *ctx, const struct step *step, struct pgstep_file *f,
+    struct step_result *res, struct errbuf *err)
 {
 	struct remote_cmd cmd = REMOTE_CMD_INIT;
 	struct remote_out out;
@@ -207,9 +207,9 @@ load_remote(struct run_ctx *ctx, const struct step *step,
 		(void)buf_add(&f->text, out.out.data, out.out.len);
 	remote_out_free(&out);
 	if (rc < 0)
-		return err->code == SH_ERR_REMOTE ? err_prefix(err, "%s: ",
-		                                        f->name)
-		                                  : -1;
+		return err->code == SH_ERR_REMOTE
+		           ? err_prefix(err, "%s: ", f->name)
+		           : -1;
 	if (script_check(f, err) < 0) {
 		err->code = SH_ERR_STEP;
 		return -1;
@@ -218,8 +218,8 @@ load_remote(struct run_ctx *ctx, const struct step *step,
 }
 
 int
-pgstep_load(struct run_ctx *ctx, const struct step *step,
-    struct pgstep_cfg *c, struct step_result *res, struct errbuf *err)
+pgstep_load(struct run_ctx *ctx, const struct step *step, struct pgstep_cfg *c,
+    struct step_result *res, struct errbuf *err)
 {
 	if (!c->remote)
 		return 0;
@@ -243,7 +243,8 @@ pgstep_connect(struct run_ctx *ctx, const struct step *step,
 	t.password = c->password;
 	t.connect_timeout_s = c->connect_timeout_s;
 	t.os_user = step->become;
-	t.timeout_s = step->timeout_s ? step->timeout_s : STEP_DEFAULT_TIMEOUT_S;
+	t.timeout_s =
+	    step->timeout_s ? step->timeout_s : STEP_DEFAULT_TIMEOUT_S;
 	return pg_connect(ctx, &t, out, err);
 }
 

@@ -40,9 +40,9 @@
 #define PGSTEP_FILE_MAX (64u << 20)
 
 struct pgstep_file {
-	const char *name;  /* borrowed: as written in the manifest */
-	char *path;        /* owned: resolved local path, or the remote one */
-	struct buf text;   /* owned: content, when loaded */
+	const char *name; /* borrowed: as written in the manifest */
+	char *path;       /* owned: resolved local path, or the remote one */
+	struct buf text;  /* owned: content, when loaded */
 	struct pg_script script; /* over text, when loaded */
 	bool loaded;
 };
@@ -60,8 +60,8 @@ struct pgstep_cfg {
 extern const char *const pgstep_keys[];
 
 /* Parses the fields above out of body into c (zeroed by the caller). */
-int pgstep_parse(const struct node *body, struct pgstep_cfg *c,
-    struct errbuf *err);
+int pgstep_parse(
+    const struct node *body, struct pgstep_cfg *c, struct errbuf *err);
 void pgstep_free(struct pgstep_cfg *c);
 
 /*

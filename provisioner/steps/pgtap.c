@@ -63,8 +63,8 @@ pgtap_check_keys(const struct node *body, struct errbuf *err)
 }
 
 static int
-pgtap_parse_txn(const struct node *body, struct pgtap_cfg *c,
-    struct errbuf *err)
+pgtap_parse_txn(
+    const struct node *body, struct pgtap_cfg *c, struct errbuf *err)
 {
 	const char *t = NULL;
 
@@ -149,16 +149,15 @@ pgtap_count(struct pgtap_run *run, const struct tap *t)
 }
 
 static void
-pgtap_assertion(const char *file, const struct tap_assertion *a,
-    struct step_result *res)
+pgtap_assertion(
+    const char *file, const struct tap_assertion *a, struct step_result *res)
 {
-	char *name = a->description[0]
-	                 ? xasprintf("%s: %lu - %s", file, a->number,
-	                       a->description)
-	                 : xasprintf("%s: %lu", file, a->number);
+	char *name = a->description[0] ? xasprintf("%s: %lu - %s", file,
+	                                     a->number, a->description)
+	                               : xasprintf("%s: %lu", file, a->number);
 	struct buf msg;
-	bool skipped = a->directive != TAP_DIR_NONE && (a->ok ||
-	                   a->directive == TAP_DIR_TODO);
+	bool skipped = a->directive != TAP_DIR_NONE &&
+	               (a->ok || a->directive == TAP_DIR_TODO);
 
 	buf_init(&msg, TAP_MAX_DIAG + 2 * TAP_MAX_TEXT);
 	if (a->directive != TAP_DIR_NONE)
@@ -169,8 +168,7 @@ pgtap_assertion(const char *file, const struct tap_assertion *a,
 		        ? " (passed unexpectedly)"
 		        : "");
 	if (a->diag.len > 0)
-		(void)buf_addf(&msg, "%s%s", msg.len ? "\n" : "",
-		    a->diag.data);
+		(void)buf_addf(&msg, "%s%s", msg.len ? "\n" : "", a->diag.data);
 	step_result_test(res, name, a->ok || a->directive == TAP_DIR_TODO,
 	    skipped, msg.len ? msg.data : NULL);
 	buf_release(&msg);
@@ -199,7 +197,8 @@ pgtap_first_failure(const char *file, const struct tap *t, struct buf *b)
 				continue;
 			}
 			(void)buf_adds(b, "; "); /* and the line's indent */
-			while (k + 1 < a->diag.len && a->diag.data[k + 1] == ' ')
+			while (
+			    k + 1 < a->diag.len && a->diag.data[k + 1] == ' ')
 				k++;
 		}
 		return;
@@ -209,8 +208,7 @@ pgtap_first_failure(const char *file, const struct tap *t, struct buf *b)
 /* Records a file's assertions and its verdict. */
 static void
 pgtap_report(const struct pgstep_file *f, const struct tap *t,
-    const struct errbuf *sqlerr, struct pgtap_run *run,
-    struct step_result *res)
+    const struct errbuf *sqlerr, struct pgtap_run *run, struct step_result *res)
 {
 	struct buf why;
 	bool bad;
@@ -232,7 +230,8 @@ pgtap_report(const struct pgstep_file *f, const struct tap *t,
 		else if (sqlerr != NULL)
 			(void)buf_adds(&run->first, why.data);
 		else
-			(void)buf_addf(&run->first, "%s: %s", f->name, why.data);
+			(void)buf_addf(
+			    &run->first, "%s: %s", f->name, why.data);
 	}
 	buf_release(&why);
 }
@@ -241,8 +240,8 @@ pgtap_report(const struct pgstep_file *f, const struct tap *t,
 
 static int
 pgtap_file(struct pg_conn *pc, const struct pgtap_cfg *c,
-    const struct pgstep_file *f, struct pgtap_run *run,
-    struct step_result *res, struct errbuf *err)
+    const struct pgstep_file *f, struct pgtap_run *run, struct step_result *res,
+    struct errbuf *err)
 {
 	struct tap t;
 	int rc;
@@ -260,8 +259,8 @@ pgtap_file(struct pg_conn *pc, const struct pgtap_cfg *c,
 }
 
 static int
-pgtap_verdict(const struct pgtap_run *run, struct step_result *res,
-    struct errbuf *err)
+pgtap_verdict(
+    const struct pgtap_run *run, struct step_result *res, struct errbuf *err)
 {
 	step_result_detail(res, "assertions", "%lu", run->assertions);
 	step_result_detail(res, "passed", "%lu", run->passed);
@@ -314,8 +313,8 @@ pgtap_probe(struct run_ctx *ctx, const struct step *step,
 	(void)err;
 	buf_init(&names, 4096);
 	for (size_t i = 0; i < c->pg.nfiles; i++)
-		(void)buf_addf(&names, "%s%s", i ? ", " : "",
-		    c->pg.files[i].name);
+		(void)buf_addf(
+		    &names, "%s%s", i ? ", " : "", c->pg.files[i].name);
 	step_result_detail(res, "would_run", "%s", names.data);
 	buf_release(&names);
 	res->changed = false;

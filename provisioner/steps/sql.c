@@ -97,8 +97,7 @@ sql_parse(const struct node *body, const struct step *step, void **cfg,
 	(void)step;
 	*cfg = NULL;
 	if (node_expect(body, NODE_MAP, "sql", err) < 0 ||
-	    sql_check_keys(body, err) < 0 ||
-	    sql_parse_txn(body, c, err) < 0 ||
+	    sql_check_keys(body, err) < 0 || sql_parse_txn(body, c, err) < 0 ||
 	    node_opt_str(body, "unless", &c->unless, err) < 0 ||
 	    pgstep_parse(body, &c->pg, err) < 0)
 		goto fail;
@@ -136,8 +135,8 @@ sql_unless_row(void *arg, PGresult *r, struct errbuf *err)
 
 /* Runs `unless` read-only; *yes when its first value is true. */
 static int
-sql_unless(struct pg_conn *pc, const struct sql_cfg *c, bool *yes,
-    struct errbuf *err)
+sql_unless(
+    struct pg_conn *pc, const struct sql_cfg *c, bool *yes, struct errbuf *err)
 {
 	struct errbuf scratch;
 	int rc;
@@ -171,8 +170,8 @@ sql_run_files(struct pg_conn *pc, const struct sql_cfg *c,
 }
 
 static int
-sql_apply(struct run_ctx *ctx, const struct step *step,
-    struct step_result *res, struct errbuf *err)
+sql_apply(struct run_ctx *ctx, const struct step *step, struct step_result *res,
+    struct errbuf *err)
 {
 	struct sql_cfg *c = step->cfg;
 	struct pg_conn *pc = NULL;
@@ -203,8 +202,8 @@ sql_would_run(const struct sql_cfg *c, struct step_result *res)
 }
 
 static int
-sql_probe(struct run_ctx *ctx, const struct step *step,
-    struct step_result *res, struct errbuf *err)
+sql_probe(struct run_ctx *ctx, const struct step *step, struct step_result *res,
+    struct errbuf *err)
 {
 	const struct sql_cfg *c = step->cfg;
 	struct pg_conn *pc = NULL;

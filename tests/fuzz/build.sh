@@ -4,7 +4,7 @@
 #   tests/fuzz/build.sh            build
 #   tests/fuzz/build.sh run [SECS] [NAME]
 #                                  build, then fuzz NAME (manifest, the
-#                                  default, or narinfo) for SECS seconds
+#                                  default, narinfo or tap) for SECS seconds
 #                                  (default 60) from the seed corpus
 #                                  tests/fuzz/corpus/NAME (new inputs go to
 #                                  build/fuzz/corpus/NAME)
@@ -29,7 +29,8 @@ FLAGS="-std=c11 -g -O1 -D_GNU_SOURCE -fno-omit-frame-pointer \
 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
 -Wall -Wextra -Wno-unused-parameter $(pkg-config --cflags $PKGS)"
 OUT=build/fuzz
-mkdir -p "$OUT/obj/steps" "$OUT/corpus/manifest" "$OUT/corpus/narinfo"
+mkdir -p "$OUT/obj/steps" "$OUT/corpus/manifest" "$OUT/corpus/narinfo" \
+	"$OUT/corpus/tap"
 
 objs=""
 for src in provisioner/*.c provisioner/steps/*.c; do
@@ -48,6 +49,10 @@ echo "built $OUT/fuzz_manifest"
 $CC $FLAGS -fsanitize=fuzzer -Iprovisioner tests/fuzz/fuzz_narinfo.c $objs \
 	$(pkg-config --libs $PKGS) -o "$OUT/fuzz_narinfo"
 echo "built $OUT/fuzz_narinfo"
+# shellcheck disable=SC2086
+$CC $FLAGS -fsanitize=fuzzer -Iprovisioner tests/fuzz/fuzz_tap.c $objs \
+	$(pkg-config --libs $PKGS) -o "$OUT/fuzz_tap"
+echo "built $OUT/fuzz_tap"
 
 if [ "${1:-}" = run ]; then
 	secs=${2:-60}
@@ -55,6 +60,7 @@ if [ "${1:-}" = run ]; then
 	case $name in
 	manifest) extra="-max_len=65536 -dict=tests/fuzz/manifest.dict" ;;
 	narinfo) extra="-max_len=70000 -dict=tests/fuzz/narinfo.dict" ;;
+	tap) extra="-max_len=65536 -dict=tests/fuzz/tap.dict" ;;
 	*) echo "fuzz: unknown harness '$name'" >&2; exit 2 ;;
 	esac
 	# shellcheck disable=SC2086

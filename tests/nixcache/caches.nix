@@ -2,13 +2,17 @@
 # built offline by make-caches.sh (Nix 2.8, private chroot store, sandbox on
 # with the host's /usr bind-mounted so that /bin/sh and the PostgreSQL files
 # are reachable). Nothing here is fetched.
-{ system ? builtins.currentSystem }:
+{ system ? builtins.currentSystem
+  # Digest of the host's PostgreSQL files (make-caches.sh): part of every
+  # derivation that copies them, so new host files give new store paths.
+, inputsId ? "none" }:
 let
   sh = args: name: builtins.derivation {
     inherit name system;
     builder = "/bin/sh";
     args = [ "-c" args ];
     PATH = "/usr/bin";
+    STAGEHAND_INPUTS_ID = inputsId;
   };
 
   # (a) small: 4 paths that reference each other; the root refers to itself.
@@ -42,6 +46,23 @@ let
     echo "postgresql bundle ${variant} for stagehand tests" > $out/VARIANT
   '' "postgresql-bundle-15-${variant}";
 
+  # A bundle whose postgres cannot start (it exits 1 at once): the
+  # upgrade stage's health check fails and it must roll back.
+  bundle-broken = sh ''
+    mkdir -p $out/lib/postgresql/15 $out/share/postgresql
+    cp -a /usr/lib/postgresql/15/bin $out/lib/postgresql/15/bin
+    chmod u+w $out/lib/postgresql/15/bin
+    rm $out/lib/postgresql/15/bin/postgres
+    printf '#!/bin/sh\necho "postgres: broken on purpose (stagehand test bundle)" >&2\nexit 1\n' \
+      > $out/lib/postgresql/15/bin/postgres
+    chmod 555 $out/lib/postgresql/15/bin/postgres
+    chmod u-w $out/lib/postgresql/15/bin
+    ln -s ${pg-lib} $out/lib/postgresql/15/lib
+    ln -s ${pg-share} $out/share/postgresql/15
+    ln -s lib/postgresql/15/bin $out/bin
+    echo "postgresql bundle broken for stagehand tests" > $out/VARIANT
+  '' "postgresql-bundle-15-broken";
+
   # (c) big: 1 root + 31 inner nodes + 968 leaves = 1,000 paths; each inner
   # node also refers to the previous one (shared references).
   leaf = i: builtins.toFile "big-leaf-${toString i}" "leaf ${toString i}\n";
@@ -63,4 +84,5 @@ in {
   inherit small-root pg-lib pg-share big-root split-root split-mid split-dep;
   bundle = bundle "1";
   bundle2 = bundle "2";
+  inherit bundle-broken;
 }

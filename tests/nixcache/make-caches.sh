@@ -16,6 +16,7 @@
 #                      lib/postgresql/15/bin, bin -> it; lib; share);
 #                      $BUNDLE_ROOT/bin/postgres runs on this machine
 #       BUNDLE2_ROOT   a second bundle root sharing lib and share (upgrades)
+#       BROKEN_ROOT    a bundle whose bin/postgres exits 1 (rollback tests)
 #       BUNDLE_LIB, BUNDLE_SHARE  the bundle's dependency paths
 #       BIG_ROOT       synthetic 1,000-path closure (tree of depth 3)
 #       SPLIT_ROOT     root in cache1 (key 1), its 2 dependencies only in
@@ -43,10 +44,22 @@ OUT=$(cd "$1" && pwd)
 exec 9>"$OUT.lock"
 flock 9
 
+# What the bundle copies from the host: when Debian's PostgreSQL files
+# change (an update, pgTAP installed later), the caches are rebuilt. The
+# same digest goes into the derivations (caches.nix), so the store paths
+# change with it rather than reusing an old build.
+inputs_id() {
+	ls -l --time-style=+%s /usr/lib/postgresql/15/bin \
+		/usr/lib/postgresql/15/lib /usr/share/postgresql/15/extension \
+		2>/dev/null | sha256sum | cut -c1-32
+}
+INPUTS_ID=$(inputs_id)
+export INPUTS_ID
 fresh() {
 	[ -f "$OUT/paths.env" ] &&
 		[ "$OUT/paths.env" -nt "$HERE/make-caches.sh" ] &&
-		[ "$OUT/paths.env" -nt "$HERE/caches.nix" ]
+		[ "$OUT/paths.env" -nt "$HERE/caches.nix" ] &&
+		[ "$(cat "$OUT/inputs.id" 2>/dev/null)" = "$INPUTS_ID" ]
 }
 if fresh; then
 	cat "$OUT/paths.env"
@@ -78,6 +91,7 @@ fail() {
 }
 drv() { # NAME: builds caches.nix's derivation NAME, prints its path
 	nix-build --store "$STORE" --no-out-link "$HERE/caches.nix" -A "$1" \
+		--argstr inputsId "$INPUTS_ID" \
 		2>>"$OUT/build.log" || fail
 }
 file() { # NAME: adds caches.nix's builtins.toFile NAME, prints its path
@@ -88,6 +102,7 @@ file() { # NAME: adds caches.nix's builtins.toFile NAME, prints its path
 SMALL_ROOT=$(drv small-root)
 BUNDLE_ROOT=$(drv bundle)
 BUNDLE2_ROOT=$(drv bundle2)
+BROKEN_ROOT=$(drv bundle-broken)
 BUNDLE_LIB=$(drv pg-lib)
 BUNDLE_SHARE=$(drv pg-share)
 BIG_ROOT=$(file big-root)
@@ -106,7 +121,8 @@ to() { # URL-PARAMS PATHS...: nix copy into a file:// cache
 }
 K1=$OUT/keys/key1.sec
 K2=$OUT/keys/key2.sec
-to "$OUT/cache1?secret-key=$K1&compression=zstd" "$BUNDLE_ROOT" "$BUNDLE2_ROOT"
+to "$OUT/cache1?secret-key=$K1&compression=zstd" "$BUNDLE_ROOT" "$BUNDLE2_ROOT" \
+	"$BROKEN_ROOT"
 to "$OUT/cache1?secret-key=$K1" "$SMALL_ROOT" "$BIG_ROOT" "$SPLIT_ROOT"
 to "$OUT/cache2?secret-key=$K2" "${SPLIT_DEPS[@]}"
 # The split dependencies live in cache2 only.
@@ -121,6 +137,7 @@ done
 	echo "SMALL_ROOT=$SMALL_ROOT"
 	echo "BUNDLE_ROOT=$BUNDLE_ROOT"
 	echo "BUNDLE2_ROOT=$BUNDLE2_ROOT"
+	echo "BROKEN_ROOT=$BROKEN_ROOT"
 	echo "BUNDLE_LIB=$BUNDLE_LIB"
 	echo "BUNDLE_SHARE=$BUNDLE_SHARE"
 	echo "BIG_ROOT=$BIG_ROOT"
@@ -131,5 +148,6 @@ done
 	echo "KEY2_SEC=$K2"
 	echo "STORE=$STORE"
 } >"$OUT/paths.env.tmp"
+echo "$INPUTS_ID" >"$OUT/inputs.id"
 mv "$OUT/paths.env.tmp" "$OUT/paths.env"
 cat "$OUT/paths.env"

@@ -34,13 +34,16 @@ static char *
 problem(const struct tap *t)
 {
 	struct buf b;
+	char *p;
 
 	buf_init(&b, 1024);
 	if (!tap_problem(t, &b)) {
 		buf_release(&b);
 		return NULL;
 	}
-	return buf_detach(&b, NULL);
+	p = buf_detach(&b, NULL);
+	buf_release(&b); /* buf_detach left it initialised */
+	return p;
 }
 
 static void
@@ -65,9 +68,8 @@ assert_problem(const struct tap *t, const char *want)
 static void
 test_tap_passing_pgtap_file(void **state)
 {
-	static const char *const rows[] = { "1..3",
-		"ok 1 - users table exists", "ok 2 - has column email",
-		"ok 3 - email is unique", NULL };
+	static const char *const rows[] = { "1..3", "ok 1 - users table exists",
+		"ok 2 - has column email", "ok 3 - email is unique", NULL };
 	struct tap t;
 
 	(void)state;
@@ -112,8 +114,8 @@ test_tap_failure_keeps_its_diagnostics(void **state)
 static void
 test_tap_diag_row_attaches_to_previous_assertion(void **state)
 {
-	static const char *const rows[] = { "# before anything",
-		"ok 1 - a", "# about a", "# more about a", "1..1", NULL };
+	static const char *const rows[] = { "# before anything", "ok 1 - a",
+		"# about a", "# more about a", "1..1", NULL };
 	struct tap t;
 
 	(void)state;
@@ -147,7 +149,8 @@ test_tap_skip_and_todo_directives(void **state)
 	assert_string_equal(t.a[2].reason, "write the feature");
 	assert_string_equal(t.a[3].reason, "unexpectedly passes");
 	assert_int_equal(t.a[4].directive, TAP_DIR_NONE);
-	assert_string_equal(t.a[4].description, "has # in it # not a directive");
+	assert_string_equal(
+	    t.a[4].description, "has # in it # not a directive");
 	assert_int_equal(t.skipped, 2);
 	assert_int_equal(t.todo, 2);
 	assert_int_equal(t.passed, 1);
@@ -163,7 +166,8 @@ test_tap_not_ok_skip_is_a_failure(void **state)
 
 	(void)state;
 	tap_init(&t);
-	tap_feed(&t, "1..1\nnot ok 1 # SKIP why", strlen("1..1\nnot ok 1 # SKIP why"));
+	tap_feed(&t, "1..1\nnot ok 1 # SKIP why",
+	    strlen("1..1\nnot ok 1 # SKIP why"));
 	assert_int_equal(t.failed, 1);
 	assert_problem(&t, "1 of 1 assertion failed");
 	tap_free(&t);
@@ -210,7 +214,8 @@ test_tap_skip_all_plan_keeps_its_reason(void **state)
 
 	(void)state;
 	tap_init(&t);
-	tap_feed(&t, "1..0 # Skipped: no database\n", strlen("1..0 # Skipped: no database\n"));
+	tap_feed(&t, "1..0 # Skipped: no database\n",
+	    strlen("1..0 # Skipped: no database\n"));
 	assert_true(t.skip_all);
 	assert_string_equal(t.skip_reason, "no database");
 	assert_problem(&t, NULL);
@@ -242,7 +247,8 @@ test_tap_bail_out_stops_the_stream(void **state)
 
 	(void)state;
 	tap_init(&t);
-	tap_feed(&t, "1..3\nok 1\nBail out! database gone \nok 2\n", strlen("1..3\nok 1\nBail out! database gone \nok 2\n"));
+	tap_feed(&t, "1..3\nok 1\nBail out! database gone \nok 2\n",
+	    strlen("1..3\nok 1\nBail out! database gone \nok 2\n"));
 	assert_true(t.bailed);
 	assert_string_equal(t.bail_reason, "database gone");
 	assert_int_equal(t.n, 1);
@@ -257,7 +263,8 @@ test_tap_crlf_and_version_lines(void **state)
 
 	(void)state;
 	tap_init(&t);
-	tap_feed(&t, "TAP version 13\r\n1..1\r\nok 1 - crlf\r\n", strlen("TAP version 13\r\n1..1\r\nok 1 - crlf\r\n"));
+	tap_feed(&t, "TAP version 13\r\n1..1\r\nok 1 - crlf\r\n",
+	    strlen("TAP version 13\r\n1..1\r\nok 1 - crlf\r\n"));
 	assert_int_equal(t.ignored, 0);
 	assert_string_equal(t.a[0].description, "crlf");
 	assert_problem(&t, NULL);
@@ -271,7 +278,8 @@ test_tap_lookalikes_are_not_assertions(void **state)
 
 	(void)state;
 	tap_init(&t);
-	tap_feed(&t, "okay\nnot okay\n1..x\n    ok 1 - subtest\nok1\n", strlen("okay\nnot okay\n1..x\n    ok 1 - subtest\nok1\n"));
+	tap_feed(&t, "okay\nnot okay\n1..x\n    ok 1 - subtest\nok1\n",
+	    strlen("okay\nnot okay\n1..x\n    ok 1 - subtest\nok1\n"));
 	assert_int_equal(t.n, 0);
 	assert_int_equal(t.ignored, 5);
 	assert_false(t.has_plan);
@@ -372,7 +380,8 @@ test_tap_huge_numbers_are_not_numbers(void **state)
 
 	(void)state;
 	tap_init(&t);
-	tap_feed(&t, "ok 99999999999999999999 - big\n1..99999999999999999999", strlen("ok 99999999999999999999 - big\n1..99999999999999999999"));
+	tap_feed(&t, "ok 99999999999999999999 - big\n1..99999999999999999999",
+	    strlen("ok 99999999999999999999 - big\n1..99999999999999999999"));
 	assert_int_equal(t.n, 1);
 	assert_int_equal(t.a[0].number, 1);
 	assert_false(t.has_plan);
@@ -398,8 +407,8 @@ parse_fails(const char *sql, const char *want)
 	struct errbuf err;
 
 	err_clear(&err);
-	assert_int_equal(pg_script_parse("f.sql", sql, strlen(sql), &s, &err),
-	    -1);
+	assert_int_equal(
+	    pg_script_parse("f.sql", sql, strlen(sql), &s, &err), -1);
 	assert_int_equal(err.code, SH_ERR_MANIFEST);
 	if (strstr(err.msg, want) == NULL)
 		fail_msg("'%s' does not contain '%s'", err.msg, want);
@@ -413,8 +422,8 @@ stmt(const struct pg_script *s, size_t i)
 }
 
 static void
-assert_stmt(const struct pg_script *s, size_t i, const char *text,
-    unsigned line)
+assert_stmt(
+    const struct pg_script *s, size_t i, const char *text, unsigned line)
 {
 	char *got = stmt(s, i);
 
@@ -485,8 +494,8 @@ static void
 test_script_detects_its_own_transactions(void **state)
 {
 	static const char *const own[] = { "BEGIN;\nSELECT 1;\nCOMMIT;",
-		"start transaction; select 1; end;",
-		"SELECT 1; ROLLBACK;", "prepare transaction 'x';", NULL };
+		"start transaction; select 1; end;", "SELECT 1; ROLLBACK;",
+		"prepare transaction 'x';", NULL };
 	struct pg_script s;
 
 	(void)state;
@@ -532,7 +541,8 @@ test_script_rejects_unterminated_and_bad_bytes(void **state)
 	struct errbuf err;
 
 	(void)state;
-	parse_fails("SELECT 1;\nSELECT 'abc;\n", "f.sql:2: unterminated quoted");
+	parse_fails(
+	    "SELECT 1;\nSELECT 'abc;\n", "f.sql:2: unterminated quoted");
 	parse_fails("SELECT \"x", "unterminated quoted identifier");
 	parse_fails("SELECT 1; /* /* */", "f.sql:1: unterminated /*");
 	parse_fails("DO $x$ BEGIN", "unterminated dollar-quoted");
@@ -624,7 +634,8 @@ main(void)
 		    test_script_rejects_backslash_commands_with_line),
 		cmocka_unit_test(
 		    test_script_allows_backslashes_in_quotes_and_comments),
-		cmocka_unit_test(test_script_rejects_unterminated_and_bad_bytes),
+		cmocka_unit_test(
+		    test_script_rejects_unterminated_and_bad_bytes),
 		cmocka_unit_test(test_script_truncated_input_never_overreads),
 		cmocka_unit_test(test_script_empty_and_comment_only),
 		cmocka_unit_test(test_sql_line_counts_characters_not_bytes),

@@ -1,0 +1,3 @@
+SELECT 1;
+\set ON_ERROR_STOP on
+SELECT 2;

@@ -1,0 +1,2 @@
+-- No assertions at all: a failure, not a pass.
+SELECT count(*) FROM people;

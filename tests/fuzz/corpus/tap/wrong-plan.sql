@@ -1,0 +1,5 @@
+-- Plans three, runs two.
+SELECT plan(3);
+SELECT pass('one');
+SELECT pass('two');
+SELECT * FROM finish();
