@@ -26,7 +26,7 @@ run() { # report-dir manifest [args]
 }
 
 # PostgreSQL 13 from Debian 11, cached under /var/cache (visible in the box).
-OLD_BIN= OLD_LIB=
+OLD_BIN='' OLD_LIB=''
 if "$TOP/tests/pg13/fetch.sh" >"$T/pg13.env" 2>"$T/pg13.err"; then
 	while IFS= read -r line; do
 		case $line in OLD_BIN=*) OLD_BIN=${line#OLD_BIN=} ;; OLD_LIB=*) OLD_LIB=${line#OLD_LIB=} ;; esac
@@ -188,6 +188,7 @@ check_err() { # description expected-message yaml-body-lines...
 		printf '      %s\n' "$@"
 	} >"$T/badm.yml"
 	sh_run check "$T/badm.yml"
+	# shellcheck disable=SC2016 # expanded by the inner sh
 	t_ok "$d" sh -c '[ "$1" = 65 ] && grep -qF -- "$2" "$3"' _ "$RC" "$want" "$T/err"
 }
 check_err "an unknown method is a manifest error" \

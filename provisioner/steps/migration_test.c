@@ -13,7 +13,9 @@
  *               it should hold only what the old binaries miss
  *   method      pg_upgrade | pg_dumpall | both (default pg_upgrade)
  *   data        required: local SQL files (relative to the manifest),
- *               loaded in order into the old cluster through libpq (pg.h)
+ *               checked at parse time (pgscript.c: no psql backslash
+ *               commands) and loaded in order into the old cluster through
+ *               libpq, each in one transaction unless it manages its own
  *   between     local SQL files run on each NEW cluster after the upgrade
  *               and before its fingerprint (how a test injects a loss)
  *   user        OS user that runs everything, default postgres
@@ -26,8 +28,9 @@
  *   port        base port, default 54329: old on port, new on port+1
  *   keep        bool: keep the work dir (clusters stopped); default false
  *
- * What happens (DESIGN.md section 5), each cluster on a private unix
- * socket dir WORK/s (no TCP listener, trust auth) and its own port:
+ * What happens (DESIGN.md section 5), each cluster on the 0700 unix
+ * socket dir WORK/s (no TCP listener, trust auth) and its own port;
+ * libpq reaches it through pg.h's relay, which runs as `user` too:
  *   1. one round trip: check the binaries, make WORK, initdb WORK/old with
  *      old_bin, start it;
  *   2. create dbname when needed, load `data`; fingerprint "before";
@@ -63,11 +66,12 @@
  * (apply reports ok, not changed) unless keep.
  *
  * probe: one read-only round trip that checks the binaries and reports
- * their versions.
+ * their versions; a bin dir without postgres (one an earlier step would
+ * install) is only the detail not_there_yet.
  *
- * Not STEP_RETRY_SAFE: after a dropped connection the clusters of the
- * first attempt may still run (a retry would make a new work dir and
- * find the ports taken). `retries` can still ask for it.
+ * Not STEP_RETRY_SAFE: after a dropped connection the first attempt's
+ * clusters may still run in its work dir, which a retry (a new work dir)
+ * would leave behind. `retries` can still ask for it.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -394,6 +398,12 @@ static const char mt_check_sh[] =
     " die \"$NB/postgres does not run: $nv\"\n"
     "echo \"= old_version $ov\"\n"
     "echo \"= new_version $nv\"\n";
+
+/* probe: bin dirs an earlier step would install are not an error. */
+static const char mt_probe_sh[] =
+    "for t in \"$OB/postgres\" \"$NB/postgres\"; do\n"
+    "\t[ -e \"$t\" ] || { echo \"= not_there_yet $t\"; exit 0; }\n"
+    "done\n";
 
 static const char mt_setup_sh[] =
     "mkdir -p -- \"$WP\" || die \"cannot create workdir $WP\"\n"
@@ -1144,7 +1154,11 @@ mt_probe(struct run_ctx *ctx, const struct step *step, struct step_result *res,
 {
 	struct mt_run r = { ctx, step, step->cfg, res, NULL, { NULL, 0 } };
 
-	return mt_do(&r, "checking the binaries", mt_check_sh, err);
+	char *body = xasprintf("%s%s", mt_probe_sh, mt_check_sh);
+	int rc = mt_do(&r, "checking the binaries", body, err);
+
+	free(body);
+	return rc;
 }
 
 static void
