@@ -175,22 +175,26 @@ relay_command(const struct run_ctx *ctx, const struct pg_target *t,
 	char *path = xasprintf("%s/.s.PGSQL.%u", t->host, port);
 	bool sudo = t->os_user != NULL &&
 	            !(login != NULL && strcmp(login, t->os_user) == 0);
-	int rc = 0;
+	bool ok = true;
 
-	if (sudo && !os_user_ok(t->os_user))
-		rc = err_set(
+	if (sudo && !os_user_ok(t->os_user)) {
+		free(path);
+		return err_set(
 		    err, SH_ERR_STEP, "bad OS user name '%s'", t->os_user);
-	else if ((sudo && (buf_adds(cmd, "sudo -n -u ") < 0 ||
-	                      sh_quote(cmd, t->os_user) < 0 ||
-	                      buf_adds(cmd, " -- ") < 0)) ||
-	         buf_adds(cmd, "perl -MIO::Socket::UNIX -MIO::Select -e ") <
-	             0 ||
-	         sh_quote(cmd, relay_pl) < 0 || buf_addc(cmd, ' ') < 0 ||
-	         sh_quote(cmd, path) < 0)
-		rc = err_set(
-		    err, SH_ERR_STEP, "socket dir too long: %s", t->host);
+	}
+	if (sudo)
+		ok = buf_adds(cmd, "sudo -n -u ") == 0 &&
+		     sh_quote(cmd, t->os_user) == 0 &&
+		     buf_adds(cmd, " -- ") == 0;
+	ok = ok &&
+	     buf_adds(cmd, "perl -MIO::Socket::UNIX -MIO::Select -e ") == 0 &&
+	     sh_quote(cmd, relay_pl) == 0 && buf_addc(cmd, ' ') == 0 &&
+	     sh_quote(cmd, path) == 0;
 	free(path);
-	return rc;
+	if (!ok)
+		return err_set(
+		    err, SH_ERR_STEP, "socket dir too long: %s", t->host);
+	return 0;
 }
 
 static int
@@ -214,6 +218,8 @@ tunnel_open(struct pg_conn *c, const struct pg_target *t, unsigned port,
 }
 
 /* ======================================================== the poll loop */
+
+static int conn_fail(struct pg_conn *c, struct errbuf *err);
 
 static int
 pg_check(const struct pg_conn *c, struct errbuf *err)
@@ -244,6 +250,8 @@ static int
 pg_wait(struct pg_conn *c, short events, struct errbuf *err)
 {
 	for (;;) {
+		if (PQsocket(c->pq) < 0)
+			return conn_fail(c, err);
 		if (pg_check(c, err) < 0 ||
 		    ssh_tunnel_pump(c->tun, c->fd, 0, err) < 0)
 			return -1;
@@ -303,17 +311,31 @@ relay_reason(const struct pg_conn *c, struct buf *out)
 		(void)buf_addc(out, e[i] == '\n' ? ' ' : e[i]);
 }
 
+/*
+ * libpq's reason, and the relay's stderr when it said something. When
+ * the relay ended before the server answered, libpq only knows that "the
+ * server closed the connection unexpectedly": the relay's reason (socket
+ * missing, sudo refused) then replaces that.
+ */
 static int
 conn_fail(struct pg_conn *c, struct errbuf *err)
 {
-	struct buf m;
+	struct buf m, r;
 
 	buf_init(&m, 900);
-	relay_reason(c, &m);
-	if (m.len == 0)
-		pq_message(PQerrorMessage(c->pq), &m);
-	err_set(err, SH_ERR_REMOTE, "postgres at %s: %s", c->where, m.data);
+	buf_init(&r, 900);
+	pq_message(PQerrorMessage(c->pq), &m);
+	relay_reason(c, &r);
+	if (r.len > 0 &&
+	    str_has_prefix(m.data, "server closed the connection unexpectedly"))
+		err_set(
+		    err, SH_ERR_REMOTE, "postgres at %s: %s", c->where, r.data);
+	else
+		err_set(err, SH_ERR_REMOTE, "postgres at %s: %s%s%s%s",
+		    c->where, m.data, r.len ? " (" : "", r.data,
+		    r.len ? ")" : "");
 	buf_release(&m);
+	buf_release(&r);
 	return -1;
 }
 

@@ -2,13 +2,14 @@
  * ssh.c: the one libssh2 session to the build instance. See ssh.h.
  *
  * Sections: target strings; keys; TCP; known hosts; session setup (host
- * key, authentication); running a command; reconnect and close.
+ * key, authentication); running a command; tunnels; reconnect and close.
  *
  * Blocking: the socket is always O_NONBLOCK. Handshake and authentication
  * run with the session in libssh2's blocking mode, bounded by
  * libssh2_session_set_timeout(); ssh_exec() switches the session to
  * non-blocking mode and drives it with poll(), so a deadline or an
  * interruption is noticed within POLL_SLICE_MS, then switches it back.
+ * Tunnel calls do the same around each open, pump and close.
  *
  * libssh2 1.10 and partial sends: when a packet could only be partly
  * written to the socket, the next packet sent on the session must be that

@@ -1,9 +1,9 @@
 /*
  * ssh.h: one libssh2 session to the build instance.
  *
- * Call order: ssh_target_parse() -> ssh_connect() -> ssh_exec()... ->
- * ssh_close(). ssh_reconnect() replaces a dead session with a new one to
- * the same host, which must present the same host key.
+ * Call order: ssh_target_parse() -> ssh_connect() -> ssh_exec()... (and
+ * tunnels, below) -> ssh_close(). ssh_reconnect() replaces a dead session
+ * with a new one to the same host, which must present the same host key.
  *
  * Trust: the host key is checked before authenticating, against a pinned
  * SHA256 fingerprint (opts->host_key_pin) or a known_hosts file. The host

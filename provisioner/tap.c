@@ -321,7 +321,7 @@ tap_problem(const struct tap *t, struct buf *why)
 	unsigned long run = (unsigned long)(t->n + t->dropped);
 
 	if (t->bailed)
-		(void)buf_addf(why, "bailed out%s%s",
+		(void)buf_addf(why, "bailed out%s%.300s",
 		    *t->bail_reason ? ": " : "", t->bail_reason);
 	else if (t->failed > 0)
 		(void)buf_addf(why, "%lu of %lu assertion%s failed", t->failed,

@@ -82,7 +82,8 @@ void tap_init(struct tap *t);
 /* Parses the lines of one chunk (a row value). Never fails. */
 void tap_feed(struct tap *t, const char *p, size_t len);
 /*
- * Why the stream as a whole fails, appended to why (one line), or false
+ * Why the stream as a whole fails, appended to why (one line of at most
+ * 400 bytes: a bail-out reason is cut at 300), or false
  * when it passes: it bailed out, an assertion failed, there is no plan,
  * more than one plan, the plan count differs from the assertions run, or
  * there are no assertions at all (unless the plan skips everything).

@@ -1,51 +1,134 @@
 #!/usr/bin/env bash
-# tests/demo.sh: `make demo`. Brings up the built-in test box, runs the demo
-# stage against it twice (the second run must change nothing), prints the
-# report summaries and what the box looks like from outside, tears down.
+# tests/demo.sh: `make demo`. On a Debian 12 machine (as root): installs
+# what it needs, builds stagehand, builds the signed test binary caches
+# (a PostgreSQL 15 bundle made from Debian's binaries, two keys) and serves
+# them with nginx on the test box's gateway, brings up the test box, runs
+# stage 1 then stage 2 against it, runs both again (nothing left to
+# change), upgrades Postgres in place to a second bundle, tries a broken
+# bundle (rolled back automatically), prints the report summaries and what
+# the box looks like from outside, and tears the box and nginx down, also
+# on failure or Ctrl-C.
+#
+#   tests/demo.sh            reports go to ./demo-report (DEMO_REPORT=DIR)
+#
+# The caches are kept in /tmp/stagehand-nixcache (STAGEHAND_NIXCACHE) and
+# reused while the host's PostgreSQL files do not change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The stand-in profile links Debian's PostgreSQL 15 binaries.
-if ! [ -x /usr/lib/postgresql/15/bin/postgres ]; then
-	echo "demo: installing postgresql-15" >&2
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		--no-install-recommends postgresql-15 >/dev/null
-fi
-
-name=demo$(printf '%04x' $(($$ % 65536)))
 out=${DEMO_REPORT:-demo-report}
-rm -rf "$out"
-trap 'tests/testbox/testbox down "$name" >/dev/null 2>&1 || true' EXIT
+caches=${STAGEHAND_NIXCACHE:-/tmp/stagehand-nixcache}
+name=demo$(printf '%04x' $(($$ % 65536)))
+www=$(mktemp -d /tmp/stagehand-demo-www.XXXXXX)
+box_started=0
+t0=$(date +%s%N)
 
-echo "== bringing up test box $name"
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	echo
+	echo "== tearing down (box $name, nginx)"
+	tests/nixcache/serve stop "$www" >/dev/null 2>&1 || true
+	[ "$box_started" = 0 ] || tests/testbox/testbox down "$name" >/dev/null 2>&1 || true
+	rm -rf "$www"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say() { printf '\n== %s\n' "$*"; }
+elapsed() { echo "$((($(date +%s%N) - t0) / 1000000))"; }
+# One line per report: status, steps, changes, tests, time.
+summary() { # DIR
+	jq -r '"\(.stage): \(.status) - \(.counts.total) steps, \(.counts.changed) changed, " +
+		"\(.counts.failed) failed; tests \([.steps[].tests[]? | select(.status == "passed")] | length)" +
+		"/\([.steps[].tests[]?] | length) passed; \(.duration_ms / 1000)s"' "$1/results.json"
+}
+
+say "dependencies and build (tests/deps.sh, make stagehand)"
+tests/deps.sh
+make -s stagehand
+./stagehand --version
+
+say "signed binary caches ($caches)"
+tests/nixcache/make-caches.sh "$caches" >"$www/paths.env"
+# shellcheck disable=SC1091
+. "$www/paths.env"
+echo "bundle 1: $BUNDLE_ROOT"
+echo "bundle 2: $BUNDLE2_ROOT"
+echo "broken:   $BROKEN_ROOT"
+echo "keys:     ${KEY1_PUB%%:*}, ${KEY2_PUB%%:*}"
+
+say "test box $name"
+box_started=1
 env_lines=$(tests/testbox/testbox up "$name")
-while IFS= read -r line; do export "${line?}"; done <<<"$env_lines"
+while IFS= read -r line; do
+	case $line in TESTBOX_*=*) export "${line?}" ;; esac
+done <<<"$env_lines"
 conn=(--target "ssh://$TESTBOX_USER@$TESTBOX_HOST:$TESTBOX_PORT"
 	--identity "$TESTBOX_KEY" --known-hosts "$TESTBOX_KNOWN_HOSTS")
 
-echo
-echo "== stagehand plan stages/demo.yml (read-only)"
-./stagehand plan stages/demo.yml "${conn[@]}" --report "$out/plan" -q
+ln -s "$caches/cache1" "$www/cache1"
+ln -s "$caches/cache2" "$www/cache2"
+port=$(tests/nixcache/serve port)
+tests/nixcache/serve start "$www" "$TESTBOX_GATEWAY" "$port"
+url=http://$TESTBOX_GATEWAY:$port
+echo "caches served at $url/cache1 and $url/cache2 (nginx)"
 
-echo
-echo "== stagehand run stages/demo.yml"
-./stagehand run stages/demo.yml "${conn[@]}" --report "$out/run1"
+rm -rf "$out"
+mkdir -p "$out"
+stages/testbox-vars.sh "$www/paths.env" "$url" >"$out/testbox.vars.yml"
+stages/testbox-vars.sh "$www/paths.env" "$url" BUNDLE2_ROOT >"$out/bundle2.vars.yml"
+stages/testbox-vars.sh "$www/paths.env" "$url" BROKEN_ROOT >"$out/broken.vars.yml"
+v1=(--vars-file "$out/testbox.vars.yml")
 
-echo
-echo "== stagehand run stages/demo.yml again: nothing left to change"
-./stagehand run stages/demo.yml "${conn[@]}" --report "$out/run2" -q
+say "stagehand run stages/stage1.yml"
+./stagehand run stages/stage1.yml "${conn[@]}" --report "$out/stage1" -q
 
-echo
-echo "== stagehand report $out/run2"
-./stagehand report "$out/run2"
+say "stagehand run stages/stage2.yml --vars-file $out/testbox.vars.yml"
+./stagehand run stages/stage2.yml "${conn[@]}" "${v1[@]}" --report "$out/stage2"
 
-echo
-echo "== the box, seen from outside"
+say "stagehand report $out/stage1"
+./stagehand report "$out/stage1"
+say "stagehand report $out/stage2"
+./stagehand report "$out/stage2"
+
+say "both stages again: nothing left to change"
+./stagehand run stages/stage1.yml "${conn[@]}" --report "$out/stage1-again" -q
+./stagehand run stages/stage2.yml "${conn[@]}" "${v1[@]}" --report "$out/stage2-again" -q
+
+say "stagehand run stages/upgrade.yml: in place to bundle 2"
+./stagehand run stages/upgrade.yml "${conn[@]}" --vars-file "$out/bundle2.vars.yml" \
+	--report "$out/upgrade"
+say "stagehand report $out/upgrade"
+./stagehand report "$out/upgrade"
+
+say "stagehand run stages/upgrade.yml: a broken bundle (its postgres exits 1) is rolled back"
+rc=0
+./stagehand run stages/upgrade.yml "${conn[@]}" --vars-file "$out/broken.vars.yml" \
+	--report "$out/upgrade-broken" -q || rc=$?
+echo "exit $rc (the run fails, even though the rollback worked)"
+jq -r '.steps[] | select(.rescue and .output != null and .output != "") |
+	"  \(.name): \(.output | rtrimstr("\n") | split("\n") | last)"' \
+	"$out/upgrade-broken/results.json"
+[ "$rc" = 1 ]
+
+say "the box, seen from outside"
 tests/testbox/testbox exec "$name" -- sh -c '
-	id postgres
-	ls -l /usr/bin/psql /usr/bin/pg_config /var/lib/postgresql/data
+	echo "profile: $(readlink /var/lib/postgresql/.nix-profile) -> $(readlink -f /var/lib/postgresql/.nix-profile)"
+	ls -l /usr/bin/psql /usr/bin/pg_config
 	/usr/bin/pg_config --version
-	echo "links in /usr/lib/postgresql/bin: $(ls /usr/lib/postgresql/bin | wc -l)"'
-echo
-echo "changed on the second run: $(jq '.counts.changed' "$out/run2/results.json")"
-echo "reports: $out/{plan,run1,run2}/ (results.json, junit.xml, stagehand.env, run.log)"
+	echo "links in /usr/lib/postgresql/bin: $(ls /usr/lib/postgresql/bin | wc -l)"
+	su postgres -c "/usr/bin/psql -X -At -c \"select version()\""
+	echo "migrations recorded: $(su postgres -c "/usr/bin/psql -X -At -c \"select count(*) from supabase_migrations.schema_migrations\"")"'
+
+say "summary"
+for d in stage1 stage2 stage1-again stage2-again upgrade upgrade-broken; do
+	printf '%-15s %s\n' "$d" "$(summary "$out/$d")"
+done
+echo "live generation: $(jq -r '.steps[] | select(.name == "Live generation after the rollback") | .output' \
+	"$out/upgrade-broken/results.json" | sed -n 's/^live generation: //p')"
+echo "reports: $out/{stage1,stage2,stage1-again,stage2-again,upgrade,upgrade-broken}/"
+echo "demo finished in $(($(elapsed) / 1000)).$(($(elapsed) % 1000 / 100))s"
+again=$(jq -s '[.[].counts.changed] | add' "$out/stage1-again/results.json" "$out/stage2-again/results.json")
+[ "$again" = 0 ] || { echo "demo: the second run changed $again steps" >&2; exit 1; }

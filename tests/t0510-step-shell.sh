@@ -124,6 +124,40 @@ t_ok "stdout and stderr reach the step output" \
 	       jq -r '.steps[0].output' '$T/r3/results.json' | grep -q 'to stderr'"
 t_ok "the exit status is recorded" test "$(jr "$T/r3" '.steps[0].exit_status')" = 0
 
+# ---- output streams: the tail is kept, also when the step times out
+cat >"$T/stream.yml" <<'YML'
+stagehand: 1
+stage: shell-stream
+steps:
+  - name: a line that looks like the here-document delimiter
+    shell: |
+      cat <<'STAGEHAND_EOF' >/srv/t510-delim
+      STAGEHAND_EOF_1
+      STAGEHAND_EOF
+      echo "delim lines: $(wc -l </srv/t510-delim)"
+  - name: much output
+    shell: seq 1 300000
+  - name: killed
+    shell: kill -KILL $$
+  - name: times out
+    timeout: 2
+    shell: |
+      echo before-the-timeout
+      sleep 30
+YML
+run r7 "$T/stream.yml" --keep-going
+t_ok "the stream stage fails (two steps fail)" rc_is 1
+t_ok "a script line equal to the delimiter does not end the script" \
+	test "$(jr "$T/r7" '.steps[0].output')" = "delim lines: 1"
+t_ok "long output keeps its tail" \
+	test "$(jr "$T/r7" '.steps[1].output | endswith("\n299999\n300000\n")')" = true
+t_ok "a script killed by a signal fails the step" \
+	sh -c "jq -r '.steps[2].error.message' '$T/r7/results.json' | grep -q 'killed by a signal'"
+t_ok "a step stopped by its timeout fails as timed out" \
+	sh -c "jq -r '.steps[3].error.message' '$T/r7/results.json' | grep -q 'timed out'"
+t_ok "a timed-out step still reports the output it made" \
+	sh -c "jq -r '.steps[3].output' '$T/r7/results.json' | grep -qx before-the-timeout"
+
 # ---- exit codes
 cat >"$T/exit3.yml" <<'YML'
 stagehand: 1

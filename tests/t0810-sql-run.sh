@@ -241,6 +241,32 @@ t_ok "a missing socket is reported by the relay" \
 t_ok "peer authentication sees the become user" \
 	sh -c "jq -r '.steps[1].error.message' '$T/s1/results.json' | grep -q 'Peer authentication failed for user \"postgres\"'"
 
+# ---- the step timeout bounds a query; the server stops it afterwards
+cat >"$T/m/slow.yml" <<'YML'
+stagehand: 1
+stage: sql-slow
+secrets: [app_password]
+steps:
+  - name: Too slow
+    timeout: 1
+    sql:
+      port: 5433
+      user: app
+      password: ${app_password}
+      database: postgres
+      files: sql/slow.sql
+YML
+echo 'SELECT pg_sleep(120);' >"$T/m/sql/slow.sql"
+run t1 "$T/m/slow.yml"
+t_ok "a query past the step timeout fails the step" rc_is 1
+t_ok "the error says it timed out" \
+	test "$(jr "$T/t1" '.steps[0].error.message')" = "sql/slow.sql: SQL timed out after 1 s"
+sleeping() {
+	pg_in_box "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()"
+}
+for _ in $(seq 1 50); do [ "$(sleeping)" = 0 ] && break; sleep 0.1; done
+t_ok "the server stopped the abandoned query" test "$(sleeping)" = 0
+
 # ---- the secret password appears nowhere
 leaks() { grep -rqF -- "$1" "$T"/r1 "$T"/r2 "$T"/p1 "$T"/e1 "$T"/e2 "$T"/e5 "$T/out" "$T/err"; }
 t_fail "the secret password is in no report, log or output" leaks "$secret"

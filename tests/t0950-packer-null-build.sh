@@ -2,8 +2,9 @@
 # The Packer integration, with Debian's Packer 1.6.6 and no network:
 # every template is formatted and validates offline, the release workflow
 # lints, and a real `packer build` of the null-builder template provisions
-# the test box through the shell-local provisioner (stage 1, then stage 2,
-# then the post-processor gate and the manifest). A failing step fails the
+# the test box through the shell-local provisioner (stages/stage1.yml, then
+# stages/stage2.yml against the signed test caches, then the post-processor
+# gate and the manifest). A failing step fails the
 # build and is named in Packer's output; the key never shows up.
 . "$(dirname "$0")/lib.sh"
 
@@ -77,6 +78,30 @@ box_up "$(box_name pk)" || {
 	exit 1
 }
 
+# Stage 2 installs the PostgreSQL bundle from the signed test caches,
+# served by nginx on the box's gateway; its vars file points at them.
+NIXCACHE=$TOP/tests/nixcache
+CACHES=${STAGEHAND_NIXCACHE:-/tmp/stagehand-nixcache}
+WWW=$T/www
+mkdir -p "$WWW"
+ln -s "$CACHES/cache1" "$WWW/cache1"
+ln -s "$CACHES/cache2" "$WWW/cache2"
+_t950_cleanup() {
+	"$NIXCACHE/serve" stop "$WWW" >/dev/null 2>&1 || true
+	_t_cleanup
+}
+trap _t950_cleanup EXIT
+PORT=$("$NIXCACHE/serve" port)
+if ! { "$NIXCACHE/make-caches.sh" "$CACHES" >"$T/paths.env" &&
+	"$NIXCACHE/serve" start "$WWW" "$TESTBOX_GATEWAY" "$PORT" >/dev/null &&
+	"$TOP/stages/testbox-vars.sh" "$T/paths.env" "http://$TESTBOX_GATEWAY:$PORT" >"$T/testbox.vars.yml"; }; then
+	t_not "the test caches are built and served"
+	t_done
+	exit 1
+fi
+# shellcheck disable=SC1091
+. "$T/paths.env"
+
 R=$T/rep
 # pk LOG VAR=VALUE...: packer build of the null template against the box,
 # run from $T (so nothing depends on the working directory).
@@ -89,7 +114,7 @@ pk() {
 		-var "host=$TESTBOX_HOST" -var "port=$TESTBOX_PORT" \
 		-var "user=$TESTBOX_USER" -var "ssh_private_key_file=$TESTBOX_KEY" \
 		-var "stagehand_bin=$STAGEHAND" -var "report_root=$R" \
-		-var "stage1_manifest=$TOP/stages/demo.yml" \
+		-var "stage1_manifest=$TOP/stages/stage1.yml" \
 		"${args[@]}" "$TPL") >"$log" 2>&1 || PK_RC=$?
 }
 st() { jq -r .status "$1/results.json" 2>/dev/null; }
@@ -98,10 +123,11 @@ D2=$R/testbox-x86_64/stage2
 
 # 1. A good run: the key from the file, the host key checked.
 pk "$T/good.log" "known_hosts_file=$TESTBOX_KNOWN_HOSTS" \
-	"stage2_manifest=$FIX/stage2-check.yml" "manifest_output=$T/good.json"
+	"stage2_manifest=$TOP/stages/stage2.yml" "manifest_output=$T/good.json" \
+	"stagehand_args=[\"--vars-file\", \"$T/testbox.vars.yml\"]"
 t_ok "packer build of the null template passes" test "$PK_RC" = 0
 t_ok "stagehand ran through shell-local with Packer's build.Host/Port/User" \
-	grep -q "stagehand-provision: stagehand run $TOP/stages/demo.yml -> ssh://$TESTBOX_USER@$TESTBOX_HOST:$TESTBOX_PORT (key file $TESTBOX_KEY; host key checked against $TESTBOX_KNOWN_HOSTS)" "$T/good.log"
+	grep -q "stagehand-provision: stagehand run $TOP/stages/stage1.yml -> ssh://$TESTBOX_USER@$TESTBOX_HOST:$TESTBOX_PORT (key file $TESTBOX_KEY; host key checked against $TESTBOX_KNOWN_HOSTS)" "$T/good.log"
 t_ok "the stage 1 report dir (per build and arch) says passed" test "$(st "$D1")" = passed
 t_ok "the stage 2 report dir says passed" test "$(st "$D2")" = passed
 t_ok "stage 2 started after stage 1 finished, on the same box" \
@@ -109,15 +135,17 @@ t_ok "stage 2 started after stage 1 finished, on the same box" \
 		'$b[0].started_at >= $a[0].finished_at and $b[0].target.boot_id == $a[0].target.boot_id')" = true
 t_ok "each report dir has results.json, junit.xml, stagehand.env, run.log" \
 	sh -c "for d in '$D1' '$D2'; do for f in results.json junit.xml stagehand.env run.log; do test -s \$d/\$f || exit 1; done; done"
-t_ok "stage 2 changed the box" box_exec test -f /etc/postgresql-custom/packer-stage2
+t_ok "stage 2 installed Postgres on the box" box_exec /usr/bin/pg_config --version
+t_ok "stage 2's pgTAP assertions are test cases in its junit.xml" \
+	grep -q 'classname="stage2.pgTAP unit tests"' "$D2/junit.xml"
 t_ok "the post-processor gate ran stagehand report on both dirs and passed" \
-	sh -c "grep -q '(shell-local): demo on ' '$T/good.log' &&
-		grep -q '(shell-local): packer-stage2-check on ' '$T/good.log' &&
+	sh -c "grep -q '(shell-local): stage1 on ' '$T/good.log' &&
+		grep -q '(shell-local): stage2 on ' '$T/good.log' &&
 		grep -q 'stagehand-gate: all 2 report(s) passed' '$T/good.log'"
 t_ok "the manifest post-processor recorded both statuses as passed" \
 	test "$(jq -r '.builds[-1].custom_data | .stage1_status + " " + .stage2_status' "$T/good.json")" = "passed passed"
 t_ok "custom_data carries the report dirs, the closure roots and the system" \
-	test "$(jq -r '.builds[-1].custom_data | [.stage2_report, .stage2_closure_root, .target_system, .mode] | join("|")' "$T/good.json")" = "$D2||x86_64-linux|run"
+	test "$(jq -r '.builds[-1].custom_data | [.stage2_report, .stage2_closure_root, .target_system, .mode] | join("|")' "$T/good.json")" = "$D2|$BUNDLE_ROOT|x86_64-linux|run"
 
 # 2. A dry run: mode=plan, the key text through the environment.
 box_snapshot >"$T/snap1"

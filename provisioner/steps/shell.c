@@ -332,7 +332,9 @@ shell_script(const struct shell_cfg *c, bool run, struct buf *b)
 		return -1;
 	if (!run)
 		return 0;
-	return buf_adds(b, shell_exec_sh) < 0 ? -1 : shell_heredoc(c->script, b);
+	if (buf_adds(b, shell_exec_sh) < 0)
+		return -1;
+	return shell_heredoc(c->script, b);
 }
 
 /* The first line of the script that is not blank or a comment, for change

@@ -257,6 +257,28 @@ test_tap_bail_out_stops_the_stream(void **state)
 }
 
 static void
+test_tap_oversized_bail_reason_still_explains(void **state)
+{
+	size_t big = TAP_MAX_TEXT * 2;
+	char *line = xmalloc(big + 16);
+	char *p;
+	struct tap t;
+
+	(void)state;
+	memcpy(line, "Bail out! ", 10);
+	memset(line + 10, 'r', big);
+	tap_init(&t);
+	tap_feed(&t, line, big + 10);
+	p = problem(&t);
+	assert_non_null(p);
+	assert_true(str_has_prefix(p, "bailed out: rrr"));
+	assert_true(strlen(p) <= 400);
+	free(p);
+	tap_free(&t);
+	free(line);
+}
+
+static void
 test_tap_crlf_and_version_lines(void **state)
 {
 	struct tap t;
@@ -619,6 +641,7 @@ main(void)
 		cmocka_unit_test(test_tap_skip_all_plan_keeps_its_reason),
 		cmocka_unit_test(test_tap_missing_or_double_plan_fails),
 		cmocka_unit_test(test_tap_bail_out_stops_the_stream),
+		cmocka_unit_test(test_tap_oversized_bail_reason_still_explains),
 		cmocka_unit_test(test_tap_crlf_and_version_lines),
 		cmocka_unit_test(test_tap_lookalikes_are_not_assertions),
 		cmocka_unit_test(test_tap_truncated_input),
