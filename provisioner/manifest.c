@@ -44,7 +44,8 @@
 static const char *const top_keys[] = { "stagehand", "stage", "description",
 	"vars", "secrets", "include", "steps", "rescue", NULL };
 static const char *const step_keys[] = { "name", "become", "when", "tags",
-	"timeout", "retries", "retry_delay", "expect_disconnect", NULL };
+	"timeout", "retries", "retry_delay", "expect_disconnect", "changed_when",
+	NULL };
 
 /* ============================================================ positions */
 
@@ -1669,8 +1670,18 @@ step_common(struct loader *ld, struct step *st)
 	    step_num(ld, map, "retry_delay", 0, STEP_MAX_TIMEOUT_S,
 	        &st->retry_delay_s) < 0)
 		return -1;
-	return node_opt_bool(
-	    map, "expect_disconnect", &st->expect_disconnect, ld->err);
+	if (node_opt_bool(map, "expect_disconnect", &st->expect_disconnect,
+	        ld->err) < 0)
+		return -1;
+	st->changed_when = STEP_CHANGED_AS_REPORTED;
+	if (node_get(map, "changed_when") != NULL) {
+		bool v = false;
+
+		if (node_opt_bool(map, "changed_when", &v, ld->err) < 0)
+			return -1;
+		st->changed_when = v ? STEP_CHANGED_ALWAYS : STEP_CHANGED_NEVER;
+	}
+	return 0;
 }
 
 static int

@@ -51,6 +51,14 @@ struct var {
 	char *origin; /* owned: "file:line:col", "--var", "env", vars file */
 };
 
+/* `changed_when`: how a successful step's "changed" is reported. */
+enum step_changed_when {
+	STEP_CHANGED_AS_REPORTED = 0, /* the kind decides (default) */
+	STEP_CHANGED_NEVER,  /* false: e.g. a server started and stopped
+	                        again within the stage */
+	STEP_CHANGED_ALWAYS, /* true */
+};
+
 struct step {
 	const char *name;            /* borrowed from the tree */
 	const struct step_kind *kind;
@@ -65,6 +73,7 @@ struct step {
 	unsigned retries;            /* extra attempts after a failure */
 	unsigned retry_delay_s;
 	bool expect_disconnect;      /* a dropped session is success */
+	enum step_changed_when changed_when;
 	bool rescue;                 /* from `rescue:`: runs only after a
 	                                failure, after every other step */
 	size_t index;                /* 0-based position in the stage */

@@ -50,6 +50,26 @@ t_ok "a failing rescue step keeps exit 1" test "$RC" = 1
 t_ok "and stops the rest of the rescue list" \
 	test "$(jr "$T/r3" '[.steps[] | select(.rescue) | .status] | join(",")')" = "failed,not_run"
 
+cat >"$T/cw.yml" <<'YML'
+stagehand: 1
+stage: changed-when
+steps:
+  - name: Transient
+    changed_when: false
+    shell: touch /tmp/transient
+  - name: Forced
+    changed_when: true
+    shell: { script: "true", creates: /tmp/transient }
+YML
+sh_run run "$T/cw.yml" "${SSH_ARGS[@]}" --report "$T/r4"
+t_ok "changed_when: false reports a step that ran as ok" \
+	test "$(jr "$T/r4" '.steps[0].status')" = ok
+t_ok "changed_when: true reports a step with nothing to do as changed" \
+	test "$(jr "$T/r4" '.steps[1].status')" = changed
+printf 'stagehand: 1\nstage: x\nsteps:\n  - name: a\n    changed_when: maybe\n    shell: "true"\n' >"$T/cwbad.yml"
+sh_run check "$T/cwbad.yml"
+t_ok "changed_when must be a bool (65)" test "$RC" = 65
+
 cat >"$T/inc.yml" <<'YML'
 stagehand: 1
 rescue:
