@@ -160,7 +160,7 @@ t_ok "generation 2 is live in the box" \
 	test "$(box_exec readlink $PROF) $(box_exec readlink -f $PROF)" = ".nix-profile-2-link $BUNDLE2_ROOT"
 t_ok "generation 1 is kept" test "$(box_exec readlink $PROF-1-link)" = "$BUNDLE_ROOT"
 t_ok "the links were left alone (they go through the profile)" \
-	test "$(with_status "$T/up" changed)" = "Postgres bundle from the binary caches, No empty stagehand GC-root directory, Restart Postgres on the new bundle"
+	test "$(with_status "$T/up" changed)" = "Postgres bundle from the binary caches, Restart Postgres on the new bundle"
 t_ok "/usr/bin/psql now runs bundle 2" \
 	test "$(box_exec readlink -f /usr/bin/psql)" = "$BUNDLE2_ROOT/lib/postgresql/15/bin/psql"
 t_ok "the health check passed through libpq" \

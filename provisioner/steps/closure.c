@@ -626,7 +626,9 @@ static const char closure_sh_profile[] =
     "\tchown -h -- \"$U\" \"$f\" || exit 1\n"
     "\techo \"C owner $f -> $U\"\n"
     "done\n"
-    "rm -f -- \"$GCR\"\n";
+    "rm -f -- \"$GCR\"\n"
+    /* Leave no empty directory of ours behind (zero residue). */
+    "rmdir -- \"${GCR%/*}\" 2>/dev/null || :\n";
 
 /* ROOT P U GCR assignments plus the library; then body. */
 static int
