@@ -111,8 +111,13 @@ t_ok "the rows that still hold passed" \
 t_ok "the failing audit changed nothing on the box" \
 	test "$before" = "$(box_snapshot)"
 sh_run plan "${AUDIT[@]}" "${SSH_ARGS[@]}" --report "$T/p2"
-t_ok "plan of the broken box exits 1 too" rc_is 1
+# A plan runs before the stage's earlier steps: failing rows are what
+# would change (or fail), listed, not a failed plan.
+t_ok "plan of the broken box passes, reporting would_change" \
+	sh -c "test $RC = 0 && test \"\$(jq -r '.steps[0].status' '$T/p2/results.json')\" = would_change"
 t_ok "plan fails the same rows as run" test "$(rows "$T/p2")" = "$(rows "$T/r2")"
+t_ok "plan names each failing row as a change" \
+	test "$(jr "$T/p2" '[.steps[0].changes[] | select(startswith("fails now: "))] | length')" = 5
 
 # ---------------------------------------------------------------- order
 box_exec sh -c 'groupadd tga && groupadd tgb && useradd -M -G tga,tgb tord' ||

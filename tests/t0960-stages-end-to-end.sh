@@ -60,6 +60,15 @@ pg_ctl_box() { box_exec su postgres -c "/usr/lib/postgresql/bin/pg_ctl -D /var/l
 # ---------------------------------------------------------------- stage 1 + 2
 stage s1 stage1.yml
 t_ok "stage 1 passes on a fresh box" rc_is 0
+before=$(box_snapshot)
+sh_run plan "$TOP/stages/stage2.yml" "${SSH_ARGS[@]}" --report "$T/p2" \
+	--vars-file "$T/BUNDLE_ROOT.vars.yml"
+t_ok "plan of stage 2 on the stage-1 image passes" rc_is 0
+t_ok "the plan says the bundle would be copied" \
+	test "$(jr "$T/p2" '.steps[] | select(.kind == "closure") | .status')" = would_change
+t_ok "the plan says the init SQL would run (no server yet)" \
+	test "$(jr "$T/p2" '.steps[] | select(.name == "Init SQL") | .status')" = would_change
+t_ok "the plan changed nothing on the box" test "$before" = "$(box_snapshot)"
 stage s2 stage2.yml --vars-file "$T/BUNDLE_ROOT.vars.yml"
 t_ok "stage 2 passes after it" rc_is 0
 t_ok "stage 2 changed the box" test "$(jr "$T/s2" .counts.changed)" -gt 20

@@ -26,8 +26,11 @@
  * One round trip: one sh script (permcheck_script) dumps getent passwd,
  * getent group, the lstat of every listed path and the existing matches
  * of every absent pattern; the comparison happens here, in permcheck.c.
- * probe and apply are the same and never change the target, so changed is
- * always false. Rows are named "user postgres: postgres,ssl-cert",
+ * probe and apply run the same check and never change the target. apply
+ * reports changed == false and fails on a failed row. probe, in a plan,
+ * runs before the stage's earlier steps have done their work, so failed
+ * rows there are "would change" (the audit would fail if nothing before
+ * it changed anything), each named in a change line, not a failed plan. Rows are named "user postgres: postgres,ssl-cert",
  * "pattern nixbld*: only nixbld", "path /etc/ssl/private: directory
  * root:postgres 0750", "absent /tmp/ansible-playbook"; a failed row's
  * message says expected vs actual. The step's error is SH_ERR_STEP
@@ -334,7 +337,7 @@ perm_parse(const struct node *body, const struct step *step, void **cfg,
 	return 0;
 }
 
-/* ---- probe == apply ---- */
+/* ---- the check (apply), and probe on top of it ---- */
 
 /* Rows into res as tests; -1 (SH_ERR_STEP, the summary) when any failed. */
 static int
@@ -393,6 +396,24 @@ out:
 	return rc;
 }
 
+static int
+perm_probe(struct run_ctx *ctx, const struct step *step,
+    struct step_result *res, struct errbuf *err)
+{
+	if (perm_run(ctx, step, res, err) == 0)
+		return 0;
+	if (err->code != SH_ERR_STEP)
+		return -1;
+	for (size_t i = 0; i < res->ntests; i++)
+		if (!res->tests[i].passed && !res->tests[i].skipped)
+			step_result_change(res, "fails now: %s%s%s",
+			    res->tests[i].name, res->tests[i].message ? ": " : "",
+			    res->tests[i].message ? res->tests[i].message : "");
+	res->changed = true;
+	err_clear(err);
+	return 0;
+}
+
 /* Appends ", N things" (" N things" first); nothing for 0. */
 static void
 perm_count(struct buf *out, bool *first, size_t n, const char *what,
@@ -428,7 +449,7 @@ const struct step_kind step_kind_permissions = {
 	.name = "permissions",
 	.flags = STEP_RETRY_SAFE,
 	.parse = perm_parse,
-	.probe = perm_run,
+	.probe = perm_probe,
 	.apply = perm_run,
 	.describe = perm_describe,
 	.free = perm_free,

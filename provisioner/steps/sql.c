@@ -23,8 +23,9 @@
  *
  * Idempotence is the SQL's business (like shell): a step that ran reports
  * changed, one line per file; `unless` makes a stage idempotent. probe:
- * runs `unless` (read-only) when there is one; otherwise reports "would
- * run FILE" for each file without connecting.
+ * runs `unless` (read-only) when there is one; a server that cannot be
+ * reached yet (a plan of a fresh image) means "would run". Without
+ * `unless` it reports "would run FILE" for each file without connecting.
  *
  * Server notices (RAISE NOTICE...) go to the step's output. Not
  * STEP_RETRY_SAFE: running SQL twice may not be harmless.
@@ -214,8 +215,19 @@ sql_probe(struct run_ctx *ctx, const struct step *step, struct step_result *res,
 		sql_would_run(c, res);
 		return 0;
 	}
-	if (pgstep_connect(ctx, step, &c->pg, &pc, err) < 0)
-		return -1;
+	/*
+	 * A plan of a fresh image meets no server yet: an earlier step of the
+	 * stage starts it. Unreachable is "would run", not a failed plan.
+	 */
+	if (pgstep_connect(ctx, step, &c->pg, &pc, err) < 0) {
+		if (err->code != SH_ERR_REMOTE)
+			return -1;
+		step_result_change(res, "server not reachable now (%s): "
+		    "unless cannot be checked", err->msg);
+		sql_would_run(c, res);
+		err_clear(err);
+		return 0;
+	}
 	rc = sql_unless(pc, c, &skip, err);
 	pgstep_notices(pc, res);
 	pg_close(pc);
