@@ -21,6 +21,9 @@
 #                    two snapshots differ iff the box changed
 #   sh_run ARGS...   runs "$STAGEHAND" ARGS... with stdout/stderr captured
 #                    in $T/out and $T/err and its exit code in $RC
+#   rc_is N          the last sh_run exited N (else shows its output)
+#   run REPORT M     sh_run run M against the box, report in $T/REPORT
+#   jr DIR FILTER    jq -r FILTER over DIR/results.json
 
 set -u
 
@@ -132,3 +135,21 @@ sh_run() {
 jr() {
 	jq -r "$2" "$1/results.json"
 }
+
+# rc_is N: the last sh_run exited N; otherwise show its output.
+rc_is() {
+	[ "$RC" = "$1" ] && return 0
+	echo "exit $RC, wanted $1"
+	cat "$T/out" "$T/err"
+	return 1
+}
+
+# run REPORT MANIFEST [ARGS...]: `stagehand run` against the box, with
+# the report in $T/REPORT (then: changed_count REPORT, status_of REPORT I).
+run() {
+	local r=$1 m=$2
+	shift 2
+	sh_run run "$m" "${SSH_ARGS[@]}" --report "$T/$r" "$@"
+}
+changed_count() { jr "$T/$1" '[.steps[] | select(.status == "changed")] | length'; }
+status_of() { jr "$T/$1" ".steps[$2].status"; }

@@ -7,18 +7,6 @@
 
 box_up "$(box_name pa)" || { t_not "test box comes up"; t_done; exit 1; }
 
-# rc_is N: the last sh_run exited N; otherwise show its output.
-rc_is() {
-	[ "$RC" = "$1" ] && return 0
-	echo "exit $RC, wanted $1"
-	cat "$T/out" "$T/err"
-	return 1
-}
-run() { # report-dir manifest [args]
-	local r=$1 m=$2
-	shift 2
-	sh_run run "$m" "${SSH_ARGS[@]}" --report "$T/$r" "$@"
-}
 count() { jr "$T/$1" "[.steps[] | select(.status == \"$2\")] | length"; }
 bstat() { box_exec stat -c "$1" "$2"; }
 

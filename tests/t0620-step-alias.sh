@@ -11,7 +11,6 @@
 . "$(dirname "$0")/lib.sh"
 
 # rc_is N: the last sh_run exited N; shows its output when not.
-rc_is() { test "$RC" = "$1" || { echo "exit $RC"; cat "$T/out" "$T/err"; false; }; }
 
 box_up "$(box_name al)" || { t_not "test box comes up"; t_done; exit 1; }
 

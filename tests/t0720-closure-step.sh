@@ -69,12 +69,6 @@ aarch64) SYS=aarch64-linux OTHER=x86_64-linux ;;
 *) SYS=$(uname -m)-linux OTHER=x86_64-linux ;;
 esac
 
-rc_is() {
-	[ "$RC" = "$1" ] && return 0
-	echo "exit $RC, wanted $1"
-	cat "$T/out" "$T/err"
-	return 1
-}
 # The run's error message (the UI prints it on stdout, main.c on stderr).
 err_has() { cat "$T/out" "$T/err" | grep -qF -- "$1" || { cat "$T/out" "$T/err"; return 1; }; }
 # manifest FILE ROOT-YAML SUBSTITUTERS KEYS [EXTRA-YAML-LINES]

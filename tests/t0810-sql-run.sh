@@ -38,17 +38,6 @@ mkdir -p "$T/m/sql" "$T/tmp"
 cp "$FIX"/*.sql "$T/m/sql/"
 export TMPDIR=$T/tmp # the controller's private socket dirs go here
 
-run() { # report-dir manifest [args]
-	local r=$1 m=$2
-	shift 2
-	sh_run run "$m" "${SSH_ARGS[@]}" --report "$T/$r" "$@"
-}
-rc_is() {
-	[ "$RC" = "$1" ] && return 0
-	echo "exit $RC, wanted $1"
-	cat "$T/out" "$T/err"
-	return 1
-}
 errmsg() { jr "$T/$1" ".steps[$2].error.message"; }
 
 # ---- unix socket dir (peer auth as become: postgres), then TCP as app

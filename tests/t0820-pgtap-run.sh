@@ -34,17 +34,6 @@ cp "$FIX"/*.sql "$T/m/sql/"
 cp "$FIX"/pgtap/*.sql "$T/m/sql/pgtap/"
 export TMPDIR=$T/tmp
 
-run() { # report-dir manifest [args]
-	local r=$1 m=$2
-	shift 2
-	sh_run run "$m" "${SSH_ARGS[@]}" --report "$T/$r" "$@"
-}
-rc_is() {
-	[ "$RC" = "$1" ] && return 0
-	echo "exit $RC, wanted $1"
-	cat "$T/out" "$T/err"
-	return 1
-}
 # test_field REPORT NAME FIELD: a field of the embedded test named NAME
 test_field() {
 	jq -r --arg n "$2" ".steps[0].tests[] | select(.name == \$n) | .$3" "$T/$1/results.json"

@@ -13,17 +13,6 @@
 # shellcheck disable=SC2016 # $ in single quotes is for the box's shell
 . "$(dirname "$0")/lib.sh"
 
-rc_is() {
-	[ "$RC" = "$1" ] && return 0
-	echo "exit $RC, wanted $1"
-	cat "$T/out" "$T/err"
-	return 1
-}
-run() { # report-dir manifest [args]
-	local r=$1 m=$2
-	shift 2
-	sh_run run "$m" "${SSH_ARGS[@]}" --report "$T/$r" "$@"
-}
 statuses() { jr "$T/$1" '[.steps[].status] | join(",")'; }
 # psql in the box as postgres, to check what the steps did
 bpsql() { # port sql

@@ -13,17 +13,6 @@
 # left running and the temp dirs are gone.
 . "$(dirname "$0")/lib.sh"
 
-rc_is() {
-	[ "$RC" = "$1" ] && return 0
-	echo "exit $RC, wanted $1"
-	cat "$T/out" "$T/err"
-	return 1
-}
-run() { # report-dir manifest [args]
-	local r=$1 m=$2
-	shift 2
-	sh_run run "$m" "${SSH_ARGS[@]}" --report "$T/$r" "$@"
-}
 
 # PostgreSQL 13 from Debian 11, cached under /var/cache (visible in the box).
 OLD_BIN='' OLD_LIB=''

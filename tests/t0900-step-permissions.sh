@@ -10,7 +10,6 @@
 . "$(dirname "$0")/lib.sh"
 
 # rc_is N: the last sh_run exited N; shows its output when not.
-rc_is() { test "$RC" = "$1" || { echo "exit $RC"; cat "$T/out" "$T/err"; false; }; }
 # rows DIR: "status name" per test case of the report's first step.
 rows() { jr "$1" '.steps[0].tests[] | "\(.status) \(.name)"'; }
 # failed DIR: the names of the failed rows, one per line.

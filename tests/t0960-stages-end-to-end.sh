@@ -45,7 +45,6 @@ for b in BUNDLE_ROOT BUNDLE2_ROOT BROKEN_ROOT; do
 	"$TOP/stages/testbox-vars.sh" "$T/paths.env" "$URL" "$b" >"$T/$b.vars.yml"
 done
 
-rc_is() { test "$RC" = "$1" || { echo "exit $RC, wanted $1"; cat "$T/out" "$T/err"; false; }; }
 stage() { # REPORT MANIFEST [ARGS...]: run a stage against the box
 	local r=$1 m=$2
 	shift 2
