@@ -336,6 +336,28 @@ ui_notice(struct ui *ui, const char *fmt, ...)
 }
 
 void
+ui_progress(struct ui *ui, const char *what, size_t done, size_t total,
+    uint64_t bytes, uint64_t total_bytes)
+{
+	const int width = 24;
+	int filled;
+
+	if (ui == NULL || !ui->tty || ui->opts.verbosity < 0)
+		return;
+	filled = total_bytes > 0 ?
+	    (int)((double)bytes / (double)total_bytes * width) :
+	    (total > 0 ? (int)((double)done / (double)total * width) : 0);
+	if (filled > width)
+		filled = width;
+	fprintf(ui->human, "\r\033[K        %s [%.*s%*s] %zu/%zu paths, "
+	    "%.1f/%.1f MiB", what, filled, "########################",
+	    width - filled, "", done, total, (double)bytes / (1 << 20),
+	    (double)total_bytes / (1 << 20));
+	fflush(ui->human);
+	ui->running_shown = true;
+}
+
+void
 ui_run_end(struct ui *ui, const struct manifest *m,
     const struct step_result *results, const char *status,
     uint64_t duration_ms, const struct errbuf *run_err)

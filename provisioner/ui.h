@@ -50,6 +50,13 @@ void ui_step_start(struct ui *ui, const struct step *s, size_t total);
 void ui_step_end(struct ui *ui, const struct step *s, size_t total,
     const struct step_result *r);
 void ui_notice(struct ui *ui, const char *fmt, ...) ATTR_PRINTF(2, 3);
+/*
+ * A progress line for a long transfer (closure copies): redrawn in place
+ * on a terminal, ignored otherwise (no log, no NDJSON), so it costs
+ * nothing in CI. done/total are counts (paths), bytes/total_bytes sizes.
+ */
+void ui_progress(struct ui *ui, const char *what, size_t done, size_t total,
+    uint64_t bytes, uint64_t total_bytes);
 void ui_run_end(struct ui *ui, const struct manifest *m,
     const struct step_result *results, const char *status,
     uint64_t duration_ms, const struct errbuf *run_err);
