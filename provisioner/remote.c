@@ -156,6 +156,8 @@ remote_run(struct run_ctx *ctx, const struct remote_cmd *cmd,
 	io.stdout_fd = cmd->stdout_fd;
 	io.out = &out->out;
 	io.err = &out->err;
+	io.on_stderr = cmd->on_stderr;
+	io.on_stderr_arg = cmd->on_stderr_arg;
 	if (cmd->timeout_s > 0)
 		io.deadline_ms =
 		    t0 + ((uint64_t)cmd->timeout_s + REMOTE_GRACE_S) * 1000u;

@@ -28,7 +28,8 @@
  * out->out/out->err (caller releases with remote_out_free), each up to
  * REMOTE_OUTPUT_MAX: out keeps the head of stdout, err a tail of stderr
  * (at least its last REMOTE_OUTPUT_MAX/2 bytes; see ssh_io), which is
- * what a step's output tail and remote_fail() want.
+ * what a step's output tail and remote_fail() want. cmd->on_stderr sees
+ * all of stderr while it arrives (progress lines of long commands).
  */
 #ifndef STAGEHAND_REMOTE_H
 #define STAGEHAND_REMOTE_H
@@ -48,6 +49,10 @@ struct remote_cmd {
 	int payload_fd;         /* then this local fd until EOF; -1 none */
 	int stdout_fd;          /* stdout to this local fd; -1: into out */
 	bool stdout_is_protocol; /* remote_step() only; see there */
+	/* Every stderr chunk as it arrives, besides out->err; or NULL. See
+	 * ssh_io.on_stderr for what it may do. */
+	void (*on_stderr)(void *arg, const char *p, size_t len);
+	void *on_stderr_arg;
 };
 
 struct remote_out {
@@ -56,7 +61,7 @@ struct remote_out {
 	struct buf err; /* stderr */
 };
 
-#define REMOTE_CMD_INIT { NULL, NULL, 0, NULL, 0, -1, -1, false }
+#define REMOTE_CMD_INIT { NULL, NULL, 0, NULL, 0, -1, -1, false, NULL, NULL }
 
 int remote_run(struct run_ctx *ctx, const struct remote_cmd *cmd,
     struct remote_out *out, struct errbuf *err);

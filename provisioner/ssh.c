@@ -1245,6 +1245,8 @@ static int
 sink(struct xfer *x, int stream, const char *p, size_t n, struct errbuf *err)
 {
 	if (stream != 0) {
+		if (x->io->on_stderr != NULL)
+			x->io->on_stderr(x->io->on_stderr_arg, p, n);
 		sink_tail(x, x->io->err, p, n);
 		return 0;
 	}
@@ -1465,7 +1467,7 @@ int
 ssh_exec(struct ssh_conn *c, const char *command, struct ssh_io *io,
     struct ssh_exit *exit, struct errbuf *err)
 {
-	struct ssh_io none = { NULL, 0, -1, -1, NULL, NULL, 0 };
+	struct ssh_io none = { NULL, 0, -1, -1, NULL, NULL, 0, NULL, NULL };
 	struct ssh_exit scratch;
 	struct xfer x;
 	int rc;

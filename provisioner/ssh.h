@@ -86,6 +86,12 @@ unsigned ssh_reconnect_count(const struct ssh_conn *c);
  * a buffer at a time, so err holds the last max/2 bytes or more. What is
  * not kept is counted in ssh_exit.dropped. deadline_ms is compared with
  * now_ms(); 0 means none.
+ *
+ * on_stderr, when set, also gets every stderr chunk as it arrives (before
+ * err drops anything), with on_stderr_arg; chunks do not follow line
+ * boundaries. It runs in the middle of ssh_exec(), between libssh2 calls,
+ * so it must not use the session (no ssh_* calls); it should be quick
+ * (e.g. parse and redraw a progress line).
  */
 struct ssh_io {
 	const void *stdin_data;
@@ -95,6 +101,8 @@ struct ssh_io {
 	struct buf *out; /* may be NULL: discard */
 	struct buf *err; /* may be NULL: discard */
 	uint64_t deadline_ms;
+	void (*on_stderr)(void *arg, const char *p, size_t len); /* or NULL */
+	void *on_stderr_arg;
 };
 
 struct ssh_exit {

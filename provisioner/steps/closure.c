@@ -80,8 +80,13 @@
  * what `sudo -u postgres nix profile install` leaves behind, minus a
  * per-user store connection the postgres user would not need.
  *
- * No progress bar: Nix on the target copies in one command; the step's
- * line shows while it runs. Parallel substitutions: -j CLOSURE_JOBS.
+ * Progress: Nix on the target copies in one command (parallel
+ * substitutions: -j CLOSURE_JOBS) and prints "copying path '<path>' from
+ * '<url>'..." on stderr as it starts each path; the copy follows those
+ * lines as they arrive and, on a terminal, redraws ui_progress() with the
+ * paths started and their NarSize out of the missing ones (a path counts
+ * once, paths the target had do not count). The step's end line replaces
+ * it.
  * STEP_RETRY_SAFE: every round trip can run again.
  */
 #include <sodium.h>
@@ -93,6 +98,7 @@
 #include "../nixcache.h"
 #include "../remote.h"
 #include "../runner.h"
+#include "../ui.h"
 #include "stepsh.h"
 
 #define CLOSURE_MARGIN_PCT_DEFAULT 10
@@ -101,6 +107,7 @@
 #define CLOSURE_JOBS 64
 #define CLOSURE_GCROOT_DIR "/nix/var/nix/gcroots/stagehand"
 #define CLOSURE_URL_MAX 2048
+#define CLOSURE_PROG_LINE_MAX 1024 /* kept of a stderr line: the path fits */
 
 struct closure_arch {
 	const char *system; /* borrowed from the manifest tree */
@@ -140,6 +147,16 @@ struct cst {
 	bool owner_ok;   /* profile links owned by user (or no user) */
 	bool gcroot_ok;  /* no profile: the GC root link is in place */
 	struct buf list; /* the closure's paths, one per line (payload) */
+};
+
+/* The copy's progress, fed by Nix's stderr (see the top of the file). */
+struct closure_prog {
+	struct run_ctx *ctx;
+	const struct cst *st;
+	bool *seen;      /* owned: per cl.paths, counted already */
+	size_t done;     /* missing paths started */
+	uint64_t bytes;  /* their NarSize */
+	struct buf line; /* the current line's start, up to the newline */
 };
 
 static const char *const closure_keys[] = {
@@ -520,6 +537,81 @@ closure_resolve(struct run_ctx *ctx, struct cst *st, struct errbuf *err)
 	return 0;
 }
 
+/* ============================================================ progress */
+
+static void
+closure_prog_init(
+    struct closure_prog *pg, struct run_ctx *ctx, const struct cst *st)
+{
+	memset(pg, 0, sizeof(*pg));
+	pg->ctx = ctx;
+	pg->st = st;
+	pg->seen = xcalloc(st->cl.n ? st->cl.n : 1, sizeof(bool));
+	buf_init(&pg->line, CLOSURE_PROG_LINE_MAX);
+}
+
+static void
+closure_prog_free(struct closure_prog *pg)
+{
+	free(pg->seen);
+	buf_release(&pg->line);
+}
+
+static void
+closure_prog_show(const struct closure_prog *pg)
+{
+	ui_progress(pg->ctx->ui, "copy", pg->done, pg->st->nmissing, pg->bytes,
+	    pg->st->bytes_missing);
+}
+
+/* "copying path '<path>' from '<url>'...": counts a missing path once. */
+static void
+closure_prog_line(struct closure_prog *pg, const char *l, size_t len)
+{
+	static const char pre[] = "copying path '";
+	const struct cst *st = pg->st;
+	const char *path = l + sizeof(pre) - 1, *q;
+	size_t i, plen;
+
+	if (len < sizeof(pre) - 1 || memcmp(l, pre, sizeof(pre) - 1) != 0 ||
+	    (q = memchr(path, '\'', len - (sizeof(pre) - 1))) == NULL)
+		return;
+	plen = (size_t)(q - path);
+	for (i = 0; i < st->cl.n; i++) {
+		const char *sp = st->cl.paths[i].info.store_path;
+
+		if (strlen(sp) == plen && memcmp(sp, path, plen) == 0)
+			break;
+	}
+	if (i == st->cl.n || !st->missing[i] || pg->seen[i])
+		return;
+	pg->seen[i] = true;
+	pg->done++;
+	pg->bytes += st->cl.paths[i].info.nar_size;
+	closure_prog_show(pg);
+}
+
+/* on_stderr: splits chunks into lines; a long line keeps its start. */
+static void
+closure_prog_feed(void *arg, const char *p, size_t len)
+{
+	struct closure_prog *pg = arg;
+	const char *end = p + len;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = (size_t)((nl != NULL ? nl : end) - p);
+		size_t room = pg->line.max - pg->line.len;
+
+		(void)buf_add(&pg->line, p, n < room ? n : room);
+		if (nl == NULL)
+			return;
+		closure_prog_line(pg, pg->line.data, pg->line.len);
+		buf_reset(&pg->line);
+		p = nl + 1;
+	}
+}
+
 /* ========================================================= target side */
 
 /*
@@ -649,11 +741,14 @@ closure_script(const struct cst *st, const char *body, struct buf *b)
 	return rc < 0 ? -1 : 0;
 }
 
-/* Runs one script with the closure list as payload; stdout into out. */
+/*
+ * Runs one script with the closure list as payload; stdout into out.
+ * prog (or NULL) follows stderr.
+ */
 static int
 closure_exec(struct run_ctx *ctx, const struct step *step,
-    const struct buf *script, const struct cst *st, struct remote_out *out,
-    struct step_result *res, struct errbuf *err)
+    const struct buf *script, const struct cst *st, struct closure_prog *prog,
+    struct remote_out *out, struct step_result *res, struct errbuf *err)
 {
 	struct remote_cmd cmd = REMOTE_CMD_INIT;
 
@@ -661,6 +756,10 @@ closure_exec(struct run_ctx *ctx, const struct step *step,
 	cmd.script = script->data;
 	cmd.payload = st->list.data;
 	cmd.payload_len = st->list.len;
+	if (prog != NULL) {
+		cmd.on_stderr = closure_prog_feed;
+		cmd.on_stderr_arg = prog;
+	}
 	if (stepsh_exec(ctx, step, &cmd, out, res, err) < 0)
 		return err_prefix(err, "closure %s: ", st->root);
 	return 0;
@@ -768,7 +867,7 @@ closure_query(struct run_ctx *ctx, const struct step *step, struct cst *st,
 		return err_set(
 		    err, SH_ERR_INTERNAL, "closure: script too long");
 	}
-	if (closure_exec(ctx, step, &script, st, &out, res, err) < 0)
+	if (closure_exec(ctx, step, &script, st, NULL, &out, res, err) < 0)
 		goto out;
 	p = out.out.data;
 	end = p + out.out.len;
@@ -866,10 +965,12 @@ closure_copy(struct run_ctx *ctx, const struct step *step, struct cst *st,
     struct step_result *res, struct errbuf *err)
 {
 	const struct closure_cfg *c = st->c;
+	struct closure_prog prog;
 	struct remote_out out;
 	struct buf script, subs, keys;
 	int rc = -1;
 
+	closure_prog_init(&prog, ctx, st);
 	buf_init(&script, REMOTE_SCRIPT_MAX);
 	buf_init(&subs, 64u << 10);
 	buf_init(&keys, 64u << 10);
@@ -886,11 +987,15 @@ closure_copy(struct run_ctx *ctx, const struct step *step, struct cst *st,
 		err_set(err, SH_ERR_INTERNAL, "closure: script too long");
 		goto out;
 	}
-	if (closure_exec(ctx, step, &script, st, &out, res, err) < 0 ||
+	if (st->nmissing > 0)
+		closure_prog_show(&prog);
+	if (closure_exec(ctx, step, &script, st,
+	        st->nmissing > 0 ? &prog : NULL, &out, res, err) < 0 ||
 	    closure_attest(st, &out.out, err) < 0)
 		goto out;
 	rc = 0;
 out:
+	closure_prog_free(&prog);
 	remote_out_free(&out);
 	buf_release(&script);
 	buf_release(&subs);
@@ -942,7 +1047,7 @@ closure_profile(struct run_ctx *ctx, const struct step *step, struct cst *st,
 		err_set(err, SH_ERR_INTERNAL, "closure: script too long");
 		goto out;
 	}
-	if (closure_exec(ctx, step, &script, st, &out, res, err) < 0)
+	if (closure_exec(ctx, step, &script, st, NULL, &out, res, err) < 0)
 		goto out;
 	p = out.out.data;
 	end = p + out.out.len;
