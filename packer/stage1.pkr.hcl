@@ -141,20 +141,11 @@ locals {
   }
 }
 
-source "amazon-ebs" "x86_64" {
-  region        = var.region
-  ami_name      = "${local.run_name}-x86_64-stage-1"
-  instance_type = var.instance_type["x86_64"]
-  source_ami_filter {
-    filters = {
-      name                = var.source_ami_name["x86_64"]
-      architecture        = "x86_64"
-      root-device-type    = "ebs"
-      virtualization-type = "hvm"
-    }
-    owners      = var.source_ami_owners
-    most_recent = true
-  }
+# One source for both arches: what differs per arch is set in the build
+# block's `source` entries below (Packer 1.6.6 refuses an argument set in
+# both places).
+source "amazon-ebs" "base" {
+  region = var.region
   launch_block_device_mappings {
     device_name           = "/dev/sda1"
     volume_size           = var.root_volume_size
@@ -177,50 +168,43 @@ source "amazon-ebs" "x86_64" {
 
   force_deregister      = var.force_deregister
   force_delete_snapshot = var.force_deregister
-  tags                  = merge(local.tags, { arch = "x86_64" })
-  run_tags              = merge(local.tags, { arch = "x86_64", Name = "${local.run_name}-x86_64-stage-1-build" })
-}
-
-source "amazon-ebs" "arm64" {
-  region        = var.region
-  ami_name      = "${local.run_name}-arm64-stage-1"
-  instance_type = var.instance_type["arm64"]
-  source_ami_filter {
-    filters = {
-      name                = var.source_ami_name["arm64"]
-      architecture        = "arm64"
-      root-device-type    = "ebs"
-      virtualization-type = "hvm"
-    }
-    owners      = var.source_ami_owners
-    most_recent = true
-  }
-  launch_block_device_mappings {
-    device_name           = "/dev/sda1"
-    volume_size           = var.root_volume_size
-    volume_type           = "gp3"
-    iops                  = 3000
-    throughput            = 125
-    delete_on_termination = true
-  }
-
-  communicator              = "ssh"
-  ssh_username              = var.ssh_username
-  ssh_interface             = var.ssh_interface
-  ssh_timeout               = "10m"
-  temporary_key_pair_type   = "ed25519"
-  ssh_keypair_name          = var.ssh_keypair_name
-  ssh_private_key_file      = var.ssh_private_key_file
-  ssh_clear_authorized_keys = true
-
-  force_deregister      = var.force_deregister
-  force_delete_snapshot = var.force_deregister
-  tags                  = merge(local.tags, { arch = "arm64" })
-  run_tags              = merge(local.tags, { arch = "arm64", Name = "${local.run_name}-arm64-stage-1-build" })
 }
 
 build {
-  sources = ["source.amazon-ebs.x86_64", "source.amazon-ebs.arm64"]
+  source "source.amazon-ebs.base" {
+    name          = "x86_64"
+    ami_name      = "${local.run_name}-x86_64-stage-1"
+    instance_type = var.instance_type["x86_64"]
+    source_ami_filter {
+      filters = {
+        name                = var.source_ami_name["x86_64"]
+        architecture        = "x86_64"
+        root-device-type    = "ebs"
+        virtualization-type = "hvm"
+      }
+      owners      = var.source_ami_owners
+      most_recent = true
+    }
+    tags     = merge(local.tags, { arch = "x86_64" })
+    run_tags = merge(local.tags, { arch = "x86_64", Name = "${local.run_name}-x86_64-stage-1-build" })
+  }
+  source "source.amazon-ebs.base" {
+    name          = "arm64"
+    ami_name      = "${local.run_name}-arm64-stage-1"
+    instance_type = var.instance_type["arm64"]
+    source_ami_filter {
+      filters = {
+        name                = var.source_ami_name["arm64"]
+        architecture        = "arm64"
+        root-device-type    = "ebs"
+        virtualization-type = "hvm"
+      }
+      owners      = var.source_ami_owners
+      most_recent = true
+    }
+    tags     = merge(local.tags, { arch = "arm64" })
+    run_tags = merge(local.tags, { arch = "arm64", Name = "${local.run_name}-arm64-stage-1-build" })
+  }
 
   # The instance is fresh and its host key unknown in advance: stagehand
   # accepts the key it is shown (recorded in the report; see the README).
