@@ -55,23 +55,17 @@ static void
 json_path(struct json *j, const struct closure_path *p)
 {
 	json_object_begin(j);
-	json_key(j, "path");
-	json_string(j, p->info.store_path);
-	json_key(j, "nar_hash");
-	json_string(j, p->info.nar_hash);
-	json_key(j, "nar_size");
-	json_uint(j, p->info.nar_size);
-	json_key(j, "file_size");
-	json_uint(j, p->info.file_size);
+	json_member_string(j, "path", p->info.store_path);
+	json_member_string(j, "nar_hash", p->info.nar_hash);
+	json_member_uint(j, "nar_size", p->info.nar_size);
+	json_member_uint(j, "file_size", p->info.file_size);
 	json_key(j, "references");
 	json_array_begin(j);
 	for (size_t i = 0; i < p->info.references.n; i++)
 		json_string(j, p->info.references.v[i]);
 	json_array_end(j);
-	json_key(j, "substituter");
-	json_string(j, p->substituter);
-	json_key(j, "signer");
-	json_string(j, p->signer);
+	json_member_string(j, "substituter", p->substituter);
+	json_member_string(j, "signer", p->signer);
 	json_object_end(j);
 }
 

@@ -76,6 +76,11 @@ void json_int(struct json *j, int64_t v);
 void json_uint(struct json *j, uint64_t v);
 void json_bool(struct json *j, bool v);
 void json_null(struct json *j);
+/* A member of the current object: json_key(key) then the value. */
+void json_member_string(struct json *j, const char *key, const char *s);
+void json_member_uint(struct json *j, const char *key, uint64_t v);
+void json_member_int(struct json *j, const char *key, int64_t v);
+void json_member_bool(struct json *j, const char *key, bool v);
 /*
  * Returns 0 when every call succeeded and the document is complete (all
  * containers closed), else -1.

@@ -133,13 +133,6 @@ jkstr(struct json *j, const struct redact *rd, const char *key, const char *s)
 }
 
 static void
-jkuint(struct json *j, const char *key, uint64_t v)
-{
-	json_key(j, key);
-	json_uint(j, v);
-}
-
-static void
 jktime(struct json *j, const char *key, int64_t t)
 {
 	struct buf b;
@@ -182,8 +175,7 @@ json_host_key(struct json *j, const struct report_run *r)
 	json_object_begin(j);
 	jkstr(j, r->redact, "fingerprint", r->host_key_fingerprint);
 	jkstr(j, r->redact, "type", r->host_key_type);
-	json_key(j, "accepted_new");
-	json_bool(j, r->host_key_accepted);
+	json_member_bool(j, "accepted_new", r->host_key_accepted);
 	json_object_end(j);
 }
 
@@ -200,7 +192,7 @@ json_target(struct json *j, const struct report_run *r)
 	json_object_begin(j);
 	jkstr(j, r->redact, "user", r->target_user);
 	jkstr(j, r->redact, "host", r->target_host);
-	jkuint(j, "port", r->target_port);
+	json_member_uint(j, "port", r->target_port);
 	jkstr(j, r->redact, "system", f ? f->system : NULL);
 	jkstr(j, r->redact, "hostname", f ? f->hostname : NULL);
 	jkstr(j, r->redact, "boot_id", f ? f->boot_id : NULL);
@@ -213,14 +205,14 @@ json_counts(struct json *j, const struct counts *c)
 {
 	json_key(j, "counts");
 	json_object_begin(j);
-	jkuint(j, "total", c->total);
-	jkuint(j, "ok", c->ok);
-	jkuint(j, "changed", c->changed);
-	jkuint(j, "skipped", c->skipped);
-	jkuint(j, "failed", c->failed);
-	jkuint(j, "would_change", c->would_change);
-	jkuint(j, "interrupted", c->interrupted);
-	jkuint(j, "not_run", c->not_run);
+	json_member_uint(j, "total", c->total);
+	json_member_uint(j, "ok", c->ok);
+	json_member_uint(j, "changed", c->changed);
+	json_member_uint(j, "skipped", c->skipped);
+	json_member_uint(j, "failed", c->failed);
+	json_member_uint(j, "would_change", c->would_change);
+	json_member_uint(j, "interrupted", c->interrupted);
+	json_member_uint(j, "not_run", c->not_run);
 	json_object_end(j);
 }
 
@@ -309,11 +301,10 @@ json_step_outcome(
     struct json *j, const struct redact *rd, const struct step_result *res)
 {
 	jkstr(j, rd, "status", step_status_name(res_status(res)));
-	json_key(j, "changed");
-	json_bool(j, res->changed);
-	jkuint(j, "attempts", res->attempts);
-	jkuint(j, "reconnects", res->reconnects);
-	jkuint(j, "duration_ms", res->duration_ms);
+	json_member_bool(j, "changed", res->changed);
+	json_member_uint(j, "attempts", res->attempts);
+	json_member_uint(j, "reconnects", res->reconnects);
+	json_member_uint(j, "duration_ms", res->duration_ms);
 	jktime(j, "started_at", res->started_at);
 	jkerror(j, rd, "error", &res->err);
 	jkstr(j, rd, "skip_reason", res->skip_reason);
@@ -325,7 +316,7 @@ json_step_outcome(
 	json_key(j, "output");
 	jstrn(j, rd, res->output.data, res->output.len);
 	json_strlist(j, rd, "changes", &res->changes);
-	jkuint(j, "changes_dropped", res->changes_dropped);
+	json_member_uint(j, "changes_dropped", res->changes_dropped);
 }
 
 static void
@@ -335,14 +326,13 @@ json_step(struct json *j, const struct report_run *r, size_t i)
 	const struct step_result *res = &r->results[i];
 
 	json_object_begin(j);
-	jkuint(j, "index", i + 1);
+	json_member_uint(j, "index", i + 1);
 	jkstr(j, r->redact, "name", s->name);
 	jkstr(j, r->redact, "kind", s->kind ? s->kind->name : NULL);
 	json_step_outcome(j, r->redact, res);
 	json_strlist(j, r->redact, "tags", &s->tags);
 	jkstr(j, r->redact, "become", s->become);
-	json_key(j, "rescue");
-	json_bool(j, s->rescue);
+	json_member_bool(j, "rescue", s->rescue);
 	json_source(j, r, s);
 	json_details(j, r->redact, res);
 	json_tests(j, r->redact, res);
@@ -358,7 +348,7 @@ json_run_header(struct json *j, const struct report_run *r)
 	json_object_begin(j);
 	jkstr(j, r->redact, "version", r->version ? r->version : "unknown");
 	json_object_end(j);
-	jkuint(j, "schema", 1);
+	json_member_uint(j, "schema", 1);
 	jkstr(j, r->redact, "command", r->command ? r->command : "run");
 	jkstr(j, r->redact, "stage", m->stage ? m->stage : "");
 	jkstr(j, r->redact, "manifest", m->path ? m->path : "");
@@ -386,7 +376,7 @@ json_closure_path(
 	json_object_begin(j);
 	jkstr(j, rd, "path", p->path);
 	jkstr(j, rd, "nar_hash", p->nar_hash);
-	jkuint(j, "nar_size", p->nar_size);
+	json_member_uint(j, "nar_size", p->nar_size);
 	jkstr(j, rd, "signer", p->signer);
 	jkstr(j, rd, "substituter", p->substituter);
 	json_object_end(j);
@@ -408,15 +398,13 @@ json_closure(struct json *j, const struct report_run *r)
 	jkstr(j, r->redact, "root", cl->root);
 	jkstr(j, r->redact, "system", cl->system);
 	jkstr(j, r->redact, "profile", cl->profile);
-	jkuint(j, "path_count", cl->n);
-	jkuint(j, "nar_size", cl->nar_size);
-	jkuint(j, "file_size", cl->file_size);
-	jkuint(j, "paths_missing", cl->paths_missing);
-	jkuint(j, "bytes_missing", cl->bytes_missing);
-	json_key(j, "generation_before");
-	json_int(j, cl->generation_before);
-	json_key(j, "generation_after");
-	json_int(j, cl->generation_after);
+	json_member_uint(j, "path_count", cl->n);
+	json_member_uint(j, "nar_size", cl->nar_size);
+	json_member_uint(j, "file_size", cl->file_size);
+	json_member_uint(j, "paths_missing", cl->paths_missing);
+	json_member_uint(j, "bytes_missing", cl->bytes_missing);
+	json_member_int(j, "generation_before", cl->generation_before);
+	json_member_int(j, "generation_after", cl->generation_after);
 	json_key(j, "paths");
 	json_array_begin(j);
 	for (size_t i = 0; i < cl->n; i++)
@@ -437,12 +425,12 @@ build_results(
 	json_target(&j, r);
 	jktime(&j, "started_at", r->started_at);
 	jktime(&j, "finished_at", r->finished_at);
-	jkuint(&j, "duration_ms", r->duration_ms);
+	json_member_uint(&j, "duration_ms", r->duration_ms);
 	jkstr(&j, r->redact, "status", run_status(r, c));
 	json_key(&j, "exit_code");
 	json_int(&j, r->exit_code);
 	jkerror(&j, r->redact, "error", r->run_err);
-	jkuint(&j, "reconnects", r->reconnects);
+	json_member_uint(&j, "reconnects", r->reconnects);
 	json_counts(&j, c);
 	json_key(&j, "steps");
 	json_array_begin(&j);

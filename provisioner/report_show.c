@@ -635,33 +635,21 @@ summary_counts(struct json *j, const struct tally *t, size_t total)
 {
 	json_key(j, "counts");
 	json_object_begin(j);
-	json_key(j, "total");
-	json_uint(j, total);
-	json_key(j, "ok");
-	json_uint(j, t->ok);
-	json_key(j, "changed");
-	json_uint(j, t->changed);
-	json_key(j, "skipped");
-	json_uint(j, t->skipped);
-	json_key(j, "failed");
-	json_uint(j, t->failed);
-	json_key(j, "would_change");
-	json_uint(j, t->would_change);
-	json_key(j, "interrupted");
-	json_uint(j, t->interrupted);
-	json_key(j, "not_run");
-	json_uint(j, t->not_run);
+	json_member_uint(j, "total", total);
+	json_member_uint(j, "ok", t->ok);
+	json_member_uint(j, "changed", t->changed);
+	json_member_uint(j, "skipped", t->skipped);
+	json_member_uint(j, "failed", t->failed);
+	json_member_uint(j, "would_change", t->would_change);
+	json_member_uint(j, "interrupted", t->interrupted);
+	json_member_uint(j, "not_run", t->not_run);
 	json_object_end(j);
 	json_key(j, "tests");
 	json_object_begin(j);
-	json_key(j, "total");
-	json_uint(j, t->tests);
-	json_key(j, "passed");
-	json_uint(j, t->tests_passed);
-	json_key(j, "failed");
-	json_uint(j, t->tests_failed);
-	json_key(j, "skipped");
-	json_uint(j, t->tests_skipped);
+	json_member_uint(j, "total", t->tests);
+	json_member_uint(j, "passed", t->tests_passed);
+	json_member_uint(j, "failed", t->tests_failed);
+	json_member_uint(j, "skipped", t->tests_skipped);
 	json_object_end(j);
 }
 
@@ -677,14 +665,11 @@ summary_failed(struct json *j, const struct rv *steps)
 		if (strcmp(st, "failed") != 0 && strcmp(st, "interrupted") != 0)
 			continue;
 		json_object_begin(j);
-		json_key(j, "index");
-		json_uint(j, i + 1);
-		json_key(j, "name");
-		json_string(j, rv_str(s, "name"));
-		json_key(j, "status");
-		json_string(j, st);
-		json_key(j, "error");
-		json_string(j, rv_str(rv_get(s, "error"), "message"));
+		json_member_uint(j, "index", i + 1);
+		json_member_string(j, "name", rv_str(s, "name"));
+		json_member_string(j, "status", st);
+		json_member_string(
+		    j, "error", rv_str(rv_get(s, "error"), "message"));
 		json_object_end(j);
 	}
 	json_array_end(j);

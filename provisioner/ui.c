@@ -183,22 +183,7 @@ event_begin(struct event *e, const char *name)
 	buf_init(&e->out, 1u << 20);
 	json_init(&e->j, &e->out, false);
 	json_object_begin(&e->j);
-	json_key(&e->j, "event");
-	json_string(&e->j, name);
-}
-
-static void
-kv_str(struct event *e, const char *k, const char *v)
-{
-	json_key(&e->j, k);
-	json_string(&e->j, v);
-}
-
-static void
-kv_uint(struct event *e, const char *k, uint64_t v)
-{
-	json_key(&e->j, k);
-	json_uint(&e->j, v);
+	json_member_string(&e->j, "event", name);
 }
 
 static void
@@ -223,10 +208,10 @@ ui_run_start(struct ui *ui, const char *command, const struct manifest *m,
 	    command, m->path, m->stage, m->nsteps, target ? " -> " : "",
 	    target ? target : "");
 	event_begin(&e, "run_start");
-	kv_str(&e, "command", command);
-	kv_str(&e, "manifest", m->path);
-	kv_str(&e, "stage", m->stage);
-	kv_uint(&e, "steps", m->nsteps);
+	json_member_string(&e.j, "command", command);
+	json_member_string(&e.j, "manifest", m->path);
+	json_member_string(&e.j, "stage", m->stage);
+	json_member_uint(&e.j, "steps", m->nsteps);
 	event_end(ui, &e);
 }
 
@@ -242,9 +227,9 @@ ui_step_start(struct ui *ui, const struct step *s, size_t total)
 		ui->running_shown = true;
 	}
 	event_begin(&e, "step_start");
-	kv_uint(&e, "index", s->index);
-	kv_str(&e, "name", s->name);
-	kv_str(&e, "kind", s->kind->name);
+	json_member_uint(&e.j, "index", s->index);
+	json_member_string(&e.j, "name", s->name);
+	json_member_string(&e.j, "kind", s->kind->name);
 	event_end(ui, &e);
 }
 
@@ -304,16 +289,15 @@ ui_step_end(struct ui *ui, const struct step *s, size_t total,
 	    r->skip_reason ? r->skip_reason : "");
 	step_details(ui, r);
 	event_begin(&e, "step_end");
-	kv_uint(&e, "index", s->index);
-	kv_str(&e, "name", s->name);
-	kv_str(&e, "kind", s->kind->name);
-	kv_str(&e, "status", step_status_name(r->status));
-	json_key(&e.j, "changed");
-	json_bool(&e.j, r->changed);
-	kv_uint(&e, "attempts", r->attempts);
-	kv_uint(&e, "duration_ms", r->duration_ms);
+	json_member_uint(&e.j, "index", s->index);
+	json_member_string(&e.j, "name", s->name);
+	json_member_string(&e.j, "kind", s->kind->name);
+	json_member_string(&e.j, "status", step_status_name(r->status));
+	json_member_bool(&e.j, "changed", r->changed);
+	json_member_uint(&e.j, "attempts", r->attempts);
+	json_member_uint(&e.j, "duration_ms", r->duration_ms);
 	if (failed)
-		kv_str(&e, "error", r->err.msg);
+		json_member_string(&e.j, "error", r->err.msg);
 	event_end(ui, &e);
 }
 
@@ -330,7 +314,7 @@ ui_notice(struct ui *ui, const char *fmt, ...)
 	va_end(ap);
 	say(ui, false, C_YELLOW, "        %s\n", msg.data);
 	event_begin(&e, "notice");
-	kv_str(&e, "message", msg.data);
+	json_member_string(&e.j, "message", msg.data);
 	event_end(ui, &e);
 	buf_release(&msg);
 }
@@ -386,15 +370,15 @@ ui_run_end(struct ui *ui, const struct manifest *m,
 	    count[STEP_FAILED] + count[STEP_INTERRUPTED], count[STEP_SKIPPED],
 	    count[STEP_NOT_RUN], (double)duration_ms / 1000.0);
 	event_begin(&e, "run_end");
-	kv_str(&e, "status", status);
-	kv_uint(&e, "ok", count[STEP_OK]);
-	kv_uint(&e, "changed", count[STEP_CHANGED]);
-	kv_uint(&e, "would_change", count[STEP_WOULD_CHANGE]);
-	kv_uint(&e, "failed", count[STEP_FAILED]);
-	kv_uint(&e, "skipped", count[STEP_SKIPPED]);
-	kv_uint(&e, "not_run", count[STEP_NOT_RUN]);
-	kv_uint(&e, "duration_ms", duration_ms);
+	json_member_string(&e.j, "status", status);
+	json_member_uint(&e.j, "ok", count[STEP_OK]);
+	json_member_uint(&e.j, "changed", count[STEP_CHANGED]);
+	json_member_uint(&e.j, "would_change", count[STEP_WOULD_CHANGE]);
+	json_member_uint(&e.j, "failed", count[STEP_FAILED]);
+	json_member_uint(&e.j, "skipped", count[STEP_SKIPPED]);
+	json_member_uint(&e.j, "not_run", count[STEP_NOT_RUN]);
+	json_member_uint(&e.j, "duration_ms", duration_ms);
 	if (run_err->code != SH_OK)
-		kv_str(&e, "error", run_err->msg);
+		json_member_string(&e.j, "error", run_err->msg);
 	event_end(ui, &e);
 }
