@@ -90,7 +90,8 @@ cli_usage(void)
 	       "  --accept-new-host-key      trust an unknown host key\n"
 	       "  --connect-timeout SECONDS  default 15\n"
 	       "manifest:\n"
-	       "  --var NAME=VALUE           override a variable (not secrets)\n"
+	       "  --var NAME=VALUE           override a variable (not "
+	       "secrets)\n"
 	       "  --vars-file FILE           YAML map of variables\n"
 	       "  --include-root DIR         includes must stay below DIR\n"
 	       "  --tags A,B / --skip-tags A,B / --start-at STEP\n"
@@ -111,8 +112,8 @@ cli_usage(void)
 
 /* "a,b" -> two entries; empty items are an error. */
 static int
-split_list(const char *s, struct strlist *out, const char *opt,
-    struct errbuf *err)
+split_list(
+    const char *s, struct strlist *out, const char *opt, struct errbuf *err)
 {
 	const char *p = s;
 
@@ -217,7 +218,8 @@ parse_option(int c, const char *arg, struct cli *cli, struct errbuf *err)
 		cli->version = true;
 		return 0;
 	default:
-		return err_set(err, SH_ERR_USAGE, "unknown option (see --help)");
+		return err_set(
+		    err, SH_ERR_USAGE, "unknown option (see --help)");
 	}
 }
 
@@ -270,8 +272,7 @@ cli_parse(int argc, char **argv, struct cli *cli, struct errbuf *err)
 	opterr = 0;
 	optind = 1;
 	/* GNU permutation: options may come before or after the command. */
-	while ((c = getopt_long(argc, argv, "i:vqhV", long_opts, NULL)) !=
-	    -1) {
+	while ((c = getopt_long(argc, argv, "i:vqhV", long_opts, NULL)) != -1) {
 		if (c == '?' || c == ':')
 			return err_set(err, SH_ERR_USAGE,
 			    "bad option '%s' (see --help)", argv[optind - 1]);
@@ -282,7 +283,8 @@ cli_parse(int argc, char **argv, struct cli *cli, struct errbuf *err)
 		if (cli->command == CLI_NONE) {
 			if (cli->help || cli->version)
 				break;
-			if (find_command(argv[optind], cli, &min, &max, err) < 0)
+			if (find_command(argv[optind], cli, &min, &max, err) <
+			    0)
 				return -1;
 			continue;
 		}
@@ -293,11 +295,12 @@ cli_parse(int argc, char **argv, struct cli *cli, struct errbuf *err)
 	if (cli->command == CLI_NONE)
 		return err_set(err, SH_ERR_USAGE, "no command given");
 	if (cli->args.n < min || cli->args.n > max)
-		return err_set(err, SH_ERR_USAGE, "'%s' takes %s", cli->command_name,
-		    cli->command == CLI_CHECK ? "one or more manifests" :
-		    cli->command == CLI_REPORT ? "one report dir" :
-		    cli->command == CLI_CLOSURE ? "one store path" :
-						 "one manifest");
+		return err_set(err, SH_ERR_USAGE, "'%s' takes %s",
+		    cli->command_name,
+		    cli->command == CLI_CHECK     ? "one or more manifests"
+		    : cli->command == CLI_REPORT  ? "one report dir"
+		    : cli->command == CLI_CLOSURE ? "one store path"
+		                                  : "one manifest");
 	return check_combination(cli, err);
 }
 

@@ -24,8 +24,7 @@ print_size(FILE *f, uint64_t bytes)
 }
 
 static void
-print_human(const struct closure *c, const struct nix_keys *keys,
-    int verbosity)
+print_human(const struct closure *c, const struct nix_keys *keys, int verbosity)
 {
 	printf("closure %s: %zu paths, NarSize ", c->root, c->n);
 	print_size(stdout, c->nar_size);
@@ -38,16 +37,16 @@ print_human(const struct closure *c, const struct nix_keys *keys,
 		for (size_t i = 0; i < c->n; i++)
 			n += strcmp(c->paths[i].signer, keys->v[k].name) == 0;
 		if (n > 0)
-			printf("  signed by %s: %zu paths\n", keys->v[k].name,
-			    n);
+			printf(
+			    "  signed by %s: %zu paths\n", keys->v[k].name, n);
 	}
 	if (verbosity <= 0)
 		return;
 	for (size_t i = 0; i < c->n; i++) {
 		printf("  %s  ", c->paths[i].info.store_path);
 		print_size(stdout, c->paths[i].info.nar_size);
-		printf("  %s  %s\n", c->paths[i].signer,
-		    c->paths[i].substituter);
+		printf(
+		    "  %s  %s\n", c->paths[i].signer, c->paths[i].substituter);
 	}
 }
 
@@ -116,8 +115,8 @@ cmd_closure(const struct cli *cli, volatile sig_atomic_t *interrupted)
 
 	for (size_t i = 0; i < cli->trusted_keys.n; i++) {
 		if (nix_keys_add(&keys, cli->trusted_keys.v[i], &err) < 0) {
-			fprintf(stderr, "stagehand: --trusted-key: %s\n",
-			    err.msg);
+			fprintf(
+			    stderr, "stagehand: --trusted-key: %s\n", err.msg);
 			nix_keys_free(&keys);
 			return EXIT_USAGE;
 		}

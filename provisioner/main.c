@@ -97,8 +97,8 @@ collect_vars(const struct cli *cli, struct strlist *names, struct cli_vars *cv,
 	memset(cv, 0, sizeof(*cv));
 	cv->files = xcalloc(cli->vars_files.n, sizeof(*cv->files));
 	for (size_t i = 0; i < cli->vars_files.n; i++) {
-		if (manifest_vars_file(cli->vars_files.v[i], &cv->files[i],
-			err) < 0)
+		if (manifest_vars_file(
+		        cli->vars_files.v[i], &cv->files[i], err) < 0)
 			return -1;
 		cv->nfiles++;
 		for (size_t k = 0; k < cv->files[i].n; k++)
@@ -158,8 +158,8 @@ cmd_check(const struct cli *cli)
 			continue;
 		}
 		if (cli->verbosity >= 0)
-			printf("%s: ok (stage %s, %zu steps)\n",
-			    cli->args.v[i], m->stage, m->nsteps);
+			printf("%s: ok (stage %s, %zu steps)\n", cli->args.v[i],
+			    m->stage, m->nsteps);
 		manifest_free(m);
 	}
 	return worst;
@@ -173,8 +173,8 @@ cmd_plan_offline(const struct manifest *m, const struct redact *redact)
 
 	buf_init(&line, 1u << 20);
 	buf_init(&clean, 1u << 21);
-	printf("stage %s: %zu steps (offline: nothing was probed)\n",
-	    m->stage, m->nsteps);
+	printf("stage %s: %zu steps (offline: nothing was probed)\n", m->stage,
+	    m->nsteps);
 	for (size_t i = 0; i < m->nsteps; i++) {
 		const struct step *s = &m->steps[i];
 
@@ -215,8 +215,8 @@ redact_key_text(struct redact *r, const char *text)
 }
 
 static void
-collect_secrets(const struct cli *cli, const struct manifest *m,
-    struct redact *r)
+collect_secrets(
+    const struct cli *cli, const struct manifest *m, struct redact *r)
 {
 	struct buf key;
 	struct errbuf ignored;
@@ -226,9 +226,8 @@ collect_secrets(const struct cli *cli, const struct manifest *m,
 			redact_add(r, m->vars[i].value);
 	if (cli->identity_env && getenv(cli->identity_env))
 		redact_key_text(r, getenv(cli->identity_env));
-	if (cli->identity_file &&
-	    file_read(cli->identity_file, SSH_KEY_MAX_BYTES, &key, &ignored) ==
-		0)
+	if (cli->identity_file && file_read(cli->identity_file,
+	                              SSH_KEY_MAX_BYTES, &key, &ignored) == 0)
 		redact_key_text(r, key.data);
 	if (cli->identity_file)
 		buf_release(&key);
@@ -284,8 +283,8 @@ run_status(const struct manifest *m, const struct step_result *res,
 
 static int
 write_report(const struct cli *cli, struct run_ctx *ctx,
-    const struct step_result *res, int exit_code,
-    const struct errbuf *run_err, const struct redact *redact)
+    const struct step_result *res, int exit_code, const struct errbuf *run_err,
+    const struct redact *redact)
 {
 	const struct manifest *m = ctx->manifest;
 	struct report_run rr = {
@@ -318,8 +317,8 @@ write_report(const struct cli *cli, struct run_ctx *ctx,
 		struct buf msg;
 
 		buf_init(&msg, sizeof(run_err->msg) * 2);
-		if (redact_text(redact, run_err->msg, strlen(run_err->msg),
-			&msg) == 0)
+		if (redact_text(
+		        redact, run_err->msg, strlen(run_err->msg), &msg) == 0)
 			fprintf(stderr, "stagehand: %s\n", msg.data);
 		buf_release(&msg);
 	}
@@ -353,16 +352,16 @@ execute(const struct cli *cli, struct manifest *m, struct run_ctx *ctx,
 }
 
 static int
-check_start_at(const struct cli *cli, const struct manifest *m,
-    struct errbuf *err)
+check_start_at(
+    const struct cli *cli, const struct manifest *m, struct errbuf *err)
 {
 	if (cli->start_at == NULL)
 		return 0;
 	for (size_t i = 0; i < m->nsteps; i++)
 		if (strcmp(m->steps[i].name, cli->start_at) == 0)
 			return 0;
-	return err_set(err, SH_ERR_USAGE, "--start-at: no step named '%s'",
-	    cli->start_at);
+	return err_set(
+	    err, SH_ERR_USAGE, "--start-at: no step named '%s'", cli->start_at);
 }
 
 static int
@@ -439,7 +438,8 @@ main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if (cli.help || cli.version) {
-		fputs(cli.help ? cli_usage() : "stagehand " STAGEHAND_VERSION "\n",
+		fputs(cli.help ? cli_usage()
+		               : "stagehand " STAGEHAND_VERSION "\n",
 		    stdout);
 		cli_free(&cli);
 		return EXIT_OK;

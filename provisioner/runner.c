@@ -47,9 +47,10 @@ learn_facts(struct run_ctx *ctx, struct errbuf *err)
 
 	buf_init(&out, 4096);
 	io.deadline_ms = now_ms() + SSH_CONNECT_TIMEOUT_S * 1000u;
-	if (ssh_exec(ctx->ssh, "uname -m; uname -n; "
-			       "cat /proc/sys/kernel/random/boot_id",
-		&io, &st, err) < 0)
+	if (ssh_exec(ctx->ssh,
+	        "uname -m; uname -n; "
+	        "cat /proc/sys/kernel/random/boot_id",
+	        &io, &st, err) < 0)
 		goto out;
 	p = out.data;
 	arch = next_line(&p);
@@ -151,7 +152,7 @@ static bool
 is_fatal(enum sh_err code)
 {
 	return code == SH_ERR_TRUST || code == SH_ERR_UNREACHABLE ||
-	    code == SH_ERR_USAGE || code == SH_ERR_INTERRUPTED;
+	       code == SH_ERR_USAGE || code == SH_ERR_INTERRUPTED;
 }
 
 /*
@@ -196,20 +197,21 @@ run_step(struct run_ctx *ctx, const struct step *s, struct step_result *r)
 
 		r->attempts++;
 		err_clear(&e);
-		rc = ctx->opts->plan ? k->probe(ctx, s, r, &e) :
-				       k->apply(ctx, s, r, &e);
+		rc = ctx->opts->plan ? k->probe(ctx, s, r, &e)
+		                     : k->apply(ctx, s, r, &e);
 		if (rc == 0 && s->changed_when != STEP_CHANGED_AS_REPORTED)
 			r->changed = s->changed_when == STEP_CHANGED_ALWAYS;
 		if (rc == 0 && ctx->opts->plan)
-			return finish(r, r->changed ? STEP_WOULD_CHANGE :
-						      STEP_OK, NULL);
+			return finish(
+			    r, r->changed ? STEP_WOULD_CHANGE : STEP_OK, NULL);
 		if (rc == 0)
-			return finish(r, r->changed ? STEP_CHANGED : STEP_OK,
-			    NULL);
+			return finish(
+			    r, r->changed ? STEP_CHANGED : STEP_OK, NULL);
 		if (e.code == SH_ERR_INTERRUPTED || *ctx->interrupted)
 			return finish(r, STEP_INTERRUPTED, &e);
 		if (e.code == SH_ERR_SSH && ctx->ssh != NULL) {
-			bool expected = s->expect_disconnect && !ctx->opts->plan;
+			bool expected =
+			    s->expect_disconnect && !ctx->opts->plan;
 
 			if (recover_session(ctx, s, r, &e) < 0)
 				return finish(r, STEP_FAILED, &e);
@@ -240,8 +242,8 @@ run_step(struct run_ctx *ctx, const struct step *s, struct step_result *r)
 /* The session is opened before the first step that will run, so a
  * connection problem is the run's error, not the first step's. */
 static int
-connect_if_needed(struct run_ctx *ctx, const bool *will_run,
-    struct errbuf *run_err)
+connect_if_needed(
+    struct run_ctx *ctx, const bool *will_run, struct errbuf *run_err)
 {
 	const struct manifest *m = ctx->manifest;
 	struct ssh_conn *conn;
@@ -264,9 +266,10 @@ plan_skips(struct run_ctx *ctx, struct step_result *results, bool *will_run)
 		step_result_init(&results[i]);
 		if (!started && strcmp(s->name, ctx->opts->start_at) == 0)
 			started = true;
-		results[i].skip_reason = s->rescue ?
-		    xstrdup("rescue step: runs only after a failure") :
-		    skip_reason(ctx, s, started);
+		results[i].skip_reason =
+		    s->rescue
+		        ? xstrdup("rescue step: runs only after a failure")
+		        : skip_reason(ctx, s, started);
 		will_run[i] = results[i].skip_reason == NULL;
 	}
 }
@@ -275,9 +278,9 @@ static int
 exit_for(const struct step_result *r, const struct errbuf *run_err)
 {
 	if (run_err->code != SH_OK)
-		return run_err->code == SH_ERR_INTERRUPTED ?
-		    130 :
-		    sh_exit_code(run_err->code);
+		return run_err->code == SH_ERR_INTERRUPTED
+		           ? 130
+		           : sh_exit_code(run_err->code);
 	if (r->status == STEP_INTERRUPTED)
 		return 130;
 	if (is_fatal(r->err.code))
@@ -321,7 +324,8 @@ run_rescue(struct run_ctx *ctx, struct step_result *results, bool failed)
 		}
 		free(r->skip_reason);
 		r->skip_reason = NULL;
-		ui_notice(ctx->ui, "running rescue step '%s'", m->steps[i].name);
+		ui_notice(
+		    ctx->ui, "running rescue step '%s'", m->steps[i].name);
 		run_one(ctx, &m->steps[i], r);
 		if (r->status == STEP_FAILED || r->status == STEP_INTERRUPTED)
 			stop = true;
@@ -329,8 +333,8 @@ run_rescue(struct run_ctx *ctx, struct step_result *results, bool failed)
 }
 
 int
-runner_run(struct run_ctx *ctx, struct step_result *results,
-    struct errbuf *run_err)
+runner_run(
+    struct run_ctx *ctx, struct step_result *results, struct errbuf *run_err)
 {
 	const struct manifest *m = ctx->manifest;
 	bool *will_run = xcalloc(m->nsteps, sizeof(bool));

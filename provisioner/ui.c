@@ -19,10 +19,10 @@ struct ui {
 	FILE *human;                 /* stdout, or stderr with --json */
 	bool tty;                    /* human is a terminal */
 	bool color;
-	bool running_shown;          /* a "running" line awaits overwrite */
-	FILE *log;                   /* owned: DIR/run.log.tmp */
-	char *log_tmp;               /* owned */
-	char *log_path;              /* owned */
+	bool running_shown; /* a "running" line awaits overwrite */
+	FILE *log;          /* owned: DIR/run.log.tmp */
+	char *log_tmp;      /* owned */
+	char *log_path;     /* owned */
 };
 
 enum color {
@@ -64,8 +64,8 @@ ui_open_log(struct ui *ui, const char *dir, struct errbuf *err)
 	ui->log_tmp = xasprintf("%s/run.log.tmp", dir);
 	ui->log = fopen(ui->log_tmp, "we");
 	if (ui->log == NULL)
-		return err_set(err, SH_ERR_IO, "%s: %s", ui->log_tmp,
-		    strerror(errno));
+		return err_set(
+		    err, SH_ERR_IO, "%s: %s", ui->log_tmp, strerror(errno));
 	return 0;
 }
 
@@ -77,13 +77,13 @@ ui_close_log(struct ui *ui, struct errbuf *err)
 	if (ui->log == NULL)
 		return 0;
 	if (fflush(ui->log) != 0 || fsync(fileno(ui->log)) != 0)
-		rc = err_set(err, SH_ERR_IO, "%s: %s", ui->log_tmp,
-		    strerror(errno));
+		rc = err_set(
+		    err, SH_ERR_IO, "%s: %s", ui->log_tmp, strerror(errno));
 	fclose(ui->log);
 	ui->log = NULL;
 	if (rc == 0 && rename(ui->log_tmp, ui->log_path) < 0)
-		rc = err_set(err, SH_ERR_IO, "%s: %s", ui->log_path,
-		    strerror(errno));
+		rc = err_set(
+		    err, SH_ERR_IO, "%s: %s", ui->log_path, strerror(errno));
 	return rc;
 }
 
@@ -118,9 +118,8 @@ emit(const struct ui *ui, FILE *f, const char *text, size_t len)
 
 /* A human line: to the terminal (unless quiet and not important) and the
  * log. Colour goes only to a terminal. */
-static void
-say(struct ui *ui, bool important, enum color c, const char *fmt, ...)
-    ATTR_PRINTF(4, 5);
+static void say(struct ui *ui, bool important, enum color c, const char *fmt,
+    ...) ATTR_PRINTF(4, 5);
 
 static void
 say(struct ui *ui, bool important, enum color c, const char *fmt, ...)
@@ -282,11 +281,11 @@ ui_step_end(struct ui *ui, const struct step *s, size_t total,
 	struct event e;
 	bool failed = r->status == STEP_FAILED || r->status == STEP_INTERRUPTED;
 
-	say(ui, failed, status_color(r->status), "[%*zu/%zu] %-11s %6.2fs  %s%s%s\n",
-	    total >= 10 ? 2 : 1, s->index + 1, total,
-	    step_status_name(r->status), (double)r->duration_ms / 1000.0,
-	    s->name, r->skip_reason ? "  # " : "",
-	    r->skip_reason ? r->skip_reason : "");
+	say(ui, failed, status_color(r->status),
+	    "[%*zu/%zu] %-11s %6.2fs  %s%s%s\n", total >= 10 ? 2 : 1,
+	    s->index + 1, total, step_status_name(r->status),
+	    (double)r->duration_ms / 1000.0, s->name,
+	    r->skip_reason ? "  # " : "", r->skip_reason ? r->skip_reason : "");
 	step_details(ui, r);
 	event_begin(&e, "step_end");
 	json_member_uint(&e.j, "index", s->index);
@@ -328,23 +327,25 @@ ui_progress(struct ui *ui, const char *what, size_t done, size_t total,
 
 	if (ui == NULL || !ui->tty || ui->opts.verbosity < 0)
 		return;
-	filled = total_bytes > 0 ?
-	    (int)((double)bytes / (double)total_bytes * width) :
-	    (total > 0 ? (int)((double)done / (double)total * width) : 0);
+	filled =
+	    total_bytes > 0
+	        ? (int)((double)bytes / (double)total_bytes * width)
+	        : (total > 0 ? (int)((double)done / (double)total * width) : 0);
 	if (filled > width)
 		filled = width;
-	fprintf(ui->human, "\r\033[K        %s [%.*s%*s] %zu/%zu paths, "
-	    "%.1f/%.1f MiB", what, filled, "########################",
-	    width - filled, "", done, total, (double)bytes / (1 << 20),
-	    (double)total_bytes / (1 << 20));
+	fprintf(ui->human,
+	    "\r\033[K        %s [%.*s%*s] %zu/%zu paths, "
+	    "%.1f/%.1f MiB",
+	    what, filled, "########################", width - filled, "", done,
+	    total, (double)bytes / (1 << 20), (double)total_bytes / (1 << 20));
 	fflush(ui->human);
 	ui->running_shown = true;
 }
 
 void
 ui_run_end(struct ui *ui, const struct manifest *m,
-    const struct step_result *results, const char *status,
-    uint64_t duration_ms, const struct errbuf *run_err)
+    const struct step_result *results, const char *status, uint64_t duration_ms,
+    const struct errbuf *run_err)
 {
 	size_t count[STEP_NOT_RUN + 1] = { 0 };
 	struct event e;

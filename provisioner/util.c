@@ -508,8 +508,8 @@ file_read(const char *path, size_t max, struct buf *out, struct errbuf *err)
 	}
 	if ((uint64_t)st.st_size > max) {
 		close(fd);
-		return err_set(err, SH_ERR_IO, "%s: larger than %zu bytes",
-		    path, max);
+		return err_set(
+		    err, SH_ERR_IO, "%s: larger than %zu bytes", path, max);
 	}
 	while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
 		if (n < 0 && errno == EINTR)
@@ -518,8 +518,8 @@ file_read(const char *path, size_t max, struct buf *out, struct errbuf *err)
 			int e = n < 0 ? errno : EFBIG;
 
 			close(fd);
-			return err_set(err, SH_ERR_IO, "%s: %s", path,
-			    strerror(e));
+			return err_set(
+			    err, SH_ERR_IO, "%s: %s", path, strerror(e));
 		}
 	}
 	close(fd);
@@ -545,8 +545,8 @@ write_all(int fd, const void *data, size_t len)
 }
 
 int
-file_write_atomic(const char *path, const void *data, size_t len,
-    unsigned mode, struct errbuf *err)
+file_write_atomic(const char *path, const void *data, size_t len, unsigned mode,
+    struct errbuf *err)
 {
 	char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
 	int fd, saved;
@@ -586,8 +586,8 @@ mkdir_p(const char *path, unsigned mode, struct errbuf *err)
 			continue;
 		*s = '\0';
 		if (mkdir(p, (mode_t)mode) < 0 && errno != EEXIST) {
-			rc = err_set(err, SH_ERR_IO, "mkdir %s: %s", p,
-			    strerror(errno));
+			rc = err_set(
+			    err, SH_ERR_IO, "mkdir %s: %s", p, strerror(errno));
 			break;
 		}
 		if (end)
