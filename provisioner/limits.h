@@ -27,6 +27,10 @@
 #define SSH_KEEPALIVE_S 15
 #define SSH_RECONNECT_TRIES 5
 #define SSH_KEY_MAX_BYTES (64u << 10)
+/* Started commands waiting for their stdin, per session (ssh.h). sshd's
+ * default MaxSessions is 10: this leaves room for the running command and
+ * Postgres tunnels. */
+#define SSH_SPARES_MAX 4
 
 #define STEP_DEFAULT_TIMEOUT_S 3600
 #define STEP_MAX_TIMEOUT_S (7 * 24 * 3600)

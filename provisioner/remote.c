@@ -2,11 +2,12 @@
  * remote.c: run a shell script on the target through the fixed bootstrap
  * command line. See remote.h for the contract.
  *
- * With a payload, the bootstrap `read -r n && s=$(head -c "$n") && eval
- * "$s"` reads the script's length, then exactly that many bytes, and
- * evaluates them with stdin still positioned at the first byte of the
- * payload. Command substitution drops trailing newlines of the script,
- * which changes nothing a shell would do with it.
+ * The bootstrap (BOOTSTRAP below) reads "<timeout> <payload>" and execs
+ * the reader for the rest: with a payload, `read -r n && s=$(head -c
+ * "$n") && eval "$s"` reads the script's length, then exactly that many
+ * bytes, and evaluates them with stdin still positioned at the first byte
+ * of the payload. Command substitution drops trailing newlines of the
+ * script, which changes nothing a shell would do with it.
  *
  * Without one (most commands), `sh -s` reads "{\n<script>\n}\n" from
  * stdin itself: one process fewer than head -c (a fork and exec, about
@@ -14,6 +15,10 @@
  * whole script before running any of it, so nothing it runs can read
  * script text from stdin: stdin is at EOF, as it is after the bootstrap
  * with an empty payload.
+ *
+ * The timeout and the payload flag travel on stdin, not on the command
+ * line, so the command line is the same for every action of one become
+ * user, and ssh.c can start it before it knows the action (spares).
  */
 #include "remote.h"
 
@@ -25,10 +30,23 @@
 #include "ssh.h"
 #include "steps/step.h"
 
-#define BOOTSTRAP_PAYLOAD                                                      \
-	"sh -c 'read -r n && s=$(head -c \"$n\") && eval \"$s\"' "             \
-	"stagehand"
-#define BOOTSTRAP_SCRIPT "sh -s"
+/*
+ * The one command line (after sudo). It does nothing until the first line
+ * of stdin, "<timeout seconds> <payload 0|1>", arrives, and exits 0 on
+ * EOF, which is what lets ssh.c start it ahead of time as a spare. dash's
+ * `read` takes a byte at a time from a pipe, so the rest of stdin is left
+ * for what it execs. `timeout` starts with the script, not with the spare.
+ */
+#define BOOTSTRAP                                                              \
+	"sh -c 'read -r t p || exit 0; "                                       \
+	"if [ \"$p\" = 1 ]; then set -- sh -c \"read -r n && "                 \
+	"s=\\$(head -c \\\"\\$n\\\") && eval \\\"\\$s\\\"\" stagehand; "       \
+	"else set -- sh -s; fi; "                                              \
+	"[ \"$t\" = 0 ] || set -- timeout -k 10 \"$t\" \"$@\"; "               \
+	"exec \"$@\"' stagehand"
+/* Spare copies of the bootstrap kept started (ssh.h): two let each one's
+ * sudo start while the two commands before it run. */
+#define REMOTE_SPARES 2
 /* The local deadline trails the remote `timeout` so that fires first. */
 #define REMOTE_GRACE_S 30
 /* GNU timeout: 124 when it stopped the command, 128+9 after -k. */
@@ -84,25 +102,26 @@ build_cmdline(const struct run_ctx *ctx, const struct remote_cmd *cmd,
 		    buf_adds(line, " -- ") < 0)
 			goto long_;
 	}
-	if (cmd->timeout_s > 0 &&
-	    buf_addf(line, "timeout -k 10 %u ", cmd->timeout_s) < 0)
-		goto long_;
-	if (buf_adds(line,
-	        has_payload(cmd) ? BOOTSTRAP_PAYLOAD : BOOTSTRAP_SCRIPT) < 0)
+	if (buf_adds(line, BOOTSTRAP) < 0)
 		goto long_;
 	return 0;
 long_:
 	return err_set(err, SH_ERR_INTERNAL, "remote command line too long");
 }
 
-/* "<length>\n<script><payload>", or "{\n<script>\n}\n" without payload */
+/*
+ * "<timeout> 1\n<length>\n<script><payload>", or without payload
+ * "<timeout> 0\n{\n<script>\n}\n"
+ */
 static int
 build_stdin(const struct remote_cmd *cmd, struct buf *in, struct errbuf *err)
 {
 	size_t slen = strlen(cmd->script);
 	int rc;
 
-	if (has_payload(cmd))
+	if (buf_addf(in, "%u %d\n", cmd->timeout_s, has_payload(cmd)) < 0)
+		rc = 1;
+	else if (has_payload(cmd))
 		rc = buf_addf(in, "%zu\n", slen) < 0 ||
 		     buf_add(in, cmd->script, slen) < 0 ||
 		     (cmd->payload != NULL &&
@@ -158,6 +177,7 @@ remote_run(struct run_ctx *ctx, const struct remote_cmd *cmd,
 	io.err = &out->err;
 	io.on_stderr = cmd->on_stderr;
 	io.on_stderr_arg = cmd->on_stderr_arg;
+	io.spares = REMOTE_SPARES;
 	if (cmd->timeout_s > 0)
 		io.deadline_ms =
 		    t0 + ((uint64_t)cmd->timeout_s + REMOTE_GRACE_S) * 1000u;

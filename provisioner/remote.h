@@ -2,22 +2,26 @@
  * remote.h: run a shell script on the target, the one way steps reach it.
  *
  * The script never goes on argv (argv is visible in `ps` on both ends and
- * in sshd logs). The command line is a fixed bootstrap. With a payload:
+ * in sshd logs). The command line is one fixed bootstrap per become user:
  *
- *     [sudo -n -u USER --] timeout -k 10 T sh -c 'read -r n && s=$(head -c
- *     "$n") && eval "$s"' stagehand
+ *     [sudo -n -u USER --] sh -c 'read -r t p || exit 0; ...' stagehand
  *
- * and stdin carries "<length>\n<script>" followed by the payload, which
- * the script reads from its stdin (e.g. `cat > "$tmp"`). GNU head -c never
- * reads past its count from a pipe, and dash's `read` reads a byte at a
- * time, so the payload is left intact for the script. Without a payload
- * (payload NULL and payload_fd -1), one process fewer:
+ * which does nothing until its first line of stdin, "<T> <P>\n", then
+ * execs `timeout -k 10 T` (T > 0) around the script's reader. Without a
+ * payload (P 0; payload NULL and payload_fd -1) that reader is `sh -s`
+ * and the rest of stdin is "{\n<script>\n}\n": the shell parses the whole
+ * script before it runs any of it, and what the script runs finds stdin at
+ * EOF. With a payload (P 1) it is `sh -c 'read -r n && s=$(head -c "$n")
+ * && eval "$s"'`, and the rest of stdin is "<length>\n<script>" followed
+ * by the payload, which the script reads from its stdin (e.g. `cat >
+ * "$tmp"`). dash's `read` takes a byte at a time from a pipe and GNU head
+ * -c never reads past its count, so each reader leaves the rest intact.
+ * $0 is not something scripts may rely on.
  *
- *     [sudo -n -u USER --] timeout -k 10 T sh -s
- *
- * with stdin "{\n<script>\n}\n": the shell parses the whole script before
- * it runs any of it, and what the script runs finds stdin at EOF. Either
- * way $0 is not something scripts may rely on.
+ * Because the bootstrap waits for stdin and exits 0 on EOF, ssh.c keeps
+ * REMOTE_SPARES copies of it started ahead of time (ssh.h, "spares"): a
+ * step's sudo starts while the steps before it run. The timeout starts
+ * with the script, not with the spare.
  *
  * become: NULL runs as the login user; otherwise `sudo -n -u become`, which
  * fails at once (no prompt) when sudo would ask for a password.

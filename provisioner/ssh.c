@@ -65,6 +65,14 @@ struct ssh_conn {
 	unsigned reconnects;
 	unsigned gen; /* bumped when a session is torn down (tunnels) */
 	bool lib;     /* libssh2_init() succeeded */
+	/* Started commands waiting for stdin (ssh.h), oldest first. The
+	 * channels belong to session and die with it; commands are owned. */
+	struct spare {
+		LIBSSH2_CHANNEL *ch;
+		char *command;
+	} spares[SSH_SPARES_MAX];
+	size_t nspares;
+	bool spares_refused; /* the server refused a channel: keep none */
 };
 
 /* Host key types, in order of preference when nothing says otherwise. */
@@ -803,10 +811,21 @@ auth(struct ssh_conn *c, struct errbuf *err)
 
 /* ======================================================== session setup */
 
+/* The session is going: its spares go with it (libssh2_session_free). */
+static void
+spares_forget(struct ssh_conn *c)
+{
+	for (size_t i = 0; i < c->nspares; i++)
+		free(c->spares[i].command);
+	c->nspares = 0;
+	c->spares_refused = false;
+}
+
 static void
 conn_teardown(struct ssh_conn *c)
 {
 	c->gen++; /* channels of the old session, tunnels' too, are gone */
+	spares_forget(c);
 	if (c->session != NULL) {
 		libssh2_session_set_blocking(c->session, 1);
 		libssh2_session_set_timeout(c->session, CLOSE_WAIT_MS);
@@ -914,6 +933,23 @@ out:
 	return 0;
 }
 
+/* Sleeps ms, waking for an interruption. */
+static int
+sleep_ms(const struct ssh_conn *c, unsigned ms, struct errbuf *err)
+{
+	uint64_t end = now_ms() + ms;
+
+	for (;;) {
+		uint64_t now = now_ms();
+
+		if (interrupted(c))
+			return err_set(err, SH_ERR_INTERRUPTED, "interrupted");
+		if (now >= end)
+			return 0;
+		(void)poll(NULL, 0, (int)(end - now > 100 ? 100 : end - now));
+	}
+}
+
 /* ======================================================== running commands */
 
 /* Which operation has a partly sent packet that must be finished first. */
@@ -942,6 +978,8 @@ struct xfer {
 	enum pend pend;
 	char *rbuf; /* owned: IO_CHUNK bytes */
 };
+
+static int spares_fill(struct xfer *x, const char *command, struct errbuf *err);
 
 static bool
 sock_writable(const struct ssh_conn *c)
@@ -1066,20 +1104,23 @@ open_abandoned(struct xfer *x)
 	return -1;
 }
 
+/* Opens a channel (*out, from then on) and starts command on it. */
 static int
-xfer_open(struct xfer *x, const char *command, struct errbuf *err)
+chan_start(struct xfer *x, const char *command, LIBSSH2_CHANNEL **out,
+    struct errbuf *err)
 {
+	LIBSSH2_CHANNEL *ch;
 	int rc;
 
-	while ((x->ch = libssh2_channel_open_session(x->s)) == NULL) {
+	while ((ch = libssh2_channel_open_session(x->s)) == NULL) {
 		rc = libssh2_session_last_errno(x->s);
 		if (rc != LIBSSH2_ERROR_EAGAIN)
 			return xfer_lost(x, rc, err);
 		if (xfer_check(x, err) < 0 || xfer_wait(x, err) < 0)
 			return open_abandoned(x);
 	}
-	while (
-	    (rc = libssh2_channel_exec(x->ch, command)) == LIBSSH2_ERROR_EAGAIN)
+	*out = ch;
+	while ((rc = libssh2_channel_exec(ch, command)) == LIBSSH2_ERROR_EAGAIN)
 		if (xfer_check(x, err) < 0 || xfer_wait(x, err) < 0)
 			return open_abandoned(x);
 	if (rc < 0)
@@ -1337,19 +1378,32 @@ xfer_output(struct xfer *x, struct errbuf *err)
 	return 0;
 }
 
+/*
+ * Spares are started once this command's stdin is all sent (the remote end
+ * has its work) and no packet is half sent, so their round trips overlap
+ * its run; a command done before that gets them started afterwards.
+ */
 static int
-xfer_run(struct xfer *x, struct errbuf *err)
+xfer_run(struct xfer *x, const char *command, struct errbuf *err)
 {
+	bool spares_due = x->io->spares > 0;
+
 	while (!x->closed) {
 		x->progress = false;
 		x->want_out = false;
 		if (xfer_check(x, err) < 0 || xfer_stdin(x, err) < 0 ||
 		    xfer_output(x, err) < 0)
 			return -1;
+		if (spares_due && x->in_done && x->pend == PEND_NONE) {
+			spares_due = false;
+			if (spares_fill(x, command, err) < 0)
+				return -1;
+			continue;
+		}
 		if (!x->closed && !x->progress && xfer_wait(x, err) < 0)
 			return -1;
 	}
-	return 0;
+	return spares_due ? spares_fill(x, command, err) : 0;
 }
 
 static void
@@ -1463,11 +1517,168 @@ xfer_release(struct xfer *x)
 	free(x->rbuf);
 }
 
+/* ---- spares (ssh.h) */
+
+/* Closes a spare's channel; its command sees EOF and exits. */
+static void
+spare_close(struct ssh_conn *c, LIBSSH2_CHANNEL *ch)
+{
+	struct xfer x;
+
+	memset(&x, 0, sizeof(x));
+	x.c = c;
+	x.s = c->session;
+	x.ch = ch;
+	if (!chan_free(&x, now_ms() + CLOSE_WAIT_MS) && !c->dead)
+		conn_dead(c,
+		    xasprintf("a channel to %s could not be closed", c->where));
+}
+
+static void
+spare_remove(struct ssh_conn *c, size_t i)
+{
+	free(c->spares[i].command);
+	memmove(&c->spares[i], &c->spares[i + 1],
+	    (c->nspares - i - 1) * sizeof(c->spares[0]));
+	c->nspares--;
+}
+
+/*
+ * The oldest spare of command, or NULL. One that has output waiting or has
+ * ended never got to wait for its stdin: it is closed, and so the caller
+ * opens a fresh channel when no good one is left, which shows the error.
+ */
+static LIBSSH2_CHANNEL *
+spare_take(struct ssh_conn *c, const char *command)
+{
+	size_t i = 0;
+
+	while (i < c->nspares && !c->dead) {
+		LIBSSH2_CHANNEL *ch = c->spares[i].ch;
+		unsigned long pending = 0;
+
+		if (strcmp(c->spares[i].command, command) != 0) {
+			i++;
+			continue;
+		}
+		spare_remove(c, i);
+		(void)libssh2_channel_window_read_ex(ch, &pending, NULL);
+		if (pending == 0 && libssh2_channel_eof(ch) == 0)
+			return ch;
+		spare_close(c, ch);
+	}
+	return NULL;
+}
+
+static unsigned
+spare_count(const struct ssh_conn *c, const char *command)
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < c->nspares; i++)
+		n += strcmp(c->spares[i].command, command) == 0;
+	return n;
+}
+
+/* Makes room by closing the oldest spare of another command. */
+static bool
+spare_make_room(struct ssh_conn *c, const char *command)
+{
+	for (size_t i = 0; i < c->nspares; i++) {
+		LIBSSH2_CHANNEL *ch = c->spares[i].ch;
+
+		if (strcmp(c->spares[i].command, command) == 0)
+			continue;
+		spare_remove(c, i);
+		spare_close(c, ch);
+		return !c->dead;
+	}
+	return false;
+}
+
+/*
+ * Closes every spare and keeps no more: the server refused a channel that
+ * is not a spare, and spares hold sessions it counts (MaxSessions). Says
+ * whether there was one to close, i.e. whether a retry may succeed.
+ */
+static bool
+spares_yield(struct ssh_conn *c)
+{
+	bool had = c->nspares > 0;
+
+	c->spares_refused = true;
+	while (c->nspares > 0 && !c->dead) {
+		LIBSSH2_CHANNEL *ch = c->spares[0].ch;
+
+		spare_remove(c, 0);
+		spare_close(c, ch);
+	}
+	return had && !c->dead;
+}
+
+/*
+ * The command's own channel. A refused open is tried again: at once when
+ * spares held sessions (closed first), else after a pause, as sshd may
+ * still count the channel closed just before until it reaps it.
+ */
+static int
+xfer_open(struct xfer *x, const char *command, struct errbuf *err)
+{
+	static const unsigned pause_ms[] = { 20, 200 };
+	size_t tries = 0;
+
+	while (chan_start(x, command, &x->ch, err) < 0) {
+		if (x->c->dead || err->code != SH_ERR_SSH || x->ch != NULL ||
+		    tries == sizeof(pause_ms) / sizeof(*pause_ms))
+			return -1;
+		if (!spares_yield(x->c) &&
+		    sleep_ms(x->c, pause_ms[tries], err) < 0)
+			return -1;
+		tries++;
+	}
+	return 0;
+}
+
+/*
+ * Starts copies of command until x->io->spares wait. A refused channel
+ * (sshd's MaxSessions, a denied exec) ends spares for the session and is
+ * not an error; a broken session, a deadline or an interruption is.
+ */
+static int
+spares_fill(struct xfer *x, const char *command, struct errbuf *err)
+{
+	struct ssh_conn *c = x->c;
+
+	while (!c->spares_refused && spare_count(c, command) < x->io->spares) {
+		LIBSSH2_CHANNEL *ch = NULL;
+		struct errbuf why;
+
+		if (c->nspares == SSH_SPARES_MAX &&
+		    !spare_make_room(c, command))
+			break;
+		if (chan_start(x, command, &ch, &why) < 0) {
+			if (c->dead || why.code != SH_ERR_SSH) {
+				*err = why;
+				return -1;
+			}
+			c->spares_refused = true;
+			if (ch != NULL)
+				spare_close(c, ch);
+			break;
+		}
+		c->spares[c->nspares].ch = ch;
+		c->spares[c->nspares].command = xstrdup(command);
+		c->nspares++;
+	}
+	return c->dead ? err_set(err, SH_ERR_SSH, "session lost: %s", c->lost)
+	               : 0;
+}
+
 int
 ssh_exec(struct ssh_conn *c, const char *command, struct ssh_io *io,
     struct ssh_exit *exit, struct errbuf *err)
 {
-	struct ssh_io none = { NULL, 0, -1, -1, NULL, NULL, 0, NULL, NULL };
+	struct ssh_io none = { NULL, 0, -1, -1, NULL, NULL, 0, NULL, NULL, 0 };
 	struct ssh_exit scratch;
 	struct xfer x;
 	int rc;
@@ -1490,9 +1701,13 @@ ssh_exec(struct ssh_conn *c, const char *command, struct ssh_io *io,
 	x.chunk = xmalloc(IO_CHUNK);
 	x.rbuf = xmalloc(IO_CHUNK);
 	libssh2_session_set_blocking(c->session, 0);
-	rc = xfer_open(&x, command, err);
+	if (x.io->spares > 0)
+		x.ch = spare_take(c, command);
+	rc = c->dead ? err_set(err, SH_ERR_SSH, "session lost: %s", c->lost)
+	     : x.ch != NULL ? 0
+	                    : xfer_open(&x, command, err);
 	if (rc == 0)
-		rc = xfer_run(&x, err);
+		rc = xfer_run(&x, command, err);
 	if (rc == 0)
 		xfer_exit(&x);
 	xfer_release(&x);
@@ -1667,6 +1882,8 @@ ssh_tunnel_open_tcp(struct ssh_conn *c, const char *host, unsigned port,
 	t = tun_new(c);
 	libssh2_session_set_blocking(c->session, 0);
 	rc = tun_open_direct(t, host, port, err);
+	if (rc < 0 && err->code == SH_ERR_REMOTE && spares_yield(c))
+		rc = tun_open_direct(t, host, port, err);
 	if (c->session != NULL)
 		libssh2_session_set_blocking(c->session, 1);
 	if (rc < 0) {
@@ -1713,6 +1930,9 @@ ssh_tunnel_open_exec(struct ssh_conn *c, const char *command,
 	t = tun_new(c);
 	libssh2_session_set_blocking(c->session, 0);
 	rc = tun_open_exec(t, command, err);
+	if (rc < 0 && err->code == SH_ERR_REMOTE && t->ch == NULL &&
+	    spares_yield(c))
+		rc = tun_open_exec(t, command, err);
 	if (rc < 0 && t->ch != NULL && !c->dead) {
 		ssh_tunnel_close(t); /* the channel opened, exec was refused */
 		t = NULL;
@@ -2100,22 +2320,6 @@ ssh_tunnel_close(struct ssh_tunnel *t)
 }
 
 /* ======================================================== reconnect, close */
-
-static int
-sleep_ms(const struct ssh_conn *c, unsigned ms, struct errbuf *err)
-{
-	uint64_t end = now_ms() + ms;
-
-	for (;;) {
-		uint64_t now = now_ms();
-
-		if (interrupted(c))
-			return err_set(err, SH_ERR_INTERRUPTED, "interrupted");
-		if (now >= end)
-			return 0;
-		(void)poll(NULL, 0, (int)(end - now > 100 ? 100 : end - now));
-	}
-}
 
 int
 ssh_reconnect(struct ssh_conn *c, struct errbuf *err)

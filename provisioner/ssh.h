@@ -103,6 +103,7 @@ struct ssh_io {
 	uint64_t deadline_ms;
 	void (*on_stderr)(void *arg, const char *p, size_t len); /* or NULL */
 	void *on_stderr_arg;
+	unsigned spares; /* spare copies of command to keep started; below */
 };
 
 struct ssh_exit {
@@ -111,8 +112,26 @@ struct ssh_exit {
 	uint64_t dropped; /* output bytes beyond the buffers' max */
 };
 
-/* Runs one command on its own channel. Returns 0 when it ran to the end
- * (whatever its exit status), -1 on transport errors. */
+/*
+ * Runs one command on its own channel. Returns 0 when it ran to the end
+ * (whatever its exit status), -1 on transport errors.
+ *
+ * Spares (io->spares > 0) hide a command's start-up: its channel round
+ * trips and, for `sudo -n ...`, sudo's own 6 ms. Once this command's stdin
+ * is sent, and while it runs, ssh_exec() starts copies of command on new
+ * channels until io->spares of them wait; a later ssh_exec() of the same
+ * command line takes the oldest instead of opening a channel. So a spare
+ * is allowed only for a command that does nothing at all before it reads
+ * its stdin and exits at once when stdin is empty (remote.c's bootstrap);
+ * started, it is still only one channel and one command per action. A
+ * spare that wrote something or ended before it got its stdin (sudo
+ * asking for a password, a process killed by an earlier step) is closed,
+ * and the command gets a fresh channel and the real error. At most
+ * SSH_SPARES_MAX wait at once, of all commands together (the oldest other
+ * one makes room); when the server refuses a channel (sshd's MaxSessions)
+ * the session keeps none from then on. Spares end with the session: sshd
+ * closes their stdin, and they exit without running anything.
+ */
 int ssh_exec(struct ssh_conn *c, const char *command, struct ssh_io *io,
     struct ssh_exit *exit, struct errbuf *err);
 
