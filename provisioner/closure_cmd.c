@@ -15,21 +15,23 @@
 #include "nixcache.h"
 
 static void
-print_size(FILE *f, uint64_t bytes)
+print_size(uint64_t bytes)
 {
-	if (bytes >= 1u << 20)
-		fprintf(f, "%.1f MiB", (double)bytes / (1 << 20));
-	else
-		fprintf(f, "%.1f KiB", (double)bytes / 1024);
+	struct buf b;
+
+	buf_init(&b, 64);
+	(void)buf_add_size(&b, bytes);
+	fputs(b.data, stdout);
+	buf_release(&b);
 }
 
 static void
 print_human(const struct closure *c, const struct nix_keys *keys, int verbosity)
 {
 	printf("closure %s: %zu paths, NarSize ", c->root, c->n);
-	print_size(stdout, c->nar_size);
+	print_size(c->nar_size);
 	printf(", FileSize ");
-	print_size(stdout, c->file_size);
+	print_size(c->file_size);
 	printf("\n");
 	for (size_t k = 0; k < keys->n; k++) {
 		size_t n = 0;
@@ -44,7 +46,7 @@ print_human(const struct closure *c, const struct nix_keys *keys, int verbosity)
 		return;
 	for (size_t i = 0; i < c->n; i++) {
 		printf("  %s  ", c->paths[i].info.store_path);
-		print_size(stdout, c->paths[i].info.nar_size);
+		print_size(c->paths[i].info.nar_size);
 		printf(
 		    "  %s  %s\n", c->paths[i].signer, c->paths[i].substituter);
 	}

@@ -410,6 +410,22 @@ sh_quote(struct buf *b, const char *s)
 	return buf_addc(b, '\'');
 }
 
+int
+buf_add_size(struct buf *b, uint64_t n)
+{
+	static const char *const unit[] = { "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)n / 1024.0;
+	size_t i = 0;
+
+	if (n < 1024)
+		return buf_addf(b, "%llu B", (unsigned long long)n);
+	while (v >= 1024.0 && i + 1 < sizeof(unit) / sizeof(unit[0])) {
+		v /= 1024.0;
+		i++;
+	}
+	return buf_addf(b, "%.1f %s", v, unit[i]);
+}
+
 bool
 str_has_prefix(const char *s, const char *prefix)
 {

@@ -115,6 +115,8 @@ int parse_mode(const char *p, size_t len, unsigned *out);
 
 /* Appends s single-quoted for sh: abc'd -> 'abc'\''d'. */
 int sh_quote(struct buf *b, const char *s);
+/* Appends a byte count for people: "512 B", "1.5 KiB", "2.0 GiB". */
+int buf_add_size(struct buf *b, uint64_t n);
 
 bool str_has_prefix(const char *s, const char *prefix);
 bool mem_has_nul(const void *p, size_t len);

@@ -416,26 +416,6 @@ cst_free(struct cst *st)
 	buf_release(&st->list);
 }
 
-/* "123.4 MiB" */
-static void
-closure_size(struct buf *b, uint64_t n)
-{
-	static const char *const u[] = { "KiB", "MiB", "GiB", "TiB" };
-	double v = (double)n;
-	size_t i = 0;
-
-	if (n < 1024) {
-		(void)buf_addf(b, "%llu B", (unsigned long long)n);
-		return;
-	}
-	v /= 1024.0;
-	while (v >= 1024.0 && i + 1 < sizeof(u) / sizeof(u[0])) {
-		v /= 1024.0;
-		i++;
-	}
-	(void)buf_addf(b, "%.1f %s", v, u[i]);
-}
-
 /* Next line of [*p, end) into line/len; false at the end. */
 static bool
 closure_next_line(
@@ -906,8 +886,8 @@ closure_check_space(const struct cst *st, struct errbuf *err)
 		return 0;
 	buf_init(&a, 64);
 	buf_init(&n, 64);
-	closure_size(&a, st->free_bytes);
-	closure_size(&n, need);
+	(void)buf_add_size(&a, st->free_bytes);
+	(void)buf_add_size(&n, need);
 	err_set(err, SH_ERR_STEP,
 	    "closure %s: not enough free space for /nix "
 	    "on the target: %s (%llu bytes) available under %s, %s (%llu "
@@ -1080,7 +1060,7 @@ closure_copy_line(const struct cst *st, struct step_result *res)
 	buf_init(&b, 64u << 10);
 	(void)buf_addf(&b, "copy %zu path%s (", st->nmissing,
 	    st->nmissing == 1 ? "" : "s");
-	closure_size(&b, st->bytes_missing);
+	(void)buf_add_size(&b, st->bytes_missing);
 	(void)buf_adds(&b, ") from");
 	for (size_t s = 0; s < c->subs.n; s++) {
 		for (size_t i = 0; i < st->cl.n; i++) {
