@@ -225,7 +225,11 @@ assertion(struct tap *t, bool ok, const char *p, const char *end)
 	trim_end(reason, &end);
 	a.reason = text_copy(reason, end, false);
 	buf_init(&a.diag, TAP_MAX_DIAG + sizeof(MORE));
-	t->a = xreallocarray(t->a, t->n + 1, sizeof(*t->a));
+	if (t->n == t->alloc) {
+		/* Doubling: pgTAP files run to thousands of assertions. */
+		t->alloc = t->alloc ? t->alloc * 2 : 64;
+		t->a = xreallocarray(t->a, t->alloc, sizeof(*t->a));
+	}
 	t->a[t->n++] = a;
 }
 
