@@ -170,6 +170,47 @@ say_block(struct ui *ui, bool important, bool to_terminal, const char *text)
 	}
 }
 
+/* Is line (len bytes, no newline) a whole line of text? */
+static bool
+has_line(const char *text, const char *line, size_t len)
+{
+	const char *p = text;
+
+	if (len == 0)
+		return false;
+	while ((p = strstr(p, "\n")) != NULL) {
+		p++;
+		if (strncmp(p, line, len) == 0 &&
+		    (p[len] == '\n' || p[len] == '\0'))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A failed step's output, less the lines its error already shows (a
+ * server log tail, a pgTAP diagnostic), so nothing is printed twice.
+ */
+static void
+say_output_after_error(struct ui *ui, const struct step_result *r)
+{
+	struct buf rest;
+	const char *p = r->output.data;
+
+	buf_init(&rest, r->output.len + 1);
+	while (*p) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+
+		if (!has_line(r->err.msg, p, len) &&
+		    (buf_add(&rest, p, len) < 0 || buf_addc(&rest, '\n') < 0))
+			break;
+		p += len + (nl ? 1 : 0);
+	}
+	say_block(ui, false, true, rest.data);
+	buf_release(&rest);
+}
+
 /* NDJSON: one event object per line on stdout. */
 struct event {
 	struct buf out;
@@ -270,8 +311,10 @@ step_details(struct ui *ui, const struct step_result *r)
 			say(ui, true, C_RED, "        not ok: %s%s%s\n",
 			    r->tests[i].name, r->tests[i].message ? ": " : "",
 			    r->tests[i].message ? r->tests[i].message : "");
-	if (r->output.len > 0)
-		say_block(ui, false, verbose || failed, r->output.data);
+	if (r->output.len > 0 && failed)
+		say_output_after_error(ui, r);
+	else if (r->output.len > 0)
+		say_block(ui, false, verbose, r->output.data);
 }
 
 void

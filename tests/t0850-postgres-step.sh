@@ -171,6 +171,8 @@ t_ok "the error carries the server log's FATAL line" \
 t_ok "the error shows only this attempt's log lines" \
 	test "$(jr "$T/r5" '.steps[1].error.message' | grep -c 'ready to accept')" = 0
 t_ok "the terminal shows the log line too" grep -qF 'shared_buffers": "bogus"' "$T/out"
+t_ok "the terminal shows it once, not again as output ($(grep -cF 'shared_buffers": "bogus"' "$T/out"))" \
+	test "$(grep -cF 'shared_buffers": "bogus"' "$T/out")" = 1
 t_ok "later steps did not run" test "$(jr "$T/r5" '.steps[2].status')" = not_run
 
 # -- no cluster there -------------------------------------------------------------
