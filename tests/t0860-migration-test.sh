@@ -159,6 +159,47 @@ t_ok "the error names the file, the line and the SQLSTATE" \
 t_ok "the old cluster was stopped and removed after the failure" \
 	test "$(box_exec sh -c 'ls -A /tmp | grep -c stagehand-mt; ps -e -o comm= | grep -c "^postgres$"' | tr '\n' ' ')" = "0 0 "
 
+# -- an interrupted test leaves its cluster running; the next one sweeps it ------
+printf 'CREATE TABLE slow (x int);\nSELECT pg_sleep(60);\n' >"$T/slow.sql"
+cat >"$T/slow.yml" <<YML
+stagehand: 1
+stage: migration-interrupted
+steps:
+  - name: interrupted while loading
+    migration_test:
+      old_bin: $NEW
+      new_bin: $NEW
+      data: [slow.sql]
+YML
+"$STAGEHAND" run "$T/slow.yml" "${SSH_ARGS[@]}" --report "$T/r5" >"$T/out5" 2>&1 &
+pid=$!
+# Until a backend of the old cluster is busy (its title ends in SELECT).
+for _ in $(seq 600); do
+	box_exec sh -c 'ps -e -o args= | grep -q "^postgres: .*\[local\] SELECT"' && break
+	sleep 0.1
+done
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+t_ok "SIGTERM stops the run (exit $rc)" test "$rc" = 130
+stale=$(box_exec sh -c 'ls -d /tmp/stagehand-mt.*' 2>/dev/null || true)
+t_ok "the interrupted test left its work dir ($stale)" test -n "$stale"
+t_ok "and its cluster running" \
+	box_exec sh -c "[ -f $stale/old/postmaster.pid ] && ps -e -o comm= | grep -q '^postgres\$'"
+# A kept dir in the same workdir stays as it is.
+box_exec sh -c 'mkdir -p /tmp/stagehand-mt.keptone && : >/tmp/stagehand-mt.keptone/.kept &&
+	chown -R postgres: /tmp/stagehand-mt.keptone'
+sed 's|data: \[slow.sql\]|data: ['"$FIX"'/data.sql]|' "$T/slow.yml" >"$T/after.yml"
+run r6 "$T/after.yml"
+t_ok "the next migration test passes" rc_is 0
+t_ok "it reports the work dir it swept" test "$(jr "$T/r6" '.steps[0].details.swept_workdirs')" = 1
+t_ok "the stale work dir is gone" box_exec test ! -e "$stale"
+t_ok "no PostgreSQL server is left running" \
+	test "$(box_exec sh -c 'ps -e -o comm= | grep -c "^postgres$"' || true)" = 0
+t_ok "a work dir marked .kept is left alone" box_exec test -e /tmp/stagehand-mt.keptone/.kept
+t_ok "keep: true marks its work dir .kept" box_exec test -e "$kept/.kept"
+box_exec rm -rf /tmp/stagehand-mt.keptone
+
 # -- old binaries that are not there ------------------------------------------------
 sed "s|old_bin: $NEW|old_bin: /opt/no-such-pg/bin|" "$T/bad.yml" | sed "s|bad.sql|$FIX/data.sql|" >"$T/nobin.yml"
 run r4 "$T/nobin.yml"

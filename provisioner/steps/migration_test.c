@@ -40,7 +40,11 @@
  *   4. pg_upgrade: stop old, initdb WORK/upg with new_bin, pg_upgrade
  *      --check then pg_upgrade (run in WORK), start it; run `between`;
  *      fingerprint; stop it;
- *   5. stop whatever still runs and remove WORK unless keep.
+ *   5. stop whatever still runs and remove WORK unless keep (then WORK
+ *      gets a .kept marker).
+ * Step 1 first sweeps earlier work dirs that a dropped session or an
+ * interrupted run left behind (mt_sweep_sh): their servers would hold
+ * the ports, and nothing else would ever stop them.
  * A fingerprint, all through libpq: per user table, materialized view
  * and sequence (not in pg_catalog, information_schema, pg_toast or
  * owned by an extension), tables and matviews as row count plus md5 of
@@ -70,8 +74,8 @@
  * install) is only the detail not_there_yet.
  *
  * Not STEP_RETRY_SAFE: after a dropped connection the first attempt's
- * clusters may still run in its work dir, which a retry (a new work dir)
- * would leave behind. `retries` can still ask for it.
+ * script may still be running on the target; the retry's sweep would stop
+ * its clusters under it. `retries` can still ask for it.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -405,6 +409,35 @@ static const char mt_probe_sh[] =
     "\t[ -e \"$t\" ] || { echo \"= not_there_yet $t\"; exit 0; }\n"
     "done\n";
 
+/*
+ * Sweeps what an earlier test left when its session dropped or its run
+ * was interrupted (nothing on the target is left to clean up then): each
+ * WORKDIR/stagehand-mt.* dir of this user not marked .kept, whose servers
+ * (a postmaster.pid whose process runs in that very data dir) get an
+ * immediate shutdown, and which is then removed. A server that will not
+ * stop in 10 s keeps its dir, named in the details.
+ */
+static const char mt_sweep_sh[] =
+    "n=0\n"
+    "for d in \"$WP\"/stagehand-mt.*; do\n"
+    "\t[ -d \"$d\" ] && [ -O \"$d\" ] && [ ! -e \"$d/.kept\" ] || continue\n"
+    "\tup=0\n"
+    "\tfor c in old dump upg; do\n"
+    "\t\tpid=$(head -n 1 \"$d/$c/postmaster.pid\" 2>/dev/null) || continue\n"
+    "\t\tcase $pid in '' | *[!0-9]*) continue ;; esac\n"
+    "\t\t[ \"$(readlink \"/proc/$pid/cwd\")\" = \"$d/$c\" ] || continue\n"
+    "\t\tkill -QUIT \"$pid\"\n"
+    "\t\ti=0\n"
+    "\t\twhile kill -0 \"$pid\" 2>/dev/null && [ $i -lt 100 ]; do\n"
+    "\t\t\tsleep 0.1; i=$((i + 1))\n"
+    "\t\tdone\n"
+    "\t\t! kill -0 \"$pid\" 2>/dev/null || up=1\n"
+    "\tdone\n"
+    "\tif [ $up = 1 ]; then echo \"= sweep_failed $d\"; continue; fi\n"
+    "\trm -rf -- \"$d\" && n=$((n + 1))\n"
+    "done\n"
+    "[ $n = 0 ] || echo \"= swept_workdirs $n\"\n";
+
 static const char mt_setup_sh[] =
     "mkdir -p -- \"$WP\" || die \"cannot create workdir $WP\"\n"
     "W=$(mktemp -d \"$WP/stagehand-mt.XXXXXX\") || die \"mktemp in $WP"
@@ -460,7 +493,7 @@ static const char mt_cleanup_sh[] =
     "for d in dump upg; do\n"
     "\t! running \"$W/$d\" || stopc \"$NB\" \"$W/$d\" new\n"
     "done\n"
-    "[ \"$KEEP\" = 1 ] || rm -rf -- \"$W\"\n";
+    "if [ \"$KEEP\" = 1 ]; then : >\"$W/.kept\"; else rm -rf -- \"$W\"; fi\n";
 
 static int
 mt_vars(const struct mt_run *r, struct buf *b)
@@ -1039,7 +1072,7 @@ mt_before(struct mt_run *r, struct mt_fp *before, struct errbuf *err)
 {
 	const struct mt_cfg *c = r->c;
 	struct remote_out out;
-	char *body = xasprintf("%s%s", mt_check_sh, mt_setup_sh);
+	char *body = xasprintf("%s%s%s", mt_check_sh, mt_sweep_sh, mt_setup_sh);
 	int rc;
 
 	rc = mt_remote(
