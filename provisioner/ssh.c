@@ -950,6 +950,16 @@ sleep_ms(const struct ssh_conn *c, unsigned ms, struct errbuf *err)
 	}
 }
 
+/* The session is there and not known to be broken. */
+static int
+session_usable(const struct ssh_conn *c, struct errbuf *err)
+{
+	if (c->session == NULL || c->dead)
+		return err_set(err, SH_ERR_SSH, "session lost: %s",
+		    c->lost != NULL ? c->lost : "not connected");
+	return 0;
+}
+
 /* ======================================================== running commands */
 
 /* Which operation has a partly sent packet that must be finished first. */
@@ -1498,6 +1508,31 @@ chan_free(struct xfer *x, uint64_t end)
 	return rc == 0;
 }
 
+/* A channel that will not close leaves the session unusable. */
+static void
+chan_stuck(struct ssh_conn *c)
+{
+	if (!c->dead)
+		conn_dead(c,
+		    xasprintf("a channel to %s could not be closed", c->where));
+}
+
+/* Closes and frees ch (no packet of it half sent) within CLOSE_WAIT_MS. */
+static bool
+chan_close(struct ssh_conn *c, LIBSSH2_CHANNEL *ch)
+{
+	struct xfer x;
+
+	memset(&x, 0, sizeof(x));
+	x.c = c;
+	x.s = c->session;
+	x.ch = ch;
+	if (chan_free(&x, now_ms() + CLOSE_WAIT_MS))
+		return true;
+	chan_stuck(c);
+	return false;
+}
+
 /*
  * Closes and frees the channel within CLOSE_WAIT_MS. A packet that stays
  * half sent, or a channel that will not close, leaves the session unusable.
@@ -1509,38 +1544,32 @@ xfer_release(struct xfer *x)
 
 	if (x->ch != NULL && !x->c->dead && xfer_flush(x, end))
 		(void)chan_free(x, end);
-	if (x->ch != NULL && !x->c->dead)
-		conn_dead(x->c, xasprintf("a channel to %s could not be "
-		                          "closed",
-		                    x->c->where));
+	if (x->ch != NULL)
+		chan_stuck(x->c);
 	free(x->chunk);
 	free(x->rbuf);
 }
 
 /* ---- spares (ssh.h) */
 
-/* Closes a spare's channel; its command sees EOF and exits. */
-static void
-spare_close(struct ssh_conn *c, LIBSSH2_CHANNEL *ch)
-{
-	struct xfer x;
-
-	memset(&x, 0, sizeof(x));
-	x.c = c;
-	x.s = c->session;
-	x.ch = ch;
-	if (!chan_free(&x, now_ms() + CLOSE_WAIT_MS) && !c->dead)
-		conn_dead(c,
-		    xasprintf("a channel to %s could not be closed", c->where));
-}
-
-static void
+/* Takes spare i out of the list; returns its channel. */
+static LIBSSH2_CHANNEL *
 spare_remove(struct ssh_conn *c, size_t i)
 {
+	LIBSSH2_CHANNEL *ch = c->spares[i].ch;
+
 	free(c->spares[i].command);
 	memmove(&c->spares[i], &c->spares[i + 1],
 	    (c->nspares - i - 1) * sizeof(c->spares[0]));
 	c->nspares--;
+	return ch;
+}
+
+/* Closes spare i; its command sees EOF and exits. */
+static void
+spare_drop(struct ssh_conn *c, size_t i)
+{
+	(void)chan_close(c, spare_remove(c, i));
 }
 
 /*
@@ -1561,11 +1590,10 @@ spare_take(struct ssh_conn *c, const char *command)
 			i++;
 			continue;
 		}
-		spare_remove(c, i);
 		(void)libssh2_channel_window_read_ex(ch, &pending, NULL);
 		if (pending == 0 && libssh2_channel_eof(ch) == 0)
-			return ch;
-		spare_close(c, ch);
+			return spare_remove(c, i);
+		spare_drop(c, i);
 	}
 	return NULL;
 }
@@ -1585,12 +1613,9 @@ static bool
 spare_make_room(struct ssh_conn *c, const char *command)
 {
 	for (size_t i = 0; i < c->nspares; i++) {
-		LIBSSH2_CHANNEL *ch = c->spares[i].ch;
-
 		if (strcmp(c->spares[i].command, command) == 0)
 			continue;
-		spare_remove(c, i);
-		spare_close(c, ch);
+		spare_drop(c, i);
 		return !c->dead;
 	}
 	return false;
@@ -1607,12 +1632,8 @@ spares_yield(struct ssh_conn *c)
 	bool had = c->nspares > 0;
 
 	c->spares_refused = true;
-	while (c->nspares > 0 && !c->dead) {
-		LIBSSH2_CHANNEL *ch = c->spares[0].ch;
-
-		spare_remove(c, 0);
-		spare_close(c, ch);
-	}
+	while (c->nspares > 0 && !c->dead)
+		spare_drop(c, 0);
 	return had && !c->dead;
 }
 
@@ -1663,15 +1684,14 @@ spares_fill(struct xfer *x, const char *command, struct errbuf *err)
 			}
 			c->spares_refused = true;
 			if (ch != NULL)
-				spare_close(c, ch);
+				(void)chan_close(c, ch);
 			break;
 		}
 		c->spares[c->nspares].ch = ch;
 		c->spares[c->nspares].command = xstrdup(command);
 		c->nspares++;
 	}
-	return c->dead ? err_set(err, SH_ERR_SSH, "session lost: %s", c->lost)
-	               : 0;
+	return session_usable(c, err);
 }
 
 int
@@ -1687,9 +1707,8 @@ ssh_exec(struct ssh_conn *c, const char *command, struct ssh_io *io,
 		exit = &scratch;
 	memset(exit, 0, sizeof(*exit));
 	exit->status = -1;
-	if (c->session == NULL || c->dead)
-		return err_set(err, SH_ERR_SSH, "session lost: %s",
-		    c->lost != NULL ? c->lost : "not connected");
+	if (session_usable(c, err) < 0)
+		return -1;
 	memset(&x, 0, sizeof(x));
 	x.c = c;
 	x.s = c->session;
@@ -1702,10 +1721,10 @@ ssh_exec(struct ssh_conn *c, const char *command, struct ssh_io *io,
 	x.rbuf = xmalloc(IO_CHUNK);
 	libssh2_session_set_blocking(c->session, 0);
 	if (x.io->spares > 0)
-		x.ch = spare_take(c, command);
-	rc = c->dead ? err_set(err, SH_ERR_SSH, "session lost: %s", c->lost)
-	     : x.ch != NULL ? 0
-	                    : xfer_open(&x, command, err);
+		x.ch = spare_take(c, command); /* may find the session broken */
+	rc = session_usable(c, err);
+	if (rc == 0 && x.ch == NULL)
+		rc = xfer_open(&x, command, err);
 	if (rc == 0)
 		rc = xfer_run(&x, command, err);
 	if (rc == 0)
@@ -1772,15 +1791,6 @@ tun_free(struct ssh_tunnel *t)
 	free(t->scratch);
 	buf_release(&t->errout);
 	free(t);
-}
-
-static int
-session_usable(const struct ssh_conn *c, struct errbuf *err)
-{
-	if (c->session == NULL || c->dead)
-		return err_set(err, SH_ERR_SSH, "session lost: %s",
-		    c->lost != NULL ? c->lost : "not connected");
-	return 0;
 }
 
 /* The channel died with its session (dead, or replaced by a reconnect). */
@@ -2294,7 +2304,6 @@ void
 ssh_tunnel_close(struct ssh_tunnel *t)
 {
 	struct ssh_conn *c;
-	struct xfer x;
 
 	if (t == NULL)
 		return;
@@ -2302,17 +2311,10 @@ ssh_tunnel_close(struct ssh_tunnel *t)
 	if (t->ch != NULL && t->gen == c->gen && !c->dead &&
 	    c->session != NULL) {
 		libssh2_session_set_blocking(c->session, 0);
-		memset(&x, 0, sizeof(x));
-		x.c = c;
-		x.s = c->session;
-		x.ch = t->ch;
-		if (tun_finish(t, NULL) == 0 &&
-		    chan_free(&x, now_ms() + CLOSE_WAIT_MS))
+		if (tun_finish(t, NULL) == 0 && chan_close(c, t->ch))
 			t->ch = NULL;
-		if (t->ch != NULL && !c->dead)
-			conn_dead(c, xasprintf("a channel to %s could not be "
-			                       "closed",
-			                 c->where));
+		else
+			chan_stuck(c);
 		if (c->session != NULL)
 			libssh2_session_set_blocking(c->session, 1);
 	}

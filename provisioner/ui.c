@@ -178,7 +178,7 @@ has_line(const char *text, const char *line, size_t len)
 
 	if (len == 0)
 		return false;
-	while ((p = strstr(p, "\n")) != NULL) {
+	while ((p = strchr(p, '\n')) != NULL) {
 		p++;
 		if (strncmp(p, line, len) == 0 &&
 		    (p[len] == '\n' || p[len] == '\0'))
