@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "drive.h"
 #include "json.h"
 #include "nixcache.h"
 
@@ -43,43 +44,11 @@ on_signal(int sig)
 	got_signal = 1;
 }
 
-static const char *
-code_name(enum sh_err c)
-{
-	switch (c) {
-	case SH_OK:
-		return "SH_OK";
-	case SH_ERR_USAGE:
-		return "SH_ERR_USAGE";
-	case SH_ERR_MANIFEST:
-		return "SH_ERR_MANIFEST";
-	case SH_ERR_UNREACHABLE:
-		return "SH_ERR_UNREACHABLE";
-	case SH_ERR_TRUST:
-		return "SH_ERR_TRUST";
-	case SH_ERR_SSH:
-		return "SH_ERR_SSH";
-	case SH_ERR_REMOTE:
-		return "SH_ERR_REMOTE";
-	case SH_ERR_TIMEOUT:
-		return "SH_ERR_TIMEOUT";
-	case SH_ERR_INTERRUPTED:
-		return "SH_ERR_INTERRUPTED";
-	case SH_ERR_IO:
-		return "SH_ERR_IO";
-	case SH_ERR_STEP:
-		return "SH_ERR_STEP";
-	case SH_ERR_INTERNAL:
-		return "SH_ERR_INTERNAL";
-	}
-	return "?";
-}
-
 static int
 fail(const struct errbuf *err)
 {
-	fprintf(stderr, "closuredrive: error %s: %s\n", code_name(err->code),
-	    err->msg);
+	fprintf(stderr, "closuredrive: error %s: %s\n",
+	    drive_code_name(err->code), err->msg);
 	return err->code == SH_ERR_INTERRUPTED ? 130 : sh_exit_code(err->code);
 }
 

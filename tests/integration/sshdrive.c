@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "drive.h"
 #include "limits.h"
 #include "remote.h"
 #include "runner.h"
@@ -62,45 +63,13 @@ run_ctx_ssh(struct run_ctx *ctx, struct ssh_conn **out, struct errbuf *err)
 	return 0;
 }
 
-static const char *
-code_name(enum sh_err c)
-{
-	switch (c) {
-	case SH_OK:
-		return "SH_OK";
-	case SH_ERR_USAGE:
-		return "SH_ERR_USAGE";
-	case SH_ERR_MANIFEST:
-		return "SH_ERR_MANIFEST";
-	case SH_ERR_UNREACHABLE:
-		return "SH_ERR_UNREACHABLE";
-	case SH_ERR_TRUST:
-		return "SH_ERR_TRUST";
-	case SH_ERR_SSH:
-		return "SH_ERR_SSH";
-	case SH_ERR_REMOTE:
-		return "SH_ERR_REMOTE";
-	case SH_ERR_TIMEOUT:
-		return "SH_ERR_TIMEOUT";
-	case SH_ERR_INTERRUPTED:
-		return "SH_ERR_INTERRUPTED";
-	case SH_ERR_IO:
-		return "SH_ERR_IO";
-	case SH_ERR_STEP:
-		return "SH_ERR_STEP";
-	case SH_ERR_INTERNAL:
-		return "SH_ERR_INTERNAL";
-	}
-	return "?";
-}
-
 static int
 fail(const struct errbuf *err)
 {
 	int code = sh_exit_code(err->code);
 
-	fprintf(
-	    stderr, "sshdrive: error %s: %s\n", code_name(err->code), err->msg);
+	fprintf(stderr, "sshdrive: error %s: %s\n", drive_code_name(err->code),
+	    err->msg);
 	return code == EXIT_STEP_FAILED ? 3 : code;
 }
 
