@@ -157,6 +157,9 @@ cmd_check(const struct cli *cli)
 				worst = sh_exit_code(err.code);
 			continue;
 		}
+		/* Warnings do not change the exit code: see manifest.h. */
+		for (size_t w = 0; w < m->warnings.n; w++)
+			fprintf(stderr, "%s\n", m->warnings.v[w]);
 		if (cli->verbosity >= 0)
 			printf("%s: ok (stage %s, %zu steps)\n", cli->args.v[i],
 			    m->stage, m->nsteps);

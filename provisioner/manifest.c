@@ -44,8 +44,8 @@
 static const char *const top_keys[] = { "stagehand", "stage", "description",
 	"vars", "secrets", "include", "steps", "rescue", NULL };
 static const char *const step_keys[] = { "name", "become", "when", "tags",
-	"timeout", "retries", "retry_delay", "expect_disconnect", "changed_when",
-	NULL };
+	"timeout", "retries", "retry_delay", "expect_disconnect",
+	"changed_when", NULL };
 
 /* ============================================================ positions */
 
@@ -748,6 +748,9 @@ struct source {
 	size_t len;
 };
 
+/* At most this many fields of one step are shell text (shell_text_of). */
+#define SHELL_TEXT_MAX 4
+
 struct loader {
 	struct manifest *m;
 	const struct manifest_opts *opts;
@@ -759,13 +762,15 @@ struct loader {
 	struct node **raw;    /* step maps in run order; borrowed */
 	bool *raw_rescue;     /* parallel to raw: from the rescue list */
 	size_t nraw, capraw;
-	bool in_rescue;       /* collecting the top file's rescue list */
+	bool in_rescue;           /* collecting the top file's rescue list */
 	const struct node **defs; /* keys of `vars` entries in files */
 	size_t ndefs;
 	struct source *src; /* kept for exact error columns */
 	size_t nsrc;
 	struct buf *bufs; /* file contents, owned */
 	size_t nbufs;
+	const struct node *shell[SHELL_TEXT_MAX]; /* this step's shell text */
+	size_t nshell;
 };
 
 static int load_includes(struct loader *ld, const struct node *list);
@@ -1387,7 +1392,118 @@ interp_err(
 	return -1;
 }
 
-/* Appends the value of the ${...} at str[i]; *next is past the '}'. */
+/* Byte offset of the start of 1-based `line` in s; s->len when past it. */
+static size_t
+source_line(const struct source *s, size_t line)
+{
+	size_t i = 0;
+
+	for (size_t l = 1; i < s->len && l < line; i++)
+		if (s->data[i] == '\n')
+			l++;
+	return i;
+}
+
+/*
+ * Line and column of byte `off` of a literal block scalar (`|`), whose
+ * lines are the source lines after the indicator, indentation removed.
+ * False when the source does not show the value that way (folded, an
+ * alias copy...): the caller then uses exact_col().
+ */
+static bool
+block_pos(const struct loader *ld, const struct node *n, size_t off,
+    unsigned *line, unsigned *col)
+{
+	const struct source *s = find_source(ld, n->file);
+	size_t k = 0, bol = 0, i, ind = 0, chars = 0;
+
+	if (s == NULL || n->plain)
+		return false;
+	i = source_line(s, n->line) + n->col - 1;
+	if (i < s->len && s->data[i] == '&') /* an anchor: &name | */
+		i += strcspn(s->data + i, " \n");
+	while (i < s->len && s->data[i] == ' ')
+		i++;
+	if (i >= s->len || s->data[i] != '|')
+		return false;
+	for (size_t j = 0; j < off; j++)
+		if (n->str[j] == '\n') {
+			k++;
+			bol = j + 1;
+		}
+	/* The block's indentation is that of its first line. */
+	i = source_line(s, n->line + 1);
+	while (i + ind < s->len && s->data[i + ind] == ' ')
+		ind++;
+	i = source_line(s, n->line + 1 + k);
+	if (s->len - i - ind < off - bol ||
+	    memcmp(s->data + i + ind, n->str + bol, off - bol) != 0)
+		return false;
+	for (size_t j = bol; j < off; j++)
+		chars += ((unsigned char)n->str[j] & 0xc0) != 0x80;
+	*line = to_uint(n->line + 1 + k);
+	*col = to_uint(ind + 1 + chars);
+	return true;
+}
+
+/*
+ * A raw ${name} pasted into shell text is code, not data: warn, naming the
+ * safe form. Warnings never fail the load (old manifests keep working);
+ * `check` prints them.
+ */
+static void
+interp_warn(struct loader *ld, const struct node *n, size_t off,
+    const char *name, size_t nlen)
+{
+	struct buf w;
+	unsigned line = n->line, col;
+
+	if (!block_pos(ld, n, off, &line, &col))
+		col = exact_col(ld, n, off);
+	buf_init(&w, 1024);
+	(void)buf_addf(&w,
+	    "%s:%u:%u: warning: '${%.*s}' is pasted into shell text "
+	    "unquoted; write ${%.*s:q} (the value sh-quoted) or pass it "
+	    "in env:",
+	    n->file, line, col, (int)nlen, name, (int)nlen, name);
+	/* An alias copy of a script repeats its anchor's warnings. */
+	for (size_t i = 0; i < ld->m->warnings.n; i++)
+		if (strcmp(ld->m->warnings.v[i], w.data) == 0) {
+			buf_release(&w);
+			return;
+		}
+	strlist_push_owned(&ld->m->warnings, buf_detach(&w, NULL));
+}
+
+static bool
+is_shell_text(const struct loader *ld, const struct node *n)
+{
+	for (size_t i = 0; i < ld->nshell; i++) {
+		const struct node *f = ld->shell[i];
+
+		if (f == n)
+			return true;
+		for (size_t k = 0; f->type == NODE_SEQ && k < f->n; k++)
+			if (f->items[k] == n)
+				return true;
+	}
+	return false;
+}
+
+static const struct var *
+interp_lookup(const struct loader *ld, const char *name, size_t nlen)
+{
+	for (size_t k = 0; k < ld->m->nvars; k++)
+		if (strlen(ld->m->vars[k].name) == nlen &&
+		    memcmp(ld->m->vars[k].name, name, nlen) == 0)
+			return &ld->m->vars[k];
+	return NULL;
+}
+
+/*
+ * Appends the value of the ${name} or ${name:q} at str[i]; *next is past
+ * the '}'. `:q` appends sh_quote(value): one shell word whatever the value.
+ */
 static int
 interp_ref(struct loader *ld, const struct node *n, size_t i, struct buf *b,
     size_t *next)
@@ -1395,6 +1511,7 @@ interp_ref(struct loader *ld, const struct node *n, size_t i, struct buf *b,
 	const char *name = n->str + i + 2;
 	const char *close = memchr(name, '}', n->len - i - 2);
 	size_t nlen;
+	bool q;
 	const struct var *v;
 
 	if (close == NULL)
@@ -1402,16 +1519,15 @@ interp_ref(struct loader *ld, const struct node *n, size_t i, struct buf *b,
 		    "unterminated '${' (write '$${' "
 		    "for a literal '${')");
 	nlen = (size_t)(close - name);
+	q = nlen > 2 && memcmp(close - 2, ":q", 2) == 0;
+	if (q)
+		nlen -= 2;
 	if (!valid_var_name(name, nlen))
 		return interp_err(ld, n, i,
 		    "invalid variable reference "
 		    "'${%.*s}' (write '$${' for a literal '${')",
-		    (int)(nlen > 64 ? 64 : nlen), name);
-	v = NULL;
-	for (size_t k = 0; k < ld->m->nvars && v == NULL; k++)
-		if (strlen(ld->m->vars[k].name) == nlen &&
-		    memcmp(ld->m->vars[k].name, name, nlen) == 0)
-			v = &ld->m->vars[k];
+		    (int)(close - name > 64 ? 64 : close - name), name);
+	v = interp_lookup(ld, name, nlen);
 	if (v == NULL)
 		return interp_err(
 		    ld, n, i, "unknown variable '%.*s'", (int)nlen, name);
@@ -1420,7 +1536,11 @@ interp_ref(struct loader *ld, const struct node *n, size_t i, struct buf *b,
 		    "secret '%.*s' has no value; set "
 		    "STAGEHAND_VAR_%.*s",
 		    (int)nlen, name, (int)nlen, name);
+	if (!q && is_shell_text(ld, n))
+		interp_warn(ld, n, i, name, nlen);
 	*next = (size_t)(close - n->str) + 1;
+	if (q)
+		return sh_quote(b, v->value) < 0 ? 1 : 0;
 	return buf_adds(b, v->value) < 0 ? 1 : 0;
 }
 
@@ -1670,8 +1790,8 @@ step_common(struct loader *ld, struct step *st)
 	    step_num(ld, map, "retry_delay", 0, STEP_MAX_TIMEOUT_S,
 	        &st->retry_delay_s) < 0)
 		return -1;
-	if (node_opt_bool(map, "expect_disconnect", &st->expect_disconnect,
-	        ld->err) < 0)
+	if (node_opt_bool(
+	        map, "expect_disconnect", &st->expect_disconnect, ld->err) < 0)
 		return -1;
 	st->changed_when = STEP_CHANGED_AS_REPORTED;
 	if (node_get(map, "changed_when") != NULL) {
@@ -1684,6 +1804,42 @@ step_common(struct loader *ld, struct step *st)
 	return 0;
 }
 
+static void
+shell_text_add(struct loader *ld, const struct node *n)
+{
+	if (n != NULL && ld->nshell < SHELL_TEXT_MAX)
+		ld->shell[ld->nshell++] = n;
+}
+
+/*
+ * The fields of a step that a shell parses as code, so that a raw ${var}
+ * in them is warned about: a shell script and its `unless`; a postgres
+ * start/restart's `options` (pg_ctl -o hands them to /bin/sh). Every other
+ * field is data that the step code passes through sh_quote() itself.
+ */
+static void
+shell_text_of(
+    struct loader *ld, const struct step_kind *kind, const struct node *body)
+{
+	const struct node *a;
+
+	ld->nshell = 0;
+	if (strcmp(kind->name, "shell") == 0) {
+		if (body->type == NODE_SCALAR)
+			shell_text_add(ld, body);
+		else if (body->type == NODE_MAP) {
+			shell_text_add(ld, node_get(body, "script"));
+			shell_text_add(ld, node_get(body, "unless"));
+		}
+	} else if (strcmp(kind->name, "postgres") == 0 &&
+	           body->type == NODE_MAP) {
+		a = node_get(body, "action");
+		if (a == NULL || a->type != NODE_SCALAR ||
+		    strcmp(a->str, "initdb") != 0)
+			shell_text_add(ld, node_get(body, "options"));
+	}
+}
+
 static int
 step_build(struct loader *ld, struct step *st, struct node *map)
 {
@@ -1694,6 +1850,7 @@ step_build(struct loader *ld, struct step *st, struct node *map)
 	st->node = map;
 	if (step_kind_of(ld, map, &kind, &body) < 0)
 		return -1;
+	shell_text_of(ld, kind, body);
 	if (interp_tree(ld, map) < 0 || step_common(ld, st) < 0)
 		return -1;
 	st->kind = kind;
@@ -1897,6 +2054,7 @@ manifest_free(struct manifest *m)
 		node_free(m->roots[i]);
 	free(m->roots);
 	strlist_free(&m->files);
+	strlist_free(&m->warnings);
 	free(m->path);
 	free(m->stage);
 	free(m->description);

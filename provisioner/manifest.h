@@ -25,6 +25,11 @@
  * vars, --vars-file, STAGEHAND_VAR_<name>, --var. A secret may not come from
  * --var (argv is visible to every local user) nor have a default.
  * `$${x}` is a literal `${x}`, so shell scripts can keep their own syntax.
+ * `${x:q}` is sh_quote(value of x): one shell word, whatever the value.
+ * Shell text (a `shell` script or its `unless`, a postgres start/restart's
+ * `options`) wants `${x:q}`: a raw `${x}` there still interpolates, but
+ * adds a warning to manifest->warnings ("file:line:col: warning: ...").
+ * Warnings never fail a load; `stagehand check` prints them.
  *
  * Includes are resolved relative to the including file and must stay inside
  * the include root (default: the parent directory of the directory holding
@@ -91,6 +96,7 @@ struct manifest {
 	size_t nsteps;
 	struct node **roots; /* owned parse trees, one per file */
 	size_t nroots;
+	struct strlist warnings; /* owned: "file:line:col: warning: ..." */
 };
 
 struct var_override {
