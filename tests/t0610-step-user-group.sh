@@ -139,6 +139,48 @@ t_ok "the failure carries groupadd's reason" \
 	grep -q "GID '4190' already exists" <(jr "$T/r5" '.steps[0].error.message')
 t_fail "and creates no group" box_exec getent group tclash
 
+# ---- issue 11: every combination of `group` given or not, `system` or
+# not, and a group of the user's own name existing (made by a group step
+# just before, the natural manifest) or not. Names: tm + g(group given) or
+# n(not) + s(system) or r(regular) + e(own group exists) or x(not).
+box_exec groupadd tmgiven || t_not "the given group is prepared"
+{
+	printf 'stagehand: 1\nstage: user-group-matrix\nsteps:\n'
+	for g in g n; do for sy in s r; do for e in e x; do
+		u=tm$g$sy$e
+		[ $e = e ] && printf '  - name: group %s\n    group: { name: %s }\n' "$u" "$u"
+		printf '  - name: user %s\n    user: { name: %s' "$u" "$u"
+		[ $g = g ] && printf ', group: tmgiven'
+		[ $sy = s ] && printf ', system: true'
+		printf ' }\n'
+	done; done; done
+} >"$T/matrix.yml"
+sh_run run "$T/matrix.yml" "${SSH_ARGS[@]}" --report "$T/rm1"
+t_ok "the matrix: every combination is created" rc_is 0
+# primary group name of user $1
+pgroup() { box_exec sh -c "getent group \$(id -g $1) | cut -d: -f1"; }
+for g in g n; do for sy in s r; do for e in e x; do
+	u=tm$g$sy$e
+	if [ $g = g ]; then want=tmgiven; else want=$u; fi
+	t_ok "$u: the primary group is $want" test "$(pgroup $u)" = "$want"
+	if [ $sy = s ]; then
+		t_ok "$u: a system uid" test "$(box_exec id -u $u)" -lt 1000
+	else
+		t_ok "$u: a regular uid" test "$(box_exec id -u $u)" -ge 1000
+	fi
+done; done; done
+t_ok "without group:, the existing own group is the primary group (same gid)" \
+	test "$(box_exec id -g tmnre)" = "$(box_exec getent group tmnre | cut -d: -f3)"
+t_fail "with group: given, no group of the user's name is made" \
+	box_exec getent group tmgrx
+t_fail "nor for a system user" box_exec getent group tmgsx
+t_ok "an own group that existed is left alone when group: is given" \
+	box_exec getent group tmgre
+sh_run run "$T/matrix.yml" "${SSH_ARGS[@]}" --report "$T/rm2"
+t_ok "the matrix: the second run succeeds" rc_is 0
+t_ok "the matrix: the second run changes nothing" \
+	test "$(changed_count rm2)" = 0
+
 cat >"$T/bad.yml" <<'YML'
 stagehand: 1
 stage: bad

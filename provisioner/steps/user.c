@@ -5,8 +5,12 @@
  *   name         required; [a-z_][a-z0-9_-]*$? and at most 32 characters
  *   uid          number (0..4294967294)
  *   group        primary group, a name or a gid; must exist (create it with
- *                a `group` step first). Without it a new user gets
- *                useradd's default (a group of its own name on Debian)
+ *                a `group` step first). Without it a new user's primary
+ *                group is the group of its own name: the existing one
+ *                (useradd -g NAME; plain useradd would fail with "group
+ *                NAME exists"), else the one useradd creates (Debian's
+ *                USERGROUPS_ENAB). With it, no group of the user's name is
+ *                created (useradd -g does not make one)
  *   groups       supplementary groups, a name or a list of names
  *   append       bool, default false: `groups` is the exact supplementary
  *                set (others are removed; `groups: []` removes all); true:
@@ -30,7 +34,8 @@
  * and `getent group` (one awk pass for the primary group's name and the
  * user's supplementary groups), compares with the step and runs at most
  * one useradd or one usermod (plus the home directory when missing):
- *   missing          useradd ... "created user NAME (uid N)"
+ *   missing          useradd ... "created user NAME (uid N)"; without
+ *                    `group`, -g NAME when a group NAME exists
  *   uid differs      usermod -u  "uid NAME: OLD -> NEW" (usermod also
  *                    re-owns the files in the home directory)
  *   group differs    usermod -g  "group NAME: OLD -> NEW"
@@ -236,7 +241,9 @@ static const char user_script_create[] =
     "	set --\n"
     "	[ \"$sys\" = 1 ] && set -- \"$@\" -r\n"
     "	[ -n \"$uid\" ] && set -- \"$@\" -u \"$uid\"\n"
-    "	[ -n \"$grp\" ] && set -- \"$@\" -g \"$grp\"\n"
+    "	if [ -n \"$grp\" ]; then set -- \"$@\" -g \"$grp\"\n"
+    "	elif getent group \"$n\" >/dev/null; then set -- \"$@\" -g \"$n\"\n"
+    "	fi\n"
     "	[ \"$gset\" = 1 ] && [ -n \"$groups\" ] && "
     "set -- \"$@\" -G \"$groups\"\n"
     "	[ -n \"$home\" ] && set -- \"$@\" -d \"$home\"\n"
