@@ -427,6 +427,64 @@ test_manifest_rejects_unknown_variable(void **state)
 }
 
 static void
+test_manifest_q_interpolates_one_shell_word(void **state)
+{
+	struct manifest *m;
+	struct manifest_opts o = { 0 };
+	struct var_override v[] = { { "p", "/x; id >/tmp/pwned", "--var" },
+		{ "t", "it's", "--var" } };
+
+	(void)state;
+	o.vars = v;
+	o.nvars = 2;
+	m = load_ok_opts(HDR
+	    "vars: {p: /a, t: b}\nsteps:\n"
+	    "  - name: x\n    shell: P=${p:q} T=${t:q} $${p:q}\n",
+	    &o);
+	assert_string_equal(m->steps[0].body->str,
+	    "P='/x; id >/tmp/pwned' T='it'\\''s' ${p:q}");
+	assert_int_equal(m->warnings.n, 0);
+	manifest_free(m);
+	expect_err(HDR "vars: {p: a}\nsteps:\n  - name: x\n    shell: ${p:z}\n",
+	    "mem.yml:6:12: invalid variable reference '${p:z}'");
+	expect_err(HDR "steps:\n  - name: x\n    shell: echo ${nope:q}\n",
+	    "mem.yml:5:17: unknown variable 'nope'");
+}
+
+static void
+test_manifest_warns_raw_variable_in_shell_text(void **state)
+{
+	struct manifest *m;
+
+	(void)state;
+	m = load_ok(HDR
+	    "vars: {p: /a}\nsteps:\n"
+	    "  - name: scalar\n    shell: ls ${p}\n"
+	    "  - name: block\n    shell:\n      script: |\n"
+	    "        set -e\n        ls ${p} ${p:q}\n"
+	    "      unless: test -e ${p}\n"
+	    "      creates: ${p}\n      cwd: ${p}\n"
+	    "      env: {P: \"${p}\"}\n"
+	    "  - name: pg\n    postgres:\n      action: start\n"
+	    "      data_dir: ${p}\n"
+	    "      options: [\"-c config_file=${p}\"]\n"
+	    "  - name: pg init\n    postgres:\n      action: initdb\n"
+	    "      data_dir: ${p}\n      options: [\"--data-checksums=${p}\"]\n"
+	    "  - name: path ${p}\n    path: {path: \"${p}\"}\n");
+	assert_int_equal(m->warnings.n, 4);
+	assert_string_equal(m->warnings.v[0],
+	    "mem.yml:6:15: warning: '${p}' is pasted into shell text "
+	    "unquoted; write ${p:q} (the value sh-quoted) or pass it in env:");
+	assert_non_null(
+	    strstr(m->warnings.v[1], "mem.yml:11:12: warning: '${p}'"));
+	assert_non_null(
+	    strstr(m->warnings.v[2], "mem.yml:12:23: warning: '${p}'"));
+	assert_non_null(
+	    strstr(m->warnings.v[3], "mem.yml:20:33: warning: '${p}'"));
+	manifest_free(m);
+}
+
+static void
 test_manifest_rejects_oversized_interpolation(void **state)
 {
 	size_t half = MANIFEST_MAX_SCALAR / 2 + 1;
@@ -1076,6 +1134,9 @@ main(void)
 		cmocka_unit_test(test_manifest_interpolates_values_not_keys),
 		cmocka_unit_test(test_manifest_dollar_forms),
 		cmocka_unit_test(test_manifest_rejects_unknown_variable),
+		cmocka_unit_test(test_manifest_q_interpolates_one_shell_word),
+		cmocka_unit_test(
+		    test_manifest_warns_raw_variable_in_shell_text),
 		cmocka_unit_test(test_manifest_rejects_oversized_interpolation),
 		cmocka_unit_test(test_manifest_when_evaluation),
 		cmocka_unit_test(test_manifest_become_and_tags_forms),
