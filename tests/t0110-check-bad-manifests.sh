@@ -97,6 +97,26 @@ done
 printf 'stagehand: 1\nstage: s\ninclude: [d1.yml]\n' >"$G/too-deep-includes.yml"
 check_bad "$G/too-deep-includes.yml" 2:11 "includes nested deeper than 16 levels" "$G/d16.yml"
 
+# ---- issue 11: a raw ${var} in shell text is a warning, not an error
+W=$FIX/warn/raw-var-in-shell.yml
+sh_run check "$W"
+t_ok "a raw \${var} in shell text still checks (exit 0)" rc_is 0
+msg="is pasted into shell text unquoted; write \${profile:q} (the value sh-quoted) or pass it in env:"
+t_ok "the warning names file:line:col, the variable and the safe form" \
+	grep -qxF "$W:11:15: warning: '\${profile}' $msg" "$T/err"
+t_ok "inside a block script, the line and column of the use" \
+	grep -qxF "$W:17:18: warning: '\${profile}' $msg" "$T/err"
+t_ok "unless is shell text too" grep -qF "$W:18:23: warning: '\${profile}'" "$T/err"
+t_ok "so are postgres start options (pg_ctl -o goes through sh)" \
+	grep -qF "$W:26:33: warning: '\${conf}'" "$T/err"
+t_ok "\${var:q}, env values, creates, cwd and paths give no warning" \
+	test "$(grep -c warning "$T/err")" = 4
+for f in stages/demo.yml stages/stage1.yml stages/stage2.yml stages/upgrade.yml; do
+	sh_run check "$f"
+	t_ok "the shipped $f checks without a warning" \
+		eval 'rc_is 0 && ! grep . "$T/err"'
+done
+
 # ---- good fixtures
 for f in "$FIX"/good/*.yml; do
 	t_exit 0 "check accepts $f" "$STAGEHAND" check "$f"
