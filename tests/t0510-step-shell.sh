@@ -214,4 +214,42 @@ t_fail "the secret is in no report file, stdout or stderr" \
 	grep -rlF -- "$secret" "$T/r6" "$T/out" "$T/err"
 unset STAGEHAND_VAR_pw
 
+# ---- issue 11: a variable in a script is data, not code
+# The shipped upgrade stage with a hostile --var: its scripts take the
+# profile as ${profile:q}, so `id` must not run (the stage then fails: the
+# profile is no link; its rescue steps fail too, no Postgres in this box).
+box_exec rm -f /tmp/pwned
+run r7 "$TOP/stages/upgrade.yml" --var 'profile=/x; id >/tmp/pwned'
+t_ok "upgrade.yml with a hostile profile fails (no profile link)" rc_is 1
+t_ok "its first script saw the whole value as the profile" \
+	grep -qF '/x; id >/tmp/pwned is not a profile link' <(jr "$T/r7" '.steps[0].output')
+t_fail "and the injected command did not run in the box" box_exec test -e /tmp/pwned
+
+# ${v:q} hands any value to the script as one word, verbatim; also in
+# unless and a secret.
+hostile='a b;$(id)`id`"d"'"'e'"'\ & | > * ~'
+export STAGEHAND_VAR_qpw="pw 'x' \$(id)"
+cat >"$T/q.yml" <<'YML'
+stagehand: 1
+stage: shell-quote
+secrets: [qpw]
+vars: { v: placeholder }
+steps:
+  - name: quoted value
+    shell:
+      script: |
+        printf '%s|%s' ${v:q} ${qpw:q} > /srv/t510-q
+      unless: test "$(cat /srv/t510-q 2>/dev/null)" = ${v:q}'|'${qpw:q}
+YML
+run r8 "$T/q.yml" --var "v=$hostile"
+t_ok "a script with \${v:q} runs" rc_is 0
+t_ok "the value arrives as one word, verbatim" \
+	test "$(box_exec cat /srv/t510-q)" = "$hostile|$STAGEHAND_VAR_qpw"
+run r9 "$T/q.yml" --var "v=$hostile"
+t_ok "\${v:q} in unless sees the same value (second run ok)" \
+	test "$(changed_count r9)" = 0
+t_fail "the quoted secret is in no report file, stdout or stderr" \
+	grep -rlF -- "$STAGEHAND_VAR_qpw" "$T/r8" "$T/r9" "$T/out" "$T/err"
+unset STAGEHAND_VAR_qpw
+
 t_done
