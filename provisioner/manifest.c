@@ -1473,6 +1473,7 @@ interp_warn(struct loader *ld, const struct node *n, size_t off,
 			return;
 		}
 	strlist_push_owned(&ld->m->warnings, buf_detach(&w, NULL));
+	buf_release(&w); /* detach left it empty but allocated */
 }
 
 static bool
