@@ -24,7 +24,7 @@ if [ -z "$CC" ]; then
 	exit 1
 fi
 
-PKGS="yaml-0.1 libcurl libssh2 libsodium libpq"
+PKGS="yaml-0.1 libcurl libssh2 libsodium libpq libcrypto"
 FLAGS="-std=c11 -g -O1 -D_GNU_SOURCE -fno-omit-frame-pointer \
 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
 -Wall -Wextra -Wno-unused-parameter $(pkg-config --cflags $PKGS)"
