@@ -54,6 +54,10 @@ struct ssh_opts {
 	unsigned connect_timeout_s;         /* 0: SSH_CONNECT_TIMEOUT_S */
 	unsigned keepalive_s;               /* 0: SSH_KEEPALIVE_S */
 	volatile sig_atomic_t *interrupted; /* may be NULL */
+	/* Called with a line worth showing at -v (a known_hosts line that
+	 * was skipped); may be NULL. Must not call ssh_*(). */
+	void (*note)(void *arg, const char *msg);
+	void *note_arg;
 };
 
 struct ssh_conn; /* opaque */
