@@ -596,39 +596,45 @@ not_found(struct ssh_conn *c, const struct known *k,
 	    fp, t->name, c->where, file);
 }
 
-/* Revoked and mismatching keys are refused even with accept-new. */
+/* What the answer means; revoked and changed keys are refused always. */
+static int
+known_verdict(struct ssh_conn *c, const struct known *k,
+    const struct knownhosts_answer *a, const struct hostkey_type *t,
+    const char *fp, struct errbuf *err)
+{
+	switch (a->result) {
+	case KNOWNHOSTS_MATCH:
+		return 0;
+	case KNOWNHOSTS_REVOKED:
+		return err_set(err, SH_ERR_TRUST,
+		    "host key %s (%s) of %s is revoked: @revoked in %s:%zu", fp,
+		    t->name, c->where, c->known_path, a->line);
+	case KNOWNHOSTS_MISMATCH:
+		return err_set(err, SH_ERR_TRUST,
+		    "host key for %s has changed: it is now %s (%s); "
+		    "offending entry in %s:%zu (if the host was rebuilt, "
+		    "remove that entry)",
+		    c->where, fp, t->name, c->known_path, a->line);
+	case KNOWNHOSTS_NOT_FOUND:
+		return not_found(c, k, t, fp, err);
+	}
+	return err_set(err, SH_ERR_TRUST, "cannot check the host key of %s",
+	    c->where); /* fail closed on a value no case names */
+}
+
 static int
 check_known(struct ssh_conn *c, const struct known *k, const char *key,
     size_t keylen, const struct hostkey_type *t, const char *fp,
     struct errbuf *err)
 {
 	struct knownhosts_answer a;
-	int rc = err_set(err, SH_ERR_INTERNAL, "no known_hosts answer");
+	int rc;
 
 	if (c->known_path == NULL)
 		return not_found(c, k, t, fp, err);
 	if (known_check(c, t->name, key, keylen, &a, err) < 0)
 		return -1;
-	switch (a.result) {
-	case KNOWNHOSTS_MATCH:
-		rc = 0;
-		break;
-	case KNOWNHOSTS_REVOKED:
-		rc = err_set(err, SH_ERR_TRUST,
-		    "host key %s (%s) of %s is revoked: @revoked in %s:%zu", fp,
-		    t->name, c->where, c->known_path, a.line);
-		break;
-	case KNOWNHOSTS_MISMATCH:
-		rc = err_set(err, SH_ERR_TRUST,
-		    "host key for %s has changed: it is now %s (%s); "
-		    "offending entry in %s:%zu (if the host was rebuilt, "
-		    "remove that entry)",
-		    c->where, fp, t->name, c->known_path, a.line);
-		break;
-	case KNOWNHOSTS_NOT_FOUND:
-		rc = not_found(c, k, t, fp, err);
-		break;
-	}
+	rc = known_verdict(c, k, &a, t, fp, err);
 	knownhosts_answer_free(&a);
 	return rc;
 }
