@@ -8,9 +8,9 @@
  * Trust: the host key is checked before authenticating, against a pinned
  * SHA256 fingerprint (opts->host_key_pin) or a known_hosts file, with
  * OpenSSH's rules as knownhosts.h implements them (libssh2's own parser is
- * not used: it ignores @revoked and port-specific entries). The file is
- * read by ssh_connect() before any packet: opts->known_hosts must exist
- * and be readable (else SH_ERR_USAGE naming it, with or without
+ * not used: it takes @revoked for a host name and lets a plain "host"
+ * entry match on every port). The file is read by ssh_connect() before
+ * any packet: opts->known_hosts must exist and be readable (else SH_ERR_USAGE naming it, with or without
  * accept_new_host_key); only the default ~/.ssh/known_hosts may be
  * missing, which means no host is known. The host key algorithm
  * preference is set to the types known for that host, since libssh2
