@@ -301,6 +301,18 @@ key_is(const struct entry *e, const struct knownhosts_query *q)
 	       memcmp(e->blob, q->key, q->keylen) == 0;
 }
 
+/* Adds type to the list unless it is there. */
+static void
+types_add(struct strlist *types, struct span type)
+{
+	char *t = xstrndup(type.p, type.len);
+
+	if (strlist_has(types, t))
+		free(t);
+	else
+		strlist_push_owned(types, t);
+}
+
 static void
 entry_apply(const struct entry *e, const struct knownhosts_query *q,
     size_t lineno, struct verdict *v, struct knownhosts_answer *a)
@@ -317,14 +329,7 @@ entry_apply(const struct entry *e, const struct knownhosts_query *q,
 			v->revoked = lineno;
 		return;
 	}
-	{
-		char *t = xstrndup(e->type.p, e->type.len);
-
-		if (!strlist_has(&a->types, t))
-			strlist_push_owned(&a->types, t);
-		else
-			free(t);
-	}
+	types_add(&a->types, e->type);
 	if (same_type && key_is(e, q) && v->match == 0)
 		v->match = lineno;
 	else if (same_type && v->mismatch == 0)
