@@ -14,7 +14,7 @@ PREFIX    ?= /usr/local
 BINDIR    ?= $(PREFIX)/bin
 MANDIR    ?= $(PREFIX)/share/man
 CC        ?= cc
-PKGS      := yaml-0.1 libcurl libssh2 libsodium libpq
+PKGS      := yaml-0.1 libcurl libssh2 libsodium libpq libcrypto
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wconversion -Wsign-conversion \
 	-Wstrict-prototypes -Wmissing-prototypes -Wvla -Wformat=2 \

@@ -236,6 +236,15 @@ collect_secrets(
 		buf_release(&key);
 }
 
+/* ssh_opts.note: -v lines from the ssh module (skipped known_hosts lines). */
+static void
+ssh_note(void *arg, const char *msg)
+{
+	struct run_ctx *ctx = arg;
+
+	ui_notice(ctx->ui, "%s", msg);
+}
+
 static int
 setup_target(const struct cli *cli, struct run_ctx *ctx, char **user,
     char **host, struct errbuf *err)
@@ -268,6 +277,8 @@ setup_target(const struct cli *cli, struct run_ctx *ctx, char **user,
 		.accept_new_host_key = cli->accept_new_host_key,
 		.connect_timeout_s = cli->connect_timeout_s,
 		.interrupted = ctx->interrupted,
+		.note = cli->verbosity > 0 ? ssh_note : NULL,
+		.note_arg = ctx,
 	};
 	return 0;
 }

@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -38,6 +39,7 @@
 
 #include <libssh2.h>
 
+#include "knownhosts.h"
 #include "limits.h"
 #include "sshkey.h"
 
@@ -57,6 +59,8 @@ struct ssh_conn {
 	LIBSSH2_SESSION *session; /* owned; NULL when not connected */
 	struct buf key;           /* owned, wiped: key text; empty: agent */
 	char *key_origin;         /* owned: names the key in messages */
+	struct buf known;         /* owned: the known_hosts file's bytes */
+	char *known_path;         /* owned: that file; NULL: none read */
 	struct buf fp;            /* host key "SHA256:..", first connect */
 	const char *key_type;     /* static: "ssh-ed25519" */
 	bool accepted;            /* the host key was taken as new */
@@ -407,110 +411,105 @@ tcp_connect(struct ssh_conn *c, struct errbuf *err)
 
 /* ======================================================== known hosts */
 
+/*
+ * What known_hosts says about the host, for the host key preference and
+ * the messages. The decision itself is knownhosts_check()'s (knownhosts.h);
+ * libssh2's parser is not used: it takes "@revoked" for a host name and
+ * matches a plain "host" entry on every port.
+ */
 struct known {
-	LIBSSH2_KNOWNHOSTS *kh; /* owned */
-	char *path;             /* owned; NULL when there is none */
-	size_t *line;           /* owned: file line of each entry, in order */
-	size_t n;
 	bool has[NTYPES]; /* entries of hostkey_types[i] for the host */
 	bool any;         /* any of has[] */
 };
 
-static void
-known_free(struct known *k)
-{
-	if (k->kh != NULL)
-		libssh2_knownhost_free(k->kh);
-	free(k->path);
-	free(k->line);
-	memset(k, 0, sizeof(*k));
-}
+static void note(const struct ssh_conn *c, const char *fmt, ...)
+    ATTR_PRINTF(2, 3);
 
-/* Records the line of every entry libssh2 added since *last. */
+/* Tells the caller something worth a line at -v (ssh_opts.note). */
 static void
-known_note(struct known *k, struct libssh2_knownhost **last, size_t lineno)
+note(const struct ssh_conn *c, const char *fmt, ...)
 {
-	struct libssh2_knownhost *h;
+	struct buf b;
+	va_list ap;
 
-	while (libssh2_knownhost_get(k->kh, &h, *last) == 0) {
-		k->line = xreallocarray(k->line, k->n + 1, sizeof(*k->line));
-		k->line[k->n++] = lineno;
-		*last = h;
-	}
+	if (c->opts->note == NULL)
+		return;
+	buf_init(&b, 1024);
+	va_start(ap, fmt);
+	(void)buf_vaddf(&b, fmt, ap);
+	va_end(ap);
+	c->opts->note(c->opts->note_arg, b.data);
+	buf_release(&b);
 }
 
 /*
- * Line by line rather than libssh2_knownhost_readfile(), which gives up on
- * the whole file at the first line it cannot parse (a certificate
- * authority, a security-key type); OpenSSH skips such lines, and so do we.
+ * Reads the known_hosts file once, before any packet. A file named with
+ * --known-hosts must exist: a mistyped path must not mean "no host is
+ * known" (with --accept-new-host-key it would trust any key). Only the
+ * default ~/.ssh/known_hosts may be missing, as for OpenSSH.
  */
-static void
-known_parse(struct known *k, const char *p, size_t len)
-{
-	struct libssh2_knownhost *last = NULL;
-	size_t lineno = 0;
-
-	while (len > 0) {
-		const char *nl = memchr(p, '\n', len);
-		size_t ll = nl != NULL ? (size_t)(nl - p) + 1 : len;
-
-		lineno++;
-		if (libssh2_knownhost_readline(
-		        k->kh, p, ll, LIBSSH2_KNOWNHOST_FILE_OPENSSH) == 0)
-			known_note(k, &last, lineno);
-		p += ll;
-		len -= ll;
-	}
-}
-
 static int
-known_load(struct ssh_conn *c, struct known *k, struct errbuf *err)
+known_load(struct ssh_conn *c, struct errbuf *err)
 {
 	const char *home = getenv("HOME");
 	struct stat st;
-	struct buf b;
 
-	k->kh = libssh2_knownhost_init(c->session);
-	if (k->kh == NULL)
-		return err_set(
-		    err, SH_ERR_INTERNAL, "libssh2_knownhost_init failed");
 	if (c->opts->known_hosts != NULL)
-		k->path = xstrdup(c->opts->known_hosts);
+		c->known_path = xstrdup(c->opts->known_hosts);
 	else if (home != NULL && *home != '\0')
-		k->path = xasprintf("%s/.ssh/known_hosts", home);
-	if (k->path == NULL || (stat(k->path, &st) < 0 && errno == ENOENT))
-		return 0; /* no file: every host is unknown */
-	if (file_read(k->path, KNOWN_HOSTS_MAX_BYTES, &b, err) < 0) {
-		buf_release(&b);
+		c->known_path = xasprintf("%s/.ssh/known_hosts", home);
+	if (c->known_path == NULL)
+		return 0;
+	if (c->opts->known_hosts == NULL && stat(c->known_path, &st) < 0 &&
+	    errno == ENOENT) {
+		free(c->known_path);
+		c->known_path = NULL; /* no file: every host is unknown */
+		return 0;
+	}
+	buf_release(&c->known);
+	if (file_read(c->known_path, KNOWN_HOSTS_MAX_BYTES, &c->known, err) <
+	    0) {
 		err->code = SH_ERR_USAGE;
 		return err_prefix(err, "known hosts file ");
 	}
-	known_parse(k, b.data, b.len);
-	buf_release(&b);
 	return 0;
 }
 
 static int
-known_check(const struct ssh_conn *c, const struct known *k, const char *key,
-    size_t keylen, int keybits, struct libssh2_knownhost **ext)
+known_check(const struct ssh_conn *c, const char *type, const char *key,
+    size_t keylen, struct knownhosts_answer *a, struct errbuf *err)
 {
-	return libssh2_knownhost_checkp(k->kh, c->opts->host, (int)c->port, key,
-	    keylen,
-	    LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
-	        keybits,
-	    ext);
+	struct knownhosts_query q = { c->opts->host, c->port, type,
+		(const unsigned char *)key, keylen };
+
+	if (knownhosts_check(c->known.data, c->known.len, KNOWN_HOSTS_MAX_BYTES,
+	        &q, a, err) < 0)
+		return err_prefix(err, "known hosts file %s: ", c->known_path);
+	return 0;
 }
 
-/*
- * Notes which key types the file holds for this host: checking a dummy key
- * of a type says MISMATCH exactly when an entry of that type exists.
- */
-static void
-known_types(const struct ssh_conn *c, struct known *k)
+/* Notes which key types the file lists for this host; -v notes. */
+static int
+known_types(const struct ssh_conn *c, struct known *k, struct errbuf *err)
 {
+	struct knownhosts_answer a;
+
+	if (c->known_path == NULL)
+		return 0;
+	if (known_check(c, NULL, NULL, 0, &a, err) < 0)
+		return -1;
 	for (size_t i = 0; i < NTYPES; i++)
-		k->has[i] = known_check(c, k, "", 1, hostkey_types[i].known,
-		                NULL) == LIBSSH2_KNOWNHOST_CHECK_MISMATCH;
+		k->has[i] = strlist_has(&a.types, hostkey_types[i].name);
+	if (a.cert_lines > 0)
+		note(c,
+		    "%s:%zu: @cert-authority line for %s skipped (%zu in "
+		    "all): host certificates are not supported, only keys",
+		    c->known_path, a.first_cert_line, c->where, a.cert_lines);
+	if (a.skipped > 0)
+		note(c, "%s: %zu line%s could not be parsed and were skipped",
+		    c->known_path, a.skipped, a.skipped == 1 ? "" : "s");
+	knownhosts_answer_free(&a);
+	return 0;
 }
 
 /* The types known for the host, comma separated, into b. */
@@ -526,28 +525,13 @@ known_type_list(const struct known *k, bool want, struct buf *b)
 	}
 }
 
-static size_t
-known_line(const struct known *k, const struct libssh2_knownhost *ext)
-{
-	struct libssh2_knownhost *h, *prev = NULL;
-
-	for (size_t i = 0; i < k->n; i++) {
-		if (libssh2_knownhost_get(k->kh, &h, prev) != 0)
-			break;
-		if (h == ext)
-			return k->line[i];
-		prev = h;
-	}
-	return 0;
-}
-
 /* ======================================================== host key */
 
 /*
- * Reads known_hosts when needed and sets the host key type preference: the
- * types known for the host first (libssh2 would otherwise pick ECDSA and
- * miss an ed25519 entry), then the others, so that a server which lost a
- * key type still gets as far as the host key check and its clear message.
+ * Sets the host key type preference: the types known for the host first
+ * (libssh2 would otherwise pick ECDSA and miss an ed25519 entry), then the
+ * others, so that a server which lost a key type still gets as far as the
+ * host key check and its clear message.
  */
 static int
 hostkey_prefs(struct ssh_conn *c, struct known *k, struct errbuf *err)
@@ -559,9 +543,7 @@ hostkey_prefs(struct ssh_conn *c, struct known *k, struct errbuf *err)
 	if (c->fp.len > 0) {
 		(void)buf_adds(&pref, c->key_type); /* reconnect: same key */
 	} else if (c->opts->host_key_pin == NULL) {
-		rc = known_load(c, k, err);
-		if (rc == 0 && k->kh != NULL)
-			known_types(c, k);
+		rc = known_types(c, k, err);
 	}
 	for (size_t i = 0; i < NTYPES; i++)
 		k->any = k->any || k->has[i];
@@ -590,9 +572,54 @@ other_type_known(const struct ssh_conn *c, const struct known *k,
 	err_set(err, SH_ERR_TRUST,
 	    "host key for %s is %s (%s), but %s lists only %s for it (if the "
 	    "host was rebuilt, remove those entries)",
-	    c->where, t->name, fp, k->path, types.data);
+	    c->where, t->name, fp, c->known_path, types.data);
 	buf_release(&types);
 	return -1;
+}
+
+static int
+not_found(struct ssh_conn *c, const struct known *k,
+    const struct hostkey_type *t, const char *fp, struct errbuf *err)
+{
+	const char *file =
+	    c->known_path != NULL ? c->known_path : "(no known_hosts file)";
+
+	if (k->any)
+		return other_type_known(c, k, t, fp, err);
+	if (c->opts->accept_new_host_key) {
+		c->accepted = true;
+		return 0;
+	}
+	return err_set(err, SH_ERR_TRUST,
+	    "unknown host key %s (%s) for %s, not in %s (pass "
+	    "--accept-new-host-key to trust it, or --known-hosts/--host-key)",
+	    fp, t->name, c->where, file);
+}
+
+/* What the answer means; revoked and changed keys are refused always. */
+static int
+known_verdict(struct ssh_conn *c, const struct known *k,
+    const struct knownhosts_answer *a, const struct hostkey_type *t,
+    const char *fp, struct errbuf *err)
+{
+	switch (a->result) {
+	case KNOWNHOSTS_MATCH:
+		return 0;
+	case KNOWNHOSTS_REVOKED:
+		return err_set(err, SH_ERR_TRUST,
+		    "host key %s (%s) of %s is revoked: @revoked in %s:%zu", fp,
+		    t->name, c->where, c->known_path, a->line);
+	case KNOWNHOSTS_MISMATCH:
+		return err_set(err, SH_ERR_TRUST,
+		    "host key for %s has changed: it is now %s (%s); "
+		    "offending entry in %s:%zu (if the host was rebuilt, "
+		    "remove that entry)",
+		    c->where, fp, t->name, c->known_path, a->line);
+	case KNOWNHOSTS_NOT_FOUND:
+		return not_found(c, k, t, fp, err);
+	}
+	return err_set(err, SH_ERR_TRUST, "cannot check the host key of %s",
+	    c->where); /* fail closed on a value no case names */
 }
 
 static int
@@ -600,35 +627,16 @@ check_known(struct ssh_conn *c, const struct known *k, const char *key,
     size_t keylen, const struct hostkey_type *t, const char *fp,
     struct errbuf *err)
 {
-	struct libssh2_knownhost *ext = NULL;
-	const char *file = k->path != NULL ? k->path : "(no known_hosts file)";
+	struct knownhosts_answer a;
+	int rc;
 
-	switch (known_check(c, k, key, keylen, t->known, &ext)) {
-	case LIBSSH2_KNOWNHOST_CHECK_MATCH:
-		return 0;
-	case LIBSSH2_KNOWNHOST_CHECK_MISMATCH:
-		return err_set(err, SH_ERR_TRUST,
-		    "host key for %s has changed: it is now %s (%s); "
-		    "offending entry in %s:%zu (if the host was rebuilt, "
-		    "remove that entry)",
-		    c->where, fp, t->name, file, known_line(k, ext));
-	case LIBSSH2_KNOWNHOST_CHECK_NOTFOUND:
-		if (k->any)
-			return other_type_known(c, k, t, fp, err);
-		if (c->opts->accept_new_host_key) {
-			c->accepted = true;
-			return 0;
-		}
-		return err_set(err, SH_ERR_TRUST,
-		    "unknown host key %s (%s) for %s, not in %s (pass "
-		    "--accept-new-host-key to trust it, or "
-		    "--known-hosts/--host-key)",
-		    fp, t->name, c->where, file);
-	default:
-		return err_set(err, SH_ERR_TRUST,
-		    "cannot check the host key of %s: %s", c->where,
-		    last_error(c->session));
-	}
+	if (c->known_path == NULL)
+		return not_found(c, k, t, fp, err);
+	if (known_check(c, t->name, key, keylen, &a, err) < 0)
+		return -1;
+	rc = known_verdict(c, k, &a, t, fp, err);
+	knownhosts_answer_free(&a);
+	return rc;
 }
 
 static int
@@ -884,7 +892,6 @@ session_open(struct ssh_conn *c, struct errbuf *err)
 	libssh2_keepalive_config(c->session, 1, c->keepalive_s);
 	rc = 0;
 out:
-	known_free(&k);
 	if (rc < 0)
 		conn_teardown(c);
 	return rc;
@@ -909,9 +916,12 @@ ssh_connect(
 	                         : xasprintf("[%s]:%u", opts->host, c->port);
 	buf_init(&c->key, SSH_KEY_MAX_BYTES);
 	buf_init(&c->fp, 128);
+	buf_init(&c->known, KNOWN_HOSTS_MAX_BYTES);
 	/* Everything that can be checked offline is, before any packet. */
 	if (opts->host_key_pin != NULL &&
 	    pin_check(opts->host_key_pin, err) < 0)
+		goto out;
+	if (opts->host_key_pin == NULL && known_load(c, err) < 0)
 		goto out;
 	if (opts->identity_env != NULL)
 		rc = key_from_env(c, opts->identity_env, err);
@@ -2358,6 +2368,8 @@ ssh_close(struct ssh_conn *c)
 	conn_teardown(c);
 	buf_release(&c->key);
 	buf_release(&c->fp);
+	buf_release(&c->known);
+	free(c->known_path);
 	free(c->where);
 	free(c->key_origin);
 	free(c->lost);

@@ -6,14 +6,25 @@
  * with a new one to the same host, which must present the same host key.
  *
  * Trust: the host key is checked before authenticating, against a pinned
- * SHA256 fingerprint (opts->host_key_pin) or a known_hosts file. The host
- * key algorithm preference is set to the types known for that host, since
- * libssh2 otherwise picks ECDSA and a known_hosts file holding only an
- * ed25519 entry would never match. An unknown host is refused (SH_ERR_TRUST)
+ * SHA256 fingerprint (opts->host_key_pin) or a known_hosts file, with
+ * OpenSSH's rules as knownhosts.h implements them (libssh2's own parser is
+ * not used: it takes @revoked for a host name and lets a plain "host" entry
+ * match on every port). The file is read by ssh_connect() before any packet:
+ * opts->known_hosts must exist and be readable (else SH_ERR_USAGE naming it,
+ * with or without accept_new_host_key); only the default ~/.ssh/known_hosts
+ * may be missing, which means no host is known. The host key algorithm
+ * preference is set to the types known for that host, since libssh2
+ * otherwise picks ECDSA and a known_hosts file holding only an ed25519 entry
+ * would never match. A revoked key (an @revoked line for the host) and a
+ * changed key (the file lists keys of that type for the host, none of them
+ * this one; on a port other than 22 only [host]:port entries count) are
+ * always refused (SH_ERR_TRUST), and so is a key of a type the file does not
+ * list for a host it lists other key types for. An unknown host is refused
  * unless accept_new_host_key is set, in which case ssh_host_key_accepted()
- * says so and the run records it; no file is written. A mismatch is always
- * refused, and so is a key of a type the file does not list for a host it
- * lists other key types for.
+ * says so and the run records it; no file is written. @cert-authority and
+ * unparsable lines are skipped and, when opts->note is set, said so.
+ * ssh_reconnect() requires the key of the first connection ("... on
+ * reconnect" otherwise).
  *
  * Authentication: the key text from the environment variable named by
  * identity_env, or identity_file, or the ssh-agent. Key text is held in
@@ -54,6 +65,10 @@ struct ssh_opts {
 	unsigned connect_timeout_s;         /* 0: SSH_CONNECT_TIMEOUT_S */
 	unsigned keepalive_s;               /* 0: SSH_KEEPALIVE_S */
 	volatile sig_atomic_t *interrupted; /* may be NULL */
+	/* Called with a line worth showing at -v (a known_hosts line that
+	 * was skipped); may be NULL. Must not call ssh_*(). */
+	void (*note)(void *arg, const char *msg);
+	void *note_arg;
 };
 
 struct ssh_conn; /* opaque */

@@ -14,11 +14,12 @@ build_driver() {
 		-Wstrict-prototypes -Wvla -Wformat=2 -Wimplicit-fallthrough
 		-Wwrite-strings -O2 -g -D_GNU_SOURCE -iquote "$TOP/provisioner")
 	# shellcheck disable=SC2046 # pkg-config prints several words
-	${CC:-cc} "${f[@]}" $(pkg-config --cflags libssh2 libsodium) -o "$DRIVE" \
+	${CC:-cc} "${f[@]}" $(pkg-config --cflags libssh2 libsodium libcrypto) -o "$DRIVE" \
 		"$TOP/tests/integration/sshdrive.c" "$TOP/provisioner/ssh.c" \
+		"$TOP/provisioner/knownhosts.c" \
 		"$TOP/provisioner/sshkey.c" "$TOP/provisioner/remote.c" \
 		"$TOP/provisioner/util.c" "$TOP/provisioner/steps/step.c" \
-		$(pkg-config --libs libssh2 libsodium)
+		$(pkg-config --libs libssh2 libsodium libcrypto)
 }
 t_ok "the transport test driver builds with the project's warning flags" build_driver
 
@@ -118,9 +119,9 @@ t_ok "an unknown host key is refused (exit 77)" \
 	expect 77 "unknown host key $TESTBOX_HOST_KEY_SHA256 (ssh-ed25519) for $TESTBOX_HOST"
 t_ok "the refusal says how to accept it" expect 77 "--accept-new-host-key"
 
-drive -i "$TESTBOX_KEY" -k "$T/does-not-exist" "$TGT" true
-t_ok "a missing known_hosts file means every host is unknown" \
-	expect 77 "unknown host key"
+drive -i "$TESTBOX_KEY" -k "$T/does-not-exist" -a "$TGT" true
+t_ok "a known_hosts file that does not exist is a usage error, even with accept-new" \
+	expect 2 "known hosts file $T/does-not-exist: No such file or directory"
 
 drive -i "$TESTBOX_KEY" -k "$T/empty_known_hosts" -a "$TGT" 'echo accepted'
 t_ok "an unknown host key is taken with accept-new, and reported" \

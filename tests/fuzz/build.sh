@@ -4,7 +4,8 @@
 #   tests/fuzz/build.sh            build
 #   tests/fuzz/build.sh run [SECS] [NAME]
 #                                  build, then fuzz NAME (manifest, the
-#                                  default, narinfo or tap) for SECS seconds
+#                                  default, narinfo, tap or known_hosts)
+#                                  for SECS seconds
 #                                  (default 60) from the seed corpus
 #                                  tests/fuzz/corpus/NAME (new inputs go to
 #                                  build/fuzz/corpus/NAME)
@@ -24,13 +25,13 @@ if [ -z "$CC" ]; then
 	exit 1
 fi
 
-PKGS="yaml-0.1 libcurl libssh2 libsodium libpq"
+PKGS="yaml-0.1 libcurl libssh2 libsodium libpq libcrypto"
 FLAGS="-std=c11 -g -O1 -D_GNU_SOURCE -fno-omit-frame-pointer \
 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
 -Wall -Wextra -Wno-unused-parameter $(pkg-config --cflags $PKGS)"
 OUT=build/fuzz
 mkdir -p "$OUT/obj/steps" "$OUT/corpus/manifest" "$OUT/corpus/narinfo" \
-	"$OUT/corpus/tap"
+	"$OUT/corpus/tap" "$OUT/corpus/known_hosts"
 
 objs=""
 for src in provisioner/*.c provisioner/steps/*.c; do
@@ -53,6 +54,10 @@ echo "built $OUT/fuzz_narinfo"
 $CC $FLAGS -fsanitize=fuzzer -Iprovisioner tests/fuzz/fuzz_tap.c $objs \
 	$(pkg-config --libs $PKGS) -o "$OUT/fuzz_tap"
 echo "built $OUT/fuzz_tap"
+# shellcheck disable=SC2086
+$CC $FLAGS -fsanitize=fuzzer -Iprovisioner tests/fuzz/fuzz_known_hosts.c $objs \
+	$(pkg-config --libs $PKGS) -o "$OUT/fuzz_known_hosts"
+echo "built $OUT/fuzz_known_hosts"
 
 if [ "${1:-}" = run ]; then
 	secs=${2:-60}
@@ -61,6 +66,7 @@ if [ "${1:-}" = run ]; then
 	manifest) extra="-max_len=65536 -dict=tests/fuzz/manifest.dict" ;;
 	narinfo) extra="-max_len=70000 -dict=tests/fuzz/narinfo.dict" ;;
 	tap) extra="-max_len=65536 -dict=tests/fuzz/tap.dict" ;;
+	known_hosts) extra="-max_len=65536 -dict=tests/fuzz/known_hosts.dict" ;;
 	*) echo "fuzz: unknown harness '$name'" >&2; exit 2 ;;
 	esac
 	# shellcheck disable=SC2086
