@@ -187,6 +187,8 @@ manifest "$T/pg2.yml" "$BUNDLE2_ROOT" "[$URL/cache1]" "[\"$KEY1_PUB\"]" "$PG_EXT
 run_a run r3 "$T/pg2.yml"
 t_ok "the upgrade succeeds" rc_is 0
 t_ok "the upgrade copies only the new root" test "$(jr "$T/r3" '.closure.paths_missing')" = 1
+t_ok "and its bytes are that root's NarSize in the cache" \
+	test "$(jr "$T/r3" '.closure.bytes_missing')" = "$(cache_nar_size "$BUNDLE2_ROOT")"
 t_ok "the upgrade switches generation 1 -> 2" \
 	sh -c "jq -r '.steps[0].changes[]' '$T/r3/results.json' | grep -qxF 'profile $PROF: generation 1 -> 2 ($BUNDLE2_ROOT)'"
 t_ok "the profile points at the new bundle" \
