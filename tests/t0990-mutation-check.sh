@@ -54,10 +54,14 @@ caught() {
 	grep -qE "^not ok [0-9]+ - .*($2)" "$1"
 }
 
-# mutant DESC FILE SED-SCRIPT TEST PATTERN
-#   TEST is a tests/ script name or unit:test_NAME (built in the copy).
+# mutant DESC FILE SED-SCRIPT TEST PATTERN [UNIT-TEST...]
+#   TEST is a tests/ script name or unit:test_NAME (built in the copy);
+#   the UNIT-TESTs are built from the mutant too, for scripts that run
+#   them (t0410 runs test_report from $UNIT_DIR).
 mutant() {
-	local desc=$1 file=$2 script=$3 test=$4 pat=$5 log target=stagehand
+	local desc=$1 file=$2 script=$3 test=$4 pat=$5 log target=(stagehand)
+	shift 5
+	target+=("${@/#/build/tests/}")
 	n=$((n + 1))
 	log=$T/mutant-$n.log
 	if ! plant "$file" "$script"; then
@@ -67,17 +71,18 @@ mutant() {
 		unplant "$file"
 		return
 	fi
-	case $test in unit:*) target=build/tests/${test#unit:} ;; esac
+	case $test in unit:*) target=("build/tests/${test#unit:}") ;; esac
 	rm -f "$M/build/${file%.c}.o"
-	if ! make -C "$M" -s -j2 "$target" >"$log" 2>&1; then
+	if ! make -C "$M" -s -j2 "${target[@]}" >"$log" 2>&1; then
 		t_not "mutant \"$desc\" does not build: update t0990" "$log"
 		unplant "$file"
 		return
 	fi
 	case $test in
-	unit:*) CMOCKA_MESSAGE_OUTPUT=TAP "$M/$target" >"$log" 2>&1 ;;
+	unit:*) CMOCKA_MESSAGE_OUTPUT=TAP "$M/${target[0]}" >"$log" 2>&1 ;;
 	skip:*) ;;
-	*) STAGEHAND=$M/stagehand bash "$TOP/tests/$test" >"$log" 2>&1 ;;
+	*) STAGEHAND=$M/stagehand UNIT_DIR=$M/build/tests \
+		bash "$TOP/tests/$test" >"$log" 2>&1 ;;
 	esac
 	unplant "$file"
 	case $test in
@@ -132,6 +137,18 @@ mutant "any host key accepted on reconnect" provisioner/ssh.c \
 mutant "permissions audit passes everything" provisioner/permcheck.c \
 	's|^\tr->passed = passed;$|\tr->passed = passed = true; /* MUTANT */|' \
 	unit:test_permcheck 'test_permcheck_'
+
+# 8. The closure step counts FileSize (compressed) as the bytes to copy
+#    when the box has none of the closure.
+mutant "closure counts FileSize as the bytes to copy" provisioner/steps/closure.c \
+	's|^\t\tst->bytes_missing += st->cl.paths\[i\]\.info\.nar_size;$|\t\tst->bytes_missing += st->cl.paths[i].info.file_size; /* MUTANT */|' \
+	t0730-closure-progress.sh "the report's bytes are the box's NarSize"
+
+# 9. The report counts an ok step as changed too (results.json and
+#    stagehand.env agree with each other, and are both wrong).
+mutant "report counts ok steps as changed" provisioner/report.c \
+	'/^count_steps(/,/^}/s|^\t\t\tc->ok++;$|\t\t\tc->ok++, c->changed++; /* MUTANT */|' \
+	t0410-report-schema.sh "known counts" test_report
 
 echo "# mutation check took $(($(date +%s) - t0)) s"
 t_done
