@@ -32,7 +32,7 @@ t_ok "the report still says failed" test "$(jr "$T/r1" .status)" = failed
 t_ok "the rescue steps ran in order" \
 	test "$(jr "$T/r1" '[.steps[] | select(.rescue) | .status] | join(",")')" = "changed,changed"
 t_ok "the rescue step changed the box" box_exec test -e /tmp/rolled-back
-t_fail "steps after the failure did not run" box_exec test -e /tmp/after
+t_ok "steps after the failure did not run" box_exec test ! -e /tmp/after
 t_ok "the terminal says a rescue step ran" grep -q "running rescue step 'Roll back'" "$T/out"
 
 box_exec rm -f /tmp/rolled-back /tmp/rescue-2
@@ -41,7 +41,7 @@ sh_run run "$T/m.yml" "${SSH_ARGS[@]}" --report "$T/r2"
 t_ok "without a failure the run passes" test "$RC" = 0
 t_ok "and the rescue steps are skipped, saying why" \
 	test "$(jr "$T/r2" '[.steps[] | select(.rescue) | .skip_reason] | unique | join(",")')" = "rescue step: runs only after a failure"
-t_fail "nothing was rolled back" box_exec test -e /tmp/rolled-back
+t_ok "nothing was rolled back" box_exec test ! -e /tmp/rolled-back
 
 box_exec rm -f /tmp/after
 write 5 7

@@ -94,7 +94,7 @@ t_ok "a 2 s timeout is not used up by the step before it" \
 t_ok "the step after a 3 s step did its work" box_exec test -e /tmp/second-done
 t_ok "a step longer than its own timeout still times out" \
 	grep -q 'timed out after 1 s' "$T/out"
-t_fail "and did not finish" box_exec test -e /tmp/third-done
+t_ok "and did not finish" box_exec test ! -e /tmp/third-done
 
 # --- sudo refuses: the same message with or without a spare
 box_exec sh -c "echo '$TESTBOX_USER ALL=(daemon) PASSWD: ALL' >/etc/sudoers.d/zz-spares &&

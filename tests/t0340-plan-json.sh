@@ -33,7 +33,8 @@ t_ok "plan is recorded as a plan" test "$(jr "$T/r1" .command)" = plan
 
 sh_run run "$T/p.yml" "${SSH_ARGS[@]}" --report "$T/r2" --json
 t_ok "run exits 0" test "$RC" = 0
-t_ok "every stdout line is a JSON event" sh -c "jq -e .event '$T/out' >/dev/null"
+t_ok "every stdout line is a JSON event" \
+	jq -s -e 'length > 0 and all(.[]; .event | type == "string")' "$T/out"
 t_ok "events include run_start, step_end and run_end" \
 	test "$(jq -r .event "$T/out" | sort -u | tr '\n' ' ')" = "run_end run_start step_end step_start "
 t_ok "human lines go to stderr with --json" grep -q 'Make a dir' "$T/err"
@@ -46,7 +47,7 @@ box_exec rm -rf /srv/planned /tmp/planned-ran
 sh_run run "$T/p.yml" "${SSH_ARGS[@]}" --report "$T/r4" --tags base --skip-tags users
 t_ok "--tags runs only tagged steps" \
 	test "$(jr "$T/r4" '[.steps[].status] | join(",")')" = "changed,skipped,skipped,changed"
-t_ok "skipped steps say why" test "$(jr "$T/r4" '.steps[2].skip_reason')" != null
+t_ok "skipped steps say why" test "$(jr "$T/r4" '.steps[2].skip_reason | type')" = string
 
 box_exec rm -rf /srv/planned /tmp/planned-ran
 sh_run run "$T/p.yml" "${SSH_ARGS[@]}" --report "$T/r5" --start-at 'Write a line'

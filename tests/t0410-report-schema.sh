@@ -103,8 +103,35 @@ sys.exit(1 if bad else 0)
 PY
 }
 
+# What each scenario holds, from its sc_* function in
+# tests/unit/test_report.c: junit.xml's tests, failures, errors and
+# skipped (steps, embedded tests, and a "connect" case for the unreachable
+# target), then status, exit code, steps total, changed and failed. The
+# checks above compare the files with each other; these compare each with
+# numbers this script knows.
+declare -A KNOWN=(
+	[passed]="3 0 0 1 passed 0 3 1 0"
+	[failed-tests]="18 2 0 2 failed 1 3 0 1"
+	[interrupted]="3 0 1 1 interrupted 1 3 1 0"
+	[unreachable]="3 0 1 2 failed 69 2 0 0"
+	[plan]="2 0 0 0 passed 0 2 0 0"
+	[hostile]="4 2 0 1 failed 1 3 1 1"
+)
+known_counts() { # scenario dir
+	local want=${KNOWN[$1]} junit env json
+	junit=$(python3 -c 'import sys, xml.etree.ElementTree as E
+r = E.parse(sys.argv[1]).getroot()
+print(*(r.get(k) for k in ("tests", "failures", "errors", "skipped")))' "$2/junit.xml") &&
+		env=$(sh -c '. "$1/stagehand.env" && echo "$STAGEHAND_STATUS $STAGEHAND_EXIT_CODE $STAGEHAND_STEPS_TOTAL $STAGEHAND_STEPS_CHANGED $STAGEHAND_STEPS_FAILED"' sh "$2") &&
+		json=$(jq -r '"\(.status) \(.exit_code) \(.counts.total) \(.counts.changed) \(.counts.failed)"' "$2/results.json") ||
+		return 1
+	[ -n "$want" ] && [ "$junit $env" = "$want" ] && [ "$junit $json" = "$want" ] ||
+		{ echo "want:    $want"; echo "junit+env:  $junit $env"; echo "junit+json: $junit $json"; return 1; }
+}
+
 for s in $scenarios; do
 	d=$out/$s
+	t_ok "$s: junit.xml, stagehand.env and results.json hold the scenario's known counts" known_counts "$s" "$d"
 	t_ok "$s: results.json validates against docs/results.schema.json" validate_json "$d"
 	t_ok "$s: junit.xml parses, one testcase per step and embedded test" validate_junit "$d"
 	t_ok "$s: stagehand.env sourced by sh matches results.json" check_env sh "$d"
@@ -120,8 +147,15 @@ stage_is_hostile() {
 t_ok "hostile: STAGEHAND_STAGE keeps quotes, newline and \$(...) literally" stage_is_hostile
 
 no_secret_anywhere() {
-	! grep -rlaF -e 'tok-123' -e 'k3y-' -e 'ss'"'"'w' -e 'pa"ss' -e 'pa\"ss' \
-		-e 'pa&quot;ss' "$out/hostile"
+	local f
+	for f in results.json junit.xml stagehand.env; do
+		[ -s "$out/hostile/$f" ] || { echo "no $f to search"; return 1; }
+	done
+	# Exit 1: every file searched, nothing found (2 would be an error).
+	local rc=0
+	grep -rlaF -e 'tok-123' -e 'k3y-' -e 'ss'"'"'w' -e 'pa"ss' -e 'pa\"ss' \
+		-e 'pa&quot;ss' "$out/hostile" || rc=$?
+	[ "$rc" = 1 ]
 }
 t_ok "hostile: no secret in any report file" no_secret_anywhere
 

@@ -94,7 +94,7 @@ t_ok "the second run reports zero changed" test "$(count r2 changed)" = 0
 sh_run plan "$T/m/up.yml" "${SSH_ARGS[@]}" --report "$T/p2"
 t_ok "plan after the run reports nothing to change" test "$(count p2 would_change)" = 0
 
-t_fail "the secret is in no report file, stdout or stderr" \
+t_exit 1 "the secret is in no report file, stdout or stderr" \
 	grep -rlF -- "$secret" "$T/r1" "$T/r2" "$T/p1" "$T/p2" "$T/out" "$T/err"
 
 # ---- drift is detected and repaired

@@ -74,7 +74,8 @@ t_ok "a backup of the original was kept" \
 	box_exec sh -c 'grep -qx "port = 5499" "/srv/t540/conf dir/"pg.conf.bak.*'
 t_ok "appending fixes a missing final newline first" \
 	test "$(box_exec cat "/srv/t540/conf dir/app.env")" = "$(printf 'B=2\nlast line without newline\nC=3')"
-t_fail "removal by regexp removed the line" box_exec grep -q shared_buffers "/srv/t540/conf dir/pg.conf"
+t_ok "removal by regexp removed the line" \
+	box_exec sh -c 'test -s "$1" && ! grep -q shared_buffers "$1"' _ "/srv/t540/conf dir/pg.conf"
 t_ok "the created file has its content and attributes" \
 	test "$(box_exec sh -c 'cat "/srv/t540/conf dir/new.conf"; stat -c "%a %U" "/srv/t540/conf dir/new.conf"')" = \
 	"$(printf 'created = yes\n600 nobody')"
@@ -136,7 +137,7 @@ steps:
 YML
 run r5 "$T/secret.yml"
 t_ok "the secret line was written" test "$(box_exec cat /srv/t540/secret.env)" = "PASSWORD=$secret"
-t_fail "the secret is in no report file, stdout or stderr" \
+t_exit 1 "the secret is in no report file, stdout or stderr" \
 	grep -rlF -- "$secret" "$T/r5" "$T/out" "$T/err"
 unset STAGEHAND_VAR_pw
 

@@ -7,7 +7,9 @@
 # /usr/bin/pg_config because replace_files lists it; links go through the
 # profile, resolve, and belong to the owner (chown -h); a second run is all
 # ok; a removed source entry is pruned; owner drift is fixed; foreign links
-# are left alone; link_target: resolved points into the store.
+# are left alone; link_target: resolved points into the store; a src and
+# dests with quotes, spaces and $(...) in their names link as named and
+# run nothing.
 . "$(dirname "$0")/lib.sh"
 
 # rc_is N: the last sh_run exited N; shows its output when not.
@@ -132,12 +134,12 @@ t_ok "type dirs links the contrib directories" \
 	box_exec test -L /usr/lib/postgresql/share/postgresql/contrib/postgis-3.3 -a \
 	-e /usr/lib/postgresql/share/postgresql/contrib/postgis-3.3/README -a \
 	-L /usr/lib/postgresql/share/postgresql/contrib/pgrouting
-t_fail "type dirs leaves the files out" \
-	box_exec test -e /usr/lib/postgresql/share/postgresql/contrib/README
+t_ok "type dirs leaves the files out" \
+	box_exec test ! -e /usr/lib/postgresql/share/postgresql/contrib/README
 t_ok "a foreign link in a dest is left alone" \
 	test "$(box_exec readlink /usr/lib/postgresql/bin/foreign)" = /elsewhere/foreign
-t_fail "no staging directory is left behind" \
-	box_exec sh -c 'ls -a /usr/bin /usr/lib/postgresql/bin | grep -q stagehand-tmp'
+t_ok "no staging directory is left behind" \
+	box_exec sh -c '! ls -a /usr/bin /usr/lib/postgresql/bin | grep -q stagehand-tmp'
 
 sh_run run "$T/alias.yml" "${SSH_ARGS[@]}" --report "$T/r2"
 t_ok "the second run is all ok" \
@@ -153,7 +155,7 @@ sh_run run "$T/alias.yml" "${SSH_ARGS[@]}" --report "$T/r3"
 t_ok "the run after the source lost an entry succeeds" rc_is 0
 t_ok "the stale link is pruned once in each dest" \
 	test "$(jr "$T/r3" '.steps[0].details.pruned')" = 2
-t_fail "the pruned link is gone" box_exec test -L /usr/bin/tpg-tool-0998
+t_ok "the pruned link is gone" box_exec test ! -L /usr/bin/tpg-tool-0998
 t_ok "owner drift on a link is fixed and reported" \
 	grep -qx "owner /usr/bin/tpg-tool-0001: root:root -> tpgown:tpgown" \
 	<(jr "$T/r3" '.steps[0].changes[]')
@@ -226,7 +228,35 @@ sh_run run "$T/nosrc.yml" "${SSH_ARGS[@]}" --report "$T/r7"
 t_ok "run fails on it" rc_is 1
 t_ok "naming the missing source" grep -qF "source directory /opt/tpg-later/bin does not exist" \
 	<(jr "$T/r7" '.steps[0].error.message')
-t_fail "without creating the dest" box_exec test -e /opt/tpg-later-dest
+t_ok "without creating the dest" box_exec test ! -e /opt/tpg-later-dest
+
+# -- names a shell would read: every path goes through sh_quote ----------------
+# A src and two dests with a space, a single quote, $(...) and a glob; if
+# any one of them reached the box's shell unquoted, the links would land
+# elsewhere (or a command would run).
+# shellcheck disable=SC2016 # the $(...) is part of the names
+HS='/srv/t620/it'"'"'s src' HD1='/srv/t620/dest $(touch /tmp/t620-pwned) *' HD2="/srv/t620/a 'b'"
+box_exec mkdir -p "$HS" && box_exec touch "$HS/one" "$HS/tw'o"
+cat >"$T/hostile.yml" <<YML
+stagehand: 1
+stage: hostile-names
+steps:
+  - name: quoted names
+    alias:
+      src: "$HS"
+      dest: ['$HD1', "$HD2"]
+YML
+run r8 "$T/hostile.yml"
+t_ok "an alias with quotes, spaces and \$(...) in its paths succeeds" rc_is 0
+t_ok "both dests got both links, each to its source" \
+	test "$(box_exec sh -c 'for d in "$1" "$2"; do readlink "$d/one" "$d/tw'"'"'o"; done' _ "$HD1" "$HD2" | tr '\n' '|')" = \
+	"$HS/one|$HS/tw'o|$HS/one|$HS/tw'o|"
+t_ok "the dests hold nothing else" \
+	test "$(box_exec find "$HD1" "$HD2" -mindepth 1 | wc -l)" = 4
+t_ok "nothing in the names ran" box_exec test ! -e /tmp/t620-pwned
+t_ok "and nothing was made beside them" \
+	test "$(box_exec find /srv/t620 -mindepth 1 -maxdepth 1 | LC_ALL=C sort | tr '\n' '|')" = \
+	"$HD2|${HD1%%/tmp/*}|$HS|"
 
 # -- offline ---------------------------------------------------------------
 sh_run plan --offline "$T/alias.yml"

@@ -110,8 +110,21 @@ after=$(box_snapshot)
 t_ok "plan on a fresh box succeeds" rc_is 0
 t_ok "plan reports would_change" test "$(jr "$T/p1" '.steps[0].status')" = would_change
 t_ok "plan reports the 3 missing paths" test "$(jr "$T/p1" '.closure.paths_missing')" = 3
-t_ok "plan reports the bytes that would move" \
-	test "$(jr "$T/p1" '.closure.bytes_missing')" = "$(jr "$T/p1" '.closure.nar_size')"
+# The NarSize of paths as the cache's own narinfo files give it.
+cache_nar_size() { # PATH...
+	local p h v s=0
+	for p; do
+		h=${p#/nix/store/}
+		v=$(sed -n 's/^NarSize: //p' "$CACHES/cache1/${h:0:32}.narinfo")
+		[ -n "$v" ] || return 1
+		s=$((s + v))
+	done
+	echo "$s"
+}
+BUNDLE_NAR=$(cache_nar_size "$BUNDLE_ROOT" "$BUNDLE_LIB" "$BUNDLE_SHARE")
+t_ok "plan reports the bytes that would move: the cache's NarSize of the 3 paths" \
+	sh -c '[ "$1" -gt 30000000 ] && [ "$2" = "$1" ] && [ "$3" = "$1" ]' _ "$BUNDLE_NAR" \
+	"$(jr "$T/p1" '.closure.bytes_missing')" "$(jr "$T/p1" '.closure.nar_size')"
 t_ok "plan lists the copy and the new profile" \
 	sh -c "jq -r '.steps[0].changes[]' '$T/p1/results.json' | grep -q '^copy 3 paths (.* MiB) from $URL/cache1\$' &&
 		jq -r '.steps[0].changes[]' '$T/p1/results.json' | grep -qF 'profile $PROF: new, generation 1 ($BUNDLE_ROOT)'"
@@ -151,11 +164,16 @@ jr "$T/r1" '.closure.paths[] | .path + " " + .nar_hash' | sort >"$T/want-hashes"
 box_exec sh -c "for p in $BUNDLE_ROOT $BUNDLE_LIB $BUNDLE_SHARE; do echo \"\$p \$(nix-store -q --hash \$p)\"; done" |
 	sort >"$T/got-hashes"
 t_ok "the box's NarHashes are the reported ones" cmp "$T/want-hashes" "$T/got-hashes"
+t_ok "the box's NarSizes of the 3 paths add up to the bytes the run copied" \
+	test "$(box_exec nix-store -q --size "$BUNDLE_ROOT" "$BUNDLE_LIB" "$BUNDLE_SHARE" |
+		awk '{ s += $1; n++ } END { if (n == 3) print s }')" = "$(jr "$T/r1" '.closure.bytes_missing')"
 t_ok "stagehand.env names the closure root" \
 	grep -qx "STAGEHAND_CLOSURE_ROOT='$BUNDLE_ROOT'" "$T/r1/stagehand.env"
 
 # ---- the second run: nothing to do
 store_before=$(cd "$TESTBOX_UPPER" && find nix/store -maxdepth 1 | sort)
+t_ok "the box's store holds the bundle before the second run" \
+	grep -qxF "nix/store/${BUNDLE_ROOT#/nix/store/}" <<<"$store_before"
 run_a run r2 "$T/pg.yml"
 t_ok "the second run succeeds" rc_is 0
 t_ok "the second run reports ok" test "$(jr "$T/r2" '.steps[0].status')" = ok
@@ -169,6 +187,8 @@ manifest "$T/pg2.yml" "$BUNDLE2_ROOT" "[$URL/cache1]" "[\"$KEY1_PUB\"]" "$PG_EXT
 run_a run r3 "$T/pg2.yml"
 t_ok "the upgrade succeeds" rc_is 0
 t_ok "the upgrade copies only the new root" test "$(jr "$T/r3" '.closure.paths_missing')" = 1
+t_ok "and its bytes are that root's NarSize in the cache" \
+	test "$(jr "$T/r3" '.closure.bytes_missing')" = "$(cache_nar_size "$BUNDLE2_ROOT")"
 t_ok "the upgrade switches generation 1 -> 2" \
 	sh -c "jq -r '.steps[0].changes[]' '$T/r3/results.json' | grep -qxF 'profile $PROF: generation 1 -> 2 ($BUNDLE2_ROOT)'"
 t_ok "the profile points at the new bundle" \

@@ -202,8 +202,8 @@ run c1 "$T/m/conn.yml" --var "wrong=$wrong"
 t_ok "a wrong password fails the step" rc_is 1
 t_ok "the server's reason is reported" \
 	sh -c "jq -r '.steps[0].error.message' '$T/c1/results.json' | grep -q 'password authentication failed for user \"app\"'"
-t_fail "a password (even one that is not a secret) is not in the message" \
-	grep -rqF -- "$wrong" "$T/c1" "$T/out" "$T/err"
+t_exit 1 "a password (even one that is not a secret) is not in the message" \
+	grep -rlF -- "$wrong" "$T/c1" "$T/out" "$T/err"
 sed -i 's/port: 5433/port: 5499/' "$T/m/conn.yml"
 run c2 "$T/m/conn.yml" --var "wrong=$wrong"
 t_ok "nothing listening: sshd's refusal is reported" \
@@ -257,8 +257,8 @@ for _ in $(seq 1 50); do [ "$(sleeping)" = 0 ] && break; sleep 0.1; done
 t_ok "the server stopped the abandoned query" test "$(sleeping)" = 0
 
 # ---- the secret password appears nowhere
-leaks() { grep -rqF -- "$1" "$T"/r1 "$T"/r2 "$T"/p1 "$T"/e1 "$T"/e2 "$T"/e5 "$T/out" "$T/err"; }
-t_fail "the secret password is in no report, log or output" leaks "$secret"
+leaks() { grep -rlF -- "$1" "$T"/r1 "$T"/r2 "$T"/p1 "$T"/e1 "$T"/e2 "$T"/e5 "$T/out" "$T/err"; }
+t_exit 1 "the secret password is in no report, log or output" leaks "$secret"
 
 # ---- no port on the box, nothing left on the controller
 t_ok "the box listens only on sshd and postgres's own ports" \

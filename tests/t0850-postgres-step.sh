@@ -236,8 +236,8 @@ t_ok "the server really asks for the password" \
 t_ok "a ping that cannot log in fails after the timeout, with the server's reason" \
 	grep -qE "did not accept connections as 'nobody_here' .* within 2 s: .*password authentication failed for user \"nobody_here\"" \
 	<(jr "$T/r7" '.steps[2].error.message')
-t_fail "the password appears nowhere in the report" grep -rqF "$secret" "$T/r7"
-t_fail "nor on the terminal" grep -qF "$secret" "$T/out" "$T/err"
+t_exit 1 "the password appears nowhere in the report" grep -rlF -- "$secret" "$T/r7"
+t_exit 1 "nor on the terminal" grep -lF -- "$secret" "$T/out" "$T/err"
 unset STAGEHAND_VAR_pg_password
 box_exec sudo -n -u postgres $BIN/pg_ctl -D /var/lib/postgresql/t0850pw -m immediate stop >/dev/null 2>&1
 

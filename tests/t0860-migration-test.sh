@@ -8,7 +8,10 @@
 # 15 -> 15 with pg_upgrade and with pg_dumpall, 13 -> 15 with both: every
 # fingerprint equal, each one in the report before and after; keep: true
 # keeps the stopped clusters; a `between` file that deletes one row fails
-# the step naming the table, for both methods; a data file with an SQL
+# the step naming the table, for both methods; losses that keep every row
+# count (a changed value, an unequal jsonb with its keys reordered, a row
+# swapped between two tables of one shape, a sequence moved, a sequence's
+# is_called reset) fail naming the object; a data file with an SQL
 # error names file and line; plan only checks the binaries; nothing is
 # left running and the temp dirs are gone.
 . "$(dirname "$0")/lib.sh"
@@ -106,7 +109,7 @@ t_ok "the kept work dir holds both clusters and the dump" \
 t_ok "the data went into the database named by dbname" \
 	box_exec grep -q '^CREATE DATABASE app ' "$kept/dumpall.sql"
 t_ok "the kept clusters are stopped" \
-	box_exec sh -c "! ls $kept/old/postmaster.pid $kept/dump/postmaster.pid 2>/dev/null"
+	box_exec sh -c "[ -d '$kept/old' ] && [ -d '$kept/dump' ] && ! ls $kept/old/postmaster.pid $kept/dump/postmaster.pid 2>/dev/null"
 t_ok "the other work dirs were removed" \
 	test "$(box_exec sh -c 'ls -A /tmp | grep -c stagehand-mt' || true)" = 0
 t_ok "no PostgreSQL server is left running in the box" \
@@ -138,6 +141,89 @@ t_ok "the other objects still pass" \
 	test "$(jr "$T/r2" '[.steps[0].tests[] | select(.status == "passed")] | length')" = 12
 t_ok "the failed assertions are on the terminal" \
 	grep -q 'not ok: pg_upgrade: table public.events: before: 2000 rows' "$T/out"
+
+# -- losses that keep every row count are caught and named too ------------------
+# One step per loss, all run (--keep-going): LOSS METHOD EXPECTED-FAILED-TESTS.
+# A fingerprint that compared only row counts would pass every table here.
+LOSSES=(
+	"change-value pg_upgrade table public.people"
+	"change-jsonb pg_dumpall table public.people"
+	"swap-rows pg_upgrade table public.shelf_a,table public.shelf_b"
+	"move-sequence pg_upgrade sequence public.ticket_seq"
+	"reset-sequence pg_dumpall sequence public.events_id_seq"
+)
+{
+	printf 'stagehand: 1\nstage: migration-same-counts\nsteps:\n'
+	for l in "${LOSSES[@]}"; do
+		read -r loss method _ <<<"$l"
+		printf '  - name: %s\n    migration_test:\n' "$loss"
+		printf '      %s\n' "old_bin: $NEW" "new_bin: $NEW" "method: $method" \
+			"data: [$FIX/data.sql, $FIX/twins.sql]" "between: [$FIX/$loss.sql]"
+	done
+} >"$T/same.yml"
+run r7 "$T/same.yml" --keep-going
+t_ok "count-preserving losses fail the run" rc_is 1
+t_ok "every one of the five steps ran and failed" \
+	test "$(jr "$T/r7" '[.steps[].status] | join(",")')" = failed,failed,failed,failed,failed
+# STEP ROWS TEST: the test failed, its row count is ROWS before and after
+# (a number this script knows) and only the md5 of the rows differs.
+same_count_other_md5() {
+	local m
+	m=$(jr "$T/r7" ".steps[$1].tests[] | select(.name == \"$3\") | .status + \" \" + .message")
+	[[ $m =~ ^failed\ before:\ $2\ rows,\ md5\ ([0-9a-f]{32})\;\ after:\ $2\ rows,\ md5\ ([0-9a-f]{32})$ ]] &&
+		[ "${BASH_REMATCH[1]}" != "${BASH_REMATCH[2]}" ] || {
+		echo "test '$3': $m"
+		return 1
+	}
+}
+# STEP: only the expected tests failed, every other one (9 per method:
+# 5 tables, 1 matview, 2 sequences, the schema) passed.
+only_expected_failed() {
+	local l=${LOSSES[$1]} method want got passed
+	read -r _ method want <<<"$l"
+	want=$(sed "s/\(^\|,\)/\1$method: /g" <<<"$want")
+	got=$(jr "$T/r7" ".steps[$1].tests | map(select(.status == \"failed\") | .name) | join(\",\")")
+	passed=$(jr "$T/r7" ".steps[$1].tests | map(select(.status == \"passed\")) | length")
+	[ "$got" = "$want" ] && [ "$passed" = $((9 - $(tr -cd , <<<"$want" | wc -c) - 1)) ] ||
+		{ echo "failed: '$got', wanted '$want'; $passed passed"; return 1; }
+}
+for i in 0 1 2 3 4; do
+	t_ok "${LOSSES[$i]%% *}: only ${LOSSES[$i]#* * } failed" only_expected_failed "$i"
+done
+t_ok "change-value: public.people keeps 5000 rows, its md5 changes" \
+	same_count_other_md5 0 5000 "pg_upgrade: table public.people"
+t_ok "change-jsonb: public.people keeps 5000 rows, its md5 changes" \
+	same_count_other_md5 1 5000 "pg_dumpall: table public.people"
+t_ok "swap-rows: public.shelf_a keeps 10 rows, its md5 changes" \
+	same_count_other_md5 2 10 "pg_upgrade: table public.shelf_a"
+t_ok "swap-rows: public.shelf_b keeps 10 rows, its md5 changes" \
+	same_count_other_md5 2 10 "pg_upgrade: table public.shelf_b"
+t_ok "the people rows hashed before the loss are the ones the clean run hashed" \
+	test "$(jr "$T/r7" '.steps[0].tests[] | select(.name == "pg_upgrade: table public.people") | .message | sub("; after: .*"; "")')" = \
+	"$(jr "$T/r1" '.steps[0].tests[] | select(.name == "pg_upgrade: table public.people") | .message | sub("; after: .*"; "")')"
+t_ok "move-sequence: ticket_seq's last_value 141 -> 142" \
+	test "$(jr "$T/r7" '.steps[3].tests[] | select(.name == "pg_upgrade: sequence public.ticket_seq") | .message')" = \
+	"before: last_value 141, is_called true; after: last_value 142, is_called true"
+t_ok "reset-sequence: events_id_seq keeps 2000, is_called true -> false" \
+	test "$(jr "$T/r7" '.steps[4].tests[] | select(.name == "pg_dumpall: sequence public.events_id_seq") | .message')" = \
+	"before: last_value 2000, is_called true; after: last_value 2000, is_called false"
+# STEP TEXT...: the step's error names each TEXT (object and its counts).
+error_names() {
+	local m
+	m=$(jr "$T/r7" ".steps[$1].error.message")
+	shift
+	for t in "$@"; do
+		grep -qF -- "$t" <<<"$m" || { echo "error lacks '$t': $m"; return 1; }
+	done
+}
+errors_name_the_objects() {
+	error_names 0 'after pg_upgrade: public.people (5000 rows, md5 ' '-> 5000 rows, md5 ' &&
+		error_names 1 'after pg_dumpall: public.people (5000 rows, md5 ' &&
+		error_names 2 'after pg_upgrade: public.shelf_a (10 rows, md5 ' ', public.shelf_b (10 rows, md5 ' &&
+		error_names 3 'after pg_upgrade: public.ticket_seq (last_value 141, is_called true -> last_value 142, is_called true)' &&
+		error_names 4 'after pg_dumpall: public.events_id_seq (last_value 2000, is_called true -> last_value 2000, is_called false)'
+}
+t_ok "each step's error names the object that changed" errors_name_the_objects
 
 # -- an SQL error in a data file --------------------------------------------------
 printf 'CREATE TABLE a (x int);\n\nSELECT *\n  FROM no_such_table;\n' >"$T/bad.sql"

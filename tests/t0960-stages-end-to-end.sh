@@ -204,6 +204,6 @@ t_ok "Postgres answers on the old generation" \
 	test "$(psql_box 'select count(*) from supabase_migrations.schema_migrations')" = 4
 t_ok "the running postmaster is bundle 2's" \
 	box_exec sh -c "test \"\$(readlink /proc/\$(head -n 1 /data/pgdata/postmaster.pid)/exe)\" = '$BUNDLE2_ROOT/lib/postgresql/15/bin/postgres'"
-t_fail "the upgrade's bookkeeping file is gone" box_exec test -e /run/stagehand-upgrade-previous
+t_ok "the upgrade's bookkeeping file is gone" box_exec test ! -e /run/stagehand-upgrade-previous
 
 t_done
