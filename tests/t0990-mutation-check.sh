@@ -17,12 +17,6 @@
 # 2 cores (most of it t0860 and t0710), noted, not asserted.
 . "$(dirname "$0")/lib.sh"
 
-# The reconnect host-key test (in t0300/t0305, "... on reconnect") comes
-# from another branch. Until it is merged the mutant is built but skipped;
-# after the merge set this to its script and the pattern of its assertion,
-# e.g. RECONNECT_TEST="t0300-run-trust-and-reach.sh:on reconnect".
-RECONNECT_TEST=${RECONNECT_TEST:-}
-
 M=$T/src
 n=0
 t0=$(date +%s)
@@ -80,21 +74,17 @@ mutant() {
 	fi
 	case $test in
 	unit:*) CMOCKA_MESSAGE_OUTPUT=TAP "$M/${target[0]}" >"$log" 2>&1 ;;
-	skip:*) ;;
 	*) STAGEHAND=$M/stagehand UNIT_DIR=$M/build/tests \
 		bash "$TOP/tests/$test" >"$log" 2>&1 ;;
 	esac
 	unplant "$file"
-	case $test in
-	skip:*) t_pass "mutant \"$desc\" builds # SKIP ${test#skip:}" ;;
-	*) if caught "$log" "$pat"; then
+	if caught "$log" "$pat"; then
 		t_pass "mutant \"$desc\" was caught by ${test#unit:}"
 		grep -m1 -E "^not ok [0-9]+ - .*($pat)" "$log" | sed 's/^/#   by: /'
 	else
 		echo "survived: no 'not ok' line of $test matches /$pat/" >>"$log"
 		t_not "mutant \"$desc\" survived ${test#unit:}" "$log"
-	fi ;;
-	esac
+	fi
 }
 
 # 1. The migration fingerprint hashes '' for every row: only the row
@@ -125,13 +115,9 @@ mutant "redaction disabled" provisioner/redact.c \
 	t0330-run-secrets.sh 'redaction marker|secret is in no output'
 
 # 6. A reconnect accepts whatever host key the server now shows.
-reconnect_test=skip:"no reconnect host-key test in this branch yet (set RECONNECT_TEST in t0990)"
-reconnect_pat=x
-[ -z "$RECONNECT_TEST" ] ||
-	reconnect_test=${RECONNECT_TEST%%:*} reconnect_pat=${RECONNECT_TEST#*:}
 mutant "any host key accepted on reconnect" provisioner/ssh.c \
 	's|if (strcmp(c->fp\.data, fp) == 0)|if (1 /* MUTANT */ \|\| strcmp(c->fp.data, fp) == 0)|' \
-	"$reconnect_test" "$reconnect_pat"
+	t0305-run-host-keys.sh 'host key swapped before the reconnect exits 77'
 
 # 7. The permission audit passes every row.
 mutant "permissions audit passes everything" provisioner/permcheck.c \
