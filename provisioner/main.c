@@ -172,7 +172,7 @@ cmd_plan_offline(const struct manifest *m, const struct redact *redact)
 	struct buf line, clean;
 
 	buf_init(&line, 1u << 20);
-	buf_init(&clean, 1u << 21);
+	buf_init(&clean, redact_max(1u << 20));
 	printf("stage %s: %zu steps (offline: nothing was probed)\n", m->stage,
 	    m->nsteps);
 	for (size_t i = 0; i < m->nsteps; i++) {
@@ -316,7 +316,7 @@ write_report(const struct cli *cli, struct run_ctx *ctx,
 	if (run_err->code != SH_OK) {
 		struct buf msg;
 
-		buf_init(&msg, sizeof(run_err->msg) * 2);
+		buf_init(&msg, redact_max(sizeof(run_err->msg)));
 		if (redact_text(
 		        redact, run_err->msg, strlen(run_err->msg), &msg) == 0)
 			fprintf(stderr, "stagehand: %s\n", msg.data);
