@@ -4,7 +4,7 @@
 #   tests/fuzz/build.sh            build
 #   tests/fuzz/build.sh run [SECS] [NAME]
 #                                  build, then fuzz NAME (manifest, the
-#                                  default, narinfo or tap) for SECS seconds
+#                                  default, narinfo, tap or redact) for SECS seconds
 #                                  (default 60) from the seed corpus
 #                                  tests/fuzz/corpus/NAME (new inputs go to
 #                                  build/fuzz/corpus/NAME)
@@ -30,7 +30,7 @@ FLAGS="-std=c11 -g -O1 -D_GNU_SOURCE -fno-omit-frame-pointer \
 -Wall -Wextra -Wno-unused-parameter $(pkg-config --cflags $PKGS)"
 OUT=build/fuzz
 mkdir -p "$OUT/obj/steps" "$OUT/corpus/manifest" "$OUT/corpus/narinfo" \
-	"$OUT/corpus/tap"
+	"$OUT/corpus/tap" "$OUT/corpus/redact"
 
 objs=""
 for src in provisioner/*.c provisioner/steps/*.c; do
@@ -53,6 +53,10 @@ echo "built $OUT/fuzz_narinfo"
 $CC $FLAGS -fsanitize=fuzzer -Iprovisioner tests/fuzz/fuzz_tap.c $objs \
 	$(pkg-config --libs $PKGS) -o "$OUT/fuzz_tap"
 echo "built $OUT/fuzz_tap"
+# shellcheck disable=SC2086
+$CC $FLAGS -fsanitize=fuzzer -Iprovisioner tests/fuzz/fuzz_redact.c $objs \
+	$(pkg-config --libs $PKGS) -o "$OUT/fuzz_redact"
+echo "built $OUT/fuzz_redact"
 
 if [ "${1:-}" = run ]; then
 	secs=${2:-60}
@@ -61,6 +65,7 @@ if [ "${1:-}" = run ]; then
 	manifest) extra="-max_len=65536 -dict=tests/fuzz/manifest.dict" ;;
 	narinfo) extra="-max_len=70000 -dict=tests/fuzz/narinfo.dict" ;;
 	tap) extra="-max_len=65536 -dict=tests/fuzz/tap.dict" ;;
+	redact) extra="-max_len=4096 -dict=tests/fuzz/redact.dict" ;;
 	*) echo "fuzz: unknown harness '$name'" >&2; exit 2 ;;
 	esac
 	# shellcheck disable=SC2086
