@@ -116,6 +116,38 @@ collect_vars(const struct cli *cli, struct strlist *names, struct cli_vars *cv,
 	return 0;
 }
 
+/*
+ * A manifest that fails to load may quote a secret in its error ("got
+ * '<value>'") before the run knows which variables are secret. So every
+ * value that could be one is masked in that message: each STAGEHAND_VAR_*
+ * and each vars-file value (--var cannot hold a secret).
+ */
+static void
+redact_load_error(const struct cli_vars *cv, struct errbuf *err)
+{
+	struct redact r;
+	struct buf clean;
+
+	redact_init(&r);
+	for (char **e = environ; e != NULL && *e != NULL; e++)
+		if (str_has_prefix(*e, "STAGEHAND_VAR_") && strchr(*e, '='))
+			redact_add(&r, strchr(*e, '=') + 1);
+	for (size_t i = 0; i < cv->n; i++)
+		if (strcmp(cv->all[i].origin, "--var") != 0)
+			redact_add(&r, cv->all[i].value);
+	buf_init(&clean, redact_max(sizeof(err->msg)));
+	if (redact_text(&r, err->msg, strlen(err->msg), &clean) < 0) {
+		buf_reset(&clean);
+		(void)buf_adds(&clean, "error withheld: redaction failed");
+	}
+	if (clean.len >= sizeof(err->msg))
+		clean.len = sizeof(err->msg) - 1; /* cut after redaction */
+	memcpy(err->msg, clean.data, clean.len);
+	err->msg[clean.len] = '\0';
+	buf_release(&clean);
+	redact_free(&r);
+}
+
 static int
 load_manifest(const struct cli *cli, const char *path, struct manifest **m,
     struct errbuf *err)
@@ -135,6 +167,8 @@ load_manifest(const struct cli *cli, const char *path, struct manifest **m,
 	/* A manifest or vars file that cannot be read is a bad argument. */
 	if (rc < 0 && err->code == SH_ERR_IO)
 		err->code = SH_ERR_USAGE;
+	if (rc < 0)
+		redact_load_error(&cv, err);
 	cli_vars_free(&cv);
 	strlist_free(&names);
 	return rc;

@@ -111,6 +111,28 @@ done
 t_ok "every --json line parses" \
 	sh -c "test -s '$T/json-out' && jq -e -c . '$T/json-out' >/dev/null"
 
+# A manifest that fails to load quotes the bad value: a secret is masked
+# there too, whether it came from the environment or a vars file.
+cat >"$T/bad.yml" <<'YML'
+stagehand: 1
+stage: bad
+secrets: [s1]
+steps:
+  - name: a secret where a mode goes
+    path: { path: /tmp/x, state: file, mode: "${s1}" }
+YML
+export STAGEHAND_VAR_s1='Sup3rS3cretHunter2XYZ-k9Qw7Lm2Vx'
+sh_run check "$T/bad.yml"
+t_ok "a bad manifest is refused" rc_is 65
+t_ok "the refusal names the field" grep -q "'mode' must be an octal mode.*\*\*\*\*\*\*\*\*" "$T/err"
+t_fail "the refusal does not show the secret" env LC_ALL=C grep -F -f "$T/needles" "$T/err" "$T/out"
+unset STAGEHAND_VAR_s1
+printf 's1: "%s"\n' 'Sup3rS3cretHunter2XYZ-k9Qw7Lm2Vx' >"$T/vars.yml"
+sh_run plan "$T/bad.yml" --offline --vars-file "$T/vars.yml"
+t_ok "plan refuses it too" rc_is 65
+t_fail "nor does plan's refusal, with the secret from a vars file" \
+	env LC_ALL=C grep -F -f "$T/needles" "$T/err" "$T/out"
+
 # A line whose redacted form is many times longer (a 1-byte secret between
 # other bytes) is written, not dropped.
 unset STAGEHAND_VAR_s1 STAGEHAND_VAR_s2 STAGEHAND_VAR_s3 STAGEHAND_VAR_s4 STAGEHAND_VAR_s5
