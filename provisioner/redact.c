@@ -79,13 +79,20 @@ form_release(struct redact_form *f)
 	f->cut = NULL;
 }
 
+/* The same text with other boundaries (the XML form of "x and the raw
+ * form of &quot;x) has other fragments: only an exact twin is dropped. */
 static bool
-redact_has(const struct redact *r, const struct buf *b)
+redact_has(const struct redact *r, const struct redact_form *f)
 {
-	for (size_t i = 0; i < r->n; i++)
-		if (r->forms[i].text.len == b->len &&
-		    memcmp(r->forms[i].text.data, b->data, b->len) == 0)
+	for (size_t i = 0; i < r->n; i++) {
+		const struct redact_form *g = &r->forms[i];
+
+		if (g->text.len == f->text.len && g->head == f->head &&
+		    g->tail == f->tail &&
+		    memcmp(g->text.data, f->text.data, f->text.len) == 0 &&
+		    memcmp(g->cut, f->cut, f->text.len + 1) == 0)
 			return true;
+	}
 	return false;
 }
 
@@ -93,7 +100,7 @@ redact_has(const struct redact *r, const struct buf *b)
 static void
 redact_push(struct redact *r, struct redact_form *f)
 {
-	if (f->text.len == 0 || redact_has(r, &f->text)) {
+	if (f->text.len == 0 || redact_has(r, f)) {
 		form_release(f);
 		return;
 	}
@@ -338,9 +345,31 @@ emit(const char *p, size_t len, const unsigned char *mask, struct buf *out)
 	return 0;
 }
 
+/* Marks a suffix of f shorter than a fragment (fragments are found
+ * anywhere) that p starts with: what a cut of p's front left. */
+static void
+mark_front(
+    const char *p, size_t len, const struct redact_form *f, unsigned char *mask)
+{
+	size_t tl = f->text.len;
+
+	for (size_t j = f->tail + 1; j < tl; j++)
+		if (f->cut[j] && tl - j <= len &&
+		    memcmp(p, f->text.data + j, tl - j) == 0) {
+			memset(mask, 1, tl - j);
+			return;
+		}
+}
+
+enum redact_mode {
+	MODE_DOC,  /* whole values */
+	MODE_TEXT, /* and fragments */
+	MODE_TAIL, /* and any suffix at the start */
+};
+
 static int
-redact_any(const struct redact *r, const char *p, size_t len, bool fragments,
-    struct buf *out)
+redact_any(const struct redact *r, const char *p, size_t len,
+    enum redact_mode mode, struct buf *out)
 {
 	size_t start = out->len;
 	unsigned char *mask;
@@ -352,11 +381,13 @@ redact_any(const struct redact *r, const char *p, size_t len, bool fragments,
 	for (size_t i = 0; i < r->n; i++) {
 		const struct redact_form *f = &r->forms[i];
 
-		if (fragments && f->head > 0) {
+		if (mode != MODE_DOC && f->head > 0) {
 			mark_prefixes(p, len, f, mask);
 			mark_suffixes(p, len, f, mask);
 		} else
 			mark_whole(p, len, f, mask);
+		if (mode == MODE_TAIL)
+			mark_front(p, len, f, mask);
 	}
 	rc = emit(p, len, mask, out);
 	free(mask);
@@ -372,13 +403,19 @@ redact_any(const struct redact *r, const char *p, size_t len, bool fragments,
 int
 redact_text(const struct redact *r, const char *p, size_t len, struct buf *out)
 {
-	return redact_any(r, p, len, true, out);
+	return redact_any(r, p, len, MODE_TEXT, out);
+}
+
+int
+redact_tail(const struct redact *r, const char *p, size_t len, struct buf *out)
+{
+	return redact_any(r, p, len, MODE_TAIL, out);
 }
 
 int
 redact_doc(const struct redact *r, const char *p, size_t len, struct buf *out)
 {
-	return redact_any(r, p, len, false, out);
+	return redact_any(r, p, len, MODE_DOC, out);
 }
 
 int

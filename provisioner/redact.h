@@ -19,6 +19,12 @@
  *    errbuf), so a secret split by a cut leaves exactly such a piece.
  *    A value shorter than REDACT_FRAGMENT_MIN is masked whole only.
  *
+ * Masking a piece shorter than REDACT_FRAGMENT_MIN anywhere would hit
+ * ordinary words and numbers; redact_tail() masks one at the start of a
+ * text whose front was cut (an output tail), where it is known to be cut.
+ * A piece that short at a cut inside a text (a first line's head, an error
+ * line's tail) stays: at most 3 bytes of the secret.
+ *
  * redact_text() is for plain values (a step's output, an error, a change
  * line, a terminal line). redact_doc() is for finished JSON/XML/sh
  * documents whose values were already passed through redact_text(): it
@@ -55,6 +61,11 @@ void redact_add(struct redact *r, const char *secret);
 /* Appends p[0..len) with secrets and their fragments replaced to out.
  * Returns 0, or -1 when out's max is reached (out is left as it was). */
 int redact_text(
+    const struct redact *r, const char *p, size_t len, struct buf *out);
+/* As redact_text(), for the tail of a longer text (a step's output keeps
+ * its last REPORT_OUTPUT_TAIL bytes): a suffix of a secret, however short,
+ * that p starts with is masked too, since the cut may have split it. */
+int redact_tail(
     const struct redact *r, const char *p, size_t len, struct buf *out);
 /* As redact_text(), whole values only: for built documents. */
 int redact_doc(

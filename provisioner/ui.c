@@ -209,12 +209,13 @@ has_line(const char *text, const char *line, size_t len)
  * server log tail, a pgTAP diagnostic), so nothing is printed twice.
  */
 static void
-say_output_after_error(struct ui *ui, const struct step_result *r)
+say_output_after_error(
+    struct ui *ui, const struct step_result *r, const char *output)
 {
 	struct buf rest;
-	const char *p = r->output.data;
+	const char *p = output;
 
-	buf_init(&rest, r->output.len + 1);
+	buf_init(&rest, strlen(output) + 1);
 	while (*p) {
 		const char *nl = strchr(p, '\n');
 		size_t len = nl ? (size_t)(nl - p) : strlen(p);
@@ -331,6 +332,33 @@ status_color(enum step_status st)
 	return C_NONE;
 }
 
+/*
+ * A step's output. When it fills REPORT_OUTPUT_TAIL its front was (or may
+ * have been) cut: redact_tail() first, so not even a byte of a secret the
+ * cut split is left at its start; the lines are redacted again as shown.
+ */
+static void
+say_output(
+    struct ui *ui, const struct step_result *r, bool failed, bool verbose)
+{
+	struct buf clean;
+	int rc;
+
+	buf_init(&clean, redact_max(r->output.len));
+	rc =
+	    r->output.len >= REPORT_OUTPUT_TAIL
+	        ? redact_tail(ui->redact, r->output.data, r->output.len, &clean)
+	        : buf_add(&clean, r->output.data, r->output.len);
+	if (rc < 0)
+		say(ui, failed, C_DIM,
+		    "        [output withheld: redaction failed]\n");
+	else if (failed)
+		say_output_after_error(ui, r, clean.data);
+	else
+		say_block(ui, false, verbose, clean.data);
+	buf_release(&clean);
+}
+
 static void
 step_details(struct ui *ui, const struct step_result *r)
 {
@@ -349,10 +377,8 @@ step_details(struct ui *ui, const struct step_result *r)
 			say(ui, true, C_RED, "        not ok: %s%s%s\n",
 			    r->tests[i].name, r->tests[i].message ? ": " : "",
 			    r->tests[i].message ? r->tests[i].message : "");
-	if (r->output.len > 0 && failed)
-		say_output_after_error(ui, r);
-	else if (r->output.len > 0)
-		say_block(ui, false, verbose, r->output.data);
+	if (r->output.len > 0)
+		say_output(ui, r, failed, verbose);
 }
 
 void

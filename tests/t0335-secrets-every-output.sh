@@ -99,6 +99,19 @@ t_ok "the cut first line is shown (redacted) in run.log" \
 	grep -q 'ran: true #hhhh.*\*\*\*\*\*\*\*\* \.\.\.' "$T/r/run.log"
 t_ok "an error line cut inside a secret keeps its padding" \
 	grep -q '\*\*\*\*\*\*\*\*eeee' "$T/r/results.json"
+# Below the 4-byte minimum: an output tail that starts with 1..3 bytes of
+# a secret (its front was cut there) starts with the marker instead.
+for k in 1 2 3; do
+	t_ok "an output tail cut $k bytes before a secret's end starts masked" \
+		jq -e --arg n "tail s1 $((4096 - k))" \
+		'.steps[] | select(.name == $n) | .output | startswith("********tttt")' \
+		"$T/r/results.json"
+	t_ok "... and so does its <system-out> in junit.xml" sh -c \
+		"xmllint --xpath 'string(//testcase[substring-after(@name, \" \")=\"tail s1 $((4096 - k))\"]/system-out)' \
+		'$T/r/junit.xml' | grep -q '^\*\*\*\*\*\*\*\*tttt'"
+done
+t_ok "... and on the terminal, each time" \
+	test "$(grep -c '^        \*\*\*\*\*\*\*\*tttt' "$T/run-out")" -ge 30
 for f in "${outputs[@]}"; do
 	t_fail "no piece of any secret in ${f#"$T"/}" \
 		env LC_ALL=C grep -F -o -m 5 -f "$T/needles" "$f"

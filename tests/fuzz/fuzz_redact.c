@@ -10,7 +10,8 @@
  * made of '*' may well "appear") occurs in either output, nor a line of
  * it of REDACT_FRAGMENT_MIN bytes or more; in the value output no prefix
  * or suffix of at least REDACT_FRAGMENT_MIN bytes of either occurs; a
- * text without any secret comes out of redact_doc() unchanged.
+ * text without any secret comes out of redact_doc() unchanged; what
+ * redact_tail() writes starts with no suffix of a secret at all.
  *
  * Build: tests/fuzz/build.sh; run: tests/fuzz/build.sh run 60 redact
  */
@@ -85,6 +86,30 @@ check(const struct redact *r, char **sec, size_t nsec, const char *text,
 	buf_release(&out);
 }
 
+/* redact_tail(): as redact_text(), and the output starts with no suffix
+ * of a secret, however short. */
+static void
+check_tail(const struct redact *r, char **sec, size_t nsec, const char *text,
+    size_t len)
+{
+	struct buf out;
+
+	buf_init(&out, redact_max(len));
+	if (redact_tail(r, text, len, &out) != 0)
+		abort();
+	for (size_t i = 0; i < nsec; i++) {
+		size_t n = strlen(sec[i]);
+
+		check_secret(&out, sec[i], true);
+		if (memchr(sec[i], '*', n) != NULL)
+			continue;
+		for (size_t k = 1; k < n && k <= out.len; k++)
+			if (memcmp(out.data, sec[i] + n - k, k) == 0)
+				abort();
+	}
+	buf_release(&out);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -102,6 +127,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	check(&r, sec, nsec, p, (size_t)(end - p), true);
 	check(&r, sec, nsec, p, (size_t)(end - p), false);
+	check_tail(&r, sec, nsec, p, (size_t)(end - p));
 	for (size_t i = 0; i < nsec; i++)
 		free(sec[i]);
 	redact_free(&r);

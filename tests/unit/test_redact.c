@@ -372,6 +372,48 @@ test_redact_max_bounds_the_worst_growth(void **state)
 	redact_free(&r);
 }
 
+/* An output tail: even 1 byte of a secret its cut left at the start is
+ * masked; elsewhere a piece that short stays (it is ordinary text). */
+static void
+test_redact_tail_masks_any_piece_at_its_start(void **state)
+{
+	struct redact r;
+	struct buf out;
+
+	(void)state;
+	redact_init(&r);
+	redact_add(&r, "Sup3rS3cretHunter2XYZ");
+	buf_init(&out, 1024);
+	for (size_t k = 1; k < 4; k++) {
+		const char *tail = "Sup3rS3cretHunter2XYZ" + 21 - k;
+		char in[64];
+
+		snprintf(in, sizeof(in), "%stttt XYZ", tail);
+		buf_reset(&out);
+		assert_int_equal(redact_tail(&r, in, strlen(in), &out), 0);
+		assert_string_equal(out.data, "********tttt XYZ");
+	}
+	buf_reset(&out);
+	assert_int_equal(redact_tail(&r, "ok XYZ", 6, &out), 0);
+	assert_string_equal(out.data, "ok XYZ");
+	buf_release(&out);
+	redact_free(&r);
+}
+
+/* Found by fuzz_redact: the XML form of one line ("efx) spells the raw
+ * form of another (&quot;efx); the second must keep its own fragments. */
+static void
+test_redact_keeps_fragments_of_a_form_spelled_like_another(void **state)
+{
+	struct redact r;
+
+	(void)state;
+	redact_init(&r);
+	redact_add(&r, "\"efx\n&quot;efx");
+	assert_redacts_to(&r, "[&quo)", "[********)");
+	redact_free(&r);
+}
+
 int
 main(void)
 {
@@ -398,6 +440,9 @@ main(void)
 		cmocka_unit_test(test_redact_short_secret_is_masked_whole),
 		cmocka_unit_test(test_redact_doc_matches_whole_values_only),
 		cmocka_unit_test(test_redact_max_bounds_the_worst_growth),
+		cmocka_unit_test(test_redact_tail_masks_any_piece_at_its_start),
+		cmocka_unit_test(
+		    test_redact_keeps_fragments_of_a_form_spelled_like_another),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
