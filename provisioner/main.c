@@ -116,6 +116,38 @@ collect_vars(const struct cli *cli, struct strlist *names, struct cli_vars *cv,
 	return 0;
 }
 
+/*
+ * A manifest that fails to load may quote a secret in its error ("got
+ * '<value>'") before the run knows which variables are secret. So every
+ * value that could be one is masked in that message: each STAGEHAND_VAR_*
+ * and each vars-file value (--var cannot hold a secret).
+ */
+static void
+redact_load_error(const struct cli_vars *cv, struct errbuf *err)
+{
+	struct redact r;
+	struct buf clean;
+
+	redact_init(&r);
+	for (char **e = environ; e != NULL && *e != NULL; e++)
+		if (str_has_prefix(*e, "STAGEHAND_VAR_") && strchr(*e, '='))
+			redact_add(&r, strchr(*e, '=') + 1);
+	for (size_t i = 0; i < cv->n; i++)
+		if (strcmp(cv->all[i].origin, "--var") != 0)
+			redact_add(&r, cv->all[i].value);
+	buf_init(&clean, redact_max(sizeof(err->msg)));
+	if (redact_text(&r, err->msg, strlen(err->msg), &clean) < 0) {
+		buf_reset(&clean);
+		(void)buf_adds(&clean, "error withheld: redaction failed");
+	}
+	if (clean.len >= sizeof(err->msg))
+		clean.len = sizeof(err->msg) - 1; /* cut after redaction */
+	memcpy(err->msg, clean.data, clean.len);
+	err->msg[clean.len] = '\0';
+	buf_release(&clean);
+	redact_free(&r);
+}
+
 static int
 load_manifest(const struct cli *cli, const char *path, struct manifest **m,
     struct errbuf *err)
@@ -135,6 +167,8 @@ load_manifest(const struct cli *cli, const char *path, struct manifest **m,
 	/* A manifest or vars file that cannot be read is a bad argument. */
 	if (rc < 0 && err->code == SH_ERR_IO)
 		err->code = SH_ERR_USAGE;
+	if (rc < 0)
+		redact_load_error(&cv, err);
 	cli_vars_free(&cv);
 	strlist_free(&names);
 	return rc;
@@ -175,7 +209,7 @@ cmd_plan_offline(const struct manifest *m, const struct redact *redact)
 	struct buf line, clean;
 
 	buf_init(&line, 1u << 20);
-	buf_init(&clean, 1u << 21);
+	buf_init(&clean, redact_max(1u << 20));
 	printf("stage %s: %zu steps (offline: nothing was probed)\n", m->stage,
 	    m->nsteps);
 	for (size_t i = 0; i < m->nsteps; i++) {
@@ -330,7 +364,7 @@ write_report(const struct cli *cli, struct run_ctx *ctx,
 	if (run_err->code != SH_OK) {
 		struct buf msg;
 
-		buf_init(&msg, sizeof(run_err->msg) * 2);
+		buf_init(&msg, redact_max(sizeof(run_err->msg)));
 		if (redact_text(
 		        redact, run_err->msg, strlen(run_err->msg), &msg) == 0)
 			fprintf(stderr, "stagehand: %s\n", msg.data);

@@ -121,6 +121,20 @@ jstrn(struct json *j, const struct redact *rd, const char *p, size_t len)
 	buf_release(&tmp);
 }
 
+/*
+ * A step's output, redacted: when it fills REPORT_OUTPUT_TAIL its front
+ * was (or may have been) cut, and redact_tail() also masks a piece of a
+ * secret that short at its start. Returns 0 or -1.
+ */
+static int
+output_clean(const struct redact *rd, const struct buf *o, struct buf *out)
+{
+	buf_init(out, REPORT_MAX_BYTES);
+	return o->len >= REPORT_OUTPUT_TAIL
+	           ? redact_tail(rd, o->data, o->len, out)
+	           : redact_text(rd, o->data, o->len, out);
+}
+
 /* "key": "s" (redacted), or "key": null when s is NULL. */
 static void
 jkstr(struct json *j, const struct redact *rd, const char *key, const char *s)
@@ -300,6 +314,8 @@ static void
 json_step_outcome(
     struct json *j, const struct redact *rd, const struct step_result *res)
 {
+	struct buf clean;
+
 	jkstr(j, rd, "status", step_status_name(res_status(res)));
 	json_member_bool(j, "changed", res->changed);
 	json_member_uint(j, "attempts", res->attempts);
@@ -314,7 +330,11 @@ json_step_outcome(
 	else
 		json_int(j, res->exit_status);
 	json_key(j, "output");
-	jstrn(j, rd, res->output.data, res->output.len);
+	if (output_clean(rd, &res->output, &clean) < 0)
+		j->failed = true;
+	else
+		jstrn(j, rd, clean.data, clean.len);
+	buf_release(&clean);
 	json_strlist(j, rd, "changes", &res->changes);
 	json_member_uint(j, "changes_dropped", res->changes_dropped);
 }
@@ -471,6 +491,21 @@ xw_rawf(struct xw *x, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* A step's output: output_clean(), then as xw_text(). */
+static void xw_text(struct xw *x, const char *p, size_t len, bool attr);
+
+static void
+xw_output(struct xw *x, const struct buf *o)
+{
+	struct buf clean;
+
+	if (output_clean(x->rd, o, &clean) < 0)
+		x->failed = true;
+	else
+		xw_text(x, clean.data, clean.len, false);
+	buf_release(&clean);
+}
+
 /* p[0..len), redacted, then escaped for content or an attribute. */
 static void
 xw_text(struct xw *x, const char *p, size_t len, bool attr)
@@ -518,7 +553,7 @@ junit_problem(struct xw *x, const char *tag, const struct step_result *res)
 	xw_text(x, msg, strlen(msg), false);
 	if (res->output.len > 0) {
 		xw_raw(x, "\n\n");
-		xw_text(x, res->output.data, res->output.len, false);
+		xw_output(x, &res->output);
 	}
 	xw_rawf(x, "</%s>\n", tag);
 }
@@ -534,7 +569,7 @@ junit_system_out(struct xw *x, const struct step_result *res)
 		xw_text(x, res->changes.v[i], strlen(res->changes.v[i]), false);
 		xw_raw(x, "\n");
 	}
-	xw_text(x, res->output.data, res->output.len, false);
+	xw_output(x, &res->output);
 	xw_raw(x, "</system-out>\n");
 }
 

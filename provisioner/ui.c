@@ -101,19 +101,36 @@ ui_free(struct ui *ui)
 
 /* ======================================================== writing */
 
-/* Every byte that leaves the process goes through here: redacted. */
+/*
+ * Every byte that leaves the process goes through here: redacted, as plain
+ * text (fragments too) or, for NDJSON lines whose values were redacted
+ * before encoding, as a document (whole values: a fragment must not hit a
+ * number). The buffer fits any redaction of the text; if redaction still
+ * fails the line is replaced, never dropped unseen nor written unredacted.
+ */
 static void
-emit(const struct ui *ui, FILE *f, const char *text, size_t len)
+emit_as(const struct ui *ui, FILE *f, const char *text, size_t len, bool doc)
 {
 	struct buf clean;
+	int rc;
 
 	if (f == NULL)
 		return;
-	buf_init(&clean, len * 2 + 4096);
-	if (redact_text(ui->redact, text, len, &clean) == 0)
+	buf_init(&clean, redact_max(len));
+	rc = doc ? redact_doc(ui->redact, text, len, &clean)
+	         : redact_text(ui->redact, text, len, &clean);
+	if (rc == 0)
 		fwrite(clean.data, 1, clean.len, f);
+	else
+		fputs("[stagehand: line withheld: redaction failed]\n", f);
 	buf_release(&clean);
 	fflush(f);
+}
+
+static void
+emit(const struct ui *ui, FILE *f, const char *text, size_t len)
+{
+	emit_as(ui, f, text, len, false);
 }
 
 /* A human line: to the terminal (unless quiet and not important) and the
@@ -192,12 +209,13 @@ has_line(const char *text, const char *line, size_t len)
  * server log tail, a pgTAP diagnostic), so nothing is printed twice.
  */
 static void
-say_output_after_error(struct ui *ui, const struct step_result *r)
+say_output_after_error(
+    struct ui *ui, const struct step_result *r, const char *output)
 {
 	struct buf rest;
-	const char *p = r->output.data;
+	const char *p = output;
 
-	buf_init(&rest, r->output.len + 1);
+	buf_init(&rest, strlen(output) + 1);
 	while (*p) {
 		const char *nl = strchr(p, '\n');
 		size_t len = nl ? (size_t)(nl - p) : strlen(p);
@@ -226,13 +244,30 @@ event_begin(struct event *e, const char *name)
 	json_member_string(&e->j, "event", name);
 }
 
+/* "key": value, redacted as plain text before it is JSON-escaped. */
+static void
+event_str(
+    const struct ui *ui, struct event *e, const char *key, const char *value)
+{
+	struct buf clean;
+	size_t len = strlen(value);
+
+	buf_init(&clean, redact_max(len));
+	json_key(&e->j, key);
+	if (redact_text(ui->redact, value, len, &clean) == 0)
+		json_stringn(&e->j, clean.data, clean.len);
+	else
+		json_string(&e->j, REDACTED);
+	buf_release(&clean);
+}
+
 static void
 event_end(struct ui *ui, struct event *e)
 {
 	json_object_end(&e->j);
 	if (ui->opts.json && json_finish(&e->j) == 0 &&
 	    buf_addc(&e->out, '\n') == 0)
-		emit(ui, stdout, e->out.data, e->out.len);
+		emit_as(ui, stdout, e->out.data, e->out.len, true);
 	buf_release(&e->out);
 }
 
@@ -248,9 +283,9 @@ ui_run_start(struct ui *ui, const char *command, const struct manifest *m,
 	    command, m->path, m->stage, m->nsteps, target ? " -> " : "",
 	    target ? target : "");
 	event_begin(&e, "run_start");
-	json_member_string(&e.j, "command", command);
-	json_member_string(&e.j, "manifest", m->path);
-	json_member_string(&e.j, "stage", m->stage);
+	event_str(ui, &e, "command", command);
+	event_str(ui, &e, "manifest", m->path);
+	event_str(ui, &e, "stage", m->stage);
 	json_member_uint(&e.j, "steps", m->nsteps);
 	event_end(ui, &e);
 }
@@ -261,15 +296,19 @@ ui_step_start(struct ui *ui, const struct step *s, size_t total)
 	struct event e;
 
 	if (ui->tty && ui->opts.verbosity >= 0) {
-		fprintf(ui->human, "[%*zu/%zu] %-11s %s", total >= 10 ? 2 : 1,
+		struct buf l; /* the name may hold an interpolated secret */
+
+		buf_init(&l, 1u << 20);
+		(void)buf_addf(&l, "[%*zu/%zu] %-11s %s", total >= 10 ? 2 : 1,
 		    s->index + 1, total, "running", s->name);
-		fflush(ui->human);
+		emit(ui, ui->human, l.data, l.len);
+		buf_release(&l);
 		ui->running_shown = true;
 	}
 	event_begin(&e, "step_start");
 	json_member_uint(&e.j, "index", s->index);
-	json_member_string(&e.j, "name", s->name);
-	json_member_string(&e.j, "kind", s->kind->name);
+	event_str(ui, &e, "name", s->name);
+	event_str(ui, &e, "kind", s->kind->name);
 	event_end(ui, &e);
 }
 
@@ -293,6 +332,33 @@ status_color(enum step_status st)
 	return C_NONE;
 }
 
+/*
+ * A step's output. When it fills REPORT_OUTPUT_TAIL its front was (or may
+ * have been) cut: redact_tail() first, so not even a byte of a secret the
+ * cut split is left at its start; the lines are redacted again as shown.
+ */
+static void
+say_output(
+    struct ui *ui, const struct step_result *r, bool failed, bool verbose)
+{
+	struct buf clean;
+	int rc;
+
+	buf_init(&clean, redact_max(r->output.len));
+	rc =
+	    r->output.len >= REPORT_OUTPUT_TAIL
+	        ? redact_tail(ui->redact, r->output.data, r->output.len, &clean)
+	        : buf_add(&clean, r->output.data, r->output.len);
+	if (rc < 0)
+		say(ui, failed, C_DIM,
+		    "        [output withheld: redaction failed]\n");
+	else if (failed)
+		say_output_after_error(ui, r, clean.data);
+	else
+		say_block(ui, false, verbose, clean.data);
+	buf_release(&clean);
+}
+
 static void
 step_details(struct ui *ui, const struct step_result *r)
 {
@@ -311,10 +377,8 @@ step_details(struct ui *ui, const struct step_result *r)
 			say(ui, true, C_RED, "        not ok: %s%s%s\n",
 			    r->tests[i].name, r->tests[i].message ? ": " : "",
 			    r->tests[i].message ? r->tests[i].message : "");
-	if (r->output.len > 0 && failed)
-		say_output_after_error(ui, r);
-	else if (r->output.len > 0)
-		say_block(ui, false, verbose, r->output.data);
+	if (r->output.len > 0)
+		say_output(ui, r, failed, verbose);
 }
 
 void
@@ -332,14 +396,14 @@ ui_step_end(struct ui *ui, const struct step *s, size_t total,
 	step_details(ui, r);
 	event_begin(&e, "step_end");
 	json_member_uint(&e.j, "index", s->index);
-	json_member_string(&e.j, "name", s->name);
-	json_member_string(&e.j, "kind", s->kind->name);
-	json_member_string(&e.j, "status", step_status_name(r->status));
+	event_str(ui, &e, "name", s->name);
+	event_str(ui, &e, "kind", s->kind->name);
+	event_str(ui, &e, "status", step_status_name(r->status));
 	json_member_bool(&e.j, "changed", r->changed);
 	json_member_uint(&e.j, "attempts", r->attempts);
 	json_member_uint(&e.j, "duration_ms", r->duration_ms);
 	if (failed)
-		json_member_string(&e.j, "error", r->err.msg);
+		event_str(ui, &e, "error", r->err.msg);
 	event_end(ui, &e);
 }
 
@@ -356,7 +420,7 @@ ui_notice(struct ui *ui, const char *fmt, ...)
 	va_end(ap);
 	say(ui, false, C_YELLOW, "        %s\n", msg.data);
 	event_begin(&e, "notice");
-	json_member_string(&e.j, "message", msg.data);
+	event_str(ui, &e, "message", msg.data);
 	event_end(ui, &e);
 	buf_release(&msg);
 }
@@ -414,7 +478,7 @@ ui_run_end(struct ui *ui, const struct manifest *m,
 	    count[STEP_FAILED] + count[STEP_INTERRUPTED], count[STEP_SKIPPED],
 	    count[STEP_NOT_RUN], (double)duration_ms / 1000.0);
 	event_begin(&e, "run_end");
-	json_member_string(&e.j, "status", status);
+	event_str(ui, &e, "status", status);
 	json_member_uint(&e.j, "ok", count[STEP_OK]);
 	json_member_uint(&e.j, "changed", count[STEP_CHANGED]);
 	json_member_uint(&e.j, "would_change", count[STEP_WOULD_CHANGE]);
@@ -423,6 +487,6 @@ ui_run_end(struct ui *ui, const struct manifest *m,
 	json_member_uint(&e.j, "not_run", count[STEP_NOT_RUN]);
 	json_member_uint(&e.j, "duration_ms", duration_ms);
 	if (run_err->code != SH_OK)
-		json_member_string(&e.j, "error", run_err->msg);
+		event_str(ui, &e, "error", run_err->msg);
 	event_end(ui, &e);
 }

@@ -1,18 +1,23 @@
 #!/bin/sh
 # tests/fuzz/build.sh: builds the libFuzzer harnesses into build/fuzz/.
 #
-#   tests/fuzz/build.sh            build
+#   tests/fuzz/build.sh            build every harness
 #   tests/fuzz/build.sh run [SECS] [NAME]
 #                                  build, then fuzz NAME (manifest, the
-#                                  default, narinfo, tap or known_hosts)
-#                                  for SECS seconds
-#                                  (default 60) from the seed corpus
-#                                  tests/fuzz/corpus/NAME (new inputs go to
-#                                  build/fuzz/corpus/NAME)
+#                                  default, or one of HARNESSES below) for
+#                                  SECS seconds (default 60) from the seed
+#                                  corpus tests/fuzz/corpus/NAME (new inputs
+#                                  go to build/fuzz/corpus/NAME)
+#   tests/fuzz/build.sh run-all SECS
+#                                  build, then fuzz every harness for SECS
+#                                  seconds each (make check runs this with a
+#                                  short bound: tests/t0980-fuzz-bounded.sh)
 #
 # Needs clang with libFuzzer (Debian 12: clang-14 libclang-rt-14-dev).
 set -eu
 cd "$(dirname "$0")/../.."
+
+HARNESSES="manifest narinfo tap known_hosts redact"
 
 CC=${FUZZ_CC:-}
 if [ -z "$CC" ]; then
@@ -30,47 +35,49 @@ FLAGS="-std=c11 -g -O1 -D_GNU_SOURCE -fno-omit-frame-pointer \
 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
 -Wall -Wextra -Wno-unused-parameter $(pkg-config --cflags $PKGS)"
 OUT=build/fuzz
-mkdir -p "$OUT/obj/steps" "$OUT/corpus/manifest" "$OUT/corpus/narinfo" \
-	"$OUT/corpus/tap" "$OUT/corpus/known_hosts"
+mkdir -p "$OUT/obj/steps"
 
 objs=""
 for src in provisioner/*.c provisioner/steps/*.c; do
 	case $src in provisioner/main.c) continue ;; esac
 	obj=$OUT/obj/${src#provisioner/}
 	obj=${obj%.c}.o
-	# shellcheck disable=SC2086
-	$CC $FLAGS -c "$src" -o "$obj"
+	if [ ! -e "$obj" ] || [ "$src" -nt "$obj" ]; then
+		# shellcheck disable=SC2086
+		$CC $FLAGS -c "$src" -o "$obj"
+	fi
 	objs="$objs $obj"
 done
-# shellcheck disable=SC2086
-$CC $FLAGS -fsanitize=fuzzer -Iprovisioner tests/fuzz/fuzz_manifest.c $objs \
-	$(pkg-config --libs $PKGS) -o "$OUT/fuzz_manifest"
-echo "built $OUT/fuzz_manifest"
-# shellcheck disable=SC2086
-$CC $FLAGS -fsanitize=fuzzer -Iprovisioner tests/fuzz/fuzz_narinfo.c $objs \
-	$(pkg-config --libs $PKGS) -o "$OUT/fuzz_narinfo"
-echo "built $OUT/fuzz_narinfo"
-# shellcheck disable=SC2086
-$CC $FLAGS -fsanitize=fuzzer -Iprovisioner tests/fuzz/fuzz_tap.c $objs \
-	$(pkg-config --libs $PKGS) -o "$OUT/fuzz_tap"
-echo "built $OUT/fuzz_tap"
-# shellcheck disable=SC2086
-$CC $FLAGS -fsanitize=fuzzer -Iprovisioner tests/fuzz/fuzz_known_hosts.c $objs \
-	$(pkg-config --libs $PKGS) -o "$OUT/fuzz_known_hosts"
-echo "built $OUT/fuzz_known_hosts"
+for h in $HARNESSES; do
+	mkdir -p "$OUT/corpus/$h"
+	# shellcheck disable=SC2086
+	$CC $FLAGS -fsanitize=fuzzer -Iprovisioner "tests/fuzz/fuzz_$h.c" $objs \
+		$(pkg-config --libs $PKGS) -o "$OUT/fuzz_$h"
+	echo "built $OUT/fuzz_$h"
+done
 
-if [ "${1:-}" = run ]; then
-	secs=${2:-60}
-	name=${3:-manifest}
-	case $name in
+# fuzz NAME SECS: one bounded run; exit status non-zero on a finding.
+fuzz() {
+	case $1 in
 	manifest) extra="-max_len=65536 -dict=tests/fuzz/manifest.dict" ;;
 	narinfo) extra="-max_len=70000 -dict=tests/fuzz/narinfo.dict" ;;
 	tap) extra="-max_len=65536 -dict=tests/fuzz/tap.dict" ;;
 	known_hosts) extra="-max_len=65536 -dict=tests/fuzz/known_hosts.dict" ;;
-	*) echo "fuzz: unknown harness '$name'" >&2; exit 2 ;;
+	redact) extra="-max_len=4096 -dict=tests/fuzz/redact.dict" ;;
+	*) echo "fuzz: unknown harness '$1'" >&2; exit 2 ;;
 	esac
 	# shellcheck disable=SC2086
-	ASAN_OPTIONS=detect_leaks=1 "$OUT/fuzz_$name" \
-		-max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 $extra \
-		"$OUT/corpus/$name" "tests/fuzz/corpus/$name"
-fi
+	ASAN_OPTIONS=detect_leaks=1 "$OUT/fuzz_$1" \
+		-max_total_time="$2" -timeout=10 -rss_limit_mb=2048 $extra \
+		"$OUT/corpus/$1" "tests/fuzz/corpus/$1"
+}
+
+case ${1:-} in
+run) fuzz "${3:-manifest}" "${2:-60}" ;;
+run-all)
+	for h in $HARNESSES; do
+		echo "== fuzz_$h for ${2:-10} s"
+		fuzz "$h" "${2:-10}"
+	done
+	;;
+esac

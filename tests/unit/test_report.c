@@ -45,7 +45,7 @@ static const char *const secrets[] = {
 	"pa\"ss'w\\rd\n&<x>",
 	"tok-123",
 	"tok-123-long", /* the first is its prefix */
-	"k3y-$(id)`id`",
+	"k3y-$(id)`id`-x", /* not "`id`": a 4-byte tail is masked anywhere */
 };
 
 static const char hostile_stage[] = "st'age \"$(touch pwned)\" `id` $HOME\n"
@@ -262,7 +262,7 @@ sc_hostile(void)
 	    secrets[0]);
 	step_result_output(&s->res[0], out, (size_t)n);
 	step_result_output(&s->res[0], " \0 nul", 6);
-	sc_step(s, 1, "Fail with k3y-$(id)`id`", STEP_FAILED, 20);
+	sc_step(s, 1, "Fail with k3y-$(id)`id`-x", STEP_FAILED, 20);
 	err_set(&s->res[1].err, SH_ERR_STEP, "bad: %s & %s <%s>", secrets[0],
 	    secrets[2], secrets[3]);
 	step_result_test(&s->res[1], secrets[1], false, false, secrets[0]);
