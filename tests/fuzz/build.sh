@@ -42,10 +42,8 @@ for src in provisioner/*.c provisioner/steps/*.c; do
 	case $src in provisioner/main.c) continue ;; esac
 	obj=$OUT/obj/${src#provisioner/}
 	obj=${obj%.c}.o
-	if [ ! -e "$obj" ] || [ "$src" -nt "$obj" ]; then
-		# shellcheck disable=SC2086
-		$CC $FLAGS -c "$src" -o "$obj"
-	fi
+	# shellcheck disable=SC2086
+	$CC $FLAGS -c "$src" -o "$obj"
 	objs="$objs $obj"
 done
 for h in $HARNESSES; do
