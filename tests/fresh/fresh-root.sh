@@ -103,11 +103,14 @@ git clone -q --no-hardlinks "$top" "$root/root/stagehand"
 git -C "$root/root/stagehand" log --oneline -1
 
 # inside CMD: runs CMD with sh in the root, cwd /root/stagehand, in a
-# private mount namespace (everything mounted here goes away with it).
+# private mount namespace (everything mounted here goes away with it). The
+# root is bound onto itself first: `ip -n` makes "/" a slave mount, which
+# fails (EINVAL) when "/" is a plain directory.
 inside() {
 	touch /run/stagehand-testbox.lock
 	unshare --mount --propagation private -- sh -c '
 		r=$1; c=$2
+		mount --bind "$r" "$r" &&
 		mount --rbind /dev "$r/dev" && mount --make-rslave "$r/dev" &&
 		mount -t proc proc "$r/proc" &&
 		mount --rbind /sys "$r/sys" && mount --make-rslave "$r/sys" &&
