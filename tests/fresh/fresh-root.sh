@@ -12,7 +12,7 @@
 #   3. runs `make demo`, then `make check`, inside it, exactly as the README
 #      writes them, from a clean environment (no LANG: a minimal machine has
 #      no locale configured), in a private mount namespace with /proc, /sys,
-#      /dev and a tmpfs /run, chrooted into the new root;
+#      /dev and a tmpfs /run, whose root is the new root (pivot_root);
 #   4. prints both commands' exit codes and wall times and exits non-zero if
 #      either failed.
 #
@@ -62,21 +62,26 @@ done
 
 mkdir -p "$cache/debs"
 root=$(mktemp -d /var/tmp/stagehand-fresh.XXXXXX)
+nsfile=$root.mntns
 t_start=$(now)
 cleanup() {
 	kill_inside
+	rm -f "$nsfile"
 	if [ "$keep" = 1 ]; then
 		echo "fresh-root: root kept in $root"
 	else
 		rm -rf --one-file-system "$root"
 	fi
 }
-# Whatever a command left running in the root (a daemon the tests forgot,
-# a box after Ctrl-C): only processes whose root directory is ours.
+# Whatever a command left running in the root (a daemon the tests forgot):
+# only processes in the mount namespace that inside() made, held by a sleep.
 kill_inside() {
-	local p pids=""
+	local p ns pids=""
+	p=$(cat "$nsfile" 2>/dev/null) || return 0
+	ns=$(readlink "/proc/$p/ns/mnt" 2>/dev/null) || return 0
+	[ "$(cat "/proc/$p/comm" 2>/dev/null)" = sleep ] || return 0
 	for p in /proc/[0-9]*; do
-		[ "$(readlink "$p/root" 2>/dev/null)" = "$root" ] && pids="$pids ${p#/proc/}"
+		[ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$ns" ] && pids="$pids ${p#/proc/}"
 	done
 	# shellcheck disable=SC2086
 	[ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
@@ -103,13 +108,18 @@ git clone -q --no-hardlinks "$top" "$root/root/stagehand"
 git -C "$root/root/stagehand" log --oneline -1
 
 # inside CMD: runs CMD with sh in the root, cwd /root/stagehand, in a
-# private mount namespace (everything mounted here goes away with it). The
-# root is bound onto itself first: `ip -n` makes "/" a slave mount, which
-# fails (EINVAL) when "/" is a plain directory.
+# private mount namespace (everything mounted here goes away with it). A
+# `sleep` holds the namespace (so its id cannot be reused by another's)
+# until kill_inside; its pid goes to $nsfile. The root is bound onto itself
+# and pivot_root'ed to, not merely chroot'ed into: `ip -n` makes "/" a
+# slave mount (EINVAL on a plain directory), and the kernel refuses a new
+# user namespace, which Nix's build sandbox needs, to a chrooted process.
 inside() {
 	touch /run/stagehand-testbox.lock
 	unshare --mount --propagation private -- sh -c '
 		r=$1; c=$2
+		sleep infinity </dev/null >/dev/null 2>&1 &
+		echo $! >"$4" &&
 		mount --bind "$r" "$r" &&
 		mount --rbind /dev "$r/dev" && mount --make-rslave "$r/dev" &&
 		mount -t proc proc "$r/proc" &&
@@ -118,9 +128,11 @@ inside() {
 		mount --bind "$3/debs" "$r/var/cache/apt/archives" &&
 		touch "$r/run/stagehand-testbox.lock" &&
 		mount --bind /run/stagehand-testbox.lock "$r/run/stagehand-testbox.lock" &&
-		exec chroot "$r" /usr/bin/env -i HOME=/root TERM=dumb \
+		mkdir "$r/run/oldroot" && cd "$r" && pivot_root . run/oldroot &&
+		umount -l /run/oldroot && rmdir /run/oldroot &&
+		exec /usr/sbin/chroot . /usr/bin/env -i HOME=/root TERM=dumb \
 			PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-			sh -c "cd /root/stagehand && $c"' _ "$root" "$1" "$cache"
+			sh -c "cd /root/stagehand && $c"' _ "$root" "$1" "$cache" "$nsfile"
 }
 
 results=()
