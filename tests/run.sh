@@ -24,6 +24,12 @@ while [ $# -gt 0 ]; do
 	*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 done
+# The integration tests bring up test boxes (network namespaces, mounts):
+# without root every one of them would fail the same way, so stop here.
+if [ "$unit_only" = 0 ] && [ "$(id -u)" != 0 ]; then
+	echo "run.sh: the integration tests need root (the test box makes network namespaces and mounts): run sudo make check, or make unit for the unit tests alone" >&2
+	exit 2
+fi
 export STAGEHAND=$PWD/${stagehand#./}
 case $stagehand in /*) STAGEHAND=$stagehand ;; esac
 export CMOCKA_MESSAGE_OUTPUT=TAP
