@@ -90,14 +90,15 @@ trap cleanup EXIT
 
 say "building a $suite minbase root in $root (debs cached in $cache/debs)"
 # The cached .debs go in as hard links (as copies across filesystems); apt
-# finds the ones it needs there and downloads only the others.
+# finds the ones it needs there and downloads only the others, which are
+# the only ones with a single link, and which go back to the cache.
 t0=$(now)
 mmdebstrap --quiet --variant=minbase --include=make,git,ca-certificates \
 	--skip=essential/unlink \
 	--setup-hook='mkdir -p "$1/var/cache/apt/archives"' \
 	--setup-hook="find '$cache/debs' -maxdepth 1 -name '*.deb' -exec cp -l -t \"\$1/var/cache/apt/archives/\" {} + 2>/dev/null ||
 		find '$cache/debs' -maxdepth 1 -name '*.deb' -exec cp -t \"\$1/var/cache/apt/archives/\" {} +" \
-	--customize-hook="find \"\$1/var/cache/apt/archives\" -maxdepth 1 -name '*.deb' -exec cp -u -t '$cache/debs' {} +" \
+	--customize-hook="find \"\$1/var/cache/apt/archives\" -maxdepth 1 -name '*.deb' -links 1 -exec cp -t '$cache/debs' {} +" \
 	--customize-hook='rm -f "$1"/var/cache/apt/archives/*.deb' \
 	"$suite" "$root" "${sources[@]}"
 # A service start inside would land on this machine's network: refuse them.
