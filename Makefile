@@ -2,7 +2,8 @@
 #
 #   make              build ./stagehand
 #   make check        install test dependencies (Debian, as root), build, run
-#                     every test; ends with "N passed, N failed"
+#                     every test; ends with "N passed, N failed, N skipped"
+#   make check-fresh  make demo and make check on a new minimal Debian root
 #   make asan         the same tests against an ASan+UBSan build
 #   make demo         bring up the test box, run the demo stages, tear down
 #   make bench        side-by-side benchmarks (bench/)
@@ -19,8 +20,20 @@ PKGS      := yaml-0.1 libcurl libssh2 libsodium libpq libcrypto
 WARN := -Wall -Wextra -Werror -Wshadow -Wconversion -Wsign-conversion \
 	-Wstrict-prototypes -Wmissing-prototypes -Wvla -Wformat=2 \
 	-Wimplicit-fallthrough -Wwrite-strings
+# pkg-config runs once, when make parses this file: a make started before
+# tests/deps.sh installed the -dev packages has empty flags for good. So
+# check, demo, asan and bench run deps.sh first and build in a sub-make,
+# and a compile with missing packages stops at pkgs-found with their names
+# rather than with "libpq-fe.h: No such file or directory".
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PKG_MISSING := $(shell for p in $(PKGS); do \
+	pkg-config --exists $$p 2>/dev/null || echo $$p; done)
+DEV_yaml-0.1  := libyaml-dev
+DEV_libcurl   := libcurl4-openssl-dev
+DEV_libssh2   := libssh2-1-dev
+DEV_libsodium := libsodium-dev
+DEV_libpq     := libpq-dev
 CFLAGS   ?= -O2 -g
 ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(PKG_CFLAGS) \
 	-D_GNU_SOURCE -DSTAGEHAND_VERSION='"$(VERSION)"' -MMD -MP
@@ -40,19 +53,27 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/tests/%)
 ASAN_UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build-asan/tests/%)
 
 .PHONY: all check unit integration asan deps lint format install demo \
-	bench clean fuzz
+	bench clean fuzz pkgs-found check-fresh
 
 all: stagehand
 
 stagehand: $(OBJS)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-build/%.o: %.c
+pkgs-found:
+	@if [ -n "$(PKG_MISSING)" ]; then \
+		echo "make: pkg-config cannot find $(PKG_MISSING)." >&2; \
+		echo "make: install them: apt-get install pkg-config $(foreach p,$(PKG_MISSING),$(DEV_$(p)))" >&2; \
+		echo "make: (or run tests/deps.sh as root), then run make again" >&2; \
+		exit 1; \
+	fi
+
+build/%.o: %.c | pkgs-found
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	@$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-build-asan/%.o: %.c
+build-asan/%.o: %.c | pkgs-found
 	@mkdir -p $(dir $@)
 	@echo "  CC asan $<"
 	@$(CC) $(ALL_CFLAGS) $(SAN) -c -o $@ $<
@@ -74,14 +95,24 @@ deps:
 	@tests/deps.sh
 
 # The whole suite: unit tests, lint, then the integration tests against
-# the test box. tests/run.sh prints the closing "N passed, N failed".
-check: deps stagehand $(UNIT_BINS)
+# the test box. tests/run.sh prints the closing "N passed, N failed,
+# N skipped". deps.sh first, then the build in a sub-make (see PKG_MISSING).
+check:
+	@tests/deps.sh
+	@$(MAKE) --no-print-directory stagehand $(UNIT_BINS)
 	@tests/run.sh --stagehand ./stagehand --unit-dir build/tests
+
+# The README's two commands on a Debian root built from nothing (mmdebstrap),
+# as root; see tests/fresh/README.md. Not part of check.
+check-fresh:
+	@tests/fresh/fresh-root.sh
 
 unit: stagehand $(UNIT_BINS)
 	@tests/run.sh --stagehand ./stagehand --unit-dir build/tests --unit-only
 
-asan: deps stagehand-asan $(ASAN_UNIT_BINS)
+asan:
+	@tests/deps.sh
+	@$(MAKE) --no-print-directory stagehand-asan $(ASAN_UNIT_BINS)
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	tests/run.sh --stagehand ./stagehand-asan --unit-dir build-asan/tests
@@ -101,10 +132,14 @@ install: stagehand
 	install -m 0755 stagehand $(DESTDIR)$(BINDIR)/stagehand
 	install -m 0644 docs/stagehand.1 $(DESTDIR)$(MANDIR)/man1/stagehand.1
 
-demo: deps stagehand
+demo:
+	@tests/deps.sh
+	@$(MAKE) --no-print-directory stagehand
 	@tests/demo.sh
 
-bench: deps stagehand
+bench:
+	@tests/deps.sh
+	@$(MAKE) --no-print-directory stagehand
 	@bench/steps.sh
 	@bench/closure.sh
 

@@ -15,6 +15,10 @@
 # reused while the host's PostgreSQL files do not change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then
+	echo "demo.sh: run as root (sudo make demo): it installs packages and the test box makes network namespaces and mounts" >&2
+	exit 2
+fi
 
 out=${DEMO_REPORT:-demo-report}
 caches=${STAGEHAND_NIXCACHE:-/tmp/stagehand-nixcache}

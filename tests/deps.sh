@@ -1,14 +1,18 @@
 #!/bin/sh
 # tests/deps.sh: installs what building, testing and the demo need on
-# Debian 12. Run as root; does nothing when everything is present. Used by
-# `make check`, `make demo`, `make asan` and .ci/run.
+# Debian 12. Run as root; does nothing when everything is present. `make
+# check`, `make demo`, `make asan` and `make bench` run it before they
+# build (in a sub-make, so pkg-config sees the -dev packages). The list is
+# checked on a bare minbase root by tests/fresh/fresh-root.sh (make
+# check-fresh): whatever a test needs and Debian's minbase lacks is here
+# (e.g. groff-base, which t0120 renders the man page with).
 set -eu
 
 PKGS="build-essential pkg-config libyaml-dev libcurl4-openssl-dev
 libssh2-1-dev libsodium-dev libpq-dev libcmocka-dev openssh-server
 openssh-client sudo iproute2 util-linux procps jq python3 python3-jsonschema
 ca-certificates tar coreutils postgresql-15 nix-bin
-nginx-light cpp packer yamllint postgresql-15-pgtap"
+nginx-light cpp packer yamllint postgresql-15-pgtap groff-base"
 
 missing=""
 for p in $PKGS; do

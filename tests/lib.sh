@@ -8,7 +8,14 @@
 #   t_fail "description" cmd...   ok when cmd fails
 #   t_exit CODE "description" cmd...  ok when cmd exits with CODE
 #   t_pass/t_not "description"    record a result computed by the test
-#   t_done                        prints "N passed, N failed"; exit status
+#   t_skip "description" "reason" a test that cannot run here: prints
+#                                 "ok N - description # SKIP reason" (TAP),
+#                                 which tests/run.sh counts as skipped. Only
+#                                 for what no Debian 12 machine can provide:
+#                                 anything else the test creates (in the box)
+#                                 or tests/deps.sh installs
+#   t_done                        prints "N passed, N failed, N skipped";
+#                                 exit status
 # Output of failing commands is shown, indented, under the "not ok" line.
 #
 # Box helpers (the real test box from tests/testbox/testbox):
@@ -36,6 +43,7 @@ export NO_COLOR=1
 _t_n=0
 _t_pass=0
 _t_fail=0
+_t_skip=0
 _t_boxes=""
 
 _t_cleanup() {
@@ -62,6 +70,11 @@ _t_report() { # status desc logfile
 }
 
 t_pass() { _t_report ok "$1"; }
+t_skip() {
+	_t_n=$((_t_n + 1))
+	_t_skip=$((_t_skip + 1))
+	echo "ok $_t_n - $1 # SKIP ${2:-}"
+}
 t_not() { _t_report fail "$1" "${2:-}"; }
 
 t_ok() {
@@ -89,7 +102,7 @@ t_exit() {
 }
 
 t_done() {
-	echo "$_t_pass passed, $_t_fail failed"
+	echo "$_t_pass passed, $_t_fail failed, $_t_skip skipped"
 	[ "$_t_fail" = 0 ]
 }
 

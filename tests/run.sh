@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # tests/run.sh: runs the unit tests (cmocka, TAP output) and the
 # integration tests (tests/t*.sh), counts every "ok"/"not ok" line and ends
-# with one line "N passed, N failed". Exit status 0 only when nothing
-# failed and at least one test ran.
+# with one line "N passed, N failed, N skipped". An "ok" line with a TAP
+# "# SKIP" directive (lib.sh's t_skip, cmocka's skip()) counts as skipped,
+# not passed, and is listed under "skipped:". Exit status 0 only when
+# nothing failed and at least one test ran.
 #
 #   tests/run.sh --stagehand ./stagehand --unit-dir build/tests
 #       [--unit-only] [--only PATTERN]
@@ -22,6 +24,12 @@ while [ $# -gt 0 ]; do
 	*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 done
+# The integration tests bring up test boxes (network namespaces, mounts):
+# without root every one of them would fail the same way, so stop here.
+if [ "$unit_only" = 0 ] && [ "$(id -u)" != 0 ]; then
+	echo "run.sh: the integration tests need root (the test box makes network namespaces and mounts): run sudo make check, or make unit for the unit tests alone" >&2
+	exit 2
+fi
 export STAGEHAND=$PWD/${stagehand#./}
 case $stagehand in /*) STAGEHAND=$stagehand ;; esac
 export CMOCKA_MESSAGE_OUTPUT=TAP
@@ -30,25 +38,36 @@ out=$(mktemp -d /tmp/stagehand-run.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 pass=0
 fail=0
+skip=0
 failed_files=""
+skipped_lines=""
+
+# TAP: "ok N - desc # SKIP reason" (the directive is case-insensitive).
+skip_re='^ok [0-9]+[^#]*# *[Ss][Kk][Ii][Pp]'
 
 count() { # name logfile rc
-	local p f
+	local p f s
 	p=$(grep -cE '^ok [0-9]+' "$2" || true)
+	s=$(grep -cE "$skip_re" "$2" || true)
+	p=$((p - s))
 	f=$(grep -cE '^not ok [0-9]+' "$2" || true)
 	# A script that died without reporting counts as one failure.
 	if [ "$3" != 0 ] && [ "$f" = 0 ]; then
 		f=1
 		echo "not ok - $1 exited $3 without reporting a failure" >>"$2"
 	fi
-	if [ "$p" = 0 ] && [ "$f" = 0 ]; then
+	if [ "$p" = 0 ] && [ "$f" = 0 ] && [ "$s" = 0 ]; then
 		f=1
 		echo "not ok - $1 ran no test" >>"$2"
 	fi
 	pass=$((pass + p))
 	fail=$((fail + f))
+	skip=$((skip + s))
 	[ "$f" = 0 ] || failed_files="$failed_files $1"
-	printf '%-44s %4d passed %3d failed\n' "$1" "$p" "$f"
+	[ "$s" = 0 ] || skipped_lines="$skipped_lines$(grep -E "$skip_re" "$2" |
+		sed "s|^|    $1: |")
+"
+	printf '%-44s %4d passed %3d failed %3d skipped\n' "$1" "$p" "$f" "$s"
 }
 
 run_one() { # name cmd...
@@ -76,6 +95,7 @@ if [ "$unit_only" = 0 ]; then
 	done
 fi
 
+[ -z "$skipped_lines" ] || printf 'skipped:\n%s' "$skipped_lines"
 [ -z "$failed_files" ] || echo "failed:$failed_files"
-echo "$pass passed, $fail failed"
+echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" = 0 ] && [ "$pass" -gt 0 ]

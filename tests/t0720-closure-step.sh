@@ -299,6 +299,7 @@ SMALL_YML "$T/nonix.yml" "$B_URL/cache1"
 run_b run rb "$T/nonix.yml"
 t_ok "no nix on the target: the step fails" rc_is 1
 t_ok "the error says nix is not installed" err_has "nix is not installed on the target"
+t_ok "and how to install it" err_has "install it on the image before this step (Debian: apt-get install nix-bin)"
 b_exec umount /usr/bin/nix-env
 b_exec umount /usr/bin/nix-store
 t_ok "box B's /nix is still empty after all refusals" nix_empty
