@@ -34,6 +34,7 @@ DEV_libcurl   := libcurl4-openssl-dev
 DEV_libssh2   := libssh2-1-dev
 DEV_libsodium := libsodium-dev
 DEV_libpq     := libpq-dev
+DEV_libcrypto := libssl-dev
 CFLAGS   ?= -O2 -g
 ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(PKG_CFLAGS) \
 	-D_GNU_SOURCE -DSTAGEHAND_VERSION='"$(VERSION)"' -MMD -MP
