@@ -14,6 +14,7 @@
 #                                 for what no Debian 12 machine can provide:
 #                                 anything else the test creates (in the box)
 #                                 or tests/deps.sh installs
+#   t_plan N                      declares N checks (before the first)
 #   t_done                        prints "N passed, N failed, N skipped";
 #                                 exit status
 # Output of failing commands is shown, indented, under the "not ok" line.
@@ -101,7 +102,19 @@ t_exit() {
 	fi
 }
 
+# t_plan N: the script runs N checks (TAP "1..N"); declared before the
+# first check, so that tests/run.sh and t_done count a script that stops
+# early as failed.
+_t_plan=""
+t_plan() {
+	_t_plan=$1
+	echo "1..$1"
+}
+
 t_done() {
+	if [ -n "$_t_plan" ] && [ "$_t_n" != "$_t_plan" ]; then
+		_t_report fail "planned $_t_plan checks, ran $((_t_n))"
+	fi
 	echo "$_t_pass passed, $_t_fail failed, $_t_skip skipped"
 	[ "$_t_fail" = 0 ]
 }

@@ -4,6 +4,7 @@
 # so prose like "it gets (...)" is not a hit.
 set -u
 cd "$(dirname "$0")/.."
+echo "1..1"
 banned='\b(sprintf|vsprintf|strcpy|strcat|strncat|strncpy|strtok|gets|sscanf|atoi|atol|strtol|strtoul|strtoll|strtoull)[[:space:]]*\('
 hits=""
 for f in provisioner/*.[ch] provisioner/steps/*.[ch]; do

@@ -46,7 +46,7 @@ skipped_lines=""
 skip_re='^ok [0-9]+[^#]*# *[Ss][Kk][Ii][Pp]'
 
 count() { # name logfile rc
-	local p f s
+	local p f s planned
 	p=$(grep -cE '^ok [0-9]+' "$2" || true)
 	s=$(grep -cE "$skip_re" "$2" || true)
 	p=$((p - s))
@@ -59,6 +59,16 @@ count() { # name logfile rc
 	if [ "$p" = 0 ] && [ "$f" = 0 ] && [ "$s" = 0 ]; then
 		f=1
 		echo "not ok - $1 ran no test" >>"$2"
+	fi
+	# A script declares its checks up front (TAP "1..N": t_plan, cmocka);
+	# one that stops early, even with exit 0, has lost checks.
+	planned=$(sed -n 's/^1\.\.\([0-9][0-9]*\)$/\1/p' "$2" | head -n 1)
+	if [ -z "$planned" ]; then
+		f=$((f + 1))
+		echo "not ok - $1 declares no plan (t_plan N)" >>"$2"
+	elif [ $((p + f + s)) -lt "$planned" ]; then
+		f=$((f + 1))
+		echo "not ok - $1 planned $planned checks but ran $((p + f + s))" >>"$2"
 	fi
 	pass=$((pass + p))
 	fail=$((fail + f))

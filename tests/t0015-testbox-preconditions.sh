@@ -5,6 +5,7 @@
 # network namespace can be made (no CAP_SYS_ADMIN, as in a container that
 # is not privileged). Nothing of a box is left behind.
 . "$(dirname "$0")/lib.sh"
+t_plan 9
 
 # A copy of the scripts that user nobody can read (the checkout may be
 # under /root, mode 0700).

@@ -2,6 +2,7 @@
 # The command line: help, version, usage errors and their exit codes, and
 # the offline commands (check, plan --offline, report) that never connect.
 . "$(dirname "$0")/lib.sh"
+t_plan 29
 
 cat >"$T/m.yml" <<'YML'
 stagehand: 1

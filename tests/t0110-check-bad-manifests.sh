@@ -11,6 +11,7 @@
 # generated here, under a private copy of the layout so the default include
 # root (the parent of the manifest's directory) applies.
 . "$(dirname "$0")/lib.sh"
+t_plan 90
 cd "$TOP" || exit 1
 
 FIX=tests/fixtures/manifests

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make install puts the binary and the man page under DESTDIR/PREFIX.
 . "$(dirname "$0")/lib.sh"
+t_plan 5
 
 t_ok "make install succeeds" make -C "$TOP" -s install DESTDIR="$T/dest" PREFIX=/opt/sh
 t_ok "the binary is installed and runs" "$T/dest/opt/sh/bin/stagehand" --version

@@ -6,6 +6,7 @@
 # file or directory". PKG_CONFIG_LIBDIR pointing at an empty directory is
 # such a machine, for pkg-config.
 . "$(dirname "$0")/lib.sh"
+t_plan 5
 
 # A copy of what make needs, so the checkout's build/ is left alone.
 mkdir -p "$T/src" "$T/empty"

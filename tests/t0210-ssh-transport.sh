@@ -6,6 +6,7 @@
 # unreachable, 77 trust, 3 for the codes that share exit 1 (the code name
 # is on stderr as "sshdrive: error SH_ERR_...").
 . "$(dirname "$0")/lib.sh"
+t_plan 48
 
 DRIVE=$T/sshdrive
 build_driver() {

@@ -3,6 +3,7 @@
 # and touch nothing on the box: wrong or unknown host keys (77), pins,
 # unreachable targets (69), refused authentication (77).
 . "$(dirname "$0")/lib.sh"
+t_plan 21
 
 box_up "$(box_name tr)" || { t_not "test box comes up"; t_done; exit 1; }
 

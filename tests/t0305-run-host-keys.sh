@@ -6,6 +6,7 @@
 # and a host key that changes between the first connection and a
 # reconnect stops the run (77, "on reconnect"). Refusals touch nothing.
 . "$(dirname "$0")/lib.sh"
+t_plan 28
 
 box_up "$(box_name hk)" || { t_not "test box comes up"; t_done; exit 1; }
 

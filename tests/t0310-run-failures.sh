@@ -3,6 +3,7 @@
 # run; --keep-going runs them; retries retry; an invalid manifest (65)
 # executes nothing on the box.
 . "$(dirname "$0")/lib.sh"
+t_plan 18
 
 box_up "$(box_name fl)" || { t_not "test box comes up"; t_done; exit 1; }
 

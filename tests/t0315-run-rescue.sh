@@ -3,6 +3,7 @@
 # and the run still fails; without a failure it is skipped; a failing
 # rescue step stops the rest of the list.
 . "$(dirname "$0")/lib.sh"
+t_plan 16
 
 box_up "$(box_name rs)" || { t_not "test box comes up"; t_done; exit 1; }
 

@@ -3,6 +3,7 @@
 # retry, say so in the report), and SIGTERM/SIGINT stop the current step
 # and leave an "interrupted" report.
 . "$(dirname "$0")/lib.sh"
+t_plan 17
 
 box_up "$(box_name rc)" || { t_not "test box comes up"; t_done; exit 1; }
 

@@ -9,6 +9,7 @@
 # channel at a time (MaxSessions 1) just gets no spares; and nothing stays
 # running in the box after the run.
 . "$(dirname "$0")/lib.sh"
+t_plan 22
 
 box_up "$(box_name sp)" || { t_not "test box comes up"; t_done; exit 1; }
 

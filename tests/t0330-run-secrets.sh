@@ -5,6 +5,7 @@
 # rewrite the secret (quotes dropped, $(id) run): what survives of it, its
 # head and its tail, is masked as well.
 . "$(dirname "$0")/lib.sh"
+t_plan 31
 
 box_up "$(box_name se)" || { t_not "test box comes up"; t_done; exit 1; }
 

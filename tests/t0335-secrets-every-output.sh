@@ -10,6 +10,7 @@
 # sh-escaped (tests/secret-needles.pl), after checking it exists and is
 # not empty.
 . "$(dirname "$0")/lib.sh"
+t_plan 71
 
 box_up "$(box_name sx)" || { t_not "test box comes up"; t_done; exit 1; }
 

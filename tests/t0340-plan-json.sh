@@ -3,6 +3,7 @@
 # and after, steps report would_change; --json gives NDJSON events;
 # tags, skip-tags and start-at select steps.
 . "$(dirname "$0")/lib.sh"
+t_plan 12
 
 box_up "$(box_name pl)" || { t_not "test box comes up"; t_done; exit 1; }
 

@@ -3,6 +3,7 @@
 # run changes, second run changes nothing, the result is right when seen
 # from outside, and the host is untouched.
 . "$(dirname "$0")/lib.sh"
+t_plan 15
 
 box_up "$(box_name dm)" || { t_not "test box comes up"; t_done; exit 1; }
 host_pg_config=$(stat -c %F /usr/bin/pg_config 2>/dev/null || echo missing)

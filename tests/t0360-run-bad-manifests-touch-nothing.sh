@@ -4,6 +4,7 @@
 # happened (sshd's log) and its overlay upper dir is byte-for-byte the
 # same.
 . "$(dirname "$0")/lib.sh"
+t_plan 6
 
 box_up "$(box_name bm)" || { t_not "test box comes up"; t_done; exit 1; }
 before=$(box_snapshot)

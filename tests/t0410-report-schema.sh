@@ -10,6 +10,7 @@
 # The runs come from the unit test binary test_report, which writes them
 # into $TEST_REPORT_OUT (build/tests/test_report, or $UNIT_DIR/test_report).
 . "$(dirname "$0")/lib.sh"
+t_plan 41
 
 unit=${UNIT_DIR:-$TOP/build/tests}/test_report
 [ -x "$unit" ] || make -C "$TOP" -s "build/tests/test_report" >/dev/null 2>&1

@@ -6,6 +6,7 @@
 # used by a script appears in no output.
 # shellcheck disable=SC2016 # $ in single quotes is for the box's shell
 . "$(dirname "$0")/lib.sh"
+t_plan 44
 
 box_up "$(box_name sh)" || { t_not "test box comes up"; t_done; exit 1; }
 

@@ -5,6 +5,7 @@
 # changes nothing; inline content holding a secret never shows in any
 # output; downloads land relative to the working directory.
 . "$(dirname "$0")/lib.sh"
+t_plan 45
 
 box_up "$(box_name ud)" || { t_not "test box comes up"; t_done; exit 1; }
 

@@ -4,6 +4,7 @@
 # run changes, the second reports ok, plan changes nothing; a missing file
 # for state file and a directory in the way of a link fail.
 . "$(dirname "$0")/lib.sh"
+t_plan 26
 
 box_up "$(box_name pa)" || { t_not "test box comes up"; t_done; exit 1; }
 

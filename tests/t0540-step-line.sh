@@ -5,6 +5,7 @@
 # owner; a symlinked file is edited through the link; backups; a second
 # run reports ok and plan changes nothing.
 . "$(dirname "$0")/lib.sh"
+t_plan 27
 
 box_up "$(box_name li)" || { t_not "test box comes up"; t_done; exit 1; }
 

@@ -6,6 +6,7 @@
 # and a groups change are reported line by line; a gid clash fails naming
 # groupadd's reason; bad names are refused offline with file:line:col.
 . "$(dirname "$0")/lib.sh"
+t_plan 64
 
 # rc_is N: the last sh_run exited N; shows its output when not.
 

@@ -11,6 +11,7 @@
 # dests with quotes, spaces and $(...) in their names link as named and
 # run nothing.
 . "$(dirname "$0")/lib.sh"
+t_plan 65
 
 # rc_is N: the last sh_run exited N; shows its output when not.
 

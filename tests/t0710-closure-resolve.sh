@@ -8,6 +8,7 @@
 # itself is also driven through tests/integration/closuredrive.c for what
 # the command does not expose (retries, parallelism, nix-cache-info).
 . "$(dirname "$0")/lib.sh"
+t_plan 41
 
 NIXCACHE=$TOP/tests/nixcache
 CACHES=${STAGEHAND_NIXCACHE:-/tmp/stagehand-nixcache}

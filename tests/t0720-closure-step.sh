@@ -11,6 +11,7 @@
 # map all fail before anything reaches the box's /nix; a cache that answers
 # 500 before it recovers is retried.
 . "$(dirname "$0")/lib.sh"
+t_plan 129
 
 NIXCACHE=$TOP/tests/nixcache
 CACHES=${STAGEHAND_NIXCACHE:-/tmp/stagehand-nixcache}

@@ -7,6 +7,7 @@
 # without a terminal (plain redirects, and --json) no progress line reaches
 # stdout, stderr, run.log or the NDJSON, and the copy still happens.
 . "$(dirname "$0")/lib.sh"
+t_plan 23
 
 NIXCACHE=$TOP/tests/nixcache
 CACHES=${STAGEHAND_NIXCACHE:-/tmp/stagehand-nixcache}

@@ -9,6 +9,7 @@
 # behind on the controller.
 # shellcheck disable=SC2016 # $ in single quotes is for SQL or the box
 . "$(dirname "$0")/lib.sh"
+t_plan 43
 
 PGBIN=/usr/lib/postgresql/15/bin
 FIX=$TOP/tests/fixtures/sql

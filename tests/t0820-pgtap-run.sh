@@ -8,6 +8,7 @@
 # tunnel opens no port on the box.
 # shellcheck disable=SC2016 # $ in single quotes is for SQL or the box
 . "$(dirname "$0")/lib.sh"
+t_plan 34
 
 PGBIN=/usr/lib/postgresql/15/bin
 FIX=$TOP/tests/fixtures/sql

@@ -12,6 +12,7 @@
 # action are manifest errors.
 # shellcheck disable=SC2016 # $ in single quotes is for the box's shell
 . "$(dirname "$0")/lib.sh"
+t_plan 43
 
 statuses() { jr "$T/$1" '[.steps[].status] | join(",")'; }
 # psql in the box as postgres, to check what the steps did

@@ -5,6 +5,7 @@
 # instead of initdb's bare "invalid locale name"; the data directory is
 # left empty, so the next run can initdb.
 . "$(dirname "$0")/lib.sh"
+t_plan 6
 
 box_up "$(box_name pl)" || { t_not "test box comes up"; t_done; exit 1; }
 

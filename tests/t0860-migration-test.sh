@@ -15,6 +15,7 @@
 # error names file and line; plan only checks the binaries; nothing is
 # left running and the temp dirs are gone.
 . "$(dirname "$0")/lib.sh"
+t_plan 63
 
 
 # PostgreSQL 13 from Debian 11, cached under /var/cache (visible in the box).

@@ -8,6 +8,7 @@
 # ignores; `missing_users` fails or skips; bad tables are refused offline
 # with file:line:col.
 . "$(dirname "$0")/lib.sh"
+t_plan 66
 
 # rc_is N: the last sh_run exited N; shows its output when not.
 # rows DIR: "status name" per test case of the report's first step.

@@ -7,6 +7,7 @@
 # gate and the manifest). A failing step fails the
 # build and is named in Packer's output; the key never shows up.
 . "$(dirname "$0")/lib.sh"
+t_plan 44
 
 export CHECKPOINT_DISABLE=1 PACKER_CONFIG_DIR=$T/packer.d TMPDIR=$T
 PK=$TOP/packer

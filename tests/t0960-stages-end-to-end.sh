@@ -10,6 +10,7 @@
 # by the rescue steps, the old generation live and Postgres answering, and
 # the run still fails.
 . "$(dirname "$0")/lib.sh"
+t_plan 68
 
 NIXCACHE=$TOP/tests/nixcache
 CACHES=${STAGEHAND_NIXCACHE:-/tmp/stagehand-nixcache}

@@ -4,6 +4,7 @@
 # without a finding. `make fuzz` builds them; tests/fuzz/build.sh run NAME
 # SECS fuzzes one for longer. FUZZ_SECS sets the bound (default 8 s each).
 . "$(dirname "$0")/lib.sh"
+t_plan 7
 
 secs=${FUZZ_SECS:-8}
 harnesses=$(sed -n 's/^HARNESSES="\(.*\)"$/\1/p' "$TOP/tests/fuzz/build.sh")

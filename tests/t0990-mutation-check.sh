@@ -16,6 +16,7 @@
 # binary under test ($STAGEHAND) is not used. Runtime: about 1.5 to 2.5 min on
 # 2 cores (most of it t0860 and t0710), noted, not asserted.
 . "$(dirname "$0")/lib.sh"
+t_plan 9
 
 M=$T/src
 n=0
@@ -111,7 +112,7 @@ mutant "narinfo signature check always passes" provisioner/narinfo.c \
 
 # 5. Redaction returns its input.
 mutant "redaction disabled" provisioner/redact.c \
-	'/^redact_text(/,/^}/s|if (r == NULL \|\| r->n == 0)|if (1 /* MUTANT */ \|\| r == NULL \|\| r->n == 0)|' \
+	'/^redact_any(/,/^}/s|if (r == NULL \|\| r->n == 0)|if (1 /* MUTANT */ \|\| r == NULL \|\| r->n == 0)|' \
 	t0330-run-secrets.sh 'redaction marker|secret is in no output'
 
 # 6. A reconnect accepts whatever host key the server now shows.
