@@ -67,8 +67,8 @@ count() { # name logfile rc
 		f=$((f + 1))
 		echo "not ok - $1 declares no plan (t_plan N)" >>"$2"
 	elif [ $((p + f + s)) -lt "$planned" ]; then
-		f=$((f + 1))
 		echo "not ok - $1 planned $planned checks but ran $((p + f + s))" >>"$2"
+		f=$((f + 1))
 	fi
 	pass=$((pass + p))
 	fail=$((fail + f))
