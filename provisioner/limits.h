@@ -35,5 +35,7 @@
 #define STEP_DEFAULT_TIMEOUT_S 3600
 #define STEP_MAX_TIMEOUT_S (7 * 24 * 3600)
 #define STEP_MAX_RETRIES 100
+/* A step's description in `plan --offline`, cut after redaction. */
+#define PLAN_DESCRIBE_MAX 240
 
 #endif

@@ -202,13 +202,15 @@ cmd_check(const struct cli *cli)
 	return worst;
 }
 
-/* Describing a step may show interpolated secrets: redact what we print. */
+/* Describing a step may show interpolated secrets: redact what we print,
+ * and cut a description only after it was redacted. */
 static int
 cmd_plan_offline(const struct manifest *m, const struct redact *redact)
 {
-	struct buf line, clean;
+	struct buf line, desc, clean;
 
 	buf_init(&line, 1u << 20);
+	buf_init(&desc, 1u << 20);
 	buf_init(&clean, redact_max(1u << 20));
 	printf("stage %s: %zu steps (offline: nothing was probed)\n", m->stage,
 	    m->nsteps);
@@ -216,16 +218,21 @@ cmd_plan_offline(const struct manifest *m, const struct redact *redact)
 		const struct step *s = &m->steps[i];
 
 		buf_reset(&line);
+		buf_reset(&desc);
 		buf_reset(&clean);
 		(void)buf_addf(&line, "[%*zu/%zu] %-8s %s\n        ",
 		    m->nsteps >= 10 ? 2 : 1, i + 1, m->nsteps, s->kind->name,
 		    s->name);
-		s->kind->describe(s, &line);
-		(void)buf_adds(&line, s->enabled ? "\n" : "  (when: false)\n");
-		if (redact_text(redact, line.data, line.len, &clean) == 0)
+		s->kind->describe(s, &desc);
+		if (redact_text(redact, line.data, line.len, &clean) == 0 &&
+		    redact_cut(redact, desc.data, desc.len, PLAN_DESCRIBE_MAX,
+		        &clean) == 0 &&
+		    buf_adds(&clean, s->enabled ? "\n" : "  (when: false)\n") ==
+		        0)
 			fputs(clean.data, stdout);
 	}
 	buf_release(&line);
+	buf_release(&desc);
 	buf_release(&clean);
 	return EXIT_OK;
 }
@@ -448,6 +455,7 @@ cmd_run(const struct cli *cli)
 	ctx.started_at = (int64_t)time(NULL);
 	ctx.started_ms = now_ms();
 	ctx.ui = ui_new(&uo, &redact);
+	ctx.redact = &redact;
 	install_signals();
 	rc = execute(cli, m, &ctx, &redact);
 	run_ctx_release(&ctx);

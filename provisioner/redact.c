@@ -435,6 +435,33 @@ redact_buf(const struct redact *r, struct buf *b)
 	return 0;
 }
 
+int
+redact_cut(const struct redact *r, const char *p, size_t len, size_t keep,
+    struct buf *out)
+{
+	struct buf clean;
+	size_t n;
+	int rc = -1;
+
+	buf_init(&clean, redact_max(len));
+	if (redact_text(r, p, len, &clean) < 0)
+		goto out;
+	n = clean.len;
+	if (n > keep) {
+		/* Back up over UTF-8 continuation bytes: never half a char. */
+		n = keep;
+		while (n > 0 && ((unsigned char)clean.data[n] & 0xc0) == 0x80)
+			n--;
+	}
+	if (buf_add(out, clean.data, n) < 0 ||
+	    (n < clean.len && buf_adds(out, " ...") < 0))
+		goto out;
+	rc = 0;
+out:
+	buf_release(&clean); /* wiped: it held the text around the secrets */
+	return rc;
+}
+
 void
 redact_free(struct redact *r)
 {

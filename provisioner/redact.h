@@ -72,6 +72,13 @@ int redact_doc(
     const struct redact *r, const char *p, size_t len, struct buf *out);
 /* Replaces b's content with redact_doc() of it. Returns 0 or -1. */
 int redact_buf(const struct redact *r, struct buf *b);
+/* Appends redact_text() of p[0..len) to out, cut to its first keep bytes
+ * (at a UTF-8 boundary) and followed by " ..." when it was cut. Every cut
+ * of a text that may hold a secret goes through here or redact_tail():
+ * the whole text is redacted before it is cut, so a cut can never leave a
+ * piece of a secret, however short. Returns 0, or -1 when out is full. */
+int redact_cut(const struct redact *r, const char *p, size_t len, size_t keep,
+    struct buf *out);
 /* A buf max that redacting len bytes can never exceed (saturating). */
 size_t redact_max(size_t len);
 void redact_free(struct redact *r);

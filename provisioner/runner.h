@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "manifest.h"
+#include "redact.h"
 #include "ssh.h"
 #include "steps/step.h"
 #include "util.h"
@@ -61,6 +62,7 @@ struct run_ctx {
 	bool have_target;                 /* a target was given */
 	struct ssh_conn *ssh;             /* owned; NULL until needed */
 	struct ui *ui;                    /* borrowed */
+	const struct redact *redact;      /* borrowed: cut text after it */
 	struct target_facts facts;
 	volatile sig_atomic_t *interrupted; /* set by main's signal handler */
 	int64_t started_at;               /* unix time */

@@ -61,8 +61,13 @@
 #include <string.h>
 
 #include "../limits.h"
+#include "../redact.h"
 #include "../remote.h"
+#include "../runner.h"
 #include "stepsh.h"
+
+/* Change lines show this much of the script's first line. */
+#define SHELL_FIRST_LINE_MAX 100
 
 struct shell_env {
 	const char *name;  /* borrowed */
@@ -338,9 +343,11 @@ shell_script(const struct shell_cfg *c, bool run, struct buf *b)
 }
 
 /* The first line of the script that is not blank or a comment, for change
- * lines and describe. */
+ * lines (redacted, then cut to SHELL_FIRST_LINE_MAX bytes: a cut of the raw
+ * line could leave a piece of a secret) and describe (whole: main redacts
+ * and cuts the plan line). rd may be NULL for describe. */
 static void
-shell_first_line(const char *s, struct buf *out)
+shell_first_line(const struct redact *rd, const char *s, struct buf *out)
 {
 	size_t n;
 
@@ -351,10 +358,13 @@ shell_first_line(const char *s, struct buf *out)
 		s += strcspn(s, "\n");
 	}
 	n = strcspn(s, "\n");
-	if (n > 100)
-		n = 100;
-	(void)buf_add(out, s, n);
-	if (s[n] != '\0' && s[n + strspn(s + n, " \t\n")] != '\0')
+	if (rd != NULL && redact_cut(rd, s, n, SHELL_FIRST_LINE_MAX, out) < 0)
+		return;
+	if (rd == NULL && buf_add(out, s, n) < 0)
+		return;
+	if (s[n] != '\0' && s[n + strspn(s + n, " \t\n")] != '\0' &&
+	    !(out->len >= 4 &&
+	        memcmp(out->data + out->len - 4, " ...", 4) == 0))
 		(void)buf_adds(out, " ...");
 }
 
@@ -392,8 +402,8 @@ out:
 }
 
 static int
-shell_verdict(const struct shell_cfg *c, const struct remote_out *out,
-    struct step_result *res, struct errbuf *err)
+shell_verdict(const struct redact *rd, const struct shell_cfg *c,
+    const struct remote_out *out, struct step_result *res, struct errbuf *err)
 {
 	const char *v = out->out.data + strlen("stagehand-");
 	int code = out->status;
@@ -415,7 +425,7 @@ shell_verdict(const struct shell_cfg *c, const struct remote_out *out,
 		struct buf first;
 
 		buf_init(&first, 4096);
-		shell_first_line(c->script, &first);
+		shell_first_line(rd, c->script, &first);
 		step_result_change(res, "ran: %s", first.data);
 		buf_release(&first);
 		res->changed = true;
@@ -433,7 +443,7 @@ shell_apply(struct run_ctx *ctx, const struct step *step,
 	memset(&out, 0, sizeof(out));
 	rc = shell_exec(ctx, step, true, &out, res, err);
 	if (rc == 0)
-		rc = shell_verdict(step->cfg, &out, res, err);
+		rc = shell_verdict(ctx->redact, step->cfg, &out, res, err);
 	remote_out_free(&out);
 	return rc;
 }
@@ -453,7 +463,7 @@ shell_probe(struct run_ctx *ctx, const struct step *step,
 	if (rc == 0 && ((c->creates == NULL && c->unless == NULL) ||
 	                   strcmp(out.out.data, "stagehand-run\n") == 0)) {
 		buf_init(&first, 4096);
-		shell_first_line(c->script, &first);
+		shell_first_line(ctx->redact, c->script, &first);
 		step_result_change(res, "would run: %s", first.data);
 		buf_release(&first);
 		res->changed = true;
@@ -468,7 +478,7 @@ shell_describe(const struct step *step, struct buf *out)
 	const struct shell_cfg *c = step->cfg;
 
 	(void)buf_adds(out, "shell ");
-	shell_first_line(c->script, out);
+	shell_first_line(NULL, c->script, out);
 	if (c->creates != NULL)
 		(void)buf_addf(out, " (creates %s)", c->creates);
 	if (c->unless != NULL)
