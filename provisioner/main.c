@@ -371,7 +371,11 @@ cmd_run(const struct cli *cli)
 		.tags = cli->tags,
 		.skip_tags = cli->skip_tags,
 		.start_at = cli->start_at,
-		.keep_going = cli->keep_going };
+		.keep_going = cli->keep_going,
+		.lock = cli->command == CLI_RUN,
+		.lock_wait_s = !cli->wait_lock    ? 0
+		               : cli->wait_lock_s ? (int)cli->wait_lock_s
+		                                  : -1 };
 	struct ui_opts uo = { .verbosity = cli->verbosity, .json = cli->json };
 	struct run_ctx ctx = { .opts = &ro, .interrupted = &got_signal };
 	struct manifest *m = NULL;

@@ -38,6 +38,7 @@ enum sh_err {
 	SH_ERR_INTERRUPTED, /* SIGINT/SIGTERM */
 	SH_ERR_IO,          /* local file system */
 	SH_ERR_STEP,        /* a step failed for its own reasons */
+	SH_ERR_LOCKED,      /* another run holds the target's lock; exit 75 */
 	SH_ERR_INTERNAL,
 };
 
@@ -54,6 +55,7 @@ enum {
 	EXIT_INVALID_MANIFEST = 65,
 	EXIT_UNREACHABLE = 69,
 	EXIT_SOFTWARE = 70,
+	EXIT_LOCKED = 75, /* EX_TEMPFAIL: try again later (--wait-lock) */
 	EXIT_TRUST = 77,
 };
 
@@ -132,8 +134,8 @@ int time_rfc3339(struct buf *b, int64_t unix_seconds);
  * Reads a whole regular file of at most max bytes into *out (caller
  * releases). Refuses symlinks to devices, directories and larger files.
  */
-int file_read(const char *path, size_t max, struct buf *out,
-    struct errbuf *err);
+int file_read(
+    const char *path, size_t max, struct buf *out, struct errbuf *err);
 /*
  * Writes data to path atomically: a temp file in the same directory,
  * fsync, then rename. mode is applied to the new file.
