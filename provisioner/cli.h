@@ -34,7 +34,7 @@ enum cli_command {
 struct cli {
 	enum cli_command command;
 	const char *command_name;
-	struct strlist args; /* manifests, or the report dir */
+	struct strlist args;           /* manifests, or the report dir */
 	const char *target;
 	const char *identity_file;
 	const char *identity_env;
@@ -42,22 +42,22 @@ struct cli {
 	const char *host_key;
 	bool accept_new_host_key;
 	unsigned connect_timeout_s;
-	struct strlist vars_files; /* in order given */
-	struct strlist vars;       /* "k=v" from --var, in order */
-	const char *report_dir;    /* default "stagehand-report" */
+	struct strlist vars_files;     /* in order given */
+	struct strlist vars;           /* "k=v" from --var, in order */
+	const char *report_dir;        /* default "stagehand-report" */
 	struct strlist tags;
 	struct strlist skip_tags;
-	struct strlist from;         /* closure: substituter URLs */
-	struct strlist trusted_keys; /* closure: "name:base64" */
-	unsigned timeout_s;          /* closure: per request; 0 default */
+	struct strlist from;           /* closure: substituter URLs */
+	struct strlist trusted_keys;   /* closure: "name:base64" */
+	unsigned timeout_s;            /* closure: per request; 0 default */
 	const char *start_at;
 	const char *include_root;
 	bool offline;
 	bool json;
 	bool keep_going;
-	bool wait_lock;       /* --wait-lock: wait for the target lock */
-	unsigned wait_lock_s; /* its SECS; 0: no limit */
-	int verbosity;        /* -1 quiet, 0 normal, 1+ verbose */
+	bool wait_lock;                /* --wait-lock: wait for the lock */
+	unsigned wait_lock_s;          /* its SECS; 0: no limit */
+	int verbosity;                 /* -1 quiet, 0 normal, 1+ verbose */
 	bool help;
 	bool version;
 };

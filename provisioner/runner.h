@@ -41,13 +41,13 @@
 struct ui;
 
 struct run_opts {
-	bool plan;           /* probe only */
-	struct strlist tags; /* run only these (plus `always`) */
+	bool plan;                 /* probe only */
+	struct strlist tags;       /* run only these (plus `always`) */
 	struct strlist skip_tags;
-	const char *start_at; /* step name, or NULL */
-	bool keep_going;      /* do not stop at the first failure */
-	bool lock;            /* take the target lock (run, not plan) */
-	int lock_wait_s;      /* when held: 0 fail, -1 wait, N seconds */
+	const char *start_at;      /* step name, or NULL */
+	bool keep_going;           /* do not stop at the first failure */
+	bool lock;                 /* take the target lock (run, not plan) */
+	int lock_wait_s;           /* when held: 0 fail, -1 wait, N seconds */
 };
 
 struct target_facts {
@@ -57,16 +57,16 @@ struct target_facts {
 };
 
 struct run_ctx {
-	const struct run_opts *opts;     /* borrowed */
-	const struct manifest *manifest; /* borrowed */
-	struct ssh_opts ssh_opts;        /* strings borrowed from argv/env */
-	bool have_target;                /* a target was given */
-	struct ssh_conn *ssh;            /* owned; NULL until needed */
-	struct ui *ui;                   /* borrowed */
+	const struct run_opts *opts;      /* borrowed */
+	const struct manifest *manifest;  /* borrowed */
+	struct ssh_opts ssh_opts;         /* strings borrowed from argv/env */
+	bool have_target;                 /* a target was given */
+	struct ssh_conn *ssh;             /* owned; NULL until needed */
+	struct ui *ui;                    /* borrowed */
 	struct target_facts facts;
-	unsigned long lock_pid; /* the target lock's holder; 0 none */
+	unsigned long lock_pid;           /* the lock's holder; 0: none */
 	volatile sig_atomic_t *interrupted; /* set by main's signal handler */
-	int64_t started_at;                 /* unix time */
+	int64_t started_at;               /* unix time */
 	uint64_t started_ms;
 };
 
@@ -82,7 +82,8 @@ struct run_ctx {
  * session that is gone (a killed controller) lets go within a second; a
  * run that reconnects ends its own old holder. run_ctx_release() lets go.
  */
-int run_ctx_ssh(struct run_ctx *ctx, struct ssh_conn **out, struct errbuf *err);
+int run_ctx_ssh(struct run_ctx *ctx, struct ssh_conn **out,
+    struct errbuf *err);
 void run_ctx_release(struct run_ctx *ctx);
 /* Takes the target lock again on a new session (after ssh_reconnect()). */
 int runner_relock(struct run_ctx *ctx, struct errbuf *err);
@@ -92,7 +93,7 @@ int runner_relock(struct run_ctx *ctx, struct errbuf *err);
  * by the runner). *run_err receives a run-level error (e.g. the target was
  * unreachable). Returns the exit code: 0, 1, 69, 77.
  */
-int runner_run(
-    struct run_ctx *ctx, struct step_result *results, struct errbuf *run_err);
+int runner_run(struct run_ctx *ctx, struct step_result *results,
+    struct errbuf *run_err);
 
 #endif

@@ -134,8 +134,8 @@ int time_rfc3339(struct buf *b, int64_t unix_seconds);
  * Reads a whole regular file of at most max bytes into *out (caller
  * releases). Refuses symlinks to devices, directories and larger files.
  */
-int file_read(
-    const char *path, size_t max, struct buf *out, struct errbuf *err);
+int file_read(const char *path, size_t max, struct buf *out,
+    struct errbuf *err);
 /*
  * Writes data to path atomically: a temp file in the same directory,
  * fsync, then rename. mode is applied to the new file.
