@@ -113,7 +113,8 @@ cli_usage(void)
 	       "  --timeout SECONDS          per request, default 30\n"
 	       "\n"
 	       "exit: 0 ok, 1 step failed, 2 usage, 65 invalid manifest,\n"
-	       "      69 target unreachable, 77 trust failure\n";
+	       "      69 target unreachable, 75 target locked by another run,\n"
+	       "      77 trust failure, 130 interrupted\n";
 }
 
 /* "a,b" -> two entries; empty items are an error. */

@@ -2,19 +2,12 @@
  * remote.c: run a shell script on the target through the fixed bootstrap
  * command line. See remote.h for the contract.
  *
- * The bootstrap (BOOTSTRAP below) reads "<timeout> <payload>" and execs
- * the reader for the rest: with a payload, `read -r n && s=$(head -c
- * "$n") && eval "$s"` reads the script's length, then exactly that many
- * bytes, and evaluates them with stdin still positioned at the first byte
- * of the payload. Command substitution drops trailing newlines of the
- * script, which changes nothing a shell would do with it.
- *
- * Without one (most commands), `sh -s` reads "{\n<script>\n}\n" from
- * stdin itself: one process fewer than head -c (a fork and exec, about
- * 1 ms per command on a small VM). The braces make the shell parse the
- * whole script before running any of it, so nothing it runs can read
- * script text from stdin: stdin is at EOF, as it is after the bootstrap
- * with an empty payload.
+ * The bootstrap (BOOTSTRAP below) reads "<timeout> <payload>", then the
+ * wrapper (WRAP_* below): without a payload, `sh -s` reads it from stdin
+ * itself; with one, the bootstrap reads its length and exactly that many
+ * bytes with `head -c`, so the framed payload after it stays on stdin.
+ * The wrapper forks the watchdog (WATCH_TAIL) and execs `timeout` around
+ * the script's shell, which gets the script as a here-document.
  *
  * The timeout and the payload flag travel on stdin, not on the command
  * line, so the command line is the same for every action of one become
