@@ -192,6 +192,8 @@ static const char line_awk[] =
 static const char line_sh[] =
     /* The watchdog (remote.c) ends a step with TERM: run the EXIT trap. */
     "trap 'exit 143' TERM HUP INT\n"
+    /* Output to a closed channel (sshd gone) must not skip the EXIT trap. */
+    "trap 'exit 141' PIPE\n"
     /* Temp files a killed run left (no other run writes: the lock). */
     "sweep() {\n"
     "\tfor x in \"$1\"/.stagehand.??????; do\n"

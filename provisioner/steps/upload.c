@@ -381,6 +381,8 @@ static const char upload_sh[] =
     "trap '[ -z \"$t\" ] || rm -f -- \"$t\"; "
     "[ -z \"$S\" ] || rm -rf -- \"$S\"' EXIT\n"
     "trap 'exit 143' TERM HUP INT\n"
+    /* Output to a closed channel (sshd gone) must not skip the EXIT trap. */
+    "trap 'exit 141' PIPE\n"
     /* Temp files a killed run left (no other run writes: the lock). */
     "sweep() {\n"
     "\tfor x in \"$1\"/.stagehand.??????; do\n"
