@@ -278,15 +278,22 @@ inject() { # kind index
 	if [ -z "$left" ] && [ -z "$temps" ] && [ -z "$torn" ]; then
 		t_pass "$kind $n at ${delay} ms: nothing left running, no temp file, no torn file"
 	else
+		{
+			cat "$T/quiet"
+			echo "temp files: $temps"
+			echo "torn: $torn"
+			box_exec ls -la /srv/fi
+		} >"$T/detail"
 		t_not "$kind $n at ${delay} ms: nothing left running, no temp file, no torn file" \
-			"$(cat "$T/quiet"; echo "temp files: $temps"; echo "torn: $torn")"
+			"$T/detail"
 	fi
 	run "fi-$kind-$n-rerun" "$T/faults.yml"
 	if [ "$RC" = 0 ] && [ "$(jr "$T/fi-$kind-$n-rerun" .status)" = passed ]; then
 		t_pass "$kind $n: a re-run finishes the stage with no failure"
 	else
 		stats_rerun=$((stats_rerun + 1))
-		t_not "$kind $n: a re-run finishes the stage with no failure" "$(cat "$T/out" "$T/err")"
+		cat "$T/out" "$T/err" >"$T/detail"
+		t_not "$kind $n: a re-run finishes the stage with no failure" "$T/detail"
 	fi
 }
 for ((k = 1; k <= kills; k++)); do inject kill "$k"; done

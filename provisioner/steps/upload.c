@@ -377,9 +377,11 @@ upload_feeder_end(int fd, pid_t pid, struct errbuf *err)
  * happens next, so the files that follow stay aligned.
  */
 static const char upload_sh[] =
-    "t= S=\n"
+    "t= S= td=\n"
+    /* td: sweep it too, for a temp file made but not yet in $t/$S. */
     "trap '[ -z \"$t\" ] || rm -f -- \"$t\"; "
-    "[ -z \"$S\" ] || rm -rf -- \"$S\"' EXIT\n"
+    "[ -z \"$S\" ] || rm -rf -- \"$S\"; "
+    "[ -z \"$td\" ] || sweep \"$td\"' EXIT\n"
     "trap 'exit 143' TERM HUP INT\n"
     /* Output to a closed channel (sshd gone) must not skip the EXIT trap. */
     "trap 'exit 141' PIPE\n"
@@ -388,11 +390,13 @@ static const char upload_sh[] =
     "\tfor x in \"$1\"/.stagehand.??????; do\n"
     "\t\t[ -e \"$x\" ] && rm -rf -- \"$x\"\n"
     "\tdone\n"
+    "\t:\n"
     "}\n"
     "put() {\n"
     "\tp=$1 m=$2 n=$3 h=$4 same=1\n"
     "\tif [ \"$A\" = 1 ]; then\n"
-    "\t\tsweep \"${p%/*}\"\n"
+    "\t\ttd=${p%/*}\n"
+    "\t\tsweep \"$td\"\n"
     "\t\tt=$(mktemp \"${p%/*}/.stagehand.XXXXXX\") || exit 1\n"
     "\t\thead -c \"$n\" > \"$t\" || exit 1\n"
     "\t\t[ \"$(stat -c %s -- \"$t\")\" = \"$n\" ] || "
@@ -439,7 +443,8 @@ static const char upload_sh[] =
     "\t[ -z \"$G\" ] || chgrp -- \"$G\" \"$p\" || exit 1\n"
     "}\n"
     "stage() {\n"
-    "\tsweep \"$1\"\n"
+    "\ttd=$1\n"
+    "\tsweep \"$td\"\n"
     "\tS=$(mktemp -d \"$1/.stagehand.XXXXXX\") || exit 1\n"
     "\ttar -x -p -f - -C \"$S\" --no-same-owner || die \"tar -x failed\"\n"
     /* On disk before mv1 renames them into place. */
