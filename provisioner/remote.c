@@ -2,12 +2,22 @@
  * remote.c: run a shell script on the target through the fixed bootstrap
  * command line. See remote.h for the contract.
  *
- * The bootstrap (BOOTSTRAP below) reads "<timeout> <payload>", then the
- * wrapper (WRAP_* below): without a payload, `sh -s` reads it from stdin
- * itself; with one, the bootstrap reads its length and exactly that many
- * bytes with `head -c`, so the framed payload after it stays on stdin.
- * The wrapper forks the watchdog (WATCH_TAIL) and execs `timeout` around
- * the script's shell, which gets the script as a here-document.
+ * The bootstrap (BOOTSTRAP below) reads "<timeout> <payload>" and execs
+ * `timeout -k 10 T` around the script's reader: with a payload, `read -r
+ * n && s=$(head -c "$n") && eval "$s"` reads the length of the prologue
+ * and script, then exactly that many bytes, and evaluates them with stdin
+ * still positioned at the first byte of the (framed) payload. Command
+ * substitution drops trailing newlines of the script, which changes
+ * nothing a shell would do with it.
+ *
+ * Without one (most commands), `sh -s` reads "{\n<prologue><script>\n}\n"
+ * from stdin itself: one process fewer than head -c (a fork and exec,
+ * about 1 ms per command on a small VM). The braces make the shell parse
+ * the whole script before running any of it, so nothing it runs can read
+ * script text from stdin.
+ *
+ * Either way the prologue forks the watchdog (WATCH) first, which ends
+ * the script's process group when the channel closes under it.
  *
  * The timeout and the payload flag travel on stdin, not on the command
  * line, so the command line is the same for every action of one become
@@ -28,55 +38,53 @@
  * of stdin, "<timeout seconds> <payload 0|1>", arrives, and exits 0 on
  * EOF, which is what lets ssh.c start it ahead of time as a spare. dash's
  * `read` takes a byte at a time from a pipe, so the rest of stdin is left
- * for what comes next: the wrapper (below), parsed by `sh -s` or, with a
- * payload, read with `head -c` (exactly its length, leaving the payload)
- * and evaluated.
+ * for what it execs. `timeout` starts with the script, not with the spare;
+ * it runs even for T 0 (no limit), as it makes the script's shell and
+ * everything that shell starts one process group, with timeout's pid as
+ * its id: the watchdog's target.
  */
 #define BOOTSTRAP                                                              \
 	"sh -c 'read -r t p || exit 0; "                                       \
-	"if [ \"$p\" = 1 ]; then read -r n && s=$(head -c \"$n\") && "         \
-	"eval \"$s\"; else exec sh -s; fi' stagehand"
+	"if [ \"$p\" = 1 ]; then set -- sh -c \"read -r n && "                 \
+	"s=\\$(head -c \\\"\\$n\\\") && eval \\\"\\$s\\\"\" stagehand; "       \
+	"else set -- sh -s; fi; "                                              \
+	"exec timeout -k 10 \"$t\" \"$@\"' stagehand"
 /*
- * The watchdog's end, shared by both wrappers. Its stdin is the channel's
- * stdin, which the controller never closes while the command runs (ssh.h,
- * keep_stdin_open): EOF means sshd closed the channel, because the command
- * ended (then $$, the job, is gone) or because the controller or the
- * connection went away (then it ends the job's process group: `timeout`
- * made it a group leader, pid $$ as the wrapper exec'd it). TERM is
- * ignored in case the watchdog shares the group (no sudo, $$ a session
- * leader); the KILL that follows ends it with the rest.
+ * The watchdog, forked by the prologue that the script's shell runs
+ * first. Its stdin is the channel's stdin, which the controller never
+ * closes while the command runs (ssh.h, keep_stdin_open): EOF means sshd
+ * closed the channel, because the command ended (then timeout, $PPID, is
+ * gone) or because the controller or the connection went away (then it
+ * ends timeout's process group). It is in that group itself: it ignores
+ * the TERM, and the KILL that follows ends it with the rest.
  */
-#define WATCH_TAIL                                                             \
-	"while read -r _; do :; done; kill -0 $$ 2>/dev/null || exit 0; "      \
-	"kill -TERM -$$; sleep 2; kill -KILL -$$"
+#define WATCH                                                                  \
+	"{ trap '' TERM; while read -r _; do :; done; "                        \
+	"kill -0 $PPID 2>/dev/null || exit 0; "                                \
+	"kill -TERM -$PPID; sleep 2; kill -KILL -$PPID; }"
 /*
- * Without a payload: `sh -s` parses the whole group before it runs any of
- * it, so the watchdog started inside finds nothing more on stdin but the
- * EOF. The script goes to the job's `sh -s` as a quoted here-document
- * (a pipe: neither argv nor the environment), in braces so that it too is
- * parsed whole and what it runs finds stdin at EOF.
+ * Without a payload, `sh -s` reads "{\n<prologue><script>\n}\n" and
+ * parses the whole group before it runs any of it, so the watchdog finds
+ * nothing more on stdin but, at the end, the EOF. The script and what it
+ * runs find stdin at EOF (/dev/null); so does the shell once the group
+ * ends, and it exits with the group's status.
  */
-#define WRAP_PLAIN_HEAD                                                        \
-	"{\nexec 3<&0 </dev/null\n"                                            \
-	"{ trap '' TERM; " WATCH_TAIL "; } <&3 >/dev/null 2>&1 &\n"            \
-	"exec timeout -k 10 %u sh -s 3<&- <<'%s'\n{\n"
-#define WRAP_PLAIN_TAIL "\n}\n%s\n}\n"
+#define PROLOGUE_PLAIN                                                         \
+	"exec 3<&0 </dev/null\n" WATCH " <&3 >/dev/null 2>&1 &\nexec 3<&-\n"
 /*
- * With a payload: the watchdog first relays the payload, framed on the
- * channel as "<n>\n<n bytes>"... "0\n" (ssh.h, frame_stdin_fd), into a
- * fifo that is the job's stdin, so the job sees EOF at its end while the
- * channel's stdin stays open; then it watches. The script arrives on fd
- * 4 (a here-document), which it closes first.
+ * With a payload, the prologue and the script are read with `head -c`
+ * and evaluated, and the payload follows on stdin, framed ("<n>\n<n
+ * bytes>"... "0\n"; ssh.h, frame_stdin_fd). The watchdog relays it into
+ * a fifo that becomes the script's stdin, so the script sees EOF at the
+ * payload's end while the channel's stdin stays open; then it watches.
  */
-#define WRAP_PAYLOAD_HEAD                                                      \
+#define PROLOGUE_PAYLOAD                                                       \
 	"exec 3<&0 </dev/null\n"                                               \
 	"d=$(mktemp -d) && mkfifo -m 600 \"$d/f\" || exit 1\n"                 \
-	"{ trap '' TERM; { rm -rf -- \"$d\"; while read -r n && "              \
-	"[ \"$n\" != 0 ]; do head -c \"$n\" || break; done; } "                \
-	">\"$d/f\"; " WATCH_TAIL "; } <&3 >/dev/null 2>&1 &\n"                 \
-	"exec timeout -k 10 %u sh -c '. /dev/fd/4' stagehand <\"$d/f\" 3<&- "  \
-	"4<<'%s'\nexec 4<&-\n"
-#define WRAP_PAYLOAD_TAIL "\n%s\n"
+	"{ { rm -rf -- \"$d\"; while read -r n && [ \"$n\" != 0 ]; do "        \
+	"head -c \"$n\" || break; done; } >\"$d/f\"; " WATCH "; } "            \
+	"<&3 >/dev/null 2>&1 &\n"                                              \
+	"exec 3<&- <\"$d/f\"\n"
 /* Spare copies of the bootstrap kept started (ssh.h): two let each one's
  * sudo start while the two commands before it run. */
 #define REMOTE_SPARES 2
@@ -142,86 +150,34 @@ long_:
 	return err_set(err, SH_ERR_INTERNAL, "remote command line too long");
 }
 
-/* Is line (len bytes, no newline) one whole line of s? */
-static bool
-has_line(const char *s, const char *line, size_t len)
-{
-	for (const char *p = s; p != NULL && *p != '\0';) {
-		const char *nl = strchr(p, '\n');
-		size_t n = nl != NULL ? (size_t)(nl - p) : strlen(p);
-
-		if (n == len && memcmp(p, line, len) == 0)
-			return true;
-		p = nl != NULL ? nl + 1 : NULL;
-	}
-	return false;
-}
-
-/* A here-document delimiter that is no line of the script. */
-static int
-heredoc_delim(const char *script, struct buf *d)
-{
-	for (unsigned i = 0; i < 1000; i++) {
-		buf_reset(d);
-		if (buf_addf(d, "STAGEHAND_END_%u", i) < 0)
-			return -1;
-		if (!has_line(script, d->data, d->len))
-			return 0;
-	}
-	return -1;
-}
-
 /*
- * The wrapper (see the WRAP_ macros) around the script; with a payload,
- * its length first, as the bootstrap reads it with `head -c`.
- */
-static int
-add_wrapper(const struct remote_cmd *cmd, const char *delim, struct buf *in)
-{
-	struct buf w;
-	int rc;
-
-	if (!has_payload(cmd))
-		return buf_addf(in, WRAP_PLAIN_HEAD, cmd->timeout_s, delim) <
-		                   0 ||
-		               buf_adds(in, cmd->script) < 0 ||
-		               buf_addf(in, WRAP_PLAIN_TAIL, delim) < 0
-		           ? -1
-		           : 0;
-	buf_init(&w, in->max);
-	rc = buf_addf(&w, WRAP_PAYLOAD_HEAD, cmd->timeout_s, delim) < 0 ||
-	             buf_adds(&w, cmd->script) < 0 ||
-	             buf_addf(&w, WRAP_PAYLOAD_TAIL, delim) < 0 ||
-	             buf_addf(in, "%zu\n", w.len) < 0 ||
-	             buf_add(in, w.data, w.len) < 0
-	         ? -1
-	         : 0;
-	buf_release(&w);
-	return rc;
-}
-
-/*
- * "<timeout> 0\n<wrapper>", or with a payload "<timeout> 1\n<length>\n
- * <wrapper>" and the payload framed: the in-memory part as one chunk, the
- * fd's in chunks framed by ssh.c, and "0\n" at the end (here when there
- * is no fd, else from ssh.c).
+ * "<timeout> 0\n{\n<prologue><script>\n}\n", or with a payload
+ * "<timeout> 1\n<length>\n<prologue><script>" and the payload framed: the
+ * in-memory part as one chunk, the fd's in chunks framed by ssh.c, and
+ * "0\n" at the end (here when there is no fd, else from ssh.c).
  */
 static int
 build_stdin(const struct remote_cmd *cmd, struct buf *in, struct errbuf *err)
 {
-	struct buf delim;
+	size_t slen = strlen(cmd->script);
 	int rc;
 
-	buf_init(&delim, 64);
-	rc = heredoc_delim(cmd->script, &delim) < 0 ||
-	     buf_addf(in, "%u %d\n", cmd->timeout_s, has_payload(cmd)) < 0 ||
-	     add_wrapper(cmd, delim.data, in) < 0;
+	if (buf_addf(in, "%u %d\n", cmd->timeout_s, has_payload(cmd)) < 0)
+		rc = 1;
+	else if (has_payload(cmd))
+		rc = buf_addf(in, "%zu\n", strlen(PROLOGUE_PAYLOAD) + slen) <
+		         0 ||
+		     buf_adds(in, PROLOGUE_PAYLOAD) < 0 ||
+		     buf_add(in, cmd->script, slen) < 0;
+	else
+		rc = buf_adds(in, "{\n" PROLOGUE_PLAIN) < 0 ||
+		     buf_add(in, cmd->script, slen) < 0 ||
+		     buf_adds(in, "\n}\n") < 0;
 	if (rc == 0 && cmd->payload != NULL && cmd->payload_len > 0)
 		rc = buf_addf(in, "%zu\n", cmd->payload_len) < 0 ||
 		     buf_add(in, cmd->payload, cmd->payload_len) < 0;
 	if (rc == 0 && has_payload(cmd) && cmd->payload_fd < 0)
 		rc = buf_adds(in, "0\n") < 0;
-	buf_release(&delim);
 	if (rc != 0)
 		return err_set(err, SH_ERR_STEP,
 		    "script and payload exceed %u bytes; stream large data "

@@ -115,7 +115,7 @@ static const char lock_sh[] =
     "{ echo \"held $h\"; exit 75; }\n"
     "\tdone\n"
     "fi\n"
-    "setsid sh -c 'while [ -e \"/proc/$1\" ]; do sleep 1; done' "
+    "setsid sh -c 'while [ -e \"/proc/$1\" ]; do sleep 1 9<&-; done' "
     "stagehand-lock \"$s\" </dev/null >/dev/null 2>&1 &\n"
     "printf '%s\\n%s %s\\n' \"$I\" \"$!\" \"$s\" >\"$f\" 2>/dev/null\n"
     "echo \"locked $!\"\n";
