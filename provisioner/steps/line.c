@@ -213,8 +213,9 @@ static const char line_sh[] =
     "\tfi\n"
     "\tC \"create $P\"\n"
     "\t[ \"$A\" = 1 ] || exit 0\n"
-    /* The trap sweeps: $t may not be set yet when a TERM comes. */
-    "\ttrap 'sweep \"${P%/*}\"' EXIT\n"
+    /* The trap sweeps ($t may not be set yet when a TERM comes), and
+     * ignores later TERMs (timeout forwards one), which would end it. */
+    "\ttrap 'trap \"\" TERM HUP INT PIPE; sweep \"${P%/*}\"' EXIT\n"
     "\tsweep \"${P%/*}\"\n"
     "\tt=$(mktemp \"${P%/*}/.stagehand.XXXXXX\") || exit 1\n"
     "\tprintf '%s\\n' \"$L\" > \"$t\" || exit 1\n"
@@ -227,8 +228,9 @@ static const char line_sh[] =
     "P=$(readlink -f -- \"$P\") || exit 1\n"
     "[ -f \"$P\" ] || die \"$P is not a regular file\"\n"
     "if [ \"$A\" = 1 ]; then\n"
-    /* The trap sweeps: $t may not be set yet when a TERM comes. */
-    "\ttrap 'sweep \"${P%/*}\"' EXIT\n"
+    /* The trap sweeps ($t may not be set yet when a TERM comes), and
+     * ignores later TERMs (timeout forwards one), which would end it. */
+    "\ttrap 'trap \"\" TERM HUP INT PIPE; sweep \"${P%/*}\"' EXIT\n"
     "\tsweep \"${P%/*}\"\n"
     "\tt=$(mktemp \"${P%/*}/.stagehand.XXXXXX\") || exit 1\n"
     "\td=$(edit \"$t\") || die \"awk failed on $P\"\n"

@@ -379,7 +379,9 @@ upload_feeder_end(int fd, pid_t pid, struct errbuf *err)
 static const char upload_sh[] =
     "t= S= td=\n"
     /* td: sweep it too, for a temp file made but not yet in $t/$S. */
-    "trap '[ -z \"$t\" ] || rm -f -- \"$t\"; "
+    /* Ignores the TERMs that follow (timeout forwards one): a second
+     * one would end the trap, or its rm, half way. */
+    "trap 'trap \"\" TERM HUP INT PIPE; [ -z \"$t\" ] || rm -f -- \"$t\"; "
     "[ -z \"$S\" ] || rm -rf -- \"$S\"; "
     "[ -z \"$td\" ] || sweep \"$td\"' EXIT\n"
     "trap 'exit 143' TERM HUP INT\n"
