@@ -22,9 +22,10 @@
  * something scripts may rely on.
  *
  * Orphans: the controller never sends EOF on the channel's stdin; a
- * watchdog that the prologue forks reads it, and an EOF while the script still runs means sshd
- * closed the channel: the controller was killed, the connection dropped,
- * or the controller gave up (timeout, interruption). The watchdog then
+ * watchdog that the prologue forks reads it, and an EOF while the script
+ * still runs means sshd closed the channel: the controller was killed,
+ * the connection dropped, or the controller gave up (timeout,
+ * interruption). The watchdog then
  * sends TERM to the script's process group and KILL 2 s later. Processes
  * the script put in a session of their own (daemons) are left alone.
  *
