@@ -77,10 +77,14 @@
  * bytes>"... "0\n"; ssh.h, frame_stdin_fd). The watchdog relays it into
  * a fifo that becomes the script's stdin, so the script sees EOF at the
  * payload's end while the channel's stdin stays open; then it watches.
+ * The fifo's directory is on /dev/shm when there is one (a tmpfs: `plan`
+ * leaves the disk untouched, not even /tmp's mtime), removed as soon as
+ * both ends are open.
  */
 #define PROLOGUE_PAYLOAD                                                       \
 	"exec 3<&0 </dev/null\n"                                               \
-	"d=$(mktemp -d) && mkfifo -m 600 \"$d/f\" || exit 1\n"                 \
+	"d=$(mktemp -d -p /dev/shm stagehand-io.XXXXXX 2>/dev/null || "        \
+	"mktemp -d) && mkfifo -m 600 \"$d/f\" || exit 1\n"                     \
 	"{ { rm -rf -- \"$d\"; while read -r n && [ \"$n\" != 0 ]; do "        \
 	"head -c \"$n\" || break; done; } >\"$d/f\"; " WATCH "; } "            \
 	"<&3 >/dev/null 2>&1 &\n"                                              \
