@@ -27,6 +27,7 @@ enum {
 	OPT_FROM,
 	OPT_TRUSTED_KEY,
 	OPT_TIMEOUT,
+	OPT_WAIT_LOCK,
 };
 
 static const struct option long_opts[] = {
@@ -50,6 +51,7 @@ static const struct option long_opts[] = {
 	{ "from", required_argument, NULL, OPT_FROM },
 	{ "trusted-key", required_argument, NULL, OPT_TRUSTED_KEY },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+	{ "wait-lock", optional_argument, NULL, OPT_WAIT_LOCK },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
@@ -99,6 +101,10 @@ cli_usage(void)
 	       "  --report DIR               default stagehand-report\n"
 	       "  --json                     NDJSON events on stdout\n"
 	       "  --keep-going               run later steps after a failure\n"
+	       "  --wait-lock[=SECS]         wait for another run's lock on "
+	       "the target\n"
+	       "                             (default: fail at once, exit "
+	       "75)\n"
 	       "  -v, --verbose / -q, --quiet\n"
 	       "  -h, --help / -V, --version\n"
 	       "closure:\n"
@@ -107,7 +113,8 @@ cli_usage(void)
 	       "  --timeout SECONDS          per request, default 30\n"
 	       "\n"
 	       "exit: 0 ok, 1 step failed, 2 usage, 65 invalid manifest,\n"
-	       "      69 target unreachable, 77 trust failure\n";
+	       "      69 target unreachable, 75 target locked by another run,\n"
+	       "      77 trust failure, 130 interrupted\n";
 }
 
 /* "a,b" -> two entries; empty items are an error. */
@@ -205,6 +212,16 @@ parse_option(int c, const char *arg, struct cli *cli, struct errbuf *err)
 			    "--timeout: '%s' is not 1..3600 seconds", arg);
 		cli->timeout_s = (unsigned)n;
 		return 0;
+	case OPT_WAIT_LOCK:
+		cli->wait_lock = true;
+		if (arg != NULL &&
+		    (parse_u64(arg, strlen(arg), CLI_WAIT_LOCK_MAX, &n) < 0 ||
+		        n == 0))
+			return err_set(err, SH_ERR_USAGE,
+			    "--wait-lock: '%s' is not 1..%u seconds", arg,
+			    CLI_WAIT_LOCK_MAX);
+		cli->wait_lock_s = arg != NULL ? (unsigned)n : 0;
+		return 0;
 	case 'v':
 		cli->verbosity = cli->verbosity < 0 ? 1 : cli->verbosity + 1;
 		return 0;
@@ -246,6 +263,8 @@ check_combination(const struct cli *cli, struct errbuf *err)
 {
 	if (cli->offline && cli->command != CLI_PLAN)
 		return err_set(err, SH_ERR_USAGE, "--offline is for 'plan'");
+	if (cli->wait_lock && cli->command != CLI_RUN)
+		return err_set(err, SH_ERR_USAGE, "--wait-lock is for 'run'");
 	if (cli->command == CLI_CLOSURE &&
 	    (cli->from.n == 0 || cli->trusted_keys.n == 0))
 		return err_set(err, SH_ERR_USAGE,

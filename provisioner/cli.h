@@ -55,10 +55,15 @@ struct cli {
 	bool offline;
 	bool json;
 	bool keep_going;
+	bool wait_lock;                /* --wait-lock: wait for the lock */
+	unsigned wait_lock_s;          /* its SECS; 0: no limit */
 	int verbosity;                 /* -1 quiet, 0 normal, 1+ verbose */
 	bool help;
 	bool version;
 };
+
+/* --wait-lock=SECS at most a day. */
+#define CLI_WAIT_LOCK_MAX 86400u
 
 int cli_parse(int argc, char **argv, struct cli *cli, struct errbuf *err);
 void cli_free(struct cli *cli);

@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,6 +53,24 @@ install_signals(void)
 	sigaction(SIGTERM, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
+}
+
+/*
+ * This process holds key text, secrets and the session: no core file
+ * (RLIMIT_CORE 0), and not dumpable, so other processes of the same user
+ * can neither ptrace it nor read its /proc/PID/mem or environ. What it
+ * writes locally (the report, run.log) is for its user alone (umask 077:
+ * files 0600, directories 0700); a report directory that already exists
+ * keeps its mode.
+ */
+static void
+harden_process(void)
+{
+	struct rlimit none = { 0, 0 };
+
+	(void)setrlimit(RLIMIT_CORE, &none);
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	(void)umask(077);
 }
 
 static int
@@ -426,7 +447,11 @@ cmd_run(const struct cli *cli)
 		.tags = cli->tags,
 		.skip_tags = cli->skip_tags,
 		.start_at = cli->start_at,
-		.keep_going = cli->keep_going };
+		.keep_going = cli->keep_going,
+		.lock = cli->command == CLI_RUN,
+		.lock_wait_s = !cli->wait_lock    ? 0
+		               : cli->wait_lock_s ? (int)cli->wait_lock_s
+		                                  : -1 };
 	struct ui_opts uo = { .verbosity = cli->verbosity, .json = cli->json };
 	struct run_ctx ctx = { .opts = &ro, .interrupted = &got_signal };
 	struct manifest *m = NULL;
@@ -488,6 +513,7 @@ main(int argc, char **argv)
 	struct errbuf err;
 	int rc = EXIT_OK;
 
+	harden_process();
 	if (cli_parse(argc, argv, &cli, &err) < 0) {
 		fprintf(stderr, "stagehand: %s\n%s", err.msg, cli_usage());
 		cli_free(&cli);

@@ -3,18 +3,21 @@
  * command line. See remote.h for the contract.
  *
  * The bootstrap (BOOTSTRAP below) reads "<timeout> <payload>" and execs
- * the reader for the rest: with a payload, `read -r n && s=$(head -c
- * "$n") && eval "$s"` reads the script's length, then exactly that many
- * bytes, and evaluates them with stdin still positioned at the first byte
- * of the payload. Command substitution drops trailing newlines of the
- * script, which changes nothing a shell would do with it.
+ * `timeout -k 10 T` around the script's reader: with a payload, `read -r
+ * n && s=$(head -c "$n") && eval "$s"` reads the length of the prologue
+ * and script, then exactly that many bytes, and evaluates them with stdin
+ * still positioned at the first byte of the (framed) payload. Command
+ * substitution drops trailing newlines of the script, which changes
+ * nothing a shell would do with it.
  *
- * Without one (most commands), `sh -s` reads "{\n<script>\n}\n" from
- * stdin itself: one process fewer than head -c (a fork and exec, about
- * 1 ms per command on a small VM). The braces make the shell parse the
- * whole script before running any of it, so nothing it runs can read
- * script text from stdin: stdin is at EOF, as it is after the bootstrap
- * with an empty payload.
+ * Without one (most commands), `sh -s` reads "{\n<prologue><script>\n}\n"
+ * from stdin itself: one process fewer than head -c (a fork and exec,
+ * about 1 ms per command on a small VM). The braces make the shell parse
+ * the whole script before running any of it, so nothing it runs can read
+ * script text from stdin.
+ *
+ * Either way the prologue forks the watchdog (WATCH) first, which ends
+ * the script's process group when the channel closes under it.
  *
  * The timeout and the payload flag travel on stdin, not on the command
  * line, so the command line is the same for every action of one become
@@ -35,15 +38,57 @@
  * of stdin, "<timeout seconds> <payload 0|1>", arrives, and exits 0 on
  * EOF, which is what lets ssh.c start it ahead of time as a spare. dash's
  * `read` takes a byte at a time from a pipe, so the rest of stdin is left
- * for what it execs. `timeout` starts with the script, not with the spare.
+ * for what it execs. `timeout` starts with the script, not with the spare;
+ * it runs even for T 0 (no limit), as it makes the script's shell and
+ * everything that shell starts one process group, with timeout's pid as
+ * its id: the watchdog's target.
  */
 #define BOOTSTRAP                                                              \
 	"sh -c 'read -r t p || exit 0; "                                       \
 	"if [ \"$p\" = 1 ]; then set -- sh -c \"read -r n && "                 \
 	"s=\\$(head -c \\\"\\$n\\\") && eval \\\"\\$s\\\"\" stagehand; "       \
 	"else set -- sh -s; fi; "                                              \
-	"[ \"$t\" = 0 ] || set -- timeout -k 10 \"$t\" \"$@\"; "               \
-	"exec \"$@\"' stagehand"
+	"exec timeout -k 10 \"$t\" \"$@\"' stagehand"
+/*
+ * The watchdog, forked by the prologue that the script's shell runs
+ * first. Its stdin is the channel's stdin, which the controller never
+ * closes while the command runs (ssh.h, keep_stdin_open): EOF means sshd
+ * closed the channel, because the command ended (then timeout, $PPID, is
+ * gone) or because the controller or the connection went away (then it
+ * ends timeout's process group). It is in that group itself: it ignores
+ * the TERM, and the KILL that follows ends it with the rest.
+ */
+#define WATCH                                                                  \
+	"{ trap '' TERM; while read -r _; do :; done; "                        \
+	"kill -0 $PPID 2>/dev/null || exit 0; "                                \
+	"kill -TERM -$PPID; sleep 2; kill -KILL -$PPID; }"
+/*
+ * Without a payload, `sh -s` reads "{\n<prologue><script>\n}\n" and
+ * parses the whole group before it runs any of it, so the watchdog finds
+ * nothing more on stdin but, at the end, the EOF. The script and what it
+ * runs find stdin at EOF (/dev/null); so does the shell once the group
+ * ends, and it exits with the group's status.
+ */
+#define PROLOGUE_PLAIN                                                         \
+	"exec 3<&0 </dev/null\n" WATCH " <&3 >/dev/null 2>&1 &\nexec 3<&-\n"
+/*
+ * With a payload, the prologue and the script are read with `head -c`
+ * and evaluated, and the payload follows on stdin, framed ("<n>\n<n
+ * bytes>"... "0\n"; ssh.h, frame_stdin_fd). The watchdog relays it into
+ * a fifo that becomes the script's stdin, so the script sees EOF at the
+ * payload's end while the channel's stdin stays open; then it watches.
+ * The fifo's directory is on /dev/shm when there is one (a tmpfs: `plan`
+ * leaves the disk untouched, not even /tmp's mtime), removed as soon as
+ * both ends are open.
+ */
+#define PROLOGUE_PAYLOAD                                                       \
+	"exec 3<&0 </dev/null\n"                                               \
+	"d=$(mktemp -d -p /dev/shm stagehand-io.XXXXXX 2>/dev/null || "        \
+	"mktemp -d) && mkfifo -m 600 \"$d/f\" || exit 1\n"                     \
+	"{ { rm -rf -- \"$d\"; while read -r n && [ \"$n\" != 0 ]; do "        \
+	"head -c \"$n\" || break; done; } >\"$d/f\"; " WATCH "; } "            \
+	"<&3 >/dev/null 2>&1 &\n"                                              \
+	"exec 3<&- <\"$d/f\"\n"
 /* Spare copies of the bootstrap kept started (ssh.h): two let each one's
  * sudo start while the two commands before it run. */
 #define REMOTE_SPARES 2
@@ -110,8 +155,10 @@ long_:
 }
 
 /*
- * "<timeout> 1\n<length>\n<script><payload>", or without payload
- * "<timeout> 0\n{\n<script>\n}\n"
+ * "<timeout> 0\n{\n<prologue><script>\n}\n", or with a payload
+ * "<timeout> 1\n<length>\n<prologue><script>" and the payload framed: the
+ * in-memory part as one chunk, the fd's in chunks framed by ssh.c, and
+ * "0\n" at the end (here when there is no fd, else from ssh.c).
  */
 static int
 build_stdin(const struct remote_cmd *cmd, struct buf *in, struct errbuf *err)
@@ -122,14 +169,19 @@ build_stdin(const struct remote_cmd *cmd, struct buf *in, struct errbuf *err)
 	if (buf_addf(in, "%u %d\n", cmd->timeout_s, has_payload(cmd)) < 0)
 		rc = 1;
 	else if (has_payload(cmd))
-		rc = buf_addf(in, "%zu\n", slen) < 0 ||
-		     buf_add(in, cmd->script, slen) < 0 ||
-		     (cmd->payload != NULL &&
-		         buf_add(in, cmd->payload, cmd->payload_len) < 0);
+		rc = buf_addf(in, "%zu\n", strlen(PROLOGUE_PAYLOAD) + slen) <
+		         0 ||
+		     buf_adds(in, PROLOGUE_PAYLOAD) < 0 ||
+		     buf_add(in, cmd->script, slen) < 0;
 	else
-		rc = buf_adds(in, "{\n") < 0 ||
+		rc = buf_adds(in, "{\n" PROLOGUE_PLAIN) < 0 ||
 		     buf_add(in, cmd->script, slen) < 0 ||
 		     buf_adds(in, "\n}\n") < 0;
+	if (rc == 0 && cmd->payload != NULL && cmd->payload_len > 0)
+		rc = buf_addf(in, "%zu\n", cmd->payload_len) < 0 ||
+		     buf_add(in, cmd->payload, cmd->payload_len) < 0;
+	if (rc == 0 && has_payload(cmd) && cmd->payload_fd < 0)
+		rc = buf_adds(in, "0\n") < 0;
 	if (rc != 0)
 		return err_set(err, SH_ERR_STEP,
 		    "script and payload exceed %u bytes; stream large data "
@@ -163,7 +215,7 @@ remote_run(struct run_ctx *ctx, const struct remote_cmd *cmd,
 	if (cmd->script == NULL)
 		return err_set(err, SH_ERR_INTERNAL, "remote_run: no script");
 	buf_init(&line, 4096);
-	buf_init(&in, REMOTE_SCRIPT_MAX + 32);
+	buf_init(&in, REMOTE_SCRIPT_MAX + 4096);
 	if (build_cmdline(ctx, cmd, &line, err) < 0 ||
 	    build_stdin(cmd, &in, err) < 0 || run_ctx_ssh(ctx, &conn, err) < 0)
 		goto out;
@@ -178,6 +230,8 @@ remote_run(struct run_ctx *ctx, const struct remote_cmd *cmd,
 	io.on_stderr = cmd->on_stderr;
 	io.on_stderr_arg = cmd->on_stderr_arg;
 	io.spares = REMOTE_SPARES;
+	io.keep_stdin_open = true;
+	io.frame_stdin_fd = true;
 	if (cmd->timeout_s > 0)
 		io.deadline_ms =
 		    t0 + ((uint64_t)cmd->timeout_s + REMOTE_GRACE_S) * 1000u;

@@ -7,16 +7,27 @@
  *     [sudo -n -u USER --] sh -c 'read -r t p || exit 0; ...' stagehand
  *
  * which does nothing until its first line of stdin, "<T> <P>\n", then
- * execs `timeout -k 10 T` (T > 0) around the script's reader. Without a
- * payload (P 0; payload NULL and payload_fd -1) that reader is `sh -s`
- * and the rest of stdin is "{\n<script>\n}\n": the shell parses the whole
- * script before it runs any of it, and what the script runs finds stdin at
- * EOF. With a payload (P 1) it is `sh -c 'read -r n && s=$(head -c "$n")
- * && eval "$s"'`, and the rest of stdin is "<length>\n<script>" followed
- * by the payload, which the script reads from its stdin (e.g. `cat >
- * "$tmp"`). dash's `read` takes a byte at a time from a pipe and GNU head
- * -c never reads past its count, so each reader leaves the rest intact.
- * $0 is not something scripts may rely on.
+ * execs `timeout -k 10 T` (T 0: no limit) around the script's reader, so
+ * the script's shell and what it starts are one process group. Without a
+ * payload (P 0; payload NULL and payload_fd -1) that reader is `sh -s` and
+ * the rest of stdin is "{\n<prologue><script>\n}\n": the shell parses the
+ * whole script before it runs any of it, and what the script runs finds
+ * stdin at EOF. With a payload (P 1) it is `sh -c 'read -r n && s=$(head
+ * -c "$n") && eval "$s"'`, and the rest of stdin is "<length>\n<prologue>
+ * <script>" followed by the payload, framed ("<n>\n<bytes>" chunks, then
+ * "0\n"); the prologue turns it back into a plain stream on the script's
+ * stdin, which the script reads to its EOF (e.g. `cat > "$tmp"`). dash's
+ * `read` takes a byte at a time from a pipe and GNU head -c never reads
+ * past its count, so each reader leaves the rest intact. $0 is not
+ * something scripts may rely on.
+ *
+ * Orphans: the controller never sends EOF on the channel's stdin; a
+ * watchdog that the prologue forks reads it, and an EOF while the script
+ * still runs means sshd closed the channel: the controller was killed,
+ * the connection dropped, or the controller gave up (timeout,
+ * interruption). The watchdog then
+ * sends TERM to the script's process group and KILL 2 s later. Processes
+ * the script put in a session of their own (daemons) are left alone.
  *
  * Because the bootstrap waits for stdin and exits 0 on EOF, ssh.c keeps
  * REMOTE_SPARES copies of it started ahead of time (ssh.h, "spares"): a

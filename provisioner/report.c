@@ -27,8 +27,9 @@
 #include "limits.h"
 #include "xml.h"
 
-#define REPORT_DIR_MODE 0755
-#define REPORT_FILE_MODE 0644
+/* Reports name hosts and show step output: for the run's user alone. */
+#define REPORT_DIR_MODE 0700
+#define REPORT_FILE_MODE 0600
 /* libyaml reads a mapping key only when it is under 1024 characters. */
 #define DETAIL_KEY_MAX 128
 

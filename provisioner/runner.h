@@ -47,6 +47,8 @@ struct run_opts {
 	struct strlist skip_tags;
 	const char *start_at;      /* step name, or NULL */
 	bool keep_going;           /* do not stop at the first failure */
+	bool lock;                 /* take the target lock (run, not plan) */
+	int lock_wait_s;           /* when held: 0 fail, -1 wait, N seconds */
 };
 
 struct target_facts {
@@ -64,6 +66,7 @@ struct run_ctx {
 	struct ui *ui;                    /* borrowed */
 	const struct redact *redact;      /* borrowed: cut text after it */
 	struct target_facts facts;
+	unsigned long lock_pid;           /* the lock's holder; 0: none */
 	volatile sig_atomic_t *interrupted; /* set by main's signal handler */
 	int64_t started_at;               /* unix time */
 	uint64_t started_ms;
@@ -71,11 +74,21 @@ struct run_ctx {
 
 /*
  * Returns the session, connecting (and learning the facts: hostname,
- * system, boot_id, in one round trip) on first use.
+ * system, boot_id, in one round trip) on first use. With opts->lock, the
+ * first connect (and runner_relock() after a reconnect) also takes the
+ * target lock: /run/lock/stagehand.lock (or /tmp's when /run/lock is not
+ * writable), flock(1)ed by a process on the target that lives as long as
+ * the session's sshd, and names its holder (controller host, pid, stage,
+ * start). Held by another run: SH_ERR_LOCKED (exit 75) naming the holder,
+ * or, with lock_wait_s, a wait (a notice says for whom). The holder of a
+ * session that is gone (a killed controller) lets go within a second; a
+ * run that reconnects ends its own old holder. run_ctx_release() lets go.
  */
 int run_ctx_ssh(struct run_ctx *ctx, struct ssh_conn **out,
     struct errbuf *err);
 void run_ctx_release(struct run_ctx *ctx);
+/* Takes the target lock again on a new session (after ssh_reconnect()). */
+int runner_relock(struct run_ctx *ctx, struct errbuf *err);
 
 /*
  * Runs the stage. results must hold manifest->nsteps entries (initialised

@@ -1148,16 +1148,40 @@ chan_start(struct xfer *x, const char *command, LIBSSH2_CHANNEL **out,
 	return 0;
 }
 
+/* Room kept before the data of a chunk for its frame header. */
+#define FRAME_HDR 24
+
+/*
+ * Puts the frame header "<n>\n" right before the n bytes read at
+ * chunk + FRAME_HDR; at EOF (n == 0) the chunk is the last frame "0\n".
+ */
+static void
+in_frame(struct xfer *x, size_t n)
+{
+	char hdr[FRAME_HDR];
+	size_t h = sizeof(hdr);
+
+	hdr[--h] = '\n';
+	do {
+		hdr[--h] = (char)('0' + n % 10);
+		n /= 10;
+	} while (n > 0);
+	x->chunk_off = FRAME_HDR - (sizeof(hdr) - h);
+	memcpy(x->chunk + x->chunk_off, hdr + h, sizeof(hdr) - h);
+	x->chunk_len += FRAME_HDR;
+}
+
 /* Fills the chunk from stdin_fd when it is readable. */
 static int
 in_refill(struct xfer *x, struct errbuf *err)
 {
 	struct pollfd pfd = { x->io->stdin_fd, POLLIN, 0 };
+	size_t at = x->io->frame_stdin_fd ? FRAME_HDR : 0;
 	ssize_t r;
 
 	if (poll(&pfd, 1, 0) <= 0)
 		return 0;
-	r = read(x->io->stdin_fd, x->chunk, IO_CHUNK);
+	r = read(x->io->stdin_fd, x->chunk + at, IO_CHUNK - at);
 	if (r < 0 && (errno == EINTR || errno == EAGAIN))
 		return 0;
 	if (r < 0)
@@ -1169,6 +1193,8 @@ in_refill(struct xfer *x, struct errbuf *err)
 	x->chunk_off = 0;
 	x->chunk_len = (size_t)r;
 	x->fd_eof = r == 0;
+	if (at > 0)
+		in_frame(x, (size_t)r);
 	return 0;
 }
 
@@ -1240,6 +1266,11 @@ xfer_stdin(struct xfer *x, struct errbuf *err)
 			return in_send_eof(x, err);
 		if (in_next(x, &p, &n, err) < 0)
 			return -1;
+		if (n == 0 && x->fd_eof && x->io->keep_stdin_open) {
+			x->in_done = true; /* all sent; no EOF (ssh.h) */
+			x->progress = true;
+			return 0;
+		}
 		if (n == 0)
 			return x->fd_eof ? in_send_eof(x, err) : 0;
 		w = libssh2_channel_write(x->ch, p, n);
@@ -1708,7 +1739,8 @@ int
 ssh_exec(struct ssh_conn *c, const char *command, struct ssh_io *io,
     struct ssh_exit *exit, struct errbuf *err)
 {
-	struct ssh_io none = { NULL, 0, -1, -1, NULL, NULL, 0, NULL, NULL, 0 };
+	struct ssh_io none = { NULL, 0, -1, -1, NULL, NULL, 0, NULL, NULL, 0,
+		false, false };
 	struct ssh_exit scratch;
 	struct xfer x;
 	int rc;

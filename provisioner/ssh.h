@@ -119,6 +119,15 @@ struct ssh_io {
 	void (*on_stderr)(void *arg, const char *p, size_t len); /* or NULL */
 	void *on_stderr_arg;
 	unsigned spares; /* spare copies of command to keep started; below */
+	/* No EOF after the last stdin byte: the channel's stdin stays open
+	 * until the command ends, so that the command can tell its channel
+	 * closing (the controller or the connection gone) from its input
+	 * ending (remote.c's watchdog). */
+	bool keep_stdin_open;
+	/* stdin_fd's bytes go as chunks "<n>\n<n bytes>" (n decimal), then
+	 * "0\n" at its EOF, so the far end can find the end of a stream of
+	 * unknown length without a channel EOF. */
+	bool frame_stdin_fd;
 };
 
 struct ssh_exit {

@@ -42,6 +42,8 @@ sh_strerror(enum sh_err code)
 		return "i/o error";
 	case SH_ERR_STEP:
 		return "step failed";
+	case SH_ERR_LOCKED:
+		return "target locked by another run";
 	case SH_ERR_INTERNAL:
 		return "internal error";
 	}
@@ -69,6 +71,8 @@ sh_exit_code(enum sh_err code)
 	case SH_ERR_IO:
 	case SH_ERR_STEP:
 		return EXIT_STEP_FAILED;
+	case SH_ERR_LOCKED:
+		return EXIT_LOCKED;
 	case SH_ERR_INTERNAL:
 		return EXIT_SOFTWARE;
 	}

@@ -38,6 +38,7 @@ enum sh_err {
 	SH_ERR_INTERRUPTED, /* SIGINT/SIGTERM */
 	SH_ERR_IO,          /* local file system */
 	SH_ERR_STEP,        /* a step failed for its own reasons */
+	SH_ERR_LOCKED,      /* another run holds the target's lock; exit 75 */
 	SH_ERR_INTERNAL,
 };
 
@@ -54,6 +55,7 @@ enum {
 	EXIT_INVALID_MANIFEST = 65,
 	EXIT_UNREACHABLE = 69,
 	EXIT_SOFTWARE = 70,
+	EXIT_LOCKED = 75, /* EX_TEMPFAIL: try again later (--wait-lock) */
 	EXIT_TRUST = 77,
 };
 

@@ -190,6 +190,17 @@ static const char line_awk[] =
 
 /* Inputs: P L R HR AB CR BK M O G; AWK (the program above). */
 static const char line_sh[] =
+    /* The watchdog (remote.c) ends a step with TERM: run the EXIT trap. */
+    "trap 'exit 143' TERM HUP INT\n"
+    /* Output to a closed channel (sshd gone) must not skip the EXIT trap. */
+    "trap 'exit 141' PIPE\n"
+    /* Temp files a killed run left (no other run writes: the lock). */
+    "sweep() {\n"
+    "\tfor x in \"$1\"/.stagehand.??????; do\n"
+    "\t\t[ -e \"$x\" ] && rm -rf -- \"$x\"\n"
+    "\tdone\n"
+    "\t:\n"
+    "}\n"
     "edit() {\n"
     "\tSH_LINE=$L SH_RE=$R SH_HASRE=$HR SH_ABSENT=$AB SH_OUT=$1 "
     "SH_PATH=$P awk \"$AWK\" < \"$P\"\n"
@@ -202,19 +213,26 @@ static const char line_sh[] =
     "\tfi\n"
     "\tC \"create $P\"\n"
     "\t[ \"$A\" = 1 ] || exit 0\n"
+    /* The trap sweeps ($t may not be set yet when a TERM comes), and
+     * ignores later TERMs (timeout forwards one), which would end it. */
+    "\ttrap 'trap \"\" TERM HUP INT PIPE; sweep \"${P%/*}\"' EXIT\n"
+    "\tsweep \"${P%/*}\"\n"
     "\tt=$(mktemp \"${P%/*}/.stagehand.XXXXXX\") || exit 1\n"
-    "\ttrap 'rm -f -- \"$t\"' EXIT\n"
     "\tprintf '%s\\n' \"$L\" > \"$t\" || exit 1\n"
     "\t[ -z \"$O\" ] || chown -- \"$O\" \"$t\" || exit 1\n"
     "\t[ -z \"$G\" ] || chgrp -- \"$G\" \"$t\" || exit 1\n"
-    "\tchmod -- \"${M:-644}\" \"$t\" && mv -f -- \"$t\" \"$P\" || exit 1\n"
+    "\tchmod -- \"${M:-644}\" \"$t\" && sync -- \"$t\" && "
+    "mv -f -- \"$t\" \"$P\" && sync -- \"${P%/*}\" || exit 1\n"
     "\texit 0\n"
     "fi\n"
     "P=$(readlink -f -- \"$P\") || exit 1\n"
     "[ -f \"$P\" ] || die \"$P is not a regular file\"\n"
     "if [ \"$A\" = 1 ]; then\n"
+    /* The trap sweeps ($t may not be set yet when a TERM comes), and
+     * ignores later TERMs (timeout forwards one), which would end it. */
+    "\ttrap 'trap \"\" TERM HUP INT PIPE; sweep \"${P%/*}\"' EXIT\n"
+    "\tsweep \"${P%/*}\"\n"
     "\tt=$(mktemp \"${P%/*}/.stagehand.XXXXXX\") || exit 1\n"
-    "\ttrap 'rm -f -- \"$t\"' EXIT\n"
     "\td=$(edit \"$t\") || die \"awk failed on $P\"\n"
     "else\n"
     "\td=$(edit /dev/null) || die \"awk failed on $P\"\n"
@@ -229,7 +247,8 @@ static const char line_sh[] =
     "\t\t\tcp -p -- \"$P\" \"$b\" || exit 1\n"
     "\t\t\tC \"backup $b\"\n"
     "\t\tfi\n"
-    "\t\tmv -f -- \"$t\" \"$P\" || exit 1\n"
+    "\t\tsync -- \"$t\" && mv -f -- \"$t\" \"$P\" && "
+    "sync -- \"${P%/*}\" || exit 1\n"
     "\tfi\n"
     "fi\n"
     "attrs \"$P\" \"$M\" \"$O\" \"$G\" 0\n";

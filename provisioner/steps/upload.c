@@ -377,13 +377,28 @@ upload_feeder_end(int fd, pid_t pid, struct errbuf *err)
  * happens next, so the files that follow stay aligned.
  */
 static const char upload_sh[] =
-    "t= S=\n"
-    "trap '[ -z \"$t\" ] || rm -f -- \"$t\"; "
-    "[ -z \"$S\" ] || rm -rf -- \"$S\"' EXIT\n"
+    "t= S= td=\n"
+    /* td: sweep it too, for a temp file made but not yet in $t/$S. */
+    /* Ignores the TERMs that follow (timeout forwards one): a second
+     * one would end the trap, or its rm, half way. */
+    "trap 'trap \"\" TERM HUP INT PIPE; [ -z \"$t\" ] || rm -f -- \"$t\"; "
+    "[ -z \"$S\" ] || rm -rf -- \"$S\"; "
+    "[ -z \"$td\" ] || sweep \"$td\"' EXIT\n"
     "trap 'exit 143' TERM HUP INT\n"
+    /* Output to a closed channel (sshd gone) must not skip the EXIT trap. */
+    "trap 'exit 141' PIPE\n"
+    /* Temp files a killed run left (no other run writes: the lock). */
+    "sweep() {\n"
+    "\tfor x in \"$1\"/.stagehand.??????; do\n"
+    "\t\t[ -e \"$x\" ] && rm -rf -- \"$x\"\n"
+    "\tdone\n"
+    "\t:\n"
+    "}\n"
     "put() {\n"
     "\tp=$1 m=$2 n=$3 h=$4 same=1\n"
     "\tif [ \"$A\" = 1 ]; then\n"
+    "\t\ttd=${p%/*}\n"
+    "\t\tsweep \"$td\"\n"
     "\t\tt=$(mktemp \"${p%/*}/.stagehand.XXXXXX\") || exit 1\n"
     "\t\thead -c \"$n\" > \"$t\" || exit 1\n"
     "\t\t[ \"$(stat -c %s -- \"$t\")\" = \"$n\" ] || "
@@ -399,7 +414,8 @@ static const char upload_sh[] =
     "\t\t\tC \"content $p\"\n"
     "\t\t\tif [ \"$A\" = 1 ]; then\n"
     "\t\t\t\tchown --reference=\"$p\" -- \"$t\" && "
-    "chmod --reference=\"$p\" -- \"$t\" && mv -f -- \"$t\" \"$p\" || exit 1\n"
+    "chmod --reference=\"$p\" -- \"$t\" && sync -- \"$t\" && "
+    "mv -f -- \"$t\" \"$p\" && sync -- \"${p%/*}\" || exit 1\n"
     "\t\t\tfi\n"
     "\t\tfi\n"
     "\telse\n"
@@ -407,8 +423,8 @@ static const char upload_sh[] =
     "\t\tif [ \"$A\" = 1 ]; then\n"
     "\t\t\t[ -z \"$O\" ] || chown -- \"$O\" \"$t\" || exit 1\n"
     "\t\t\t[ -z \"$G\" ] || chgrp -- \"$G\" \"$t\" || exit 1\n"
-    "\t\t\tchmod -- \"${m:-644}\" \"$t\" && mv -f -- \"$t\" \"$p\" || "
-    "exit 1\n"
+    "\t\t\tchmod -- \"${m:-644}\" \"$t\" && sync -- \"$t\" && "
+    "mv -f -- \"$t\" \"$p\" && sync -- \"${p%/*}\" || exit 1\n"
     "\t\tfi\n"
     "\tfi\n"
     "\t[ -z \"$t\" ] || [ ! -e \"$t\" ] || rm -f -- \"$t\"\n"
@@ -429,8 +445,12 @@ static const char upload_sh[] =
     "\t[ -z \"$G\" ] || chgrp -- \"$G\" \"$p\" || exit 1\n"
     "}\n"
     "stage() {\n"
+    "\ttd=$1\n"
+    "\tsweep \"$td\"\n"
     "\tS=$(mktemp -d \"$1/.stagehand.XXXXXX\") || exit 1\n"
     "\ttar -x -p -f - -C \"$S\" --no-same-owner || die \"tar -x failed\"\n"
+    /* On disk before mv1 renames them into place. */
+    "\tfind \"$S\" -type f -exec sync -- {} + || exit 1\n"
     "\t[ -z \"$O$G\" ] || chown -R -- \"$O${G:+:$G}\" \"$S\" || exit 1\n"
     "}\n"
     "mv1() {\n"

@@ -33,6 +33,8 @@ drive_code_name(enum sh_err c)
 		return "SH_ERR_IO";
 	case SH_ERR_STEP:
 		return "SH_ERR_STEP";
+	case SH_ERR_LOCKED:
+		return "SH_ERR_LOCKED";
 	case SH_ERR_INTERNAL:
 		return "SH_ERR_INTERNAL";
 	}

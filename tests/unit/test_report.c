@@ -354,10 +354,10 @@ test_report_writes_three_files_with_modes(void **state)
 	char *dir = write_scenario("passed", s);
 
 	(void)state;
-	assert_mode(dir, ".", 0755);
-	assert_mode(dir, "results.json", 0644);
-	assert_mode(dir, "junit.xml", 0644);
-	assert_mode(dir, "stagehand.env", 0644);
+	assert_mode(dir, ".", 0700);
+	assert_mode(dir, "results.json", 0600);
+	assert_mode(dir, "junit.xml", 0600);
+	assert_mode(dir, "stagehand.env", 0600);
 	free(dir);
 	sc_free(s);
 }

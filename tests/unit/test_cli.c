@@ -1,0 +1,133 @@
+/*
+ * test_cli.c: the command line's --wait-lock[=SECS] (the target lock): no
+ * value waits without limit, a value is 1..CLI_WAIT_LOCK_MAX seconds, and
+ * only `run` takes it.
+ */
+#include <getopt.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cli.h"
+
+/* Parses "stagehand <words...>"; returns cli_parse()'s result. */
+static int
+parse(struct cli *cli, struct errbuf *err, const char *w1, const char *w2,
+    const char *w3)
+{
+	char *argv[] = { (char *)"stagehand", (char *)w1, (char *)w2,
+		(char *)w3, NULL };
+	int argc = 1 + (w1 != NULL) + (w2 != NULL) + (w3 != NULL);
+
+	optind = 0; /* getopt_long again from the start */
+	return cli_parse(argc, argv, cli, err);
+}
+
+static void
+test_cli_wait_lock_defaults_to_failing_at_once(void **state)
+{
+	struct cli cli;
+	struct errbuf err;
+
+	(void)state;
+	assert_int_equal(parse(&cli, &err, "run", "m.yml", NULL), 0);
+	assert_false(cli.wait_lock);
+	cli_free(&cli);
+}
+
+static void
+test_cli_wait_lock_without_value_waits_without_limit(void **state)
+{
+	struct cli cli;
+	struct errbuf err;
+
+	(void)state;
+	assert_int_equal(parse(&cli, &err, "run", "m.yml", "--wait-lock"), 0);
+	assert_true(cli.wait_lock);
+	assert_int_equal(cli.wait_lock_s, 0);
+	cli_free(&cli);
+}
+
+static void
+test_cli_wait_lock_takes_seconds(void **state)
+{
+	struct cli cli;
+	struct errbuf err;
+
+	(void)state;
+	assert_int_equal(
+	    parse(&cli, &err, "run", "m.yml", "--wait-lock=90"), 0);
+	assert_true(cli.wait_lock);
+	assert_int_equal(cli.wait_lock_s, 90);
+	cli_free(&cli);
+	assert_int_equal(
+	    parse(&cli, &err, "run", "m.yml", "--wait-lock=86400"), 0);
+	assert_int_equal(cli.wait_lock_s, CLI_WAIT_LOCK_MAX);
+	cli_free(&cli);
+}
+
+static void
+test_cli_wait_lock_rejects_bad_values(void **state)
+{
+	static const char *const bad[] = {
+		"--wait-lock=0",     /* zero: use no option instead */
+		"--wait-lock=86401", /* oversized */
+		"--wait-lock=",      /* truncated */
+		"--wait-lock=5s",    /* trailing junk */
+		"--wait-lock=-1",    /* negative */
+		"--wait-lock=99999999999999999999999", /* overflows */
+	};
+	struct cli cli;
+	struct errbuf err;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(parse(&cli, &err, "run", "m.yml", bad[i]), -1);
+		assert_int_equal(err.code, SH_ERR_USAGE);
+		assert_non_null(strstr(err.msg, "--wait-lock"));
+		cli_free(&cli);
+	}
+}
+
+static void
+test_cli_wait_lock_is_only_for_run(void **state)
+{
+	struct cli cli;
+	struct errbuf err;
+
+	(void)state;
+	assert_int_equal(parse(&cli, &err, "plan", "m.yml", "--wait-lock"), -1);
+	assert_int_equal(err.code, SH_ERR_USAGE);
+	assert_non_null(strstr(err.msg, "--wait-lock is for 'run'"));
+	cli_free(&cli);
+}
+
+static void
+test_cli_usage_lists_exit_75(void **state)
+{
+	(void)state;
+	assert_non_null(strstr(cli_usage(), "75 target locked"));
+	assert_non_null(strstr(cli_usage(), "--wait-lock"));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(
+		    test_cli_wait_lock_defaults_to_failing_at_once),
+		cmocka_unit_test(
+		    test_cli_wait_lock_without_value_waits_without_limit),
+		cmocka_unit_test(test_cli_wait_lock_takes_seconds),
+		cmocka_unit_test(test_cli_wait_lock_rejects_bad_values),
+		cmocka_unit_test(test_cli_wait_lock_is_only_for_run),
+		cmocka_unit_test(test_cli_usage_lists_exit_75),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
