@@ -20,10 +20,14 @@
  *    A value shorter than REDACT_FRAGMENT_MIN is masked whole only.
  *
  * Masking a piece shorter than REDACT_FRAGMENT_MIN anywhere would hit
- * ordinary words and numbers; redact_tail() masks one at the start of a
- * text whose front was cut (an output tail), where it is known to be cut.
- * A piece that short at a cut inside a text (a first line's head, an error
- * line's tail) stays: at most 3 bytes of the secret.
+ * ordinary words and numbers. So the cuts that keep one end of a text
+ * redact the whole text before they cut it (redact_cut() for a script's
+ * first line and a plan description, remote_fail() for an error line);
+ * where the whole text is gone before it can be redacted (an output that
+ * keeps its last bytes while it streams), redact_tail() masks a piece that
+ * short at the start, where the text is known to be cut. The fragment rule
+ * stays as a second line of defence for cuts made elsewhere (an errbuf
+ * that fills up).
  *
  * redact_text() is for plain values (a step's output, an error, a change
  * line, a terminal line). redact_doc() is for finished JSON/XML/sh

@@ -256,9 +256,10 @@ out:
 
 /* The last non-empty line of b, controls made harmless, into line. */
 static void
-remote_last_line(const struct buf *b, struct buf *line)
+remote_last_line(const struct redact *rd, const struct buf *b, struct buf *line)
 {
-	size_t end = b->len, start;
+	size_t end = b->len, start, keep;
+	struct buf clean;
 
 	while (
 	    end > 0 && (b->data[end - 1] == '\n' || b->data[end - 1] == '\r' ||
@@ -267,17 +268,33 @@ remote_last_line(const struct buf *b, struct buf *line)
 	start = end;
 	while (start > 0 && b->data[start - 1] != '\n')
 		start--;
-	if (end - start > 300)
-		start = end - 300;
-	for (size_t i = start; i < end; i++) {
-		unsigned char ch = (unsigned char)b->data[i];
+	/* Redact the whole line before it is cut; a line that fills errout
+	 * from its start may itself be a cut tail. */
+	buf_init(&clean, redact_max(end - start));
+	if ((start == 0 ? redact_tail(rd, b->data, end, &clean)
+	                : redact_text(
+	                      rd, b->data + start, end - start, &clean)) < 0) {
+		(void)buf_adds(line, "(output not shown: too long to redact)");
+		goto out;
+	}
+	keep = clean.len > REMOTE_ERROR_LINE_MAX
+	           ? clean.len - REMOTE_ERROR_LINE_MAX
+	           : 0;
+	while (keep < clean.len &&
+	       ((unsigned char)clean.data[keep] & 0xc0) == 0x80)
+		keep++; /* never half a UTF-8 character */
+	for (size_t i = keep; i < clean.len; i++) {
+		unsigned char ch = (unsigned char)clean.data[i];
 
 		(void)buf_addc(line, ch < ' ' || ch == 0x7f ? '?' : (char)ch);
 	}
+out:
+	buf_release(&clean);
 }
 
 int
-remote_fail(struct errbuf *err, const struct buf *errout, const char *fmt, ...)
+remote_fail(const struct redact *rd, struct errbuf *err,
+    const struct buf *errout, const char *fmt, ...)
 {
 	struct buf msg, line;
 	va_list ap;
@@ -287,7 +304,7 @@ remote_fail(struct errbuf *err, const struct buf *errout, const char *fmt, ...)
 	va_start(ap, fmt);
 	(void)buf_vaddf(&msg, fmt, ap);
 	va_end(ap);
-	remote_last_line(errout, &line);
+	remote_last_line(rd, errout, &line);
 	err_set(err, SH_ERR_REMOTE, "%s%s%s", msg.data, line.len ? ": " : "",
 	    line.data);
 	buf_release(&line);
@@ -317,6 +334,7 @@ remote_step(struct run_ctx *ctx, const struct step *step,
 	if (out->status < 0 && !cmd->stdout_is_protocol)
 		return err_set(err, SH_ERR_REMOTE, "killed by a signal");
 	if (out->status < 0)
-		return remote_fail(err, &out->err, "killed by a signal");
-	return remote_fail(err, &out->err, "exit %d", out->status);
+		return remote_fail(
+		    ctx->redact, err, &out->err, "killed by a signal");
+	return remote_fail(ctx->redact, err, &out->err, "exit %d", out->status);
 }

@@ -51,6 +51,7 @@
 
 #include <stddef.h>
 
+#include "redact.h"
 #include "util.h"
 
 struct run_ctx;
@@ -103,11 +104,13 @@ int remote_step(struct run_ctx *ctx, const struct step *step,
 
 /*
  * Fills err with SH_ERR_REMOTE: the formatted text, then ": " and the last
- * non-empty line of errout (a command's stderr) when there is one; that
- * line keeps at most its last 300 bytes, control characters become '?'.
- * Returns -1.
+ * non-empty line of errout (a command's stderr) when there is one. That
+ * line is redacted with rd (may be NULL) first and then keeps at most its
+ * last REMOTE_ERROR_LINE_MAX bytes, control characters shown as '?': a cut
+ * made after redaction leaves no piece of a secret. Returns -1.
  */
-int remote_fail(struct errbuf *err, const struct buf *errout, const char *fmt,
-    ...) ATTR_PRINTF(3, 4);
+#define REMOTE_ERROR_LINE_MAX 300
+int remote_fail(const struct redact *rd, struct errbuf *err,
+    const struct buf *errout, const char *fmt, ...) ATTR_PRINTF(4, 5);
 
 #endif

@@ -195,7 +195,7 @@ lock_answer(struct run_ctx *ctx, const struct remote_out *o, struct errbuf *err)
 		    n > 5 ? p + 5 : "an unknown run");
 	if (o->status != 0 || n < 8 || memcmp(p, "locked ", 7) != 0 ||
 	    parse_u64(p + 7, n - 7, UINT32_MAX, &pid) < 0 || pid == 0)
-		return remote_fail(err, &o->err,
+		return remote_fail(ctx->redact, err, &o->err,
 		    "cannot take the target lock: exit %d", o->status);
 	ctx->lock_pid = (unsigned long)pid;
 	return 0;

@@ -10,7 +10,7 @@
 # sh-escaped (tests/secret-needles.pl), after checking it exists and is
 # not empty.
 . "$(dirname "$0")/lib.sh"
-t_plan 71
+t_plan 77
 
 box_up "$(box_name sx)" || { t_not "test box comes up"; t_done; exit 1; }
 
@@ -110,6 +110,20 @@ for k in 1 2 3; do
 	t_ok "... and so does its <system-out> in junit.xml" sh -c \
 		"xmllint --xpath 'string(//testcase[substring-after(@name, \" \")=\"tail s1 $((4096 - k))\"]/system-out)' \
 		'$T/r/junit.xml' | grep -q '^\*\*\*\*\*\*\*\*tttt'"
+done
+# The first-line and error-line cuts keep one end of a text: the text is
+# redacted whole first, so a cut 1..3 bytes into a secret shows part of the
+# marker, never the secret's first or last bytes.
+for k in 1 2 3; do
+	p=$((100 - k)) n=$((300 - k))
+	t_ok "a first line cut $k bytes into a secret shows $k marker bytes" \
+		jq -e --arg n "head s1 $p" --arg want "ran: true #$(pad $((p - 6)) h)$(pad $k '*') ..." \
+		'[.steps[] | select(.name == $n) | .changes[0]] == [$want]' \
+		"$T/r/results.json"
+	t_ok "an error line cut $k bytes before a secret's end shows $k marker bytes" \
+		jq -e --arg n "err s1 $n" --arg want "exit 3: $(pad $k '*')$(pad $n e)" \
+		'[.steps[] | select(.name == $n) | .error.message] == [$want]' \
+		"$T/r/results.json"
 done
 t_ok "... and on the terminal, each time" \
 	test "$(grep -c '^        \*\*\*\*\*\*\*\*tttt' "$T/run-out")" -ge 30

@@ -392,7 +392,8 @@ shell_exec(struct run_ctx *ctx, const struct step *step, bool run,
 		goto out;
 	rc = -1;
 	if (!str_has_prefix(out->out.data, "stagehand-")) {
-		remote_fail(err, &out->err, "exit %d", out->status);
+		remote_fail(
+		    ctx->redact, err, &out->err, "exit %d", out->status);
 		goto out;
 	}
 	rc = 0;
@@ -417,10 +418,10 @@ shell_verdict(const struct redact *rd, const struct shell_cfg *c,
 		return err_set(
 		    err, SH_ERR_INTERNAL, "shell: unexpected wrapper output");
 	if (code < 0 || code > 255)
-		return remote_fail(err, &out->err, "killed by a signal");
+		return remote_fail(rd, err, &out->err, "killed by a signal");
 	res->exit_status = code;
 	if (!c->valid[code])
-		return remote_fail(err, &out->err, "exit %d", code);
+		return remote_fail(rd, err, &out->err, "exit %d", code);
 	if (c->changed_code < 0 || code == c->changed_code) {
 		struct buf first;
 
