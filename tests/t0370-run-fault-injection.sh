@@ -13,6 +13,7 @@
 #   T0370_DROPS (kill-sessions, default 4).
 # "Within 10 s" is a poll that gives up after 10 s, not a timing check.
 . "$(dirname "$0")/lib.sh"
+t_plan 43
 
 box_up "$(box_name fi)" || { t_not "test box comes up"; t_done; exit 1; }
 
