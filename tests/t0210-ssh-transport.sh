@@ -19,6 +19,7 @@ build_driver() {
 		"$TOP/tests/integration/sshdrive.c" "$TOP/provisioner/ssh.c" \
 		"$TOP/provisioner/knownhosts.c" \
 		"$TOP/provisioner/sshkey.c" "$TOP/provisioner/remote.c" \
+		"$TOP/provisioner/redact.c" "$TOP/provisioner/json.c" "$TOP/provisioner/xml.c" \
 		"$TOP/provisioner/util.c" "$TOP/provisioner/steps/step.c" \
 		$(pkg-config --libs libssh2 libsodium libcrypto)
 }
