@@ -20,11 +20,12 @@ if [ "$(id -u)" != 0 ]; then
 	exit 2
 fi
 
+# shellcheck source=tests/box.sh
+. tests/box.sh
 out=${DEMO_REPORT:-demo-report}
-caches=${STAGEHAND_NIXCACHE:-/tmp/stagehand-nixcache}
+caches=$BOX_CACHES
 name=demo$(printf '%04x' $(($$ % 65536)))
 www=$(mktemp -d /tmp/stagehand-demo-www.XXXXXX)
-box_started=0
 t0=$(date +%s%N)
 
 cleanup() {
@@ -32,8 +33,7 @@ cleanup() {
 	trap - EXIT INT TERM
 	echo
 	echo "== tearing down (box $name, nginx)"
-	tests/nixcache/serve stop "$www" >/dev/null 2>&1 || true
-	[ "$box_started" = 0 ] || tests/testbox/testbox down "$name" >/dev/null 2>&1 || true
+	box_teardown
 	rm -rf "$www"
 	exit "$rc"
 }
@@ -55,7 +55,7 @@ make -s stagehand
 ./stagehand --version
 
 say "signed binary caches ($caches)"
-tests/nixcache/make-caches.sh "$caches" >"$www/paths.env"
+caches_make "$www/paths.env"
 # shellcheck disable=SC1091
 . "$www/paths.env"
 echo "bundle 1: $BUNDLE_ROOT"
@@ -64,19 +64,11 @@ echo "broken:   $BROKEN_ROOT"
 echo "keys:     ${KEY1_PUB%%:*}, ${KEY2_PUB%%:*}"
 
 say "test box $name"
-box_started=1
-env_lines=$(tests/testbox/testbox up "$name")
-while IFS= read -r line; do
-	case $line in TESTBOX_*=*) export "${line?}" ;; esac
-done <<<"$env_lines"
-conn=(--target "ssh://$TESTBOX_USER@$TESTBOX_HOST:$TESTBOX_PORT"
-	--identity "$TESTBOX_KEY" --known-hosts "$TESTBOX_KNOWN_HOSTS")
+box_up "$name"
+conn=("${SSH_ARGS[@]}")
 
-ln -s "$caches/cache1" "$www/cache1"
-ln -s "$caches/cache2" "$www/cache2"
-port=$(tests/nixcache/serve port)
-tests/nixcache/serve start "$www" "$TESTBOX_GATEWAY" "$port"
-url=http://$TESTBOX_GATEWAY:$port
+caches_serve "$www" "$TESTBOX_GATEWAY"
+url=$CACHE_URL
 echo "caches served at $url/cache1 and $url/cache2 (nginx)"
 
 rm -rf "$out"
@@ -118,7 +110,7 @@ jq -r '.steps[] | select(.rescue and .output != null and .output != "") |
 [ "$rc" = 1 ]
 
 say "the box, seen from outside"
-tests/testbox/testbox exec "$name" -- sh -c '
+box_exec sh -c '
 	echo "profile: $(readlink /var/lib/postgresql/.nix-profile) -> $(readlink -f /var/lib/postgresql/.nix-profile)"
 	ls -l /usr/bin/psql /usr/bin/pg_config
 	/usr/bin/pg_config --version
