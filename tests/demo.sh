@@ -3,7 +3,8 @@
 # what it needs, builds stagehand, builds the signed test binary caches
 # (a PostgreSQL 15 bundle made from Debian's binaries, two keys) and serves
 # them with nginx on the test box's gateway, brings up the test box, runs
-# stage 1 then stage 2 against it, runs both again (nothing left to
+# stage 1 then stage 2 (its test-box form, stages/testbox-stage2.yml)
+# against it, runs both again (nothing left to
 # change), upgrades Postgres in place to a second bundle, tries a broken
 # bundle (rolled back automatically), prints the report summaries and what
 # the box looks like from outside, and tears the box and nginx down, also
@@ -81,8 +82,8 @@ v1=(--vars-file "$out/testbox.vars.yml")
 say "stagehand run stages/stage1.yml"
 ./stagehand run stages/stage1.yml "${conn[@]}" --report "$out/stage1" -q
 
-say "stagehand run stages/stage2.yml --vars-file $out/testbox.vars.yml"
-./stagehand run stages/stage2.yml "${conn[@]}" "${v1[@]}" --report "$out/stage2"
+say "stagehand run stages/testbox-stage2.yml --vars-file $out/testbox.vars.yml"
+./stagehand run stages/testbox-stage2.yml "${conn[@]}" "${v1[@]}" --report "$out/stage2"
 
 say "stagehand report $out/stage1"
 ./stagehand report "$out/stage1"
@@ -91,7 +92,7 @@ say "stagehand report $out/stage2"
 
 say "both stages again: nothing left to change"
 ./stagehand run stages/stage1.yml "${conn[@]}" --report "$out/stage1-again" -q
-./stagehand run stages/stage2.yml "${conn[@]}" "${v1[@]}" --report "$out/stage2-again" -q
+./stagehand run stages/testbox-stage2.yml "${conn[@]}" "${v1[@]}" --report "$out/stage2-again" -q
 
 say "stagehand run stages/upgrade.yml: in place to bundle 2"
 ./stagehand run stages/upgrade.yml "${conn[@]}" --vars-file "$out/bundle2.vars.yml" \
