@@ -54,9 +54,10 @@ TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$TOP"
 STAGEHAND=${STAGEHAND:-$TOP/stagehand}
 case $STAGEHAND in /*) ;; *) STAGEHAND=$TOP/$STAGEHAND ;; esac
-TESTBOX=$TOP/tests/testbox/testbox
-NIXCACHE=$TOP/tests/nixcache
-CACHES=${BENCH_NIXCACHE:-/tmp/stagehand-nixcache}
+STAGEHAND_NIXCACHE=${BENCH_NIXCACHE:-${STAGEHAND_NIXCACHE:-/tmp/stagehand-nixcache}}
+# shellcheck source=tests/box.sh
+. "$TOP/tests/box.sh"
+CACHES=$BOX_CACHES
 RESOLVE_RUNS=${BENCH_RUNS:-5}
 COPY_RUNS=${BENCH_RUNS:-3}
 
@@ -83,11 +84,8 @@ if [[ ! -x $STAGEHAND ]]; then
 fi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/stagehand-bench-closure.XXXXXX")
-BOXES=()
 cleanup() {
-	local b w
-	for w in "$TMP"/www*; do "$NIXCACHE/serve" stop "$w" >/dev/null 2>&1 || true; done
-	for b in "${BOXES[@]}"; do "$TESTBOX" down "$b" >/dev/null 2>&1 || true; done
+	box_teardown
 	if [[ ${BENCH_KEEP:-} == 1 ]]; then say "kept $TMP"; else rm -rf "$TMP"; fi
 	return 0
 }
@@ -96,7 +94,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 say "building or reusing the caches in $CACHES"
-"$NIXCACHE/make-caches.sh" "$CACHES" >"$TMP/paths.env" ||
+caches_make "$TMP/paths.env" ||
 	die "make-caches.sh failed"
 # shellcheck disable=SC1091
 . "$TMP/paths.env"
@@ -113,30 +111,20 @@ elapsed() { # START: seconds since START ($EPOCHREALTIME)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
 BOXN=0
-fresh_box() { # sets BOX and the TESTBOX_* of a new, empty box
-	local k v
+fresh_box() { # sets BOX, the TESTBOX_* and SSH_ARGS of a new, empty box
 	BOXN=$((BOXN + 1))
 	BOX=bc$$
 	BOX=${BOX:0:9}$BOXN
-	BOXES+=("$BOX")
-	"$TESTBOX" up "$BOX" >"$TMP/box.env" 2>"$TMP/box.err" ||
-		{ cat "$TMP/box.err" >&2; die "test box $BOX did not come up"; }
-	while IFS='=' read -r k v; do
-		case $k in TESTBOX_[A-Z_]*) printf -v "$k" '%s' "$v" ;; esac
-	done <"$TMP/box.env"
+	box_up "$BOX" || die "test box $BOX did not come up"
 }
 # serve_on ADDR: nginx serving cache1 on ADDR (its own web root and port,
 # so it can be stopped alone); sets SDIR and URL (the cache's URL).
 SERVEN=0
 serve_on() {
-	local port
 	SERVEN=$((SERVEN + 1))
 	SDIR=$TMP/www$SERVEN
-	mkdir -p "$SDIR"
-	ln -s "$CACHES/cache1" "$SDIR/cache1"
-	port=$("$NIXCACHE/serve" port)
-	"$NIXCACHE/serve" start "$SDIR" "$1" "$port" >&2 || die "nginx did not start on $1:$port"
-	URL=http://$1:$port/cache1
+	caches_serve "$SDIR" "$1" || die "nginx did not start on $1"
+	URL=$CACHE_URL/cache1
 }
 # manifest URL: the closure step installing BIG_ROOT from URL
 manifest() {
@@ -152,12 +140,12 @@ steps:
 EOF
 }
 box_gone() {
-	"$NIXCACHE/serve" stop "$SDIR" >/dev/null 2>&1 || true
-	"$TESTBOX" down "$BOX" >/dev/null 2>&1 || true
+	caches_stop "$SDIR" || true
+	box_down "$BOX" || true
 }
 box_has_closure() { # the box's store holds all of BIG_ROOT's closure
 	local n
-	n=$("$TESTBOX" exec "$BOX" -- sh -c \
+	n=$(box_exec sh -c \
 		"nix-store -qR '$BIG_ROOT' | xargs nix-store --check-validity && nix-store -qR '$BIG_ROOT' | wc -l") || return 1
 	[[ $n == 1000 ]] || { say "box $BOX holds $n paths of the closure"; return 1; }
 }
@@ -177,16 +165,11 @@ else
 	say "stagehand closure is not usable yet ($(head -c 200 "$TMP/closure.err")): timing 'stagehand plan' of a closure step instead"
 fi
 
-sh_target() { # the stagehand connection options for $BOX
-	printf '%s\n' --target "ssh://$TESTBOX_USER@$TESTBOX_HOST:$TESTBOX_PORT" \
-		--identity "$TESTBOX_KEY" --known-hosts "$TESTBOX_KNOWN_HOSTS"
-}
-
 if [[ $resolve_mode == plan ]]; then
 	fresh_box
 	serve_on "$TESTBOX_GATEWAY"
 	manifest "$URL"
-	mapfile -t TGT < <(sh_target)
+	TGT=("${SSH_ARGS[@]}")
 	"$STAGEHAND" run "$TMP/big.yml" "${TGT[@]}" --report "$TMP/r-prep" -q ||
 		die "could not install the closure for the plan fallback"
 fi
@@ -221,7 +204,7 @@ for ((i = 0; i < RESOLVE_RUNS; i++)); do
 	N_RES+=("$(elapsed "$t")")
 done
 [[ $resolve_mode == closure ]] || box_gone
-"$NIXCACHE/serve" stop "$TMP/www1" >/dev/null 2>&1 || true
+caches_stop "$TMP/www1" || true
 
 # --------------------------------------------------------------- copy
 
@@ -235,7 +218,7 @@ for ((i = 0; i < COPY_RUNS; i++)); do
 	fresh_box
 	serve_on "$TESTBOX_GATEWAY"
 	manifest "$URL"
-	mapfile -t TGT < <(sh_target)
+	TGT=("${SSH_ARGS[@]}")
 	t=$EPOCHREALTIME
 	"$STAGEHAND" run "$TMP/big.yml" "${TGT[@]}" --report "$TMP/r-copy-$i" -q ||
 		die "the closure step failed (report: $TMP/r-copy-$i)"
@@ -245,7 +228,7 @@ for ((i = 0; i < COPY_RUNS; i++)); do
 
 	fresh_box
 	serve_on "$TESTBOX_GATEWAY"
-	s=$("$TESTBOX" exec "$BOX" -- sh -c "a=\$(date +%s.%N) &&
+	s=$(box_exec sh -c "a=\$(date +%s.%N) &&
 		$(nix_copy_cmd "$URL") && b=\$(date +%s.%N) && echo \"\$a \$b\"") ||
 		die "nix copy failed"
 	N_COPY+=("$(awk -v a="${s% *}" -v b="${s#* }" 'BEGIN { printf "%.3f", b - a }')")

@@ -47,7 +47,8 @@ TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$TOP"
 STAGEHAND=${STAGEHAND:-$TOP/stagehand}
 case $STAGEHAND in /*) ;; *) STAGEHAND=$TOP/$STAGEHAND ;; esac
-TESTBOX=$TOP/tests/testbox/testbox
+# shellcheck source=tests/box.sh
+. "$TOP/tests/box.sh"
 RUNS=${BENCH_RUNS:-3}
 ANSIBLE_RUNS=${BENCH_ANSIBLE_RUNS:-1}
 SSH_LINKS=${BENCH_SSH_LINKS:-auto}
@@ -116,7 +117,6 @@ ensure_stagehand
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/stagehand-bench.XXXXXX")
 BOX=bench$$
 BOX=${BOX:0:12}
-BOX_STARTED=
 MUX_SOCK=$TMP/mux-sock
 
 # Ask the ssh master listening on socket $1 (if any) to exit.
@@ -132,7 +132,7 @@ cleanup() {
 	for s in "$MUX_SOCK" "$TMP"/cp/*; do
 		close_master "$s"
 	done
-	if [[ -n $BOX_STARTED ]]; then "$TESTBOX" down "$BOX" >/dev/null 2>&1 || true; fi
+	box_teardown
 	if [[ ${BENCH_KEEP:-} == 1 ]]; then
 		say "kept $TMP"
 	else
@@ -146,15 +146,9 @@ trap 'exit 143' TERM
 mkdir -p "$TMP/log" "$TMP/cp" "$TMP/ansible-home" "$TMP/ansible-tmp"
 
 say "starting test box $BOX"
-BOX_STARTED=1
-"$TESTBOX" up "$BOX" >"$TMP/box.env" || die "test box $BOX did not come up"
-while IFS='=' read -r k v; do
-	case $k in TESTBOX_[A-Z_]*) printf -v "$k" '%s' "$v" ;; esac
-done <"$TMP/box.env"
-: "${TESTBOX_HOST:?}" "${TESTBOX_PORT:?}" "${TESTBOX_USER:?}" "${TESTBOX_KEY:?}" \
-	"${TESTBOX_KNOWN_HOSTS:?}"
+box_up "$BOX" || die "test box $BOX did not come up"
 
-box() { "$TESTBOX" exec "$BOX" -- "$@"; }
+box() { box_exec "$@"; }
 
 # The 1,000 source files, made as root in the box.
 box sh -c "mkdir -p '$SRC_DIR' '$DEST_DIR' && cd '$SRC_DIR' &&
@@ -201,9 +195,7 @@ EOF
 
 RUN_N=0 # set by measure: the run number, for distinct report dirs
 stagehand_run() { # MANIFEST
-	"$STAGEHAND" run "$1" \
-		--target "ssh://$TESTBOX_USER@$TESTBOX_HOST:$TESTBOX_PORT" \
-		--identity "$TESTBOX_KEY" --known-hosts "$TESTBOX_KNOWN_HOSTS" \
+	"$STAGEHAND" run "$1" "${SSH_ARGS[@]}" \
 		--report "$TMP/report-${1##*/}-$RUN_N" -q
 }
 last_report() { echo "$TMP/report-$1-$RUN_N/results.json"; }

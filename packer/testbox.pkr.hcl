@@ -81,8 +81,9 @@ variable "stage1_manifest" {
 }
 
 variable "stage2_manifest" {
-  type    = string
-  default = "stages/stage2.yml"
+  type        = string
+  default     = "stages/stage2.yml"
+  description = "Stage 2 manifest. On the built-in test box: stages/testbox-stage2.yml, with the vars file of stages/testbox-vars.sh in stagehand_args."
 }
 
 variable "postgres_major" {

@@ -1,12 +1,12 @@
 #!/bin/sh
 # stages/testbox-vars.sh PATHS_ENV CACHE_URL [ROOT_VAR]: prints the vars
-# file (YAML) that points stages/stage2.yml and stages/upgrade.yml at the
-# test box and the test binary caches, e.g.
+# file (YAML) that points stages/testbox-stage2.yml and stages/upgrade.yml
+# at the test box and the test binary caches, e.g.
 #
 #   tests/nixcache/make-caches.sh /tmp/stagehand-nixcache >paths.env
 #   tests/nixcache/serve start WWW "$TESTBOX_GATEWAY" PORT  # WWW/cache1, WWW/cache2
 #   stages/testbox-vars.sh paths.env "http://$TESTBOX_GATEWAY:PORT" >testbox.vars.yml
-#   stagehand run stages/stage2.yml --vars-file testbox.vars.yml ...
+#   stagehand run stages/testbox-stage2.yml --vars-file testbox.vars.yml ...
 #
 # PATHS_ENV is make-caches.sh's output (KEY=value lines); CACHE_URL serves
 # its cache1/ and cache2/. ROOT_VAR names the bundle to install: BUNDLE_ROOT
@@ -51,7 +51,4 @@ bundle_aarch64_linux: $arm
 pg_share_subdir: share/postgresql/15
 # en_US.UTF-8 need not exist on a test box; C.UTF-8 always does.
 locale: C.UTF-8
-nix_config: "true"
-audit_production: "false"
-audit_testbox: "true"
 YML

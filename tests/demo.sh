@@ -3,7 +3,8 @@
 # what it needs, builds stagehand, builds the signed test binary caches
 # (a PostgreSQL 15 bundle made from Debian's binaries, two keys) and serves
 # them with nginx on the test box's gateway, brings up the test box, runs
-# stage 1 then stage 2 against it, runs both again (nothing left to
+# stage 1 then stage 2 (its test-box form, stages/testbox-stage2.yml)
+# against it, runs both again (nothing left to
 # change), upgrades Postgres in place to a second bundle, tries a broken
 # bundle (rolled back automatically), prints the report summaries and what
 # the box looks like from outside, and tears the box and nginx down, also
@@ -20,11 +21,12 @@ if [ "$(id -u)" != 0 ]; then
 	exit 2
 fi
 
+# shellcheck source=tests/box.sh
+. tests/box.sh
 out=${DEMO_REPORT:-demo-report}
-caches=${STAGEHAND_NIXCACHE:-/tmp/stagehand-nixcache}
+caches=$BOX_CACHES
 name=demo$(printf '%04x' $(($$ % 65536)))
 www=$(mktemp -d /tmp/stagehand-demo-www.XXXXXX)
-box_started=0
 t0=$(date +%s%N)
 
 cleanup() {
@@ -32,8 +34,7 @@ cleanup() {
 	trap - EXIT INT TERM
 	echo
 	echo "== tearing down (box $name, nginx)"
-	tests/nixcache/serve stop "$www" >/dev/null 2>&1 || true
-	[ "$box_started" = 0 ] || tests/testbox/testbox down "$name" >/dev/null 2>&1 || true
+	box_teardown
 	rm -rf "$www"
 	exit "$rc"
 }
@@ -55,7 +56,7 @@ make -s stagehand
 ./stagehand --version
 
 say "signed binary caches ($caches)"
-tests/nixcache/make-caches.sh "$caches" >"$www/paths.env"
+caches_make "$www/paths.env"
 # shellcheck disable=SC1091
 . "$www/paths.env"
 echo "bundle 1: $BUNDLE_ROOT"
@@ -64,19 +65,11 @@ echo "broken:   $BROKEN_ROOT"
 echo "keys:     ${KEY1_PUB%%:*}, ${KEY2_PUB%%:*}"
 
 say "test box $name"
-box_started=1
-env_lines=$(tests/testbox/testbox up "$name")
-while IFS= read -r line; do
-	case $line in TESTBOX_*=*) export "${line?}" ;; esac
-done <<<"$env_lines"
-conn=(--target "ssh://$TESTBOX_USER@$TESTBOX_HOST:$TESTBOX_PORT"
-	--identity "$TESTBOX_KEY" --known-hosts "$TESTBOX_KNOWN_HOSTS")
+box_up "$name"
+conn=("${SSH_ARGS[@]}")
 
-ln -s "$caches/cache1" "$www/cache1"
-ln -s "$caches/cache2" "$www/cache2"
-port=$(tests/nixcache/serve port)
-tests/nixcache/serve start "$www" "$TESTBOX_GATEWAY" "$port"
-url=http://$TESTBOX_GATEWAY:$port
+caches_serve "$www" "$TESTBOX_GATEWAY"
+url=$CACHE_URL
 echo "caches served at $url/cache1 and $url/cache2 (nginx)"
 
 rm -rf "$out"
@@ -89,8 +82,8 @@ v1=(--vars-file "$out/testbox.vars.yml")
 say "stagehand run stages/stage1.yml"
 ./stagehand run stages/stage1.yml "${conn[@]}" --report "$out/stage1" -q
 
-say "stagehand run stages/stage2.yml --vars-file $out/testbox.vars.yml"
-./stagehand run stages/stage2.yml "${conn[@]}" "${v1[@]}" --report "$out/stage2"
+say "stagehand run stages/testbox-stage2.yml --vars-file $out/testbox.vars.yml"
+./stagehand run stages/testbox-stage2.yml "${conn[@]}" "${v1[@]}" --report "$out/stage2"
 
 say "stagehand report $out/stage1"
 ./stagehand report "$out/stage1"
@@ -99,7 +92,7 @@ say "stagehand report $out/stage2"
 
 say "both stages again: nothing left to change"
 ./stagehand run stages/stage1.yml "${conn[@]}" --report "$out/stage1-again" -q
-./stagehand run stages/stage2.yml "${conn[@]}" "${v1[@]}" --report "$out/stage2-again" -q
+./stagehand run stages/testbox-stage2.yml "${conn[@]}" "${v1[@]}" --report "$out/stage2-again" -q
 
 say "stagehand run stages/upgrade.yml: in place to bundle 2"
 ./stagehand run stages/upgrade.yml "${conn[@]}" --vars-file "$out/bundle2.vars.yml" \
@@ -118,7 +111,7 @@ jq -r '.steps[] | select(.rescue and .output != null and .output != "") |
 [ "$rc" = 1 ]
 
 say "the box, seen from outside"
-tests/testbox/testbox exec "$name" -- sh -c '
+box_exec sh -c '
 	echo "profile: $(readlink /var/lib/postgresql/.nix-profile) -> $(readlink -f /var/lib/postgresql/.nix-profile)"
 	ls -l /usr/bin/psql /usr/bin/pg_config
 	/usr/bin/pg_config --version

@@ -19,14 +19,15 @@
 #                                 exit status
 # Output of failing commands is shown, indented, under the "not ok" line.
 #
-# Box helpers (the real test box from tests/testbox/testbox):
-#   box_up NAME      starts it, exports TESTBOX_* and SSH_ARGS (the
-#                    stagehand connection options for the box); the box is
-#                    torn down at exit
+# Box helpers: tests/box.sh (sourced here; see it for the details):
+#   box_up NAME      starts the box, exports TESTBOX_* and SSH_ARGS (the
+#                    stagehand connection options for the box); every box
+#                    and cache server is torn down at exit
 #   box_exec cmd...  runs cmd as root inside the box
-#   box_snapshot     prints a listing of the box's overlay upper dir
-#                    (paths, modes, owners, sizes, link targets, mtimes) so
-#                    two snapshots differ iff the box changed
+#   box_snapshot     a listing of the box's overlay upper dir; two
+#                    snapshots differ iff the box changed
+#   caches_make FILE, caches_serve WWW ADDR (sets CACHE_URL): the signed
+#                    test caches, built and served
 #   sh_run ARGS...   runs "$STAGEHAND" ARGS... with stdout/stderr captured
 #                    in $T/out and $T/err and its exit code in $RC
 #   rc_is N          the last sh_run exited N (else shows its output)
@@ -38,20 +39,17 @@ set -u
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STAGEHAND=${STAGEHAND:-$TOP/stagehand}
 case $STAGEHAND in /*) ;; *) STAGEHAND=$TOP/$STAGEHAND ;; esac
-TESTBOX=$TOP/tests/testbox/testbox
+# shellcheck source=tests/box.sh
+. "$TOP/tests/box.sh"
 T=$(mktemp -d "${TMPDIR:-/tmp}/stagehand-test.XXXXXX")
 export NO_COLOR=1
 _t_n=0
 _t_pass=0
 _t_fail=0
 _t_skip=0
-_t_boxes=""
 
 _t_cleanup() {
-	local b
-	for b in $_t_boxes; do
-		"$TESTBOX" down "$b" >/dev/null 2>&1 || true
-	done
+	box_teardown
 	rm -rf "$T"
 }
 trap _t_cleanup EXIT
@@ -122,34 +120,6 @@ t_done() {
 # Unique per test process, short (box names are at most 12 characters).
 box_name() {
 	printf 't%s%04x' "${1:-b}" $(($$ % 65536))
-}
-
-box_up() {
-	local name=$1 line
-	"$TESTBOX" up "$name" >"$T/box-$name.env" 2>"$T/box-$name.err" || {
-		cat "$T/box-$name.err" >&2
-		return 1
-	}
-	_t_boxes="$_t_boxes $name"
-	while IFS= read -r line; do
-		case $line in TESTBOX_*=*) export "${line?}" ;; esac
-	done <"$T/box-$name.env"
-	SSH_ARGS=(--target "ssh://$TESTBOX_USER@$TESTBOX_HOST:$TESTBOX_PORT"
-		--identity "$TESTBOX_KEY" --known-hosts "$TESTBOX_KNOWN_HOSTS")
-	export TESTBOX_NAME=$name
-}
-
-box_down() {
-	"$TESTBOX" down "${1:-$TESTBOX_NAME}" >/dev/null 2>&1
-}
-
-box_exec() {
-	"$TESTBOX" exec "$TESTBOX_NAME" -- "$@"
-}
-
-box_snapshot() {
-	(cd "$TESTBOX_UPPER" && find . -printf '%p %y %m %u:%g %s %l %T@\n' |
-		LC_ALL=C sort)
 }
 
 sh_run() {

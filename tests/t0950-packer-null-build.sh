@@ -3,7 +3,7 @@
 # every template is formatted and validates offline, the release workflow
 # lints, and a real `packer build` of the null-builder template provisions
 # the test box through the shell-local provisioner (stages/stage1.yml, then
-# stages/stage2.yml against the signed test caches, then the post-processor
+# stages/testbox-stage2.yml against the signed test caches, then the post-processor
 # gate and the manifest). A failing step fails the
 # build and is named in Packer's output; the key never shows up.
 . "$(dirname "$0")/lib.sh"
@@ -92,21 +92,9 @@ box_up "$(box_name pk)" || {
 
 # Stage 2 installs the PostgreSQL bundle from the signed test caches,
 # served by nginx on the box's gateway; its vars file points at them.
-NIXCACHE=$TOP/tests/nixcache
-CACHES=${STAGEHAND_NIXCACHE:-/tmp/stagehand-nixcache}
-WWW=$T/www
-mkdir -p "$WWW"
-ln -s "$CACHES/cache1" "$WWW/cache1"
-ln -s "$CACHES/cache2" "$WWW/cache2"
-_t950_cleanup() {
-	"$NIXCACHE/serve" stop "$WWW" >/dev/null 2>&1 || true
-	_t_cleanup
-}
-trap _t950_cleanup EXIT
-PORT=$("$NIXCACHE/serve" port)
-if ! { "$NIXCACHE/make-caches.sh" "$CACHES" >"$T/paths.env" &&
-	"$NIXCACHE/serve" start "$WWW" "$TESTBOX_GATEWAY" "$PORT" >/dev/null &&
-	"$TOP/stages/testbox-vars.sh" "$T/paths.env" "http://$TESTBOX_GATEWAY:$PORT" >"$T/testbox.vars.yml"; }; then
+if ! { caches_make "$T/paths.env" &&
+	caches_serve "$T/www" "$TESTBOX_GATEWAY" &&
+	"$TOP/stages/testbox-vars.sh" "$T/paths.env" "$CACHE_URL" >"$T/testbox.vars.yml"; }; then
 	t_not "the test caches are built and served"
 	t_done
 	exit 1
@@ -135,7 +123,7 @@ D2=$R/testbox-x86_64/stage2
 
 # 1. A good run: the key from the file, the host key checked.
 pk "$T/good.log" "known_hosts_file=$TESTBOX_KNOWN_HOSTS" \
-	"stage2_manifest=$TOP/stages/stage2.yml" "manifest_output=$T/good.json" \
+	"stage2_manifest=$TOP/stages/testbox-stage2.yml" "manifest_output=$T/good.json" \
 	"stagehand_args=[\"--vars-file\", \"$T/testbox.vars.yml\"]"
 t_ok "packer build of the null template passes" test "$PK_RC" = 0
 t_ok "stagehand ran through shell-local with Packer's build.Host/Port/User" \

@@ -1,4 +1,4 @@
--- The image's unit test (reference §1.2 task 16): the installed
+-- The image's unit test (stage 2 task 16 in docs/supabase-mapping.md): the installed
 -- extensions are exactly these, the schemas exist, and who may run the
 -- crypto functions. Rolled back: it leaves nothing behind.
 BEGIN;

@@ -1,4 +1,4 @@
--- Init SQL, part 1 (reference §1.2 task 11): run by supabase_admin, the
+-- Init SQL, part 1 (stage 2 task 11 in docs/supabase-mapping.md): run by supabase_admin, the
 -- cluster's bootstrap superuser, on the server started with initdb's
 -- configuration. Safe to run again.
 

@@ -1,4 +1,4 @@
--- Init SQL, part 2 (reference §1.2 task 11): the extensions schema and
+-- Init SQL, part 2 (stage 2 task 11 in docs/supabase-mapping.md): the extensions schema and
 -- the extensions every project gets. Only extensions the bundle has
 -- (Debian's PostgreSQL 15 contrib). Safe to run again.
 CREATE SCHEMA IF NOT EXISTS extensions;

@@ -1,0 +1,105 @@
+# tests/box.sh: the one way to bring the test box (tests/testbox/testbox)
+# and the signed test caches (tests/nixcache) up and down, for the tests
+# (through tests/lib.sh), the demo (tests/demo.sh) and the benchmarks
+# (bench/*.sh). Source it from bash; it prints nothing of its own (no TAP
+# lines) and changes no shell option.
+#
+#   box_up NAME      starts box NAME (at most 12 characters) and makes it
+#                    the current box: exports its TESTBOX_* lines
+#                    (TESTBOX_HOST, _PORT, _USER, _KEY, _KNOWN_HOSTS,
+#                    _GATEWAY, _UPPER, ...) and TESTBOX_NAME, and sets the
+#                    array SSH_ARGS (stagehand's --target, --identity and
+#                    --known-hosts for the box). On failure: testbox's
+#                    messages on stderr, status 1. Several boxes may be up;
+#                    the TESTBOX_* are the last one's.
+#   box_down [NAME]  tears down NAME (default the current box)
+#   box_exec CMD...  runs CMD as root inside the current box
+#   box_snapshot     a listing of the current box's overlay upper dir
+#                    (paths, modes, owners, sizes, link targets, mtimes):
+#                    two snapshots differ iff the box changed
+#   caches_make FILE builds (or reuses) the signed test caches in
+#                    BOX_CACHES and writes make-caches.sh's KEY=value lines
+#                    (BUNDLE_ROOT, KEY1_PUB, ...) to FILE; errors on stderr
+#   caches_serve WWW ADDR
+#                    serves BOX_CACHES/cache1 and cache2 with nginx on ADDR
+#                    (127.0.0.1, or TESTBOX_GATEWAY for the box) from the
+#                    new web root WWW; sets CACHE_URL (http://ADDR:PORT;
+#                    the caches are CACHE_URL/cache1 and CACHE_URL/cache2)
+#   caches_stop WWW  stops the servers of web root WWW
+#   box_teardown     stops every server caches_serve started and tears
+#                    down every box box_up started: for EXIT traps
+#
+# BOX_CACHES: where the caches are kept (STAGEHAND_NIXCACHE, default
+# /tmp/stagehand-nixcache, shared by the tests, the demo and the benches).
+# Everything here needs root (network namespaces, mounts, nginx).
+
+_box_top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TESTBOX=$_box_top/tests/testbox/testbox
+BOX_NIXCACHE=$_box_top/tests/nixcache
+BOX_CACHES=${STAGEHAND_NIXCACHE:-/tmp/stagehand-nixcache}
+_box_names=""
+_box_webroots=""
+
+box_up() {
+	local name=$1 err out line rc=0
+	err=$(mktemp "${TMPDIR:-/tmp}/stagehand-box.XXXXXX") || return 1
+	# Recorded first: a box that failed half-way is torn down too.
+	_box_names="$_box_names $name"
+	out=$("$TESTBOX" up "$name" 2>"$err") || rc=$?
+	if [ "$rc" != 0 ]; then
+		cat "$err" >&2
+		rm -f "$err"
+		return 1
+	fi
+	rm -f "$err"
+	while IFS= read -r line; do
+		case $line in TESTBOX_[A-Z_]*=*) export "${line?}" ;; esac
+	done <<<"$out"
+	if [ -z "${TESTBOX_HOST:-}" ] || [ -z "${TESTBOX_KEY:-}" ]; then
+		echo "box_up: testbox up $name printed no TESTBOX_HOST/TESTBOX_KEY" >&2
+		return 1
+	fi
+	export TESTBOX_NAME=$name
+	SSH_ARGS=(--target "ssh://$TESTBOX_USER@$TESTBOX_HOST:$TESTBOX_PORT"
+		--identity "$TESTBOX_KEY" --known-hosts "$TESTBOX_KNOWN_HOSTS")
+}
+
+box_down() {
+	"$TESTBOX" down "${1:-$TESTBOX_NAME}" >/dev/null 2>&1
+}
+
+box_exec() {
+	"$TESTBOX" exec "$TESTBOX_NAME" -- "$@"
+}
+
+box_snapshot() {
+	(cd "$TESTBOX_UPPER" && find . -printf '%p %y %m %u:%g %s %l %T@\n' |
+		LC_ALL=C sort)
+}
+
+caches_make() {
+	"$BOX_NIXCACHE/make-caches.sh" "$BOX_CACHES" >"$1"
+}
+
+caches_serve() {
+	local www=$1 addr=$2 port
+	mkdir -p "$www" || return 1
+	ln -sfn "$BOX_CACHES/cache1" "$www/cache1"
+	ln -sfn "$BOX_CACHES/cache2" "$www/cache2"
+	_box_webroots="$_box_webroots $www"
+	port=$("$BOX_NIXCACHE/serve" port) || return 1
+	"$BOX_NIXCACHE/serve" start "$www" "$addr" "$port" >/dev/null || return 1
+	CACHE_URL=http://$addr:$port
+}
+
+caches_stop() {
+	"$BOX_NIXCACHE/serve" stop "$1" >/dev/null 2>&1
+}
+
+box_teardown() {
+	local w b
+	for w in $_box_webroots; do caches_stop "$w" || true; done
+	for b in $_box_names; do box_down "$b" || true; done
+	_box_webroots=""
+	_box_names=""
+}
