@@ -20,7 +20,7 @@ print_size(uint64_t bytes)
 	struct buf b;
 
 	buf_init(&b, 64);
-	(void)buf_add_size(&b, bytes);
+	buf_add_size(&b, bytes);
 	fputs(b.data, stdout);
 	buf_release(&b);
 }

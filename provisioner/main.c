@@ -159,7 +159,7 @@ redact_load_error(const struct cli_vars *cv, struct errbuf *err)
 	buf_init(&clean, redact_max(sizeof(err->msg)));
 	if (redact_text(&r, err->msg, strlen(err->msg), &clean) < 0) {
 		buf_reset(&clean);
-		(void)buf_adds(&clean, "error withheld: redaction failed");
+		buf_adds(&clean, "error withheld: redaction failed");
 	}
 	if (clean.len >= sizeof(err->msg))
 		clean.len = sizeof(err->msg) - 1; /* cut after redaction */
@@ -241,7 +241,7 @@ cmd_plan_offline(const struct manifest *m, const struct redact *redact)
 		buf_reset(&line);
 		buf_reset(&desc);
 		buf_reset(&clean);
-		(void)buf_addf(&line, "[%*zu/%zu] %-8s %s\n        ",
+		buf_addf(&line, "[%*zu/%zu] %-8s %s\n        ",
 		    m->nsteps >= 10 ? 2 : 1, i + 1, m->nsteps, s->kind->name,
 		    s->name);
 		s->kind->describe(s, &desc);

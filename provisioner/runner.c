@@ -136,7 +136,7 @@ lock_on_stderr(void *arg, const char *p, size_t len)
 	if (w->told)
 		return;
 	nl = memchr(p, '\n', len);
-	(void)buf_add(&w->line, p, nl != NULL ? (size_t)(nl - p) : len);
+	buf_add(&w->line, p, nl != NULL ? (size_t)(nl - p) : len);
 	if (nl == NULL)
 		return;
 	w->told = true;
@@ -218,7 +218,8 @@ lock_take(struct run_ctx *ctx, struct errbuf *err)
 		err_set(err, SH_ERR_INTERNAL, "lock script too long");
 		goto out;
 	}
-	cmd.script = sc.data;
+	if (remote_script(&cmd, &sc, err) < 0)
+		goto out;
 	cmd.stdout_is_protocol = true;
 	cmd.on_stderr = lock_on_stderr;
 	cmd.on_stderr_arg = &w;

@@ -302,6 +302,13 @@ buf_failed(const struct buf *b)
 	return b->failed;
 }
 
+int
+buf_fail(struct buf *b)
+{
+	b->failed = true;
+	return -1;
+}
+
 void
 buf_reset(struct buf *b)
 {

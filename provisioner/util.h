@@ -99,6 +99,8 @@ int buf_addf(struct buf *b, const char *fmt, ...) ATTR_PRINTF(2, 3);
 int buf_vaddf(struct buf *b, const char *fmt, va_list ap) ATTR_PRINTF(2, 0);
 /* True once an append has failed (sticky until buf_reset/buf_release). */
 bool buf_failed(const struct buf *b);
+/* Marks b failed, for text built in another buffer that failed. Returns -1. */
+int buf_fail(struct buf *b);
 /* Empties b and clears its failure. */
 void buf_reset(struct buf *b);
 /* Hands data to the caller (free with free()); b is re-initialised empty. */
