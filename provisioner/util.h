@@ -62,6 +62,8 @@ enum {
 	EXIT_SOFTWARE = 70,
 	EXIT_LOCKED = 75, /* EX_TEMPFAIL: try again later (--wait-lock) */
 	EXIT_TRUST = 77,
+	EXIT_EXEC_FAILED = 127, /* a forked child could not exec (sh's 127) */
+	EXIT_INTERRUPTED = 130, /* SIGINT/SIGTERM: 128 + SIGINT, as sh does */
 };
 
 const char *sh_strerror(enum sh_err code);

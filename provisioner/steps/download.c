@@ -176,7 +176,7 @@ download_untar(const char *tar, const char *dir, struct errbuf *err)
 			dup2(null, 0);
 		execlp("tar", "tar", "-x", "-p", "--no-same-owner", "-f", tar,
 		    "-C", dir, (char *)NULL);
-		_exit(127);
+		_exit(EXIT_EXEC_FAILED);
 	}
 	return stepsh_reap(pid, "tar -x of the downloaded tree", err);
 }

@@ -345,10 +345,10 @@ upload_feeder(const char *root, const char *names, int *fd, pid_t *pid,
 
 		signal(SIGPIPE, SIG_DFL);
 		if (null < 0 || dup2(null, 0) < 0 || dup2(p[1], 1) < 0)
-			_exit(127);
+			_exit(EXIT_EXEC_FAILED);
 		execlp("tar", "tar", "-C", root, "-c", "-f", "-",
 		    "--no-recursion", "--null", "-T", names, (char *)NULL);
-		_exit(127);
+		_exit(EXIT_EXEC_FAILED);
 	}
 	close(p[1]);
 	*fd = p[0];
