@@ -211,6 +211,8 @@ tunnel_open(struct pg_conn *c, const struct pg_target *t, unsigned port,
 		return ssh_tunnel_open_tcp(ssh, t->host, port, &c->tun, err);
 	buf_init(&cmd, 8192);
 	rc = relay_command(c->ctx, t, port, &cmd, err);
+	if (rc == 0 && buf_failed(&cmd)) /* never run a cut command */
+		rc = err_set(err, SH_ERR_INTERNAL, "relay command too long");
 	if (rc == 0)
 		rc = ssh_tunnel_open_exec(ssh, cmd.data, &c->tun, err);
 	buf_release(&cmd);
