@@ -59,19 +59,6 @@ static const struct option long_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-static const struct {
-	const char *name;
-	enum cli_command command;
-	size_t min_args;
-	size_t max_args;
-} commands[] = {
-	{ "run", CLI_RUN, 1, 1 },
-	{ "plan", CLI_PLAN, 1, 1 },
-	{ "check", CLI_CHECK, 1, 1000 },
-	{ "report", CLI_REPORT, 1, 1 },
-	{ "closure", CLI_CLOSURE, 1, 1 },
-};
-
 const char *
 cli_usage(void)
 {
@@ -241,20 +228,27 @@ parse_option(int c, const char *arg, struct cli *cli, struct errbuf *err)
 }
 
 static int
-find_command(const char *name, struct cli *cli, size_t *min, size_t *max,
-    struct errbuf *err)
+find_command(const char *name, const struct cli_cmd *cmds, size_t ncmds,
+    struct cli *cli, struct errbuf *err)
 {
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-		if (strcmp(commands[i].name, name) == 0) {
-			cli->command = commands[i].command;
-			cli->command_name = commands[i].name;
-			*min = commands[i].min_args;
-			*max = commands[i].max_args;
+	struct buf names;
+
+	for (size_t i = 0; i < ncmds; i++) {
+		if (strcmp(cmds[i].name, name) == 0) {
+			cli->cmd = &cmds[i];
+			cli->command = cmds[i].command;
+			cli->command_name = cmds[i].name;
 			return 0;
 		}
 	}
-	return err_set(err, SH_ERR_USAGE,
-	    "unknown command '%s' (run, plan, check, report, closure)", name);
+	buf_init(&names, 256);
+	for (size_t i = 0; i < ncmds; i++)
+		buf_addf(&names, "%s%s", i ? ", " : "", cmds[i].name);
+	/* A cut list still names the problem; the message is not run. */
+	err_set(
+	    err, SH_ERR_USAGE, "unknown command '%s' (%s)", name, names.data);
+	buf_release(&names);
+	return -1;
 }
 
 /* Options that only make sense for some commands are refused elsewhere. */
@@ -280,9 +274,9 @@ check_combination(const struct cli *cli, struct errbuf *err)
 }
 
 int
-cli_parse(int argc, char **argv, struct cli *cli, struct errbuf *err)
+cli_parse(int argc, char **argv, const struct cli_cmd *cmds, size_t ncmds,
+    struct cli *cli, struct errbuf *err)
 {
-	size_t min = 0, max = 0;
 	int c;
 
 	memset(cli, 0, sizeof(*cli));
@@ -302,7 +296,7 @@ cli_parse(int argc, char **argv, struct cli *cli, struct errbuf *err)
 		if (cli->command == CLI_NONE) {
 			if (cli->help || cli->version)
 				break;
-			if (find_command(argv[optind], cli, &min, &max, err) <
+			if (find_command(argv[optind], cmds, ncmds, cli, err) <
 			    0)
 				return -1;
 			continue;
@@ -313,13 +307,10 @@ cli_parse(int argc, char **argv, struct cli *cli, struct errbuf *err)
 		return 0;
 	if (cli->command == CLI_NONE)
 		return err_set(err, SH_ERR_USAGE, "no command given");
-	if (cli->args.n < min || cli->args.n > max)
+	if (cli->args.n < cli->cmd->min_args ||
+	    cli->args.n > cli->cmd->max_args)
 		return err_set(err, SH_ERR_USAGE, "'%s' takes %s",
-		    cli->command_name,
-		    cli->command == CLI_CHECK     ? "one or more manifests"
-		    : cli->command == CLI_REPORT  ? "one report dir"
-		    : cli->command == CLI_CLOSURE ? "one store path"
-		                                  : "one manifest");
+		    cli->command_name, cli->cmd->args);
 	return check_combination(cli, err);
 }
 

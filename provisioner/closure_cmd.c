@@ -5,7 +5,8 @@
  * step does before it touches a target, and prints what it found: a human
  * summary (every path with -v), or one JSON object with --json. Exit 0 when
  * every path is trusted, 77 on any trust failure, 69 when the caches are
- * down, 1 when a path is in no cache, 2 for usage.
+ * down, 1 when a path is in no cache, 2 for usage. Errors go back in the
+ * errbuf; main prints them.
  */
 #include <stdio.h>
 #include <string.h>
@@ -20,7 +21,7 @@ print_size(uint64_t bytes)
 	struct buf b;
 
 	buf_init(&b, 64);
-	(void)buf_add_size(&b, bytes);
+	buf_add_size(&b, bytes);
 	fputs(b.data, stdout);
 	buf_release(&b);
 }
@@ -100,11 +101,11 @@ print_json(const struct closure *c)
 }
 
 int
-cmd_closure(const struct cli *cli, volatile sig_atomic_t *interrupted)
+cmd_closure(const struct cli *cli, volatile sig_atomic_t *interrupted,
+    struct errbuf *err)
 {
 	struct nix_keys keys = { 0 };
 	struct closure c;
-	struct errbuf err;
 	struct nix_cache_opts opts = {
 		.substituters = (const char *const *)cli->from.v,
 		.nsubstituters = cli->from.n,
@@ -116,22 +117,24 @@ cmd_closure(const struct cli *cli, volatile sig_atomic_t *interrupted)
 	int rc = EXIT_OK;
 
 	for (size_t i = 0; i < cli->trusted_keys.n; i++) {
-		if (nix_keys_add(&keys, cli->trusted_keys.v[i], &err) < 0) {
-			fprintf(
-			    stderr, "stagehand: --trusted-key: %s\n", err.msg);
+		if (nix_keys_add(&keys, cli->trusted_keys.v[i], err) < 0) {
+			err_prefix(err, "--trusted-key: ");
+			err->code = SH_ERR_USAGE;
 			nix_keys_free(&keys);
 			return EXIT_USAGE;
 		}
 	}
-	if (nix_closure_resolve(&opts, cli->args.v[0], &c, &err) < 0) {
-		fprintf(stderr, "stagehand: %s\n", err.msg);
+	if (nix_closure_resolve(&opts, cli->args.v[0], &c, err) < 0) {
 		nix_keys_free(&keys);
-		return sh_exit_code(err.code);
+		return sh_exit_code(err->code);
 	}
-	if (cli->json)
-		rc = print_json(&c) < 0 ? EXIT_SOFTWARE : EXIT_OK;
-	else
+	if (!cli->json)
 		print_human(&c, &keys, cli->verbosity);
+	else if (print_json(&c) < 0) {
+		err_set(err, SH_ERR_INTERNAL,
+		    "closure %s: the JSON is too large", c.root);
+		rc = EXIT_SOFTWARE;
+	}
 	nix_closure_free(&c);
 	nix_keys_free(&keys);
 	return rc;

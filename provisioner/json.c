@@ -9,42 +9,16 @@
 
 /* ======================================================== UTF-8 */
 
+/* util.c's decoder, with U+FFFD for a malformed byte (see json.h). */
 size_t
 json_utf8_next(const unsigned char *p, size_t len, uint32_t *cp)
 {
-	unsigned char c = p[0];
-	size_t n;
-	uint32_t v;
+	size_t n = utf8_decode(p, len, cp);
 
+	if (n > 0)
+		return n;
 	*cp = 0xFFFD;
-	if (c < 0x80) {
-		*cp = c;
-		return 1;
-	}
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 1;
-		v = c & 0x1f;
-	} else if ((c & 0xf0) == 0xe0) {
-		n = 2;
-		v = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 3;
-		v = c & 0x07;
-	} else {
-		return 1;
-	}
-	if (len - 1 < n)
-		return 1;
-	for (size_t k = 1; k <= n; k++) {
-		if ((p[k] & 0xc0) != 0x80)
-			return 1;
-		v = (v << 6) | (p[k] & 0x3f);
-	}
-	if ((n == 2 && v < 0x800) || (n == 3 && v < 0x10000) || v > 0x10ffff ||
-	    (v >= 0xd800 && v <= 0xdfff))
-		return 1;
-	*cp = v;
-	return n + 1;
+	return 1;
 }
 
 /* ======================================================== escaping */

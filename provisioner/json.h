@@ -91,9 +91,10 @@ int json_finish(struct json *j);
 int json_escape(struct buf *out, const char *p, size_t len);
 
 /*
- * Decodes one character from p[0..len) (len > 0). Returns the bytes used
- * (1..4) and sets *cp; a byte that does not start a well-formed sequence
- * gives *cp = 0xFFFD and uses 1 byte.
+ * Decodes one character from p[0..len) (len > 0) with util.h's
+ * utf8_decode(), the one decoder. Returns the bytes used (1..4) and sets
+ * *cp; a byte that does not start a well-formed sequence gives *cp = 0xFFFD
+ * and uses 1 byte.
  */
 size_t json_utf8_next(const unsigned char *p, size_t len, uint32_t *cp);
 

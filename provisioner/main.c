@@ -159,7 +159,7 @@ redact_load_error(const struct cli_vars *cv, struct errbuf *err)
 	buf_init(&clean, redact_max(sizeof(err->msg)));
 	if (redact_text(&r, err->msg, strlen(err->msg), &clean) < 0) {
 		buf_reset(&clean);
-		(void)buf_adds(&clean, "error withheld: redaction failed");
+		buf_adds(&clean, "error withheld: redaction failed");
 	}
 	if (clean.len >= sizeof(err->msg))
 		clean.len = sizeof(err->msg) - 1; /* cut after redaction */
@@ -197,11 +197,15 @@ load_manifest(const struct cli *cli, const char *path, struct manifest **m,
 
 /* ======================================================== commands */
 
+/* Prints each manifest's own error as it goes: several may fail. */
 static int
-cmd_check(const struct cli *cli)
+cmd_check(const struct cli *cli, volatile sig_atomic_t *interrupted,
+    struct errbuf *unused)
 {
 	int worst = EXIT_OK;
 
+	(void)interrupted;
+	(void)unused;
 	for (size_t i = 0; i < cli->args.n; i++) {
 		struct manifest *m = NULL;
 		struct errbuf err;
@@ -241,7 +245,7 @@ cmd_plan_offline(const struct manifest *m, const struct redact *redact)
 		buf_reset(&line);
 		buf_reset(&desc);
 		buf_reset(&clean);
-		(void)buf_addf(&line, "[%*zu/%zu] %-8s %s\n        ",
+		buf_addf(&line, "[%*zu/%zu] %-8s %s\n        ",
 		    m->nsteps >= 10 ? 2 : 1, i + 1, m->nsteps, s->kind->name,
 		    s->name);
 		s->kind->describe(s, &desc);
@@ -440,8 +444,10 @@ check_start_at(
 	    err, SH_ERR_USAGE, "--start-at: no step named '%s'", cli->start_at);
 }
 
+/* run and plan; prints its errors through fail() (this file). */
 static int
-cmd_run(const struct cli *cli)
+cmd_run(const struct cli *cli, volatile sig_atomic_t *interrupted,
+    struct errbuf *unused)
 {
 	struct run_opts ro = { .plan = cli->command == CLI_PLAN,
 		.tags = cli->tags,
@@ -453,13 +459,14 @@ cmd_run(const struct cli *cli)
 		               : cli->wait_lock_s ? (int)cli->wait_lock_s
 		                                  : -1 };
 	struct ui_opts uo = { .verbosity = cli->verbosity, .json = cli->json };
-	struct run_ctx ctx = { .opts = &ro, .interrupted = &got_signal };
+	struct run_ctx ctx = { .opts = &ro, .interrupted = interrupted };
 	struct manifest *m = NULL;
 	struct redact redact;
 	char *user = NULL, *host = NULL;
 	struct errbuf err;
 	int rc;
 
+	(void)unused;
 	if (load_manifest(cli, cli->args.v[0], &m, &err) < 0)
 		return fail(&err);
 	if (check_start_at(cli, m, &err) < 0) {
@@ -494,17 +501,32 @@ out:
 }
 
 static int
-cmd_report(const struct cli *cli)
+cmd_report(const struct cli *cli, volatile sig_atomic_t *interrupted,
+    struct errbuf *err)
 {
-	struct errbuf err;
-	int rc = report_show(cli->args.v[0], stdout, cli->json, &err);
+	int rc = report_show(cli->args.v[0], stdout, cli->json, err);
 
+	(void)interrupted;
 	if (rc < 0) {
-		fprintf(stderr, "stagehand: %s\n", err.msg);
+		if (err->code == SH_OK) /* main prints err: never silently */
+			err->code = SH_ERR_USAGE;
 		return EXIT_USAGE;
 	}
 	return rc;
 }
+
+/*
+ * The commands: function, positional arguments, flags. cli_parse() checks
+ * the name and the count; main() calls fn and prints what it returns.
+ */
+static const struct cli_cmd commands[] = {
+	{ "run", CLI_RUN, cmd_run, 1, 1, "one manifest", 0 },
+	{ "plan", CLI_PLAN, cmd_run, 1, 1, "one manifest", 0 },
+	{ "check", CLI_CHECK, cmd_check, 1, 1000, "one or more manifests", 0 },
+	{ "report", CLI_REPORT, cmd_report, 1, 1, "one report dir", 0 },
+	{ "closure", CLI_CLOSURE, cmd_closure, 1, 1, "one store path",
+	    CLI_CMD_SIGNALS },
+};
 
 int
 main(int argc, char **argv)
@@ -514,7 +536,8 @@ main(int argc, char **argv)
 	int rc = EXIT_OK;
 
 	harden_process();
-	if (cli_parse(argc, argv, &cli, &err) < 0) {
+	if (cli_parse(argc, argv, commands,
+	        sizeof(commands) / sizeof(*commands), &cli, &err) < 0) {
 		fprintf(stderr, "stagehand: %s\n%s", err.msg, cli_usage());
 		cli_free(&cli);
 		return EXIT_USAGE;
@@ -526,25 +549,12 @@ main(int argc, char **argv)
 		cli_free(&cli);
 		return EXIT_OK;
 	}
-	switch (cli.command) {
-	case CLI_CHECK:
-		rc = cmd_check(&cli);
-		break;
-	case CLI_RUN:
-	case CLI_PLAN:
-		rc = cmd_run(&cli);
-		break;
-	case CLI_REPORT:
-		rc = cmd_report(&cli);
-		break;
-	case CLI_CLOSURE:
+	if (cli.cmd->flags & CLI_CMD_SIGNALS)
 		install_signals();
-		rc = cmd_closure(&cli, &got_signal);
-		break;
-	case CLI_NONE:
-		rc = EXIT_USAGE;
-		break;
-	}
+	err_clear(&err);
+	rc = cli.cmd->fn(&cli, &got_signal, &err);
+	if (rc != EXIT_OK && err.code != SH_OK)
+		fprintf(stderr, "stagehand: %s\n", err.msg);
 	cli_free(&cli);
 	return rc;
 }

@@ -67,7 +67,7 @@ vpos_err(struct errbuf *err, const char *file, unsigned line, unsigned col,
 	struct buf b;
 
 	buf_init(&b, sizeof(err->msg));
-	(void)buf_vaddf(&b, fmt, ap); /* too long: the prefix still helps */
+	buf_vaddf(&b, fmt, ap); /* too long: the prefix still helps */
 	err_set(err, SH_ERR_MANIFEST, "%s:%u:%u: %s", file, line, col, b.data);
 	buf_release(&b);
 	return -1;
@@ -709,7 +709,7 @@ kinds_list(struct buf *b)
 	const struct step_kind *const *k = step_kinds();
 
 	for (size_t i = 0; k[i] != NULL; i++)
-		(void)buf_addf(b, "%s%s", i ? ", " : "", k[i]->name);
+		buf_addf(b, "%s%s", i ? ", " : "", k[i]->name);
 }
 
 /* Levenshtein distance, capped: strings over 32 bytes are "far". */
@@ -1132,10 +1132,9 @@ display_join(const char *from, const char *inc)
 	push_components(&parts, inc, absolute);
 	buf_init(&b, (size_t)-1 / 2);
 	for (size_t i = 0; i < parts.n; i++)
-		(void)buf_addf(
-		    &b, "%s%s", i || absolute ? "/" : "", parts.v[i]);
+		buf_addf(&b, "%s%s", i || absolute ? "/" : "", parts.v[i]);
 	if (b.len == 0)
-		(void)buf_adds(&b, absolute ? "/" : ".");
+		buf_adds(&b, absolute ? "/" : ".");
 	strlist_free(&parts);
 	out = buf_detach(&b, NULL);
 	buf_release(&b);
@@ -1177,8 +1176,8 @@ include_cycle_err(
 
 	buf_init(&b, sizeof(ld->err->msg));
 	for (size_t i = 0; i < ld->names.n; i++)
-		(void)buf_addf(&b, "%s -> ", ld->names.v[i]);
-	(void)buf_adds(&b, display);
+		buf_addf(&b, "%s -> ", ld->names.v[i]);
+	buf_adds(&b, display);
 	node_err(ld->err, entry, "include cycle: %s", b.data);
 	buf_release(&b);
 	return -1;
@@ -1461,7 +1460,7 @@ interp_warn(struct loader *ld, const struct node *n, size_t off,
 	if (!block_pos(ld, n, off, &line, &col))
 		col = exact_col(ld, n, off);
 	buf_init(&w, 1024);
-	(void)buf_addf(&w,
+	buf_addf(&w,
 	    "%s:%u:%u: warning: '${%.*s}' is pasted into shell text "
 	    "unquoted; write ${%.*s:q} (the value sh-quoted) or pass it "
 	    "in env:",

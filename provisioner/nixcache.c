@@ -553,7 +553,7 @@ note(struct walk *w, size_t idx, const char *url, const char *why)
 	struct buf *b = &w->v[idx].notes;
 
 	/* Past NOTE_MAX the first notes are the ones kept. */
-	(void)buf_addf(b, "%s%s: %s", b->len ? "; " : "", url, why);
+	buf_addf(b, "%s%s: %s", b->len ? "; " : "", url, why);
 }
 
 /* Moves p->sub to the first substituter at or after it that is up. */

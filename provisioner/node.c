@@ -37,7 +37,7 @@ node_err(struct errbuf *err, const struct node *n, const char *fmt, ...)
 
 	buf_init(&b, sizeof(err->msg));
 	va_start(ap, fmt);
-	(void)buf_vaddf(&b, fmt, ap); /* too long: keep what fits below */
+	buf_vaddf(&b, fmt, ap); /* too long: keep what fits below */
 	va_end(ap);
 	if (n != NULL)
 		err_set(err, SH_ERR_MANIFEST, "%s:%u:%u: %s", n->file, n->line,
@@ -110,8 +110,7 @@ node_check_keys(
 			continue;
 		buf_init(&list, 512);
 		for (size_t j = 0; allowed[j] != NULL; j++)
-			(void)buf_addf(
-			    &list, "%s%s", j ? ", " : "", allowed[j]);
+			buf_addf(&list, "%s%s", j ? ", " : "", allowed[j]);
 		node_err(err, k, "unknown key '%s' (expected one of: %s)",
 		    k->str, list.data);
 		buf_release(&list);

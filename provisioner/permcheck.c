@@ -537,7 +537,7 @@ static void
 join(struct buf *b, const struct strlist *l, const char *sep)
 {
 	for (size_t i = 0; i < l->n; i++)
-		(void)buf_addf(b, "%s%s", i ? sep : "", l->v[i]);
+		buf_addf(b, "%s%s", i ? sep : "", l->v[i]);
 }
 
 /* Appends the items of a that are not in b: " PREFIX x, y". */
@@ -550,7 +550,7 @@ diff_items(struct buf *m, const struct strlist *a, const struct strlist *b,
 	for (size_t i = 0; i < a->n; i++) {
 		if (strlist_has(b, a->v[i]))
 			continue;
-		(void)buf_addf(m, "%s%s", first ? prefix : ", ", a->v[i]);
+		buf_addf(m, "%s%s", first ? prefix : ", ", a->v[i]);
 		first = false;
 	}
 }
@@ -562,13 +562,13 @@ user_mismatch(const struct strlist *want, const struct strlist *got, bool exact)
 	bool same_set = permcheck_groups_equal(want, got, false);
 
 	buf_init(&m, 1u << 16);
-	(void)buf_adds(&m, "expected [");
+	buf_adds(&m, "expected [");
 	join(&m, want, " ");
-	(void)buf_adds(&m, exact ? "] in this order, got [" : "], got [");
+	buf_adds(&m, exact ? "] in this order, got [" : "], got [");
 	join(&m, got, " ");
-	(void)buf_addc(&m, ']');
+	buf_addc(&m, ']');
 	if (same_set) {
-		(void)buf_adds(&m, " (same groups, other order)");
+		buf_adds(&m, " (same groups, other order)");
 	} else {
 		diff_items(&m, want, got, "; missing ");
 		diff_items(&m, got, want, "; extra ");
@@ -585,7 +585,7 @@ eval_user(const struct permcheck_spec *s, const struct permcheck_user *u,
 	bool ok;
 
 	buf_init(&name, 1u << 16);
-	(void)buf_addf(&name, "user %s: ", u->name);
+	buf_addf(&name, "user %s: ", u->name);
 	join(&name, &u->groups, ",");
 	if (!permcheck_user_groups(f, u->name, &got)) {
 		row_add(rows, take(&name), xasprintf("user %s", u->name), false,
@@ -620,9 +620,9 @@ pattern_offender(const struct permcheck_pattern *p, const char *user,
 	for (size_t i = 0; i < got.n && !bad; i++)
 		bad = !strlist_has(&p->only, got.v[i]);
 	if (bad && (*shown)++ < PERMCHECK_LIST_SHOWN) {
-		(void)buf_addf(m, "%s%s in [", *shown > 1 ? ", " : "", user);
+		buf_addf(m, "%s%s in [", *shown > 1 ? ", " : "", user);
 		join(m, &got, " ");
-		(void)buf_addc(m, ']');
+		buf_addc(m, ']');
 	}
 	strlist_free(&got);
 	return bad;
@@ -637,7 +637,7 @@ eval_pattern(const struct permcheck_pattern *p, const struct permcheck_facts *f,
 
 	buf_init(&name, 1u << 16);
 	buf_init(&m, 1u << 16);
-	(void)buf_addf(&name, "pattern %s: only ", p->glob);
+	buf_addf(&name, "pattern %s: only ", p->glob);
 	join(&name, &p->only, ",");
 	for (size_t i = 0; i < f->nusers; i++)
 		if (first_of_name(f, i) &&
@@ -645,7 +645,7 @@ eval_pattern(const struct permcheck_pattern *p, const struct permcheck_facts *f,
 		    pattern_offender(p, f->users[i].name, f, &m, &shown))
 			bad++;
 	if (bad > PERMCHECK_LIST_SHOWN)
-		(void)buf_addf(&m, " and %zu more", bad - PERMCHECK_LIST_SHOWN);
+		buf_addf(&m, " and %zu more", bad - PERMCHECK_LIST_SHOWN);
 	row_add(rows, take(&name), xasprintf("pattern %s", p->glob), bad == 0,
 	    false, bad ? take(&m) : NULL);
 	buf_release(&m);
@@ -662,14 +662,14 @@ attrs_describe(struct buf *b, const char *type, const char *owner,
 	size_t start = b->len;
 
 	if (type != NULL)
-		(void)buf_adds(b, type);
+		buf_adds(b, type);
 	if (owner != NULL || group != NULL)
-		(void)buf_addf(b, "%s%s:%s", b->len > start ? " " : "",
+		buf_addf(b, "%s%s:%s", b->len > start ? " " : "",
 		    owner ? owner : "-", group ? group : "-");
 	if (mode_set)
-		(void)buf_addf(b, "%s%04o", b->len > start ? " " : "", mode);
+		buf_addf(b, "%s%04o", b->len > start ? " " : "", mode);
 	if (b->len == start)
-		(void)buf_adds(b, "exists");
+		buf_adds(b, "exists");
 }
 
 static void
@@ -741,14 +741,14 @@ eval_path(const struct permcheck_path *p, const struct permcheck_stat *st,
 
 	buf_init(&name, 1u << 16);
 	buf_init(&m, 1u << 16);
-	(void)buf_addf(&name, "path %s: ", p->path);
+	buf_addf(&name, "path %s: ", p->path);
 	path_describe(&name, p);
 	if (!st->exists) {
-		(void)buf_adds(&m, "does not exist");
+		buf_adds(&m, "does not exist");
 	} else if (!ok) {
-		(void)buf_adds(&m, "expected ");
+		buf_adds(&m, "expected ");
 		path_describe(&m, p);
-		(void)buf_adds(&m, ", got ");
+		buf_adds(&m, ", got ");
 		path_actual(&m, p, st);
 	}
 	row_add(rows, take(&name), xasprintf("path %s", p->path), ok, false,
@@ -764,11 +764,11 @@ eval_absent(const char *pattern, const struct strlist *matches,
 	size_t n = matches->n;
 
 	buf_init(&m, 1u << 16);
-	(void)buf_adds(&m, "exists: ");
+	buf_adds(&m, "exists: ");
 	for (size_t i = 0; i < n && i < PERMCHECK_LIST_SHOWN; i++)
-		(void)buf_addf(&m, "%s%s", i ? ", " : "", matches->v[i]);
+		buf_addf(&m, "%s%s", i ? ", " : "", matches->v[i]);
 	if (n > PERMCHECK_LIST_SHOWN)
-		(void)buf_addf(&m, " and %zu more", n - PERMCHECK_LIST_SHOWN);
+		buf_addf(&m, " and %zu more", n - PERMCHECK_LIST_SHOWN);
 	row_add(rows, xasprintf("absent %s", pattern),
 	    xasprintf("absent %s", pattern), n == 0, false,
 	    n ? take(&m) : NULL);
@@ -797,7 +797,7 @@ permcheck_summary(
 	size_t listed = 0;
 
 	buf_init(&item, 1u << 16);
-	(void)buf_addf(
+	buf_addf(
 	    out, "%zu of %zu permission rows failed", rows->failed, rows->n);
 	for (size_t i = 0; i < rows->n; i++) {
 		const struct permcheck_row *r = &rows->v[i];
@@ -805,14 +805,14 @@ permcheck_summary(
 		if (r->passed || r->skipped)
 			continue;
 		buf_reset(&item);
-		(void)buf_addf(&item, "%s%s: %s", listed ? "; " : ": ",
-		    r->subject, r->message ? r->message : "failed");
+		buf_addf(&item, "%s%s: %s", listed ? "; " : ": ", r->subject,
+		    r->message ? r->message : "failed");
 		if (listed > 0 && out->len + item.len > max)
 			break;
-		(void)buf_add(out, item.data, item.len);
+		buf_add(out, item.data, item.len);
 		listed++;
 	}
 	if (listed < rows->failed)
-		(void)buf_addf(out, "; and %zu more", rows->failed - listed);
+		buf_addf(out, "; and %zu more", rows->failed - listed);
 	buf_release(&item);
 }

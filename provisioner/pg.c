@@ -211,6 +211,8 @@ tunnel_open(struct pg_conn *c, const struct pg_target *t, unsigned port,
 		return ssh_tunnel_open_tcp(ssh, t->host, port, &c->tun, err);
 	buf_init(&cmd, 8192);
 	rc = relay_command(c->ctx, t, port, &cmd, err);
+	if (rc == 0 && buf_failed(&cmd)) /* never run a cut command */
+		rc = err_set(err, SH_ERR_INTERNAL, "relay command too long");
 	if (rc == 0)
 		rc = ssh_tunnel_open_exec(ssh, cmd.data, &c->tun, err);
 	buf_release(&cmd);
@@ -286,13 +288,13 @@ pq_message(const char *msg, struct buf *out)
 			while (p[1] == '\n' || p[1] == ' ' || p[1] == '\t')
 				p++;
 			if (p[1] != '\0')
-				(void)buf_adds(out, "; ");
+				buf_adds(out, "; ");
 		} else {
-			(void)buf_addc(out, *p);
+			buf_addc(out, *p);
 		}
 	}
 	if (out->len == 0)
-		(void)buf_adds(out, "unknown libpq error");
+		buf_adds(out, "unknown libpq error");
 }
 
 /* The relay's stderr (sudo's or perl's complaint), lines joined. */
@@ -306,9 +308,9 @@ relay_reason(const struct pg_conn *c, struct buf *out)
 		n--;
 	if (n == 0)
 		return;
-	(void)buf_adds(out, "relay on the target: ");
+	buf_adds(out, "relay on the target: ");
 	for (size_t i = 0; i < n; i++)
-		(void)buf_addc(out, e[i] == '\n' ? ' ' : e[i]);
+		buf_addc(out, e[i] == '\n' ? ' ' : e[i]);
 }
 
 /*
@@ -378,8 +380,8 @@ on_notice(void *arg, const char *msg)
 	if (b->len + n + 1 > b->max)
 		return;
 	for (size_t i = 0; i < n; i++)
-		(void)buf_addc(b, msg[i] == '\n' ? ' ' : msg[i]);
-	(void)buf_addc(b, '\n');
+		buf_addc(b, msg[i] == '\n' ? ' ' : msg[i]);
+	buf_addc(b, '\n');
 }
 
 struct buf *
@@ -517,9 +519,9 @@ add_field(struct buf *b, const PGresult *res, int field, const char *label)
 	if (v == NULL || *v == '\0')
 		return;
 	if (label != NULL)
-		(void)buf_addf(b, "; %s: ", label);
+		buf_addf(b, "; %s: ", label);
 	for (; *v != '\0'; v++)
-		(void)buf_addc(b, *v == '\n' || *v == '\t' ? ' ' : *v);
+		buf_addc(b, *v == '\n' || *v == '\t' ? ' ' : *v);
 }
 
 /* "SQLSTATE: message; detail: ..; hint: ..; context: .." */
@@ -537,7 +539,7 @@ exec_server_error(struct exec_state *s, const PGresult *res)
 	if (PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) == NULL) {
 		pq_message(PQresultErrorMessage(res), &s->msg);
 	} else {
-		(void)buf_addf(&s->msg,
+		buf_addf(&s->msg,
 		    "%s: ", s->pe->sqlstate[0] ? s->pe->sqlstate : "?????");
 		add_field(&s->msg, res, PG_DIAG_MESSAGE_PRIMARY, NULL);
 		add_field(&s->msg, res, PG_DIAG_MESSAGE_DETAIL, "detail");

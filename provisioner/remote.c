@@ -201,6 +201,18 @@ timed_out(const struct remote_cmd *cmd, int status, uint64_t elapsed_ms)
 }
 
 int
+remote_script(
+    struct remote_cmd *cmd, const struct buf *script, struct errbuf *err)
+{
+	cmd->script = NULL;
+	if (buf_failed(script))
+		return err_set(err, SH_ERR_INTERNAL,
+		    "script too long (over %zu bytes): not run", script->max);
+	cmd->script = script->data;
+	return 0;
+}
+
+int
 remote_run(struct run_ctx *ctx, const struct remote_cmd *cmd,
     struct remote_out *out, struct errbuf *err)
 {
@@ -274,7 +286,7 @@ remote_last_line(const struct redact *rd, const struct buf *b, struct buf *line)
 	if ((start == 0 ? redact_tail(rd, b->data, end, &clean)
 	                : redact_text(
 	                      rd, b->data + start, end - start, &clean)) < 0) {
-		(void)buf_adds(line, "(output not shown: too long to redact)");
+		buf_adds(line, "(output not shown: too long to redact)");
 		goto out;
 	}
 	keep = clean.len > REMOTE_ERROR_LINE_MAX
@@ -286,7 +298,7 @@ remote_last_line(const struct redact *rd, const struct buf *b, struct buf *line)
 	for (size_t i = keep; i < clean.len; i++) {
 		unsigned char ch = (unsigned char)clean.data[i];
 
-		(void)buf_addc(line, ch < ' ' || ch == 0x7f ? '?' : (char)ch);
+		buf_addc(line, ch < ' ' || ch == 0x7f ? '?' : (char)ch);
 	}
 out:
 	buf_release(&clean);
@@ -302,7 +314,7 @@ remote_fail(const struct redact *rd, struct errbuf *err,
 	buf_init(&msg, 1024);
 	buf_init(&line, 1024);
 	va_start(ap, fmt);
-	(void)buf_vaddf(&msg, fmt, ap);
+	buf_vaddf(&msg, fmt, ap);
 	va_end(ap);
 	remote_last_line(rd, errout, &line);
 	err_set(err, SH_ERR_REMOTE, "%s%s%s", msg.data, line.len ? ": " : "",

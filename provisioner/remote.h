@@ -81,6 +81,15 @@ struct remote_out {
 
 int remote_run(struct run_ctx *ctx, const struct remote_cmd *cmd,
     struct remote_out *out, struct errbuf *err);
+/*
+ * Sets cmd->script to script's text (borrowed until script changes), or,
+ * when an append to script failed (buf_failed: the text has a hole or is
+ * cut), refuses with SH_ERR_INTERNAL "script too long" and leaves cmd->script
+ * NULL, so remote_run() runs nothing. Every step that builds its script in
+ * a struct buf hands it over through here.
+ */
+int remote_script(
+    struct remote_cmd *cmd, const struct buf *script, struct errbuf *err);
 void remote_out_free(struct remote_out *out);
 
 /*

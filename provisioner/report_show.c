@@ -435,12 +435,11 @@ fmt_ms(struct buf *b, uint64_t ms)
 
 	buf_reset(b);
 	if (s < 60)
-		(void)buf_addf(
-		    b, "%" PRIu64 ".%" PRIu64 "s", s, (ms % 1000) / 100);
+		buf_addf(b, "%" PRIu64 ".%" PRIu64 "s", s, (ms % 1000) / 100);
 	else if (s < 3600)
-		(void)buf_addf(b, "%" PRIu64 "m%02" PRIu64 "s", s / 60, s % 60);
+		buf_addf(b, "%" PRIu64 "m%02" PRIu64 "s", s / 60, s % 60);
 	else
-		(void)buf_addf(
+		buf_addf(
 		    b, "%" PRIu64 "h%02" PRIu64 "m", s / 3600, (s / 60) % 60);
 }
 

@@ -136,7 +136,7 @@ lock_on_stderr(void *arg, const char *p, size_t len)
 	if (w->told)
 		return;
 	nl = memchr(p, '\n', len);
-	(void)buf_add(&w->line, p, nl != NULL ? (size_t)(nl - p) : len);
+	buf_add(&w->line, p, nl != NULL ? (size_t)(nl - p) : len);
 	if (nl == NULL)
 		return;
 	w->told = true;
@@ -187,7 +187,7 @@ lock_answer(struct run_ctx *ctx, const struct remote_out *o, struct errbuf *err)
 
 	while (n > 0 && p[n - 1] == '\n')
 		n--;
-	if (o->status == 75 && n >= 5 && memcmp(p, "held ", 5) == 0)
+	if (o->status == EXIT_LOCKED && n >= 5 && memcmp(p, "held ", 5) == 0)
 		return err_set(err, SH_ERR_LOCKED,
 		    "%s is locked by another run (%.*s); wait for it with "
 		    "--wait-lock",
@@ -218,7 +218,8 @@ lock_take(struct run_ctx *ctx, struct errbuf *err)
 		err_set(err, SH_ERR_INTERNAL, "lock script too long");
 		goto out;
 	}
-	cmd.script = sc.data;
+	if (remote_script(&cmd, &sc, err) < 0)
+		goto out;
 	cmd.stdout_is_protocol = true;
 	cmd.on_stderr = lock_on_stderr;
 	cmd.on_stderr_arg = &w;
@@ -467,10 +468,10 @@ exit_for(const struct step_result *r, const struct errbuf *run_err)
 {
 	if (run_err->code != SH_OK)
 		return run_err->code == SH_ERR_INTERRUPTED
-		           ? 130
+		           ? EXIT_INTERRUPTED
 		           : sh_exit_code(run_err->code);
 	if (r->status == STEP_INTERRUPTED)
-		return 130;
+		return EXIT_INTERRUPTED;
 	if (is_fatal(r->err.code))
 		return sh_exit_code(r->err.code);
 	return EXIT_STEP_FAILED;
@@ -564,7 +565,7 @@ runner_run(
 	run_rescue(ctx, results, failed && run_err->code == SH_OK);
 	if (*ctx->interrupted && exit_code == EXIT_OK) {
 		err_set(run_err, SH_ERR_INTERRUPTED, "interrupted by signal");
-		exit_code = 130;
+		exit_code = EXIT_INTERRUPTED;
 	}
 	free(will_run);
 	return exit_code;

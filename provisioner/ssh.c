@@ -436,7 +436,7 @@ note(const struct ssh_conn *c, const char *fmt, ...)
 		return;
 	buf_init(&b, 1024);
 	va_start(ap, fmt);
-	(void)buf_vaddf(&b, fmt, ap);
+	buf_vaddf(&b, fmt, ap);
 	va_end(ap);
 	c->opts->note(c->opts->note_arg, b.data);
 	buf_release(&b);
@@ -520,8 +520,8 @@ known_type_list(const struct known *k, bool want, struct buf *b)
 		if (k->has[i] != want)
 			continue;
 		if (b->len > 0)
-			(void)buf_addc(b, ',');
-		(void)buf_adds(b, hostkey_types[i].name);
+			buf_addc(b, ',');
+		buf_adds(b, hostkey_types[i].name);
 	}
 }
 
@@ -541,7 +541,7 @@ hostkey_prefs(struct ssh_conn *c, struct known *k, struct errbuf *err)
 
 	buf_init(&pref, 1024);
 	if (c->fp.len > 0) {
-		(void)buf_adds(&pref, c->key_type); /* reconnect: same key */
+		buf_adds(&pref, c->key_type); /* reconnect: same key */
 	} else if (c->opts->host_key_pin == NULL) {
 		rc = known_types(c, k, err);
 	}
@@ -1303,7 +1303,7 @@ sink_buf(struct xfer *x, struct buf *b, const char *p, size_t n)
 		x->exit->dropped += n - room;
 		n = room;
 	}
-	(void)buf_add(b, p, n);
+	buf_add(b, p, n);
 }
 
 /*
@@ -1330,7 +1330,7 @@ sink_tail(struct xfer *x, struct buf *b, const char *p, size_t n)
 		b->len -= cut;
 		x->exit->dropped += cut;
 	}
-	(void)buf_add(b, p, n);
+	buf_add(b, p, n);
 }
 
 static int
@@ -2153,7 +2153,7 @@ tun_read_err(struct ssh_tunnel *t, struct errbuf *err)
 		if (tun_read(t, 1, t->scratch, &got, err) < 0)
 			return -1;
 		room = t->errout.max - t->errout.len;
-		(void)buf_add(&t->errout, t->scratch, got < room ? got : room);
+		buf_add(&t->errout, t->scratch, got < room ? got : room);
 	} while (got > 0);
 	return 0;
 }
@@ -2270,7 +2270,7 @@ tun_finish_one(struct ssh_tunnel *t, struct errbuf *err)
 		got = (size_t)r;
 	}
 	if (got > 0 && got <= t->errout.max - t->errout.len)
-		(void)buf_add(&t->errout, t->scratch, got);
+		buf_add(&t->errout, t->scratch, got);
 	t->pend = PEND_NONE;
 	return 0;
 }

@@ -92,10 +92,10 @@ text_copy(const char *p, const char *end, bool unescape)
 		if (unescape && *p == '\\' && p + 1 < end &&
 		    (p[1] == '#' || p[1] == '\\'))
 			p++;
-		(void)buf_addc(&b, *p);
+		buf_addc(&b, *p);
 	}
 	if (p < end)
-		(void)buf_adds(&b, "...");
+		buf_adds(&b, "...");
 	s = buf_detach(&b, &len);
 	buf_release(&b); /* buf_detach left it initialised */
 	return s;
@@ -127,14 +127,14 @@ diag_add(struct buf *b, const char *p, const char *end)
 	if (b->len >= TAP_MAX_DIAG)
 		return; /* already cut */
 	if (b->len > 0)
-		(void)buf_addc(b, '\n');
+		buf_addc(b, '\n');
 	if (b->len + len <= TAP_MAX_DIAG) {
-		(void)buf_add(b, p, len);
+		buf_add(b, p, len);
 		return;
 	}
 	/* Fill up to the cap, then mark it: b->len is then past the cap. */
-	(void)buf_add(b, p, TAP_MAX_DIAG - b->len);
-	(void)buf_adds(b, MORE);
+	buf_add(b, p, TAP_MAX_DIAG - b->len);
+	buf_adds(b, MORE);
 }
 
 /* ======================================================== lines */
@@ -325,27 +325,26 @@ tap_problem(const struct tap *t, struct buf *why)
 	unsigned long run = (unsigned long)(t->n + t->dropped);
 
 	if (t->bailed)
-		(void)buf_addf(why, "bailed out%s%.300s",
-		    *t->bail_reason ? ": " : "", t->bail_reason);
+		buf_addf(why, "bailed out%s%.300s", *t->bail_reason ? ": " : "",
+		    t->bail_reason);
 	else if (t->failed > 0)
-		(void)buf_addf(why, "%lu of %lu assertion%s failed", t->failed,
-		    run, run == 1 ? "" : "s");
+		buf_addf(why, "%lu of %lu assertion%s failed", t->failed, run,
+		    run == 1 ? "" : "s");
 	else if (run == 0 && !t->skip_all)
-		(void)buf_adds(why, "no assertions (a test file without "
-		                    "assertions is a failure, not a pass)");
+		buf_adds(why, "no assertions (a test file without "
+		              "assertions is a failure, not a pass)");
 	else if (t->dropped > 0)
-		(void)buf_addf(
-		    why, "more than %u assertions", TAP_MAX_ASSERTIONS);
+		buf_addf(why, "more than %u assertions", TAP_MAX_ASSERTIONS);
 	else if (!t->has_plan)
-		(void)buf_addf(why,
+		buf_addf(why,
 		    "no plan: ran %lu assertion%s without "
 		    "plan(N) or no_plan() and finish()",
 		    run, run == 1 ? "" : "s");
 	else if (t->plans > 1)
-		(void)buf_addf(why, "%u plans in one file", t->plans);
+		buf_addf(why, "%u plans in one file", t->plans);
 	else if (t->planned != run)
-		(void)buf_addf(why, "planned %lu assertion%s but ran %lu",
-		    t->planned, t->planned == 1 ? "" : "s", run);
+		buf_addf(why, "planned %lu assertion%s but ran %lu", t->planned,
+		    t->planned == 1 ? "" : "s", run);
 	else
 		return false;
 	return true;

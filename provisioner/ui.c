@@ -146,7 +146,7 @@ say(struct ui *ui, bool important, enum color c, const char *fmt, ...)
 
 	buf_init(&line, 1u << 20);
 	va_start(ap, fmt);
-	(void)buf_vaddf(&line, fmt, ap);
+	buf_vaddf(&line, fmt, ap);
 	va_end(ap);
 	emit(ui, ui->log, line.data, line.len);
 	if (ui->opts.verbosity >= 0 || important) {
@@ -179,7 +179,7 @@ say_block(struct ui *ui, bool important, bool to_terminal, const char *text)
 			struct buf l;
 
 			buf_init(&l, 1u << 20);
-			(void)buf_addf(&l, "        %.*s\n", len, p);
+			buf_addf(&l, "        %.*s\n", len, p);
 			emit(ui, ui->log, l.data, l.len);
 			buf_release(&l);
 		}
@@ -299,7 +299,7 @@ ui_step_start(struct ui *ui, const struct step *s, size_t total)
 		struct buf l; /* the name may hold an interpolated secret */
 
 		buf_init(&l, 1u << 20);
-		(void)buf_addf(&l, "[%*zu/%zu] %-11s %s", total >= 10 ? 2 : 1,
+		buf_addf(&l, "[%*zu/%zu] %-11s %s", total >= 10 ? 2 : 1,
 		    s->index + 1, total, "running", s->name);
 		emit(ui, ui->human, l.data, l.len);
 		buf_release(&l);
@@ -416,7 +416,7 @@ ui_notice(struct ui *ui, const char *fmt, ...)
 
 	buf_init(&msg, 1u << 20);
 	va_start(ap, fmt);
-	(void)buf_vaddf(&msg, fmt, ap);
+	buf_vaddf(&msg, fmt, ap);
 	va_end(ap);
 	say(ui, false, C_YELLOW, "        %s\n", msg.data);
 	event_begin(&e, "notice");
@@ -465,7 +465,7 @@ ui_run_end(struct ui *ui, const struct manifest *m,
 		struct buf l;
 
 		buf_init(&l, sizeof(run_err->msg) + 64);
-		(void)buf_addf(&l, "stagehand: %s\n", run_err->msg);
+		buf_addf(&l, "stagehand: %s\n", run_err->msg);
 		emit(ui, ui->log, l.data, l.len);
 		buf_release(&l);
 	}

@@ -211,6 +211,7 @@ buf_init(struct buf *b, size_t max)
 	b->data[0] = '\0';
 	b->len = 0;
 	b->max = max;
+	b->failed = false;
 }
 
 static int
@@ -219,8 +220,12 @@ buf_grow(struct buf *b, size_t extra)
 	size_t want, ncap;
 	char *n;
 
-	if (extra > b->max || b->len > b->max - extra)
+	if (b->failed)
 		return -1;
+	if (extra > b->max || b->len > b->max - extra) {
+		b->failed = true;
+		return -1;
+	}
 	want = b->len + extra + 1;
 	if (want <= b->cap)
 		return 0;
@@ -270,6 +275,8 @@ buf_vaddf(struct buf *b, const char *fmt, va_list ap)
 	va_copy(cp, ap);
 	n = vsnprintf(NULL, 0, fmt, cp);
 	va_end(cp);
+	if (n < 0)
+		b->failed = true;
 	if (n < 0 || buf_grow(b, (size_t)n) < 0)
 		return -1;
 	vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
@@ -289,12 +296,26 @@ buf_addf(struct buf *b, const char *fmt, ...)
 	return rc;
 }
 
+bool
+buf_failed(const struct buf *b)
+{
+	return b->failed;
+}
+
+int
+buf_fail(struct buf *b)
+{
+	b->failed = true;
+	return -1;
+}
+
 void
 buf_reset(struct buf *b)
 {
 	explicit_bzero(b->data, b->len);
 	b->len = 0;
 	b->data[0] = '\0';
+	b->failed = false;
 }
 
 char *
@@ -317,6 +338,7 @@ buf_release(struct buf *b)
 	}
 	b->data = NULL;
 	b->len = b->cap = 0;
+	b->failed = false;
 }
 
 /* ======================================================== strlist */
@@ -442,43 +464,54 @@ mem_has_nul(const void *p, size_t len)
 	return memchr(p, '\0', len) != NULL;
 }
 
+size_t
+utf8_decode(const unsigned char *p, size_t len, uint32_t *cp)
+{
+	unsigned char c = p[0];
+	size_t n;
+	uint32_t v;
+
+	*cp = c;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf) {
+		n = 1;
+		v = c & 0x1f;
+	} else if ((c & 0xf0) == 0xe0) {
+		n = 2;
+		v = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 3;
+		v = c & 0x07;
+	} else {
+		return 0;
+	}
+	if (len - 1 < n)
+		return 0;
+	for (size_t k = 1; k <= n; k++) {
+		if ((p[k] & 0xc0) != 0x80)
+			return 0;
+		v = (v << 6) | (p[k] & 0x3f);
+	}
+	if ((n == 2 && v < 0x800) || (n == 3 && v < 0x10000) || v > 0x10ffff ||
+	    (v >= 0xd800 && v <= 0xdfff))
+		return 0;
+	*cp = v;
+	return n + 1;
+}
+
 bool
 utf8_valid(const unsigned char *p, size_t len)
 {
 	size_t i = 0;
 
 	while (i < len) {
-		unsigned char c = p[i];
-		size_t n;
 		uint32_t cp;
+		size_t n = utf8_decode(p + i, len - i, &cp);
 
-		if (c < 0x80) {
-			i++;
-			continue;
-		} else if ((c & 0xe0) == 0xc0) {
-			n = 1;
-			cp = c & 0x1f;
-		} else if ((c & 0xf0) == 0xe0) {
-			n = 2;
-			cp = c & 0x0f;
-		} else if ((c & 0xf8) == 0xf0) {
-			n = 3;
-			cp = c & 0x07;
-		} else {
+		if (n == 0)
 			return false;
-		}
-		if (len - i <= n)
-			return false;
-		for (size_t k = 1; k <= n; k++) {
-			if ((p[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (p[i + k] & 0x3f);
-		}
-		if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) ||
-		    (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += n + 1;
+		i += n;
 	}
 	return true;
 }

@@ -8,7 +8,12 @@
  *  - struct buf: a growable byte buffer with a hard maximum. data is never
  *    NULL after buf_init() and is always NUL-terminated, so it can be used as
  *    a C string when the content has no NUL. Appends beyond max fail with -1
- *    and leave the buffer unchanged. buf_release() zeroes the memory before
+ *    and leave the content unchanged. Errors are sticky: a failed buffer
+ *    stays failed until buf_reset/buf_release (or buf_detach), and refuses
+ *    every later append (-1, nothing added), so a sequence of appends can be
+ *    checked once, with buf_failed(), at the point of use and never leaves
+ *    a hole in the middle. Whatever sends a buffer's text to the target
+ *    refuses a failed buffer. buf_release() zeroes the memory before
  *    freeing it, so buffers may hold secrets.
  *  - x* allocators exit(70) on out-of-memory or size overflow: a CLI cannot
  *    usefully recover from OOM.
@@ -57,6 +62,8 @@ enum {
 	EXIT_SOFTWARE = 70,
 	EXIT_LOCKED = 75, /* EX_TEMPFAIL: try again later (--wait-lock) */
 	EXIT_TRUST = 77,
+	EXIT_EXEC_FAILED = 127, /* a forked child could not exec (sh's 127) */
+	EXIT_INTERRUPTED = 130, /* SIGINT/SIGTERM: 128 + SIGINT, as sh does */
 };
 
 const char *sh_strerror(enum sh_err code);
@@ -83,6 +90,7 @@ struct buf {
 	size_t len;
 	size_t cap;
 	size_t max; /* hard cap on len */
+	bool failed; /* an append failed; cleared by buf_reset/buf_init */
 };
 
 void buf_init(struct buf *b, size_t max);
@@ -91,6 +99,11 @@ int buf_adds(struct buf *b, const char *s);
 int buf_addc(struct buf *b, char c);
 int buf_addf(struct buf *b, const char *fmt, ...) ATTR_PRINTF(2, 3);
 int buf_vaddf(struct buf *b, const char *fmt, va_list ap) ATTR_PRINTF(2, 0);
+/* True once an append has failed (sticky until buf_reset/buf_release). */
+bool buf_failed(const struct buf *b);
+/* Marks b failed, for text built in another buffer that failed. Returns -1. */
+int buf_fail(struct buf *b);
+/* Empties b and clears its failure. */
 void buf_reset(struct buf *b);
 /* Hands data to the caller (free with free()); b is re-initialised empty. */
 char *buf_detach(struct buf *b, size_t *len);
@@ -122,6 +135,12 @@ int buf_add_size(struct buf *b, uint64_t n);
 
 bool str_has_prefix(const char *s, const char *prefix);
 bool mem_has_nul(const void *p, size_t len);
+/*
+ * The one UTF-8 decoder: decodes one character from p[0..len) (len > 0).
+ * Returns the bytes used (1..4) and sets *cp, or 0 when p does not start a
+ * well-formed sequence (overlong, surrogate, beyond U+10FFFF, truncated).
+ */
+size_t utf8_decode(const unsigned char *p, size_t len, uint32_t *cp);
 /* Checks well-formed UTF-8 (no overlongs, no surrogates). */
 bool utf8_valid(const unsigned char *p, size_t len);
 

@@ -9,9 +9,10 @@
 # ok; a removed source entry is pruned; owner drift is fixed; foreign links
 # are left alone; link_target: resolved points into the store; a src and
 # dests with quotes, spaces and $(...) in their names link as named and
-# run nothing.
+# run nothing. A replace_files list too long for the script is refused
+# before anything runs (no script with a hole where the list was).
 . "$(dirname "$0")/lib.sh"
-t_plan 65
+t_plan 68
 
 # rc_is N: the last sh_run exited N; shows its output when not.
 
@@ -258,6 +259,26 @@ t_ok "nothing in the names ran" box_exec test ! -e /tmp/t620-pwned
 t_ok "and nothing was made beside them" \
 	test "$(box_exec find /srv/t620 -mindepth 1 -maxdepth 1 | LC_ALL=C sort | tr '\n' '|')" = \
 	"$HD2|${HD1%%/tmp/*}|$HS|"
+
+# -- a script too long to build is refused, not run with a hole ---------------
+# 1,100 replace_files entries of 4,004 bytes: 4.4 MB, more than the list's
+# 4 MiB buffer. The script must not run with the list cut short (or missing).
+box_exec sh -c 'mkdir -p /opt/tpg-big/src && touch /opt/tpg-big/src/one'
+{
+	printf 'stagehand: 1\nstage: big\nvars:\n  p: %s\nsteps:\n' \
+		"$(head -c 4000 /dev/zero | tr '\0' x)"
+	printf '  - name: too many replace_files\n    alias:\n'
+	printf '      src: /opt/tpg-big/src\n      dest: /opt/tpg-big/dest\n'
+	printf '      replace_files:\n'
+	# shellcheck disable=SC2016 # ${p} is the manifest's variable
+	seq -f '        - ${p}%04g' 1 1100
+} >"$T/big.yml"
+before=$(box_snapshot)
+run r9 "$T/big.yml"
+t_ok "an alias whose script would pass the maximum fails the step" rc_is 1
+t_ok "saying the script is too long" grep -qF "script too long" \
+	<(jr "$T/r9" '.steps[0].error.message')
+t_ok "and nothing ran on the box" test "$before" = "$(box_snapshot)"
 
 # -- offline ---------------------------------------------------------------
 sh_run plan --offline "$T/alias.yml"

@@ -555,13 +555,15 @@ alias_owner_vars(const struct alias_cfg *c, struct buf *s)
 
 	buf_init(&og, 256);
 	if (c->owner != NULL)
-		(void)buf_adds(&og, c->owner);
+		buf_adds(&og, c->owner);
 	if (c->group != NULL)
-		(void)buf_addf(&og, ":%s", c->group);
+		buf_addf(&og, ":%s", c->group);
+	if (buf_failed(&og))
+		buf_fail(s); /* no hole: the whole script is refused */
 	(void)stepsh_assign(s, "og", og.data);
 	(void)stepsh_assign(s, "ou", c->owner ? c->owner : "");
 	(void)stepsh_assign(s, "gr", c->group ? c->group : "");
-	(void)buf_addf(s, "onum=%d\ngnum=%d\n",
+	buf_addf(s, "onum=%d\ngnum=%d\n",
 	    c->owner != NULL && stepsh_account_id_ok(c->owner),
 	    c->group != NULL && stepsh_account_id_ok(c->group));
 	buf_release(&og);
@@ -575,31 +577,33 @@ alias_vars(const struct alias_cfg *c, bool probe, struct buf *s)
 
 	buf_init(&rep, 1u << 22);
 	for (size_t i = 0; i < c->replace.n; i++)
-		(void)buf_addf(&rep, "%s%s", i ? "\n" : "", c->replace.v[i]);
-	(void)buf_addf(s,
+		buf_addf(&rep, "%s%s", i ? "\n" : "", c->replace.v[i]);
+	buf_addf(s,
 	    "probe=%d\nresolved=%d\nprune=%d\nmkdest=%d\n"
 	    "type=%s\nnd=%zu\n",
 	    probe, c->resolved, c->prune, c->create_dest, types[c->type],
 	    c->dests.n);
 	(void)stepsh_assign(s, "src", c->src);
+	if (buf_failed(&rep))
+		buf_fail(s); /* no hole: the whole script is refused */
 	(void)stepsh_assign(s, "REP", rep.data);
 	alias_owner_vars(c, s);
-	(void)buf_adds(s, "dests() {\n");
+	buf_adds(s, "dests() {\n");
 	for (size_t i = 0; i < c->dests.n; i++) {
-		(void)buf_addf(s, "\t\"$@\" %zu ", i + 1);
+		buf_addf(s, "\t\"$@\" %zu ", i + 1);
 		(void)sh_quote(s, c->dests.v[i]);
-		(void)buf_addc(s, '\n');
+		buf_addc(s, '\n');
 	}
-	(void)buf_adds(s, "}\n");
+	buf_adds(s, "}\n");
 	for (size_t i = 0; i < c->dests.n; i++) {
-		(void)buf_addf(s, "d_%zu=", i + 1);
+		buf_addf(s, "d_%zu=", i + 1);
 		(void)sh_quote(s, c->dests.v[i]);
-		(void)buf_addf(s, "\nexport d_%zu\n", i + 1);
+		buf_addf(s, "\nexport d_%zu\n", i + 1);
 	}
-	(void)buf_adds(s, "export probe resolved prune type nd src REP og "
-	                  "ou gr onum gnum\nprog=");
+	buf_adds(s, "export probe resolved prune type nd src REP og "
+	            "ou gr onum gnum\nprog=");
 	(void)sh_quote(s, alias_awk);
-	(void)buf_addc(s, '\n');
+	buf_addc(s, '\n');
 	buf_release(&rep);
 }
 
@@ -607,9 +611,9 @@ static void
 alias_script(const struct alias_cfg *c, bool probe, struct buf *s)
 {
 	alias_vars(c, probe, s);
-	(void)buf_adds(s, alias_script_check);
-	(void)buf_adds(s, alias_script_list);
-	(void)buf_adds(s, alias_script_act);
+	buf_adds(s, alias_script_check);
+	buf_adds(s, alias_script_list);
+	buf_adds(s, alias_script_act);
 }
 
 /*
@@ -631,8 +635,8 @@ alias_collisions(const struct buf *errout, struct errbuf *err)
 
 		if (len > 20 && memcmp(p, "refusing to replace ", 20) == 0) {
 			if (n++ > 0)
-				(void)buf_adds(&msg, "; ");
-			(void)buf_add(&msg, p, len);
+				buf_adds(&msg, "; ");
+			buf_add(&msg, p, len);
 		}
 		p += len + 1;
 	}
@@ -683,23 +687,22 @@ alias_describe(const struct step *step, struct buf *out)
 	static const char *const types[] = { "files", "dirs", "all" };
 	const struct alias_cfg *c = step->cfg;
 
-	(void)buf_addf(out, "alias %s/* -> ", c->src);
+	buf_addf(out, "alias %s/* -> ", c->src);
 	for (size_t i = 0; i < c->dests.n; i++)
-		(void)buf_addf(out, "%s%s", i ? ", " : "", c->dests.v[i]);
-	(void)buf_addf(out, " (%s", types[c->type]);
+		buf_addf(out, "%s%s", i ? ", " : "", c->dests.v[i]);
+	buf_addf(out, " (%s", types[c->type]);
 	if (c->prune)
-		(void)buf_adds(out, ", prune");
+		buf_adds(out, ", prune");
 	if (c->resolved)
-		(void)buf_adds(out, ", resolved");
+		buf_adds(out, ", resolved");
 	if (c->owner != NULL)
-		(void)buf_addf(out, ", owner %s%s%s", c->owner,
-		    c->group ? ":" : "", c->group ? c->group : "");
+		buf_addf(out, ", owner %s%s%s", c->owner, c->group ? ":" : "",
+		    c->group ? c->group : "");
 	else if (c->group != NULL)
-		(void)buf_addf(out, ", group %s", c->group);
+		buf_addf(out, ", group %s", c->group);
 	for (size_t i = 0; i < c->replace.n; i++)
-		(void)buf_addf(
-		    out, "%s%s", i ? "," : ", replace ", c->replace.v[i]);
-	(void)buf_addc(out, ')');
+		buf_addf(out, "%s%s", i ? "," : ", replace ", c->replace.v[i]);
+	buf_addc(out, ')');
 }
 
 const struct step_kind step_kind_alias = {

@@ -484,7 +484,7 @@ closure_pick_root(struct run_ctx *ctx, const struct closure_cfg *c,
 	}
 	buf_init(&have, 1024);
 	for (size_t i = 0; i < c->narch; i++)
-		(void)buf_addf(&have, "%s%s", i ? ", " : "", c->arch[i].system);
+		buf_addf(&have, "%s%s", i ? ", " : "", c->arch[i].system);
 	err_set(err, SH_ERR_STEP,
 	    "no path for the target's system '%s' (the path map has: %s)",
 	    st->system, have.data);
@@ -583,7 +583,7 @@ closure_prog_feed(void *arg, const char *p, size_t len)
 		size_t n = (size_t)((nl != NULL ? nl : end) - p);
 		size_t room = pg->line.max - pg->line.len;
 
-		(void)buf_add(&pg->line, p, n < room ? n : room);
+		buf_add(&pg->line, p, n < room ? n : room);
 		if (nl == NULL)
 			return;
 		closure_prog_line(pg, pg->line.data, pg->line.len);
@@ -734,7 +734,11 @@ closure_exec(struct run_ctx *ctx, const struct step *step,
 	struct remote_cmd cmd = REMOTE_CMD_INIT;
 
 	memset(out, 0, sizeof(*out));
-	cmd.script = script->data;
+	if (buf_failed(&st->list))
+		return err_set(err, SH_ERR_INTERNAL,
+		    "closure %s: path list too long: not sent", st->root);
+	if (remote_script(&cmd, script, err) < 0)
+		return err_prefix(err, "closure %s: ", st->root);
 	cmd.payload = st->list.data;
 	cmd.payload_len = st->list.len;
 	if (prog != NULL) {
@@ -887,8 +891,8 @@ closure_check_space(const struct cst *st, struct errbuf *err)
 		return 0;
 	buf_init(&a, 64);
 	buf_init(&n, 64);
-	(void)buf_add_size(&a, st->free_bytes);
-	(void)buf_add_size(&n, need);
+	buf_add_size(&a, st->free_bytes);
+	buf_add_size(&n, need);
 	err_set(err, SH_ERR_STEP,
 	    "closure %s: not enough free space for /nix "
 	    "on the target: %s (%llu bytes) available under %s, %s (%llu "
@@ -956,10 +960,12 @@ closure_copy(struct run_ctx *ctx, const struct step *step, struct cst *st,
 	buf_init(&subs, 64u << 10);
 	buf_init(&keys, 64u << 10);
 	for (size_t i = 0; i < c->subs.n; i++)
-		(void)buf_addf(&subs, "%s%s", i ? " " : "", c->subs.v[i]);
+		buf_addf(&subs, "%s%s", i ? " " : "", c->subs.v[i]);
 	for (size_t i = 0; i < c->key_specs.n; i++)
-		(void)buf_addf(&keys, "%s%s", i ? " " : "", c->key_specs.v[i]);
+		buf_addf(&keys, "%s%s", i ? " " : "", c->key_specs.v[i]);
 	memset(&out, 0, sizeof(out));
+	if (buf_failed(&subs) || buf_failed(&keys))
+		buf_fail(&script); /* a cut list would be a hole */
 	if (stepsh_assign(&script, "SUBS", subs.data) < 0 ||
 	    stepsh_assign(&script, "KEYS", keys.data) < 0 ||
 	    buf_addf(&script, "M=%d J=%d\n", st->nmissing ? 1 : 0,
@@ -1059,17 +1065,16 @@ closure_copy_line(const struct cst *st, struct step_result *res)
 	if (st->nmissing == 0)
 		return;
 	buf_init(&b, 64u << 10);
-	(void)buf_addf(&b, "copy %zu path%s (", st->nmissing,
+	buf_addf(&b, "copy %zu path%s (", st->nmissing,
 	    st->nmissing == 1 ? "" : "s");
-	(void)buf_add_size(&b, st->bytes_missing);
-	(void)buf_adds(&b, ") from");
+	buf_add_size(&b, st->bytes_missing);
+	buf_adds(&b, ") from");
 	for (size_t s = 0; s < c->subs.n; s++) {
 		for (size_t i = 0; i < st->cl.n; i++) {
 			if (!st->missing[i] ||
 			    strcmp(st->cl.paths[i].substituter, c->subs.v[s]))
 				continue;
-			(void)buf_addf(
-			    &b, "%s %s", first ? "" : ",", c->subs.v[s]);
+			buf_addf(&b, "%s %s", first ? "" : ",", c->subs.v[s]);
 			first = false;
 			break;
 		}
@@ -1229,23 +1234,23 @@ closure_describe(const struct step *step, struct buf *out)
 {
 	const struct closure_cfg *c = step->cfg;
 
-	(void)buf_adds(out, "closure ");
+	buf_adds(out, "closure ");
 	if (c->path != NULL)
-		(void)buf_adds(out, c->path);
+		buf_adds(out, c->path);
 	for (size_t i = 0; i < c->narch; i++)
-		(void)buf_addf(out, "%s%s: %s", i ? ", " : "{ ",
-		    c->arch[i].system, c->arch[i].path);
+		buf_addf(out, "%s%s: %s", i ? ", " : "{ ", c->arch[i].system,
+		    c->arch[i].path);
 	if (c->narch > 0)
-		(void)buf_adds(out, " }");
-	(void)buf_adds(out, " from");
+		buf_adds(out, " }");
+	buf_adds(out, " from");
 	for (size_t i = 0; i < c->subs.n; i++)
-		(void)buf_addf(out, "%s %s", i ? "," : "", c->subs.v[i]);
-	(void)buf_addf(out, " (%zu trusted key%s)", c->key_specs.n,
+		buf_addf(out, "%s %s", i ? "," : "", c->subs.v[i]);
+	buf_addf(out, " (%zu trusted key%s)", c->key_specs.n,
 	    c->key_specs.n == 1 ? "" : "s");
 	if (c->profile != NULL)
-		(void)buf_addf(out, " -> %s", c->profile);
+		buf_addf(out, " -> %s", c->profile);
 	if (c->user != NULL)
-		(void)buf_addf(out, " as %s", c->user);
+		buf_addf(out, " as %s", c->user);
 }
 
 const struct step_kind step_kind_closure = {

@@ -176,7 +176,7 @@ download_untar(const char *tar, const char *dir, struct errbuf *err)
 			dup2(null, 0);
 		execlp("tar", "tar", "-x", "-p", "--no-same-owner", "-f", tar,
 		    "-C", dir, (char *)NULL);
-		_exit(127);
+		_exit(EXIT_EXEC_FAILED);
 	}
 	return stepsh_reap(pid, "tar -x of the downloaded tree", err);
 }
@@ -397,7 +397,8 @@ download_exec(struct run_ctx *ctx, const struct step *step, const char *sh,
 		err_set(err, SH_ERR_STEP, "download: script too long");
 		goto out;
 	}
-	cmd.script = script.data;
+	if (remote_script(&cmd, &script, err) < 0)
+		goto out;
 	cmd.stdout_fd = fd;
 	rc = stepsh_exec(ctx, step, &cmd, out, res, err);
 out:
@@ -668,9 +669,9 @@ download_describe(const struct step *step, struct buf *out)
 {
 	const struct download_cfg *c = step->cfg;
 
-	(void)buf_addf(out, "download %s -> %s", c->src, c->dest);
+	buf_addf(out, "download %s -> %s", c->src, c->dest);
 	if (c->mode_set)
-		(void)buf_addf(out, " (%04o)", c->mode);
+		buf_addf(out, " (%04o)", c->mode);
 }
 
 const struct step_kind step_kind_download = {

@@ -126,16 +126,14 @@ static const char group_script_present[] =
 static void
 group_script(const struct group_cfg *c, bool probe, struct buf *s)
 {
-	(void)buf_addf(
-	    s, "probe=%d\nsys=%d\nn=", probe ? 1 : 0, c->system ? 1 : 0);
+	buf_addf(s, "probe=%d\nsys=%d\nn=", probe ? 1 : 0, c->system ? 1 : 0);
 	(void)sh_quote(s, c->name);
 	if (c->has_gid)
-		(void)buf_addf(s, "\ngid=%llu\n", (unsigned long long)c->gid);
+		buf_addf(s, "\ngid=%llu\n", (unsigned long long)c->gid);
 	else
-		(void)buf_adds(s, "\ngid=\n");
-	(void)buf_adds(s, group_script_common);
-	(void)buf_adds(
-	    s, c->absent ? group_script_absent : group_script_present);
+		buf_adds(s, "\ngid=\n");
+	buf_adds(s, group_script_common);
+	buf_adds(s, c->absent ? group_script_absent : group_script_present);
 }
 
 static int
@@ -174,16 +172,16 @@ group_describe(const struct step *step, struct buf *out)
 {
 	const struct group_cfg *c = step->cfg;
 
-	(void)buf_addf(out, "group %s", c->name);
+	buf_addf(out, "group %s", c->name);
 	if (c->absent) {
-		(void)buf_adds(out, " absent");
+		buf_adds(out, " absent");
 		return;
 	}
 	if (c->has_gid)
-		(void)buf_addf(out, " (gid %llu%s)", (unsigned long long)c->gid,
+		buf_addf(out, " (gid %llu%s)", (unsigned long long)c->gid,
 		    c->system ? ", system" : "");
 	else if (c->system)
-		(void)buf_adds(out, " (system)");
+		buf_adds(out, " (system)");
 }
 
 static void

@@ -304,14 +304,13 @@ line_describe(const struct step *step, struct buf *out)
 {
 	const struct line_cfg *c = step->cfg;
 
-	(void)buf_addf(
-	    out, "line %s %s", c->path, c->absent ? "absent" : "present");
+	buf_addf(out, "line %s %s", c->path, c->absent ? "absent" : "present");
 	if (c->line != NULL) {
-		(void)buf_adds(out, " ");
+		buf_adds(out, " ");
 		(void)sh_quote(out, c->line);
 	}
 	if (c->regexp != NULL) {
-		(void)buf_adds(out, " regexp ");
+		buf_adds(out, " regexp ");
 		(void)sh_quote(out, c->regexp);
 	}
 	stepsh_describe_attrs(out, &c->attrs);

@@ -524,7 +524,7 @@ mt_fail(const char *what, const struct remote_out *out, struct errbuf *err)
 	struct buf msg;
 
 	buf_init(&msg, sizeof(err->msg));
-	(void)buf_addf(&msg, "%s failed (exit %d)", what, out->status);
+	buf_addf(&msg, "%s failed (exit %d)", what, out->status);
 	while (end > 0 && (e->data[end - 1] == '\n' || e->data[end - 1] == ' '))
 		end--;
 	room = sizeof(err->msg) - msg.len - 4;
@@ -532,13 +532,13 @@ mt_fail(const char *what, const struct remote_out *out, struct errbuf *err)
 	while (start > 0 && start < end && e->data[start - 1] != '\n')
 		start++;
 	if (start < end) {
-		(void)buf_adds(&msg, ":\n");
+		buf_adds(&msg, ":\n");
 		for (size_t i = start; i < end; i++) {
 			unsigned char ch = (unsigned char)e->data[i];
 
-			(void)buf_addc(&msg,
-			    (ch < ' ' && ch != '\n') || ch == 0x7f ? '?'
-			                                           : (char)ch);
+			buf_addc(&msg, (ch < ' ' && ch != '\n') || ch == 0x7f
+			                   ? '?'
+			                   : (char)ch);
 		}
 	}
 	err_set(err, SH_ERR_REMOTE, "%s", msg.data);
@@ -593,7 +593,8 @@ mt_remote(struct mt_run *r, const char *what, const char *body,
 		    err, SH_ERR_INTERNAL, "migration_test: script too long");
 		goto out;
 	}
-	cmd.script = script.data;
+	if (remote_script(&cmd, &script, err) < 0)
+		goto out;
 	cmd.become = r->c->user;
 	cmd.timeout_s =
 	    r->step->timeout_s ? r->step->timeout_s : STEP_DEFAULT_TIMEOUT_S;
@@ -641,7 +642,10 @@ mt_connect(struct mt_run *r, unsigned port, const char *db,
 	int rc;
 
 	buf_init(&sock, 4096);
-	(void)buf_addf(&sock, "%s/s", r->work);
+	if (buf_addf(&sock, "%s/s", r->work) < 0) {
+		buf_release(&sock);
+		return err_set(err, SH_ERR_INTERNAL, "socket path too long");
+	}
 	t.host = sock.data;
 	t.port = port;
 	t.user = r->c->username;
@@ -711,13 +715,13 @@ mt_exec_files(struct mt_run *r, unsigned port, const struct strlist *files,
 static void
 mt_quote_ident(struct buf *b, const char *s)
 {
-	(void)buf_addc(b, '"');
+	buf_addc(b, '"');
 	for (; *s; s++) {
 		if (*s == '"')
-			(void)buf_addc(b, '"');
-		(void)buf_addc(b, *s);
+			buf_addc(b, '"');
+		buf_addc(b, *s);
 	}
-	(void)buf_addc(b, '"');
+	buf_addc(b, '"');
 }
 
 static int
@@ -742,14 +746,22 @@ mt_create_db(struct mt_run *r, struct errbuf *err)
 	if (mt_connect(r, r->c->port, "postgres", &conn, err) < 0)
 		return -1;
 	buf_init(&sql, 4096);
-	(void)buf_adds(&sql, "SELECT 1 FROM pg_database WHERE datname = '");
-	(void)buf_adds(&sql, r->c->dbname); /* mt_word_ok: no quotes */
-	(void)buf_adds(&sql, "'");
+	buf_adds(&sql, "SELECT 1 FROM pg_database WHERE datname = '");
+	buf_adds(&sql, r->c->dbname); /* mt_word_ok: no quotes */
+	buf_adds(&sql, "'");
+	if (buf_failed(&sql)) {
+		err_set(err, SH_ERR_INTERNAL, "database name too long");
+		goto out;
+	}
 	if (pg_exec(conn, sql.data, mt_have_db, &have, &pe, err) < 0)
 		goto out;
 	buf_reset(&sql);
-	(void)buf_adds(&sql, "CREATE DATABASE ");
+	buf_adds(&sql, "CREATE DATABASE ");
 	mt_quote_ident(&sql, r->c->dbname);
+	if (buf_failed(&sql)) {
+		err_set(err, SH_ERR_INTERNAL, "database name too long");
+		goto out;
+	}
 	if (!have && pg_exec(conn, sql.data, mt_ignore, NULL, &pe, err) < 0)
 		goto out;
 	rc = 0;
@@ -838,13 +850,13 @@ mt_fp_queries(const struct mt_fp *f, struct buf *sql)
 		if (o->fp != NULL)
 			continue;
 		if (o->kind == 'S')
-			(void)buf_addf(sql,
+			buf_addf(sql,
 			    "SELECT 'last_value ' || last_value || ', "
 			    "is_called "
 			    "' || is_called FROM %s;\n",
 			    o->qname);
 		else
-			(void)buf_addf(sql,
+			buf_addf(sql,
 			    "SELECT count(*) || ' rows, md5 ' || coalesce(md5("
 			    "string_agg(ROW(x.*)::text, E'\\n' ORDER BY "
 			    "ROW(x.*)::text COLLATE \"C\")), '-') FROM ONLY %s "
@@ -889,7 +901,10 @@ mt_fp_rows(struct pg_conn *conn, struct mt_fp *f, struct errbuf *err)
 	buf_init(&sql, 64u << 20);
 	mt_fp_queries(f, &sql);
 	rc = 0;
-	if (sql.len > 0)
+	if (buf_failed(&sql))
+		rc = err_set(
+		    err, SH_ERR_INTERNAL, "fingerprint queries too long");
+	else if (sql.len > 0)
 		rc = pg_exec(conn, sql.data, mt_on_fp, &fill, &pe, err);
 	buf_release(&sql);
 	for (size_t i = 0; rc == 0 && i < f->n; i++)
@@ -912,8 +927,8 @@ mt_normalise(const struct buf *dump, struct buf *out)
 		if (len > 0 && !(len >= 2 && p[0] == '-' && p[1] == '-') &&
 		    p[0] != '\\' && strncmp(p, "SET ", 4) != 0 &&
 		    strncmp(p, "SELECT pg_catalog.set_config(", 29) != 0) {
-			(void)buf_add(out, p, len);
-			(void)buf_addc(out, '\n');
+			buf_add(out, p, len);
+			buf_addc(out, '\n');
 		}
 		p += len + 1;
 	}
@@ -928,11 +943,15 @@ mt_fp_schema(
 	int rc;
 
 	buf_init(&args, 64);
-	(void)buf_addf(&args, "%u", port);
+	buf_addf(&args, "%u", port);
 	rc = mt_remote(r, "pg_dump --schema-only", mt_schema_sh, args.data,
 	    &out, true, err);
 	if (rc == 0) {
 		mt_normalise(&out.out, &f->schema);
+		if (buf_failed(&f->schema))
+			rc = err_set(err, SH_ERR_STEP, "schema dump too long");
+	}
+	if (rc == 0) {
 		stepsh_sha256_mem(
 		    f->schema.data, f->schema.len, &f->schema_hash);
 	}
@@ -989,8 +1008,8 @@ mt_test(struct mt_run *r, const char *method, const struct mt_obj *b,
 
 	step_result_test(r->res, name, same, false, msg);
 	if (!same)
-		(void)buf_addf(bad, "%s%s (%s -> %s)", bad->len ? ", " : "",
-		    o->name, b ? b->fp : "absent", a ? a->fp : "absent");
+		buf_addf(bad, "%s%s (%s -> %s)", bad->len ? ", " : "", o->name,
+		    b ? b->fp : "absent", a ? a->fp : "absent");
 	free(msg);
 	free(name);
 }
@@ -1008,9 +1027,9 @@ mt_schema_diff(const struct buf *b, const struct buf *a, struct buf *out)
 		i--;
 	bl = strcspn(b->data + i, "\n");
 	al = i <= a->len ? strcspn(a->data + i, "\n") : 0;
-	(void)buf_addf(out, ", first difference at line %zu: '%.*s' vs '%.*s'",
-	    line, (int)(bl > 200 ? 200 : bl), b->data + i,
-	    (int)(al > 200 ? 200 : al), a->data + i);
+	buf_addf(out, ", first difference at line %zu: '%.*s' vs '%.*s'", line,
+	    (int)(bl > 200 ? 200 : bl), b->data + i, (int)(al > 200 ? 200 : al),
+	    a->data + i);
 }
 
 static void
@@ -1025,11 +1044,10 @@ mt_compare_schema(struct mt_run *r, const char *method, const struct mt_fp *b,
 	buf_init(&diff, 4096);
 	if (!same)
 		mt_schema_diff(&b->schema, &a->schema, &diff);
-	(void)buf_addf(&msg, "before: sha256 %s; after: sha256 %s%s",
+	buf_addf(&msg, "before: sha256 %s; after: sha256 %s%s",
 	    b->schema_hash.data, a->schema_hash.data, diff.data);
 	if (!same)
-		(void)buf_addf(
-		    bad, "%sschema%s", bad->len ? ", " : "", diff.data);
+		buf_addf(bad, "%sschema%s", bad->len ? ", " : "", diff.data);
 	step_result_test(r->res, name, same, false, msg.data);
 	buf_release(&diff);
 	buf_release(&msg);
@@ -1169,8 +1187,7 @@ mt_apply(struct run_ctx *ctx, const struct step *step, struct step_result *res,
 
 		buf_init(&msg, 1u << 20);
 		for (size_t i = 0; i < r.fails.n; i++)
-			(void)buf_addf(
-			    &msg, "%s%s", i ? "; " : "", r.fails.v[i]);
+			buf_addf(&msg, "%s%s", i ? "; " : "", r.fails.v[i]);
 		rc = err_set(
 		    err, SH_ERR_STEP, "fingerprints differ %s", msg.data);
 		buf_release(&msg);
@@ -1199,7 +1216,7 @@ mt_describe(const struct step *step, struct buf *out)
 {
 	const struct mt_cfg *c = step->cfg;
 
-	(void)buf_addf(out, "migration_test %s -> %s (%s%s%s), %zu data file%s",
+	buf_addf(out, "migration_test %s -> %s (%s%s%s), %zu data file%s",
 	    c->old_bin, c->new_bin,
 	    (c->methods & MT_UPGRADE) ? "pg_upgrade" : "",
 	    c->methods == (MT_UPGRADE | MT_DUMPALL) ? ", " : "",

@@ -277,12 +277,12 @@ path_describe(const struct step *step, struct buf *out)
 {
 	const struct path_cfg *c = step->cfg;
 
-	(void)buf_addf(out, "path %s %s", c->path, path_state_names[c->state]);
+	buf_addf(out, "path %s %s", c->path, path_state_names[c->state]);
 	if (c->state == PATH_LINK)
-		(void)buf_addf(out, " -> %s", c->target);
+		buf_addf(out, " -> %s", c->target);
 	stepsh_describe_attrs(out, &c->attrs);
 	if (c->recursive)
-		(void)buf_adds(out, " recursive");
+		buf_adds(out, " recursive");
 }
 
 static void

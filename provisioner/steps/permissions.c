@@ -387,7 +387,8 @@ perm_run(struct run_ctx *ctx, const struct step *step, struct step_result *res,
 		    err, SH_ERR_INTERNAL, "permission script too large");
 		goto out;
 	}
-	cmd.script = script.data;
+	if (remote_script(&cmd, &script, err) < 0)
+		goto out;
 	if (stepsh_exec(ctx, step, &cmd, &out, res, err) == 0)
 		rc = perm_verdict(step->cfg, &out.out, res, err);
 out:
@@ -421,7 +422,7 @@ perm_count(struct buf *out, bool *first, size_t n, const char *what,
 {
 	if (n == 0)
 		return;
-	(void)buf_addf(out, "%s%zu %s%s", *first ? " " : ", ", n, what,
+	buf_addf(out, "%s%zu %s%s", *first ? " " : ", ", n, what,
 	    n == 1 ? "" : plural);
 	*first = false;
 }
@@ -433,14 +434,13 @@ perm_describe(const struct step *step, struct buf *out)
 	const struct permcheck_spec *s = step->cfg;
 	bool first = true;
 
-	(void)buf_adds(out, "permissions:");
+	buf_adds(out, "permissions:");
 	perm_count(out, &first, s->nusers, "user", "s");
 	perm_count(out, &first, s->npatterns, "pattern", "s");
 	perm_count(out, &first, s->npaths, "path", "s");
 	perm_count(out, &first, s->absent.n, "absent", "");
 	if (s->exact_order || s->skip_missing)
-		(void)buf_addf(out, " (%s%s%s)",
-		    s->exact_order ? "order exact" : "",
+		buf_addf(out, " (%s%s%s)", s->exact_order ? "order exact" : "",
 		    s->exact_order && s->skip_missing ? ", " : "",
 		    s->skip_missing ? "missing users skipped" : "");
 }

@@ -191,11 +191,14 @@ load_remote(struct run_ctx *ctx, const struct step *step, struct pgstep_file *f,
 	int rc;
 
 	buf_init(&script, 8192);
-	(void)buf_adds(&script, "exec cat -- ");
-	(void)sh_quote(&script, f->path);
-	cmd.script = script.data;
+	buf_adds(&script, "exec cat -- ");
+	sh_quote(&script, f->path);
+	rc = remote_script(&cmd, &script, err);
 	cmd.stdout_is_protocol = true;
-	rc = remote_step(ctx, step, &cmd, &out, res, err);
+	if (rc == 0)
+		rc = remote_step(ctx, step, &cmd, &out, res, err);
+	else
+		memset(&out, 0, sizeof(out));
 	buf_release(&script);
 	pg_script_free(&f->script);
 	buf_reset(&f->text);
@@ -203,8 +206,8 @@ load_remote(struct run_ctx *ctx, const struct step *step, struct pgstep_file *f,
 	if (rc == 0 && out.out.len >= REMOTE_OUTPUT_MAX)
 		rc = err_set(err, SH_ERR_STEP, "%s: larger than %u bytes",
 		    f->name, REMOTE_OUTPUT_MAX - 1);
-	if (rc == 0)
-		(void)buf_add(&f->text, out.out.data, out.out.len);
+	if (rc == 0 && buf_add(&f->text, out.out.data, out.out.len) < 0)
+		rc = err_set(err, SH_ERR_STEP, "%s: too long", f->name);
 	remote_out_free(&out);
 	if (rc < 0)
 		return err->code == SH_ERR_REMOTE
@@ -260,10 +263,10 @@ pgstep_notices(struct pg_conn *pc, struct step_result *res)
 void
 pgstep_describe_conn(const struct pgstep_cfg *c, struct buf *out)
 {
-	(void)buf_addf(out, "%s@%s", c->user, c->host);
+	buf_addf(out, "%s@%s", c->user, c->host);
 	if (c->host[0] == '/')
-		(void)buf_addf(out, "/.s.PGSQL.%u", c->port);
+		buf_addf(out, "/.s.PGSQL.%u", c->port);
 	else
-		(void)buf_addf(out, ":%u", c->port);
-	(void)buf_addf(out, "/%s", c->database ? c->database : c->user);
+		buf_addf(out, ":%u", c->port);
+	buf_addf(out, "/%s", c->database ? c->database : c->user);
 }

@@ -161,14 +161,14 @@ pgtap_assertion(
 
 	buf_init(&msg, TAP_MAX_DIAG + 2 * TAP_MAX_TEXT);
 	if (a->directive != TAP_DIR_NONE)
-		(void)buf_addf(&msg, "%s%s%s%s",
+		buf_addf(&msg, "%s%s%s%s",
 		    a->directive == TAP_DIR_SKIP ? "SKIP" : "TODO",
 		    a->reason[0] ? ": " : "", a->reason,
 		    a->directive == TAP_DIR_TODO && a->ok
 		        ? " (passed unexpectedly)"
 		        : "");
 	if (a->diag.len > 0)
-		(void)buf_addf(&msg, "%s%s", msg.len ? "\n" : "", a->diag.data);
+		buf_addf(&msg, "%s%s", msg.len ? "\n" : "", a->diag.data);
 	step_result_test(res, name, a->ok || a->directive == TAP_DIR_TODO,
 	    skipped, msg.len ? msg.data : NULL);
 	buf_release(&msg);
@@ -184,19 +184,19 @@ pgtap_first_failure(const char *file, const struct tap *t, struct buf *b)
 
 		if (a->ok || a->directive == TAP_DIR_TODO)
 			continue;
-		(void)buf_addf(b, "%s: assertion %lu failed", file, a->number);
+		buf_addf(b, "%s: assertion %lu failed", file, a->number);
 		if (a->description[0])
-			(void)buf_addf(b, ": %s", a->description);
+			buf_addf(b, ": %s", a->description);
 		if (a->diag.len > 0)
-			(void)buf_adds(b, ": ");
+			buf_adds(b, ": ");
 		for (size_t k = 0; k < a->diag.len && b->len < 900; k++) {
 			char ch = a->diag.data[k];
 
 			if (ch != '\n') {
-				(void)buf_addc(b, ch);
+				buf_addc(b, ch);
 				continue;
 			}
-			(void)buf_adds(b, "; "); /* and the line's indent */
+			buf_adds(b, "; "); /* and the line's indent */
 			while (
 			    k + 1 < a->diag.len && a->diag.data[k + 1] == ' ')
 				k++;
@@ -218,7 +218,7 @@ pgtap_report(const struct pgstep_file *f, const struct tap *t,
 	pgtap_count(run, t);
 	buf_init(&why, 2048);
 	if (sqlerr != NULL)
-		(void)buf_adds(&why, sqlerr->msg);
+		buf_adds(&why, sqlerr->msg);
 	bad = sqlerr != NULL || tap_problem(t, &why);
 	if (bad && (sqlerr != NULL || t->failed == 0 || t->bailed))
 		step_result_test(res, f->name, false, false, why.data);
@@ -228,10 +228,9 @@ pgtap_report(const struct pgstep_file *f, const struct tap *t,
 		if (sqlerr == NULL && t->failed > 0 && !t->bailed)
 			pgtap_first_failure(f->name, t, &run->first);
 		else if (sqlerr != NULL)
-			(void)buf_adds(&run->first, why.data);
+			buf_adds(&run->first, why.data);
 		else
-			(void)buf_addf(
-			    &run->first, "%s: %s", f->name, why.data);
+			buf_addf(&run->first, "%s: %s", f->name, why.data);
 	}
 	buf_release(&why);
 }
@@ -313,8 +312,7 @@ pgtap_probe(struct run_ctx *ctx, const struct step *step,
 	(void)err;
 	buf_init(&names, 4096);
 	for (size_t i = 0; i < c->pg.nfiles; i++)
-		(void)buf_addf(
-		    &names, "%s%s", i ? ", " : "", c->pg.files[i].name);
+		buf_addf(&names, "%s%s", i ? ", " : "", c->pg.files[i].name);
 	step_result_detail(res, "would_run", "%s", names.data);
 	buf_release(&names);
 	res->changed = false;
@@ -326,10 +324,10 @@ pgtap_describe(const struct step *step, struct buf *out)
 {
 	const struct pgtap_cfg *c = step->cfg;
 
-	(void)buf_adds(out, "pgtap ");
+	buf_adds(out, "pgtap ");
 	for (size_t i = 0; i < c->pg.nfiles; i++)
-		(void)buf_addf(out, "%s%s", i ? ", " : "", c->pg.files[i].name);
-	(void)buf_adds(out, " as ");
+		buf_addf(out, "%s%s", i ? ", " : "", c->pg.files[i].name);
+	buf_adds(out, " as ");
 	pgstep_describe_conn(&c->pg, out);
 }
 

@@ -533,9 +533,11 @@ pgs_script(const struct pgs_cfg *c, bool apply, struct buf *b)
 	if (pgs_server_opts(c, &o) < 0)
 		goto out;
 	if (c->log_file != NULL)
-		(void)buf_adds(&log, c->log_file);
+		buf_adds(&log, c->log_file);
 	else
-		(void)buf_addf(&log, "%s/stagehand-postgres.log", c->data_dir);
+		buf_addf(&log, "%s/stagehand-postgres.log", c->data_dir);
+	if (buf_failed(&log))
+		buf_fail(b); /* a cut path would be a hole in the script */
 	if (buf_addf(b, "A=%d\n", apply ? 1 : 0) < 0 ||
 	    stepsh_assign(b, "ACT", pgs_action_names[c->action]) < 0 ||
 	    stepsh_assign(b, "B", c->bin_dir) < 0 ||
@@ -577,12 +579,12 @@ pgs_fail(
 	if (mark != NULL) {
 		const char *log = mark + strlen("--- server log ");
 
-		(void)buf_addf(&msg, "%s %s: the server did not start; %.*s",
+		buf_addf(&msg, "%s %s: the server did not start; %.*s",
 		    pgs_action_names[c->action], c->data_dir,
 		    (int)strcspn(log, ",\n"), log);
 		start = (size_t)(mark - e->data) + strcspn(mark, "\n");
 	} else {
-		(void)buf_addf(&msg, "%s %s failed (exit %d)",
+		buf_addf(&msg, "%s %s failed (exit %d)",
 		    pgs_action_names[c->action], c->data_dir, out->status);
 	}
 	while (end > start &&
@@ -594,11 +596,11 @@ pgs_fail(
 	while (start > 0 && start < end && e->data[start - 1] != '\n')
 		start++; /* whole lines only */
 	if (start < end)
-		(void)buf_adds(&msg, ":\n");
+		buf_adds(&msg, ":\n");
 	for (size_t i = start; i < end; i++) {
 		unsigned char ch = (unsigned char)e->data[i];
 
-		(void)buf_addc(&msg,
+		buf_addc(&msg,
 		    (ch < ' ' && ch != '\n') || ch == 0x7f ? '?' : (char)ch);
 	}
 	err_set(err, SH_ERR_REMOTE, "%s", msg.data);
@@ -648,7 +650,8 @@ pgs_run(struct run_ctx *ctx, const struct step *step, bool apply,
 		err_set(err, SH_ERR_STEP, "postgres: script too long");
 		goto out;
 	}
-	cmd.script = script.data;
+	if (remote_script(&cmd, &script, err) < 0)
+		goto out;
 	cmd.become = c->user;
 	cmd.timeout_s =
 	    step->timeout_s ? step->timeout_s : STEP_DEFAULT_TIMEOUT_S;
@@ -758,10 +761,10 @@ pgs_describe(const struct step *step, struct buf *out)
 {
 	const struct pgs_cfg *c = step->cfg;
 
-	(void)buf_addf(out, "postgres %s %s (as %s, %s)",
-	    pgs_action_names[c->action], c->data_dir, c->user, c->bin_dir);
+	buf_addf(out, "postgres %s %s (as %s, %s)", pgs_action_names[c->action],
+	    c->data_dir, c->user, c->bin_dir);
 	if (c->port != 0)
-		(void)buf_addf(out, " port %u", c->port);
+		buf_addf(out, " port %u", c->port);
 }
 
 const struct step_kind step_kind_postgres = {

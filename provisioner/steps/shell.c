@@ -284,9 +284,9 @@ shell_delim(const char *script, struct buf *d)
 
 		buf_reset(d);
 		if (n == 0)
-			(void)buf_adds(d, "STAGEHAND_EOF");
+			buf_adds(d, "STAGEHAND_EOF");
 		else
-			(void)buf_addf(d, "STAGEHAND_EOF_%u", n);
+			buf_addf(d, "STAGEHAND_EOF_%u", n);
 		while (!clash && *p != '\0') {
 			size_t len = strcspn(p, "\n");
 
@@ -365,7 +365,7 @@ shell_first_line(const struct redact *rd, const char *s, struct buf *out)
 	if (s[n] != '\0' && s[n + strspn(s + n, " \t\n")] != '\0' &&
 	    !(out->len >= 4 &&
 	        memcmp(out->data + out->len - 4, " ...", 4) == 0))
-		(void)buf_adds(out, " ...");
+		buf_adds(out, " ...");
 }
 
 /* Runs the wrapper; *verdict points into out->out (caller frees out). */
@@ -382,7 +382,8 @@ shell_exec(struct run_ctx *ctx, const struct step *step, bool run,
 		err_set(err, SH_ERR_STEP, "shell: script too long");
 		goto out;
 	}
-	cmd.script = script.data;
+	if (remote_script(&cmd, &script, err) < 0)
+		goto out;
 	cmd.become = step->become;
 	cmd.timeout_s =
 	    step->timeout_s ? step->timeout_s : STEP_DEFAULT_TIMEOUT_S;
@@ -478,12 +479,12 @@ shell_describe(const struct step *step, struct buf *out)
 {
 	const struct shell_cfg *c = step->cfg;
 
-	(void)buf_adds(out, "shell ");
+	buf_adds(out, "shell ");
 	shell_first_line(NULL, c->script, out);
 	if (c->creates != NULL)
-		(void)buf_addf(out, " (creates %s)", c->creates);
+		buf_addf(out, " (creates %s)", c->creates);
 	if (c->unless != NULL)
-		(void)buf_adds(out, " (unless ...)");
+		buf_adds(out, " (unless ...)");
 }
 
 const struct step_kind step_kind_shell = {

@@ -245,13 +245,13 @@ sql_describe(const struct step *step, struct buf *out)
 {
 	const struct sql_cfg *c = step->cfg;
 
-	(void)buf_adds(out, "sql ");
+	buf_adds(out, "sql ");
 	for (size_t i = 0; i < c->pg.nfiles; i++)
-		(void)buf_addf(out, "%s%s", i ? ", " : "", c->pg.files[i].name);
-	(void)buf_adds(out, " as ");
+		buf_addf(out, "%s%s", i ? ", " : "", c->pg.files[i].name);
+	buf_adds(out, " as ");
 	pgstep_describe_conn(&c->pg, out);
 	if (c->unless != NULL)
-		(void)buf_adds(out, " (unless)");
+		buf_adds(out, " (unless)");
 }
 
 const struct step_kind step_kind_sql = {

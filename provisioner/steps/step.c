@@ -111,7 +111,7 @@ step_result_change(struct step_result *r, const char *fmt, ...)
 	}
 	buf_init(&b, 4096);
 	va_start(ap, fmt);
-	(void)buf_vaddf(&b, fmt, ap); /* over-long lines stay empty */
+	buf_vaddf(&b, fmt, ap); /* over-long lines stay empty */
 	va_end(ap);
 	strlist_push_owned(&r->changes, buf_detach(&b, NULL));
 	buf_release(&b);
@@ -126,7 +126,7 @@ step_result_detail(struct step_result *r, const char *key, const char *fmt,
 
 	buf_init(&b, 1u << 16);
 	va_start(ap, fmt);
-	(void)buf_vaddf(&b, fmt, ap);
+	buf_vaddf(&b, fmt, ap);
 	va_end(ap);
 	r->details = xreallocarray(r->details, r->ndetails + 1,
 	    sizeof(*r->details));
@@ -166,5 +166,5 @@ step_result_output(struct step_result *r, const char *p, size_t len)
 		o->len -= drop;
 		o->data[o->len] = '\0';
 	}
-	(void)buf_add(o, p, len);
+	buf_add(o, p, len);
 }

@@ -242,7 +242,8 @@ stepsh_run_plus(struct run_ctx *ctx, const struct step *step,
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	cmd.script = script->data;
+	if (remote_script(&cmd, script, err) < 0)
+		return -1;
 	rc = remote_step(ctx, step, &cmd, out, res, err);
 	(void)stepsh_parse_output(res, &out->out, '+', true);
 	return rc;
@@ -253,14 +254,14 @@ stepsh_describe_attrs(struct buf *out, const struct stepsh_attrs *a)
 {
 	if (!a->mode_set && a->owner == NULL && a->group == NULL)
 		return;
-	(void)buf_adds(out, " (");
+	buf_adds(out, " (");
 	if (a->mode_set)
-		(void)buf_addf(
+		buf_addf(
 		    out, "%04o%s", a->mode, a->owner || a->group ? " " : "");
 	if (a->owner || a->group)
-		(void)buf_addf(out, "%s:%s", a->owner ? a->owner : "-",
+		buf_addf(out, "%s:%s", a->owner ? a->owner : "-",
 		    a->group ? a->group : "-");
-	(void)buf_addc(out, ')');
+	buf_addc(out, ')');
 }
 
 int
@@ -284,7 +285,8 @@ stepsh_run(struct run_ctx *ctx, const struct step *step,
 {
 	struct remote_cmd cmd = REMOTE_CMD_INIT;
 
-	cmd.script = script->data;
+	if (remote_script(&cmd, script, err) < 0)
+		return -1;
 	return stepsh_run_cmd(ctx, step, &cmd, res, err);
 }
 
@@ -294,8 +296,8 @@ stepsh_hex(const unsigned char *h, struct buf *hex)
 	static const char digits[] = "0123456789abcdef";
 
 	for (size_t i = 0; i < crypto_hash_sha256_BYTES; i++) {
-		(void)buf_addc(hex, digits[h[i] >> 4]);
-		(void)buf_addc(hex, digits[h[i] & 15]);
+		buf_addc(hex, digits[h[i] >> 4]);
+		buf_addc(hex, digits[h[i] & 15]);
 	}
 }
 

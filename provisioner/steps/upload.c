@@ -345,10 +345,10 @@ upload_feeder(const char *root, const char *names, int *fd, pid_t *pid,
 
 		signal(SIGPIPE, SIG_DFL);
 		if (null < 0 || dup2(null, 0) < 0 || dup2(p[1], 1) < 0)
-			_exit(127);
+			_exit(EXIT_EXEC_FAILED);
 		execlp("tar", "tar", "-C", root, "-c", "-f", "-",
 		    "--no-recursion", "--null", "-T", names, (char *)NULL);
-		_exit(127);
+		_exit(EXIT_EXEC_FAILED);
 	}
 	close(p[1]);
 	*fd = p[0];
@@ -509,7 +509,7 @@ upload_file_script(const struct upload_cfg *c, bool apply, uint64_t size,
 
 	buf_init(&mode, 32);
 	if (c->attrs.mode_set)
-		(void)buf_addf(&mode, "%o", c->attrs.mode);
+		buf_addf(&mode, "%o", c->attrs.mode);
 	rc = upload_begin(c, apply, b);
 	if (rc == 0)
 		rc = stepsh_assign(b, "D", c->dest);
@@ -556,7 +556,8 @@ upload_send(struct run_ctx *ctx, const struct step *step,
 {
 	struct remote_cmd cmd = REMOTE_CMD_INIT;
 
-	cmd.script = script->data;
+	if (remote_script(&cmd, script, err) < 0)
+		return -1;
 	cmd.payload = payload;
 	cmd.payload_len = len;
 	cmd.payload_fd = fd;
@@ -846,7 +847,8 @@ upload_inventory(struct run_ctx *ctx, const struct step *step,
 		err_set(err, SH_ERR_STEP, "upload: script too long");
 		goto out;
 	}
-	cmd.script = script.data;
+	if (remote_script(&cmd, &script, err) < 0)
+		goto out;
 	if (stepsh_exec(ctx, step, &cmd, &out, res, err) < 0 ||
 	    upload_inv_parse(c, l, &out.out, root, report ? res : NULL, err) <
 	        0)
@@ -1034,10 +1036,10 @@ upload_describe(const struct step *step, struct buf *out)
 	const struct upload_cfg *c = step->cfg;
 
 	if (c->content != NULL)
-		(void)buf_addf(out, "upload (content, %zu bytes) -> %s",
+		buf_addf(out, "upload (content, %zu bytes) -> %s",
 		    c->content_len, c->dest);
 	else
-		(void)buf_addf(out, "upload %s%s -> %s%s", c->src_arg,
+		buf_addf(out, "upload %s%s -> %s%s", c->src_arg,
 		    c->tree ? "/" : "", c->dest, c->tree ? "/" : "");
 	stepsh_describe_attrs(out, &c->attrs);
 }

@@ -343,27 +343,29 @@ user_script(const struct user_cfg *c, bool probe, struct buf *s)
 
 	buf_init(&g, 1u << 20);
 	for (size_t i = 0; i < c->groups.n; i++)
-		(void)buf_addf(&g, "%s%s", i ? "," : "", c->groups.v[i]);
-	(void)buf_addf(s,
+		buf_addf(&g, "%s%s", i ? "," : "", c->groups.v[i]);
+	buf_addf(s,
 	    "probe=%d\nappend=%d\nmkhome=%d\nsys=%d\n"
 	    "absent=%d\ngset=%d\ncset=%d\n",
 	    probe, c->append, c->create_home, c->system, c->absent,
 	    c->has_groups, c->comment != NULL);
 	if (c->has_uid)
-		(void)buf_addf(s, "uid=%llu\n", (unsigned long long)c->uid);
+		buf_addf(s, "uid=%llu\n", (unsigned long long)c->uid);
 	else
-		(void)buf_adds(s, "uid=\n");
+		buf_adds(s, "uid=\n");
+	if (buf_failed(&g))
+		buf_fail(s); /* a cut list would be a hole in the script */
 	(void)stepsh_assign(s, "n", c->name);
 	(void)stepsh_assign(s, "grp", c->group ? c->group : "");
 	(void)stepsh_assign(s, "groups", g.data);
 	(void)stepsh_assign(s, "home", c->home ? c->home : "");
 	(void)stepsh_assign(s, "shell", c->shell ? c->shell : "");
 	(void)stepsh_assign(s, "comment", c->comment ? c->comment : "");
-	(void)buf_adds(s, user_script_common);
-	(void)buf_adds(s, user_script_create);
-	(void)buf_adds(s, user_script_compare);
-	(void)buf_adds(s, user_script_update);
-	(void)buf_adds(s, user_script_home);
+	buf_adds(s, user_script_common);
+	buf_adds(s, user_script_create);
+	buf_adds(s, user_script_compare);
+	buf_adds(s, user_script_update);
+	buf_adds(s, user_script_home);
 	buf_release(&g);
 }
 
@@ -402,10 +404,10 @@ static void
 user_describe_item(
     struct buf *out, bool *open, const char *key, const char *value)
 {
-	(void)buf_adds(out, *open ? ", " : " (");
+	buf_adds(out, *open ? ", " : " (");
 	*open = true;
-	(void)buf_adds(out, key);
-	(void)buf_adds(out, value);
+	buf_adds(out, key);
+	buf_adds(out, value);
 }
 
 /* user postgres (group postgres, groups ssl-cert, system, home /x) */
@@ -416,24 +418,23 @@ user_describe(const struct step *step, struct buf *out)
 	struct buf v;
 	bool open = false;
 
-	(void)buf_addf(out, "user %s", c->name);
+	buf_addf(out, "user %s", c->name);
 	if (c->absent) {
-		(void)buf_adds(out, " absent");
+		buf_adds(out, " absent");
 		return;
 	}
 	buf_init(&v, 1u << 20);
 	if (c->has_uid) {
-		(void)buf_addf(&v, "%llu", (unsigned long long)c->uid);
+		buf_addf(&v, "%llu", (unsigned long long)c->uid);
 		user_describe_item(out, &open, "uid ", v.data);
 	}
 	if (c->group != NULL)
 		user_describe_item(out, &open, "group ", c->group);
 	if (c->has_groups) {
 		buf_reset(&v);
-		(void)buf_adds(&v, c->append ? "+" : "");
+		buf_adds(&v, c->append ? "+" : "");
 		for (size_t i = 0; i < c->groups.n; i++)
-			(void)buf_addf(
-			    &v, "%s%s", i ? "," : "", c->groups.v[i]);
+			buf_addf(&v, "%s%s", i ? "," : "", c->groups.v[i]);
 		user_describe_item(
 		    out, &open, "groups ", c->groups.n ? v.data : "(none)");
 	}
@@ -444,7 +445,7 @@ user_describe(const struct step *step, struct buf *out)
 	if (c->shell != NULL)
 		user_describe_item(out, &open, "shell ", c->shell);
 	if (open)
-		(void)buf_addc(out, ')');
+		buf_addc(out, ')');
 	buf_release(&v);
 }
 

@@ -1,7 +1,8 @@
 /*
  * test_cli.c: the command line's --wait-lock[=SECS] (the target lock): no
  * value waits without limit, a value is 1..CLI_WAIT_LOCK_MAX seconds, and
- * only `run` takes it.
+ * only `run` takes it; the command table: cli_parse() finds a command's row
+ * and checks its argument count from the row alone.
  */
 #include <getopt.h>
 #include <setjmp.h>
@@ -15,6 +16,26 @@
 
 #include "cli.h"
 
+static int
+cmd_stub(const struct cli *cli, volatile sig_atomic_t *interrupted,
+    struct errbuf *err)
+{
+	(void)cli;
+	(void)interrupted;
+	(void)err;
+	return EXIT_OK;
+}
+
+/* main.c's rows (its table is static there, beside the functions). */
+static const struct cli_cmd commands[] = {
+	{ "run", CLI_RUN, cmd_stub, 1, 1, "one manifest", 0 },
+	{ "plan", CLI_PLAN, cmd_stub, 1, 1, "one manifest", 0 },
+	{ "check", CLI_CHECK, cmd_stub, 1, 1000, "one or more manifests", 0 },
+	{ "report", CLI_REPORT, cmd_stub, 1, 1, "one report dir", 0 },
+	{ "closure", CLI_CLOSURE, cmd_stub, 1, 1, "one store path",
+	    CLI_CMD_SIGNALS },
+};
+
 /* Parses "stagehand <words...>"; returns cli_parse()'s result. */
 static int
 parse(struct cli *cli, struct errbuf *err, const char *w1, const char *w2,
@@ -25,7 +46,8 @@ parse(struct cli *cli, struct errbuf *err, const char *w1, const char *w2,
 	int argc = 1 + (w1 != NULL) + (w2 != NULL) + (w3 != NULL);
 
 	optind = 0; /* getopt_long again from the start */
-	return cli_parse(argc, argv, cli, err);
+	return cli_parse(argc, argv, commands,
+	    sizeof(commands) / sizeof(*commands), cli, err);
 }
 
 static void
@@ -115,6 +137,51 @@ test_cli_usage_lists_exit_75(void **state)
 	assert_non_null(strstr(cli_usage(), "--wait-lock"));
 }
 
+static void
+test_cli_finds_the_commands_row(void **state)
+{
+	struct cli cli;
+	struct errbuf err;
+
+	(void)state;
+	assert_int_equal(parse(&cli, &err, "check", "a.yml", "b.yml"), 0);
+	assert_ptr_equal(cli.cmd, &commands[2]);
+	assert_int_equal(cli.command, CLI_CHECK);
+	assert_string_equal(cli.command_name, "check");
+	assert_int_equal(cli.args.n, 2);
+	cli_free(&cli);
+}
+
+static void
+test_cli_argument_count_comes_from_the_row(void **state)
+{
+	struct cli cli;
+	struct errbuf err;
+
+	(void)state;
+	assert_int_equal(parse(&cli, &err, "report", "a", "b"), -1);
+	assert_int_equal(err.code, SH_ERR_USAGE);
+	assert_string_equal(err.msg, "'report' takes one report dir");
+	cli_free(&cli);
+	assert_int_equal(parse(&cli, &err, "check", NULL, NULL), -1);
+	assert_string_equal(err.msg, "'check' takes one or more manifests");
+	cli_free(&cli);
+}
+
+static void
+test_cli_unknown_command_lists_the_table(void **state)
+{
+	struct cli cli;
+	struct errbuf err;
+
+	(void)state;
+	assert_int_equal(parse(&cli, &err, "deploy", "m.yml", NULL), -1);
+	assert_int_equal(err.code, SH_ERR_USAGE);
+	assert_string_equal(err.msg,
+	    "unknown command 'deploy' (run, plan, check, report, closure)");
+	cli_free(&cli);
+}
+
 int
 main(void)
 {
@@ -127,6 +194,9 @@ main(void)
 		cmocka_unit_test(test_cli_wait_lock_rejects_bad_values),
 		cmocka_unit_test(test_cli_wait_lock_is_only_for_run),
 		cmocka_unit_test(test_cli_usage_lists_exit_75),
+		cmocka_unit_test(test_cli_finds_the_commands_row),
+		cmocka_unit_test(test_cli_argument_count_comes_from_the_row),
+		cmocka_unit_test(test_cli_unknown_command_lists_the_table),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
