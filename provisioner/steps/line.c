@@ -194,13 +194,6 @@ static const char line_sh[] =
     "trap 'exit 143' TERM HUP INT\n"
     /* Output to a closed channel (sshd gone) must not skip the EXIT trap. */
     "trap 'exit 141' PIPE\n"
-    /* Temp files a killed run left (no other run writes: the lock). */
-    "sweep() {\n"
-    "\tfor x in \"$1\"/.stagehand.??????; do\n"
-    "\t\t[ -e \"$x\" ] && rm -rf -- \"$x\"\n"
-    "\tdone\n"
-    "\t:\n"
-    "}\n"
     "edit() {\n"
     "\tSH_LINE=$L SH_RE=$R SH_HASRE=$HR SH_ABSENT=$AB SH_OUT=$1 "
     "SH_PATH=$P awk \"$AWK\" < \"$P\"\n"

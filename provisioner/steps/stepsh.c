@@ -50,6 +50,14 @@ static const char stepsh_lib[] =
     "\tfi\n"
     "\treturn 0\n"
     "}\n"
+    /* sweep DIR: temp files a killed run left there (no other run
+     * writes: the target lock). upload and line call it. */
+    "sweep() {\n"
+    "\tfor x in \"$1\"/.stagehand.??????; do\n"
+    "\t\t[ -e \"$x\" ] && rm -rf -- \"$x\"\n"
+    "\tdone\n"
+    "\t:\n"
+    "}\n"
     "newattrs() {\n"
     "\t[ -z \"$3\" ] || C \"owner $1: -> $3\"\n"
     "\t[ -z \"$4\" ] || C \"group $1: -> $4\"\n"

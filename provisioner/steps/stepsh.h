@@ -36,6 +36,8 @@
  *   newattrs PATH MODE OWNER GROUP
  *                           the change lines attrs would print for a file
  *                           that does not exist yet (probe of a create)
+ *   sweep DIR               remove the .stagehand.XXXXXX temp files a
+ *                           killed run left in DIR
  */
 #ifndef STAGEHAND_STEPSH_H
 #define STAGEHAND_STEPSH_H

@@ -387,13 +387,6 @@ static const char upload_sh[] =
     "trap 'exit 143' TERM HUP INT\n"
     /* Output to a closed channel (sshd gone) must not skip the EXIT trap. */
     "trap 'exit 141' PIPE\n"
-    /* Temp files a killed run left (no other run writes: the lock). */
-    "sweep() {\n"
-    "\tfor x in \"$1\"/.stagehand.??????; do\n"
-    "\t\t[ -e \"$x\" ] && rm -rf -- \"$x\"\n"
-    "\tdone\n"
-    "\t:\n"
-    "}\n"
     "put() {\n"
     "\tp=$1 m=$2 n=$3 h=$4 same=1\n"
     "\tif [ \"$A\" = 1 ]; then\n"
