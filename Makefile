@@ -36,12 +36,12 @@ DEV_libsodium := libsodium-dev
 DEV_libpq     := libpq-dev
 DEV_libcrypto := libssl-dev
 CFLAGS   ?= -O2 -g
-ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(PKG_CFLAGS) \
+ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(PKG_CFLAGS) -iquote provisioner \
 	-D_GNU_SOURCE -DSTAGEHAND_VERSION='"$(VERSION)"' -MMD -MP
 LDLIBS   = $(PKG_LIBS)
 
-SRCS := $(wildcard provisioner/*.c provisioner/steps/*.c)
-LIB_SRCS := $(filter-out provisioner/main.c,$(SRCS))
+SRCS := $(wildcard provisioner/*/*.c)
+LIB_SRCS := $(filter-out provisioner/cmd/main.c,$(SRCS))
 OBJS := $(SRCS:%.c=build/%.o)
 LIB_OBJS := $(LIB_SRCS:%.c=build/%.o)
 ASAN_OBJS := $(SRCS:%.c=build-asan/%.o)
@@ -84,12 +84,12 @@ stagehand-asan: $(ASAN_OBJS)
 
 build/tests/%: tests/unit/%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -iquote provisioner -o $@ $^ \
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $^ \
 		$(LDLIBS) -lcmocka
 
 build-asan/tests/%: tests/unit/%.c $(ASAN_LIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(SAN) -Wno-missing-prototypes -iquote provisioner \
+	$(CC) $(ALL_CFLAGS) $(SAN) -Wno-missing-prototypes \
 		-o $@ $^ $(LDLIBS) -lcmocka
 
 deps:
@@ -122,8 +122,7 @@ lint:
 	@tests/lint.sh
 
 format:
-	clang-format -i provisioner/*.c provisioner/*.h provisioner/steps/*.c \
-		provisioner/steps/*.h
+	clang-format -i provisioner/*/*.[ch]
 
 fuzz:
 	@tests/fuzz/build.sh

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# t0210-ssh-transport: the libssh2 transport (provisioner/ssh.c, remote.c)
+# t0210-ssh-transport: the libssh2 transport (provisioner/transport/,
+# provisioner/target/)
 # against the real test box, through the small driver
 # tests/integration/sshdrive.c (built here from the module sources, so it
 # does not depend on the CLI). Exit codes of the driver: 2 usage, 69
@@ -16,11 +17,9 @@ build_driver() {
 		-Wwrite-strings -O2 -g -D_GNU_SOURCE -iquote "$TOP/provisioner")
 	# shellcheck disable=SC2046 # pkg-config prints several words
 	${CC:-cc} "${f[@]}" $(pkg-config --cflags libssh2 libsodium libcrypto) -o "$DRIVE" \
-		"$TOP/tests/integration/sshdrive.c" "$TOP/provisioner/ssh.c" \
-		"$TOP/provisioner/knownhosts.c" \
-		"$TOP/provisioner/sshkey.c" "$TOP/provisioner/remote.c" \
-		"$TOP/provisioner/redact.c" "$TOP/provisioner/json.c" "$TOP/provisioner/xml.c" \
-		"$TOP/provisioner/util.c" "$TOP/provisioner/steps/step.c" \
+		"$TOP/tests/integration/sshdrive.c" \
+		"$TOP"/provisioner/target/*.c "$TOP"/provisioner/transport/*.c \
+		"$TOP"/provisioner/util/*.c \
 		$(pkg-config --libs libssh2 libsodium libcrypto)
 }
 t_ok "the transport test driver builds with the project's warning flags" build_driver

@@ -291,9 +291,8 @@ build_driver() {
 		-fno-omit-frame-pointer -fno-sanitize-recover=undefined) ;; esac
 	# shellcheck disable=SC2046 # pkg-config prints several words
 	${CC:-cc} "${f[@]}" $(pkg-config --cflags libcurl libsodium) -o "$DRIVE" \
-		"$TOP/tests/integration/closuredrive.c" "$TOP/provisioner/narinfo.c" \
-		"$TOP/provisioner/nixcache.c" "$TOP/provisioner/json.c" \
-		"$TOP/provisioner/util.c" $(pkg-config --libs libcurl libsodium)
+		"$TOP/tests/integration/closuredrive.c" "$TOP"/provisioner/nix/*.c \
+		"$TOP/provisioner/util/json.c" "$TOP/provisioner/util/util.c" $(pkg-config --libs libcurl libsodium)
 }
 t_ok "the closure API test driver builds with the project's warning flags" build_driver
 

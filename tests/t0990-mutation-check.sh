@@ -96,7 +96,7 @@ mutant "migration_test compares only row counts" \
 	t0860-migration-test.sh 'only table public\.|keeps (5000|10) rows'
 
 # 2. sh_quote forgets to escape a single quote inside the value.
-mutant "sh_quote leaves single quotes unescaped" provisioner/util.c \
+mutant "sh_quote leaves single quotes unescaped" provisioner/util/util.c \
 	"s|if (\*s == '\\\\'') {|if (0 /* MUTANT */ \&\& *s == '\\\\'') {|" \
 	t0540-step-line.sh 'arrives verbatim'
 
@@ -106,22 +106,22 @@ mutant "alias puts a dest into its script unquoted" provisioner/steps/alias.c \
 	t0620-step-alias.sh 'nothing in the names ran'
 
 # 4. A narinfo signature is good whatever crypto_sign_verify_detached says.
-mutant "narinfo signature check always passes" provisioner/narinfo.c \
+mutant "narinfo signature check always passes" provisioner/nix/narinfo.c \
 	's|if (crypto_sign_verify_detached(raw,|if (1 /* MUTANT */ \|\| crypto_sign_verify_detached(raw,|' \
 	t0710-closure-resolve.sh "tampered cache '(wrong-key|nar-size|nar-hash|references)'"
 
 # 5. Redaction returns its input.
-mutant "redaction disabled" provisioner/redact.c \
+mutant "redaction disabled" provisioner/util/redact.c \
 	'/^redact_any(/,/^}/s|if (r == NULL \|\| r->n == 0)|if (1 /* MUTANT */ \|\| r == NULL \|\| r->n == 0)|' \
 	t0330-run-secrets.sh 'redaction marker|secret is in no output'
 
 # 6. A reconnect accepts whatever host key the server now shows.
-mutant "any host key accepted on reconnect" provisioner/ssh.c \
+mutant "any host key accepted on reconnect" provisioner/transport/ssh.c \
 	's|if (strcmp(c->fp\.data, fp) == 0)|if (1 /* MUTANT */ \|\| strcmp(c->fp.data, fp) == 0)|' \
 	t0305-run-host-keys.sh 'host key swapped before the reconnect exits 77'
 
 # 7. The permission audit passes every row.
-mutant "permissions audit passes everything" provisioner/permcheck.c \
+mutant "permissions audit passes everything" provisioner/pg/permcheck.c \
 	's|^\tr->passed = passed;$|\tr->passed = passed = true; /* MUTANT */|' \
 	unit:test_permcheck 'test_permcheck_'
 
@@ -133,7 +133,7 @@ mutant "closure counts FileSize as the bytes to copy" provisioner/steps/closure.
 
 # 9. The report counts an ok step as changed too (results.json and
 #    stagehand.env agree with each other, and are both wrong).
-mutant "report counts ok steps as changed" provisioner/report.c \
+mutant "report counts ok steps as changed" provisioner/report/report.c \
 	'/^count_steps(/,/^}/s|^\t\t\tc->ok++;$|\t\t\tc->ok++, c->changed++; /* MUTANT */|' \
 	t0410-report-schema.sh "known counts" test_report
 

@@ -63,11 +63,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../limits.h"
-#include "../node.h"
-#include "../remote.h"
-#include "../runner.h"
-#include "stepsh.h"
+#include "util/limits.h"
+#include "model/node.h"
+#include "target/remote.h"
+#include "target/ctx.h"
+#include "steps/stepsh.h"
 
 enum alias_type {
 	ALIAS_FILES,
@@ -618,7 +618,7 @@ alias_script(const struct alias_cfg *c, bool probe, struct buf *s)
 
 /*
  * The script exits 3 after printing one "refusing to replace ..." line per
- * collision on stderr (and changing nothing). remote_step() kept only the
+ * collision on stderr (and changing nothing). stepsh_remote() kept only the
  * last line; the step's error names them all, as far as errbuf holds.
  */
 static int

@@ -44,9 +44,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../limits.h"
-#include "../remote.h"
-#include "stepsh.h"
+#include "util/limits.h"
+#include "target/remote.h"
+#include "steps/stepsh.h"
 
 struct download_cfg {
 	const char *src;  /* borrowed */

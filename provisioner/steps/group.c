@@ -33,10 +33,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../node.h"
-#include "../remote.h"
-#include "../runner.h"
-#include "stepsh.h"
+#include "model/node.h"
+#include "target/remote.h"
+#include "target/ctx.h"
+#include "steps/stepsh.h"
 
 struct group_cfg {
 	const char *name; /* borrowed from the manifest */

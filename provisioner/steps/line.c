@@ -40,8 +40,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../limits.h"
-#include "stepsh.h"
+#include "util/limits.h"
+#include "steps/stepsh.h"
 
 struct line_cfg {
 	const char *path;   /* borrowed */

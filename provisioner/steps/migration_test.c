@@ -80,11 +80,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../limits.h"
-#include "../pg.h"
-#include "../remote.h"
-#include "../runner.h"
-#include "stepsh.h"
+#include "util/limits.h"
+#include "pg/pg.h"
+#include "target/remote.h"
+#include "target/ctx.h"
+#include "steps/stepsh.h"
 
 #define MT_DEFAULT_PORT 54329
 #define MT_SQL_MAX (64u << 20)    /* one data file */

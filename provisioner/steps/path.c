@@ -34,8 +34,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../limits.h"
-#include "stepsh.h"
+#include "util/limits.h"
+#include "steps/stepsh.h"
 
 enum path_state {
 	PATH_DIRECTORY,

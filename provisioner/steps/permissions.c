@@ -40,11 +40,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../limits.h"
-#include "../node.h"
-#include "../permcheck.h"
-#include "../remote.h"
-#include "stepsh.h"
+#include "util/limits.h"
+#include "model/node.h"
+#include "pg/permcheck.h"
+#include "target/remote.h"
+#include "steps/stepsh.h"
 
 #define PERM_GLOB_MAX 64
 #define PERM_SUMMARY_MAX 900 /* the summary must fit struct errbuf */

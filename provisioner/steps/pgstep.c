@@ -5,9 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../limits.h"
-#include "../remote.h"
-#include "pgstep.h"
+#include "util/limits.h"
+#include "target/remote.h"
+#include "steps/pgstep.h"
+#include "steps/stepsh.h"
 
 #define PGSTEP_DEFAULT_HOST "127.0.0.1"
 #define PGSTEP_DEFAULT_USER "postgres"
@@ -196,7 +197,7 @@ load_remote(struct run_ctx *ctx, const struct step *step, struct pgstep_file *f,
 	rc = remote_script(&cmd, &script, err);
 	cmd.stdout_is_protocol = true;
 	if (rc == 0)
-		rc = remote_step(ctx, step, &cmd, &out, res, err);
+		rc = stepsh_remote(ctx, step, &cmd, &out, res, err);
 	else
 		memset(&out, 0, sizeof(out));
 	buf_release(&script);

@@ -34,8 +34,8 @@
 
 #include <stdbool.h>
 
-#include "../pg.h"
-#include "step.h"
+#include "pg/pg.h"
+#include "model/kind.h"
 
 #define PGSTEP_FILE_MAX (64u << 20)
 

@@ -29,8 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../tap.h"
-#include "pgstep.h"
+#include "pg/tap.h"
+#include "steps/pgstep.h"
 
 #define PGTAP_TEXTOID 25
 #define PGTAP_VARCHAROID 1043

@@ -64,11 +64,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "../limits.h"
-#include "../pg.h"
-#include "../remote.h"
-#include "../runner.h"
-#include "stepsh.h"
+#include "util/limits.h"
+#include "pg/pg.h"
+#include "target/remote.h"
+#include "target/ctx.h"
+#include "steps/stepsh.h"
 
 #define PGS_DEFAULT_BIN "/usr/lib/postgresql/bin"
 #define PGS_DEFAULT_TIMEOUT_S 60

@@ -1,10 +1,10 @@
 /*
- * steps/registry.c: the table of step kinds. One row per kind; the
- * manifest loader finds a step's kind here by its key.
+ * steps/registry.c: the table of step kinds. One row per kind; main hands
+ * it to the manifest loader, which finds a step's kind here by its key.
  */
 #include <string.h>
 
-#include "step.h"
+#include "steps/registry.h"
 
 static const struct step_kind *const kinds[] = {
 	&step_kind_shell,
@@ -24,6 +24,12 @@ static const struct step_kind *const kinds[] = {
 	NULL,
 };
 
+const struct step_kind *const *
+step_kinds(void)
+{
+	return kinds;
+}
+
 const struct step_kind *
 step_kind_find(const char *name)
 {
@@ -31,10 +37,4 @@ step_kind_find(const char *name)
 		if (strcmp(kinds[i]->name, name) == 0)
 			return kinds[i];
 	return NULL;
-}
-
-const struct step_kind *const *
-step_kinds(void)
-{
-	return kinds;
 }

@@ -60,11 +60,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../limits.h"
-#include "../redact.h"
-#include "../remote.h"
-#include "../runner.h"
-#include "stepsh.h"
+#include "util/limits.h"
+#include "util/redact.h"
+#include "target/remote.h"
+#include "target/ctx.h"
+#include "steps/stepsh.h"
 
 /* Change lines show this much of the script's first line. */
 #define SHELL_FIRST_LINE_MAX 100

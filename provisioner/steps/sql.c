@@ -33,7 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pgstep.h"
+#include "steps/pgstep.h"
 
 struct sql_cfg {
 	struct pgstep_cfg pg;

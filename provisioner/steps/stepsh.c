@@ -12,9 +12,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../limits.h"
-#include "../remote.h"
-#include "stepsh.h"
+#include "steps/stepsh.h"
+#include "target/ctx.h"
+#include "target/remote.h"
+#include "util/limits.h"
 
 /*
  * The helper functions every file-system script starts with. `attrs`
@@ -252,7 +253,7 @@ stepsh_run_plus(struct run_ctx *ctx, const struct step *step,
 	memset(out, 0, sizeof(*out));
 	if (remote_script(&cmd, script, err) < 0)
 		return -1;
-	rc = remote_step(ctx, step, &cmd, out, res, err);
+	rc = stepsh_remote(ctx, step, &cmd, out, res, err);
 	(void)stepsh_parse_output(res, &out->out, '+', true);
 	return rc;
 }
@@ -402,5 +403,32 @@ stepsh_exec(struct run_ctx *ctx, const struct step *step,
     struct errbuf *err)
 {
 	cmd->stdout_is_protocol = true;
-	return remote_step(ctx, step, cmd, out, res, err);
+	return stepsh_remote(ctx, step, cmd, out, res, err);
+}
+
+int
+stepsh_remote(struct run_ctx *ctx, const struct step *step,
+    struct remote_cmd *cmd, struct remote_out *out, struct step_result *res,
+    struct errbuf *err)
+{
+	int rc;
+
+	cmd->become = step->become;
+	cmd->timeout_s =
+	    step->timeout_s ? step->timeout_s : STEP_DEFAULT_TIMEOUT_S;
+	rc = remote_run(ctx, cmd, out, err);
+	if (!cmd->stdout_is_protocol)
+		step_result_output(res, out->out.data, out->out.len);
+	step_result_output(res, out->err.data, out->err.len);
+	if (rc < 0)
+		return -1;
+	res->exit_status = out->status;
+	if (out->status == 0)
+		return 0;
+	if (out->status < 0 && !cmd->stdout_is_protocol)
+		return err_set(err, SH_ERR_REMOTE, "killed by a signal");
+	if (out->status < 0)
+		return remote_fail(
+		    ctx->redact, err, &out->err, "killed by a signal");
+	return remote_fail(ctx->redact, err, &out->err, "exit %d", out->status);
 }

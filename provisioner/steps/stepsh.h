@@ -7,7 +7,7 @@
  * Scripts for the target are POSIX sh + coreutils. They are built into a
  * struct buf (max REMOTE_SCRIPT_MAX) and sent on stdin by remote_run();
  * every interpolated value goes through sh_quote(), never bare. Failures
- * print a message on stderr and exit non-zero (remote_step() turns that
+ * print a message on stderr and exit non-zero (stepsh_remote() turns that
  * into SH_ERR_REMOTE "exit N: <last stderr line>").
  *
  * Two stdout protocols, one parser:
@@ -45,7 +45,8 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-#include "step.h"
+#include "model/kind.h"
+#include "target/remote.h"
 
 struct run_ctx;
 struct remote_cmd;
@@ -89,7 +90,24 @@ int stepsh_sha256_file(
 void stepsh_sha256_mem(const void *p, size_t len, struct buf *hex);
 
 /*
- * remote_step() with cmd->stdout_is_protocol set: the step's become and
+ * Runs cmd with the step's become and timeout,
+ * appends output to res->output, and turns a non-zero exit status into
+ * SH_ERR_REMOTE with "exit N: <last stderr line>" (remote_fail()). Kinds
+ * that give exit statuses their own meaning call remote_run() instead.
+ *
+ * cmd->stdout_is_protocol false: stdout and stderr both go into
+ * res->output, and a command killed by a signal is "killed by a signal".
+ * true (scripts whose stdout is data or a line protocol for the kind, not
+ * text for people): only stderr goes into res->output, and, stderr being
+ * the only diagnostic, a signal is "killed by a signal: <last stderr
+ * line>" too. Either way out keeps both streams for the caller.
+ */
+int stepsh_remote(struct run_ctx *ctx, const struct step *step,
+    struct remote_cmd *cmd, struct remote_out *out, struct step_result *res,
+    struct errbuf *err);
+
+/*
+ * stepsh_remote() with cmd->stdout_is_protocol set: the step's become and
  * timeout, a non-zero exit is SH_ERR_REMOTE "exit N: <last stderr line>",
  * and only stderr goes into res->output (stdout is data or "C" lines).
  */
@@ -106,7 +124,7 @@ int stepsh_run(struct run_ctx *ctx, const struct step *step,
     const struct buf *script, struct step_result *res, struct errbuf *err);
 
 /*
- * Runs script with remote_step() (stdout and stderr into res->output) and
+ * Runs script with stepsh_remote() (stdout and stderr into res->output) and
  * parses its "+" change and "=" detail lines into res, also when it failed
  * (what it changed before failing is reported). out is (re)initialised
  * here and holds the output afterwards, for the caller's own reading of

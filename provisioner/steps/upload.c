@@ -56,9 +56,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../limits.h"
-#include "../remote.h"
-#include "stepsh.h"
+#include "util/limits.h"
+#include "target/remote.h"
+#include "steps/stepsh.h"
 
 #define UPLOAD_TREE_MAX_ENTRIES 100000
 #define UPLOAD_TREE_MAX_DEPTH 64

@@ -59,10 +59,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../node.h"
-#include "../remote.h"
-#include "../runner.h"
-#include "stepsh.h"
+#include "model/node.h"
+#include "target/remote.h"
+#include "target/ctx.h"
+#include "steps/stepsh.h"
 
 struct user_cfg {
 	const char *name; /* borrowed from the manifest, like the others */

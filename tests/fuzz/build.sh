@@ -33,15 +33,15 @@ fi
 PKGS="yaml-0.1 libcurl libssh2 libsodium libpq libcrypto"
 FLAGS="-std=c11 -g -O1 -D_GNU_SOURCE -fno-omit-frame-pointer \
 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
--Wall -Wextra -Wno-unused-parameter $(pkg-config --cflags $PKGS)"
+-Wall -Wextra -Wno-unused-parameter -iquote provisioner $(pkg-config --cflags $PKGS)"
 OUT=build/fuzz
-mkdir -p "$OUT/obj/steps"
 
 objs=""
-for src in provisioner/*.c provisioner/steps/*.c; do
-	case $src in provisioner/main.c) continue ;; esac
+for src in provisioner/*/*.c; do
+	case $src in provisioner/cmd/main.c) continue ;; esac
 	obj=$OUT/obj/${src#provisioner/}
 	obj=${obj%.c}.o
+	mkdir -p "${obj%/*}"
 	# shellcheck disable=SC2086
 	$CC $FLAGS -c "$src" -o "$obj"
 	objs="$objs $obj"
@@ -49,7 +49,7 @@ done
 for h in $HARNESSES; do
 	mkdir -p "$OUT/corpus/$h"
 	# shellcheck disable=SC2086
-	$CC $FLAGS -fsanitize=fuzzer -Iprovisioner "tests/fuzz/fuzz_$h.c" $objs \
+	$CC $FLAGS -fsanitize=fuzzer "tests/fuzz/fuzz_$h.c" $objs \
 		$(pkg-config --libs $PKGS) -o "$OUT/fuzz_$h"
 	echo "built $OUT/fuzz_$h"
 done

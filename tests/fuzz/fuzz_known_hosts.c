@@ -21,7 +21,7 @@
 
 #include <sodium.h>
 
-#include "knownhosts.h"
+#include "transport/knownhosts.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

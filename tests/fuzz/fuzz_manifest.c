@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "manifest.h"
-#include "steps/step.h"
+#include "model/manifest.h"
+#include "steps/registry.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -55,7 +55,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	err_clear(&err);
 	if (manifest_load_mem(
-	        "fuzz.yml", (const char *)data, size, &opts, &m, &err) == 0) {
+	        "fuzz.yml", (const char *)data, size, step_kinds(), &opts, &m, &err) == 0) {
 		touch(m);
 		manifest_free(m);
 		return 0;

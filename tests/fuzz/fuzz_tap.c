@@ -18,8 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pg.h"
-#include "tap.h"
+#include "pg/pg.h"
+#include "pg/tap.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -24,8 +24,8 @@
 #include <string.h>
 
 #include "drive.h"
-#include "json.h"
-#include "nixcache.h"
+#include "util/json.h"
+#include "nix/nixcache.h"
 
 struct drive {
 	struct strlist from;

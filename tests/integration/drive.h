@@ -5,7 +5,7 @@
 #ifndef STAGEHAND_TEST_DRIVE_H
 #define STAGEHAND_TEST_DRIVE_H
 
-#include "util.h"
+#include "util/util.h"
 
 static inline const char *
 drive_code_name(enum sh_err c)

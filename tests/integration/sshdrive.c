@@ -31,10 +31,10 @@
 #include <unistd.h>
 
 #include "drive.h"
-#include "limits.h"
-#include "remote.h"
-#include "runner.h"
-#include "ssh.h"
+#include "util/limits.h"
+#include "target/remote.h"
+#include "target/ctx.h"
+#include "transport/ssh.h"
 
 struct drive {
 	struct ssh_opts o;

@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "cli.h"
+#include "cmd/cli.h"
 
 static int
 cmd_stub(const struct cli *cli, volatile sig_atomic_t *interrupted,

@@ -13,7 +13,7 @@
 #include <cmocka.h>
 #include <yaml.h>
 
-#include "json.h"
+#include "util/json.h"
 
 /* Escapes p[0..len) as a JSON string value and returns the document. */
 static char *

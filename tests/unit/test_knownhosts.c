@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "knownhosts.h"
-#include "util.h"
+#include "transport/knownhosts.h"
+#include "util/util.h"
 
 #define KEY_A                                                                  \
 	"AAAAC3NzaC1lZDI1NTE5AAAAIE5F95UXU4YRphbPuZTp97cduCjMdFkR0r40XHSnGdLF"

@@ -22,9 +22,9 @@
 
 #include <cmocka.h>
 
-#include "limits.h"
-#include "manifest.h"
-#include "steps/step.h"
+#include "util/limits.h"
+#include "model/manifest.h"
+#include "steps/registry.h"
 
 #define FIX "tests/fixtures/manifests"
 
@@ -37,7 +37,7 @@ load_ok_opts(const char *yaml, const struct manifest_opts *o)
 	struct errbuf err;
 
 	err_clear(&err);
-	if (manifest_load_mem("mem.yml", yaml, strlen(yaml), o, &m, &err) < 0)
+	if (manifest_load_mem("mem.yml", yaml, strlen(yaml), step_kinds(), o, &m, &err) < 0)
 		fail_msg("unexpected error: %s", err.msg);
 	assert_non_null(m);
 	return m;
@@ -58,7 +58,7 @@ expect_err_opts(const char *yaml, size_t len, const struct manifest_opts *o,
 	struct errbuf err;
 
 	err_clear(&err);
-	if (manifest_load_mem("mem.yml", yaml, len, o, &m, &err) == 0) {
+	if (manifest_load_mem("mem.yml", yaml, len, step_kinds(), o, &m, &err) == 0) {
 		manifest_free(m);
 		fail_msg("loaded, expected error: %s", want);
 	}
@@ -82,7 +82,7 @@ expect_file_err(
 	struct errbuf err;
 
 	err_clear(&err);
-	if (manifest_load(path, o, &m, &err) == 0) {
+	if (manifest_load(path, step_kinds(), o, &m, &err) == 0) {
 		manifest_free(m);
 		fail_msg("%s loaded, expected error: %s", path, want);
 	}
@@ -146,7 +146,7 @@ test_manifest_loads_minimal(void **state)
 
 	(void)state;
 	assert_int_equal(
-	    manifest_load(FIX "/good/minimal.yml", NULL, &m, &err), 0);
+	    manifest_load(FIX "/good/minimal.yml", step_kinds(), NULL, &m, &err), 0);
 	assert_string_equal(m->stage, "minimal");
 	assert_int_equal(m->version, 1);
 	assert_int_equal(m->nsteps, 1);
@@ -174,7 +174,7 @@ test_manifest_includes_come_first_in_order(void **state)
 	struct errbuf err;
 
 	(void)state;
-	if (manifest_load(FIX "/good/full.yml", NULL, &m, &err) < 0)
+	if (manifest_load(FIX "/good/full.yml", step_kinds(), NULL, &m, &err) < 0)
 		fail_msg("%s", err.msg);
 	assert_int_equal(m->nsteps, 10);
 	for (size_t i = 0; i < m->nsteps; i++) {
@@ -201,7 +201,7 @@ test_manifest_common_fields(void **state)
 	const struct step *s;
 
 	(void)state;
-	if (manifest_load(FIX "/good/full.yml", NULL, &m, &err) < 0)
+	if (manifest_load(FIX "/good/full.yml", step_kinds(), NULL, &m, &err) < 0)
 		fail_msg("%s", err.msg);
 	s = step_named(m, "as postgres");
 	assert_string_equal(s->become, "postgres");
@@ -239,7 +239,7 @@ test_manifest_aliases_are_copies(void **state)
 	struct errbuf err;
 
 	(void)state;
-	if (manifest_load(FIX "/good/anchors.yml", NULL, &m, &err) < 0)
+	if (manifest_load(FIX "/good/anchors.yml", step_kinds(), NULL, &m, &err) < 0)
 		fail_msg("%s", err.msg);
 	assert_int_equal(m->nsteps, 2);
 	assert_ptr_not_equal(m->steps[0].body, m->steps[1].body);
@@ -257,7 +257,7 @@ test_manifest_stage_may_have_no_steps(void **state)
 
 	(void)state;
 	assert_int_equal(
-	    manifest_load(FIX "/good/no-steps.yml", NULL, &m, &err), 0);
+	    manifest_load(FIX "/good/no-steps.yml", step_kinds(), NULL, &m, &err), 0);
 	assert_int_equal(m->nsteps, 0);
 	manifest_free(m);
 }
@@ -806,7 +806,7 @@ test_manifest_truncated_documents_fail_cleanly(void **state)
 		struct errbuf err;
 
 		err_clear(&err);
-		if (manifest_load_mem("mem.yml", doc, cut, NULL, &m, &err) ==
+		if (manifest_load_mem("mem.yml", doc, cut, step_kinds(), NULL, &m, &err) ==
 		    0) {
 			manifest_free(m);
 			continue;
@@ -980,7 +980,7 @@ test_manifest_include_limits(void **state)
 		for (int i = 1; i < MANIFEST_MAX_FILES; i++)
 			assert_int_equal(buf_addf(&b, "- f%d.yml\n", i), 0);
 		write_str(top, b.data);
-		if (manifest_load(top, NULL, &m, &err) < 0)
+		if (manifest_load(top, step_kinds(), NULL, &m, &err) < 0)
 			fail_msg("%s", err.msg);
 		assert_int_equal(m->files.n, MANIFEST_MAX_FILES);
 		manifest_free(m);
@@ -1017,7 +1017,7 @@ test_manifest_include_root(void **state)
 	top = xasprintf("%s/project/stages/top.yml", dir);
 	/* ../play.yml is inside the default root (the project dir). */
 	write_str(top, "stagehand: 1\nstage: t\ninclude: [../play.yml]\n");
-	if (manifest_load(top, NULL, &m, &err) < 0)
+	if (manifest_load(top, step_kinds(), NULL, &m, &err) < 0)
 		fail_msg("%s", err.msg);
 	assert_int_equal(m->nsteps, 1);
 	manifest_free(m);
@@ -1058,7 +1058,7 @@ test_manifest_missing_file_is_io_error(void **state)
 
 	(void)state;
 	assert_int_equal(
-	    manifest_load("tests/no-such.yml", NULL, &m, &err), -1);
+	    manifest_load("tests/no-such.yml", step_kinds(), NULL, &m, &err), -1);
 	assert_null(m);
 	assert_int_equal(err.code, SH_ERR_IO);
 	assert_non_null(strstr(err.msg, "tests/no-such.yml: No such file"));

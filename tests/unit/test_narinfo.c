@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "narinfo.h"
+#include "nix/narinfo.h"
 
 #define FIX "tests/fixtures/narinfo"
 

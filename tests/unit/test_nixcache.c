@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include "nixcache.h"
+#include "nix/nixcache.h"
 
 #define ROOT "/nix/store/gx9syv1gsw205k6plx7cfaihgypzvy7x-small-root"
 #define KEY "stagehand-test-1:NsOnJYE6YCeV5m/ND6LsDvoVKVkJ04w73rLy6e+QQ6o="

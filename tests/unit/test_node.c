@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "node.h"
+#include "model/node.h"
 
 static unsigned next_line = 1;
 

@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "permcheck.h"
+#include "pg/permcheck.h"
 
 /* ------------------------------------------------------------ helpers */
 

@@ -12,9 +12,9 @@
 
 #include <cmocka.h>
 
-#include "json.h"
-#include "redact.h"
-#include "xml.h"
+#include "util/json.h"
+#include "util/redact.h"
+#include "util/xml.h"
 
 static char *
 redacted(const struct redact *r, const char *in)

@@ -20,8 +20,9 @@
 
 #include <cmocka.h>
 
-#include "limits.h"
-#include "report.h"
+#include "util/limits.h"
+#include "model/kind.h"
+#include "report/report.h"
 
 /* Serialisation needs only the kind's name. */
 static const struct step_kind fake_shell = { .name = "shell" };

@@ -15,10 +15,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "limits.h"
-#include "ssh.h"
-#include "sshkey.h"
-#include "util.h"
+#include "util/limits.h"
+#include "transport/ssh.h"
+#include "transport/sshkey.h"
+#include "util/util.h"
 
 static char tmpdir[64];
 

@@ -17,8 +17,8 @@
 
 #include <cmocka.h>
 
-#include "pg.h"
-#include "tap.h"
+#include "pg/pg.h"
+#include "pg/tap.h"
 
 /* ------------------------------------------------------------ helpers */
 

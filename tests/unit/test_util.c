@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "util.h"
+#include "util/util.h"
 
 static void
 assert_size(uint64_t n, const char *want)

@@ -1,0 +1,320 @@
+/*
+ * target/ctx.c: the run context's session: the lazy connect, the facts
+ * round trip, the target lock, and the reconnect. See ctx.h.
+ */
+#include "target/ctx.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "target/remote.h"
+#include "util/limits.h"
+
+/* ======================================================== target facts */
+
+static char *
+next_line(char **p)
+{
+	char *line = *p, *nl;
+
+	if (line == NULL || *line == '\0')
+		return NULL;
+	nl = strchr(line, '\n');
+	if (nl != NULL) {
+		*nl = '\0';
+		*p = nl + 1;
+	} else {
+		*p = line + strlen(line);
+	}
+	return line;
+}
+
+/* One round trip: arch, hostname, boot_id. Nothing here is secret. */
+static int
+learn_facts(struct run_ctx *ctx, struct errbuf *err)
+{
+	struct buf out;
+	struct ssh_io io = { .stdin_fd = -1, .stdout_fd = -1, .out = &out };
+	struct ssh_exit st;
+	char *p, *arch, *host, *boot;
+	int rc = -1;
+
+	buf_init(&out, 4096);
+	io.deadline_ms = now_ms() + SSH_CONNECT_TIMEOUT_S * 1000u;
+	if (ssh_exec(ctx->ssh,
+	        "uname -m; uname -n; "
+	        "cat /proc/sys/kernel/random/boot_id",
+	        &io, &st, err) < 0)
+		goto out;
+	p = out.data;
+	arch = next_line(&p);
+	host = next_line(&p);
+	boot = next_line(&p);
+	if (st.status != 0 || arch == NULL || host == NULL || boot == NULL) {
+		err_set(err, SH_ERR_REMOTE,
+		    "cannot read the target's facts (uname, boot_id): "
+		    "exit %d",
+		    st.status);
+		goto out;
+	}
+	ctx->facts.system = xasprintf("%s-linux", arch);
+	ctx->facts.hostname = xstrdup(host);
+	ctx->facts.boot_id = xstrdup(boot);
+	rc = 0;
+out:
+	buf_release(&out);
+	return rc;
+}
+
+/* ======================================================== the target lock */
+
+/*
+ * Runs as the login user through remote_run(), so its channel's watchdog
+ * ends it when the controller goes away while it waits. I: this run's
+ * holder line, W: seconds to wait (0 none, -1 no limit). The holder is
+ * setsid'd out of the watchdog's reach and keeps fd 9 (the flock) while
+ * the session's sshd ($s, found by walking up from $PPID) lives. The lock
+ * file says who holds it: "I\nHOLDER_PID SSHD_PID". Holders whose session
+ * is gone let go within a second, so the lock is waited for briefly then;
+ * our own (a reconnect) is ended. stdout: "locked PID" or "held <line>"
+ * (exit 75); "waiting ..." goes to stderr.
+ */
+static const char lock_sh[] =
+    "f=/run/lock/stagehand.lock\n"
+    "[ -d /run/lock ] && [ -w /run/lock ] || f=/tmp/stagehand.lock\n"
+    "{ exec 9<>\"$f\"; } 2>/dev/null || exec 9<\"$f\" || exit 71\n"
+    "s=$PPID c=\n"
+    "while [ \"$s\" -gt 1 ] && read -r c </proc/$s/comm && "
+    "[ \"$c\" != sshd ]; do\n"
+    "\twhile read -r k v; do [ \"$k\" = PPid: ] && break; done "
+    "</proc/$s/status\n"
+    "\ts=$v\n"
+    "done\n"
+    "if ! flock -n 9; then\n"
+    "\th= hp= hs=\n"
+    "\t{ read -r h; read -r hp hs; } <\"$f\"\n"
+    "\tw=$W\n"
+    "\tif [ -n \"$h\" ] && [ \"$h\" = \"$I\" ]; then\n"
+    "\t\tkill \"$hp\" 2>/dev/null; w=10\n"
+    "\telif [ -n \"$hs\" ] && [ ! -e \"/proc/$hs\" ]; then w=10; fi\n"
+    "\t[ \"$w\" = 0 ] && { echo \"held $h\"; exit 75; }\n"
+    "\techo \"waiting for the target lock, held by ${h:-an unknown "
+    "run}\" >&2\n"
+    "\ti=0\n"
+    "\tuntil flock -w 1 9; do\n"
+    "\t\ti=$((i + 1))\n"
+    "\t\t[ \"$w\" -lt 0 ] || [ \"$i\" -lt \"$w\" ] || "
+    "{ echo \"held $h\"; exit 75; }\n"
+    "\tdone\n"
+    "fi\n"
+    "setsid sh -c 'while [ -e \"/proc/$1\" ]; do sleep 1 9<&-; done' "
+    "stagehand-lock \"$s\" </dev/null >/dev/null 2>&1 &\n"
+    "printf '%s\\n%s %s\\n' \"$I\" \"$!\" \"$s\" >\"$f\" 2>/dev/null\n"
+    "echo \"locked $!\"\n";
+
+/* The first "waiting ..." line of the lock script's stderr, as a notice. */
+struct lock_wait {
+	const struct run_ctx *ctx;
+	struct buf line;
+	bool told;
+};
+
+static void
+lock_on_stderr(void *arg, const char *p, size_t len)
+{
+	struct lock_wait *w = arg;
+	const char *nl;
+
+	if (w->told)
+		return;
+	nl = memchr(p, '\n', len);
+	buf_add(&w->line, p, nl != NULL ? (size_t)(nl - p) : len);
+	if (nl == NULL)
+		return;
+	w->told = true;
+	if (w->ctx->notice != NULL)
+		w->ctx->notice(w->ctx->ui, "%s", w->line.data);
+}
+
+/* "stagehand pid P on HOST, stage S, since T": one line, no controls. */
+static int
+lock_holder_line(const struct run_ctx *ctx, struct buf *b)
+{
+	char host[256] = "?";
+	int rc;
+
+	if (gethostname(host, sizeof(host) - 1) < 0)
+		host[0] = '?';
+	host[sizeof(host) - 1] = '\0';
+	rc = buf_addf(b, "stagehand pid %ld on %s, stage %s, since ",
+	         (long)getpid(), host, ctx->manifest->stage) < 0 ||
+	     time_rfc3339(b, ctx->started_at) < 0;
+	for (size_t i = 0; i < b->len; i++)
+		if ((unsigned char)b->data[i] < ' ' || b->data[i] == 0x7f)
+			b->data[i] = '?';
+	return rc ? -1 : 0;
+}
+
+static int
+lock_script(const struct run_ctx *ctx, struct buf *sc)
+{
+	struct buf who;
+	int rc;
+
+	buf_init(&who, 1024);
+	rc = lock_holder_line(ctx, &who) < 0 || buf_adds(sc, "I=") < 0 ||
+	     sh_quote(sc, who.data) < 0 ||
+	     buf_addf(sc, "\nW=%d\n", ctx->opts->lock_wait_s) < 0 ||
+	     buf_adds(sc, lock_sh) < 0;
+	buf_release(&who);
+	return rc ? -1 : 0;
+}
+
+/* What the lock script said: "locked PID" or "held LINE" (exit 75). */
+static int
+lock_answer(struct run_ctx *ctx, const struct remote_out *o, struct errbuf *err)
+{
+	const char *p = o->out.data;
+	size_t n = o->out.len;
+	uint64_t pid;
+
+	while (n > 0 && p[n - 1] == '\n')
+		n--;
+	if (o->status == EXIT_LOCKED && n >= 5 && memcmp(p, "held ", 5) == 0)
+		return err_set(err, SH_ERR_LOCKED,
+		    "%s is locked by another run (%.*s); wait for it with "
+		    "--wait-lock",
+		    ctx->ssh_opts.host, n > 5 ? (int)(n - 5) : 13,
+		    n > 5 ? p + 5 : "an unknown run");
+	if (o->status != 0 || n < 8 || memcmp(p, "locked ", 7) != 0 ||
+	    parse_u64(p + 7, n - 7, UINT32_MAX, &pid) < 0 || pid == 0)
+		return remote_fail(ctx->redact, err, &o->err,
+		    "cannot take the target lock: exit %d", o->status);
+	ctx->lock_pid = (unsigned long)pid;
+	return 0;
+}
+
+/* Takes the target lock (ctx.h). */
+static int
+lock_take(struct run_ctx *ctx, struct errbuf *err)
+{
+	struct remote_cmd cmd = REMOTE_CMD_INIT;
+	struct lock_wait w = { .ctx = ctx };
+	struct remote_out o;
+	struct buf sc;
+	int rc = -1;
+
+	ctx->lock_pid = 0;
+	buf_init(&sc, 16384);
+	buf_init(&w.line, 1024);
+	if (lock_script(ctx, &sc) < 0) {
+		err_set(err, SH_ERR_INTERNAL, "lock script too long");
+		goto out;
+	}
+	if (remote_script(&cmd, &sc, err) < 0)
+		goto out;
+	cmd.stdout_is_protocol = true;
+	cmd.on_stderr = lock_on_stderr;
+	cmd.on_stderr_arg = &w;
+	if (remote_run(ctx, &cmd, &o, err) == 0)
+		rc = lock_answer(ctx, &o, err);
+	remote_out_free(&o);
+out:
+	buf_release(&w.line);
+	buf_release(&sc);
+	return rc;
+}
+
+int
+run_ctx_relock(struct run_ctx *ctx, struct errbuf *err)
+{
+	if (!ctx->opts->lock || ctx->ssh == NULL)
+		return 0;
+	return lock_take(ctx, err);
+}
+
+/* Ends the holder at once rather than when the session's sshd exits. */
+static void
+lock_release(struct run_ctx *ctx)
+{
+	struct ssh_io io = { .stdin_fd = -1, .stdout_fd = -1 };
+	struct errbuf err;
+	struct buf cmd;
+
+	if (ctx->lock_pid == 0 || ctx->ssh == NULL)
+		return;
+	buf_init(&cmd, 64);
+	io.deadline_ms = now_ms() + 5000u;
+	if (buf_addf(&cmd, "kill %lu 2>/dev/null; exit 0", ctx->lock_pid) == 0)
+		(void)ssh_exec(ctx->ssh, cmd.data, &io, NULL, &err);
+	buf_release(&cmd);
+	ctx->lock_pid = 0;
+}
+
+int
+run_ctx_ssh(struct run_ctx *ctx, struct ssh_conn **out, struct errbuf *err)
+{
+	*out = NULL;
+	if (!ctx->have_target)
+		return err_set(err, SH_ERR_USAGE,
+		    "no target: give --target ssh://USER@HOST[:PORT] or set "
+		    "STAGEHAND_TARGET");
+	if (ctx->ssh == NULL) {
+		if (ssh_connect(&ctx->ssh_opts, &ctx->ssh, err) < 0)
+			return -1;
+		if (learn_facts(ctx, err) < 0 || run_ctx_relock(ctx, err) < 0)
+			return -1;
+	}
+	*out = ctx->ssh;
+	return 0;
+}
+
+int
+run_ctx_connect(struct run_ctx *ctx, struct errbuf *err)
+{
+	struct ssh_conn *conn;
+
+	if (ctx->link == NULL)
+		return run_ctx_ssh(ctx, &conn, err);
+	if (!ctx->linked && ctx->link->connect(ctx, err) < 0)
+		return -1;
+	ctx->linked = true;
+	return 0;
+}
+
+void
+run_ctx_release(struct run_ctx *ctx)
+{
+	if (ctx->link != NULL && ctx->linked)
+		ctx->link->release(ctx);
+	ctx->linked = false;
+	lock_release(ctx);
+	if (ctx->ssh != NULL)
+		ssh_close(ctx->ssh);
+	ctx->ssh = NULL;
+	free(ctx->facts.hostname);
+	free(ctx->facts.system);
+	free(ctx->facts.boot_id);
+	memset(&ctx->facts, 0, sizeof(ctx->facts));
+}
+
+int
+run_ctx_reconnect(struct run_ctx *ctx, struct errbuf *err)
+{
+	if (ctx->link != NULL)
+		return ctx->link->reconnect(ctx, err);
+	if (ctx->ssh == NULL)
+		return err_set(err, SH_ERR_SSH, "not connected");
+	if (ssh_reconnect(ctx->ssh, err) < 0)
+		return -1;
+	/* The old session's holder may live on until sshd sees it gone. */
+	return run_ctx_relock(ctx, err);
+}
+
+bool
+run_ctx_connected(const struct run_ctx *ctx)
+{
+	return ctx->link != NULL ? ctx->linked : ctx->ssh != NULL;
+}

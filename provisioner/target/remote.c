@@ -1,0 +1,324 @@
+/*
+ * remote.c: run a shell script on the target through the fixed bootstrap
+ * command line. See remote.h for the contract.
+ *
+ * The bootstrap (BOOTSTRAP below) reads "<timeout> <payload>" and execs
+ * `timeout -k 10 T` around the script's reader: with a payload, `read -r
+ * n && s=$(head -c "$n") && eval "$s"` reads the length of the prologue
+ * and script, then exactly that many bytes, and evaluates them with stdin
+ * still positioned at the first byte of the (framed) payload. Command
+ * substitution drops trailing newlines of the script, which changes
+ * nothing a shell would do with it.
+ *
+ * Without one (most commands), `sh -s` reads "{\n<prologue><script>\n}\n"
+ * from stdin itself: one process fewer than head -c (a fork and exec,
+ * about 1 ms per command on a small VM). The braces make the shell parse
+ * the whole script before running any of it, so nothing it runs can read
+ * script text from stdin.
+ *
+ * Either way the prologue forks the watchdog (WATCH) first, which ends
+ * the script's process group when the channel closes under it.
+ *
+ * The timeout and the payload flag travel on stdin, not on the command
+ * line, so the command line is the same for every action of one become
+ * user, and ssh.c can start it before it knows the action (spares).
+ */
+#include "target/remote.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+#include "target/ctx.h"
+#include "transport/ssh.h"
+#include "util/limits.h"
+
+/*
+ * The one command line (after sudo). It does nothing until the first line
+ * of stdin, "<timeout seconds> <payload 0|1>", arrives, and exits 0 on
+ * EOF, which is what lets ssh.c start it ahead of time as a spare. dash's
+ * `read` takes a byte at a time from a pipe, so the rest of stdin is left
+ * for what it execs. `timeout` starts with the script, not with the spare;
+ * it runs even for T 0 (no limit), as it makes the script's shell and
+ * everything that shell starts one process group, with timeout's pid as
+ * its id: the watchdog's target.
+ */
+#define BOOTSTRAP                                                              \
+	"sh -c 'read -r t p || exit 0; "                                       \
+	"if [ \"$p\" = 1 ]; then set -- sh -c \"read -r n && "                 \
+	"s=\\$(head -c \\\"\\$n\\\") && eval \\\"\\$s\\\"\" stagehand; "       \
+	"else set -- sh -s; fi; "                                              \
+	"exec timeout -k 10 \"$t\" \"$@\"' stagehand"
+/*
+ * The watchdog, forked by the prologue that the script's shell runs
+ * first. Its stdin is the channel's stdin, which the controller never
+ * closes while the command runs (ssh.h, keep_stdin_open): EOF means sshd
+ * closed the channel, because the command ended (then timeout, $PPID, is
+ * gone) or because the controller or the connection went away (then it
+ * ends timeout's process group). It is in that group itself: it ignores
+ * the TERM, and the KILL that follows ends it with the rest.
+ */
+#define WATCH                                                                  \
+	"{ trap '' TERM; while read -r _; do :; done; "                        \
+	"kill -0 $PPID 2>/dev/null || exit 0; "                                \
+	"kill -TERM -$PPID; sleep 2; kill -KILL -$PPID; }"
+/*
+ * Without a payload, `sh -s` reads "{\n<prologue><script>\n}\n" and
+ * parses the whole group before it runs any of it, so the watchdog finds
+ * nothing more on stdin but, at the end, the EOF. The script and what it
+ * runs find stdin at EOF (/dev/null); so does the shell once the group
+ * ends, and it exits with the group's status.
+ */
+#define PROLOGUE_PLAIN                                                         \
+	"exec 3<&0 </dev/null\n" WATCH " <&3 >/dev/null 2>&1 &\nexec 3<&-\n"
+/*
+ * With a payload, the prologue and the script are read with `head -c`
+ * and evaluated, and the payload follows on stdin, framed ("<n>\n<n
+ * bytes>"... "0\n"; ssh.h, frame_stdin_fd). The watchdog relays it into
+ * a fifo that becomes the script's stdin, so the script sees EOF at the
+ * payload's end while the channel's stdin stays open; then it watches.
+ * The fifo's directory is on /dev/shm when there is one (a tmpfs: `plan`
+ * leaves the disk untouched, not even /tmp's mtime), removed as soon as
+ * both ends are open.
+ */
+#define PROLOGUE_PAYLOAD                                                       \
+	"exec 3<&0 </dev/null\n"                                               \
+	"d=$(mktemp -d -p /dev/shm stagehand-io.XXXXXX 2>/dev/null || "        \
+	"mktemp -d) && mkfifo -m 600 \"$d/f\" || exit 1\n"                     \
+	"{ { rm -rf -- \"$d\"; while read -r n && [ \"$n\" != 0 ]; do "        \
+	"head -c \"$n\" || break; done; } >\"$d/f\"; " WATCH "; } "            \
+	"<&3 >/dev/null 2>&1 &\n"                                              \
+	"exec 3<&- <\"$d/f\"\n"
+/* Spare copies of the bootstrap kept started (ssh.h): two let each one's
+ * sudo start while the two commands before it run. */
+#define REMOTE_SPARES 2
+/* The local deadline trails the remote `timeout` so that fires first. */
+#define REMOTE_GRACE_S 30
+/* GNU timeout: 124 when it stopped the command, 128+9 after -k. */
+#define TIMEOUT_STATUS 124
+#define TIMEOUT_KILLED_STATUS 137
+
+static void
+remote_out_init(struct remote_out *out)
+{
+	out->status = -1;
+	buf_init(&out->out, REMOTE_OUTPUT_MAX);
+	buf_init(&out->err, REMOTE_OUTPUT_MAX);
+}
+
+void
+remote_out_free(struct remote_out *out)
+{
+	buf_release(&out->out);
+	buf_release(&out->err);
+}
+
+static bool
+user_name_ok(const char *u)
+{
+	if (*u == '\0' || *u == '-')
+		return false;
+	return strspn(u, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	                 "0123456789._-$") == strlen(u);
+}
+
+static bool
+has_payload(const struct remote_cmd *cmd)
+{
+	return cmd->payload != NULL || cmd->payload_fd >= 0;
+}
+
+static int
+build_cmdline(const struct run_ctx *ctx, const struct remote_cmd *cmd,
+    struct buf *line, struct errbuf *err)
+{
+	const char *login = ctx->ssh_opts.user;
+	bool sudo = cmd->become != NULL &&
+	            !(strcmp(cmd->become, "root") == 0 && login != NULL &&
+	                strcmp(login, "root") == 0);
+
+	if (sudo) {
+		if (!user_name_ok(cmd->become))
+			return err_set(err, SH_ERR_STEP,
+			    "become: bad user name '%s'", cmd->become);
+		/* -n: fail at once rather than prompt for a password. */
+		if (buf_adds(line, "sudo -n -u ") < 0 ||
+		    sh_quote(line, cmd->become) < 0 ||
+		    buf_adds(line, " -- ") < 0)
+			goto long_;
+	}
+	if (buf_adds(line, BOOTSTRAP) < 0)
+		goto long_;
+	return 0;
+long_:
+	return err_set(err, SH_ERR_INTERNAL, "remote command line too long");
+}
+
+/*
+ * "<timeout> 0\n{\n<prologue><script>\n}\n", or with a payload
+ * "<timeout> 1\n<length>\n<prologue><script>" and the payload framed: the
+ * in-memory part as one chunk, the fd's in chunks framed by ssh.c, and
+ * "0\n" at the end (here when there is no fd, else from ssh.c).
+ */
+static int
+build_stdin(const struct remote_cmd *cmd, struct buf *in, struct errbuf *err)
+{
+	size_t slen = strlen(cmd->script);
+	int rc;
+
+	if (buf_addf(in, "%u %d\n", cmd->timeout_s, has_payload(cmd)) < 0)
+		rc = 1;
+	else if (has_payload(cmd))
+		rc = buf_addf(in, "%zu\n", strlen(PROLOGUE_PAYLOAD) + slen) <
+		         0 ||
+		     buf_adds(in, PROLOGUE_PAYLOAD) < 0 ||
+		     buf_add(in, cmd->script, slen) < 0;
+	else
+		rc = buf_adds(in, "{\n" PROLOGUE_PLAIN) < 0 ||
+		     buf_add(in, cmd->script, slen) < 0 ||
+		     buf_adds(in, "\n}\n") < 0;
+	if (rc == 0 && cmd->payload != NULL && cmd->payload_len > 0)
+		rc = buf_addf(in, "%zu\n", cmd->payload_len) < 0 ||
+		     buf_add(in, cmd->payload, cmd->payload_len) < 0;
+	if (rc == 0 && has_payload(cmd) && cmd->payload_fd < 0)
+		rc = buf_adds(in, "0\n") < 0;
+	if (rc != 0)
+		return err_set(err, SH_ERR_STEP,
+		    "script and payload exceed %u bytes; stream large data "
+		    "from a file instead",
+		    REMOTE_SCRIPT_MAX);
+	return 0;
+}
+
+/* Did the remote `timeout` stop the script? Its own `exit 124` is not. */
+static bool
+timed_out(const struct remote_cmd *cmd, int status, uint64_t elapsed_ms)
+{
+	if (cmd->timeout_s == 0 ||
+	    (status != TIMEOUT_STATUS && status != TIMEOUT_KILLED_STATUS))
+		return false;
+	return elapsed_ms + 1000 >= (uint64_t)cmd->timeout_s * 1000u;
+}
+
+int
+remote_script(
+    struct remote_cmd *cmd, const struct buf *script, struct errbuf *err)
+{
+	cmd->script = NULL;
+	if (buf_failed(script))
+		return err_set(err, SH_ERR_INTERNAL,
+		    "script too long (over %zu bytes): not run", script->max);
+	cmd->script = script->data;
+	return 0;
+}
+
+int
+remote_run(struct run_ctx *ctx, const struct remote_cmd *cmd,
+    struct remote_out *out, struct errbuf *err)
+{
+	struct ssh_conn *conn = NULL;
+	struct buf line, in;
+	struct ssh_exit ex;
+	struct ssh_io io;
+	uint64_t t0;
+	int rc = -1;
+
+	remote_out_init(out);
+	if (cmd->script == NULL)
+		return err_set(err, SH_ERR_INTERNAL, "remote_run: no script");
+	buf_init(&line, 4096);
+	buf_init(&in, REMOTE_SCRIPT_MAX + 4096);
+	if (build_cmdline(ctx, cmd, &line, err) < 0 ||
+	    build_stdin(cmd, &in, err) < 0 || run_ctx_ssh(ctx, &conn, err) < 0)
+		goto out;
+	t0 = now_ms();
+	memset(&io, 0, sizeof(io));
+	io.stdin_data = in.data;
+	io.stdin_len = in.len;
+	io.stdin_fd = cmd->payload_fd;
+	io.stdout_fd = cmd->stdout_fd;
+	io.out = &out->out;
+	io.err = &out->err;
+	io.on_stderr = cmd->on_stderr;
+	io.on_stderr_arg = cmd->on_stderr_arg;
+	io.spares = REMOTE_SPARES;
+	io.keep_stdin_open = true;
+	io.frame_stdin_fd = true;
+	if (cmd->timeout_s > 0)
+		io.deadline_ms =
+		    t0 + ((uint64_t)cmd->timeout_s + REMOTE_GRACE_S) * 1000u;
+	if (ssh_exec(conn, line.data, &io, &ex, err) < 0) {
+		if (err->code == SH_ERR_TIMEOUT)
+			err_set(err, SH_ERR_TIMEOUT, "timed out after %u s",
+			    cmd->timeout_s);
+		goto out;
+	}
+	out->status = ex.status;
+	if (timed_out(cmd, ex.status, now_ms() - t0)) {
+		err_set(err, SH_ERR_TIMEOUT, "timed out after %u s",
+		    cmd->timeout_s);
+		goto out;
+	}
+	rc = 0;
+out:
+	buf_release(&line);
+	buf_release(&in);
+	return rc;
+}
+
+/* The last non-empty line of b, controls made harmless, into line. */
+static void
+remote_last_line(const struct redact *rd, const struct buf *b, struct buf *line)
+{
+	size_t end = b->len, start, keep;
+	struct buf clean;
+
+	while (
+	    end > 0 && (b->data[end - 1] == '\n' || b->data[end - 1] == '\r' ||
+	                   b->data[end - 1] == ' '))
+		end--;
+	start = end;
+	while (start > 0 && b->data[start - 1] != '\n')
+		start--;
+	/* Redact the whole line before it is cut; a line that fills errout
+	 * from its start may itself be a cut tail. */
+	buf_init(&clean, redact_max(end - start));
+	if ((start == 0 ? redact_tail(rd, b->data, end, &clean)
+	                : redact_text(
+	                      rd, b->data + start, end - start, &clean)) < 0) {
+		buf_adds(line, "(output not shown: too long to redact)");
+		goto out;
+	}
+	keep = clean.len > REMOTE_ERROR_LINE_MAX
+	           ? clean.len - REMOTE_ERROR_LINE_MAX
+	           : 0;
+	while (keep < clean.len &&
+	       ((unsigned char)clean.data[keep] & 0xc0) == 0x80)
+		keep++; /* never half a UTF-8 character */
+	for (size_t i = keep; i < clean.len; i++) {
+		unsigned char ch = (unsigned char)clean.data[i];
+
+		buf_addc(line, ch < ' ' || ch == 0x7f ? '?' : (char)ch);
+	}
+out:
+	buf_release(&clean);
+}
+
+int
+remote_fail(const struct redact *rd, struct errbuf *err,
+    const struct buf *errout, const char *fmt, ...)
+{
+	struct buf msg, line;
+	va_list ap;
+
+	buf_init(&msg, 1024);
+	buf_init(&line, 1024);
+	va_start(ap, fmt);
+	buf_vaddf(&msg, fmt, ap);
+	va_end(ap);
+	remote_last_line(rd, errout, &line);
+	err_set(err, SH_ERR_REMOTE, "%s%s%s", msg.data, line.len ? ": " : "",
+	    line.data);
+	buf_release(&line);
+	buf_release(&msg);
+	return -1;
+}
