@@ -122,7 +122,8 @@ lint:
 	@tests/lint.sh
 
 format:
-	clang-format -i provisioner/*/*.[ch]
+	clang-format -i provisioner/*/*.[ch] tests/unit/*.c tests/fuzz/*.c \
+		tests/integration/*.[ch]
 
 fuzz:
 	@tests/fuzz/build.sh

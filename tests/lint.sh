@@ -1,11 +1,12 @@
 #!/bin/sh
-# tests/lint.sh: functions STYLE.md bans must not appear in the code, and
-# no struct buf result is cast away. Comments are stripped first (cpp
-# -fpreprocessed keeps everything else), so prose like "it gets (...)" is
-# not a hit.
+# tests/lint.sh: functions STYLE.md bans must not appear in the code, no
+# struct buf result is cast away, and the sources are as clang-format
+# (.clang-format) writes them. Comments are stripped first for the first two
+# (cpp -fpreprocessed keeps everything else), so prose like "it gets (...)"
+# is not a hit.
 set -u
 cd "$(dirname "$0")/.." || exit 1
-echo "1..2"
+echo "1..3"
 
 # lint N DESCRIPTION-IF-CLEAN DESCRIPTION-IF-HIT REGEX: one TAP line.
 lint() {
@@ -29,3 +30,14 @@ lint 1 "sources use no banned function (STYLE.md rule 11)" \
 lint 2 "no (void)buf_ cast: buffer failures are sticky and checked" \
 	"sources cast a struct buf result to (void)" \
 	'\(void\)[[:space:]]*buf_'
+
+# clang-format --dry-run -Werror names each file and line it would change;
+# `make format` rewrites them.
+fmt=$(find provisioner tests/unit tests/fuzz tests/integration -name '*.[ch]' |
+	sort | xargs clang-format --dry-run -Werror 2>&1)
+if [ -n "$fmt" ]; then
+	echo "not ok 3 - sources are not as clang-format writes them (make format)"
+	printf '%s\n' "$fmt" | grep -E '^[^ ]+:[0-9]+:[0-9]+:' | head -20 | sed 's/^/#   /'
+else
+	echo "ok 3 - sources are as clang-format writes them"
+fi

@@ -488,6 +488,7 @@ cmd_run(const struct cli *cli, volatile sig_atomic_t *interrupted,
 	ctx.started_at = (int64_t)time(NULL);
 	ctx.started_ms = now_ms();
 	ctx.ui = ui_new(&uo, &redact);
+	ctx.notice = ui_notice;
 	ctx.redact = &redact;
 	install_signals();
 	rc = execute(cli, m, &ctx, &redact);
