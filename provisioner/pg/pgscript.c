@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pg/pg.h"
+#include "pg/pgscript.h"
 
 #define WORDS 4 /* first words remembered per statement */
 

@@ -81,7 +81,7 @@
 #include <string.h>
 
 #include "util/limits.h"
-#include "pg/pg.h"
+#include "pg/pgscript.h"
 #include "target/remote.h"
 #include "target/ctx.h"
 #include "steps/stepsh.h"

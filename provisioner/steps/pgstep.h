@@ -34,7 +34,7 @@
 
 #include <stdbool.h>
 
-#include "pg/pg.h"
+#include "pg/pgscript.h"
 #include "model/kind.h"
 
 #define PGSTEP_FILE_MAX (64u << 20)

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pg/pg.h"
+#include "pg/pgscript.h"
 #include "pg/tap.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "pg/pg.h"
+#include "pg/pgscript.h"
 #include "pg/tap.h"
 
 /* ------------------------------------------------------------ helpers */
