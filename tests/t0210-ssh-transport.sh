@@ -18,7 +18,7 @@ build_driver() {
 	# shellcheck disable=SC2046 # pkg-config prints several words
 	${CC:-cc} "${f[@]}" $(pkg-config --cflags libssh2 libsodium libcrypto) -o "$DRIVE" \
 		"$TOP/tests/integration/sshdrive.c" \
-		"$TOP"/provisioner/target/*.c "$TOP"/provisioner/transport/*.c \
+		"$TOP"/provisioner/target/remote.c "$TOP"/provisioner/transport/*.c \
 		"$TOP"/provisioner/util/*.c \
 		$(pkg-config --libs libssh2 libsodium libcrypto)
 }

@@ -1,7 +1,8 @@
 /*
  * sshdrive: a test driver for the ssh and remote modules, used by
- * tests/t02*-ssh-*.sh against the test box. It links ssh.o, sshkey.o,
- * remote.o, util.o and steps/step.o and supplies its own run_ctx_ssh().
+ * tests/t02*-ssh-*.sh against the test box. It is built from the sources
+ * of transport/, util/ and target/remote.c, and supplies its own
+ * run_ctx_ssh() in place of target/ctx.c's.
  *
  *   sshdrive [options] TARGET COMMAND
  *     -i FILE   identity file            -e VAR   identity in env var VAR
