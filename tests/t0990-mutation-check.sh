@@ -116,7 +116,7 @@ mutant "redaction disabled" provisioner/util/redact.c \
 	t0330-run-secrets.sh 'redaction marker|secret is in no output'
 
 # 6. A reconnect accepts whatever host key the server now shows.
-mutant "any host key accepted on reconnect" provisioner/transport/ssh.c \
+mutant "any host key accepted on reconnect" provisioner/transport/trust.c \
 	's|if (strcmp(c->fp\.data, fp) == 0)|if (1 /* MUTANT */ \|\| strcmp(c->fp.data, fp) == 0)|' \
 	t0305-run-host-keys.sh 'host key swapped before the reconnect exits 77'
 

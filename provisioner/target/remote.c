@@ -21,7 +21,7 @@
  *
  * The timeout and the payload flag travel on stdin, not on the command
  * line, so the command line is the same for every action of one become
- * user, and ssh.c can start it before it knows the action (spares).
+ * user, and exec.c can start it before it knows the action (spares).
  */
 #include "target/remote.h"
 
@@ -35,7 +35,7 @@
 /*
  * The one command line (after sudo). It does nothing until the first line
  * of stdin, "<timeout seconds> <payload 0|1>", arrives, and exits 0 on
- * EOF, which is what lets ssh.c start it ahead of time as a spare. dash's
+ * EOF, which is what lets exec.c start it ahead of time as a spare. dash's
  * `read` takes a byte at a time from a pipe, so the rest of stdin is left
  * for what it execs. `timeout` starts with the script, not with the spare;
  * it runs even for T 0 (no limit), as it makes the script's shell and
@@ -156,8 +156,8 @@ long_:
 /*
  * "<timeout> 0\n{\n<prologue><script>\n}\n", or with a payload
  * "<timeout> 1\n<length>\n<prologue><script>" and the payload framed: the
- * in-memory part as one chunk, the fd's in chunks framed by ssh.c, and
- * "0\n" at the end (here when there is no fd, else from ssh.c).
+ * in-memory part as one chunk, the fd's in chunks framed by exec.c, and
+ * "0\n" at the end (here when there is no fd, else from exec.c).
  */
 static int
 build_stdin(const struct remote_cmd *cmd, struct buf *in, struct errbuf *err)

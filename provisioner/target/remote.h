@@ -29,7 +29,7 @@
  * sends TERM to the script's process group and KILL 2 s later. Processes
  * the script put in a session of their own (daemons) are left alone.
  *
- * Because the bootstrap waits for stdin and exits 0 on EOF, ssh.c keeps
+ * Because the bootstrap waits for stdin and exits 0 on EOF, exec.c keeps
  * REMOTE_SPARES copies of it started ahead of time (ssh.h, "spares"): a
  * step's sudo starts while the steps before it run. The timeout starts
  * with the script, not with the spare.

@@ -1,5 +1,13 @@
 /*
- * ssh.h: one libssh2 session to the build instance.
+ * ssh.h: the transport: one libssh2 session to the build instance, the
+ * commands run on it and the tunnels through it.
+ *
+ * Files: session.c (target strings, TCP, handshake, keepalive, close,
+ * reconnect), trust.c (keys and the agent, known_hosts and the host key
+ * check, authentication; OpenSSH's known_hosts rules are knownhosts.c's,
+ * the key checks sshkey.c's), exec.c (ssh_exec(): channels, streaming,
+ * spares) and tunnel.c (ssh_tunnel_*()). They share ssh_int.h, which is
+ * private to transport/; every other layer uses only this header.
  *
  * Call order: ssh_target_parse() -> ssh_connect() -> ssh_exec()... (and
  * tunnels, below) -> ssh_close(). ssh_reconnect() replaces a dead session

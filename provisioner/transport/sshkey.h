@@ -1,6 +1,6 @@
 /*
  * sshkey.h: pure helpers of the ssh module that need no network, kept apart
- * so unit tests can reach them. Internal to ssh.c (and its tests).
+ * so unit tests can reach them. Used only by trust.c (and test_ssh.c).
  *
  *  - sshkey_check(): looks at a private key's text (OpenSSH or PEM) and
  *    refuses what the session could not use: RSA and DSA keys (libssh2 1.10
