@@ -3,9 +3,10 @@
 # folder or a layer below it, as provisioner/LAYERS lists them, and every
 # folder is in that table. The check is run on the tree, and on copies with
 # an upward include, a sibling include and an unlisted folder, which it
-# must refuse naming the file and line.
+# must refuse naming the file and line. A header named *_int.h (curl's
+# convention) is private to its folder: only that folder may include it.
 . "$(dirname "$0")/lib.sh"
-t_plan 6
+t_plan 7
 
 # layers_check ROOT: prints one line per violation; exit 1 when any.
 layers_check() {
@@ -34,6 +35,8 @@ layers_check() {
 			print FILENAME ":" FNR ": #include \"" inc "\" names no folder"; bad = 1
 		} else if (!(to in level)) {
 			print FILENAME ":" FNR ": #include \"" inc "\": folder " to "/ is not in LAYERS"; bad = 1
+		} else if (inc ~ /_int\.h$/ && to != dir) {
+			print FILENAME ":" FNR ": #include \"" inc "\": a *_int.h header is private to " to "/"; bad = 1
 		} else if (dir in level && to != dir && level[to] <= level[dir]) {
 			print FILENAME ":" FNR ": #include \"" inc "\": " layer[dir] " (" dir "/) may not include " \
 			    (level[to] == level[dir] ? "its sibling " : "the layer above it, ") layer[to] " (" to "/)"
@@ -67,6 +70,12 @@ mkdir "$T/new/extra" && printf 'int x;\n' >"$T/new/extra/x.c"
 layers_check "$T/new" >"$T/new.out"
 t_ok "a folder that is not in the table is refused" \
 	grep -q "extra/x.c: folder extra/ is not in LAYERS" "$T/new.out"
+
+cp -R "$TOP/provisioner" "$T/priv"
+printf '#include "transport/ssh_int.h"\n' >>"$T/priv/target/remote.c"
+layers_check "$T/priv" >"$T/priv.out"
+t_ok "a folder's private *_int.h header is refused outside the folder" \
+	grep -q "target/remote.c:[0-9]*: #include \"transport/ssh_int.h\": a \*_int.h header is private to transport/" "$T/priv.out"
 
 cp -R "$TOP/provisioner" "$T/flat"
 printf '#include "util.h"\n' >>"$T/flat/util/json.c"
