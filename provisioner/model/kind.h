@@ -6,31 +6,47 @@
  * the manifest, so that the loader can parse a step and the runner can run
  * it through a table it is handed, without either depending on steps/.
  *
- *   parse(body, step, &cfg, err)   offline: turn the YAML body into the
- *                                  kind's own config struct and validate
- *                                  it; never touches the target. Errors use
- *                                  node_err() for file:line:col.
- *   probe(ctx, step, res, err)     read-only: set res->changed when apply
- *                                  would change something, and add one
- *                                  res->changes line per change it would
- *                                  make. Used by `plan`.
- *   apply(ctx, step, res, err)     make it so; set res->changed when it did
- *                                  change something, list the changes. Must
- *                                  be idempotent: a second apply of the
- *                                  same step reports changed == false.
+ * The loader does what every kind would otherwise repeat: it finds the
+ * kind by its key, checks that the body is a map (or, with
+ * STEP_BODY_SCALAR, a scalar: `shell: "true"`), rejects keys that are not
+ * in `keys` (naming the nearest one), allocates cfg_size zeroed bytes,
+ * calls parse, and on failure calls release and frees the cfg. A kind
+ * only reads and checks its own fields:
+ *
+ *   parse(body, cfg, err)          offline: fill the zeroed cfg from the
+ *                                  YAML body and validate it; never touches
+ *                                  the target. Errors use node_err() for
+ *                                  file:line:col. May leave cfg half
+ *                                  filled on failure: release copes.
+ *   run(ctx, step, mode, res, err) STEP_PROBE, read-only: set res->changed
+ *                                  when apply would change something, and
+ *                                  add one res->changes line per change it
+ *                                  would make (`plan`). STEP_APPLY: make it
+ *                                  so; set res->changed when it changed
+ *                                  something, list the changes. Idempotent:
+ *                                  a second apply of the same step reports
+ *                                  changed == false.
  *   describe(step, out)            offline: a one-line rendering for
  *                                  `plan --offline` (no trailing newline).
- *   free(cfg)                      releases what parse allocated.
+ *   release(cfg)                   frees what parse allocated inside cfg
+ *                                  (not cfg itself); NULL when nothing.
+ *   code(body, out, max)           the body's fields that a shell parses as
+ *                                  code, so that the loader warns about a
+ *                                  raw ${var} in them (`stagehand check`);
+ *                                  NULL when the kind quotes every field.
+ *                                  Called before interpolation. Returns
+ *                                  the number of nodes put in out.
  *
- * probe/apply return 0 when the step did what it should (res->changed says
+ * run returns 0 when the step did what it should (res->changed says
  * whether anything changed) and -1 with err filled when it failed. A failed
  * remote command is SH_ERR_REMOTE with its exit status and the tail of its
  * stderr in the message. Transport failures come back as SH_ERR_SSH from
  * remote_run(); the runner reconnects and retries when the kind is
- * STEP_RETRY_SAFE.
+ * STEP_RETRY_SAFE (and in plan mode, which only reads).
  *
- * Kinds reach the target only through remote_run() (remote.h), so become,
- * timeouts, interruption and secret handling are the same for every kind.
+ * Kinds reach the target only through remote_run() (target/remote.h), so
+ * become, timeouts, interruption and secret handling are the same for
+ * every kind.
  */
 #ifndef STAGEHAND_KIND_H
 #define STAGEHAND_KIND_H
@@ -50,19 +66,28 @@ enum step_flags {
 	STEP_RETRY_SAFE = 1u << 0,
 	/* the kind needs no target connection (pure controller work) */
 	STEP_LOCAL_ONLY = 1u << 1,
+	/* the body may be a scalar as well as a map (parse sees which) */
+	STEP_BODY_SCALAR = 1u << 2,
+};
+
+/* What run() is asked to do: look (plan) or make it so (run). */
+enum step_mode {
+	STEP_PROBE,
+	STEP_APPLY,
 };
 
 struct step_kind {
 	const char *name;
-	unsigned flags;
-	int (*parse)(const struct node *body, const struct step *step,
-	    void **cfg, struct errbuf *err);
-	int (*probe)(struct run_ctx *ctx, const struct step *step,
-	    struct step_result *res, struct errbuf *err);
-	int (*apply)(struct run_ctx *ctx, const struct step *step,
-	    struct step_result *res, struct errbuf *err);
+	unsigned flags;          /* enum step_flags */
+	const char *const *keys; /* a map body's keys; NULL-terminated */
+	size_t cfg_size;         /* the loader allocates this, zeroed */
+	int (*parse)(const struct node *body, void *cfg, struct errbuf *err);
+	int (*run)(struct run_ctx *ctx, const struct step *step,
+	    enum step_mode mode, struct step_result *res, struct errbuf *err);
 	void (*describe)(const struct step *step, struct buf *out);
-	void (*free)(void *cfg);
+	void (*release)(void *cfg);
+	size_t (*code)(
+	    const struct node *body, const struct node **out, size_t max);
 };
 
 #endif

@@ -706,7 +706,6 @@ in_list(const char *s, const char *const *list)
 static void
 kinds_list(const struct step_kind *const *k, struct buf *b)
 {
-
 	for (size_t i = 0; k[i] != NULL; i++)
 		buf_addf(b, "%s%s", i ? ", " : "", k[i]->name);
 }
@@ -1813,40 +1812,51 @@ step_common(struct loader *ld, struct step *st)
 	return 0;
 }
 
-static void
-shell_text_add(struct loader *ld, const struct node *n)
-{
-	if (n != NULL && ld->nshell < SHELL_TEXT_MAX)
-		ld->shell[ld->nshell++] = n;
-}
-
 /*
  * The fields of a step that a shell parses as code, so that a raw ${var}
- * in them is warned about: a shell script and its `unless`; a postgres
- * start/restart's `options` (pg_ctl -o hands them to /bin/sh). Every other
+ * in them is warned about: the kind names them (kind->code). Every other
  * field is data that the step code passes through sh_quote() itself.
  */
 static void
 shell_text_of(
     struct loader *ld, const struct step_kind *kind, const struct node *body)
 {
-	const struct node *a;
-
 	ld->nshell = 0;
-	if (strcmp(kind->name, "shell") == 0) {
-		if (body->type == NODE_SCALAR)
-			shell_text_add(ld, body);
-		else if (body->type == NODE_MAP) {
-			shell_text_add(ld, node_get(body, "script"));
-			shell_text_add(ld, node_get(body, "unless"));
-		}
-	} else if (strcmp(kind->name, "postgres") == 0 &&
-	           body->type == NODE_MAP) {
-		a = node_get(body, "action");
-		if (a == NULL || a->type != NODE_SCALAR ||
-		    strcmp(a->str, "initdb") != 0)
-			shell_text_add(ld, node_get(body, "options"));
+	if (kind->code != NULL)
+		ld->nshell = kind->code(body, ld->shell, SHELL_TEXT_MAX);
+}
+
+/*
+ * What every kind's parse would otherwise repeat: the body's type (a map,
+ * or also a scalar for STEP_BODY_SCALAR), its keys, the zeroed cfg.
+ */
+static int
+step_parse(struct loader *ld, struct step *st, const struct step_kind *kind,
+    const struct node *body)
+{
+	void *cfg;
+
+	if (kind->flags & STEP_BODY_SCALAR) {
+		if (body->type != NODE_SCALAR && body->type != NODE_MAP)
+			return node_err(ld->err, body,
+			    "%s: expected a script or a map, got a %s",
+			    kind->name, node_type_name(body->type));
+	} else if (body->type != NODE_MAP)
+		return node_err(ld->err, body, "%s must be a map, not a %s",
+		    kind->name, node_type_name(body->type));
+	if (body->type == NODE_MAP &&
+	    node_check_keys(body, kind->keys, ld->err) < 0)
+		return -1;
+	cfg = xcalloc(1, kind->cfg_size);
+	if (kind->parse(body, cfg, ld->err) < 0) {
+		/* parse may have filled part of cfg: release it. */
+		if (kind->release != NULL)
+			kind->release(cfg);
+		free(cfg);
+		return -1;
 	}
+	st->cfg = cfg;
+	return 0;
 }
 
 static int
@@ -1854,7 +1864,6 @@ step_build(struct loader *ld, struct step *st, struct node *map)
 {
 	const struct step_kind *kind;
 	const struct node *body;
-	void *cfg = NULL;
 
 	st->node = map;
 	if (step_kind_of(ld, map, &kind, &body) < 0)
@@ -1864,14 +1873,7 @@ step_build(struct loader *ld, struct step *st, struct node *map)
 		return -1;
 	st->kind = kind;
 	st->body = body;
-	if (kind->parse(body, st, &cfg, ld->err) < 0) {
-		/* A kind may hand back what it built so far: release it. */
-		if (cfg != NULL)
-			kind->free(cfg);
-		return -1;
-	}
-	st->cfg = cfg;
-	return 0;
+	return step_parse(ld, st, kind, body);
 }
 
 static int
@@ -2047,8 +2049,10 @@ manifest_free(struct manifest *m)
 	for (size_t i = 0; i < m->nsteps; i++) {
 		struct step *st = &m->steps[i];
 
-		if (st->kind != NULL && st->cfg != NULL)
-			st->kind->free(st->cfg);
+		if (st->kind != NULL && st->cfg != NULL &&
+		    st->kind->release != NULL)
+			st->kind->release(st->cfg);
+		free(st->cfg);
 		free(st->become);
 		free(st->when);
 		strlist_free(&st->tags);

@@ -69,7 +69,7 @@ struct step {
 	const struct step_kind *kind;
 	const struct node *node;     /* the step's map */
 	const struct node *body;     /* the value under the kind's key */
-	void *cfg;                   /* owned; freed with kind->free */
+	void *cfg;                   /* owned: kind->release, then free() */
 	char *become;                /* owned; NULL: no sudo; default "root" */
 	bool enabled;                /* `when` evaluated true (or absent) */
 	char *when;                  /* owned: the interpolated text, or NULL */

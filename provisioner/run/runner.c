@@ -113,8 +113,8 @@ run_step(struct run_ctx *ctx, const struct step *s, struct step_result *r)
 
 		r->attempts++;
 		err_clear(&e);
-		rc = ctx->opts->plan ? k->probe(ctx, s, r, &e)
-		                     : k->apply(ctx, s, r, &e);
+		rc = k->run(
+		    ctx, s, ctx->opts->plan ? STEP_PROBE : STEP_APPLY, r, &e);
 		if (rc == 0 && s->changed_when != STEP_CHANGED_AS_REPORTED)
 			r->changed = s->changed_when == STEP_CHANGED_ALWAYS;
 		if (rc == 0 && ctx->opts->plan)

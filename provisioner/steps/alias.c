@@ -87,6 +87,9 @@ struct alias_cfg {
 	bool resolved;
 };
 
+static const char *const alias_keys[] = { "src", "dest", "type", "owner",
+	"group", "create_dest", "replace_files", "prune", "link_target", NULL };
+
 #define ALIAS_PATH_MAX 4096
 
 /* ---- parse ---- */
@@ -238,11 +241,11 @@ alias_parse_account(const struct node *body, const char *key, const char **out,
 }
 
 static int
-alias_parse_fields(
-    const struct node *body, struct alias_cfg *c, struct errbuf *err)
+alias_parse(const struct node *body, void *cfg, struct errbuf *err)
 {
 	static const char *const types[] = { "files", "dirs", "all", NULL };
 	static const char *const targets[] = { "via_src", "resolved", NULL };
+	struct alias_cfg *c = cfg;
 	const char *src = NULL;
 	unsigned type = ALIAS_FILES, target = 0;
 
@@ -265,39 +268,13 @@ alias_parse_fields(
 }
 
 static void
-alias_free(void *cfg)
+alias_release(void *cfg)
 {
 	struct alias_cfg *c = cfg;
 
-	if (c == NULL)
-		return;
 	free(c->src);
 	strlist_free(&c->dests);
 	strlist_free(&c->replace);
-	free(c);
-}
-
-static int
-alias_parse(const struct node *body, const struct step *step, void **cfg,
-    struct errbuf *err)
-{
-	static const char *const keys[] = { "src", "dest", "type", "owner",
-		"group", "create_dest", "replace_files", "prune", "link_target",
-		NULL };
-	struct alias_cfg *c;
-
-	(void)step;
-	*cfg = NULL;
-	if (node_expect(body, NODE_MAP, "alias", err) == -1 ||
-	    node_check_keys(body, keys, err) == -1)
-		return -1;
-	c = xcalloc(1, sizeof(*c));
-	if (alias_parse_fields(body, c, err) == -1) {
-		alias_free(c);
-		return -1;
-	}
-	*cfg = c;
-	return 0;
 }
 
 /* ---- the remote script ---- */
@@ -570,7 +547,7 @@ alias_owner_vars(const struct alias_cfg *c, struct buf *s)
 }
 
 static void
-alias_vars(const struct alias_cfg *c, bool probe, struct buf *s)
+alias_vars(const struct alias_cfg *c, enum step_mode mode, struct buf *s)
 {
 	static const char *const types[] = { "files", "dirs", "all" };
 	struct buf rep;
@@ -581,8 +558,8 @@ alias_vars(const struct alias_cfg *c, bool probe, struct buf *s)
 	buf_addf(s,
 	    "probe=%d\nresolved=%d\nprune=%d\nmkdest=%d\n"
 	    "type=%s\nnd=%zu\n",
-	    probe, c->resolved, c->prune, c->create_dest, types[c->type],
-	    c->dests.n);
+	    mode == STEP_PROBE, c->resolved, c->prune, c->create_dest,
+	    types[c->type], c->dests.n);
 	(void)stepsh_assign(s, "src", c->src);
 	if (buf_failed(&rep))
 		buf_fail(s); /* no hole: the whole script is refused */
@@ -608,9 +585,9 @@ alias_vars(const struct alias_cfg *c, bool probe, struct buf *s)
 }
 
 static void
-alias_script(const struct alias_cfg *c, bool probe, struct buf *s)
+alias_script(const struct alias_cfg *c, enum step_mode mode, struct buf *s)
 {
-	alias_vars(c, probe, s);
+	alias_vars(c, mode, s);
 	buf_adds(s, alias_script_check);
 	buf_adds(s, alias_script_list);
 	buf_adds(s, alias_script_act);
@@ -649,35 +626,21 @@ alias_collisions(const struct buf *errout, struct errbuf *err)
 }
 
 static int
-alias_run(struct run_ctx *ctx, const struct step *step, struct step_result *res,
-    bool probe, struct errbuf *err)
+alias_run(struct run_ctx *ctx, const struct step *step, enum step_mode mode,
+    struct step_result *res, struct errbuf *err)
 {
 	struct remote_out out;
 	struct buf script;
 	int rc;
 
 	buf_init(&script, REMOTE_SCRIPT_MAX);
-	alias_script(step->cfg, probe, &script);
+	alias_script(step->cfg, mode, &script);
 	rc = stepsh_run_plus(ctx, step, &script, &out, res, err);
 	if (rc == -1 && err->code == SH_ERR_REMOTE && out.status == 3)
 		rc = alias_collisions(&out.err, err);
 	remote_out_free(&out);
 	buf_release(&script);
 	return rc;
-}
-
-static int
-alias_probe(struct run_ctx *ctx, const struct step *step,
-    struct step_result *res, struct errbuf *err)
-{
-	return alias_run(ctx, step, res, true, err);
-}
-
-static int
-alias_apply(struct run_ctx *ctx, const struct step *step,
-    struct step_result *res, struct errbuf *err)
-{
-	return alias_run(ctx, step, res, false, err);
 }
 
 /* alias /p/bin/"*" -> /usr/lib/postgresql/bin, /usr/bin (files, prune) */
@@ -708,9 +671,10 @@ alias_describe(const struct step *step, struct buf *out)
 const struct step_kind step_kind_alias = {
 	.name = "alias",
 	.flags = STEP_RETRY_SAFE,
+	.keys = alias_keys,
+	.cfg_size = sizeof(struct alias_cfg),
 	.parse = alias_parse,
-	.probe = alias_probe,
-	.apply = alias_apply,
+	.run = alias_run,
 	.describe = alias_describe,
-	.free = alias_free,
+	.release = alias_release,
 };

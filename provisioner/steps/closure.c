@@ -174,17 +174,14 @@ static const char *const closure_keys[] = {
 /* ============================================================== parse */
 
 static void
-closure_free(void *cfg)
+closure_release(void *cfg)
 {
 	struct closure_cfg *c = cfg;
 
-	if (c == NULL)
-		return;
 	free(c->arch);
 	strlist_free(&c->subs);
 	strlist_free(&c->key_specs);
 	nix_keys_free(&c->keys);
-	free(c);
 }
 
 static int
@@ -382,18 +379,10 @@ closure_parse_target(
 }
 
 static int
-closure_parse(const struct node *body, const struct step *step, void **cfg,
-    struct errbuf *err)
+closure_parse(const struct node *body, void *cfg, struct errbuf *err)
 {
-	struct closure_cfg *c;
+	struct closure_cfg *c = cfg;
 
-	(void)step;
-	*cfg = NULL;
-	if (node_expect(body, NODE_MAP, "closure step", err) < 0 ||
-	    node_check_keys(body, closure_keys, err) < 0)
-		return -1;
-	c = xcalloc(1, sizeof(*c));
-	*cfg = c; /* the loader frees what we built on failure */
 	if (closure_parse_path(body, c, err) < 0 ||
 	    closure_parse_list(body, "substituters", c, err) < 0 ||
 	    closure_parse_list(body, "trusted_keys", c, err) < 0 ||
@@ -1179,47 +1168,41 @@ closure_prepare(struct run_ctx *ctx, const struct step *step, struct cst *st,
 	return closure_check_space(st, err);
 }
 
+/* Copies what is missing, then roots it and points the profile at it. */
 static int
-closure_probe(struct run_ctx *ctx, const struct step *step,
+closure_apply(struct run_ctx *ctx, const struct step *step, struct cst *st,
     struct step_result *res, struct errbuf *err)
 {
-	struct cst st;
-	int rc = -1;
+	uint64_t t0 = now_ms();
 
-	if (closure_prepare(ctx, step, &st, res, err) < 0)
-		goto out;
-	closure_copy_line(&st, res);
-	closure_plan_lines(&st, res);
-	res->changed = res->changes.n > 0;
-	rc = 0;
-out:
-	if (st.cl.n > 0) /* a failed step still reports what it resolved */
-		closure_fill(&st, res);
-	cst_free(&st);
-	return rc;
+	if (closure_copy(ctx, step, st, res, err) < 0)
+		return -1;
+	step_result_detail(
+	    res, "copy_attest_ms", "%llu", (unsigned long long)(now_ms() - t0));
+	closure_copy_line(st, res);
+	if (st->nmissing > 0) /* the copy made it */
+		closure_gcroot_line(st, res);
+	if (closure_profile_needed(st) &&
+	    closure_profile(ctx, step, st, res, err) < 0)
+		return -1;
+	return 0;
 }
 
 static int
-closure_apply(struct run_ctx *ctx, const struct step *step,
+closure_run(struct run_ctx *ctx, const struct step *step, enum step_mode mode,
     struct step_result *res, struct errbuf *err)
 {
 	struct cst st;
-	uint64_t t0;
 	int rc = -1;
 
 	if (closure_prepare(ctx, step, &st, res, err) < 0)
 		goto out;
-	t0 = now_ms();
-	if (closure_copy(ctx, step, &st, res, err) < 0)
+	if (mode == STEP_PROBE) {
+		closure_copy_line(&st, res);
+		closure_plan_lines(&st, res);
+	} else if (closure_apply(ctx, step, &st, res, err) < 0) {
 		goto out;
-	step_result_detail(
-	    res, "copy_attest_ms", "%llu", (unsigned long long)(now_ms() - t0));
-	closure_copy_line(&st, res);
-	if (st.nmissing > 0) /* the copy made it */
-		closure_gcroot_line(&st, res);
-	if (closure_profile_needed(&st) &&
-	    closure_profile(ctx, step, &st, res, err) < 0)
-		goto out;
+	}
 	res->changed = res->changes.n > 0;
 	rc = 0;
 out:
@@ -1256,9 +1239,10 @@ closure_describe(const struct step *step, struct buf *out)
 const struct step_kind step_kind_closure = {
 	.name = "closure",
 	.flags = STEP_RETRY_SAFE,
+	.keys = closure_keys,
+	.cfg_size = sizeof(struct closure_cfg),
 	.parse = closure_parse,
-	.probe = closure_probe,
-	.apply = closure_apply,
+	.run = closure_run,
 	.describe = closure_describe,
-	.free = closure_free,
+	.release = closure_release,
 };

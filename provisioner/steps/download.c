@@ -65,38 +65,20 @@ static const char *const download_keys[] = {
 /* ======================================================== parse */
 
 static int
-download_parse(const struct node *body, const struct step *step, void **cfg,
-    struct errbuf *err)
+download_parse(const struct node *body, void *cfg, struct errbuf *err)
 {
-	struct download_cfg *c;
+	struct download_cfg *c = cfg;
 	const struct node *d;
 
-	(void)step;
-	*cfg = NULL;
-	if (node_expect(body, NODE_MAP, "download step", err) < 0 ||
-	    node_check_keys(body, download_keys, err) < 0)
-		return -1;
-	c = xcalloc(1, sizeof(*c));
 	if (stepsh_abs_path(body, "src", &c->src, err) < 0 ||
 	    node_req_str(body, "dest", &c->dest, err) < 0 ||
 	    node_opt_mode(body, "mode", &c->mode, &c->mode_set, err) < 0)
-		goto fail;
+		return -1;
 	d = node_get(body, "dest");
-	if (c->dest[0] == '\0' || strlen(c->dest) != d->len) {
-		node_err(err, d, "dest: must be a non-empty path without NUL");
-		goto fail;
-	}
-	*cfg = c;
+	if (c->dest[0] == '\0' || strlen(c->dest) != d->len)
+		return node_err(
+		    err, d, "dest: must be a non-empty path without NUL");
 	return 0;
-fail:
-	free(c);
-	return -1;
-}
-
-static void
-download_free(void *cfg)
-{
-	free(cfg);
 }
 
 /* ======================================================== local helpers */
@@ -664,6 +646,16 @@ download_probe(struct run_ctx *ctx, const struct step *step,
 	return rc;
 }
 
+/* probe compares a listing with dest; apply fetches the file or tree. */
+static int
+download_run(struct run_ctx *ctx, const struct step *step, enum step_mode mode,
+    struct step_result *res, struct errbuf *err)
+{
+	if (mode == STEP_PROBE)
+		return download_probe(ctx, step, res, err);
+	return download_apply(ctx, step, res, err);
+}
+
 static void
 download_describe(const struct step *step, struct buf *out)
 {
@@ -677,9 +669,9 @@ download_describe(const struct step *step, struct buf *out)
 const struct step_kind step_kind_download = {
 	.name = "download",
 	.flags = STEP_RETRY_SAFE,
+	.keys = download_keys,
+	.cfg_size = sizeof(struct download_cfg),
 	.parse = download_parse,
-	.probe = download_probe,
-	.apply = download_apply,
+	.run = download_run,
 	.describe = download_describe,
-	.free = download_free,
 };

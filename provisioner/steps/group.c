@@ -30,7 +30,6 @@
  * stdout (stepsh.h, parsed by stepsh_run_plus()); the tools' own output
  * goes to stderr, so a failing groupadd's message is the step's error.
  */
-#include <stdlib.h>
 #include <string.h>
 
 #include "model/node.h"
@@ -46,46 +45,33 @@ struct group_cfg {
 	bool absent;
 };
 
+static const char *const group_keys[] = { "name", "gid", "system", "state",
+	NULL };
+
 /* ---- parse ---- */
 
 static int
-group_parse(const struct node *body, const struct step *step, void **cfg,
-    struct errbuf *err)
+group_parse(const struct node *body, void *cfg, struct errbuf *err)
 {
-	static const char *const keys[] = { "name", "gid", "system", "state",
-		NULL };
-	struct group_cfg *c;
+	struct group_cfg *c = cfg;
 
-	(void)step;
-	*cfg = NULL;
-	if (node_expect(body, NODE_MAP, "group", err) == -1 ||
-	    node_check_keys(body, keys, err) == -1)
-		return -1;
-	c = xcalloc(1, sizeof(*c));
 	if (node_req_str(body, "name", &c->name, err) == -1 ||
 	    node_opt_u64(body, "gid", STEPSH_ID_MAX, &c->gid, err) == -1 ||
 	    node_opt_bool(body, "system", &c->system, err) == -1 ||
 	    stepsh_parse_state(body, &c->absent, err) == -1)
-		goto fail;
+		return -1;
 	c->has_gid = node_get(body, "gid") != NULL;
-	if (!stepsh_account_name_ok(c->name)) {
-		node_err(err, node_get(body, "name"),
+	if (!stepsh_account_name_ok(c->name))
+		return node_err(err, node_get(body, "name"),
 		    "invalid group name '%s' (want [a-z_][a-z0-9_-]*$?, "
 		    "at most 32 characters)",
 		    c->name);
-		goto fail;
-	}
-	if (c->absent && (c->has_gid || node_get(body, "system") != NULL)) {
-		node_err(err, node_key(body, c->has_gid ? "gid" : "system"),
+	if (c->absent && (c->has_gid || node_get(body, "system") != NULL))
+		return node_err(err,
+		    node_key(body, c->has_gid ? "gid" : "system"),
 		    "%s has no meaning with state: absent",
 		    c->has_gid ? "gid" : "system");
-		goto fail;
-	}
-	*cfg = c;
 	return 0;
-fail:
-	free(c);
-	return -1;
 }
 
 /* ---- the remote script ---- */
@@ -124,9 +110,10 @@ static const char group_script_present[] =
     "[ \"$probe\" = 1 ] || echo \"= gid $cur\"\n";
 
 static void
-group_script(const struct group_cfg *c, bool probe, struct buf *s)
+group_script(const struct group_cfg *c, enum step_mode mode, struct buf *s)
 {
-	buf_addf(s, "probe=%d\nsys=%d\nn=", probe ? 1 : 0, c->system ? 1 : 0);
+	buf_addf(s, "probe=%d\nsys=%d\nn=", mode == STEP_PROBE ? 1 : 0,
+	    c->system ? 1 : 0);
 	(void)sh_quote(s, c->name);
 	if (c->has_gid)
 		buf_addf(s, "\ngid=%llu\n", (unsigned long long)c->gid);
@@ -137,8 +124,8 @@ group_script(const struct group_cfg *c, bool probe, struct buf *s)
 }
 
 static int
-group_run(struct run_ctx *ctx, const struct step *step, struct step_result *res,
-    bool probe, struct errbuf *err)
+group_run(struct run_ctx *ctx, const struct step *step, enum step_mode mode,
+    struct step_result *res, struct errbuf *err)
 {
 	const struct group_cfg *c = step->cfg;
 	struct remote_out out;
@@ -146,25 +133,11 @@ group_run(struct run_ctx *ctx, const struct step *step, struct step_result *res,
 	int rc;
 
 	buf_init(&script, 1u << 16);
-	group_script(c, probe, &script);
+	group_script(c, mode, &script);
 	rc = stepsh_run_plus(ctx, step, &script, &out, res, err);
 	remote_out_free(&out);
 	buf_release(&script);
 	return rc;
-}
-
-static int
-group_probe(struct run_ctx *ctx, const struct step *step,
-    struct step_result *res, struct errbuf *err)
-{
-	return group_run(ctx, step, res, true, err);
-}
-
-static int
-group_apply(struct run_ctx *ctx, const struct step *step,
-    struct step_result *res, struct errbuf *err)
-{
-	return group_run(ctx, step, res, false, err);
 }
 
 static void
@@ -184,18 +157,12 @@ group_describe(const struct step *step, struct buf *out)
 		buf_adds(out, " (system)");
 }
 
-static void
-group_free(void *cfg)
-{
-	free(cfg);
-}
-
 const struct step_kind step_kind_group = {
 	.name = "group",
 	.flags = STEP_RETRY_SAFE,
+	.keys = group_keys,
+	.cfg_size = sizeof(struct group_cfg),
 	.parse = group_parse,
-	.probe = group_probe,
-	.apply = group_apply,
+	.run = group_run,
 	.describe = group_describe,
-	.free = group_free,
 };

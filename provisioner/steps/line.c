@@ -37,7 +37,6 @@
  * /etc/x", "create /etc/x", "backup /etc/x.bak.20260101120000".
  */
 #include <regex.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "util/limits.h"
@@ -129,30 +128,19 @@ line_check(
 }
 
 static int
-line_parse(const struct node *body, const struct step *step, void **cfg,
-    struct errbuf *err)
+line_parse(const struct node *body, void *cfg, struct errbuf *err)
 {
-	struct line_cfg *c;
+	struct line_cfg *c = cfg;
 
-	(void)step;
-	*cfg = NULL;
-	if (node_expect(body, NODE_MAP, "line step", err) < 0 ||
-	    node_check_keys(body, line_keys, err) < 0)
-		return -1;
-	c = xcalloc(1, sizeof(*c));
 	if (stepsh_abs_path(body, "path", &c->path, err) < 0 ||
 	    node_opt_str(body, "line", &c->line, err) < 0 ||
 	    node_opt_str(body, "regexp", &c->regexp, err) < 0 ||
 	    line_parse_state(body, &c->absent, err) < 0 ||
 	    node_opt_bool(body, "create", &c->create, err) < 0 ||
 	    node_opt_bool(body, "backup", &c->backup, err) < 0 ||
-	    stepsh_parse_attrs(body, &c->attrs, err) < 0 ||
-	    line_check(body, c, err) < 0) {
-		free(c);
+	    stepsh_parse_attrs(body, &c->attrs, err) < 0)
 		return -1;
-	}
-	*cfg = c;
-	return 0;
+	return line_check(body, c, err);
 }
 
 /*
@@ -247,9 +235,9 @@ static const char line_sh[] =
     "attrs \"$P\" \"$M\" \"$O\" \"$G\" 0\n";
 
 static int
-line_script(const struct line_cfg *c, bool apply, struct buf *b)
+line_script(const struct line_cfg *c, enum step_mode mode, struct buf *b)
 {
-	if (stepsh_begin(b, apply) < 0 || stepsh_assign(b, "P", c->path) < 0 ||
+	if (stepsh_begin(b, mode) < 0 || stepsh_assign(b, "P", c->path) < 0 ||
 	    stepsh_assign(b, "L", c->line ? c->line : "") < 0 ||
 	    stepsh_assign(b, "R", c->regexp ? c->regexp : "") < 0 ||
 	    stepsh_assign(b, "AWK", line_awk) < 0 ||
@@ -262,34 +250,20 @@ line_script(const struct line_cfg *c, bool apply, struct buf *b)
 }
 
 static int
-line_run(struct run_ctx *ctx, const struct step *step, bool apply,
+line_run(struct run_ctx *ctx, const struct step *step, enum step_mode mode,
     struct step_result *res, struct errbuf *err)
 {
 	struct buf script;
 	int rc;
 
 	buf_init(&script, REMOTE_SCRIPT_MAX);
-	if (line_script(step->cfg, apply, &script) < 0) {
+	if (line_script(step->cfg, mode, &script) < 0) {
 		buf_release(&script);
 		return err_set(err, SH_ERR_INTERNAL, "line: script too long");
 	}
 	rc = stepsh_run(ctx, step, &script, res, err);
 	buf_release(&script); /* wiped: the line may hold a secret */
 	return rc;
-}
-
-static int
-line_probe(struct run_ctx *ctx, const struct step *step,
-    struct step_result *res, struct errbuf *err)
-{
-	return line_run(ctx, step, false, res, err);
-}
-
-static int
-line_apply(struct run_ctx *ctx, const struct step *step,
-    struct step_result *res, struct errbuf *err)
-{
-	return line_run(ctx, step, true, res, err);
 }
 
 static void
@@ -309,18 +283,12 @@ line_describe(const struct step *step, struct buf *out)
 	stepsh_describe_attrs(out, &c->attrs);
 }
 
-static void
-line_free(void *cfg)
-{
-	free(cfg);
-}
-
 const struct step_kind step_kind_line = {
 	.name = "line",
 	.flags = STEP_RETRY_SAFE,
+	.keys = line_keys,
+	.cfg_size = sizeof(struct line_cfg),
 	.parse = line_parse,
-	.probe = line_probe,
-	.apply = line_apply,
+	.run = line_run,
 	.describe = line_describe,
-	.free = line_free,
 };

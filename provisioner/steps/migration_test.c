@@ -159,16 +159,13 @@ static const char *const mt_keys[] = {
 /* ======================================================== parse */
 
 static void
-mt_free(void *cfg)
+mt_release(void *cfg)
 {
 	struct mt_cfg *c = cfg;
 
-	if (c == NULL)
-		return;
 	strlist_free(&c->data);
 	strlist_free(&c->between);
 	free(c->user);
-	free(c);
 }
 
 /* A data file must be readable and split into statements (no psql
@@ -318,35 +315,23 @@ mt_parse_dirs(const struct node *body, struct mt_cfg *c, struct errbuf *err)
 }
 
 static int
-mt_parse(const struct node *body, const struct step *step, void **cfg,
-    struct errbuf *err)
+mt_parse(const struct node *body, void *cfg, struct errbuf *err)
 {
-	struct mt_cfg *c;
+	struct mt_cfg *c = cfg;
 	uint64_t port = MT_DEFAULT_PORT;
 
-	(void)step;
-	*cfg = NULL;
-	if (node_expect(body, NODE_MAP, "migration_test", err) < 0 ||
-	    node_check_keys(body, mt_keys, err) < 0)
-		return -1;
-	c = xcalloc(1, sizeof(*c));
 	if (mt_parse_dirs(body, c, err) < 0 ||
 	    mt_parse_method(body, c, err) < 0 ||
 	    mt_parse_words(body, c, err) < 0 ||
 	    mt_parse_files(body, "data", true, &c->data, err) < 0 ||
 	    mt_parse_files(body, "between", false, &c->between, err) < 0 ||
 	    node_opt_u64(body, "port", 65534, &port, err) < 0 ||
-	    node_opt_bool(body, "keep", &c->keep, err) < 0) {
-		mt_free(c);
+	    node_opt_bool(body, "keep", &c->keep, err) < 0)
 		return -1;
-	}
-	if (port < 1024) {
-		mt_free(c);
+	if (port < 1024)
 		return node_err(
 		    err, node_get(body, "port"), "port must be 1024-65534");
-	}
 	c->port = (unsigned)port;
-	*cfg = c;
 	return 0;
 }
 
@@ -1211,6 +1196,16 @@ mt_probe(struct run_ctx *ctx, const struct step *step, struct step_result *res,
 	return rc;
 }
 
+/* probe only checks the binaries; apply runs the whole test. */
+static int
+mt_run_step(struct run_ctx *ctx, const struct step *step, enum step_mode mode,
+    struct step_result *res, struct errbuf *err)
+{
+	if (mode == STEP_PROBE)
+		return mt_probe(ctx, step, res, err);
+	return mt_apply(ctx, step, res, err);
+}
+
 static void
 mt_describe(const struct step *step, struct buf *out)
 {
@@ -1227,9 +1222,10 @@ mt_describe(const struct step *step, struct buf *out)
 const struct step_kind step_kind_migration_test = {
 	.name = "migration_test",
 	.flags = 0,
+	.keys = mt_keys,
+	.cfg_size = sizeof(struct mt_cfg),
 	.parse = mt_parse,
-	.probe = mt_probe,
-	.apply = mt_apply,
+	.run = mt_run_step,
 	.describe = mt_describe,
-	.free = mt_free,
+	.release = mt_release,
 };

@@ -31,7 +31,6 @@
  * change made or needed is one res->changes line, e.g. "create directory
  * /srv/x", "mode /srv/x: 755 -> 700". STEP_RETRY_SAFE.
  */
-#include <stdlib.h>
 #include <string.h>
 
 #include "util/limits.h"
@@ -139,30 +138,19 @@ path_check(
 }
 
 static int
-path_parse(const struct node *body, const struct step *step, void **cfg,
-    struct errbuf *err)
+path_parse(const struct node *body, void *cfg, struct errbuf *err)
 {
-	struct path_cfg *c;
+	struct path_cfg *c = cfg;
 
-	(void)step;
-	*cfg = NULL;
-	if (node_expect(body, NODE_MAP, "path step", err) < 0 ||
-	    node_check_keys(body, path_keys, err) < 0)
-		return -1;
-	c = xcalloc(1, sizeof(*c));
 	c->follow = true;
 	if (stepsh_abs_path(body, "path", &c->path, err) < 0 ||
 	    path_parse_state(body, c, err) < 0 ||
 	    node_opt_str(body, "target", &c->target, err) < 0 ||
 	    stepsh_parse_attrs(body, &c->attrs, err) < 0 ||
 	    node_opt_bool(body, "recursive", &c->recursive, err) < 0 ||
-	    node_opt_bool(body, "follow", &c->follow, err) < 0 ||
-	    path_check(body, c, err) < 0) {
-		free(c);
+	    node_opt_bool(body, "follow", &c->follow, err) < 0)
 		return -1;
-	}
-	*cfg = c;
-	return 0;
+	return path_check(body, c, err);
 }
 
 /*
@@ -228,9 +216,9 @@ static const char path_sh[] =
     "X chown -R -h -- \"$O${G:+:$G}\" \"$P\"\n";
 
 static int
-path_script(const struct path_cfg *c, bool apply, struct buf *b)
+path_script(const struct path_cfg *c, enum step_mode mode, struct buf *b)
 {
-	if (stepsh_begin(b, apply) < 0 || stepsh_assign(b, "P", c->path) < 0 ||
+	if (stepsh_begin(b, mode) < 0 || stepsh_assign(b, "P", c->path) < 0 ||
 	    stepsh_assign(b, "S", path_state_names[c->state]) < 0 ||
 	    stepsh_assign(b, "T", c->target ? c->target : "") < 0 ||
 	    stepsh_assign_attrs(b, &c->attrs) < 0 ||
@@ -241,7 +229,7 @@ path_script(const struct path_cfg *c, bool apply, struct buf *b)
 }
 
 static int
-path_run(struct run_ctx *ctx, const struct step *step, bool apply,
+path_run(struct run_ctx *ctx, const struct step *step, enum step_mode mode,
     struct step_result *res, struct errbuf *err)
 {
 	const struct path_cfg *c = step->cfg;
@@ -249,27 +237,13 @@ path_run(struct run_ctx *ctx, const struct step *step, bool apply,
 	int rc;
 
 	buf_init(&script, REMOTE_SCRIPT_MAX);
-	if (path_script(c, apply, &script) < 0) {
+	if (path_script(c, mode, &script) < 0) {
 		buf_release(&script);
 		return err_set(err, SH_ERR_INTERNAL, "path: script too long");
 	}
 	rc = stepsh_run(ctx, step, &script, res, err);
 	buf_release(&script);
 	return rc;
-}
-
-static int
-path_probe(struct run_ctx *ctx, const struct step *step,
-    struct step_result *res, struct errbuf *err)
-{
-	return path_run(ctx, step, false, res, err);
-}
-
-static int
-path_apply(struct run_ctx *ctx, const struct step *step,
-    struct step_result *res, struct errbuf *err)
-{
-	return path_run(ctx, step, true, res, err);
 }
 
 static void
@@ -285,18 +259,12 @@ path_describe(const struct step *step, struct buf *out)
 		buf_adds(out, " recursive");
 }
 
-static void
-path_free(void *cfg)
-{
-	free(cfg);
-}
-
 const struct step_kind step_kind_path = {
 	.name = "path",
 	.flags = STEP_RETRY_SAFE,
+	.keys = path_keys,
+	.cfg_size = sizeof(struct path_cfg),
 	.parse = path_parse,
-	.probe = path_probe,
-	.apply = path_apply,
+	.run = path_run,
 	.describe = path_describe,
-	.free = path_free,
 };

@@ -49,6 +49,9 @@
 #define PERM_GLOB_MAX 64
 #define PERM_SUMMARY_MAX 900 /* the summary must fit struct errbuf */
 
+static const char *const perm_keys[] = { "users", "order", "missing_users",
+	"patterns", "paths", "absent", NULL };
+
 /* ---- parse ---- */
 
 /* Optional key with two values: *second tells whether it is value b. */
@@ -295,9 +298,10 @@ perm_parse_tables(
 }
 
 static int
-perm_parse_body(
-    const struct node *body, struct permcheck_spec *s, struct errbuf *err)
+perm_parse(const struct node *body, void *cfg, struct errbuf *err)
 {
+	struct permcheck_spec *s = cfg;
+
 	if (perm_choice(body, "order", "any", "exact", &s->exact_order, err))
 		return -1;
 	if (perm_choice(
@@ -307,34 +311,9 @@ perm_parse_body(
 }
 
 static void
-perm_free(void *cfg)
+perm_release(void *cfg)
 {
-	if (cfg == NULL)
-		return;
 	permcheck_spec_free(cfg);
-	free(cfg);
-}
-
-static int
-perm_parse(const struct node *body, const struct step *step, void **cfg,
-    struct errbuf *err)
-{
-	static const char *const keys[] = { "users", "order", "missing_users",
-		"patterns", "paths", "absent", NULL };
-	struct permcheck_spec *s;
-
-	(void)step;
-	*cfg = NULL;
-	if (node_expect(body, NODE_MAP, "permissions", err) < 0 ||
-	    node_check_keys(body, keys, err) < 0)
-		return -1;
-	s = xcalloc(1, sizeof(*s));
-	if (perm_parse_body(body, s, err) < 0) {
-		perm_free(s);
-		return -1;
-	}
-	*cfg = s;
-	return 0;
 }
 
 /* ---- the check (apply), and probe on top of it ---- */
@@ -372,8 +351,8 @@ out:
 }
 
 static int
-perm_run(struct run_ctx *ctx, const struct step *step, struct step_result *res,
-    struct errbuf *err)
+perm_check(struct run_ctx *ctx, const struct step *step,
+    struct step_result *res, struct errbuf *err)
 {
 	struct remote_cmd cmd = REMOTE_CMD_INIT;
 	struct remote_out out;
@@ -397,13 +376,14 @@ out:
 	return rc;
 }
 
+/* Both modes run the check; probe lists failed rows as changes (top). */
 static int
-perm_probe(struct run_ctx *ctx, const struct step *step,
+perm_run(struct run_ctx *ctx, const struct step *step, enum step_mode mode,
     struct step_result *res, struct errbuf *err)
 {
-	if (perm_run(ctx, step, res, err) == 0)
+	if (perm_check(ctx, step, res, err) == 0)
 		return 0;
-	if (err->code != SH_ERR_STEP)
+	if (mode == STEP_APPLY || err->code != SH_ERR_STEP)
 		return -1;
 	for (size_t i = 0; i < res->ntests; i++)
 		if (!res->tests[i].passed && !res->tests[i].skipped)
@@ -448,9 +428,10 @@ perm_describe(const struct step *step, struct buf *out)
 const struct step_kind step_kind_permissions = {
 	.name = "permissions",
 	.flags = STEP_RETRY_SAFE,
+	.keys = perm_keys,
+	.cfg_size = sizeof(struct permcheck_spec),
 	.parse = perm_parse,
-	.probe = perm_probe,
-	.apply = perm_run,
+	.run = perm_run,
 	.describe = perm_describe,
-	.free = perm_free,
+	.release = perm_release,
 };

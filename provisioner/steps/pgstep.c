@@ -14,17 +14,7 @@
 #define PGSTEP_DEFAULT_USER "postgres"
 #define PGSTEP_DEFAULT_CONNECT_S 10
 
-const char *const pgstep_keys[] = {
-	"files",
-	"remote",
-	"host",
-	"port",
-	"user",
-	"database",
-	"password",
-	"connect_timeout",
-	NULL,
-};
+static const char *const pgstep_keys[] = { PGSTEP_KEYS, NULL };
 
 /* ======================================================== parse */
 

@@ -56,8 +56,10 @@ struct pgstep_cfg {
 	size_t nfiles;
 };
 
-/* The keys above, for node_check_keys() lists. */
-extern const char *const pgstep_keys[];
+/* The keys above, to start a kind's key list with. */
+#define PGSTEP_KEYS                                                            \
+	"files", "remote", "host", "port", "user", "database", "password",     \
+	    "connect_timeout"
 
 /* Parses the fields above out of body into c (zeroed by the caller). */
 int pgstep_parse(

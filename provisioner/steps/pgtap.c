@@ -47,20 +47,9 @@ struct pgtap_run {
 	struct buf first; /* the step's error message */
 };
 
+static const char *const pgtap_keys[] = { PGSTEP_KEYS, "transaction", NULL };
+
 /* ======================================================== parse */
-
-static int
-pgtap_check_keys(const struct node *body, struct errbuf *err)
-{
-	const char *all[16];
-	size_t n = 0;
-
-	for (const char *const *k = pgstep_keys; *k != NULL; k++)
-		all[n++] = *k;
-	all[n++] = "transaction";
-	all[n] = NULL;
-	return node_check_keys(body, all, err);
-}
 
 static int
 pgtap_parse_txn(
@@ -82,32 +71,21 @@ pgtap_parse_txn(
 }
 
 static void
-pgtap_free(void *cfg)
+pgtap_release(void *cfg)
 {
 	struct pgtap_cfg *c = cfg;
 
-	if (c == NULL)
-		return;
 	pgstep_free(&c->pg);
-	free(c);
 }
 
 static int
-pgtap_parse(const struct node *body, const struct step *step, void **cfg,
-    struct errbuf *err)
+pgtap_parse(const struct node *body, void *cfg, struct errbuf *err)
 {
-	struct pgtap_cfg *c = xcalloc(1, sizeof(*c));
+	struct pgtap_cfg *c = cfg;
 
-	(void)step;
-	*cfg = NULL;
-	if (node_expect(body, NODE_MAP, "pgtap", err) < 0 ||
-	    pgtap_check_keys(body, err) < 0 ||
-	    pgtap_parse_txn(body, c, err) < 0 ||
-	    pgstep_parse(body, &c->pg, err) < 0) {
-		pgtap_free(c);
+	if (pgtap_parse_txn(body, c, err) < 0 ||
+	    pgstep_parse(body, &c->pg, err) < 0)
 		return -1;
-	}
-	*cfg = c;
 	return 0;
 }
 
@@ -301,21 +279,27 @@ out:
 	return rc;
 }
 
-static int
-pgtap_probe(struct run_ctx *ctx, const struct step *step,
-    struct step_result *res, struct errbuf *err)
+/* A probe connects to nothing: the tests change nothing either way. */
+static void
+pgtap_would_run(const struct pgtap_cfg *c, struct step_result *res)
 {
-	const struct pgtap_cfg *c = step->cfg;
 	struct buf names;
 
-	(void)ctx;
-	(void)err;
 	buf_init(&names, 4096);
 	for (size_t i = 0; i < c->pg.nfiles; i++)
 		buf_addf(&names, "%s%s", i ? ", " : "", c->pg.files[i].name);
 	step_result_detail(res, "would_run", "%s", names.data);
 	buf_release(&names);
 	res->changed = false;
+}
+
+static int
+pgtap_run_step(struct run_ctx *ctx, const struct step *step,
+    enum step_mode mode, struct step_result *res, struct errbuf *err)
+{
+	if (mode == STEP_APPLY)
+		return pgtap_apply(ctx, step, res, err);
+	pgtap_would_run(step->cfg, res);
 	return 0;
 }
 
@@ -334,9 +318,10 @@ pgtap_describe(const struct step *step, struct buf *out)
 const struct step_kind step_kind_pgtap = {
 	.name = "pgtap",
 	.flags = STEP_RETRY_SAFE,
+	.keys = pgtap_keys,
+	.cfg_size = sizeof(struct pgtap_cfg),
 	.parse = pgtap_parse,
-	.probe = pgtap_probe,
-	.apply = pgtap_apply,
+	.run = pgtap_run_step,
 	.describe = pgtap_describe,
-	.free = pgtap_free,
+	.release = pgtap_release,
 };

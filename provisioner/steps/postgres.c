@@ -166,15 +166,12 @@ static const struct pgs_only pgs_only[] = {
 /* ======================================================== parse */
 
 static void
-pgs_free(void *cfg)
+pgs_release(void *cfg)
 {
 	struct pgs_cfg *c = cfg;
 
-	if (c == NULL)
-		return;
 	free(c->user);
 	strlist_free(&c->options);
-	free(c);
 }
 
 static int
@@ -325,32 +322,43 @@ pgs_parse_numbers(
 }
 
 static int
-pgs_parse(const struct node *body, const struct step *step, void **cfg,
-    struct errbuf *err)
+pgs_parse(const struct node *body, void *cfg, struct errbuf *err)
 {
-	struct pgs_cfg *c;
+	struct pgs_cfg *c = cfg;
 
-	(void)step;
-	*cfg = NULL;
-	if (node_expect(body, NODE_MAP, "postgres", err) < 0 ||
-	    node_check_keys(body, pgs_keys, err) < 0)
-		return -1;
-	c = xcalloc(1, sizeof(*c));
 	if (pgs_parse_action(body, c, err) < 0 ||
 	    pgs_check_only(body, c->action, err) < 0 ||
 	    pgs_parse_paths(body, c, err) < 0 ||
 	    pgs_parse_strings(body, c, err) < 0 ||
 	    pgs_parse_auth(body, c, err) < 0 ||
-	    pgs_parse_numbers(body, c, err) < 0) {
-		pgs_free(c);
+	    pgs_parse_numbers(body, c, err) < 0)
 		return -1;
-	}
 	if (c->ping_user == NULL)
 		c->ping_user = c->username ? c->username : c->user;
 	if (c->ping_dbname == NULL)
 		c->ping_dbname = "postgres";
-	*cfg = c;
 	return 0;
+}
+
+/*
+ * A start/restart's `options` is shell code: pg_ctl -o hands it to
+ * /bin/sh (see model/kind.h). initdb's are passed as words.
+ */
+static size_t
+pgs_code(const struct node *body, const struct node **out, size_t max)
+{
+	const struct node *a, *o;
+
+	if (body->type != NODE_MAP || max == 0)
+		return 0;
+	a = node_get(body, "action");
+	if (a != NULL && a->type == NODE_SCALAR &&
+	    strcmp(a->str, "initdb") == 0)
+		return 0;
+	if ((o = node_get(body, "options")) == NULL)
+		return 0;
+	out[0] = o;
+	return 1;
 }
 
 /* ======================================================== the script */
@@ -523,7 +531,7 @@ pgs_server_opts(const struct pgs_cfg *c, struct buf *o)
 }
 
 static int
-pgs_script(const struct pgs_cfg *c, bool apply, struct buf *b)
+pgs_script(const struct pgs_cfg *c, enum step_mode mode, struct buf *b)
 {
 	struct buf o, log;
 	int rc = -1;
@@ -538,7 +546,7 @@ pgs_script(const struct pgs_cfg *c, bool apply, struct buf *b)
 		buf_addf(&log, "%s/stagehand-postgres.log", c->data_dir);
 	if (buf_failed(&log))
 		buf_fail(b); /* a cut path would be a hole in the script */
-	if (buf_addf(b, "A=%d\n", apply ? 1 : 0) < 0 ||
+	if (buf_addf(b, "A=%d\n", mode == STEP_APPLY ? 1 : 0) < 0 ||
 	    stepsh_assign(b, "ACT", pgs_action_names[c->action]) < 0 ||
 	    stepsh_assign(b, "B", c->bin_dir) < 0 ||
 	    stepsh_assign(b, "D", c->data_dir) < 0 ||
@@ -635,7 +643,7 @@ pgs_protocol(struct step_result *res, const struct buf *out)
 }
 
 static int
-pgs_run(struct run_ctx *ctx, const struct step *step, bool apply,
+pgs_exec(struct run_ctx *ctx, const struct step *step, enum step_mode mode,
     struct step_result *res, struct errbuf *err)
 {
 	const struct pgs_cfg *c = step->cfg;
@@ -646,7 +654,7 @@ pgs_run(struct run_ctx *ctx, const struct step *step, bool apply,
 
 	memset(&out, 0, sizeof(out));
 	buf_init(&script, REMOTE_SCRIPT_MAX);
-	if (pgs_script(c, apply, &script) < 0) {
+	if (pgs_script(c, mode, &script) < 0) {
 		err_set(err, SH_ERR_STEP, "postgres: script too long");
 		goto out;
 	}
@@ -737,23 +745,17 @@ pgs_wait_ready(struct run_ctx *ctx, const struct pgs_cfg *c,
 }
 
 static int
-pgs_apply(struct run_ctx *ctx, const struct step *step, struct step_result *res,
-    struct errbuf *err)
+pgs_run(struct run_ctx *ctx, const struct step *step, enum step_mode mode,
+    struct step_result *res, struct errbuf *err)
 {
 	const struct pgs_cfg *c = step->cfg;
 
-	if (pgs_run(ctx, step, true, res, err) < 0)
+	if (pgs_exec(ctx, step, mode, res, err) < 0)
 		return -1;
-	if ((c->action == PGS_START || c->action == PGS_RESTART) && c->ping)
+	if (mode == STEP_APPLY &&
+	    (c->action == PGS_START || c->action == PGS_RESTART) && c->ping)
 		return pgs_wait_ready(ctx, c, res, err);
 	return 0;
-}
-
-static int
-pgs_probe(struct run_ctx *ctx, const struct step *step, struct step_result *res,
-    struct errbuf *err)
-{
-	return pgs_run(ctx, step, false, res, err);
 }
 
 static void
@@ -770,9 +772,11 @@ pgs_describe(const struct step *step, struct buf *out)
 const struct step_kind step_kind_postgres = {
 	.name = "postgres",
 	.flags = STEP_RETRY_SAFE,
+	.keys = pgs_keys,
+	.cfg_size = sizeof(struct pgs_cfg),
 	.parse = pgs_parse,
-	.probe = pgs_probe,
-	.apply = pgs_apply,
+	.run = pgs_run,
 	.describe = pgs_describe,
-	.free = pgs_free,
+	.release = pgs_release,
+	.code = pgs_code,
 };

@@ -185,8 +185,7 @@ static int
 shell_parse_map(
     const struct node *body, struct shell_cfg *c, struct errbuf *err)
 {
-	if (node_check_keys(body, shell_keys, err) < 0 ||
-	    node_req_str(body, "script", &c->script, err) < 0 ||
+	if (node_req_str(body, "script", &c->script, err) < 0 ||
 	    node_opt_str(body, "creates", &c->creates, err) < 0 ||
 	    node_opt_str(body, "unless", &c->unless, err) < 0 ||
 	    node_opt_str(body, "cwd", &c->cwd, err) < 0 ||
@@ -203,47 +202,51 @@ shell_parse_map(
 }
 
 static void
-shell_free(void *cfg)
+shell_release(void *cfg)
 {
 	struct shell_cfg *c = cfg;
 
-	if (c == NULL)
-		return;
 	free(c->env);
-	free(c);
 }
 
 static int
-shell_parse(const struct node *body, const struct step *step, void **cfg,
-    struct errbuf *err)
+shell_parse(const struct node *body, void *cfg, struct errbuf *err)
 {
-	struct shell_cfg *c = xcalloc(1, sizeof(*c));
-	int rc;
+	struct shell_cfg *c = cfg;
 
-	(void)step;
-	*cfg = NULL;
 	if (body->type == NODE_SCALAR) {
 		c->script = body->str;
 		c->valid[0] = true;
 		c->changed_code = -1;
-		rc = shell_no_nul(body, "script", err);
-	} else if (body->type == NODE_MAP) {
-		rc = shell_parse_map(body, c, err);
-	} else {
-		rc = node_err(err, body,
-		    "shell: expected a script or a map, got a %s",
-		    node_type_name(body->type));
-	}
-	if (rc == 0 && c->script[0] == '\0')
-		rc = node_err(err, body, "shell: the script is empty");
-	if (rc < 0) {
-		shell_free(c);
+		if (shell_no_nul(body, "script", err) < 0)
+			return -1;
+	} else if (shell_parse_map(body, c, err) < 0) {
 		return -1;
 	}
+	if (c->script[0] == '\0')
+		return node_err(err, body, "shell: the script is empty");
 	if (c->shell == NULL)
 		c->shell = "/bin/sh";
-	*cfg = c;
 	return 0;
+}
+
+/* The script and its `unless` are shell code (see model/kind.h). */
+static size_t
+shell_code(const struct node *body, const struct node **out, size_t max)
+{
+	const struct node *f[2] = { body, NULL };
+	size_t n = 0;
+
+	if (body->type == NODE_MAP) {
+		f[0] = node_get(body, "script");
+		f[1] = node_get(body, "unless");
+	} else if (body->type != NODE_SCALAR) {
+		return 0;
+	}
+	for (size_t i = 0; i < 2 && n < max; i++)
+		if (f[i] != NULL)
+			out[n++] = f[i];
+	return n;
 }
 
 /* ======================================================== the wrapper */
@@ -319,14 +322,14 @@ shell_heredoc(const char *script, struct buf *b)
 }
 
 static int
-shell_script(const struct shell_cfg *c, bool run, struct buf *b)
+shell_script(const struct shell_cfg *c, enum step_mode mode, struct buf *b)
 {
 	if (stepsh_assign(b, "SH", c->shell) < 0 ||
 	    stepsh_assign(b, "CR", c->creates ? c->creates : "") < 0 ||
 	    stepsh_assign(b, "U", c->unless ? c->unless : "") < 0 ||
 	    stepsh_assign(b, "CD", c->cwd ? c->cwd : "") < 0 ||
 	    buf_addf(b, "HC=%d HU=%d RUN=%d\n", c->creates ? 1 : 0,
-	        c->unless ? 1 : 0, run ? 1 : 0) < 0)
+	        c->unless ? 1 : 0, mode == STEP_APPLY ? 1 : 0) < 0)
 		return -1;
 	for (size_t i = 0; i < c->nenv; i++) {
 		if (buf_addf(b, "export %s=", c->env[i].name) < 0 ||
@@ -335,7 +338,7 @@ shell_script(const struct shell_cfg *c, bool run, struct buf *b)
 	}
 	if (buf_adds(b, shell_sh) < 0)
 		return -1;
-	if (!run)
+	if (mode == STEP_PROBE)
 		return 0;
 	if (buf_adds(b, shell_exec_sh) < 0)
 		return -1;
@@ -370,7 +373,7 @@ shell_first_line(const struct redact *rd, const char *s, struct buf *out)
 
 /* Runs the wrapper; *verdict points into out->out (caller frees out). */
 static int
-shell_exec(struct run_ctx *ctx, const struct step *step, bool run,
+shell_exec(struct run_ctx *ctx, const struct step *step, enum step_mode mode,
     struct remote_out *out, struct step_result *res, struct errbuf *err)
 {
 	struct remote_cmd cmd = REMOTE_CMD_INIT;
@@ -378,7 +381,7 @@ shell_exec(struct run_ctx *ctx, const struct step *step, bool run,
 	int rc = -1;
 
 	buf_init(&script, REMOTE_SCRIPT_MAX);
-	if (shell_script(step->cfg, run, &script) < 0) {
+	if (shell_script(step->cfg, mode, &script) < 0) {
 		err_set(err, SH_ERR_STEP, "shell: script too long");
 		goto out;
 	}
@@ -403,6 +406,20 @@ out:
 	return rc;
 }
 
+/* The change line "ran: <first line>" or "would run: <first line>". */
+static void
+shell_change(const struct redact *rd, const struct shell_cfg *c,
+    const char *verb, struct step_result *res)
+{
+	struct buf first;
+
+	buf_init(&first, 4096);
+	shell_first_line(rd, c->script, &first);
+	step_result_change(res, "%s: %s", verb, first.data);
+	buf_release(&first);
+	res->changed = true;
+}
+
 static int
 shell_verdict(const struct redact *rd, const struct shell_cfg *c,
     const struct remote_out *out, struct step_result *res, struct errbuf *err)
@@ -423,53 +440,29 @@ shell_verdict(const struct redact *rd, const struct shell_cfg *c,
 	res->exit_status = code;
 	if (!c->valid[code])
 		return remote_fail(rd, err, &out->err, "exit %d", code);
-	if (c->changed_code < 0 || code == c->changed_code) {
-		struct buf first;
-
-		buf_init(&first, 4096);
-		shell_first_line(rd, c->script, &first);
-		step_result_change(res, "ran: %s", first.data);
-		buf_release(&first);
-		res->changed = true;
-	}
+	if (c->changed_code < 0 || code == c->changed_code)
+		shell_change(rd, c, "ran", res);
 	return 0;
 }
 
+/* probe needs no round trip when there is no creates/unless to check. */
 static int
-shell_apply(struct run_ctx *ctx, const struct step *step,
-    struct step_result *res, struct errbuf *err)
-{
-	struct remote_out out;
-	int rc;
-
-	memset(&out, 0, sizeof(out));
-	rc = shell_exec(ctx, step, true, &out, res, err);
-	if (rc == 0)
-		rc = shell_verdict(ctx->redact, step->cfg, &out, res, err);
-	remote_out_free(&out);
-	return rc;
-}
-
-static int
-shell_probe(struct run_ctx *ctx, const struct step *step,
+shell_run(struct run_ctx *ctx, const struct step *step, enum step_mode mode,
     struct step_result *res, struct errbuf *err)
 {
 	const struct shell_cfg *c = step->cfg;
+	bool checks = c->creates != NULL || c->unless != NULL;
 	struct remote_out out;
-	struct buf first;
 	int rc = 0;
 
 	memset(&out, 0, sizeof(out));
-	if (c->creates != NULL || c->unless != NULL)
-		rc = shell_exec(ctx, step, false, &out, res, err);
-	if (rc == 0 && ((c->creates == NULL && c->unless == NULL) ||
-	                   strcmp(out.out.data, "stagehand-run\n") == 0)) {
-		buf_init(&first, 4096);
-		shell_first_line(ctx->redact, c->script, &first);
-		step_result_change(res, "would run: %s", first.data);
-		buf_release(&first);
-		res->changed = true;
-	}
+	if (mode == STEP_APPLY || checks)
+		rc = shell_exec(ctx, step, mode, &out, res, err);
+	if (rc == 0 && mode == STEP_APPLY)
+		rc = shell_verdict(ctx->redact, c, &out, res, err);
+	else if (rc == 0 &&
+	         (!checks || strcmp(out.out.data, "stagehand-run\n") == 0))
+		shell_change(ctx->redact, c, "would run", res);
 	remote_out_free(&out);
 	return rc;
 }
@@ -489,10 +482,12 @@ shell_describe(const struct step *step, struct buf *out)
 
 const struct step_kind step_kind_shell = {
 	.name = "shell",
-	.flags = 0,
+	.flags = STEP_BODY_SCALAR,
+	.keys = shell_keys,
+	.cfg_size = sizeof(struct shell_cfg),
 	.parse = shell_parse,
-	.probe = shell_probe,
-	.apply = shell_apply,
+	.run = shell_run,
 	.describe = shell_describe,
-	.free = shell_free,
+	.release = shell_release,
+	.code = shell_code,
 };

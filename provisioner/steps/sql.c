@@ -41,23 +41,10 @@ struct sql_cfg {
 	const char *unless; /* borrowed; NULL: none */
 };
 
-static const char *const sql_own_keys[] = { "transaction", "unless", NULL };
+static const char *const sql_keys[] = { PGSTEP_KEYS, "transaction", "unless",
+	NULL };
 
 /* ======================================================== parse */
-
-static int
-sql_check_keys(const struct node *body, struct errbuf *err)
-{
-	const char *all[16];
-	size_t n = 0;
-
-	for (const char *const *k = pgstep_keys; *k != NULL; k++)
-		all[n++] = *k;
-	for (const char *const *k = sql_own_keys; *k != NULL; k++)
-		all[n++] = *k;
-	all[n] = NULL;
-	return node_check_keys(body, all, err);
-}
 
 static int
 sql_parse_txn(const struct node *body, struct sql_cfg *c, struct errbuf *err)
@@ -78,41 +65,28 @@ sql_parse_txn(const struct node *body, struct sql_cfg *c, struct errbuf *err)
 }
 
 static void
-sql_free(void *cfg)
+sql_release(void *cfg)
 {
 	struct sql_cfg *c = cfg;
 
-	if (c == NULL)
-		return;
 	pgstep_free(&c->pg);
-	free(c);
 }
 
 static int
-sql_parse(const struct node *body, const struct step *step, void **cfg,
-    struct errbuf *err)
+sql_parse(const struct node *body, void *cfg, struct errbuf *err)
 {
-	struct sql_cfg *c = xcalloc(1, sizeof(*c));
+	struct sql_cfg *c = cfg;
 	const struct node *u;
 
-	(void)step;
-	*cfg = NULL;
-	if (node_expect(body, NODE_MAP, "sql", err) < 0 ||
-	    sql_check_keys(body, err) < 0 || sql_parse_txn(body, c, err) < 0 ||
+	if (sql_parse_txn(body, c, err) < 0 ||
 	    node_opt_str(body, "unless", &c->unless, err) < 0 ||
 	    pgstep_parse(body, &c->pg, err) < 0)
-		goto fail;
+		return -1;
 	u = node_get(body, "unless");
 	if (c->unless != NULL &&
-	    (strlen(c->unless) != u->len || c->unless[0] == '\0')) {
-		node_err(err, u, "unless: empty or contains NUL");
-		goto fail;
-	}
-	*cfg = c;
+	    (strlen(c->unless) != u->len || c->unless[0] == '\0'))
+		return node_err(err, u, "unless: empty or contains NUL");
 	return 0;
-fail:
-	sql_free(c);
-	return -1;
 }
 
 /* ======================================================== unless */
@@ -240,6 +214,16 @@ sql_probe(struct run_ctx *ctx, const struct step *step, struct step_result *res,
 	return 0;
 }
 
+/* apply runs the files; probe at most asks `unless` (read-only). */
+static int
+sql_run(struct run_ctx *ctx, const struct step *step, enum step_mode mode,
+    struct step_result *res, struct errbuf *err)
+{
+	if (mode == STEP_PROBE)
+		return sql_probe(ctx, step, res, err);
+	return sql_apply(ctx, step, res, err);
+}
+
 static void
 sql_describe(const struct step *step, struct buf *out)
 {
@@ -257,9 +241,10 @@ sql_describe(const struct step *step, struct buf *out)
 const struct step_kind step_kind_sql = {
 	.name = "sql",
 	.flags = 0,
+	.keys = sql_keys,
+	.cfg_size = sizeof(struct sql_cfg),
 	.parse = sql_parse,
-	.probe = sql_probe,
-	.apply = sql_apply,
+	.run = sql_run,
 	.describe = sql_describe,
-	.free = sql_free,
+	.release = sql_release,
 };

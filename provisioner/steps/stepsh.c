@@ -67,11 +67,11 @@ static const char stepsh_lib[] =
     "}\n";
 
 int
-stepsh_begin(struct buf *b, bool apply)
+stepsh_begin(struct buf *b, enum step_mode mode)
 {
 	if (buf_adds(b, stepsh_lib) < 0)
 		return -1;
-	return buf_addf(b, "A=%d\n", apply ? 1 : 0);
+	return buf_addf(b, "A=%d\n", mode == STEP_APPLY ? 1 : 0);
 }
 
 int

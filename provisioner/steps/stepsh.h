@@ -68,7 +68,7 @@ int stepsh_abs_path(const struct node *map, const char *key, const char **out,
     struct errbuf *err);
 
 /* Appends the preamble and helper functions (see above). */
-int stepsh_begin(struct buf *b, bool apply);
+int stepsh_begin(struct buf *b, enum step_mode mode);
 /* Appends NAME='value'\n. */
 int stepsh_assign(struct buf *b, const char *name, const char *value);
 /* Appends M='755' O='root' G='' (empty = leave) as assignments. */

@@ -146,9 +146,9 @@ upload_check_src(
 }
 
 static int
-upload_parse_body(
-    const struct node *body, struct upload_cfg *c, struct errbuf *err)
+upload_parse(const struct node *body, void *cfg, struct errbuf *err)
 {
+	struct upload_cfg *c = cfg;
 	const struct node *cn;
 
 	if (node_opt_str(body, "src", &c->src_arg, err) < 0 ||
@@ -169,34 +169,11 @@ upload_parse_body(
 }
 
 static void
-upload_free(void *cfg)
+upload_release(void *cfg)
 {
 	struct upload_cfg *c = cfg;
 
-	if (c == NULL)
-		return;
 	free(c->src);
-	free(c);
-}
-
-static int
-upload_parse(const struct node *body, const struct step *step, void **cfg,
-    struct errbuf *err)
-{
-	struct upload_cfg *c;
-
-	(void)step;
-	*cfg = NULL;
-	if (node_expect(body, NODE_MAP, "upload step", err) < 0 ||
-	    node_check_keys(body, upload_keys, err) < 0)
-		return -1;
-	c = xcalloc(1, sizeof(*c));
-	if (upload_parse_body(body, c, err) < 0) {
-		upload_free(c);
-		return -1;
-	}
-	*cfg = c;
-	return 0;
 }
 
 /* ======================================================== the local tree */
@@ -462,12 +439,12 @@ static const char upload_sh[] =
     "}\n";
 
 static int
-upload_begin(const struct upload_cfg *c, bool apply, struct buf *b)
+upload_begin(const struct upload_cfg *c, enum step_mode mode, struct buf *b)
 {
 	struct stepsh_attrs a = c->attrs;
 
 	a.mode_set = false; /* M is unused; modes go per entry */
-	if (stepsh_begin(b, apply) < 0 || stepsh_assign_attrs(b, &a) < 0 ||
+	if (stepsh_begin(b, mode) < 0 || stepsh_assign_attrs(b, &a) < 0 ||
 	    buf_adds(b, upload_sh) < 0)
 		return -1;
 	return 0;
@@ -494,16 +471,16 @@ upload_put(struct buf *b, const char *path, const char *mode, uint64_t size,
 
 /* The single-file script; hash is "-" for apply. */
 static int
-upload_file_script(const struct upload_cfg *c, bool apply, uint64_t size,
-    const char *hash, struct buf *b)
+upload_file_script(const struct upload_cfg *c, enum step_mode mode,
+    uint64_t size, const char *hash, struct buf *b)
 {
-	struct buf mode;
+	struct buf octal;
 	int rc;
 
-	buf_init(&mode, 32);
+	buf_init(&octal, 32);
 	if (c->attrs.mode_set)
-		buf_addf(&mode, "%o", c->attrs.mode);
-	rc = upload_begin(c, apply, b);
+		buf_addf(&octal, "%o", c->attrs.mode);
+	rc = upload_begin(c, mode, b);
 	if (rc == 0)
 		rc = stepsh_assign(b, "D", c->dest);
 	if (rc == 0)
@@ -515,28 +492,34 @@ upload_file_script(const struct upload_cfg *c, bool apply, uint64_t size,
 		                 "\tdie \"${D%/*}/: no such directory\"\n"
 		                 "fi\n");
 	if (rc == 0)
-		rc = upload_put(b, "\"$D\"", mode.data, size, hash);
-	buf_release(&mode);
+		rc = upload_put(b, "\"$D\"", octal.data, size, hash);
+	buf_release(&octal);
 	return rc;
 }
 
 /* ======================================================== probe / apply */
 
 static int
-upload_file_probe_script(
-    const struct upload_cfg *c, struct buf *b, struct errbuf *err)
+upload_probe_file(struct run_ctx *ctx, const struct step *step,
+    struct step_result *res, struct errbuf *err)
 {
-	struct buf hash;
+	const struct upload_cfg *c = step->cfg;
+	struct buf hash, script;
 	uint64_t size = c->content_len;
 	int rc = 0;
 
 	buf_init(&hash, 128);
+	buf_init(&script, REMOTE_SCRIPT_MAX);
 	if (c->content != NULL)
 		stepsh_sha256_mem(c->content, c->content_len, &hash);
 	else
 		rc = stepsh_sha256_file(c->src, &hash, &size, err);
-	if (rc == 0 && upload_file_script(c, false, size, hash.data, b) < 0)
+	if (rc == 0 &&
+	    upload_file_script(c, STEP_PROBE, size, hash.data, &script) < 0)
 		rc = err_set(err, SH_ERR_STEP, "upload: script too long");
+	if (rc == 0)
+		rc = stepsh_run(ctx, step, &script, res, err);
+	buf_release(&script);
 	buf_release(&hash);
 	return rc;
 }
@@ -581,7 +564,7 @@ upload_apply_file(struct run_ctx *ctx, const struct step *step,
 			goto out;
 		}
 	}
-	if (upload_file_script(c, true,
+	if (upload_file_script(c, STEP_APPLY,
 	        c->content ? c->content_len : (uint64_t)sb.st_size, "-",
 	        &script) < 0) {
 		err_set(err, SH_ERR_STEP, "upload: script too long");
@@ -813,14 +796,15 @@ upload_hash_tree(
 
 /*
  * Walks and hashes the local tree, runs the inventory and decides what
- * each entry needs. With report (probe) the needed changes become res's
- * change lines. *root: dest exists on the target.
+ * each entry needs. On STEP_PROBE the needed changes become res's change
+ * lines. *root: dest exists on the target.
  */
 static int
 upload_inventory(struct run_ctx *ctx, const struct step *step,
-    struct upload_list *l, bool *root, bool report, struct step_result *res,
-    struct errbuf *err)
+    enum step_mode mode, struct upload_list *l, bool *root,
+    struct step_result *res, struct errbuf *err)
 {
+	struct step_result *report = mode == STEP_PROBE ? res : NULL;
 	const struct upload_cfg *c = step->cfg;
 	struct remote_cmd cmd = REMOTE_CMD_INIT;
 	struct remote_out out;
@@ -832,7 +816,7 @@ upload_inventory(struct run_ctx *ctx, const struct step *step,
 	if (upload_walk(c->src, "", 0, l, err) < 0 ||
 	    upload_hash_tree(c, l, err) < 0)
 		goto out;
-	if (stepsh_begin(&script, false) < 0 ||
+	if (stepsh_begin(&script, STEP_PROBE) < 0 ||
 	    stepsh_assign(&script, "R", c->dest) < 0 ||
 	    buf_adds(&script, upload_inv_sh) < 0 ||
 	    upload_inv_calls(&script, l, false) < 0 ||
@@ -843,10 +827,9 @@ upload_inventory(struct run_ctx *ctx, const struct step *step,
 	if (remote_script(&cmd, &script, err) < 0)
 		goto out;
 	if (stepsh_exec(ctx, step, &cmd, &out, res, err) < 0 ||
-	    upload_inv_parse(c, l, &out.out, root, report ? res : NULL, err) <
-	        0)
+	    upload_inv_parse(c, l, &out.out, root, report, err) < 0)
 		goto out;
-	rc = upload_inv_decide(c, l, *root, report ? res : NULL, err);
+	rc = upload_inv_decide(c, l, *root, report, err);
 out:
 	remote_out_free(&out);
 	buf_release(&script);
@@ -888,7 +871,7 @@ static int
 upload_tree_script(const struct upload_cfg *c, const struct upload_list *l,
     bool sending, struct buf *b)
 {
-	int rc = upload_begin(c, true, b);
+	int rc = upload_begin(c, STEP_APPLY, b);
 
 	if (rc == 0)
 		rc = stepsh_assign(b, "R", c->dest) < 0 ||
@@ -958,23 +941,27 @@ upload_tree_send(struct run_ctx *ctx, const struct step *step,
 /*
  * Two round trips when something differs, one when nothing does: the
  * inventory, then a script that fixes only what differs, with a tar of
- * only the files that must be sent as its payload.
+ * only the files that must be sent as its payload. A probe stops after
+ * the inventory, which listed the changes.
  */
 static int
-upload_apply_tree(struct run_ctx *ctx, const struct step *step,
+upload_tree(struct run_ctx *ctx, const struct step *step, enum step_mode mode,
     struct step_result *res, struct errbuf *err)
 {
 	const struct upload_cfg *c = step->cfg;
 	struct upload_list l = { NULL, 0, 0 };
 	struct buf script;
 	bool root;
-	int rc = -1;
+	int rc;
 
 	buf_init(&script, REMOTE_SCRIPT_MAX);
-	if (upload_inventory(ctx, step, &l, &root, false, res, err) < 0)
+	rc = upload_inventory(ctx, step, mode, &l, &root, res, err);
+	if (mode == STEP_PROBE) {
+		if (res->changes.n > 0 || res->changes_dropped > 0)
+			res->changed = true;
 		goto out;
-	rc = 0;
-	if (!upload_tree_todo(&l, root))
+	}
+	if (rc < 0 || !upload_tree_todo(&l, root))
 		goto out;
 	rc = -1;
 	if (upload_tree_script(c, &l, upload_tree_sending(&l), &script) < 0) {
@@ -989,38 +976,16 @@ out:
 }
 
 static int
-upload_probe(struct run_ctx *ctx, const struct step *step,
-    struct step_result *res, struct errbuf *err)
-{
-	const struct upload_cfg *c = step->cfg;
-	struct upload_list l = { NULL, 0, 0 };
-	struct buf script;
-	bool root;
-	int rc;
-
-	if (c->tree) {
-		rc = upload_inventory(ctx, step, &l, &root, true, res, err);
-		upload_list_free(&l);
-		if (res->changes.n > 0 || res->changes_dropped > 0)
-			res->changed = true;
-		return rc;
-	}
-	buf_init(&script, REMOTE_SCRIPT_MAX);
-	rc = upload_file_probe_script(c, &script, err);
-	if (rc == 0)
-		rc = stepsh_run(ctx, step, &script, res, err);
-	buf_release(&script);
-	return rc;
-}
-
-static int
-upload_apply(struct run_ctx *ctx, const struct step *step,
+upload_run(struct run_ctx *ctx, const struct step *step, enum step_mode mode,
     struct step_result *res, struct errbuf *err)
 {
 	const struct upload_cfg *c = step->cfg;
 
-	return c->tree ? upload_apply_tree(ctx, step, res, err)
-	               : upload_apply_file(ctx, step, res, err);
+	if (c->tree)
+		return upload_tree(ctx, step, mode, res, err);
+	if (mode == STEP_PROBE)
+		return upload_probe_file(ctx, step, res, err);
+	return upload_apply_file(ctx, step, res, err);
 }
 
 static void
@@ -1040,9 +1005,10 @@ upload_describe(const struct step *step, struct buf *out)
 const struct step_kind step_kind_upload = {
 	.name = "upload",
 	.flags = STEP_RETRY_SAFE,
+	.keys = upload_keys,
+	.cfg_size = sizeof(struct upload_cfg),
 	.parse = upload_parse,
-	.probe = upload_probe,
-	.apply = upload_apply,
+	.run = upload_run,
 	.describe = upload_describe,
-	.free = upload_free,
+	.release = upload_release,
 };

@@ -80,6 +80,10 @@ struct user_cfg {
 	bool absent;
 };
 
+static const char *const user_keys[] = { "name", "uid", "group", "groups",
+	"append", "home", "create_home", "shell", "system", "comment", "state",
+	NULL };
+
 #define USER_FIELD_MAX 4096
 
 /* ---- parse ---- */
@@ -149,9 +153,10 @@ user_check_absent(const struct node *body, struct errbuf *err)
 }
 
 static int
-user_parse_fields(
-    const struct node *body, struct user_cfg *c, struct errbuf *err)
+user_parse(const struct node *body, void *cfg, struct errbuf *err)
 {
+	struct user_cfg *c = cfg;
+
 	if (node_req_str(body, "name", &c->name, err) == -1 ||
 	    node_opt_u64(body, "uid", STEPSH_ID_MAX, &c->uid, err) == -1 ||
 	    node_opt_str(body, "group", &c->group, err) == -1 ||
@@ -177,37 +182,11 @@ user_parse_fields(
 }
 
 static void
-user_free(void *cfg)
+user_release(void *cfg)
 {
 	struct user_cfg *c = cfg;
 
-	if (c == NULL)
-		return;
 	strlist_free(&c->groups);
-	free(c);
-}
-
-static int
-user_parse(const struct node *body, const struct step *step, void **cfg,
-    struct errbuf *err)
-{
-	static const char *const keys[] = { "name", "uid", "group", "groups",
-		"append", "home", "create_home", "shell", "system", "comment",
-		"state", NULL };
-	struct user_cfg *c;
-
-	(void)step;
-	*cfg = NULL;
-	if (node_expect(body, NODE_MAP, "user", err) == -1 ||
-	    node_check_keys(body, keys, err) == -1)
-		return -1;
-	c = xcalloc(1, sizeof(*c));
-	if (user_parse_fields(body, c, err) == -1) {
-		user_free(c);
-		return -1;
-	}
-	*cfg = c;
-	return 0;
 }
 
 /* ---- the remote script ---- */
@@ -337,7 +316,7 @@ static const char user_script_home[] =
     "[ \"$probe\" = 1 ] || echo \"= uid $(id -u -- \"$n\")\"\n";
 
 static void
-user_script(const struct user_cfg *c, bool probe, struct buf *s)
+user_script(const struct user_cfg *c, enum step_mode mode, struct buf *s)
 {
 	struct buf g;
 
@@ -347,7 +326,7 @@ user_script(const struct user_cfg *c, bool probe, struct buf *s)
 	buf_addf(s,
 	    "probe=%d\nappend=%d\nmkhome=%d\nsys=%d\n"
 	    "absent=%d\ngset=%d\ncset=%d\n",
-	    probe, c->append, c->create_home, c->system, c->absent,
+	    mode == STEP_PROBE, c->append, c->create_home, c->system, c->absent,
 	    c->has_groups, c->comment != NULL);
 	if (c->has_uid)
 		buf_addf(s, "uid=%llu\n", (unsigned long long)c->uid);
@@ -370,33 +349,19 @@ user_script(const struct user_cfg *c, bool probe, struct buf *s)
 }
 
 static int
-user_run(struct run_ctx *ctx, const struct step *step, struct step_result *res,
-    bool probe, struct errbuf *err)
+user_run(struct run_ctx *ctx, const struct step *step, enum step_mode mode,
+    struct step_result *res, struct errbuf *err)
 {
 	struct remote_out out;
 	struct buf script;
 	int rc;
 
 	buf_init(&script, 1u << 22);
-	user_script(step->cfg, probe, &script);
+	user_script(step->cfg, mode, &script);
 	rc = stepsh_run_plus(ctx, step, &script, &out, res, err);
 	remote_out_free(&out);
 	buf_release(&script);
 	return rc;
-}
-
-static int
-user_probe(struct run_ctx *ctx, const struct step *step,
-    struct step_result *res, struct errbuf *err)
-{
-	return user_run(ctx, step, res, true, err);
-}
-
-static int
-user_apply(struct run_ctx *ctx, const struct step *step,
-    struct step_result *res, struct errbuf *err)
-{
-	return user_run(ctx, step, res, false, err);
 }
 
 /* Adds " (key value" or ", key value" for the one pair of parentheses. */
@@ -452,9 +417,10 @@ user_describe(const struct step *step, struct buf *out)
 const struct step_kind step_kind_user = {
 	.name = "user",
 	.flags = STEP_RETRY_SAFE,
+	.keys = user_keys,
+	.cfg_size = sizeof(struct user_cfg),
 	.parse = user_parse,
-	.probe = user_probe,
-	.apply = user_apply,
+	.run = user_run,
 	.describe = user_describe,
-	.free = user_free,
+	.release = user_release,
 };

@@ -660,6 +660,135 @@ test_manifest_kind_parse_errors_pass_through(void **state)
 	    "mem.yml:5:12: shell: expected a script or a map, got a sequence");
 }
 
+/*
+ * Two fake kinds, to see the loader's side of model/kind.h: the body's
+ * type, the key check, a zeroed cfg of cfg_size, release on a failed parse
+ * and in manifest_free, and code() naming the fields that are shell text.
+ */
+struct fake_cfg {
+	unsigned char pad[40]; /* must arrive zeroed */
+	char *owned;           /* what release frees */
+	const char *word;
+};
+
+static const char *const fake_keys[] = { "word", "note", "fail", NULL };
+static unsigned fake_releases;
+
+static int
+fake_parse(const struct node *body, void *cfg, struct errbuf *err)
+{
+	struct fake_cfg *c = cfg;
+
+	for (size_t i = 0; i < sizeof(c->pad); i++)
+		assert_int_equal(c->pad[i], 0);
+	assert_null(c->owned);
+	assert_null(c->word);
+	c->owned = xstrdup("built before a failure");
+	if (body->type == NODE_SCALAR) {
+		c->word = body->str;
+		return 0;
+	}
+	assert_int_equal(body->type, NODE_MAP);
+	if (node_opt_str(body, "word", &c->word, err) < 0)
+		return -1;
+	if (node_get(body, "fail") != NULL)
+		return node_err(err, node_get(body, "fail"), "fake: failed");
+	return 0;
+}
+
+static void
+fake_release(void *cfg)
+{
+	struct fake_cfg *c = cfg;
+
+	free(c->owned);
+	fake_releases++;
+}
+
+static size_t
+fake_code(const struct node *body, const struct node **out, size_t max)
+{
+	const struct node *w = node_get(body, "word");
+
+	if (w == NULL || max == 0)
+		return 0;
+	out[0] = w;
+	return 1;
+}
+
+static const struct step_kind fake_map = { .name = "fake",
+	.keys = fake_keys,
+	.cfg_size = sizeof(struct fake_cfg),
+	.parse = fake_parse,
+	.release = fake_release,
+	.code = fake_code };
+static const struct step_kind fake_scalar = { .name = "fakes",
+	.flags = STEP_BODY_SCALAR,
+	.keys = fake_keys,
+	.cfg_size = sizeof(struct fake_cfg),
+	.parse = fake_parse,
+	.release = fake_release };
+static const struct step_kind *const fake_kinds[] = { &fake_map, &fake_scalar,
+	NULL };
+
+static int
+fake_load(const char *steps, struct manifest **m, struct errbuf *err)
+{
+	char *doc = xasprintf(HDR "vars: {v: x}\nsteps:\n%s", steps);
+	int rc;
+
+	err_clear(err);
+	*m = NULL;
+	rc = manifest_load_mem(
+	    "mem.yml", doc, strlen(doc), fake_kinds, NULL, m, err);
+	free(doc);
+	return rc;
+}
+
+static void
+test_manifest_loader_does_the_common_parse_work(void **state)
+{
+	struct manifest *m;
+	struct errbuf err;
+	const struct fake_cfg *c;
+
+	(void)state;
+	fake_releases = 0;
+	assert_int_equal(fake_load("  - name: a\n    fake: {word: \"${v}\", "
+	                           "note: \"${v}\"}\n"
+	                           "  - name: b\n    fakes: w\n",
+	                     &m, &err),
+	    0);
+	c = m->steps[0].cfg;
+	assert_string_equal(c->word, "x");
+	c = m->steps[1].cfg;
+	assert_string_equal(c->word, "w");
+	/* code() named `word`, not `note` */
+	assert_int_equal(m->warnings.n, 1);
+	assert_non_null(strstr(m->warnings.v[0], "mem.yml:6:19: warning:"));
+	manifest_free(m);
+	assert_int_equal(fake_releases, 2);
+
+	assert_int_equal(fake_load("  - name: a\n    fake: w\n", &m, &err), -1);
+	assert_string_equal(
+	    err.msg, "mem.yml:6:11: fake must be a map, not a scalar");
+	assert_int_equal(
+	    fake_load("  - name: a\n    fakes: [w]\n", &m, &err), -1);
+	assert_string_equal(err.msg,
+	    "mem.yml:6:12: fakes: expected a script or a map, got a sequence");
+	assert_int_equal(
+	    fake_load("  - name: a\n    fake: {wrd: w}\n", &m, &err), -1);
+	assert_string_equal(err.msg,
+	    "mem.yml:6:12: unknown key 'wrd' (expected one of: word, note, "
+	    "fail)");
+	assert_int_equal(fake_releases, 2); /* parse was never called */
+	assert_int_equal(
+	    fake_load("  - name: a\n    fake: {fail: 1}\n", &m, &err), -1);
+	assert_string_equal(err.msg, "mem.yml:6:18: fake: failed");
+	assert_null(m);
+	assert_int_equal(fake_releases, 3); /* what parse built is freed */
+}
+
 static void
 test_manifest_rejects_include_from_memory(void **state)
 {
@@ -1146,6 +1275,8 @@ main(void)
 		cmocka_unit_test(test_manifest_rejects_zero_or_two_kinds),
 		cmocka_unit_test(test_manifest_rejects_wrong_types),
 		cmocka_unit_test(test_manifest_kind_parse_errors_pass_through),
+		cmocka_unit_test(
+		    test_manifest_loader_does_the_common_parse_work),
 		cmocka_unit_test(test_manifest_rejects_include_from_memory),
 		cmocka_unit_test(test_manifest_rejects_yaml_tricks),
 		cmocka_unit_test(test_manifest_rejects_billion_laughs),
