@@ -16,7 +16,7 @@
 # binary under test ($STAGEHAND) is not used. Runtime: about 1.5 to 2.5 min on
 # 2 cores (most of it t0860 and t0710), noted, not asserted.
 . "$(dirname "$0")/lib.sh"
-t_plan 9
+t_plan 10
 
 M=$T/src
 n=0
@@ -136,6 +136,12 @@ mutant "closure counts FileSize as the bytes to copy" provisioner/steps/closure.
 mutant "report counts ok steps as changed" provisioner/report/report.c \
 	'/^count_steps(/,/^}/s|^\t\t\tc->ok++;$|\t\t\tc->ok++, c->changed++; /* MUTANT */|' \
 	t0410-report-schema.sh "known counts" test_report
+
+# 10. The runner runs a step that is not retry-safe again after a
+#     reconnect (a dropped `shell` step would run twice).
+mutant "runner reruns an unsafe step after a reconnect" provisioner/run/runner.c \
+	's|if (((k->flags \& STEP_RETRY_SAFE) \|\| ctx->opts->plan) \&\&|if ((1 /* MUTANT */ \|\| (k->flags \& STEP_RETRY_SAFE) \|\| ctx->opts->plan) \&\&|' \
+	unit:test_runner 'test_runner_does_not_rerun_an_unsafe_step'
 
 echo "# mutation check took $(($(date +%s) - t0)) s"
 t_done

@@ -6,6 +6,21 @@
 
 #include "steps/registry.h"
 
+extern const struct step_kind step_kind_shell;
+extern const struct step_kind step_kind_upload;
+extern const struct step_kind step_kind_download;
+extern const struct step_kind step_kind_user;
+extern const struct step_kind step_kind_group;
+extern const struct step_kind step_kind_path;
+extern const struct step_kind step_kind_line;
+extern const struct step_kind step_kind_alias;
+extern const struct step_kind step_kind_closure;
+extern const struct step_kind step_kind_postgres;
+extern const struct step_kind step_kind_migration_test;
+extern const struct step_kind step_kind_permissions;
+extern const struct step_kind step_kind_sql;
+extern const struct step_kind step_kind_pgtap;
+
 static const struct step_kind *const kinds[] = {
 	&step_kind_shell,
 	&step_kind_upload,
