@@ -14,6 +14,7 @@
 #define MANIFEST_MAX_VARS 1000
 #define MANIFEST_MAX_SCALAR (256u << 10) /* one scalar after interpolation */
 #define MANIFEST_MAX_INCLUDE_DEPTH 16
+#define MANIFEST_MAX_NAME 128          /* a variable, stage or user name */
 #define VARS_FILE_MAX_BYTES (1u << 20)
 
 #define REMOTE_OUTPUT_MAX (4u << 20)    /* stdout/stderr kept per command */
