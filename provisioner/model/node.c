@@ -1,6 +1,6 @@
 /*
  * node.c: typed, position-aware accessors over the YAML tree that
- * manifest.c builds (see node.h for the contract).
+ * yaml.c builds (see node.h for the contract).
  *
  * Conventions shared by every accessor here:
  *  - a plain `~`, `null` or empty scalar counts as absent for the optional
@@ -48,8 +48,7 @@ node_err(struct errbuf *err, const struct node *n, const char *fmt, ...)
 	return -1;
 }
 
-/* A plain scalar YAML reads as null: ``, `~`, `null`. */
-static bool
+bool
 node_is_null(const struct node *n)
 {
 	if (n->type != NODE_SCALAR || !n->plain)

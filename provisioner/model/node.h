@@ -1,18 +1,20 @@
 /*
  * node.h: the parsed YAML tree, with positions, and typed accessors.
  *
- * manifest.c builds these from libyaml events; step kinds read their own
+ * The YAML reader (yaml.h) builds these from libyaml events, for the
+ * manifest loader and for `stagehand report`; step kinds read their own
  * configuration out of them in their parse() function. Every node knows
  * the file, line and column it came from, so every validation error can be
  * reported as "file:line:col: message" (node_err).
  *
- * Ownership: the whole tree is owned by the struct manifest that loaded it
- * and is freed by manifest_free(). Strings returned by the accessors are
- * borrowed for the manifest's lifetime; step configurations may keep them.
+ * Ownership: a manifest's trees are owned by the struct manifest that
+ * loaded it and are freed by manifest_free(). Strings returned by the
+ * accessors are borrowed for the manifest's lifetime; step configurations
+ * may keep them.
  *
  * Scalars have already been through ${var} interpolation when a step kind
  * sees them. Map keys are never interpolated. Duplicate keys were rejected
- * by the loader.
+ * by the reader.
  *
  * Accessors return 0 or -1 (with err filled, code SH_ERR_MANIFEST, message
  * prefixed with the position of the offending node), and clear their
@@ -79,6 +81,8 @@ int node_opt_mode(const struct node *map, const char *key, unsigned *out,
 /* A scalar or a sequence of scalars; strings are copied into *out. */
 int node_opt_strlist(const struct node *map, const char *key,
     struct strlist *out, struct errbuf *err);
+/* A plain scalar YAML reads as null: ``, `~`, `null`, `Null`, `NULL`. */
+bool node_is_null(const struct node *n);
 /* Scalar conversions on a node itself. */
 int node_as_bool(const struct node *n, bool *out, struct errbuf *err);
 int node_as_u64(const struct node *n, uint64_t max, uint64_t *out,

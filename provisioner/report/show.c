@@ -2,11 +2,12 @@
  * report_show.c: `stagehand report DIR`, the gate and summary read back
  * from a report dir. See report.h.
  *
- * results.json is read with libyaml: json.c writes JSON that is also a
- * YAML flow document with the same values (json.h). The document becomes
- * a small tree (struct rv); the bulky parts a summary never shows (output,
- * changes, details) are parsed but not kept, so memory follows what is
- * printed, and the number of kept values and the nesting are capped.
+ * results.json is read with the YAML reader (model/yaml.h): json.c writes
+ * JSON that is also a YAML flow document with the same values (json.h).
+ * The document becomes a node tree; the bulky parts a summary never shows
+ * (output, changes, details) are parsed but not kept, so memory follows
+ * what is printed, and the number of kept values and the nesting are
+ * capped (REPORT_MAX_VALUES, REPORT_MAX_DEPTH).
  *
  * A file that does not parse, or lacks what every report has (schema 1, a
  * stage, a known status, a steps list of named steps with a status), is
@@ -19,323 +20,89 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <yaml.h>
 
+#include "model/yaml.h"
 #include "util/json.h"
 #include "util/limits.h"
 
-#define SHOW_MAX_DEPTH 64
-#define SHOW_MAX_VALUES 1000000u
 #define SHOW_MAX_ERROR_LINES 10
 #define SHOW_MAX_FAILED_TESTS 10
 #define SHOW_INDENT "                        " /* under the step name */
 
-/* ======================================================== the tree */
+/* ======================================================== reading */
 
-enum rv_type {
-	RV_SCALAR,
-	RV_SEQ,
-	RV_MAP,
+/* What a summary never shows: read and checked, not kept. */
+static const char *const show_dropped[] = { "output", "changes", "details",
+	NULL };
+
+/*
+ * results.json is JSON read as YAML (json.h): it has no aliases; a key
+ * repeated, or a NUL in a string (\u0000), is still JSON, so neither is
+ * refused (lookups find the first key).
+ */
+static const struct yaml_opts show_yaml = {
+	.max_bytes = REPORT_MAX_BYTES,
+	.max_depth = REPORT_MAX_DEPTH,
+	.max_nodes = REPORT_MAX_VALUES,
+	.max_aliases = 0,
+	.dup_keys = true,
+	.nul_scalars = true,
+	.drop = show_dropped,
+	.code = SH_ERR_IO,
+	.what = "malformed report: ",
 };
 
-struct rv {
-	enum rv_type type;
-	char *s; /* owned; scalar text (may hold NUL: see len) */
-	size_t len;
-	bool plain; /* unquoted scalar: a number, true/false or null */
-	size_t n;
-	struct rv **items; /* owned; seq items or map values */
-	struct rv **keys;  /* owned; map keys (scalars) */
-};
-
-static void
-rv_free(struct rv *v)
-{
-	if (v == NULL)
-		return;
-	for (size_t i = 0; i < v->n; i++) {
-		rv_free(v->items[i]);
-		if (v->keys)
-			rv_free(v->keys[i]);
-	}
-	free(v->items);
-	free(v->keys);
-	free(v->s);
-	free(v);
-}
-
-static struct rv *
-rv_new(enum rv_type type)
-{
-	struct rv *v = xcalloc(1, sizeof(*v));
-
-	v->type = type;
-	return v;
-}
-
-static void
-rv_push(struct rv *v, struct rv *key, struct rv *item)
-{
-	v->items = xreallocarray(v->items, v->n + 1, sizeof(*v->items));
-	if (v->type == RV_MAP) {
-		v->keys = xreallocarray(v->keys, v->n + 1, sizeof(*v->keys));
-		v->keys[v->n] = key;
-	}
-	v->items[v->n++] = item;
-}
-
-static const struct rv *
-rv_get(const struct rv *map, const char *key)
+/*
+ * The report's values. Keys are compared with their length, as a key may
+ * hold a NUL: "stage\u0000x" is not "stage".
+ */
+static const struct node *
+rv_get(const struct node *map, const char *key)
 {
 	size_t len = strlen(key);
 
-	if (map == NULL || map->type != RV_MAP)
+	if (map == NULL || map->type != NODE_MAP)
 		return NULL;
 	for (size_t i = 0; i < map->n; i++)
 		if (map->keys[i]->len == len &&
-		    memcmp(map->keys[i]->s, key, len) == 0)
+		    memcmp(map->keys[i]->str, key, len) == 0)
 			return map->items[i];
 	return NULL;
 }
 
 /* A quoted string value of map[key], or NULL (absent, null, not a string). */
 static const char *
-rv_str(const struct rv *map, const char *key)
+rv_str(const struct node *map, const char *key)
 {
-	const struct rv *v = rv_get(map, key);
+	const struct node *v = rv_get(map, key);
 
-	return v && v->type == RV_SCALAR && !v->plain ? v->s : NULL;
+	return v && v->type == NODE_SCALAR && !v->plain ? v->str : NULL;
 }
 
 static uint64_t
-rv_u64(const struct rv *map, const char *key)
+rv_u64(const struct node *map, const char *key)
 {
-	const struct rv *v = rv_get(map, key);
+	const struct node *v = rv_get(map, key);
 	uint64_t n;
 
-	if (v == NULL || v->type != RV_SCALAR || !v->plain ||
-	    parse_u64(v->s, v->len, UINT64_MAX, &n) < 0)
+	if (v == NULL || v->type != NODE_SCALAR || !v->plain ||
+	    parse_u64(v->str, v->len, UINT64_MAX, &n) < 0)
 		return 0;
 	return n;
 }
 
 static int64_t
-rv_i64(const struct rv *map, const char *key)
+rv_i64(const struct node *map, const char *key)
 {
-	const struct rv *v = rv_get(map, key);
+	const struct node *v = rv_get(map, key);
 	uint64_t n;
 
-	if (v == NULL || v->type != RV_SCALAR || !v->plain || v->len == 0)
+	if (v == NULL || v->type != NODE_SCALAR || !v->plain || v->len == 0)
 		return 0;
-	if (v->s[0] == '-' &&
-	    parse_u64(v->s + 1, v->len - 1, INT64_MAX, &n) == 0)
+	if (v->str[0] == '-' &&
+	    parse_u64(v->str + 1, v->len - 1, INT64_MAX, &n) == 0)
 		return -(int64_t)n;
-	return parse_u64(v->s, v->len, INT64_MAX, &n) == 0 ? (int64_t)n : 0;
-}
-
-/* ======================================================== reading */
-
-struct rd {
-	yaml_parser_t parser;
-	const char *path;
-	size_t values;
-	struct errbuf *err;
-};
-
-static int
-rd_fail(struct rd *rd, const yaml_mark_t *m, const char *what)
-{
-	return err_set(rd->err, SH_ERR_IO, "%s:%zu:%zu: malformed report: %s",
-	    rd->path, m->line + 1, m->column + 1, what);
-}
-
-static int
-rd_next(struct rd *rd, yaml_event_t *ev)
-{
-	if (yaml_parser_parse(&rd->parser, ev))
-		return 0;
-	return rd_fail(rd, &rd->parser.problem_mark,
-	    rd->parser.problem ? rd->parser.problem : "parse error");
-}
-
-/* Body keys a summary never shows: parsed, not kept. */
-static bool
-rd_skipped_key(const struct rv *key)
-{
-	static const char *const skip[] = { "output", "changes", "details" };
-
-	for (size_t i = 0; i < sizeof(skip) / sizeof(skip[0]); i++)
-		if (key->len == strlen(skip[i]) &&
-		    memcmp(key->s, skip[i], key->len) == 0)
-			return true;
-	return false;
-}
-
-static int rd_node(struct rd *rd, yaml_event_t *ev, unsigned depth, bool keep,
-    struct rv **out);
-
-static struct rv *
-rv_scalar(const yaml_event_t *ev)
-{
-	struct rv *v = rv_new(RV_SCALAR);
-
-	v->len = ev->data.scalar.length;
-	v->s = xstrndup((const char *)ev->data.scalar.value, v->len);
-	v->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-	return v;
-}
-
-/* Reads one event and, unless it is the end event, the node it starts. */
-static int
-rd_child(struct rd *rd, yaml_event_type_t end, unsigned depth, bool keep,
-    struct rv **out, bool *ended)
-{
-	yaml_event_t ev;
-	int rc = 0;
-
-	*out = NULL;
-	*ended = false;
-	if (rd_next(rd, &ev) < 0)
-		return -1;
-	if (ev.type == end)
-		*ended = true;
-	else
-		rc = rd_node(rd, &ev, depth, keep, out);
-	yaml_event_delete(&ev);
-	return rc;
-}
-
-static int
-rd_seq(struct rd *rd, unsigned depth, bool keep, struct rv **out)
-{
-	struct rv *v = keep ? rv_new(RV_SEQ) : NULL, *item;
-	bool ended = false;
-
-	while (!ended) {
-		if (rd_child(rd, YAML_SEQUENCE_END_EVENT, depth + 1, keep,
-		        &item, &ended) < 0) {
-			rv_free(v);
-			return -1;
-		}
-		if (!ended && v != NULL)
-			rv_push(v, NULL, item);
-	}
-	*out = v;
-	return 0;
-}
-
-static int
-rd_map(struct rd *rd, unsigned depth, bool keep, struct rv **out)
-{
-	struct rv *v = rv_new(RV_MAP), *key, *item;
-	bool ended = false;
-
-	for (;;) {
-		if (rd_child(rd, YAML_MAPPING_END_EVENT, depth + 1, true, &key,
-		        &ended) < 0)
-			goto fail;
-		if (ended)
-			break;
-		if (key->type != RV_SCALAR) {
-			rv_free(key);
-			rd_fail(rd, &rd->parser.mark, "a key is not a string");
-			goto fail;
-		}
-		if (rd_child(rd, YAML_MAPPING_END_EVENT, depth + 1,
-		        keep && !rd_skipped_key(key), &item, &ended) < 0 ||
-		    ended) {
-			rv_free(key);
-			goto fail;
-		}
-		rv_push(v, key, item);
-	}
-	if (!keep) {
-		rv_free(v);
-		v = NULL;
-	}
-	*out = v;
-	return 0;
-fail:
-	rv_free(v);
-	return -1;
-}
-
-static int
-rd_node(
-    struct rd *rd, yaml_event_t *ev, unsigned depth, bool keep, struct rv **out)
-{
-	*out = NULL;
-	if (depth > SHOW_MAX_DEPTH)
-		return rd_fail(rd, &ev->start_mark, "nested too deeply");
-	if (keep && ++rd->values > SHOW_MAX_VALUES)
-		return rd_fail(rd, &ev->start_mark, "too many values");
-	switch (ev->type) {
-	case YAML_SCALAR_EVENT:
-		if (keep)
-			*out = rv_scalar(ev);
-		return 0;
-	case YAML_SEQUENCE_START_EVENT:
-		return rd_seq(rd, depth, keep, out);
-	case YAML_MAPPING_START_EVENT:
-		return rd_map(rd, depth, keep, out);
-	default:
-		return rd_fail(rd, &ev->start_mark, "not JSON");
-	}
-}
-
-/* Expects the next event to be of type t (stream/document framing). */
-static int
-rd_expect(struct rd *rd, yaml_event_type_t t)
-{
-	yaml_event_t ev;
-	int rc = 0;
-
-	if (rd_next(rd, &ev) < 0)
-		return -1;
-	if (ev.type != t)
-		rc = rd_fail(rd, &ev.start_mark, "not a single JSON document");
-	yaml_event_delete(&ev);
-	return rc;
-}
-
-static int
-rd_document(struct rd *rd, struct rv **root)
-{
-	bool ended;
-
-	*root = NULL;
-	if (rd_expect(rd, YAML_STREAM_START_EVENT) < 0 ||
-	    rd_expect(rd, YAML_DOCUMENT_START_EVENT) < 0)
-		return -1;
-	if (rd_child(rd, YAML_DOCUMENT_END_EVENT, 0, true, root, &ended) < 0)
-		return -1;
-	if (ended || rd_expect(rd, YAML_DOCUMENT_END_EVENT) < 0 ||
-	    rd_expect(rd, YAML_STREAM_END_EVENT) < 0) {
-		if (ended)
-			rd_fail(rd, &rd->parser.mark, "empty document");
-		rv_free(*root);
-		*root = NULL;
-		return -1;
-	}
-	return 0;
-}
-
-static int
-parse_report(const char *path, const struct buf *text, struct rv **root,
-    struct errbuf *err)
-{
-	struct rd rd = { .path = path, .err = err };
-	int rc;
-
-	*root = NULL;
-	if (!yaml_parser_initialize(&rd.parser))
-		return err_set(err, SH_ERR_INTERNAL, "libyaml: out of memory");
-	yaml_parser_set_input_string(
-	    &rd.parser, (const unsigned char *)text->data, text->len);
-	yaml_parser_set_encoding(&rd.parser, YAML_UTF8_ENCODING);
-	rc = rd_document(&rd, root);
-	yaml_parser_delete(&rd.parser);
-	return rc;
+	return parse_u64(v->str, v->len, INT64_MAX, &n) == 0 ? (int64_t)n : 0;
 }
 
 /* ======================================================== checking */
@@ -349,22 +116,22 @@ status_known(const char *s)
 }
 
 static int
-check_report(const char *path, const struct rv *root, struct errbuf *err)
+check_report(const char *path, const struct node *root, struct errbuf *err)
 {
-	const struct rv *schema = rv_get(root, "schema");
-	const struct rv *steps = rv_get(root, "steps");
+	const struct node *schema = rv_get(root, "schema");
+	const struct node *steps = rv_get(root, "steps");
 	const char *what = NULL;
 
-	if (root == NULL || root->type != RV_MAP)
+	if (root == NULL || root->type != NODE_MAP)
 		what = "not a JSON object";
-	else if (schema == NULL || schema->type != RV_SCALAR ||
+	else if (schema == NULL || schema->type != NODE_SCALAR ||
 	         rv_u64(root, "schema") != 1)
 		what = "\"schema\" is not 1";
 	else if (rv_str(root, "stage") == NULL)
 		what = "no \"stage\"";
 	else if (!status_known(rv_str(root, "status")))
 		what = "no known \"status\"";
-	else if (steps == NULL || steps->type != RV_SEQ)
+	else if (steps == NULL || steps->type != NODE_SEQ)
 		what = "no \"steps\" list";
 	for (size_t i = 0; what == NULL && i < steps->n; i++)
 		if (rv_str(steps->items[i], "name") == NULL ||
@@ -449,10 +216,10 @@ struct tally {
 };
 
 static void
-tally_step(struct tally *t, const struct rv *step)
+tally_step(struct tally *t, const struct node *step)
 {
 	const char *st = rv_str(step, "status");
-	const struct rv *tests = rv_get(step, "tests");
+	const struct node *tests = rv_get(step, "tests");
 
 	if (strcmp(st, "ok") == 0)
 		t->ok++;
@@ -468,7 +235,7 @@ tally_step(struct tally *t, const struct rv *step)
 		t->interrupted++;
 	else
 		t->not_run++;
-	for (size_t i = 0; tests && tests->type == RV_SEQ && i < tests->n;
+	for (size_t i = 0; tests && tests->type == NODE_SEQ && i < tests->n;
 	     i++) {
 		const char *ts = rv_str(tests->items[i], "status");
 
@@ -483,9 +250,9 @@ tally_step(struct tally *t, const struct rv *step)
 }
 
 static void
-tally_all(struct tally *t, const struct rv *root)
+tally_all(struct tally *t, const struct node *root)
 {
-	const struct rv *steps = rv_get(root, "steps");
+	const struct node *steps = rv_get(root, "steps");
 
 	memset(t, 0, sizeof(*t));
 	for (size_t i = 0; i < steps->n; i++)
@@ -494,9 +261,9 @@ tally_all(struct tally *t, const struct rv *root)
 
 /* "user@host:port", or NULL when the run had no target. */
 static char *
-target_name(const struct rv *root)
+target_name(const struct node *root)
 {
-	const struct rv *t = rv_get(root, "target");
+	const struct node *t = rv_get(root, "target");
 	const char *user = rv_str(t, "user"), *host = rv_str(t, "host");
 
 	if (host == NULL)
@@ -506,11 +273,11 @@ target_name(const struct rv *root)
 }
 
 static void
-show_header(FILE *out, const struct rv *root, struct buf *tb)
+show_header(FILE *out, const struct node *root, struct buf *tb)
 {
 	const char *cmd = rv_str(root, "command");
 	const char *sys = rv_str(rv_get(root, "target"), "system");
-	const struct rv *e = rv_get(root, "error");
+	const struct node *e = rv_get(root, "error");
 	char *target = target_name(root);
 
 	put_cleans(out, rv_str(root, "stage"));
@@ -531,10 +298,10 @@ show_header(FILE *out, const struct rv *root, struct buf *tb)
 }
 
 static void
-show_tests(FILE *out, const struct rv *step)
+show_tests(FILE *out, const struct node *step)
 {
 	struct tally t = { 0 };
-	const struct rv *tests = rv_get(step, "tests");
+	const struct node *tests = rv_get(step, "tests");
 	size_t shown = 0;
 
 	tally_step(&t, step);
@@ -548,7 +315,7 @@ show_tests(FILE *out, const struct rv *step)
 		fprintf(out, ", %zu skipped", t.tests_skipped);
 	fputc('\n', out);
 	for (size_t i = 0; i < tests->n; i++) {
-		const struct rv *x = tests->items[i];
+		const struct node *x = tests->items[i];
 		const char *ts = rv_str(x, "status");
 
 		if (ts &&
@@ -570,7 +337,7 @@ show_tests(FILE *out, const struct rv *step)
 }
 
 static void
-show_step(FILE *out, const struct rv *step, struct buf *tb)
+show_step(FILE *out, const struct node *step, struct buf *tb)
 {
 	const char *st = rv_str(step, "status");
 	const char *reason = rv_str(step, "skip_reason");
@@ -593,7 +360,7 @@ show_step(FILE *out, const struct rv *step, struct buf *tb)
 }
 
 static void
-show_recap(FILE *out, const struct rv *root, struct buf *tb)
+show_recap(FILE *out, const struct node *root, struct buf *tb)
 {
 	struct tally t;
 
@@ -614,9 +381,9 @@ show_recap(FILE *out, const struct rv *root, struct buf *tb)
 }
 
 static void
-show_text(FILE *out, const struct rv *root)
+show_text(FILE *out, const struct node *root)
 {
-	const struct rv *steps = rv_get(root, "steps");
+	const struct node *steps = rv_get(root, "steps");
 	struct buf tb;
 
 	buf_init(&tb, 64);
@@ -653,12 +420,12 @@ summary_counts(struct json *j, const struct tally *t, size_t total)
 }
 
 static void
-summary_failed(struct json *j, const struct rv *steps)
+summary_failed(struct json *j, const struct node *steps)
 {
 	json_key(j, "failed_steps");
 	json_array_begin(j);
 	for (size_t i = 0; i < steps->n; i++) {
-		const struct rv *s = steps->items[i];
+		const struct node *s = steps->items[i];
 		const char *st = rv_str(s, "status");
 
 		if (strcmp(st, "failed") != 0 && strcmp(st, "interrupted") != 0)
@@ -675,9 +442,9 @@ summary_failed(struct json *j, const struct rv *steps)
 }
 
 static int
-show_json(FILE *out, const struct rv *root, struct errbuf *err)
+show_json(FILE *out, const struct node *root, struct errbuf *err)
 {
-	const struct rv *steps = rv_get(root, "steps");
+	const struct node *steps = rv_get(root, "steps");
 	struct tally t;
 	struct buf b;
 	struct json j;
@@ -716,10 +483,11 @@ show_json(FILE *out, const struct rv *root, struct errbuf *err)
 
 /* ======================================================== entry */
 
+/* Reads path (DIR/results.json), which the tree's nodes point at. */
 static int
-load_report(const char *dir, struct rv **root, struct errbuf *err)
+load_report(
+    const char *dir, const char *path, struct node **root, struct errbuf *err)
 {
-	char *path = xasprintf("%s/results.json", dir);
 	struct stat st;
 	struct buf text = { 0 }; /* file_read initialises it */
 	int rc = -1;
@@ -732,27 +500,30 @@ load_report(const char *dir, struct rv **root, struct errbuf *err)
 	}
 	if (file_read(path, REPORT_MAX_BYTES, &text, err) < 0)
 		goto out;
-	if (parse_report(path, &text, root, err) < 0)
+	if (yaml_read_tree(
+	        path, text.data, text.len, &show_yaml, NULL, root, err) < 0)
 		goto out;
 	rc = check_report(path, *root, err);
 out:
 	if (rc < 0) {
-		rv_free(*root);
+		node_free(*root);
 		*root = NULL;
 	}
 	buf_release(&text);
-	free(path);
 	return rc;
 }
 
 int
 report_show(const char *dir, FILE *out, bool json, struct errbuf *err)
 {
-	struct rv *root;
+	char *path = xasprintf("%s/results.json", dir);
+	struct node *root;
 	int rc;
 
-	if (load_report(dir, &root, err) < 0)
+	if (load_report(dir, path, &root, err) < 0) {
+		free(path);
 		return -1;
+	}
 	if (json) {
 		rc = show_json(out, root, err);
 	} else {
@@ -761,6 +532,7 @@ report_show(const char *dir, FILE *out, bool json, struct errbuf *err)
 	}
 	if (rc == 0)
 		rc = strcmp(rv_str(root, "status"), "passed") == 0 ? 0 : 1;
-	rv_free(root);
+	node_free(root);
+	free(path);
 	return rc;
 }
