@@ -172,10 +172,12 @@ shell_parse_codes(
 			c->valid[code] = true;
 		}
 	}
-	if (node_get(body, "changed_exit_code") == NULL)
-		return 0;
+	/* Absent and null (`changed_exit_code: ~`) both leave the sentinel. */
+	code = UINT64_MAX;
 	if (node_opt_u64(body, "changed_exit_code", 255, &code, err) < 0)
 		return -1;
+	if (code == UINT64_MAX)
+		return 0;
 	c->changed_code = (int)code;
 	c->valid[code] = true;
 	return 0;

@@ -193,6 +193,18 @@ test_manifest_includes_come_first_in_order(void **state)
 	manifest_free(m);
 }
 
+/* A null optional number is absent (it used to index an array with an
+ * uninitialised value: a crash in `stagehand check`). */
+static void
+test_manifest_null_changed_exit_code_is_absent(void **state)
+{
+	(void)state;
+	manifest_free(load_ok(HDR "steps:\n  - name: a\n"
+	                          "    shell: {script: x, changed_exit_code: ~}\n"));
+	manifest_free(load_ok(HDR "steps:\n  - name: a\n"
+	                          "    shell: {script: x, changed_exit_code: }\n"));
+}
+
 static void
 test_manifest_common_fields(void **state)
 {
@@ -1252,6 +1264,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_manifest_loads_minimal),
+		cmocka_unit_test(test_manifest_null_changed_exit_code_is_absent),
 		cmocka_unit_test(test_manifest_includes_come_first_in_order),
 		cmocka_unit_test(test_manifest_common_fields),
 		cmocka_unit_test(test_manifest_aliases_are_copies),
