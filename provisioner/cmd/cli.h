@@ -45,23 +45,23 @@ struct cli;
 typedef int (*cli_cmd_fn)(const struct cli *cli,
     volatile sig_atomic_t *interrupted, struct errbuf *err);
 
-#define CLI_CMD_SIGNALS 0x1u   /* main installs the signal handlers first */
+#define CLI_CMD_SIGNALS 0x1u /* main installs the signal handlers first */
 
 struct cli_cmd {
 	const char *name;
 	enum cli_command command;
 	cli_cmd_fn fn;
-	size_t min_args;       /* positional arguments after the name */
+	size_t min_args; /* positional arguments after the name */
 	size_t max_args;
-	const char *args;      /* "one manifest": "'run' takes one manifest" */
-	unsigned flags;        /* CLI_CMD_* */
+	const char *args; /* "one manifest": "'run' takes one manifest" */
+	unsigned flags;   /* CLI_CMD_* */
 };
 
 struct cli {
 	enum cli_command command;
 	const char *command_name;
-	const struct cli_cmd *cmd;     /* the row of cmds; NULL with --help */
-	struct strlist args;           /* manifests, or the report dir */
+	const struct cli_cmd *cmd; /* the row of cmds; NULL with --help */
+	struct strlist args;       /* manifests, or the report dir */
 	const char *target;
 	const char *identity_file;
 	const char *identity_env;
@@ -69,22 +69,22 @@ struct cli {
 	const char *host_key;
 	bool accept_new_host_key;
 	unsigned connect_timeout_s;
-	struct strlist vars_files;     /* in order given */
-	struct strlist vars;           /* "k=v" from --var, in order */
-	const char *report_dir;        /* default "stagehand-report" */
+	struct strlist vars_files; /* in order given */
+	struct strlist vars;       /* "k=v" from --var, in order */
+	const char *report_dir;    /* default "stagehand-report" */
 	struct strlist tags;
 	struct strlist skip_tags;
-	struct strlist from;           /* closure: substituter URLs */
-	struct strlist trusted_keys;   /* closure: "name:base64" */
-	unsigned timeout_s;            /* closure: per request; 0 default */
+	struct strlist from;         /* closure: substituter URLs */
+	struct strlist trusted_keys; /* closure: "name:base64" */
+	unsigned timeout_s;          /* closure: per request; 0 default */
 	const char *start_at;
 	const char *include_root;
 	bool offline;
 	bool json;
 	bool keep_going;
-	bool wait_lock;                /* --wait-lock: wait for the lock */
-	unsigned wait_lock_s;          /* its SECS; 0: no limit */
-	int verbosity;                 /* -1 quiet, 0 normal, 1+ verbose */
+	bool wait_lock;       /* --wait-lock: wait for the lock */
+	unsigned wait_lock_s; /* its SECS; 0: no limit */
+	int verbosity;        /* -1 quiet, 0 normal, 1+ verbose */
 	bool help;
 	bool version;
 };

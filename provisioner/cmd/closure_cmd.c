@@ -12,8 +12,8 @@
 #include <string.h>
 
 #include "cmd/cli.h"
-#include "util/json.h"
 #include "nix/nixcache.h"
+#include "util/json.h"
 
 static void
 print_size(uint64_t bytes)

@@ -15,14 +15,14 @@
 #include <unistd.h>
 
 #include "cmd/cli.h"
-#include "util/limits.h"
 #include "model/manifest.h"
-#include "util/redact.h"
 #include "report/report.h"
+#include "report/ui.h"
 #include "run/runner.h"
 #include "steps/registry.h"
 #include "transport/ssh.h"
-#include "report/ui.h"
+#include "util/limits.h"
+#include "util/redact.h"
 #include "util/util.h"
 
 #ifndef STAGEHAND_VERSION

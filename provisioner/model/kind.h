@@ -2,9 +2,10 @@
  * model/kind.h: the one interface every step kind implements.
  *
  * A kind is one file in steps/ and a row in steps/registry.c (the row and
- * the kind's extern). Adding a kind means adding both, nothing else. The interface lives down here, with
- * the manifest, so that the loader can parse a step and the runner can run
- * it through a table it is handed, without either depending on steps/.
+ * the kind's extern). Adding a kind means adding both, nothing else. The
+ * interface lives down here, with the manifest, so that the loader can parse a
+ * step and the runner can run it through a table it is handed, without either
+ * depending on steps/.
  *
  * The loader does what every kind would otherwise repeat: it finds the
  * kind by its key, checks that the body is a map (or, with

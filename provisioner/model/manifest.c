@@ -22,11 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/limits.h"
-#include "model/manifest.h"
 #include "model/kind.h"
+#include "model/manifest.h"
 #include "model/vars.h"
 #include "model/yaml.h"
+#include "util/limits.h"
 
 static const char *const top_keys[] = { "stagehand", "stage", "description",
 	"vars", "secrets", "include", "steps", "rescue", NULL };
@@ -125,9 +125,9 @@ struct loader {
 	struct node **raw;    /* step maps in run order; borrowed */
 	bool *raw_rescue;     /* parallel to raw: from the rescue list */
 	size_t nraw, capraw;
-	bool in_rescue;           /* collecting the top file's rescue list */
+	bool in_rescue;       /* collecting the top file's rescue list */
 	struct vars_ctx vars; /* the variables, and the files' bytes */
-	struct buf *bufs; /* file contents, owned */
+	struct buf *bufs;     /* file contents, owned */
 	size_t nbufs;
 	const struct node *shell[SHELL_TEXT_MAX]; /* this step's shell text */
 	size_t nshell;
@@ -896,8 +896,7 @@ setup_root(struct loader *ld, const char *path, char **real)
 
 int
 manifest_load(const char *path, const struct step_kind *const *kinds,
-    const struct manifest_opts *opts, struct manifest **out,
-    struct errbuf *err)
+    const struct manifest_opts *opts, struct manifest **out, struct errbuf *err)
 {
 	struct manifest *m = xcalloc(1, sizeof(*m));
 	struct loader ld;

@@ -65,34 +65,34 @@ enum step_changed_when {
 };
 
 struct step {
-	const char *name;            /* borrowed from the tree */
+	const char *name; /* borrowed from the tree */
 	const struct step_kind *kind;
-	const struct node *node;     /* the step's map */
-	const struct node *body;     /* the value under the kind's key */
-	void *cfg;                   /* owned: kind->release, then free() */
-	char *become;                /* owned; NULL: no sudo; default "root" */
-	bool enabled;                /* `when` evaluated true (or absent) */
-	char *when;                  /* owned: the interpolated text, or NULL */
+	const struct node *node; /* the step's map */
+	const struct node *body; /* the value under the kind's key */
+	void *cfg;               /* owned: kind->release, then free() */
+	char *become;            /* owned; NULL: no sudo; default "root" */
+	bool enabled;            /* `when` evaluated true (or absent) */
+	char *when;              /* owned: the interpolated text, or NULL */
 	struct strlist tags;
-	unsigned timeout_s;          /* 0: STEP_DEFAULT_TIMEOUT_S */
-	unsigned retries;            /* extra attempts after a failure */
+	unsigned timeout_s; /* 0: STEP_DEFAULT_TIMEOUT_S */
+	unsigned retries;   /* extra attempts after a failure */
 	unsigned retry_delay_s;
-	bool expect_disconnect;      /* a dropped session is success */
+	bool expect_disconnect; /* a dropped session is success */
 	enum step_changed_when changed_when;
-	bool rescue;                 /* from `rescue:`: runs only after a
-	                                failure, after every other step */
-	size_t index;                /* 0-based position in the stage */
+	bool rescue;  /* from `rescue:`: runs only after a
+	                 failure, after every other step */
+	size_t index; /* 0-based position in the stage */
 };
 
 struct manifest {
-	char *path;          /* owned: the top file as given */
-	char *stage;         /* owned */
-	char *description;   /* owned; may be NULL */
+	char *path;        /* owned: the top file as given */
+	char *stage;       /* owned */
+	char *description; /* owned; may be NULL */
 	unsigned version;
 	struct strlist files; /* every file read; node->file points here */
-	struct var *vars;    /* owned */
+	struct var *vars;     /* owned */
 	size_t nvars;
-	struct step *steps;  /* owned */
+	struct step *steps; /* owned */
 	size_t nsteps;
 	struct node **roots; /* owned parse trees, one per file */
 	size_t nroots;
@@ -106,10 +106,10 @@ struct var_override {
 };
 
 struct manifest_opts {
-	const char *include_root;          /* NULL: the default root */
-	const struct var_override *vars;   /* --vars-file first, then --var */
+	const char *include_root;        /* NULL: the default root */
+	const struct var_override *vars; /* --vars-file first, then --var */
 	size_t nvars;
-	bool env_vars;                     /* read STAGEHAND_VAR_<name> */
+	bool env_vars; /* read STAGEHAND_VAR_<name> */
 };
 
 /*
@@ -138,8 +138,8 @@ struct vars_file {
 	size_t n;
 	struct strlist storage;
 };
-int manifest_vars_file(const char *path, struct vars_file *out,
-    struct errbuf *err);
+int manifest_vars_file(
+    const char *path, struct vars_file *out, struct errbuf *err);
 void manifest_vars_free(struct vars_file *vf);
 
 #endif

@@ -42,10 +42,10 @@ struct node {
 	unsigned col;     /* 1-based */
 	char *str;        /* scalar text, NUL-terminated, owned */
 	size_t len;
-	bool plain;       /* scalar was unquoted (so `null`, `true` apply) */
-	size_t n;             /* seq items or map entries */
-	struct node **items;  /* seq items, or map values; owned */
-	struct node **keys;   /* map keys (scalars); owned; NULL for seq */
+	bool plain;          /* scalar was unquoted (so `null`, `true` apply) */
+	size_t n;            /* seq items or map entries */
+	struct node **items; /* seq items, or map values; owned */
+	struct node **keys;  /* map keys (scalars); owned; NULL for seq */
 };
 
 const char *node_type_name(enum node_type t);
@@ -60,8 +60,8 @@ const struct node *node_get(const struct node *map, const char *key);
 const struct node *node_key(const struct node *map, const char *key);
 
 /* Fails on any key not in allowed (a NULL-terminated list). */
-int node_check_keys(const struct node *map, const char *const *allowed,
-    struct errbuf *err);
+int node_check_keys(
+    const struct node *map, const char *const *allowed, struct errbuf *err);
 int node_expect(const struct node *n, enum node_type t, const char *what,
     struct errbuf *err);
 
@@ -71,8 +71,8 @@ int node_req_str(const struct node *map, const char *key, const char **out,
 int node_opt_str(const struct node *map, const char *key, const char **out,
     struct errbuf *err);
 /* true/false/yes/no (plain scalars only). */
-int node_opt_bool(const struct node *map, const char *key, bool *out,
-    struct errbuf *err);
+int node_opt_bool(
+    const struct node *map, const char *key, bool *out, struct errbuf *err);
 int node_opt_u64(const struct node *map, const char *key, uint64_t max,
     uint64_t *out, struct errbuf *err);
 /* Octal mode: "0755" or 0755 or 755. *set tells whether the key was there. */
@@ -85,8 +85,8 @@ int node_opt_strlist(const struct node *map, const char *key,
 bool node_is_null(const struct node *n);
 /* Scalar conversions on a node itself. */
 int node_as_bool(const struct node *n, bool *out, struct errbuf *err);
-int node_as_u64(const struct node *n, uint64_t max, uint64_t *out,
-    struct errbuf *err);
+int node_as_u64(
+    const struct node *n, uint64_t max, uint64_t *out, struct errbuf *err);
 
 void node_free(struct node *n);
 

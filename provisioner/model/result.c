@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/limits.h"
 #include "model/kind.h"
+#include "util/limits.h"
 
 const char *
 step_status_name(enum step_status s)
@@ -118,8 +118,7 @@ step_result_change(struct step_result *r, const char *fmt, ...)
 }
 
 void
-step_result_detail(struct step_result *r, const char *key, const char *fmt,
-    ...)
+step_result_detail(struct step_result *r, const char *key, const char *fmt, ...)
 {
 	struct buf b;
 	va_list ap;
@@ -128,8 +127,8 @@ step_result_detail(struct step_result *r, const char *key, const char *fmt,
 	va_start(ap, fmt);
 	buf_vaddf(&b, fmt, ap);
 	va_end(ap);
-	r->details = xreallocarray(r->details, r->ndetails + 1,
-	    sizeof(*r->details));
+	r->details =
+	    xreallocarray(r->details, r->ndetails + 1, sizeof(*r->details));
 	r->details[r->ndetails].key = xstrdup(key);
 	r->details[r->ndetails].value = buf_detach(&b, NULL);
 	r->ndetails++;

@@ -19,20 +19,20 @@
 
 enum step_status {
 	STEP_PENDING = 0,
-	STEP_OK,           /* nothing needed changing */
+	STEP_OK, /* nothing needed changing */
 	STEP_CHANGED,
-	STEP_SKIPPED,      /* `when` false, tags, --start-at */
+	STEP_SKIPPED, /* `when` false, tags, --start-at */
 	STEP_FAILED,
 	STEP_WOULD_CHANGE, /* plan mode */
 	STEP_INTERRUPTED,
-	STEP_NOT_RUN,      /* after a failure or interruption */
+	STEP_NOT_RUN, /* after a failure or interruption */
 };
 
 const char *step_status_name(enum step_status s);
 
 /* An embedded test (pgTAP assertion, permission row...) of a step. */
 struct step_test {
-	char *name;    /* owned */
+	char *name; /* owned */
 	bool passed;
 	bool skipped;
 	char *message; /* owned; failure or skip reason; may be NULL */
@@ -45,20 +45,20 @@ struct step_detail {
 
 /* What a closure step installed (report: the "closure" section). */
 struct step_closure_path {
-	char *path;        /* owned */
-	char *nar_hash;    /* owned */
+	char *path;     /* owned */
+	char *nar_hash; /* owned */
 	uint64_t nar_size;
 	char *signer;      /* owned: key name */
 	char *substituter; /* owned: cache URL */
 };
 
 struct step_closure {
-	char *root;          /* owned: the store path installed */
-	char *system;        /* owned: x86_64-linux / aarch64-linux */
-	char *profile;       /* owned; may be NULL */
-	uint64_t nar_size;   /* closure total */
-	uint64_t file_size;  /* closure total (compressed) */
-	size_t paths_missing; /* paths the target did not have */
+	char *root;             /* owned: the store path installed */
+	char *system;           /* owned: x86_64-linux / aarch64-linux */
+	char *profile;          /* owned; may be NULL */
+	uint64_t nar_size;      /* closure total */
+	uint64_t file_size;     /* closure total (compressed) */
+	size_t paths_missing;   /* paths the target did not have */
 	uint64_t bytes_missing; /* their NarSize */
 	long generation_before; /* -1: none */
 	long generation_after;  /* -1: unchanged/none */
@@ -81,12 +81,12 @@ struct step_result {
 	size_t ndetails;
 	unsigned attempts;
 	unsigned reconnects;
-	uint64_t started_ms;    /* now_ms() at start */
+	uint64_t started_ms; /* now_ms() at start */
 	uint64_t duration_ms;
-	int64_t started_at;     /* unix time */
-	char *skip_reason;      /* owned; for STEP_SKIPPED */
+	int64_t started_at;           /* unix time */
+	char *skip_reason;            /* owned; for STEP_SKIPPED */
 	struct step_closure *closure; /* owned; closure steps only */
-	struct errbuf err;      /* for STEP_FAILED / STEP_INTERRUPTED */
+	struct errbuf err;            /* for STEP_FAILED / STEP_INTERRUPTED */
 };
 
 void step_result_init(struct step_result *r);
@@ -94,8 +94,8 @@ void step_result_reset(struct step_result *r); /* before a retry */
 void step_result_free(struct step_result *r);
 void step_result_change(struct step_result *r, const char *fmt, ...)
     ATTR_PRINTF(2, 3);
-void step_result_detail(struct step_result *r, const char *key,
-    const char *fmt, ...) ATTR_PRINTF(3, 4);
+void step_result_detail(struct step_result *r, const char *key, const char *fmt,
+    ...) ATTR_PRINTF(3, 4);
 void step_result_test(struct step_result *r, const char *name, bool passed,
     bool skipped, const char *message);
 /* Appends to the output tail, keeping the last REPORT_OUTPUT_TAIL bytes. */

@@ -15,9 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "util/limits.h"
 #include "model/vars.h"
 #include "model/yaml.h"
+#include "util/limits.h"
 
 #define ENV_PREFIX "STAGEHAND_VAR_"
 

@@ -20,8 +20,8 @@
 #include <sys/stat.h>
 #include <yaml.h>
 
-#include "util/limits.h"
 #include "model/yaml.h"
+#include "util/limits.h"
 
 /* Scalar bytes alias expansion may duplicate per call, in units of
  * max_bytes: it only bounds memory, max_nodes bounds work. */

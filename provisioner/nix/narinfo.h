@@ -41,19 +41,19 @@
 #include "util/util.h"
 
 #define NIX_STORE_DIR "/nix/store"
-#define NIX_HASH_LEN 32         /* base32 chars of a store path hash */
+#define NIX_HASH_LEN 32 /* base32 chars of a store path hash */
 #define NIX_KEY_NAME_MAX 128
 #define NARINFO_MAX_BYTES (64u << 10)
 #define NARINFO_MAX_REFERENCES 10000
 #define NARINFO_MAX_SIGS 32
 
 struct narinfo {
-	char *store_path;          /* owned: /nix/store/<hash>-<name> */
-	char *url;                 /* owned */
-	char *compression;         /* owned; "bzip2" when absent */
-	char *file_hash;           /* owned; may be NULL */
-	uint64_t file_size;        /* 0 when absent */
-	char *nar_hash;            /* owned: as written */
+	char *store_path;   /* owned: /nix/store/<hash>-<name> */
+	char *url;          /* owned */
+	char *compression;  /* owned; "bzip2" when absent */
+	char *file_hash;    /* owned; may be NULL */
+	uint64_t file_size; /* 0 when absent */
+	char *nar_hash;     /* owned: as written */
 	uint64_t nar_size;
 	struct strlist references; /* basenames, as written */
 	char *deriver;             /* owned; may be NULL */
@@ -72,12 +72,12 @@ struct nix_keys {
 	size_t n;
 };
 
-int nix_narinfo_parse(const char *p, size_t len, struct narinfo *out,
-    struct errbuf *err);
+int nix_narinfo_parse(
+    const char *p, size_t len, struct narinfo *out, struct errbuf *err);
 void nix_narinfo_free(struct narinfo *ni);
 
-int nix_fingerprint(const struct narinfo *ni, struct buf *out,
-    struct errbuf *err);
+int nix_fingerprint(
+    const struct narinfo *ni, struct buf *out, struct errbuf *err);
 int nix_narinfo_verify(const struct narinfo *ni, const struct nix_keys *keys,
     const char **signer, struct errbuf *err);
 
@@ -86,8 +86,8 @@ void nix_keys_free(struct nix_keys *keys);
 
 /* Nix's base32 (alphabet 0123456789abcdfghijklmnpqrsvwxyz, reversed). */
 int nix_base32_encode(const unsigned char *p, size_t len, struct buf *out);
-int nix_base32_decode(const char *s, size_t len, unsigned char *out,
-    size_t outlen);
+int nix_base32_decode(
+    const char *s, size_t len, unsigned char *out, size_t outlen);
 /* "sha256:<nix32>" for a raw 32-byte digest. */
 int nix_hash_sha256_string(const unsigned char digest[32], struct buf *out);
 
@@ -95,7 +95,7 @@ int nix_hash_sha256_string(const unsigned char digest[32], struct buf *out);
  * Checks "/nix/store/<32 base32 chars>-<name>" (name: [A-Za-z0-9+._?=-],
  * not starting with '.', at most 211 chars). *hash points into path.
  */
-int nix_store_path_check(const char *path, const char **hash,
-    struct errbuf *err);
+int nix_store_path_check(
+    const char *path, const char **hash, struct errbuf *err);
 
 #endif

@@ -48,9 +48,9 @@ struct nix_cache_opts {
 	const char *const *substituters; /* base URLs, in order */
 	size_t nsubstituters;
 	const struct nix_keys *keys;
-	unsigned timeout_s;   /* per request; 0: 30 */
-	unsigned retries;     /* per URL on timeout/5xx; 0: none */
-	unsigned parallel;    /* requests in flight; 0: 32 */
+	unsigned timeout_s; /* per request; 0: 30 */
+	unsigned retries;   /* per URL on timeout/5xx; 0: none */
+	unsigned parallel;  /* requests in flight; 0: 32 */
 	volatile sig_atomic_t *interrupted; /* may be NULL */
 	/* Progress, may be NULL: paths resolved so far, paths known. */
 	void (*progress)(void *arg, size_t done, size_t known);
@@ -64,18 +64,18 @@ struct closure_path {
 };
 
 struct closure {
-	char *root;               /* owned */
+	char *root;                 /* owned */
 	struct closure_path *paths; /* owned */
 	size_t n;
-	uint64_t nar_size;        /* sum of NarSize */
-	uint64_t file_size;       /* sum of FileSize */
+	uint64_t nar_size;  /* sum of NarSize */
+	uint64_t file_size; /* sum of FileSize */
 };
 
 int nix_closure_resolve(const struct nix_cache_opts *opts, const char *root,
     struct closure *out, struct errbuf *err);
 void nix_closure_free(struct closure *c);
 
-int nix_cache_info(const struct nix_cache_opts *opts, const char *url,
-    struct errbuf *err);
+int nix_cache_info(
+    const struct nix_cache_opts *opts, const char *url, struct errbuf *err);
 
 #endif

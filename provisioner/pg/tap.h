@@ -65,7 +65,7 @@ struct tap_assertion {
 struct tap {
 	struct tap_assertion *a; /* owned */
 	size_t n;
-	size_t alloc; /* room in a */
+	size_t alloc;   /* room in a */
 	size_t dropped; /* assertions beyond TAP_MAX_ASSERTIONS */
 	bool has_plan;
 	unsigned long planned;

@@ -24,35 +24,35 @@
 #include <stdio.h>
 
 #include "model/manifest.h"
-#include "util/redact.h"
-#include "target/ctx.h"
 #include "model/result.h"
+#include "target/ctx.h"
+#include "util/redact.h"
 #include "util/util.h"
 
 struct report_run {
-	const char *version;          /* stagehand version */
-	const char *command;          /* "run" or "plan" */
+	const char *version; /* stagehand version */
+	const char *command; /* "run" or "plan" */
 	const struct manifest *manifest;
 	const struct step_result *results; /* manifest->nsteps entries */
-	const char *target_user;      /* NULL when no target */
+	const char *target_user;           /* NULL when no target */
 	const char *target_host;
 	unsigned target_port;
 	const struct target_facts *facts;
 	const char *host_key_fingerprint; /* NULL when never connected */
 	const char *host_key_type;
-	bool host_key_accepted;       /* accepted with --accept-new-host-key */
+	bool host_key_accepted; /* accepted with --accept-new-host-key */
 	unsigned reconnects;
-	int64_t started_at;           /* unix time */
+	int64_t started_at; /* unix time */
 	int64_t finished_at;
 	uint64_t duration_ms;
-	const char *status;           /* passed | failed | interrupted */
+	const char *status; /* passed | failed | interrupted */
 	int exit_code;
 	const struct errbuf *run_err; /* run-level error, code SH_OK if none */
 	const struct redact *redact;
 };
 
-int report_write(const char *dir, const struct report_run *r,
-    struct errbuf *err);
+int report_write(
+    const char *dir, const struct report_run *r, struct errbuf *err);
 int report_show(const char *dir, FILE *out, bool json, struct errbuf *err);
 
 #endif

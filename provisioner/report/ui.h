@@ -28,8 +28,8 @@
 #include <stdint.h>
 
 #include "model/manifest.h"
-#include "util/redact.h"
 #include "model/result.h"
+#include "util/redact.h"
 #include "util/util.h"
 
 struct ui_opts {
@@ -44,8 +44,8 @@ int ui_open_log(struct ui *ui, const char *dir, struct errbuf *err);
 int ui_close_log(struct ui *ui, struct errbuf *err);
 void ui_free(struct ui *ui);
 
-void ui_run_start(struct ui *ui, const char *command,
-    const struct manifest *m, const char *target);
+void ui_run_start(struct ui *ui, const char *command, const struct manifest *m,
+    const char *target);
 void ui_step_start(struct ui *ui, const struct step *s, size_t total);
 void ui_step_end(struct ui *ui, const struct step *s, size_t total,
     const struct step_result *r);
@@ -58,7 +58,7 @@ void ui_notice(struct ui *ui, const char *fmt, ...) ATTR_PRINTF(2, 3);
 void ui_progress(struct ui *ui, const char *what, size_t done, size_t total,
     uint64_t bytes, uint64_t total_bytes);
 void ui_run_end(struct ui *ui, const struct manifest *m,
-    const struct step_result *results, const char *status,
-    uint64_t duration_ms, const struct errbuf *run_err);
+    const struct step_result *results, const char *status, uint64_t duration_ms,
+    const struct errbuf *run_err);
 
 #endif

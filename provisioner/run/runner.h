@@ -37,7 +37,7 @@
  * by the runner). *run_err receives a run-level error (e.g. the target was
  * unreachable). Returns the exit code: 0, 1, 69, 77.
  */
-int runner_run(struct run_ctx *ctx, struct step_result *results,
-    struct errbuf *run_err);
+int runner_run(
+    struct run_ctx *ctx, struct step_result *results, struct errbuf *run_err);
 
 #endif

@@ -63,11 +63,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/limits.h"
 #include "model/node.h"
-#include "target/remote.h"
-#include "target/ctx.h"
 #include "steps/stepsh.h"
+#include "target/ctx.h"
+#include "target/remote.h"
+#include "util/limits.h"
 
 enum alias_type {
 	ALIAS_FILES,

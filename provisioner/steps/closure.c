@@ -93,13 +93,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/limits.h"
 #include "nix/narinfo.h"
 #include "nix/nixcache.h"
-#include "target/remote.h"
-#include "target/ctx.h"
 #include "report/ui.h"
 #include "steps/stepsh.h"
+#include "target/ctx.h"
+#include "target/remote.h"
+#include "util/limits.h"
 
 #define CLOSURE_MARGIN_PCT_DEFAULT 10
 #define CLOSURE_CACHE_TIMEOUT_S 30

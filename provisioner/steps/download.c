@@ -44,9 +44,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "util/limits.h"
-#include "target/remote.h"
 #include "steps/stepsh.h"
+#include "target/remote.h"
+#include "util/limits.h"
 
 struct download_cfg {
 	const char *src;  /* borrowed */

@@ -33,9 +33,9 @@
 #include <string.h>
 
 #include "model/node.h"
-#include "target/remote.h"
-#include "target/ctx.h"
 #include "steps/stepsh.h"
+#include "target/ctx.h"
+#include "target/remote.h"
 
 struct group_cfg {
 	const char *name; /* borrowed from the manifest */

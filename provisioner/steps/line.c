@@ -39,8 +39,8 @@
 #include <regex.h>
 #include <string.h>
 
-#include "util/limits.h"
 #include "steps/stepsh.h"
+#include "util/limits.h"
 
 struct line_cfg {
 	const char *path;   /* borrowed */

@@ -80,11 +80,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/limits.h"
 #include "pg/pgscript.h"
-#include "target/remote.h"
-#include "target/ctx.h"
 #include "steps/stepsh.h"
+#include "target/ctx.h"
+#include "target/remote.h"
+#include "util/limits.h"
 
 #define MT_DEFAULT_PORT 54329
 #define MT_SQL_MAX (64u << 20)    /* one data file */

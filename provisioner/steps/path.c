@@ -33,8 +33,8 @@
  */
 #include <string.h>
 
-#include "util/limits.h"
 #include "steps/stepsh.h"
+#include "util/limits.h"
 
 enum path_state {
 	PATH_DIRECTORY,

@@ -30,21 +30,22 @@
  * reports changed == false and fails on a failed row. probe, in a plan,
  * runs before the stage's earlier steps have done their work, so failed
  * rows there are "would change" (the audit would fail if nothing before
- * it changed anything), each named in a change line, not a failed plan. Rows are named "user postgres: postgres,ssl-cert",
- * "pattern nixbld*: only nixbld", "path /etc/ssl/private: directory
- * root:postgres 0750", "absent /tmp/ansible-playbook"; a failed row's
- * message says expected vs actual. The step's error is SH_ERR_STEP
- * "N of M permission rows failed: user wal-g: expected [...], got [...];
+ * it changed anything), each named in a change line, not a failed plan. Rows
+ * are named "user postgres: postgres,ssl-cert", "pattern nixbld*: only nixbld",
+ * "path /etc/ssl/private: directory root:postgres 0750", "absent
+ * /tmp/ansible-playbook"; a failed row's message says expected vs actual. The
+ * step's error is SH_ERR_STEP "N of M permission rows failed: user wal-g:
+ * expected [...], got [...];
  * ...". Details: rows, failed, skipped.
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/limits.h"
 #include "model/node.h"
 #include "pg/permcheck.h"
-#include "target/remote.h"
 #include "steps/stepsh.h"
+#include "target/remote.h"
+#include "util/limits.h"
 
 #define PERM_GLOB_MAX 64
 #define PERM_SUMMARY_MAX 900 /* the summary must fit struct errbuf */
@@ -388,7 +389,8 @@ perm_run(struct run_ctx *ctx, const struct step *step, enum step_mode mode,
 	for (size_t i = 0; i < res->ntests; i++)
 		if (!res->tests[i].passed && !res->tests[i].skipped)
 			step_result_change(res, "fails now: %s%s%s",
-			    res->tests[i].name, res->tests[i].message ? ": " : "",
+			    res->tests[i].name,
+			    res->tests[i].message ? ": " : "",
 			    res->tests[i].message ? res->tests[i].message : "");
 	res->changed = true;
 	err_clear(err);

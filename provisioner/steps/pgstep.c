@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/limits.h"
-#include "target/remote.h"
 #include "steps/pgstep.h"
 #include "steps/stepsh.h"
+#include "target/remote.h"
+#include "util/limits.h"
 
 #define PGSTEP_DEFAULT_HOST "127.0.0.1"
 #define PGSTEP_DEFAULT_USER "postgres"

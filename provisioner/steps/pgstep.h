@@ -34,8 +34,8 @@
 
 #include <stdbool.h>
 
-#include "pg/pgscript.h"
 #include "model/kind.h"
+#include "pg/pgscript.h"
 
 #define PGSTEP_FILE_MAX (64u << 20)
 

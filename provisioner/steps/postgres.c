@@ -64,11 +64,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "util/limits.h"
 #include "pg/pg.h"
-#include "target/remote.h"
-#include "target/ctx.h"
 #include "steps/stepsh.h"
+#include "target/ctx.h"
+#include "target/remote.h"
+#include "util/limits.h"
 
 #define PGS_DEFAULT_BIN "/usr/lib/postgresql/bin"
 #define PGS_DEFAULT_TIMEOUT_S 60

@@ -60,11 +60,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "steps/stepsh.h"
+#include "target/ctx.h"
+#include "target/remote.h"
 #include "util/limits.h"
 #include "util/redact.h"
-#include "target/remote.h"
-#include "target/ctx.h"
-#include "steps/stepsh.h"
 
 /* Change lines show this much of the script's first line. */
 #define SHELL_FIRST_LINE_MAX 100

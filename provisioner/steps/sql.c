@@ -196,8 +196,10 @@ sql_probe(struct run_ctx *ctx, const struct step *step, struct step_result *res,
 	if (pgstep_connect(ctx, step, &c->pg, &pc, err) < 0) {
 		if (err->code != SH_ERR_REMOTE)
 			return -1;
-		step_result_change(res, "server not reachable now (%s): "
-		    "unless cannot be checked", err->msg);
+		step_result_change(res,
+		    "server not reachable now (%s): "
+		    "unless cannot be checked",
+		    err->msg);
 		sql_would_run(c, res);
 		err_clear(err);
 		return 0;

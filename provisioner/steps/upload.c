@@ -56,9 +56,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "util/limits.h"
-#include "target/remote.h"
 #include "steps/stepsh.h"
+#include "target/remote.h"
+#include "util/limits.h"
 
 #define UPLOAD_TREE_MAX_ENTRIES 100000
 #define UPLOAD_TREE_MAX_DEPTH 64

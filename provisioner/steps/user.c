@@ -60,9 +60,9 @@
 #include <string.h>
 
 #include "model/node.h"
-#include "target/remote.h"
-#include "target/ctx.h"
 #include "steps/stepsh.h"
+#include "target/ctx.h"
+#include "target/remote.h"
 
 struct user_cfg {
 	const char *name; /* borrowed from the manifest, like the others */

@@ -28,13 +28,13 @@ struct ui;
 struct run_ctx;
 
 struct run_opts {
-	bool plan;                 /* probe only */
-	struct strlist tags;       /* run only these (plus `always`) */
+	bool plan;           /* probe only */
+	struct strlist tags; /* run only these (plus `always`) */
 	struct strlist skip_tags;
-	const char *start_at;      /* step name, or NULL */
-	bool keep_going;           /* do not stop at the first failure */
-	bool lock;                 /* take the target lock (run, not plan) */
-	int lock_wait_s;           /* when held: 0 fail, -1 wait, N seconds */
+	const char *start_at; /* step name, or NULL */
+	bool keep_going;      /* do not stop at the first failure */
+	bool lock;            /* take the target lock (run, not plan) */
+	int lock_wait_s;      /* when held: 0 fail, -1 wait, N seconds */
 };
 
 struct target_facts {
@@ -56,22 +56,22 @@ struct run_link {
 };
 
 struct run_ctx {
-	const struct run_opts *opts;      /* borrowed */
-	const struct manifest *manifest;  /* borrowed */
-	struct ssh_opts ssh_opts;         /* strings borrowed from argv/env */
-	bool have_target;                 /* a target was given */
-	struct ssh_conn *ssh;             /* owned; NULL until needed */
-	const struct run_link *link;      /* borrowed; NULL: ssh */
-	bool linked;                      /* link->connect succeeded */
-	struct ui *ui;                    /* borrowed; opaque down here */
+	const struct run_opts *opts;     /* borrowed */
+	const struct manifest *manifest; /* borrowed */
+	struct ssh_opts ssh_opts;        /* strings borrowed from argv/env */
+	bool have_target;                /* a target was given */
+	struct ssh_conn *ssh;            /* owned; NULL until needed */
+	const struct run_link *link;     /* borrowed; NULL: ssh */
+	bool linked;                     /* link->connect succeeded */
+	struct ui *ui;                   /* borrowed; opaque down here */
 	/* ui_notice() (report/ui.h), set by main; may be NULL. A pointer, so
 	 * that the lock can say it waits without this layer knowing the UI. */
 	void (*notice)(struct ui *ui, const char *fmt, ...) ATTR_PRINTF(2, 3);
-	const struct redact *redact;      /* borrowed: cut text after it */
+	const struct redact *redact; /* borrowed: cut text after it */
 	struct target_facts facts;
-	unsigned long lock_pid;           /* the lock's holder; 0: none */
+	unsigned long lock_pid;             /* the lock's holder; 0: none */
 	volatile sig_atomic_t *interrupted; /* set by main's signal handler */
-	int64_t started_at;               /* unix time */
+	int64_t started_at;                 /* unix time */
 	uint64_t started_ms;
 };
 
@@ -87,8 +87,7 @@ struct run_ctx {
  * a session that is gone (a killed controller) lets go within a second; a
  * run that reconnects ends its own old holder. run_ctx_release() lets go.
  */
-int run_ctx_ssh(struct run_ctx *ctx, struct ssh_conn **out,
-    struct errbuf *err);
+int run_ctx_ssh(struct run_ctx *ctx, struct ssh_conn **out, struct errbuf *err);
 /* Connects (run_ctx_ssh(), or ctx->link) unless connected already. */
 int run_ctx_connect(struct run_ctx *ctx, struct errbuf *err);
 /* Whether a session is up (or was, and dropped: it can be reconnected). */

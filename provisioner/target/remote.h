@@ -57,13 +57,13 @@
 struct run_ctx;
 
 struct remote_cmd {
-	const char *script;     /* sh script text */
-	const char *become;     /* NULL or a user name */
-	unsigned timeout_s;     /* 0: no remote timeout */
-	const void *payload;    /* stdin after the script; may be NULL */
+	const char *script;  /* sh script text */
+	const char *become;  /* NULL or a user name */
+	unsigned timeout_s;  /* 0: no remote timeout */
+	const void *payload; /* stdin after the script; may be NULL */
 	size_t payload_len;
-	int payload_fd;         /* then this local fd until EOF; -1 none */
-	int stdout_fd;          /* stdout to this local fd; -1: into out */
+	int payload_fd;          /* then this local fd until EOF; -1 none */
+	int stdout_fd;           /* stdout to this local fd; -1: into out */
 	bool stdout_is_protocol; /* stepsh_remote() only; see there */
 	/* Every stderr chunk as it arrives, besides out->err; or NULL. See
 	 * ssh_io.on_stderr for what it may do. */
@@ -77,7 +77,10 @@ struct remote_out {
 	struct buf err; /* stderr */
 };
 
-#define REMOTE_CMD_INIT { NULL, NULL, 0, NULL, 0, -1, -1, false, NULL, NULL }
+#define REMOTE_CMD_INIT                                                        \
+	{                                                                      \
+		NULL, NULL, 0, NULL, 0, -1, -1, false, NULL, NULL              \
+	}
 
 int remote_run(struct run_ctx *ctx, const struct remote_cmd *cmd,
     struct remote_out *out, struct errbuf *err);

@@ -89,7 +89,7 @@ struct buf {
 	char *data; /* owned; never NULL after buf_init; NUL-terminated */
 	size_t len;
 	size_t cap;
-	size_t max; /* hard cap on len */
+	size_t max;  /* hard cap on len */
 	bool failed; /* an append failed; cleared by buf_reset/buf_init */
 };
 
@@ -153,8 +153,8 @@ int time_rfc3339(struct buf *b, int64_t unix_seconds);
  * Reads a whole regular file of at most max bytes into *out (caller
  * releases). Refuses symlinks to devices, directories and larger files.
  */
-int file_read(const char *path, size_t max, struct buf *out,
-    struct errbuf *err);
+int file_read(
+    const char *path, size_t max, struct buf *out, struct errbuf *err);
 /*
  * Writes data to path atomically: a temp file in the same directory,
  * fsync, then rename. mode is applied to the new file.

@@ -54,8 +54,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct errbuf err;
 
 	err_clear(&err);
-	if (manifest_load_mem(
-	        "fuzz.yml", (const char *)data, size, step_kinds(), &opts, &m, &err) == 0) {
+	if (manifest_load_mem("fuzz.yml", (const char *)data, size,
+	        step_kinds(), &opts, &m, &err) == 0) {
 		touch(m);
 		manifest_free(m);
 		return 0;

@@ -24,8 +24,8 @@
 #include <string.h>
 
 #include "drive.h"
-#include "util/json.h"
 #include "nix/nixcache.h"
+#include "util/json.h"
 
 struct drive {
 	struct strlist from;

@@ -32,10 +32,10 @@
 #include <unistd.h>
 
 #include "drive.h"
-#include "util/limits.h"
-#include "target/remote.h"
 #include "target/ctx.h"
+#include "target/remote.h"
 #include "transport/ssh.h"
+#include "util/limits.h"
 
 struct drive {
 	struct ssh_opts o;

@@ -68,7 +68,8 @@ test_json_writes_nested_containers_compactly(void **state)
 	json_int(&j, INT64_MIN);
 	json_object_end(&j);
 	assert_int_equal(json_finish(&j), 0);
-	assert_string_equal(b.data, "{\"a\": [-1,18446744073709551615,true,"
+	assert_string_equal(b.data,
+	    "{\"a\": [-1,18446744073709551615,true,"
 	    "null,{},[]],\"b\": null,\"c\": -9223372036854775808}");
 	buf_release(&b);
 }
@@ -92,8 +93,8 @@ test_json_pretty_output_indents_by_two_and_ends_with_newline(void **state)
 	json_object_end(&j);
 	json_object_end(&j);
 	assert_int_equal(json_finish(&j), 0);
-	assert_string_equal(b.data,
-	    "{\n  \"a\": [\n    \"x\"\n  ],\n  \"e\": {}\n}\n");
+	assert_string_equal(
+	    b.data, "{\n  \"a\": [\n    \"x\"\n  ],\n  \"e\": {}\n}\n");
 	buf_release(&b);
 }
 
@@ -112,10 +113,9 @@ static void
 test_json_escapes_c1_line_separators_and_noncharacters(void **state)
 {
 	(void)state;
-	assert_escapes_to("\xc2\x80\xc2\x85\xc2\x9f", 6,
-	    "\"\\u0080\\u0085\\u009F\"");
-	assert_escapes_to("\xe2\x80\xa8\xe2\x80\xa9", 6,
-	    "\"\\u2028\\u2029\"");
+	assert_escapes_to(
+	    "\xc2\x80\xc2\x85\xc2\x9f", 6, "\"\\u0080\\u0085\\u009F\"");
+	assert_escapes_to("\xe2\x80\xa8\xe2\x80\xa9", 6, "\"\\u2028\\u2029\"");
 	assert_escapes_to("\xef\xbb\xbf\xef\xbf\xbe\xef\xbf\xbf", 9,
 	    "\"\\uFEFF\\uFFFE\\uFFFF\"");
 }
@@ -138,8 +138,8 @@ test_json_replaces_each_invalid_utf8_byte_with_fffd(void **state)
 	assert_escapes_to("\x80", 1, "\"\xef\xbf\xbd\"");
 	assert_escapes_to("a\xc3", 2, "\"a\xef\xbf\xbd\"");
 	assert_escapes_to("\xc0\xaf", 2, "\"\xef\xbf\xbd\xef\xbf\xbd\"");
-	assert_escapes_to("\xed\xa0\x80", 3,
-	    "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"");
+	assert_escapes_to(
+	    "\xed\xa0\x80", 3, "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"");
 	/* truncated 3-byte sequence followed by ASCII */
 	assert_escapes_to("\xe2\x82z", 3, "\"\xef\xbf\xbd\xef\xbf\xbdz\"");
 	/* beyond U+10FFFF, and 0xff */
@@ -154,17 +154,17 @@ test_json_utf8_next_decodes_and_rejects(void **state)
 	uint32_t cp;
 
 	(void)state;
-	assert_int_equal(json_utf8_next((const unsigned char *)"A", 1, &cp),
-	    1);
+	assert_int_equal(json_utf8_next((const unsigned char *)"A", 1, &cp), 1);
 	assert_int_equal(cp, 'A');
-	assert_int_equal(json_utf8_next(
-	    (const unsigned char *)"\xf0\x9f\x98\x80", 4, &cp), 4);
+	assert_int_equal(
+	    json_utf8_next((const unsigned char *)"\xf0\x9f\x98\x80", 4, &cp),
+	    4);
 	assert_int_equal(cp, 0x1f600);
-	assert_int_equal(json_utf8_next(
-	    (const unsigned char *)"\xf0\x9f\x98", 3, &cp), 1);
+	assert_int_equal(
+	    json_utf8_next((const unsigned char *)"\xf0\x9f\x98", 3, &cp), 1);
 	assert_int_equal(cp, 0xfffd);
-	assert_int_equal(json_utf8_next(
-	    (const unsigned char *)"\xe0\x80\x80", 3, &cp), 1);
+	assert_int_equal(
+	    json_utf8_next((const unsigned char *)"\xe0\x80\x80", 3, &cp), 1);
 	assert_int_equal(cp, 0xfffd);
 }
 
@@ -292,8 +292,7 @@ yaml_scalar(const char *doc, size_t doclen, unsigned want, size_t *len)
 	for (;;) {
 		if (!yaml_parser_parse(&p, &ev))
 			fail_msg("libyaml: %s at %zu:%zu", p.problem,
-			    p.problem_mark.line + 1,
-			    p.problem_mark.column + 1);
+			    p.problem_mark.line + 1, p.problem_mark.column + 1);
 		if (ev.type == YAML_SCALAR_EVENT && seen++ == want) {
 			*len = ev.data.scalar.length;
 			out = malloc(*len + 1);
@@ -311,8 +310,7 @@ yaml_scalar(const char *doc, size_t doclen, unsigned want, size_t *len)
 }
 
 static void
-assert_reads_back(const char *in, size_t len, const char *want,
-    size_t wantlen)
+assert_reads_back(const char *in, size_t len, const char *want, size_t wantlen)
 {
 	struct buf b;
 	struct json j;
@@ -386,8 +384,12 @@ static void
 test_json_invalid_utf8_reads_back_as_replacement_characters(void **state)
 {
 	(void)state;
-	assert_reads_back("a\xff" "b\xed\xa0\x80", 6,
-	    "a\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", 14);
+	assert_reads_back("a\xff"
+	                  "b\xed\xa0\x80",
+	    6,
+	    "a\xef\xbf\xbd"
+	    "b\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd",
+	    14);
 }
 
 int

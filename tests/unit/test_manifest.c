@@ -22,9 +22,9 @@
 
 #include <cmocka.h>
 
-#include "util/limits.h"
 #include "model/manifest.h"
 #include "steps/registry.h"
+#include "util/limits.h"
 
 #define FIX "tests/fixtures/manifests"
 
@@ -37,7 +37,8 @@ load_ok_opts(const char *yaml, const struct manifest_opts *o)
 	struct errbuf err;
 
 	err_clear(&err);
-	if (manifest_load_mem("mem.yml", yaml, strlen(yaml), step_kinds(), o, &m, &err) < 0)
+	if (manifest_load_mem(
+	        "mem.yml", yaml, strlen(yaml), step_kinds(), o, &m, &err) < 0)
 		fail_msg("unexpected error: %s", err.msg);
 	assert_non_null(m);
 	return m;
@@ -58,7 +59,8 @@ expect_err_opts(const char *yaml, size_t len, const struct manifest_opts *o,
 	struct errbuf err;
 
 	err_clear(&err);
-	if (manifest_load_mem("mem.yml", yaml, len, step_kinds(), o, &m, &err) == 0) {
+	if (manifest_load_mem(
+	        "mem.yml", yaml, len, step_kinds(), o, &m, &err) == 0) {
 		manifest_free(m);
 		fail_msg("loaded, expected error: %s", want);
 	}
@@ -145,8 +147,9 @@ test_manifest_loads_minimal(void **state)
 	struct errbuf err;
 
 	(void)state;
-	assert_int_equal(
-	    manifest_load(FIX "/good/minimal.yml", step_kinds(), NULL, &m, &err), 0);
+	assert_int_equal(manifest_load(FIX "/good/minimal.yml", step_kinds(),
+	                     NULL, &m, &err),
+	    0);
 	assert_string_equal(m->stage, "minimal");
 	assert_int_equal(m->version, 1);
 	assert_int_equal(m->nsteps, 1);
@@ -174,7 +177,8 @@ test_manifest_includes_come_first_in_order(void **state)
 	struct errbuf err;
 
 	(void)state;
-	if (manifest_load(FIX "/good/full.yml", step_kinds(), NULL, &m, &err) < 0)
+	if (manifest_load(FIX "/good/full.yml", step_kinds(), NULL, &m, &err) <
+	    0)
 		fail_msg("%s", err.msg);
 	assert_int_equal(m->nsteps, 10);
 	for (size_t i = 0; i < m->nsteps; i++) {
@@ -199,10 +203,12 @@ static void
 test_manifest_null_changed_exit_code_is_absent(void **state)
 {
 	(void)state;
-	manifest_free(load_ok(HDR "steps:\n  - name: a\n"
-	                          "    shell: {script: x, changed_exit_code: ~}\n"));
-	manifest_free(load_ok(HDR "steps:\n  - name: a\n"
-	                          "    shell: {script: x, changed_exit_code: }\n"));
+	manifest_free(
+	    load_ok(HDR "steps:\n  - name: a\n"
+	                "    shell: {script: x, changed_exit_code: ~}\n"));
+	manifest_free(
+	    load_ok(HDR "steps:\n  - name: a\n"
+	                "    shell: {script: x, changed_exit_code: }\n"));
 }
 
 static void
@@ -213,7 +219,8 @@ test_manifest_common_fields(void **state)
 	const struct step *s;
 
 	(void)state;
-	if (manifest_load(FIX "/good/full.yml", step_kinds(), NULL, &m, &err) < 0)
+	if (manifest_load(FIX "/good/full.yml", step_kinds(), NULL, &m, &err) <
+	    0)
 		fail_msg("%s", err.msg);
 	s = step_named(m, "as postgres");
 	assert_string_equal(s->become, "postgres");
@@ -251,7 +258,8 @@ test_manifest_aliases_are_copies(void **state)
 	struct errbuf err;
 
 	(void)state;
-	if (manifest_load(FIX "/good/anchors.yml", step_kinds(), NULL, &m, &err) < 0)
+	if (manifest_load(
+	        FIX "/good/anchors.yml", step_kinds(), NULL, &m, &err) < 0)
 		fail_msg("%s", err.msg);
 	assert_int_equal(m->nsteps, 2);
 	assert_ptr_not_equal(m->steps[0].body, m->steps[1].body);
@@ -268,8 +276,9 @@ test_manifest_stage_may_have_no_steps(void **state)
 	struct errbuf err;
 
 	(void)state;
-	assert_int_equal(
-	    manifest_load(FIX "/good/no-steps.yml", step_kinds(), NULL, &m, &err), 0);
+	assert_int_equal(manifest_load(FIX "/good/no-steps.yml", step_kinds(),
+	                     NULL, &m, &err),
+	    0);
 	assert_int_equal(m->nsteps, 0);
 	manifest_free(m);
 }
@@ -947,8 +956,8 @@ test_manifest_truncated_documents_fail_cleanly(void **state)
 		struct errbuf err;
 
 		err_clear(&err);
-		if (manifest_load_mem("mem.yml", doc, cut, step_kinds(), NULL, &m, &err) ==
-		    0) {
+		if (manifest_load_mem("mem.yml", doc, cut, step_kinds(), NULL,
+		        &m, &err) == 0) {
 			manifest_free(m);
 			continue;
 		}
@@ -1199,7 +1208,8 @@ test_manifest_missing_file_is_io_error(void **state)
 
 	(void)state;
 	assert_int_equal(
-	    manifest_load("tests/no-such.yml", step_kinds(), NULL, &m, &err), -1);
+	    manifest_load("tests/no-such.yml", step_kinds(), NULL, &m, &err),
+	    -1);
 	assert_null(m);
 	assert_int_equal(err.code, SH_ERR_IO);
 	assert_non_null(strstr(err.msg, "tests/no-such.yml: No such file"));
@@ -1264,7 +1274,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_manifest_loads_minimal),
-		cmocka_unit_test(test_manifest_null_changed_exit_code_is_absent),
+		cmocka_unit_test(
+		    test_manifest_null_changed_exit_code_is_absent),
 		cmocka_unit_test(test_manifest_includes_come_first_in_order),
 		cmocka_unit_test(test_manifest_common_fields),
 		cmocka_unit_test(test_manifest_aliases_are_copies),

@@ -7,6 +7,7 @@
  * tests/t0410-report-schema.sh can validate them with python3 jsonschema,
  * parse junit.xml and source stagehand.env.
  */
+#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,15 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
-#include "util/limits.h"
 #include "model/kind.h"
 #include "report/report.h"
+#include "util/limits.h"
 
 /* Serialisation needs only the kind's name. */
 static const struct step_kind fake_shell = { .name = "shell" };
@@ -43,14 +43,13 @@ struct scenario {
 
 /* Secrets the hostile scenario hides in every field it can reach. */
 static const char *const secrets[] = {
-	"pa\"ss'w\\rd\n&<x>",
-	"tok-123",
-	"tok-123-long", /* the first is its prefix */
+	"pa\"ss'w\\rd\n&<x>", "tok-123",
+	"tok-123-long",    /* the first is its prefix */
 	"k3y-$(id)`id`-x", /* not "`id`": a 4-byte tail is masked anywhere */
 };
 
 static const char hostile_stage[] = "st'age \"$(touch pwned)\" `id` $HOME\n"
-    "line2 \\ & < > \x01 \xff end";
+                                    "line2 \\ & < > \x01 \xff end";
 
 static char *out_root; /* TEST_REPORT_OUT, or a temp dir removed at exit */
 static bool keep_out;
@@ -113,8 +112,8 @@ sc_target(struct scenario *s)
 
 /* A step that ran: status, timing and one attempt. */
 static void
-sc_step(struct scenario *s, size_t i, const char *name,
-    enum step_status st, uint64_t ms)
+sc_step(struct scenario *s, size_t i, const char *name, enum step_status st,
+    uint64_t ms)
 {
 	s->steps[i].name = name;
 	s->res[i].status = st;
@@ -183,14 +182,15 @@ sc_failed_with_tests(void)
 	}
 	sc_step(s, 1, "pgTAP suite", STEP_FAILED, 900);
 	step_result_test(&s->res[1], "has table users", true, false, NULL);
-	step_result_test(&s->res[1], "owner is postgres", false, false,
-	    "got 'root'");
-	step_result_test(&s->res[1], "extension vector", false, true,
-	    "not installed");
+	step_result_test(
+	    &s->res[1], "owner is postgres", false, false, "got 'root'");
+	step_result_test(
+	    &s->res[1], "extension vector", false, true, "not installed");
 	step_result_output(&s->res[1], "not ok 2 - owner\n", 17);
 	s->res[1].exit_status = 3;
 	s->res[1].attempts = 2;
-	err_set(&s->res[1].err, SH_ERR_REMOTE, "remote command failed: "
+	err_set(&s->res[1].err, SH_ERR_REMOTE,
+	    "remote command failed: "
 	    "exit 3\nstderr: owner is root");
 	sc_step(s, 2, "Cleanup", STEP_NOT_RUN, 0);
 	s->run.exit_code = 1;
@@ -223,7 +223,8 @@ sc_unreachable(void)
 	s->run.target_port = 2222;
 	sc_step(s, 0, "Base packages", STEP_PENDING, 0);
 	sc_step(s, 1, "Write motd", STEP_NOT_RUN, 0);
-	err_set(&s->run_err, SH_ERR_UNREACHABLE, "ssh://builder@10.99.0.2:"
+	err_set(&s->run_err, SH_ERR_UNREACHABLE,
+	    "ssh://builder@10.99.0.2:"
 	    "2222: connect: Connection refused");
 	s->run.exit_code = EXIT_UNREACHABLE;
 	s->run.status = NULL; /* derived: failed */
@@ -377,7 +378,7 @@ test_report_results_json_holds_the_run(void **state)
 	assert_contains(j, "\"started_at\": \"2026-11-18T");
 	assert_contains(j, "\"source\": \"stages/test.yml:17:5\"");
 	assert_contains(j, "\"changes\": [\n        \"/etc/motd: content "
-	    "changed\",");
+	                   "changed\",");
 	assert_contains(j, "\"skip_reason\": \"when: false\"");
 	assert_contains(j, "\"accepted_new\": true");
 	assert_contains(j, "\"closure\": null");
@@ -396,14 +397,16 @@ test_report_junit_has_a_case_per_step_and_embedded_test(void **state)
 
 	(void)state;
 	/* 3 steps + 12 + 3 embedded tests */
-	assert_contains(x, "<testsuites name=\"stagehand\" tests=\"18\" "
+	assert_contains(x,
+	    "<testsuites name=\"stagehand\" tests=\"18\" "
 	    "failures=\"2\" errors=\"0\" skipped=\"2\" time=\"12.345\">");
 	assert_contains(x, "<testcase classname=\"stage2\" name=\"02 pgTAP "
-	    "suite\" time=\"0.900\">");
-	assert_contains(x, "<failure message=\"remote command failed: exit "
+	                   "suite\" time=\"0.900\">");
+	assert_contains(x,
+	    "<failure message=\"remote command failed: exit "
 	    "3&#10;stderr: owner is root\" type=\"remote command failed\">");
 	assert_contains(x, "<testcase classname=\"stage2.pgTAP suite\" "
-	    "name=\"owner is postgres\"");
+	                   "name=\"owner is postgres\"");
 	assert_contains(x, "<failure message=\"got &apos;root&apos;\">");
 	assert_contains(x, "<skipped message=\"not_run\"/>");
 	free(x);
@@ -420,11 +423,12 @@ test_report_junit_shows_unreachable_target_as_connect_error(void **state)
 	char *j = slurp(dir, "results.json");
 
 	(void)state;
-	assert_contains(x, "name=\"connect\" time=\"0.000\">\n      <error "
+	assert_contains(x,
+	    "name=\"connect\" time=\"0.000\">\n      <error "
 	    "message=\"ssh://builder@10.99.0.2:2222: connect: Connection "
 	    "refused\" type=\"target unreachable\">");
 	assert_contains(x, "tests=\"3\" failures=\"0\" errors=\"1\" "
-	    "skipped=\"2\"");
+	                   "skipped=\"2\"");
 	assert_contains(j, "\"status\": \"failed\"");
 	assert_contains(j, "\"exit_code\": 69");
 	assert_contains(j, "\"code\": \"target unreachable\"");
@@ -448,7 +452,7 @@ test_report_status_is_interrupted_when_a_step_was(void **state)
 	(void)state;
 	assert_contains(j, "\"status\": \"interrupted\"");
 	assert_contains(x, "<error message=\"interrupted by SIGINT\" "
-	    "type=\"interrupted\">");
+	                   "type=\"interrupted\">");
 	assert_contains(e, "STAGEHAND_STATUS='interrupted'\n");
 	assert_contains(e, "STAGEHAND_FAILED_STEP=''\n");
 	free(e);
@@ -489,8 +493,15 @@ static void
 test_report_files_hold_no_secret(void **state)
 {
 	static const char *const forms[] = {
-		"pa\"ss", "ss'w", "w\\rd", "pa\\\"ss", "pa&quot;ss",
-		"&lt;x&gt;", "tok-123", "k3y-$(id)", "'\\''w",
+		"pa\"ss",
+		"ss'w",
+		"w\\rd",
+		"pa\\\"ss",
+		"pa&quot;ss",
+		"&lt;x&gt;",
+		"tok-123",
+		"k3y-$(id)",
+		"'\\''w",
 	};
 	static const char *const files[] = { "results.json", "junit.xml",
 		"stagehand.env" };
@@ -521,13 +532,13 @@ test_report_show_prints_the_recap_and_passes(void **state)
 	(void)state;
 	assert_int_equal(show(dir, false, &text, &err), 0);
 	assert_contains(text, "stage1 on builder@10.7.0.2:22 x86_64-linux: "
-	    "passed in 12.3s\n");
+	                      "passed in 12.3s\n");
 	assert_contains(text, "  ok              0.1s  Base packages\n");
 	assert_contains(text, "  changed         1.2s  Write motd\n");
 	assert_contains(text, "  skipped            -  Only on arm "
-	    "(when: false)\n");
+	                      "(when: false)\n");
 	assert_contains(text, "stage1: passed \xe2\x80\x94 1 ok, 1 changed, "
-	    "0 failed, 1 skipped (12.3s)\n");
+	                      "0 failed, 1 skipped (12.3s)\n");
 	free(text);
 	free(dir);
 	sc_free(s);
@@ -543,15 +554,17 @@ test_report_show_fails_and_names_the_failed_step(void **state)
 
 	(void)state;
 	assert_int_equal(show(dir, false, &text, &err), 1);
-	assert_contains(text, "  failed          0.9s  pgTAP suite\n"
+	assert_contains(text,
+	    "  failed          0.9s  pgTAP suite\n"
 	    "                        error: remote command failed: exit 3\n"
 	    "                          stderr: owner is root\n"
 	    "                        1/3 tests passed, 1 failed, 1 skipped\n"
-	    "                          not ok: owner is postgres: got 'root'\n");
+	    "                          not ok: owner is postgres: got "
+	    "'root'\n");
 	assert_contains(text, "                        12/12 tests passed\n");
 	assert_contains(text, "  not_run            -  Cleanup\n");
 	assert_contains(text, "stage2: failed \xe2\x80\x94 1 ok, 0 changed, "
-	    "1 failed, 0 skipped, 1 not run (12.3s)\n");
+	                      "1 failed, 0 skipped, 1 not run (12.3s)\n");
 	free(text);
 	free(dir);
 	sc_free(s);
@@ -571,7 +584,8 @@ test_report_show_fails_on_interrupted_and_unreachable(void **state)
 	assert_contains(text, "1 interrupted, 1 not run (12.3s)\n");
 	free(text);
 	assert_int_equal(show(db, false, &text, &err), 1);
-	assert_contains(text, "stage1 on builder@10.99.0.2:2222: failed in "
+	assert_contains(text,
+	    "stage1 on builder@10.99.0.2:2222: failed in "
 	    "12.3s\n  error: ssh://builder@10.99.0.2:2222: connect: "
 	    "Connection refused\n");
 	free(text);
@@ -592,7 +606,7 @@ test_report_show_plan_passes_and_counts_would_change(void **state)
 	(void)state;
 	assert_int_equal(show(dir, false, &text, &err), 0);
 	assert_contains(text, "stage1 (plan) without a target: passed in "
-	    "12.3s\n");
+	                      "12.3s\n");
 	assert_contains(text, "  would_change    0.0s  Write motd\n");
 	assert_contains(text, "0 skipped, 1 would change (12.3s)\n");
 	free(text);
@@ -610,7 +624,8 @@ test_report_show_json_prints_a_compact_summary(void **state)
 
 	(void)state;
 	assert_int_equal(show(dir, true, &text, &err), 1);
-	assert_string_equal(text, "{\"stage\": \"stage2\",\"command\": \"run\","
+	assert_string_equal(text,
+	    "{\"stage\": \"stage2\",\"command\": \"run\","
 	    "\"status\": \"failed\",\"exit_code\": 1,\"duration_ms\": 12345,"
 	    "\"target\": \"builder@10.7.0.2:22\",\"error\": null,"
 	    "\"counts\": {\"total\": 3,\"ok\": 1,\"changed\": 0,\"skipped\": 0,"
@@ -692,8 +707,7 @@ dir_with_results(const char *name, const char *content, size_t len)
 	struct errbuf err;
 
 	assert_int_equal(mkdir_p(dir, 0755, &err), 0);
-	assert_int_equal(file_write_atomic(path, content, len, 0644, &err),
-	    0);
+	assert_int_equal(file_write_atomic(path, content, len, 0644, &err), 0);
 	free(path);
 	return dir;
 }
@@ -716,7 +730,8 @@ test_report_show_refuses_a_dir_without_report(void **state)
 {
 	char *dir = xasprintf("%s/no-such-dir", out_root);
 	char *msg = xasprintf("%s: no stagehand report (results.json "
-	    "missing)", dir);
+	                      "missing)",
+	    dir);
 
 	(void)state;
 	expect_refused(dir, SH_ERR_USAGE, msg);
@@ -762,8 +777,8 @@ test_report_show_refuses_json_that_is_not_a_report(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		char *dir = dir_with_results("not-report", bad[i],
-		    strlen(bad[i]));
+		char *dir =
+		    dir_with_results("not-report", bad[i], strlen(bad[i]));
 
 		expect_refused(dir, SH_ERR_IO, "results.json");
 		free(dir);
@@ -787,7 +802,8 @@ test_report_show_refuses_oversized_results(void **state)
 static void
 test_report_show_accepts_a_minimal_report(void **state)
 {
-	static const char min[] = "{\"schema\": 1, \"stage\": \"s\", "
+	static const char min[] =
+	    "{\"schema\": 1, \"stage\": \"s\", "
 	    "\"status\": \"passed\", \"steps\": [{\"name\": \"n\", "
 	    "\"status\": \"ok\"}]}";
 	char *dir = dir_with_results("minimal", min, strlen(min));
@@ -866,8 +882,7 @@ main(void)
 		    test_report_show_json_prints_a_compact_summary),
 		cmocka_unit_test(
 		    test_report_show_hostile_report_prints_no_control_characters),
-		cmocka_unit_test(
-		    test_report_long_detail_key_still_reads_back),
+		cmocka_unit_test(test_report_long_detail_key_still_reads_back),
 		cmocka_unit_test(
 		    test_report_write_fails_when_dir_cannot_be_made),
 		cmocka_unit_test(test_report_show_refuses_a_dir_without_report),

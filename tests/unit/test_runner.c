@@ -343,9 +343,10 @@ test_runner_never_retries_a_trust_failure(void **state)
 	struct run r = { 0 };
 
 	(void)state;
-	run(&r, "steps:\n"
-	        "  - {name: a, retries: 3, retry_delay: 0, fake: {fatal: true}}\n"
-	        "  - {name: b, fake: x}\n");
+	run(&r,
+	    "steps:\n"
+	    "  - {name: a, retries: 3, retry_delay: 0, fake: {fatal: true}}\n"
+	    "  - {name: b, fake: x}\n");
 	expect_statuses(&r, "failed not_run");
 	assert_int_equal(r.results[0].attempts, 1);
 	assert_int_equal(r.exit_code, EXIT_TRUST);
@@ -407,9 +408,10 @@ test_runner_expected_disconnect_is_a_change(void **state)
 	struct run r = { 0 };
 
 	(void)state;
-	run(&r, "steps:\n"
-	        "  - {name: reboot, expect_disconnect: true, unsafe: {drop: 1}}\n"
-	        "  - {name: b, fake: x}\n");
+	run(&r,
+	    "steps:\n"
+	    "  - {name: reboot, expect_disconnect: true, unsafe: {drop: 1}}\n"
+	    "  - {name: b, fake: x}\n");
 	expect_statuses(&r, "changed ok");
 	assert_int_equal(w.reconnects, 1);
 	assert_int_equal(r.exit_code, EXIT_OK);
@@ -464,8 +466,8 @@ test_runner_rescue_is_skipped_without_a_failure(void **state)
 	run(&r, "steps:\n  - {name: a, fake: x}\n"
 	        "rescue:\n  - {name: undo, fake: x}\n");
 	expect_statuses(&r, "ok skipped");
-	assert_string_equal(r.results[1].skip_reason,
-	    "rescue step: runs only after a failure");
+	assert_string_equal(
+	    r.results[1].skip_reason, "rescue step: runs only after a failure");
 	expect_log("a:apply ");
 	run_free(&r);
 }
@@ -610,16 +612,19 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    test_runner_does_not_rerun_an_unsafe_step, setup, teardown),
 		cmocka_unit_test_setup_teardown(
-		    test_runner_expected_disconnect_is_a_change, setup, teardown),
+		    test_runner_expected_disconnect_is_a_change, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(
-		    test_runner_reconnect_failure_ends_the_run, setup, teardown),
+		    test_runner_reconnect_failure_ends_the_run, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_runner_rescue_runs_after_a_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_runner_rescue_is_skipped_without_a_failure, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(
-		    test_runner_rescue_stops_at_its_own_failure, setup, teardown),
+		    test_runner_rescue_stops_at_its_own_failure, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_runner_keep_going, setup, teardown),
 		cmocka_unit_test_setup_teardown(

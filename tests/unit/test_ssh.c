@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <sodium.h>
@@ -15,9 +16,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "util/limits.h"
 #include "transport/ssh.h"
 #include "transport/sshkey.h"
+#include "util/limits.h"
 #include "util/util.h"
 
 static char tmpdir[64];

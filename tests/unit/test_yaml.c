@@ -18,8 +18,8 @@
 
 #include <cmocka.h>
 
-#include "util/limits.h"
 #include "model/yaml.h"
+#include "util/limits.h"
 
 /* Generous limits, no relaxations: the manifest dialect in small. */
 static struct yaml_opts
