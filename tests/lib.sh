@@ -132,6 +132,17 @@ jr() {
 	jq -r "$2" "$1/results.json"
 }
 
+# has_text WANT CMD...: CMD's output contains the fixed string WANT;
+# otherwise shows what it printed (a failed check then says what it got).
+has_text() {
+	local want=$1 got
+	shift
+	got=$("$@" 2>&1)
+	case $got in *"$want"*) return 0 ;; esac
+	printf 'wanted: %s\ngot: %s\n' "$want" "$got"
+	return 1
+}
+
 # rc_is N: the last sh_run exited N; otherwise show its output.
 rc_is() {
 	[ "$RC" = "$1" ] && return 0

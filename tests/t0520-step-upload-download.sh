@@ -122,7 +122,7 @@ YML
 run r4 "$T/m/bad.yml"
 t_ok "an upload into a missing directory fails" rc_is 1
 t_ok "the error names the directory" \
-	sh -c "jq -r '.steps[0].error' '$T/r4/results.json' | grep -q '/srv/t520-missing/'"
+	has_text /srv/t520-missing/ jr "$T/r4" '.steps[0].error'
 
 cat >"$T/m/nosrc.yml" <<'YML'
 stagehand: 1

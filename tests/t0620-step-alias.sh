@@ -228,8 +228,9 @@ t_ok "plan of a source an earlier step would create says so" \
 	"would_change: link the entries of /opt/tpg-later/bin (it does not exist yet)"
 sh_run run "$T/nosrc.yml" "${SSH_ARGS[@]}" --report "$T/r7"
 t_ok "run fails on it" rc_is 1
-t_ok "naming the missing source" grep -qF "source directory /opt/tpg-later/bin does not exist" \
-	<(jr "$T/r7" '.steps[0].error.message')
+t_ok "naming the missing source" has_text \
+	"source directory /opt/tpg-later/bin does not exist" \
+	jr "$T/r7" '.steps[0].error.message'
 t_ok "without creating the dest" box_exec test ! -e /opt/tpg-later-dest
 
 # -- names a shell would read: every path goes through sh_quote ----------------
