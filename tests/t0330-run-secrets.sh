@@ -5,7 +5,7 @@
 # rewrite the secret (quotes dropped, $(id) run): what survives of it, its
 # head and its tail, is masked as well.
 . "$(dirname "$0")/lib.sh"
-t_plan 31
+t_plan 32
 
 box_up "$(box_name se)" || { t_not "test box comes up"; t_done; exit 1; }
 
@@ -64,6 +64,20 @@ for f in "${files[@]}"; do
 		env LC_ALL=C grep -F -o -m 5 -f "$T/needles" "$f"
 done
 t_ok "the NDJSON events parse" sh -c "test -s '$T/json-out' && jq -e . '$T/json-out' >/dev/null"
+
+# An error line that starts with a secret's last byte (the secret ends in
+# a quote) is not a cut tail when stderr was not cut: it is shown whole.
+cat >"$T/q.yml" <<'YML'
+stagehand: 1
+stage: secrets
+secrets: [db_password]
+steps:
+  - name: Fail with a quote first
+    shell: echo "'x' is not a valid choice" >&2; exit 3
+YML
+run rq "$T/q.yml"
+t_ok "an uncut error line is shown whole, though it starts like a secret ends" \
+	has_text "exit 3: 'x' is not a valid choice" jr "$T/rq" '.steps[0].error.message'
 
 unset STAGEHAND_VAR_db_password
 sh_run check "$T/s.yml" --var db_password=visible

@@ -280,11 +280,12 @@ remote_last_line(const struct redact *rd, const struct buf *b, struct buf *line)
 	while (start > 0 && b->data[start - 1] != '\n')
 		start--;
 	/* Redact the whole line before it is cut; a line that fills errout
-	 * from its start may itself be a cut tail. */
+	 * from its start is itself a cut tail when errout's head was dropped
+	 * (then a secret's suffix, however short, is masked at its start). */
 	buf_init(&clean, redact_max(end - start));
-	if ((start == 0 ? redact_tail(rd, b->data, end, &clean)
-	                : redact_text(
-	                      rd, b->data + start, end - start, &clean)) < 0) {
+	if ((start == 0 && b->cut ? redact_tail(rd, b->data, end, &clean)
+	                          : redact_text(rd, b->data + start,
+	                                end - start, &clean)) < 0) {
 		buf_adds(line, "(output not shown: too long to redact)");
 		goto out;
 	}

@@ -319,12 +319,14 @@ sink_tail(struct xfer *x, struct buf *b, const char *p, size_t n)
 	if (b->len + n > b->max && n >= keep) {
 		x->exit->dropped += b->len + (n - keep);
 		b->len = 0;
+		b->cut = true;
 		p += n - keep;
 		n = keep;
 	} else if (b->len + n > b->max) {
 		cut = b->len + n - keep;
 		memmove(b->data, b->data + cut, b->len - cut);
 		b->len -= cut;
+		b->cut = true;
 		x->exit->dropped += cut;
 	}
 	buf_add(b, p, n);

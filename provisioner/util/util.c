@@ -212,6 +212,7 @@ buf_init(struct buf *b, size_t max)
 	b->len = 0;
 	b->max = max;
 	b->failed = false;
+	b->cut = false;
 }
 
 static int
@@ -316,6 +317,7 @@ buf_reset(struct buf *b)
 	b->len = 0;
 	b->data[0] = '\0';
 	b->failed = false;
+	b->cut = false;
 }
 
 char *

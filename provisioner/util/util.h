@@ -91,6 +91,8 @@ struct buf {
 	size_t cap;
 	size_t max;  /* hard cap on len */
 	bool failed; /* an append failed; cleared by buf_reset/buf_init */
+	bool cut;    /* a tail: bytes before data[0] were dropped (the
+	                transport's stderr tail sets it; buf_reset clears) */
 };
 
 void buf_init(struct buf *b, size_t max);
