@@ -3,6 +3,7 @@
 #   make              build ./stagehand
 #   make check        install test dependencies (Debian, as root), build, run
 #                     every test; ends with "N passed, N failed, N skipped"
+#                     (TIER=box: without the QEMU VM tier; TIER=vm: only it)
 #   make check-fresh  make demo and make check on a new minimal Debian root
 #   make asan         the same tests against an ASan+UBSan build
 #   make demo         bring up the test box, run the demo stages, tear down
@@ -98,10 +99,11 @@ deps:
 # The whole suite: unit tests, lint, then the integration tests against
 # the test box. tests/run.sh prints the closing "N passed, N failed,
 # N skipped". deps.sh first, then the build in a sub-make (see PKG_MISSING).
+TIER ?= all
 check:
 	@tests/deps.sh
 	@$(MAKE) --no-print-directory stagehand $(UNIT_BINS)
-	@tests/run.sh --stagehand ./stagehand --unit-dir build/tests
+	@tests/run.sh --stagehand ./stagehand --unit-dir build/tests --tier $(TIER)
 
 # The README's two commands on a Debian root built from nothing (mmdebstrap),
 # as root; see tests/fresh/README.md. Not part of check.
@@ -116,7 +118,8 @@ asan:
 	@$(MAKE) --no-print-directory stagehand-asan $(ASAN_UNIT_BINS)
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	tests/run.sh --stagehand ./stagehand-asan --unit-dir build-asan/tests
+	tests/run.sh --stagehand ./stagehand-asan --unit-dir build-asan/tests \
+	--tier $(TIER)
 
 lint:
 	@tests/lint.sh

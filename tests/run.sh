@@ -7,7 +7,12 @@
 # nothing failed and at least one test ran.
 #
 #   tests/run.sh --stagehand ./stagehand --unit-dir build/tests
-#       [--unit-only] [--only PATTERN]
+#       [--unit-only] [--only PATTERN] [--tier all|box|vm]
+#
+# Tiers: tests/t0*.sh run on the namespace test box (seconds each);
+# tests/t1*.sh run on QEMU VMs (tests/vm/vm: a kernel, systemd, reboots;
+# minutes each under TCG). --tier vm runs only the VM tier (no unit tests,
+# no lint); --tier box everything but it; all (the default) both.
 set -u
 cd "$(dirname "$0")/.."
 
@@ -15,12 +20,14 @@ stagehand=./stagehand
 unit_dir=build/tests
 unit_only=0
 only=""
+tier=all
 while [ $# -gt 0 ]; do
 	case $1 in
 	--stagehand) stagehand=$2; shift 2 ;;
 	--unit-dir) unit_dir=$2; shift 2 ;;
 	--unit-only) unit_only=1; shift ;;
 	--only) only=$2; shift 2 ;;
+	--tier) tier=$2; shift 2 ;;
 	*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -91,16 +98,19 @@ run_one() { # name cmd...
 	fi
 }
 
+case $tier in all | box | vm) ;; *) echo "run.sh: --tier all, box or vm" >&2; exit 2 ;; esac
 for t in "$unit_dir"/test_*; do
+	[ "$tier" != vm ] || break
 	[ -x "$t" ] || continue
 	case $t in *"$only"*) ;; *) continue ;; esac
 	run_one "$t" "$t"
 done
 
 if [ "$unit_only" = 0 ]; then
-	run_one tests/lint.sh tests/lint.sh
+	[ "$tier" = vm ] || run_one tests/lint.sh tests/lint.sh
 	for t in tests/t[0-9]*.sh; do
 		case $t in *"$only"*) ;; *) continue ;; esac
+		case $tier:$t in box:tests/t1*) continue ;; vm:tests/t0*) continue ;; esac
 		run_one "$t" bash "$t"
 	done
 fi
