@@ -14,6 +14,7 @@ extern const struct step_kind step_kind_group;
 extern const struct step_kind step_kind_path;
 extern const struct step_kind step_kind_line;
 extern const struct step_kind step_kind_alias;
+extern const struct step_kind step_kind_service;
 extern const struct step_kind step_kind_closure;
 extern const struct step_kind step_kind_postgres;
 extern const struct step_kind step_kind_migration_test;
@@ -30,6 +31,7 @@ static const struct step_kind *const kinds[] = {
 	&step_kind_path,
 	&step_kind_line,
 	&step_kind_alias,
+	&step_kind_service,
 	&step_kind_closure,
 	&step_kind_postgres,
 	&step_kind_migration_test,

@@ -135,6 +135,17 @@ stepsh_parse_attrs(
 	return node_opt_mode(map, "mode", &a->mode, &a->mode_set, err);
 }
 
+char *
+stepsh_local_path(const char *file, const char *path)
+{
+	const char *slash;
+
+	if (path[0] == '/' || file == NULL ||
+	    (slash = strrchr(file, '/')) == NULL)
+		return xstrdup(path);
+	return xasprintf("%.*s/%s", (int)(slash - file), file, path);
+}
+
 int
 stepsh_abs_path(const struct node *map, const char *key, const char **out,
     struct errbuf *err)

@@ -1,6 +1,6 @@
 /*
  * steps/stepsh.h: pieces shared by the step kinds that run generated sh
- * scripts (upload, download, path, line, closure, shell; user, group,
+ * scripts (upload, download, path, line, closure, shell, service; user, group,
  * alias): sh script building, the owner/group/mode fields, account names
  * and `state`, the scripts' stdout protocols, and a few local helpers.
  *
@@ -63,6 +63,10 @@ struct stepsh_attrs {
 /* Reads optional `owner`, `group`, `mode` from map; validates names. */
 int stepsh_parse_attrs(
     const struct node *map, struct stepsh_attrs *a, struct errbuf *err);
+/* A local path as a manifest file wrote it: a relative one is resolved
+ * against the directory of that file (file: the node's, may be NULL).
+ * Caller frees. */
+char *stepsh_local_path(const char *file, const char *path);
 /* Requires an absolute path without NUL or newline in map[key]. */
 int stepsh_abs_path(const struct node *map, const char *key, const char **out,
     struct errbuf *err);

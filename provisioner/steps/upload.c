@@ -111,17 +111,6 @@ static const char *const upload_keys[] = {
 
 /* ======================================================== parse */
 
-static char *
-upload_resolve(const char *file, const char *src)
-{
-	const char *slash;
-
-	if (src[0] == '/' || file == NULL ||
-	    (slash = strrchr(file, '/')) == NULL)
-		return xstrdup(src);
-	return xasprintf("%.*s/%s", (int)(slash - file), file, src);
-}
-
 static int
 upload_check_src(
     const struct node *body, struct upload_cfg *c, struct errbuf *err)
@@ -129,7 +118,7 @@ upload_check_src(
 	const struct node *n = node_get(body, "src");
 	struct stat sb;
 
-	c->src = upload_resolve(n->file, c->src_arg);
+	c->src = stepsh_local_path(n->file, c->src_arg);
 	if (stat(c->src, &sb) < 0)
 		return node_err(err, n, "src: %s: %s", c->src, strerror(errno));
 	if (S_ISDIR(sb.st_mode)) {
