@@ -14,7 +14,7 @@ vm_name=tvm$(printf '%04x' $(($$ % 65536)))
 trap '"$VM" down "$vm_name" >/dev/null 2>&1; _t_cleanup' EXIT
 now() { date +%s; }
 # gone PID: no such process (a zombie not yet reaped counts as gone).
-gone() { ! grep -qs '^State:[[:space:]]*[^Z]' "/proc/$1/status"; }
+gone() { ! grep -qs '^State:[[:space:]]*[^Z[:space:]]' "/proc/$1/status"; }
 
 # vm_lines FILE: exports the KEY=value lines of an up/env/wait output.
 vm_lines() {
