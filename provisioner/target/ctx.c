@@ -4,6 +4,7 @@
  */
 #include "target/ctx.h"
 
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -31,9 +32,19 @@ next_line(char **p)
 	return line;
 }
 
-/* One round trip: arch, hostname, boot_id. Nothing here is secret. */
+static void
+facts_free(struct target_facts *f)
+{
+	free(f->hostname);
+	free(f->system);
+	free(f->boot_id);
+	memset(f, 0, sizeof(*f));
+}
+
+/* One round trip: arch, hostname, boot_id into f (empty on entry).
+ * Nothing here is secret. */
 static int
-learn_facts(struct run_ctx *ctx, struct errbuf *err)
+learn_facts(struct run_ctx *ctx, struct target_facts *f, struct errbuf *err)
 {
 	struct buf out;
 	struct ssh_io io = { .stdin_fd = -1, .stdout_fd = -1, .out = &out };
@@ -59,9 +70,9 @@ learn_facts(struct run_ctx *ctx, struct errbuf *err)
 		    st.status);
 		goto out;
 	}
-	ctx->facts.system = xasprintf("%s-linux", arch);
-	ctx->facts.hostname = xstrdup(host);
-	ctx->facts.boot_id = xstrdup(boot);
+	f->system = xasprintf("%s-linux", arch);
+	f->hostname = xstrdup(host);
+	f->boot_id = xstrdup(boot);
 	rc = 0;
 out:
 	buf_release(&out);
@@ -264,7 +275,8 @@ run_ctx_ssh(struct run_ctx *ctx, struct ssh_conn **out, struct errbuf *err)
 	if (ctx->ssh == NULL) {
 		if (ssh_connect(&ctx->ssh_opts, &ctx->ssh, err) < 0)
 			return -1;
-		if (learn_facts(ctx, err) < 0 || run_ctx_relock(ctx, err) < 0)
+		if (learn_facts(ctx, &ctx->facts, err) < 0 ||
+		    run_ctx_relock(ctx, err) < 0)
 			return -1;
 	}
 	*out = ctx->ssh;
@@ -294,10 +306,7 @@ run_ctx_release(struct run_ctx *ctx)
 	if (ctx->ssh != NULL)
 		ssh_close(ctx->ssh);
 	ctx->ssh = NULL;
-	free(ctx->facts.hostname);
-	free(ctx->facts.system);
-	free(ctx->facts.boot_id);
-	memset(&ctx->facts, 0, sizeof(ctx->facts));
+	facts_free(&ctx->facts);
 }
 
 int
@@ -317,4 +326,116 @@ bool
 run_ctx_connected(const struct run_ctx *ctx)
 {
 	return ctx->link != NULL ? ctx->linked : ctx->ssh != NULL;
+}
+
+/* ======================================================== a host that went
+ * away */
+
+/* Sleeps until until_ms; -1 when interrupted first. */
+static int
+sleep_until(const struct run_ctx *ctx, uint64_t until_ms)
+{
+	for (;;) {
+		uint64_t now = now_ms();
+
+		if (*ctx->interrupted)
+			return -1;
+		if (now >= until_ms)
+			return 0;
+		(void)poll(NULL, 0,
+		    (int)(until_ms - now > 100 ? 100 : until_ms - now));
+	}
+}
+
+/*
+ * One try: a new session, its facts, the lock. 1: the session reached
+ * old_boot_id (the host has not gone down yet); 0: up on another boot;
+ * -1: not (err says why).
+ */
+static int
+reconnect_try(struct run_ctx *ctx, uint64_t deadline_ms,
+    const char *old_boot_id, struct errbuf *err)
+{
+	uint64_t now = now_ms();
+	uint64_t left = deadline_ms > now ? deadline_ms - now : 0;
+	unsigned try_s = SSH_CONNECT_TIMEOUT_S;
+	struct target_facts f;
+
+	memset(&f, 0, sizeof(f));
+	if (left < (uint64_t)try_s * 1000u)
+		try_s = left < 1000 ? 1 : (unsigned)((left + 999) / 1000);
+	if (ssh_reconnect_once(ctx->ssh, try_s, err) < 0 ||
+	    learn_facts(ctx, &f, err) < 0) {
+		facts_free(&f);
+		return -1;
+	}
+	if (old_boot_id != NULL && strcmp(f.boot_id, old_boot_id) == 0) {
+		facts_free(&f);
+		return 1;
+	}
+	facts_free(&ctx->facts);
+	ctx->facts = f;
+	return run_ctx_relock(ctx, err);
+}
+
+int
+run_ctx_reconnect_until(struct run_ctx *ctx, uint64_t deadline_ms,
+    const char *old_boot_id, struct errbuf *err)
+{
+	static const unsigned delay_ms[] = { 1000, 2000, 3000, 5000 };
+	const size_t ndelay = sizeof(delay_ms) / sizeof(*delay_ms);
+	const uint64_t start = now_ms();
+	const char *host = ctx->ssh_opts.host;
+	bool same_boot = false;
+	struct errbuf last;
+
+	if (ctx->link != NULL)
+		return ctx->link->reconnect(ctx, err);
+	if (ctx->ssh == NULL)
+		return err_set(err, SH_ERR_SSH, "not connected");
+	/* The lock's holder goes with the session (and the boot). */
+	ctx->lock_pid = 0;
+	err_clear(&last);
+	for (size_t i = 0;; i++) {
+		uint64_t next =
+		    now_ms() + delay_ms[i < ndelay ? i : ndelay - 1];
+		int rc;
+
+		if (next > deadline_ms)
+			next = deadline_ms;
+		if (sleep_until(ctx, next) < 0)
+			break;
+		if (now_ms() >= deadline_ms)
+			break;
+		rc = reconnect_try(ctx, deadline_ms, old_boot_id, &last);
+		if (rc == 0)
+			return 0;
+		if (*ctx->interrupted)
+			break;
+		same_boot = rc == 1;
+		/* Only a host that is not (yet) there is worth another try. */
+		if (rc < 0 &&
+		    (last.code == SH_ERR_TRUST || last.code == SH_ERR_USAGE ||
+		        last.code == SH_ERR_LOCKED ||
+		        last.code == SH_ERR_INTERRUPTED)) {
+			*err = last;
+			return -1;
+		}
+	}
+	if (*ctx->interrupted)
+		return err_set(err, SH_ERR_INTERRUPTED,
+		    "interrupted while waiting for %s to come back (%llu s)",
+		    host, (unsigned long long)((now_ms() - start) / 1000));
+	/* Up, but on the old boot: what runs next (rescue) runs locked. */
+	if (same_boot && run_ctx_relock(ctx, err) < 0)
+		return -1;
+	if (same_boot)
+		return err_set(err, SH_ERR_TIMEOUT,
+		    "%s did not go down within %llu s: still on boot %s", host,
+		    (unsigned long long)((now_ms() - start) / 1000),
+		    old_boot_id);
+	return err_set(err, SH_ERR_UNREACHABLE,
+	    "%s did not come back within %llu s%s%s", host,
+	    (unsigned long long)((now_ms() - start) / 1000),
+	    last.code != SH_OK ? ": " : "", last.msg);
 }

@@ -94,6 +94,21 @@ int run_ctx_connect(struct run_ctx *ctx, struct errbuf *err);
 bool run_ctx_connected(const struct run_ctx *ctx);
 /* After a dropped session: a new one (ssh_reconnect()), locked again. */
 int run_ctx_reconnect(struct run_ctx *ctx, struct errbuf *err);
+/*
+ * After the target went away on purpose (a reboot): tries a new session,
+ * 1 s, then 2, 3 and every 5 s, each try bounded by what is left, until
+ * one is up on a boot other than old_boot_id (NULL: any) or deadline_ms
+ * (now_ms()) passes. A session that reaches old_boot_id (the host has not
+ * gone down yet) does not count. Success: ctx->facts are those of the new
+ * boot and the lock is taken again. Errors: SH_ERR_UNREACHABLE "HOST did
+ * not come back within N s: <last try's error>", the session down (as
+ * after a dropped one: run_ctx_reconnect()); SH_ERR_TIMEOUT when the host
+ * was still on old_boot_id at the deadline, that session up and locked
+ * again; SH_ERR_INTERRUPTED within half a second of *ctx->interrupted;
+ * SH_ERR_TRUST and SH_ERR_LOCKED at once.
+ */
+int run_ctx_reconnect_until(struct run_ctx *ctx, uint64_t deadline_ms,
+    const char *old_boot_id, struct errbuf *err);
 /* Takes the target lock again on a new session (after ssh_reconnect()). */
 int run_ctx_relock(struct run_ctx *ctx, struct errbuf *err);
 /* Lets go of the lock, closes the session, frees the facts. */

@@ -438,6 +438,15 @@ session_lost(struct ssh_conn *c, int rc, struct errbuf *err)
 
 /* ======================================================== reconnect, close */
 
+/* A new session is up: count it, forget why the old one died. */
+static void
+reconnected(struct ssh_conn *c)
+{
+	c->reconnects++;
+	free(c->lost);
+	c->lost = NULL;
+}
+
 int
 ssh_reconnect(struct ssh_conn *c, struct errbuf *err)
 {
@@ -451,9 +460,7 @@ ssh_reconnect(struct ssh_conn *c, struct errbuf *err)
 		        c, delay_ms[i < ndelay ? i : ndelay - 1], err) < 0)
 			return -1;
 		if (session_open(c, err) == 0) {
-			c->reconnects++;
-			free(c->lost);
-			c->lost = NULL;
+			reconnected(c);
 			return 0;
 		}
 		/* Only an unreachable host is worth another try. */
@@ -464,6 +471,29 @@ ssh_reconnect(struct ssh_conn *c, struct errbuf *err)
 	return err_prefix(err,
 	    "reconnect to %s failed after %u attempt%s: ", c->where, i,
 	    i == 1 ? "" : "s");
+}
+
+/*
+ * One try, bounded by timeout_s when that is shorter than the connection's
+ * own: the caller (a wait for a rebooting host) does its own pacing and
+ * must not overrun its deadline by a whole connect timeout.
+ */
+int
+ssh_reconnect_once(struct ssh_conn *c, unsigned timeout_s, struct errbuf *err)
+{
+	unsigned full = c->timeout_s;
+	int rc;
+
+	conn_teardown(c);
+	if (timeout_s > 0 && timeout_s < full)
+		c->timeout_s = timeout_s;
+	rc = session_open(c, err);
+	c->timeout_s = full;
+	if (rc < 0)
+		return -1;
+	libssh2_session_set_timeout(c->session, (long)full * 1000);
+	reconnected(c);
+	return 0;
 }
 
 void

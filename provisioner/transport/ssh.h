@@ -11,7 +11,8 @@
  *
  * Call order: ssh_target_parse() -> ssh_connect() -> ssh_exec()... (and
  * tunnels, below) -> ssh_close(). ssh_reconnect() replaces a dead session
- * with a new one to the same host, which must present the same host key.
+ * with a new one to the same host, which must present the same host key;
+ * ssh_reconnect_once() makes a single try at that.
  *
  * Trust: the host key is checked before authenticating, against a pinned
  * SHA256 fingerprint (opts->host_key_pin) or a known_hosts file, with
@@ -93,6 +94,14 @@ int ssh_connect(
     const struct ssh_opts *opts, struct ssh_conn **out, struct errbuf *err);
 /* Bounded backoff (SSH_RECONNECT_TRIES); same host key required. */
 int ssh_reconnect(struct ssh_conn *c, struct errbuf *err);
+/*
+ * Closes the session (if any) and makes one try at a new one, with no
+ * delay; timeout_s (0: the connection's own) bounds the TCP connect and
+ * each blocking phase of the handshake and authentication. Same host key
+ * required. For callers that pace their own tries.
+ */
+int ssh_reconnect_once(
+    struct ssh_conn *c, unsigned timeout_s, struct errbuf *err);
 void ssh_close(struct ssh_conn *c);
 
 const char *ssh_host_key_fingerprint(const struct ssh_conn *c); /* SHA256:.. */

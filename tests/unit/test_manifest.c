@@ -681,6 +681,58 @@ test_manifest_kind_parse_errors_pass_through(void **state)
 	    "mem.yml:5:12: shell: expected a script or a map, got a sequence");
 }
 
+/* The reboot kind's fields: defaults, and each bad value at its place. */
+static void
+test_manifest_reboot_fields(void **state)
+{
+	struct manifest *m;
+	struct buf d;
+
+	(void)state;
+	buf_init(&d, 1024);
+	/* Null is absent, as for every kind: the defaults. */
+	m = load_ok(
+	    HDR "steps:\n  - name: a\n    reboot: {command: ~, wait: ~}\n"
+	        "  - name: b\n    reboot: {command: shutdown -r now, "
+	        "wait: 90}\n");
+	m->steps[0].kind->describe(&m->steps[0], &d);
+	assert_string_equal(
+	    d.data, "reboot: systemctl reboot (wait up to 600 s)");
+	buf_reset(&d);
+	m->steps[1].kind->describe(&m->steps[1], &d);
+	assert_string_equal(
+	    d.data, "reboot: shutdown -r now (wait up to 90 s)");
+	assert_int_equal(m->steps[1].kind->flags & STEP_RETRY_SAFE, 0);
+	manifest_free(m);
+	buf_release(&d);
+
+	expect_err(HDR "steps:\n  - name: x\n    reboot: {timeout: 60}\n",
+	    "mem.yml:5:14: unknown key 'timeout' (expected one of: command, "
+	    "wait)");
+	expect_err(HDR "steps:\n  - name: x\n    reboot: {wait: 0}\n",
+	    "mem.yml:5:20: 'wait' must be a whole number of seconds from 1 to "
+	    "604800, got '0'");
+	expect_err(HDR "steps:\n  - name: x\n    reboot: {wait: 604801}\n",
+	    "mem.yml:5:20: 'wait' must be a whole number of seconds");
+	expect_err(HDR "steps:\n  - name: x\n    reboot: {wait: 1m}\n",
+	    "mem.yml:5:20: 'wait' must be a whole number of seconds from 1 to "
+	    "604800, got '1m'");
+	expect_err(HDR "steps:\n  - name: x\n    reboot: {wait: [1]}\n",
+	    "mem.yml:5:20: 'wait' must be a whole number of seconds from 1 to "
+	    "604800, got a sequence");
+	expect_err(HDR "steps:\n  - name: x\n    reboot: {command: ''}\n",
+	    "mem.yml:5:23: command: must not be empty");
+	expect_err(HDR "steps:\n  - name: x\n    reboot: {command: \" \\t\"}\n",
+	    "mem.yml:5:23: command: must not be empty");
+	expect_err(HDR "steps:\n  - name: x\n    reboot: {command: [a]}\n",
+	    "mem.yml:5:23:");
+	expect_err(HDR "steps:\n  - name: x\n    reboot: now\n",
+	    "mem.yml:5:13: reboot must be a map, not a scalar");
+	/* The step's own timeout is the command's, and still allowed. */
+	manifest_free(load_ok(
+	    HDR "steps:\n  - name: x\n    timeout: 30\n    reboot: {}\n"));
+}
+
 /*
  * Two fake kinds, to see the loader's side of model/kind.h: the body's
  * type, the key check, a zeroed cfg of cfg_size, release on a failed parse
@@ -1299,6 +1351,7 @@ main(void)
 		cmocka_unit_test(test_manifest_rejects_zero_or_two_kinds),
 		cmocka_unit_test(test_manifest_rejects_wrong_types),
 		cmocka_unit_test(test_manifest_kind_parse_errors_pass_through),
+		cmocka_unit_test(test_manifest_reboot_fields),
 		cmocka_unit_test(
 		    test_manifest_loader_does_the_common_parse_work),
 		cmocka_unit_test(test_manifest_rejects_include_from_memory),
