@@ -20,6 +20,7 @@ extern const struct step_kind step_kind_migration_test;
 extern const struct step_kind step_kind_permissions;
 extern const struct step_kind step_kind_sql;
 extern const struct step_kind step_kind_pgtap;
+extern const struct step_kind step_kind_package;
 
 static const struct step_kind *const kinds[] = {
 	&step_kind_shell,
@@ -36,6 +37,7 @@ static const struct step_kind *const kinds[] = {
 	&step_kind_permissions,
 	&step_kind_sql,
 	&step_kind_pgtap,
+	&step_kind_package,
 	NULL,
 };
 
