@@ -22,6 +22,7 @@ extern const struct step_kind step_kind_permissions;
 extern const struct step_kind step_kind_sql;
 extern const struct step_kind step_kind_pgtap;
 extern const struct step_kind step_kind_reboot;
+extern const struct step_kind step_kind_package;
 
 static const struct step_kind *const kinds[] = {
 	&step_kind_shell,
@@ -40,6 +41,7 @@ static const struct step_kind *const kinds[] = {
 	&step_kind_sql,
 	&step_kind_pgtap,
 	&step_kind_reboot,
+	&step_kind_package,
 	NULL,
 };
 
