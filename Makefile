@@ -108,7 +108,7 @@ check:
 # The README's two commands on a Debian root built from nothing (mmdebstrap),
 # as root; see tests/fresh/README.md. Not part of check.
 check-fresh:
-	@tests/fresh/fresh-root.sh
+	@TIER=$(TIER) tests/fresh/fresh-root.sh
 
 unit: stagehand $(UNIT_BINS)
 	@tests/run.sh --stagehand ./stagehand --unit-dir build/tests --unit-only
