@@ -91,4 +91,9 @@ struct step_kind {
 	    const struct node *body, const struct node **out, size_t max);
 };
 
+/* The kind named name in the NULL-terminated table kinds; NULL when none
+ * is. The loader finds a step's kind with it. */
+const struct step_kind *step_kind_find(
+    const struct step_kind *const *kinds, const char *name);
+
 #endif

@@ -71,15 +71,6 @@ kinds_list(const struct step_kind *const *k, struct buf *b)
 		buf_addf(b, "%s%s", i ? ", " : "", k[i]->name);
 }
 
-static const struct step_kind *
-kind_find(const struct step_kind *const *k, const char *name)
-{
-	for (size_t i = 0; k[i] != NULL; i++)
-		if (strcmp(k[i]->name, name) == 0)
-			return k[i];
-	return NULL;
-}
-
 /* Levenshtein distance, capped: strings over 32 bytes are "far". */
 static size_t
 edit_distance(const char *a, const char *b)
@@ -524,7 +515,7 @@ step_kind_of(struct loader *ld, const struct node *map,
 
 		if (in_list(k->str, step_keys))
 			continue;
-		if ((sk = kind_find(ld->kinds, k->str)) == NULL)
+		if ((sk = step_kind_find(ld->kinds, k->str)) == NULL)
 			return unknown_step_key(ld, k);
 		if (first != NULL)
 			return node_err(ld->err, k,

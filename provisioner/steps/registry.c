@@ -2,8 +2,6 @@
  * steps/registry.c: the table of step kinds. One row per kind; main hands
  * it to the manifest loader, which finds a step's kind here by its key.
  */
-#include <string.h>
-
 #include "steps/registry.h"
 
 extern const struct step_kind step_kind_shell;
@@ -49,13 +47,4 @@ const struct step_kind *const *
 step_kinds(void)
 {
 	return kinds;
-}
-
-const struct step_kind *
-step_kind_find(const char *name)
-{
-	for (size_t i = 0; kinds[i] != NULL; i++)
-		if (strcmp(kinds[i]->name, name) == 0)
-			return kinds[i];
-	return NULL;
 }

@@ -11,7 +11,5 @@
 
 /* NULL-terminated list of all kinds: the table the loader is handed. */
 const struct step_kind *const *step_kinds(void);
-/* The kind named name; NULL when unknown. */
-const struct step_kind *step_kind_find(const char *name);
 
 #endif

@@ -154,7 +154,8 @@ test_manifest_loads_minimal(void **state)
 	assert_int_equal(m->version, 1);
 	assert_int_equal(m->nsteps, 1);
 	assert_string_equal(m->steps[0].name, "say hello");
-	assert_ptr_equal(m->steps[0].kind, step_kind_find("shell"));
+	assert_ptr_equal(
+	    m->steps[0].kind, step_kind_find(step_kinds(), "shell"));
 	assert_string_equal(m->steps[0].body->str, "echo hello");
 	assert_string_equal(m->steps[0].become, "root");
 	assert_true(m->steps[0].enabled);
