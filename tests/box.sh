@@ -12,6 +12,12 @@
 #                    --known-hosts for the box). On failure: testbox's
 #                    messages on stderr, status 1. Several boxes may be up;
 #                    the TESTBOX_* are the last one's.
+#   vm_up NAME [ARGS...]
+#                    boots QEMU VM NAME (tests/vm/vm up NAME ARGS...) and
+#                    makes it the current target as box_up does: exports
+#                    its TESTBOX_* and VM_* lines and sets SSH_ARGS. On
+#                    failure: the vm tool's messages on stderr, status 1.
+#                    box_teardown takes it down.
 #   box_down [NAME]  tears down NAME (default the current box)
 #   box_exec CMD...  runs CMD as root inside the current box
 #   box_snapshot     a listing of the current box's overlay upper dir
@@ -27,7 +33,8 @@
 #                    the caches are CACHE_URL/cache1 and CACHE_URL/cache2)
 #   caches_stop WWW  stops the servers of web root WWW
 #   box_teardown     stops every server caches_serve started and tears
-#                    down every box box_up started: for EXIT traps
+#                    down every box box_up and every VM vm_up started: for
+#                    EXIT traps
 #
 # BOX_CACHES: where the caches are kept (STAGEHAND_NIXCACHE, default
 # /tmp/stagehand-nixcache, shared by the tests, the demo and the benches).
@@ -35,13 +42,27 @@
 
 _box_top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TESTBOX=$_box_top/tests/testbox/testbox
+BOX_VM=$_box_top/tests/vm/vm
 BOX_NIXCACHE=$_box_top/tests/nixcache
 BOX_CACHES=${STAGEHAND_NIXCACHE:-/tmp/stagehand-nixcache}
 _box_names=""
+_box_vms=""
 _box_webroots=""
 
+# _box_target LINES: exports the TESTBOX_* and VM_* lines of LINES (the
+# testbox and vm tools print the same TESTBOX_* names) and points SSH_ARGS
+# at that target.
+_box_target() {
+	local line
+	while IFS= read -r line; do
+		case $line in TESTBOX_[A-Z_0-9]*=* | VM_[A-Z_0-9]*=*) export "${line?}" ;; esac
+	done <<<"$1"
+	SSH_ARGS=(--target "ssh://$TESTBOX_USER@$TESTBOX_HOST:$TESTBOX_PORT"
+		--identity "$TESTBOX_KEY" --known-hosts "$TESTBOX_KNOWN_HOSTS")
+}
+
 box_up() {
-	local name=$1 err out line rc=0
+	local name=$1 err out rc=0
 	err=$(mktemp "${TMPDIR:-/tmp}/stagehand-box.XXXXXX") || return 1
 	# Recorded first: a box that failed half-way is torn down too.
 	_box_names="$_box_names $name"
@@ -52,16 +73,21 @@ box_up() {
 		return 1
 	fi
 	rm -f "$err"
-	while IFS= read -r line; do
-		case $line in TESTBOX_[A-Z_]*=*) export "${line?}" ;; esac
-	done <<<"$out"
+	_box_target "$out"
 	if [ -z "${TESTBOX_HOST:-}" ] || [ -z "${TESTBOX_KEY:-}" ]; then
 		echo "box_up: testbox up $name printed no TESTBOX_HOST/TESTBOX_KEY" >&2
 		return 1
 	fi
 	export TESTBOX_NAME=$name
-	SSH_ARGS=(--target "ssh://$TESTBOX_USER@$TESTBOX_HOST:$TESTBOX_PORT"
-		--identity "$TESTBOX_KEY" --known-hosts "$TESTBOX_KNOWN_HOSTS")
+}
+
+vm_up() {
+	local name=$1 out
+	shift
+	# Recorded first: a VM that failed half-way is taken down too.
+	_box_vms="$_box_vms $name"
+	out=$("$BOX_VM" up "$name" "$@") || return 1
+	_box_target "$out"
 }
 
 box_down() {
@@ -100,6 +126,8 @@ box_teardown() {
 	local w b
 	for w in $_box_webroots; do caches_stop "$w" || true; done
 	for b in $_box_names; do box_down "$b" || true; done
+	for b in $_box_vms; do "$BOX_VM" down "$b" >/dev/null 2>&1 || true; done
 	_box_webroots=""
 	_box_names=""
+	_box_vms=""
 }

@@ -13,7 +13,6 @@ t_plan 35
 
 VM=$TOP/tests/vm/vm
 vm_name=trb$(printf '%04x' $(($$ % 65536)))
-trap '"$VM" down "$vm_name" >/dev/null 2>&1; _t_cleanup' EXIT
 now() { date +%s; }
 
 # ---- offline: no VM needed
@@ -35,18 +34,13 @@ t_ok "plan --offline describes the reboot with its defaults" \
 	has_text "reboot: systemctl reboot (wait up to 600 s)" cat "$T/out"
 
 t0=$(now)
-if ! "$VM" up "$vm_name" >"$T/up" 2>"$T/up.err"; then
+if ! vm_up "$vm_name" 2>"$T/up.err"; then
 	t_not "the VM comes up" "$T/up.err"
 	t_done
 	exit 1
 fi
 echo "# boot to SSH + cloud-init: $(($(now) - t0)) s"
 t_pass "the VM comes up"
-while IFS= read -r line; do
-	case $line in TESTBOX_[A-Z_0-9]*=* | VM_[A-Z_0-9]*=*) export "${line?}" ;; esac
-done <"$T/up"
-SSH_ARGS=(--target "ssh://$TESTBOX_USER@$TESTBOX_HOST:$TESTBOX_PORT"
-	--identity "$TESTBOX_KEY" --known-hosts "$TESTBOX_KNOWN_HOSTS")
 
 gssh() {
 	ssh -F /dev/null -i "$TESTBOX_KEY" -o IdentitiesOnly=yes \

@@ -12,24 +12,18 @@ t_plan 39
 
 VM=$TOP/tests/vm/vm
 vm_name=tsvc$(printf '%04x' $(($$ % 65536)))
-trap '"$VM" down "$vm_name" >/dev/null 2>&1; _t_cleanup' EXIT
 now() { date +%s; }
 
 t0=$(now)
-if ! "$VM" up "$vm_name" >"$T/up" 2>"$T/up.err"; then
+if ! vm_up "$vm_name" 2>"$T/up.err"; then
 	t_not "the VM comes up" "$T/up.err"
 	t_done
 	exit 1
 fi
 echo "# boot to SSH + cloud-init: $(($(now) - t0)) s"
 t_pass "the VM comes up"
-while IFS= read -r line; do
-	case $line in TESTBOX_[A-Z_0-9]*=* | VM_[A-Z_0-9]*=*) export "${line?}" ;; esac
-done <"$T/up"
-# lib.sh's `run` takes SSH_ARGS: the VM's until box_up (at the end) sets
-# the box's.
-SSH_ARGS=(--target "ssh://$TESTBOX_USER@$TESTBOX_HOST:$TESTBOX_PORT"
-	--identity "$TESTBOX_KEY" --known-hosts "$TESTBOX_KNOWN_HOSTS")
+# vm_up set SSH_ARGS (lib.sh's `run` takes them) to the VM's, until
+# box_up (at the end) sets the box's.
 
 # g CMD...: a command line on the guest as root (ssh joins the words, and
 # the guest's shell splits them again: quote inside).

@@ -18,21 +18,15 @@ t_plan 51
 
 VM=$TOP/tests/vm/vm
 vm_name=tpk$(printf '%04x' $(($$ % 65536)))
-trap '"$VM" down "$vm_name" >/dev/null 2>&1; _t_cleanup' EXIT
 now() { date +%s; }
 
 t0=$(now)
-if ! "$VM" up "$vm_name" >"$T/up" 2>"$T/up.err"; then
+if ! vm_up "$vm_name" 2>"$T/up.err"; then
 	t_not "the VM comes up" "$T/up.err"
 	t_done
 	exit 1
 fi
 echo "# boot to SSH + cloud-init: $(($(now) - t0)) s"
-while IFS= read -r line; do
-	case $line in TESTBOX_[A-Z_0-9]*=* | VM_[A-Z_0-9]*=*) export "${line?}" ;; esac
-done <"$T/up"
-SSH_ARGS=(--target "ssh://$TESTBOX_USER@$TESTBOX_HOST:$TESTBOX_PORT"
-	--identity "$TESTBOX_KEY" --known-hosts "$TESTBOX_KNOWN_HOSTS")
 
 gssh() { "$VM" ssh "$vm_name" -- "$@" 2>/dev/null; }
 # status PKG: dpkg's status of PKG ("ii" installed, "un" known but not
