@@ -1,21 +1,29 @@
 #!/bin/sh
-# stages/testbox-vars.sh PATHS_ENV CACHE_URL [ROOT_VAR]: prints the vars
-# file (YAML) that points stages/testbox-stage2.yml and stages/upgrade.yml
-# at the test box and the test binary caches, e.g.
+# stages/testbox-vars.sh [--vm] PATHS_ENV CACHE_URL [ROOT_VAR]: prints the
+# vars file (YAML) that points stages/stage1.yml, stages/testbox-stage2.yml
+# and stages/upgrade.yml at a test machine and the test binary caches, e.g.
 #
 #   tests/nixcache/make-caches.sh /tmp/stagehand-nixcache >paths.env
 #   tests/nixcache/serve start WWW "$TESTBOX_GATEWAY" PORT  # WWW/cache1, WWW/cache2
 #   stages/testbox-vars.sh paths.env "http://$TESTBOX_GATEWAY:PORT" >testbox.vars.yml
 #   stagehand run stages/testbox-stage2.yml --vars-file testbox.vars.yml ...
 #
+# Without --vm, for the namespace test box (no systemd, the host's Nix and
+# packages); with --vm, for a VM of the VM tier (tests/vm/vm: systemd runs
+# postgresql.service, stage 1 installs Debian's nix-bin).
 # PATHS_ENV is make-caches.sh's output (KEY=value lines); CACHE_URL serves
 # its cache1/ and cache2/. ROOT_VAR names the bundle to install: BUNDLE_ROOT
 # (default), BUNDLE2_ROOT or BROKEN_ROOT (for upgrade.yml). The caches are
 # built for this machine's system only; the other system's entry is a path
 # no cache has.
 set -eu
+vm=0
+if [ "${1:-}" = --vm ]; then
+	vm=1
+	shift
+fi
 if [ $# -lt 2 ] || [ $# -gt 3 ]; then
-	sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 fi
 paths=$1 url=${2%/} var=${3:-BUNDLE_ROOT}
@@ -51,4 +59,20 @@ bundle_aarch64_linux: $arm
 pg_share_subdir: share/postgresql/15
 # en_US.UTF-8 need not exist on a test box; C.UTF-8 always does.
 locale: C.UTF-8
+# Debian's binaries link against Debian's libraries (a Nix-built bundle
+# carries its own).
+bundle_debian_libs: "true"
 YML
+if [ "$vm" = 1 ]; then
+	cat <<YML
+# A VM: systemd is PID 1; Nix comes from Debian's nix-bin.
+pg_service: systemd
+nix_from: debian
+YML
+else
+	cat <<YML
+# The namespace test box: no systemd; it has the host's Nix.
+pg_service: none
+nix_from: none
+YML
+fi

@@ -32,9 +32,16 @@
 #                    new web root WWW; sets CACHE_URL (http://ADDR:PORT;
 #                    the caches are CACHE_URL/cache1 and CACHE_URL/cache2)
 #   caches_stop WWW  stops the servers of web root WWW
+#   host_addr        prints an address of this machine that both it and a
+#                    VM reach it at: the source address of the default
+#                    route (QEMU's user network connects a guest to it
+#                    from the host). Serving the caches there gives the
+#                    controller and the VM one URL, as an S3 cache gives
+#                    both in production. Status 1 when there is none.
 #   box_teardown     stops every server caches_serve started and tears
-#                    down every box box_up and every VM vm_up started: for
-#                    EXIT traps
+#                    down every box box_up and every VM vm_up started (the
+#                    VMs last first: a later one may boot an earlier
+#                    one's disk): for EXIT traps
 #
 # BOX_CACHES: where the caches are kept (STAGEHAND_NIXCACHE, default
 # /tmp/stagehand-nixcache, shared by the tests, the demo and the benches).
@@ -118,6 +125,16 @@ caches_serve() {
 	CACHE_URL=http://$addr:$port
 }
 
+host_addr() {
+	local a
+	a=$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')
+	[ -n "$a" ] || {
+		echo "host_addr: no default route, so no address a VM reaches this machine at" >&2
+		return 1
+	}
+	echo "$a"
+}
+
 caches_stop() {
 	"$BOX_NIXCACHE/serve" stop "$1" >/dev/null 2>&1
 }
@@ -126,7 +143,9 @@ box_teardown() {
 	local w b
 	for w in $_box_webroots; do caches_stop "$w" || true; done
 	for b in $_box_names; do box_down "$b" || true; done
-	for b in $_box_vms; do "$BOX_VM" down "$b" >/dev/null 2>&1 || true; done
+	for b in $(printf '%s\n' $_box_vms | tac); do
+		"$BOX_VM" down "$b" >/dev/null 2>&1 || true
+	done
 	_box_webroots=""
 	_box_names=""
 	_box_vms=""

@@ -79,8 +79,8 @@ stages/testbox-vars.sh "$www/paths.env" "$url" BUNDLE2_ROOT >"$out/bundle2.vars.
 stages/testbox-vars.sh "$www/paths.env" "$url" BROKEN_ROOT >"$out/broken.vars.yml"
 v1=(--vars-file "$out/testbox.vars.yml")
 
-say "stagehand run stages/stage1.yml"
-./stagehand run stages/stage1.yml "${conn[@]}" --report "$out/stage1" -q
+say "stagehand run stages/stage1.yml --vars-file $out/testbox.vars.yml"
+./stagehand run stages/stage1.yml "${conn[@]}" "${v1[@]}" --report "$out/stage1" -q
 
 say "stagehand run stages/testbox-stage2.yml --vars-file $out/testbox.vars.yml"
 ./stagehand run stages/testbox-stage2.yml "${conn[@]}" "${v1[@]}" --report "$out/stage2"
@@ -91,7 +91,7 @@ say "stagehand report $out/stage2"
 ./stagehand report "$out/stage2"
 
 say "both stages again: nothing left to change"
-./stagehand run stages/stage1.yml "${conn[@]}" --report "$out/stage1-again" -q
+./stagehand run stages/stage1.yml "${conn[@]}" "${v1[@]}" --report "$out/stage1-again" -q
 ./stagehand run stages/testbox-stage2.yml "${conn[@]}" "${v1[@]}" --report "$out/stage2-again" -q
 
 say "stagehand run stages/upgrade.yml: in place to bundle 2"

@@ -11,7 +11,7 @@
 # generated here, under a private copy of the layout so the default include
 # root (the parent of the manifest's directory) applies.
 . "$(dirname "$0")/lib.sh"
-t_plan 91
+t_plan 92
 cd "$TOP" || exit 1
 
 FIX=tests/fixtures/manifests
@@ -112,7 +112,7 @@ t_ok "so are postgres start options (pg_ctl -o goes through sh)" \
 	grep -qF "$W:26:33: warning: '\${conf}'" "$T/err"
 t_ok "\${var:q}, env values, creates, cwd and paths give no warning" \
 	test "$(grep -c warning "$T/err")" = 4
-for f in stages/demo.yml stages/stage1.yml stages/stage2.yml stages/testbox-stage2.yml stages/upgrade.yml; do
+for f in stages/demo.yml stages/stage1.yml stages/stage2.yml stages/testbox-stage2.yml stages/testbox-boot-check.yml stages/upgrade.yml; do
 	sh_run check "$f"
 	t_ok "the shipped $f checks without a warning" \
 		eval 'rc_is 0 && ! grep . "$T/err"'

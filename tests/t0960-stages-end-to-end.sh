@@ -56,7 +56,7 @@ t_ok "the production stage 2 checks with its example vars" \
 	"$STAGEHAND" check --vars-file "$TOP/stages/production.vars.example.yml" "$TOP/stages/stage2.yml"
 
 # ---------------------------------------------------------------- stage 1 + 2
-stage s1 stage1.yml
+stage s1 stage1.yml --vars-file "$T/BUNDLE_ROOT.vars.yml"
 t_ok "stage 1 passes on a fresh box" rc_is 0
 before=$(box_snapshot)
 sh_run plan "$TOP/stages/testbox-stage2.yml" "${SSH_ARGS[@]}" --report "$T/p2" \
@@ -144,7 +144,7 @@ t_ok "the bootstrap superuser is supabase_admin, the locale C.UTF-8" \
 t_ok "and stops again" pg_ctl_box stop
 
 # ---------------------------------------------------------------- second run
-stage s1b stage1.yml
+stage s1b stage1.yml --vars-file "$T/BUNDLE_ROOT.vars.yml"
 t_ok "stage 1 again passes" rc_is 0
 stage s2b testbox-stage2.yml --vars-file "$T/BUNDLE_ROOT.vars.yml"
 t_ok "stage 2 again passes" rc_is 0
