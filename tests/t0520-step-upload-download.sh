@@ -3,9 +3,11 @@
 # inline content, trees, binary data with every byte value, a 20 MB file,
 # names with spaces and quotes, attributes; a second run reports ok; plan
 # changes nothing; inline content holding a secret never shows in any
-# output; downloads land relative to the working directory.
+# output; downloads land relative to the working directory; a sha256 is
+# checked before anything is sent (a mismatch reaches nothing on the box,
+# in run and in plan), and a malformed one is a load error; creates skips.
 . "$(dirname "$0")/lib.sh"
-t_plan 45
+t_plan 66
 
 box_up "$(box_name ud)" || { t_not "test box comes up"; t_done; exit 1; }
 
@@ -110,6 +112,109 @@ t_ok "a content drift is reported as a content change" \
 	sh -c "jq -r '.steps[5].changes[]' '$T/r3/results.json' | grep -qx 'content /srv/t520/tree/sub dir/two words'"
 t_ok "the drifted file is restored" \
 	test "$(box_exec cat "/srv/t520/tree/sub dir/two words")" = two
+
+# ---- sha256: checked on the controller before anything is sent
+printf 'pinned installer stand-in\n' >"$T/m/files/pinned.bin"
+printf 'some other bytes\n' >"$T/m/files/other.bin"
+sha_pinned=$(local_sha "$T/m/files/pinned.bin")
+sha_other=$(local_sha "$T/m/files/other.bin")
+sha_content=$(printf 'k=v\n' | sha256sum | cut -d' ' -f1)
+cat >"$T/m/sha.yml" <<YML
+stagehand: 1
+stage: upload-sha
+steps:
+  - name: a file with its digest
+    upload: { src: files/pinned.bin, dest: /srv/t520/pinned.bin, sha256: $sha_pinned }
+  - name: content with its digest
+    upload: { content: "k=v\\n", dest: /srv/t520/pinned.env, sha256: $sha_content }
+YML
+run r6 "$T/m/sha.yml"
+t_ok "uploads with a matching sha256 succeed" rc_is 0
+t_ok "both report changed" test "$(count r6 changed)" = 2
+t_ok "the checked file arrived intact" \
+	test "$(box_sha /srv/t520/pinned.bin)" = "$sha_pinned"
+t_ok "the checked content arrived intact" \
+	test "$(box_sha /srv/t520/pinned.env)" = "$sha_content"
+
+# other.bin with pinned.bin's digest, over the file sha.yml put there
+cat >"$T/m/sha-wrong.yml" <<YML
+stagehand: 1
+stage: upload-sha-wrong
+steps:
+  - name: a file that is not the pinned one
+    upload: { src: files/other.bin, dest: /srv/t520/pinned.bin, sha256: $sha_pinned }
+YML
+before=$(box_snapshot)
+run r7 "$T/m/sha-wrong.yml"
+t_ok "an upload whose file does not match its sha256 fails" rc_is 1
+t_ok "the error names the file and the expected and actual digests" \
+	has_text "files/other.bin: sha256 mismatch: expected $sha_pinned, actual $sha_other" \
+	jr "$T/r7" '.steps[0].error'
+t_ok "no remote command ran for the step" \
+	test "$(jr "$T/r7" '.steps[0].exit_status')" = null
+t_ok "the target file is untouched" \
+	test "$(box_sha /srv/t520/pinned.bin)" = "$sha_pinned"
+t_ok "no .stagehand temp file is left" \
+	test -z "$(box_exec find /srv/t520 -name '.stagehand*')"
+t_ok "the box is byte-for-byte unchanged by the failed upload" \
+	test "$before" = "$(box_snapshot)"
+sh_run plan "$T/m/sha-wrong.yml" "${SSH_ARGS[@]}" --report "$T/p7"
+t_ok "plan fails on the mismatch too" rc_is 1
+t_ok "plan reports the mismatch as the step's failure, with no remote command" \
+	test "$(jr "$T/p7" '[.steps[0].status, .steps[0].exit_status, (.steps[0].error.message | contains("sha256 mismatch"))] | join(" ")')" = "failed  true"
+
+# creates: an existing path skips the step (nothing sent), a missing one
+# does not
+cat >"$T/m/creates.yml" <<'YML'
+stagehand: 1
+stage: upload-creates
+steps:
+  - name: skipped, the marker exists
+    upload: { content: "x", dest: /srv/t520/created-1, creates: /srv/t520/pinned.bin }
+  - name: sent, the marker is missing
+    upload: { content: "x", dest: /srv/t520/created-2, creates: /srv/t520/no-marker }
+YML
+sh_run plan "$T/m/creates.yml" "${SSH_ARGS[@]}" --report "$T/p10"
+t_ok "plan: creates that exists is ok, a missing one would change" \
+	test "$(jr "$T/p10" '[.steps[].status] | join(" ")')" = "ok would_change"
+run r10 "$T/m/creates.yml"
+t_ok "run: creates that exists is ok and says so, a missing one uploads" \
+	test "$(jr "$T/r10" '[.steps[0].status, .steps[0].details.skipped_by, .steps[1].status] | join(" ")')" = "ok creates changed"
+t_ok "nothing was uploaded by the skipped step" \
+	test "$(box_exec sh -c 'ls /srv/t520/created-*')" = /srv/t520/created-2
+
+# a malformed digest and a digest for a directory are load errors: run
+# exits 65 at the value's position and never logs in (as in t0360)
+cat >"$T/m/sha-malformed.yml" <<YML
+stagehand: 1
+stage: upload-sha-malformed
+steps:
+  - name: upper case is not what sha256sum prints
+    upload:
+      src: files/pinned.bin
+      dest: /srv/t520/x
+      sha256: ${sha_pinned^^}
+YML
+cat >"$T/m/sha-tree.yml" <<YML
+stagehand: 1
+stage: upload-sha-tree
+steps:
+  - name: a digest for a tree
+    upload: { src: files/tree, dest: /srv/t520/x, sha256: $sha_pinned }
+YML
+before=$(box_snapshot)
+logins_before=$(grep -c 'Accepted publickey' "$TESTBOX_STATE/sshd.log" || true)
+run r8 "$T/m/sha-malformed.yml"
+t_ok "a malformed sha256 is an invalid manifest under run" rc_is 65
+t_ok "the error is at the value's line and column" \
+	grep -q 'sha-malformed.yml:8:15: sha256 must be 64 lowercase hex digits' "$T/err"
+run r9 "$T/m/sha-tree.yml"
+t_ok "sha256 with a directory src is an invalid manifest under run" rc_is 65
+t_ok "the error is at the value's line and column" \
+	grep -q 'sha-tree.yml:5:59: sha256 is for a single file or content' "$T/err"
+t_ok "neither load error logged in to the box" \
+	test "$logins_before" = "$(grep -c 'Accepted publickey' "$TESTBOX_STATE/sshd.log" || true)"
+t_ok "neither load error changed the box" test "$before" = "$(box_snapshot)"
 
 # ---- failures
 cat >"$T/m/bad.yml" <<'YML'

@@ -331,15 +331,40 @@ stepsh_sha256_mem(const void *p, size_t len, struct buf *hex)
 }
 
 int
-stepsh_sha256_file(
-    const char *path, struct buf *hex, uint64_t *size, struct errbuf *err)
+stepsh_sha256_fd(int fd, const char *name, struct buf *hex, uint64_t *size,
+    struct errbuf *err)
 {
 	crypto_hash_sha256_state st;
 	unsigned char h[crypto_hash_sha256_BYTES];
-	char *chunk;
-	struct stat sb;
+	char *chunk = xmalloc(1u << 16);
 	ssize_t n;
-	int fd, rc = -1;
+
+	*size = 0;
+	(void)crypto_hash_sha256_init(&st);
+	while ((n = read(fd, chunk, 1u << 16)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			free(chunk);
+			return err_set(
+			    err, SH_ERR_IO, "%s: %s", name, strerror(errno));
+		}
+		(void)crypto_hash_sha256_update(
+		    &st, (unsigned char *)chunk, (unsigned long long)n);
+		*size += (uint64_t)n;
+	}
+	free(chunk);
+	(void)crypto_hash_sha256_final(&st, h);
+	stepsh_hex(h, hex);
+	return 0;
+}
+
+int
+stepsh_sha256_file(
+    const char *path, struct buf *hex, uint64_t *size, struct errbuf *err)
+{
+	struct stat sb;
+	int fd, rc;
 
 	*size = 0;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -349,24 +374,21 @@ stepsh_sha256_file(
 		close(fd);
 		return err_set(err, SH_ERR_IO, "%s: not a regular file", path);
 	}
-	chunk = xmalloc(1u << 16);
-	(void)crypto_hash_sha256_init(&st);
-	while ((n = read(fd, chunk, 1u << 16)) > 0) {
-		(void)crypto_hash_sha256_update(
-		    &st, (unsigned char *)chunk, (unsigned long long)n);
-		*size += (uint64_t)n;
-	}
-	if (n < 0) {
-		err_set(err, SH_ERR_IO, "%s: %s", path, strerror(errno));
-		goto out;
-	}
-	(void)crypto_hash_sha256_final(&st, h);
-	stepsh_hex(h, hex);
-	rc = 0;
-out:
-	free(chunk);
+	rc = stepsh_sha256_fd(fd, path, hex, size, err);
 	close(fd);
 	return rc;
+}
+
+bool
+stepsh_sha256_hex_ok(const char *p, size_t len)
+{
+	if (len != 2 * crypto_hash_sha256_BYTES)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((p[i] >= '0' && p[i] <= '9') ||
+		        (p[i] >= 'a' && p[i] <= 'f')))
+			return false;
+	return true;
 }
 
 static int

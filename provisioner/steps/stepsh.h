@@ -92,6 +92,14 @@ int stepsh_sha256_file(
     const char *path, struct buf *hex, uint64_t *size, struct errbuf *err);
 /* The same for a memory block. */
 void stepsh_sha256_mem(const void *p, size_t len, struct buf *hex);
+/* The same for the bytes of fd from its current offset to EOF (left at
+ * EOF; the caller rewinds and closes). *size: the bytes hashed. name is
+ * for the error message (SH_ERR_IO "NAME: <strerror>"). */
+int stepsh_sha256_fd(int fd, const char *name, struct buf *hex, uint64_t *size,
+    struct errbuf *err);
+/* p[0..len) is a sha256 as sha256sum prints it: exactly 64 lowercase hex
+ * digits. Pure; for manifest values (upload's sha256). */
+bool stepsh_sha256_hex_ok(const char *p, size_t len);
 
 /*
  * Runs cmd with the step's become and timeout,

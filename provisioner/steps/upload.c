@@ -17,6 +17,13 @@
  *             tree (not dest itself when it already exists)
  *   mode      octal, single file only: default keeps an existing file's
  *             mode, 0644 for a new one. Tree entries take the local mode
+ *   sha256    64 lowercase hex digits, single file or content only: the
+ *             digest the local bytes must have. Checked on the controller
+ *             before anything of the step reaches the target (plan and
+ *             run); a mismatch fails the step
+ *   creates   absolute remote path: when it exists (a dangling symlink
+ *             counts) the step is ok and nothing is sent. One extra
+ *             read-only round trip, after the sha256 check
  *
  * Semantics: a file is replaced when its content differs, and its owner,
  * group and mode are fixed in place when they differ. A tree never deletes
@@ -31,6 +38,9 @@
  * temp file is removed. Attribute differences are fixed in place.
  * probe (one round trip, no payload): the local sha256 (libsodium) goes
  * into the script, which compares it with `sha256sum` of the remote file.
+ * With sha256 set, both first hash the local bytes and fail on a mismatch
+ * before any round trip; apply also has the target check what it
+ * received against it (upload_open_src says why).
  *
  * A tree, like rsync: round 1 (the inventory, read-only, also all of
  * probe) stats and hashes every entry on the target in batches (stat
@@ -68,7 +78,9 @@ struct upload_cfg {
 	char *src;           /* owned: resolved local path; NULL for content */
 	const char *content; /* borrowed */
 	size_t content_len;
-	const char *dest; /* borrowed */
+	const char *dest;    /* borrowed */
+	const char *sha256;  /* borrowed; NULL: not checked */
+	const char *creates; /* borrowed; NULL: none */
 	struct stepsh_attrs attrs;
 	bool tree;
 };
@@ -106,6 +118,8 @@ static const char *const upload_keys[] = {
 	"owner",
 	"group",
 	"mode",
+	"sha256",
+	"creates",
 	NULL,
 };
 
@@ -134,6 +148,26 @@ upload_check_src(
 	return 0;
 }
 
+/* Optional sha256 (the form sha256sum prints) and creates. */
+static int
+upload_parse_checks(
+    const struct node *body, struct upload_cfg *c, struct errbuf *err)
+{
+	const struct node *n = node_get(body, "sha256");
+
+	if (node_opt_str(body, "sha256", &c->sha256, err) < 0)
+		return -1;
+	if (c->sha256 != NULL && !stepsh_sha256_hex_ok(c->sha256, n->len))
+		return node_err(err, n,
+		    "sha256 must be 64 lowercase hex digits, as sha256sum "
+		    "prints them, got '%s'",
+		    c->sha256);
+	if (node_get(body, "creates") != NULL &&
+	    stepsh_abs_path(body, "creates", &c->creates, err) < 0)
+		return -1;
+	return 0;
+}
+
 static int
 upload_parse(const struct node *body, void *cfg, struct errbuf *err)
 {
@@ -143,7 +177,8 @@ upload_parse(const struct node *body, void *cfg, struct errbuf *err)
 	if (node_opt_str(body, "src", &c->src_arg, err) < 0 ||
 	    node_opt_str(body, "content", &c->content, err) < 0 ||
 	    stepsh_abs_path(body, "dest", &c->dest, err) < 0 ||
-	    stepsh_parse_attrs(body, &c->attrs, err) < 0)
+	    stepsh_parse_attrs(body, &c->attrs, err) < 0 ||
+	    upload_parse_checks(body, c, err) < 0)
 		return -1;
 	if ((c->src_arg == NULL) == (c->content == NULL))
 		return node_err(err, body,
@@ -154,7 +189,14 @@ upload_parse(const struct node *body, void *cfg, struct errbuf *err)
 		c->content_len = cn->len;
 		return 0;
 	}
-	return upload_check_src(body, c, err);
+	if (upload_check_src(body, c, err) < 0)
+		return -1;
+	if (c->tree && c->sha256 != NULL)
+		return node_err(err, node_get(body, "sha256"),
+		    "sha256 is for a single file or content; src %s is a "
+		    "directory",
+		    c->src_arg);
+	return 0;
 }
 
 static void
@@ -333,7 +375,10 @@ upload_feeder_end(int fd, pid_t pid, struct errbuf *err)
 
 /*
  * Inputs: O G (owner/group for everything). Functions:
- *   put PATH MODE SIZE HASH   one file; MODE empty: keep / 0644
+ *   put PATH MODE SIZE HASH   one file; MODE empty: keep / 0644. In
+ *                             apply, HASH is "-" or the sha256 the bytes
+ *                             received must have before they replace
+ *                             anything (see upload_apply_file)
  *   mkd PATH MODE ROOT        one directory; ROOT=1: only create
  *   stage DIR                 extract the tar on stdin into a new temp
  *                             dir $S below DIR (with O/G applied)
@@ -362,6 +407,12 @@ static const char upload_sh[] =
     "\t\thead -c \"$n\" > \"$t\" || exit 1\n"
     "\t\t[ \"$(stat -c %s -- \"$t\")\" = \"$n\" ] || "
     "die \"short transfer for $p\"\n"
+    "\t\tif [ \"$h\" != - ]; then\n"
+    "\t\t\ts=$(sha256sum < \"$t\") || exit 1\n"
+    "\t\t\t[ \"${s%% *}\" = \"$h\" ] || die \"$p: the bytes received "
+    "do not have sha256 $h (the local file changed while it was "
+    "sent?)\"\n"
+    "\t\tfi\n"
     "\tfi\n"
     "\tif [ -e \"$p\" ]; then\n"
     "\t\t[ -f \"$p\" ] || die \"$p exists and is not a regular file\"\n"
@@ -458,7 +509,7 @@ upload_put(struct buf *b, const char *path, const char *mode, uint64_t size,
 	return rc;
 }
 
-/* The single-file script; hash is "-" for apply. */
+/* The single-file script; hash: see put. */
 static int
 upload_file_script(const struct upload_cfg *c, enum step_mode mode,
     uint64_t size, const char *hash, struct buf *b)
@@ -488,6 +539,58 @@ upload_file_script(const struct upload_cfg *c, enum step_mode mode,
 
 /* ======================================================== probe / apply */
 
+/* The local bytes' digest (hex) against sha256, when the step has one. */
+static int
+upload_check_digest(
+    const struct upload_cfg *c, const char *actual, struct errbuf *err)
+{
+	if (c->sha256 == NULL || strcmp(c->sha256, actual) == 0)
+		return 0;
+	return err_set(err, SH_ERR_STEP,
+	    "upload: %s: sha256 mismatch: expected %s, actual %s; nothing "
+	    "was sent",
+	    c->content != NULL ? "content" : c->src, c->sha256, actual);
+}
+
+/*
+ * creates: when the path exists on the target, *skip and the detail
+ * skipped_by: creates. One read-only round trip, before anything else of
+ * the step reaches the target; none without creates.
+ */
+static int
+upload_creates(struct run_ctx *ctx, const struct step *step, bool *skip,
+    struct step_result *res, struct errbuf *err)
+{
+	const struct upload_cfg *c = step->cfg;
+	struct remote_cmd cmd = REMOTE_CMD_INIT;
+	struct remote_out out;
+	struct buf script;
+	int rc = -1;
+
+	*skip = false;
+	if (c->creates == NULL)
+		return 0;
+	memset(&out, 0, sizeof(out));
+	buf_init(&script, REMOTE_SCRIPT_MAX);
+	if (stepsh_assign(&script, "K", c->creates) < 0 ||
+	    buf_adds(&script, "if [ -e \"$K\" ] || [ -L \"$K\" ]; then "
+	                      "echo y; else echo n; fi\n") < 0) {
+		err_set(err, SH_ERR_STEP, "upload: script too long");
+		goto out;
+	}
+	if (remote_script(&cmd, &script, err) < 0 ||
+	    stepsh_exec(ctx, step, &cmd, &out, res, err) < 0)
+		goto out;
+	*skip = out.out.len > 0 && out.out.data[0] == 'y';
+	if (*skip)
+		step_result_detail(res, "skipped_by", "creates");
+	rc = 0;
+out:
+	remote_out_free(&out);
+	buf_release(&script);
+	return rc;
+}
+
 static int
 upload_probe_file(struct run_ctx *ctx, const struct step *step,
     struct step_result *res, struct errbuf *err)
@@ -495,6 +598,7 @@ upload_probe_file(struct run_ctx *ctx, const struct step *step,
 	const struct upload_cfg *c = step->cfg;
 	struct buf hash, script;
 	uint64_t size = c->content_len;
+	bool skip = false;
 	int rc = 0;
 
 	buf_init(&hash, 128);
@@ -503,10 +607,14 @@ upload_probe_file(struct run_ctx *ctx, const struct step *step,
 		stepsh_sha256_mem(c->content, c->content_len, &hash);
 	else
 		rc = stepsh_sha256_file(c->src, &hash, &size, err);
-	if (rc == 0 &&
+	if (rc == 0)
+		rc = upload_check_digest(c, hash.data, err);
+	if (rc == 0)
+		rc = upload_creates(ctx, step, &skip, res, err);
+	if (rc == 0 && !skip &&
 	    upload_file_script(c, STEP_PROBE, size, hash.data, &script) < 0)
 		rc = err_set(err, SH_ERR_STEP, "upload: script too long");
-	if (rc == 0)
+	if (rc == 0 && !skip)
 		rc = stepsh_run(ctx, step, &script, res, err);
 	buf_release(&script);
 	buf_release(&hash);
@@ -529,34 +637,74 @@ upload_send(struct run_ctx *ctx, const struct step *step,
 	return stepsh_run_cmd(ctx, step, &cmd, res, err);
 }
 
+/*
+ * Opens src for apply; *size is how many bytes the script reads. With
+ * sha256 the digest is taken on this descriptor, which is then rewound and
+ * sent, and *size is the count hashed: a src renamed or replaced after the
+ * check cannot be sent in its place. A rewrite in place of the same file
+ * between the hash and the send still could, so the script checks the
+ * bytes it received against the same digest before they replace anything
+ * (put), and a mismatch fails the step and removes the temp file. (A
+ * private copy of src, hashed while copied, would close that gap on the
+ * controller alone, at the cost of copying up to UPLOAD_FILE_MAX bytes on
+ * every run; the target's check also covers what happens in transit.)
+ * Caller closes *fd when it is >= 0.
+ */
+static int
+upload_open_src(
+    const struct upload_cfg *c, int *fd, uint64_t *size, struct errbuf *err)
+{
+	struct stat sb;
+	struct buf hash;
+	int rc = 0;
+
+	*size = 0;
+	*fd = open(c->src, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0 || fstat(*fd, &sb) < 0 || !S_ISREG(sb.st_mode))
+		return err_set(err, SH_ERR_IO, "%s: %s", c->src,
+		    *fd < 0 ? strerror(errno) : "not a regular file");
+	*size = (uint64_t)sb.st_size;
+	if (*size <= UPLOAD_FILE_MAX && c->sha256 != NULL) {
+		buf_init(&hash, 128);
+		rc = stepsh_sha256_fd(*fd, c->src, &hash, size, err);
+		if (rc == 0)
+			rc = upload_check_digest(c, hash.data, err);
+		if (rc == 0 && lseek(*fd, 0, SEEK_SET) < 0)
+			rc = err_set(
+			    err, SH_ERR_IO, "%s: %s", c->src, strerror(errno));
+		buf_release(&hash);
+	}
+	if (rc == 0 && *size > UPLOAD_FILE_MAX)
+		rc = err_set(err, SH_ERR_STEP, "%s: larger than %u bytes",
+		    c->src, UPLOAD_FILE_MAX);
+	return rc;
+}
+
 static int
 upload_apply_file(struct run_ctx *ctx, const struct step *step,
     struct step_result *res, struct errbuf *err)
 {
 	const struct upload_cfg *c = step->cfg;
-	struct buf script;
-	struct stat sb;
-	int fd = -1, rc = -1;
+	struct buf script, hash;
+	uint64_t size = c->content_len;
+	bool skip = false;
+	int fd = -1, rc = 0;
 
-	memset(&sb, 0, sizeof(sb));
 	buf_init(&script, REMOTE_SCRIPT_MAX);
+	buf_init(&hash, 128);
 	if (c->content == NULL) {
-		fd = open(c->src, O_RDONLY | O_CLOEXEC);
-		if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-			err_set(err, SH_ERR_IO, "%s: %s", c->src,
-			    fd < 0 ? strerror(errno) : "not a regular file");
-			goto out;
-		}
-		if ((uint64_t)sb.st_size > UPLOAD_FILE_MAX) {
-			err_set(err, SH_ERR_STEP, "%s: larger than %u bytes",
-			    c->src, UPLOAD_FILE_MAX);
-			goto out;
-		}
+		rc = upload_open_src(c, &fd, &size, err);
+	} else if (c->sha256 != NULL) {
+		stepsh_sha256_mem(c->content, c->content_len, &hash);
+		rc = upload_check_digest(c, hash.data, err);
 	}
-	if (upload_file_script(c, STEP_APPLY,
-	        c->content ? c->content_len : (uint64_t)sb.st_size, "-",
-	        &script) < 0) {
-		err_set(err, SH_ERR_STEP, "upload: script too long");
+	if (rc == 0)
+		rc = upload_creates(ctx, step, &skip, res, err);
+	if (rc < 0 || skip)
+		goto out;
+	if (upload_file_script(c, STEP_APPLY, size,
+	        c->sha256 != NULL ? c->sha256 : "-", &script) < 0) {
+		rc = err_set(err, SH_ERR_STEP, "upload: script too long");
 		goto out;
 	}
 	rc = upload_send(
@@ -564,6 +712,7 @@ upload_apply_file(struct run_ctx *ctx, const struct step *step,
 out:
 	if (fd >= 0)
 		close(fd);
+	buf_release(&hash);
 	buf_release(&script);
 	return rc;
 }
@@ -970,8 +1119,13 @@ upload_run(struct run_ctx *ctx, const struct step *step, enum step_mode mode,
 {
 	const struct upload_cfg *c = step->cfg;
 
-	if (c->tree)
-		return upload_tree(ctx, step, mode, res, err);
+	if (c->tree) {
+		bool skip;
+
+		if (upload_creates(ctx, step, &skip, res, err) < 0)
+			return -1;
+		return skip ? 0 : upload_tree(ctx, step, mode, res, err);
+	}
 	if (mode == STEP_PROBE)
 		return upload_probe_file(ctx, step, res, err);
 	return upload_apply_file(ctx, step, res, err);
@@ -989,6 +1143,10 @@ upload_describe(const struct step *step, struct buf *out)
 		buf_addf(out, "upload %s%s -> %s%s", c->src_arg,
 		    c->tree ? "/" : "", c->dest, c->tree ? "/" : "");
 	stepsh_describe_attrs(out, &c->attrs);
+	if (c->sha256 != NULL)
+		buf_addf(out, " (sha256 %.12s...)", c->sha256);
+	if (c->creates != NULL)
+		buf_addf(out, " (creates %s)", c->creates);
 }
 
 const struct step_kind step_kind_upload = {
