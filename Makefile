@@ -55,7 +55,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/tests/%)
 ASAN_UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build-asan/tests/%)
 
 .PHONY: all check unit integration asan deps lint format install demo \
-	bench clean fuzz pkgs-found check-fresh
+	bench clean fuzz pkgs-found check-fresh check-vm demo-vm
 
 all: stagehand
 
@@ -99,11 +99,24 @@ deps:
 # The whole suite: unit tests, lint, then the integration tests against
 # the test box. tests/run.sh prints the closing "N passed, N failed,
 # N skipped". deps.sh first, then the build in a sub-make (see PKG_MISSING).
-TIER ?= all
+# TIER=check: the box tier and the boot proof (t11*); all: everything;
+# box or vm: one tier. check-vm: the whole VM tier (SKIP=PATTERN leaves
+# out scripts, e.g. SKIP=t1100 after a `make check` ran it).
+TIER ?= check
+SKIP ?=
 check:
 	@tests/deps.sh
 	@$(MAKE) --no-print-directory stagehand $(UNIT_BINS)
-	@tests/run.sh --stagehand ./stagehand --unit-dir build/tests --tier $(TIER)
+	@tests/run.sh --stagehand ./stagehand --unit-dir build/tests \
+	--tier $(TIER) --skip "$(SKIP)"
+
+check-vm:
+	@$(MAKE) --no-print-directory check TIER=vm
+
+# Stage 1 + stage 2 on a VM and a boot of the image they left: slower
+# than `make demo` (minutes under TCG), so not part of it.
+demo-vm:
+	@tests/demo-vm.sh
 
 # The README's two commands on a Debian root built from nothing (mmdebstrap),
 # as root; see tests/fresh/README.md. Not part of check.

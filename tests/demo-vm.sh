@@ -16,7 +16,8 @@
 #
 #   tests/demo-vm.sh     reports go to ./demo-vm-report (DEMO_REPORT=DIR)
 #
-# DEMO_KEEP=1 leaves the booted VM and nginx running and writes
+# STAGEHAND=PATH runs that binary instead of ./stagehand (the tests pass
+# theirs, e.g. the sanitizer build). DEMO_KEEP=1 leaves the booted VM and nginx running and writes
 # DIR/keep.env (the VM names, the cache URL, the vars file) for a test to
 # go on with (tests/t1100-stages-boot-proof.sh); its caller tears down.
 # Needs a default route (the caches are served at host_addr, tests/box.sh).
@@ -65,8 +66,9 @@ gssh() { "$BOX_VM" ssh "$1" -- "${@:2}"; }
 
 say "dependencies and build (tests/deps.sh, make stagehand)"
 tests/deps.sh
-make -s stagehand
-./stagehand --version
+sh=${STAGEHAND:-./stagehand}
+[ -n "${STAGEHAND:-}" ] || make -s stagehand
+"$sh" --version
 
 say "signed binary caches, served at this machine's address"
 caches_make "$www/paths.env"
@@ -80,14 +82,15 @@ vars=(--vars-file "$out/vm.vars.yml")
 say "a pristine Debian 12 VM ($build): tests/vm/vm up"
 vm_up "$build"
 echo "VM $build: ssh://$TESTBOX_USER@$TESTBOX_HOST:$TESTBOX_PORT ($VM_ACCEL)"
+# shellcheck disable=SC2016 # expanded in the VM
 gssh "$build" 'echo "users with a home: $(getent passwd | awk -F: "\$3 >= 1000 && \$3 < 65534 {print \$1}" | tr "\n" " ")"
 	echo "postgres user: $(getent passwd postgres || echo none)"; echo "nix: $(command -v nix-store || echo none)"'
 
 say "stagehand run stages/stage1.yml"
-./stagehand run stages/stage1.yml "${SSH_ARGS[@]}" "${vars[@]}" --report "$out/stage1"
+"$sh" run stages/stage1.yml "${SSH_ARGS[@]}" "${vars[@]}" --report "$out/stage1"
 
 say "stagehand run stages/testbox-stage2.yml"
-./stagehand run stages/testbox-stage2.yml "${SSH_ARGS[@]}" "${vars[@]}" --report "$out/stage2" -q
+"$sh" run stages/testbox-stage2.yml "${SSH_ARGS[@]}" "${vars[@]}" --report "$out/stage2" -q
 
 say "power off $build: its disk is the image"
 "$BOX_VM" stop "$build"
@@ -116,11 +119,11 @@ printf 'up_s=%s\npg_active_s=%s\npg_active_since_kernel_s=%s\n' \
 	"$up_s" "$pg_s" "$((since_boot / 1000000))" >"$out/boot.env"
 
 say "stagehand run stages/testbox-boot-check.yml (read-only)"
-./stagehand run stages/testbox-boot-check.yml "${SSH_ARGS[@]}" --report "$out/boot-check"
+"$sh" run stages/testbox-boot-check.yml "${SSH_ARGS[@]}" --report "$out/boot-check"
 
 say "both stages again on the booted machine: nothing left to change"
-./stagehand run stages/stage1.yml "${SSH_ARGS[@]}" "${vars[@]}" --report "$out/stage1-again" -q
-./stagehand run stages/testbox-stage2.yml "${SSH_ARGS[@]}" "${vars[@]}" --report "$out/stage2-again" -q
+"$sh" run stages/stage1.yml "${SSH_ARGS[@]}" "${vars[@]}" --report "$out/stage1-again" -q
+"$sh" run stages/testbox-stage2.yml "${SSH_ARGS[@]}" "${vars[@]}" --report "$out/stage2-again" -q
 
 say "summary"
 for d in stage1 stage2 boot-check stage1-again stage2-again; do

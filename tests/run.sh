@@ -7,12 +7,16 @@
 # nothing failed and at least one test ran.
 #
 #   tests/run.sh --stagehand ./stagehand --unit-dir build/tests
-#       [--unit-only] [--only PATTERN] [--tier all|box|vm]
+#       [--unit-only] [--only PATTERN] [--skip PATTERN]
+#       [--tier all|check|box|vm]
 #
 # Tiers: tests/t0*.sh run on the namespace test box (seconds each);
 # tests/t1*.sh run on QEMU VMs (tests/vm/vm: a kernel, systemd, reboots;
-# minutes each under TCG). --tier vm runs only the VM tier (no unit tests,
-# no lint); --tier box everything but it; all (the default) both.
+# minutes each under TCG): t10* the step kinds that need one, t11* the
+# stages and the boot proof. --tier vm runs only the VM tier (no unit
+# tests, no lint); box everything but it; check (what `make check` runs)
+# the box tier and the boot proof (t11*); all (the default) everything.
+# --skip leaves out the scripts whose path contains PATTERN.
 set -u
 cd "$(dirname "$0")/.."
 
@@ -20,6 +24,7 @@ stagehand=./stagehand
 unit_dir=build/tests
 unit_only=0
 only=""
+skip_pat=""
 tier=all
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -27,6 +32,7 @@ while [ $# -gt 0 ]; do
 	--unit-dir) unit_dir=$2; shift 2 ;;
 	--unit-only) unit_only=1; shift ;;
 	--only) only=$2; shift 2 ;;
+	--skip) skip_pat=$2; shift 2 ;;
 	--tier) tier=$2; shift 2 ;;
 	*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
 	esac
@@ -98,7 +104,7 @@ run_one() { # name cmd...
 	fi
 }
 
-case $tier in all | box | vm) ;; *) echo "run.sh: --tier all, box or vm" >&2; exit 2 ;; esac
+case $tier in all | check | box | vm) ;; *) echo "run.sh: --tier all, check, box or vm" >&2; exit 2 ;; esac
 for t in "$unit_dir"/test_*; do
 	[ "$tier" != vm ] || break
 	[ -x "$t" ] || continue
@@ -110,7 +116,10 @@ if [ "$unit_only" = 0 ]; then
 	[ "$tier" = vm ] || run_one tests/lint.sh tests/lint.sh
 	for t in tests/t[0-9]*.sh; do
 		case $t in *"$only"*) ;; *) continue ;; esac
-		case $tier:$t in box:tests/t1*) continue ;; vm:tests/t0*) continue ;; esac
+		[ -z "$skip_pat" ] || case $t in *"$skip_pat"*) continue ;; esac
+		case $tier:$t in
+		box:tests/t1* | check:tests/t10* | vm:tests/t0*) continue ;;
+		esac
 		run_one "$t" bash "$t"
 	done
 fi

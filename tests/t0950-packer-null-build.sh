@@ -104,7 +104,9 @@ fi
 
 R=$T/rep
 # pk LOG VAR=VALUE...: packer build of the null template against the box,
-# run from $T (so nothing depends on the working directory).
+# run from $T (so nothing depends on the working directory). Both stages
+# get the test box's vars file (stage 1: no systemd, the host's Nix) unless
+# VAR=VALUE sets stagehand_args itself.
 pk() {
 	local log=$1 a args=()
 	shift
@@ -115,6 +117,7 @@ pk() {
 		-var "user=$TESTBOX_USER" -var "ssh_private_key_file=$TESTBOX_KEY" \
 		-var "stagehand_bin=$STAGEHAND" -var "report_root=$R" \
 		-var "stage1_manifest=$TOP/stages/stage1.yml" \
+		-var "stagehand_args=[\"--vars-file\", \"$T/testbox.vars.yml\"]" \
 		"${args[@]}" "$TPL") >"$log" 2>&1 || PK_RC=$?
 }
 st() { jq -r .status "$1/results.json" 2>/dev/null; }
