@@ -7,6 +7,8 @@
 #   make check-fresh  make demo and make check on a new minimal Debian root
 #   make asan         the same tests against an ASan+UBSan build
 #   make demo         bring up the test box, run the demo stages, tear down
+#   make image        stage 1 + stage 2 images with Packer's qemu builder and
+#                     the boot proof (ARCH=x86_64; aarch64 not yet); output/
 #   make bench        side-by-side benchmarks (bench/)
 #   make install PREFIX=/usr/local DESTDIR=
 #   make lint         banned functions, clang-format
@@ -55,7 +57,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/tests/%)
 ASAN_UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build-asan/tests/%)
 
 .PHONY: all check unit integration asan deps lint format install demo \
-	bench clean fuzz pkgs-found check-fresh check-vm demo-vm
+	bench clean fuzz pkgs-found check-fresh check-vm demo-vm image
 
 all: stagehand
 
@@ -117,6 +119,13 @@ check-vm:
 # than `make demo` (minutes under TCG), so not part of it.
 demo-vm:
 	@tests/demo-vm.sh
+
+# The two-stage image pipeline on this machine (packer/local/, as root):
+# output/stage1-$(ARCH).qcow2, output/stage2-$(ARCH).qcow2, the reports and
+# packer-manifest.json, then a boot of the stage-2 image (the boot proof).
+ARCH ?= x86_64
+image:
+	@ARCH=$(ARCH) packer/local/image.sh
 
 # The README's two commands on a Debian root built from nothing (mmdebstrap),
 # as root; see tests/fresh/README.md. Not part of check.

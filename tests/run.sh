@@ -13,7 +13,7 @@
 # Tiers: tests/t0*.sh run on the namespace test box (seconds each);
 # tests/t1*.sh run on QEMU VMs (tests/vm/vm: a kernel, systemd, reboots;
 # minutes each under TCG): t10* the step kinds that need one, t11* the
-# stages and the boot proof. --tier vm runs only the VM tier (no unit
+# stages and the boot proof, t12* the local Packer (qemu) pipeline. --tier vm runs only the VM tier (no unit
 # tests, no lint); box everything but it; check (what `make check` runs)
 # the box tier and the boot proof (t11*); all (the default) everything.
 # --skip leaves out the scripts whose path contains PATTERN.
@@ -118,7 +118,7 @@ if [ "$unit_only" = 0 ]; then
 		case $t in *"$only"*) ;; *) continue ;; esac
 		[ -z "$skip_pat" ] || case $t in *"$skip_pat"*) continue ;; esac
 		case $tier:$t in
-		box:tests/t1* | check:tests/t10* | vm:tests/t0*) continue ;;
+		box:tests/t1* | check:tests/t10* | check:tests/t12* | vm:tests/t0*) continue ;;
 		esac
 		run_one "$t" bash "$t"
 	done

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# packer/local/image.sh: `make image`. The two-stage image pipeline on this
+# machine (as root, Debian 12): builds stagehand, the signed test caches
+# (served at this machine's address, tests/box.sh host_addr), the VM tier's
+# Debian 12 base image (tests/vm/vm image) and a NoCloud seed per stage
+# (tests/vm/vm seed), then runs stage 1 and stage 2 through Packer's qemu
+# builder (packer/local/qemu.pkr.hcl), then the boot proof: a new VM boots
+# the stage-2 image with no stagehand involved, postgresql.service must be
+# active within BOOT_PG_BOUND seconds (default 180) of SSH answering, and
+# stages/testbox-boot-check.yml (read-only) checks it. Tears down the VM
+# and nginx, also on failure or Ctrl-C.
+#
+#   packer/local/image.sh       (ARCH=x86_64; aarch64 is not there yet)
+#
+# Environment:
+#   IMAGE_OUT=DIR        where the images, reports and packer-manifest.json
+#                        go (default ./output)
+#   IMAGE_STAGES="1 2"   the stages to build; "2" alone reuses DIR's stage 1
+#   STAGE2_MANIFEST=F    stage 2's manifest (default stages/testbox-stage2.yml)
+#   IMAGE_BOOT_PROOF=0   skip the boot proof
+#   STAGEHAND=PATH       that binary instead of ./stagehand (no make)
+#
+# A stage that fails leaves no image: its old image is removed before it
+# starts, Packer removes its work dir, and its report (DIR/reports/) says
+# which step failed. Exit status: 0, or 1 when a stage or the proof failed.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+TOP=$(pwd)
+prog=image
+arch=${ARCH:-x86_64}
+case $arch in
+x86_64) ;;
+aarch64 | arm64)
+	echo "$prog: ARCH=$arch: not yet; the local pipeline builds x86_64 only (issue 14)" >&2
+	exit 2
+	;;
+*)
+	echo "$prog: unknown ARCH '$arch' (x86_64; aarch64 is not there yet)" >&2
+	exit 2
+	;;
+esac
+if [ "$(id -u)" != 0 ]; then
+	echo "$prog: run as root (sudo make image): it installs packages and runs QEMU" >&2
+	exit 2
+fi
+
+out=${IMAGE_OUT:-output}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+stages=${IMAGE_STAGES:-1 2}
+stage2_manifest=${STAGE2_MANIFEST:-$TOP/stages/testbox-stage2.yml}
+bound=${BOOT_PG_BOUND:-180}
+id=$(printf '%04x' $(($$ % 65536)))
+booted=img$id
+t0=$(date +%s)
+
+# shellcheck source=tests/box.sh
+. tests/box.sh
+work=$(mktemp -d /var/lib/stagehand-image.XXXXXX)
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	box_teardown
+	rm -rf "$work"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say() { printf '\n== %s (%d s)\n' "$*" $(($(date +%s) - t0)); }
+summary() { # DIR
+	jq -r '"\(.stage): \(.status) - \(.counts.total) steps, \(.counts.changed) changed, " +
+		"\(.counts.failed) failed; system \(.target.system); \(.duration_ms / 1000)s"' "$1/results.json"
+}
+
+say "dependencies and build (tests/deps.sh, make stagehand)"
+tests/deps.sh
+sh=${STAGEHAND:-$TOP/stagehand}
+[ -n "${STAGEHAND:-}" ] || make -s stagehand
+sh=$(readlink -f "$sh")
+"$sh" --version
+
+say "the base image and the seeds (tests/vm/vm image, tests/vm/vm seed)"
+eval "$("$BOX_VM" image --arch "$arch" | grep '^VM_[A-Z]*=/\?[A-Za-z0-9_./-]*$')"
+echo "base image $VM_IMAGE ($VM_ACCEL)"
+
+say "signed binary caches, served at this machine's address"
+caches_make "$work/paths.env"
+caches_serve "$work/www" "$(host_addr)"
+echo "caches at $CACHE_URL/cache1 and $CACHE_URL/cache2 (nginx)"
+mkdir -p "$out/reports"
+stages/testbox-vars.sh --vm "$work/paths.env" "$CACHE_URL" >"$out/vm.vars.yml"
+
+export CHECKPOINT_DISABLE=1 PACKER_CACHE_DIR=$work/packer_cache \
+	PACKER_CONFIG_DIR=$work/packer.d
+: >"$out/times.env"
+# stage N: one packer build; its image is gone until it passes.
+stage() {
+	local n=$1 s0 rc=0 seed
+	say "stage $n through Packer's qemu builder"
+	rm -rf "$out/stage$n-$arch.qcow2" "$out/.build-stage$n-$arch" \
+		"$out/reports/stage$n-$arch" "$out/reports/stage$n-$arch.serial.log"
+	seed=$work/seed$n
+	"$BOX_VM" seed "$seed" --name "stage$n" >/dev/null
+	s0=$(date +%s)
+	packer build -color=false -only="qemu.stage$n" \
+		-var "arch=$arch" -var "output_root=$out" \
+		-var "base_image=$VM_IMAGE" -var "kernel=$VM_KERNEL" \
+		-var "initrd=$VM_INITRD" -var "accelerator=$VM_ACCEL" \
+		-var "seed_image=$seed/seed.img" -var "ssh_private_key_file=$seed/id_ed25519" \
+		-var "stagehand_bin=$sh" -var "stage1_manifest=$TOP/stages/stage1.yml" \
+		-var "stage2_manifest=$stage2_manifest" \
+		-var "stagehand_args=[\"--vars-file\", \"$out/vm.vars.yml\"]" \
+		packer/local/qemu.pkr.hcl || rc=$?
+	echo "stage${n}_s=$(($(date +%s) - s0))" >>"$out/times.env"
+	if [ "$rc" != 0 ]; then
+		echo "$prog: stage $n failed (packer exit $rc): no image; report $out/reports/stage$n-$arch" >&2
+		[ ! -f "$out/reports/stage$n-$arch/results.json" ] ||
+			summary "$out/reports/stage$n-$arch" >&2
+		exit 1
+	fi
+}
+for n in $stages; do stage "$n"; done
+
+img=$out/stage2-$arch.qcow2
+if [ "${IMAGE_BOOT_PROOF:-1}" != 0 ]; then
+	say "the boot proof: a new machine ($booted) boots $img"
+	b0=$(date +%s)
+	vm_up "$booted" --image "$img"
+	echo "SSH and cloud-init up after $(($(date +%s) - b0)) s"
+	end=$(($(date +%s) + bound))
+	until st=$("$BOX_VM" ssh "$booted" -- systemctl is-active postgresql.service 2>/dev/null) &&
+		[ "$st" = active ]; do
+		if [ "$(date +%s)" -ge "$end" ]; then
+			echo "$prog: postgresql.service is '${st:-unknown}', not active, $bound s after SSH answered" >&2
+			"$BOX_VM" ssh "$booted" -- journalctl -b -u postgresql.service --no-pager -n 30 >&2 || true
+			exit 1
+		fi
+		sleep 2
+	done
+	echo "boot_pg_active_s=$(($(date +%s) - b0))" >>"$out/times.env"
+	echo "postgresql.service active $(($(date +%s) - b0)) s after the VM started"
+	rm -rf "$out/reports/boot-check-$arch"
+	"$sh" run stages/testbox-boot-check.yml "${SSH_ARGS[@]}" --report "$out/reports/boot-check-$arch"
+fi
+echo "total_s=$(($(date +%s) - t0))" >>"$out/times.env"
+
+say "summary"
+for d in "$out"/reports/stage1-"$arch" "$out"/reports/stage2-"$arch" "$out"/reports/boot-check-"$arch"; do
+	[ -f "$d/results.json" ] && printf '%-16s %s\n' "${d##*/}" "$(summary "$d")"
+done
+for n in 1 2; do
+	[ -f "$out/stage$n-$arch.qcow2" ] && echo "image: $out/stage$n-$arch.qcow2"
+done
+echo "reports: $out/reports/"
+echo "packer manifest: $out/packer-manifest.json"
+echo "image.sh finished in $(($(date +%s) - t0)) s"
