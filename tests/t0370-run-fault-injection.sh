@@ -3,17 +3,19 @@
 # connection drops (`testbox kill-sessions`), what a step started on the
 # target ends within 10 s (remote.c's watchdog), no temp file stays, every
 # file a step wrote holds its old or its new content, never half, and a
-# re-run finishes the stage. A run holds a lock on the target: a second run
-# fails naming the holder (exit 75) or waits with --wait-lock, and a killed
-# holder does not keep it. Reports are 0600 in a 0700 directory, and the
-# process can neither dump core nor be read by other processes.
+# re-run finishes the stage; a signal that comes while a step's shell
+# exits (made to come with every exit) does not keep its temp file. A run
+# holds a lock on the target: a second run fails naming the holder (exit
+# 75) or waits with --wait-lock, and a killed holder does not keep it.
+# Reports are 0600 in a 0700 directory, and the process can neither dump
+# core nor be read by other processes.
 #
 # The fault injection kills at seeded random moments of a long stage:
 #   T0370_SEED (default 370), T0370_KILLS (SIGKILLs, default 6),
 #   T0370_DROPS (kill-sessions, default 4).
 # "Within 10 s" is a poll that gives up after 10 s, not a timing check.
 . "$(dirname "$0")/lib.sh"
-t_plan 43
+t_plan 45
 
 box_up "$(box_name fi)" || { t_not "test box comes up"; t_done; exit 1; }
 
@@ -193,6 +195,69 @@ t_ok "... and its core file limit is 0" \
 box_exec touch /tmp/hold-release
 wait "$BG_PID"
 BG_PID=
+
+# --- a signal while a step's script exits
+# An interrupted step gets more than one signal: the watchdog's TERM goes
+# to the whole group, timeout forwards it twice more, and output to the
+# closed channel raises SIGPIPE. The shell runs the trap of a signal that
+# comes while it exits before the EXIT trap's first command: a trap that
+# only exits then ends the shell without the EXIT trap, and the temp file
+# stays. That window is microseconds wide, so here a test-only `sh`, first
+# in sudo's secure_path, gives the shell of a script with a payload an
+# `exit` alias that sends it the signal first: every exit comes with one.
+# The upload fails after making its temp file (no such owner); the temp
+# file must go all the same, and the status says the signal's trap ran.
+cat >"$T/exit-signal-sh" <<'SH'
+#!/bin/dash
+case $1:${2-} in
+"-c:read -r n && "*)
+	read -r sig </tmp/exit-signal || exit 1
+	c=$2
+	shift 2
+	: >/tmp/exit-signal-used
+	exec /bin/dash -c "alias exit='exit \$(kill -$sig \$\$)'
+$c" "$@"
+	;;
+esac
+exec /bin/dash "$@"
+SH
+cat >"$T/exit-signal.yml" <<'YML'
+stagehand: 1
+stage: exit-signal
+steps:
+  - name: Fails after making its temp file
+    upload: { content: "x\n", dest: /srv/ex/u, owner: nosuchuser }
+YML
+# exit_signal_clean REPORT STATUS: the run failed at the chown with
+# STATUS, through the alias, and left nothing in /srv/ex.
+exit_signal_clean() {
+	local msg left
+	msg=$(jr "$T/$1" '.steps[0].error.message')
+	left=$(box_exec ls -A /srv/ex)
+	box_exec test -e /tmp/exit-signal-used || {
+		echo "the exit alias was not used"
+		return 1
+	}
+	case $msg in "exit $2: chown: "*nosuchuser*) ;; *)
+		echo "rc $RC, step error: $msg"
+		return 1
+		;;
+	esac
+	[ -z "$left" ] || {
+		echo "left in /srv/ex: $left"
+		return 1
+	}
+}
+box_exec sh -c 'cat >/usr/local/bin/sh && chmod 755 /usr/local/bin/sh' \
+	<"$T/exit-signal-sh"
+for sig in TERM:143 PIPE:141; do
+	box_exec sh -c "rm -rf /srv/ex /tmp/exit-signal-used && mkdir /srv/ex &&
+		echo ${sig%:*} >/tmp/exit-signal"
+	run "exit-${sig%:*}" "$T/exit-signal.yml"
+	t_ok "a ${sig%:*} while the upload's shell exits: its temp file is removed" \
+		exit_signal_clean "exit-${sig%:*}" "${sig#*:}"
+done
+box_exec rm -f /usr/local/bin/sh /tmp/exit-signal /tmp/exit-signal-used
 
 # --- fault injection
 seed=${T0370_SEED:-370}

@@ -178,10 +178,6 @@ static const char line_awk[] =
 
 /* Inputs: P L R HR AB CR BK M O G; AWK (the program above). */
 static const char line_sh[] =
-    /* The watchdog (remote.c) ends a step with TERM: run the EXIT trap. */
-    "trap 'exit 143' TERM HUP INT\n"
-    /* Output to a closed channel (sshd gone) must not skip the EXIT trap. */
-    "trap 'exit 141' PIPE\n"
     "edit() {\n"
     "\tSH_LINE=$L SH_RE=$R SH_HASRE=$HR SH_ABSENT=$AB SH_OUT=$1 "
     "SH_PATH=$P awk \"$AWK\" < \"$P\"\n"
@@ -194,9 +190,9 @@ static const char line_sh[] =
     "\tfi\n"
     "\tC \"create $P\"\n"
     "\t[ \"$A\" = 1 ] || exit 0\n"
-    /* The trap sweeps ($t may not be set yet when a TERM comes), and
-     * ignores later TERMs (timeout forwards one), which would end it. */
-    "\ttrap 'trap \"\" TERM HUP INT PIPE; sweep \"${P%/*}\"' EXIT\n"
+    /* fin (stepsh_traps) sweeps: $t may not be set yet when a TERM
+     * comes. Only when applying: plan writes nothing. */
+    "\tfin() { sweep \"${P%/*}\"; }\n"
     "\tsweep \"${P%/*}\"\n"
     "\tt=$(mktemp \"${P%/*}/.stagehand.XXXXXX\") || exit 1\n"
     "\tprintf '%s\\n' \"$L\" > \"$t\" || exit 1\n"
@@ -209,9 +205,7 @@ static const char line_sh[] =
     "P=$(readlink -f -- \"$P\") || exit 1\n"
     "[ -f \"$P\" ] || die \"$P is not a regular file\"\n"
     "if [ \"$A\" = 1 ]; then\n"
-    /* The trap sweeps ($t may not be set yet when a TERM comes), and
-     * ignores later TERMs (timeout forwards one), which would end it. */
-    "\ttrap 'trap \"\" TERM HUP INT PIPE; sweep \"${P%/*}\"' EXIT\n"
+    "\tfin() { sweep \"${P%/*}\"; }\n"
     "\tsweep \"${P%/*}\"\n"
     "\tt=$(mktemp \"${P%/*}/.stagehand.XXXXXX\") || exit 1\n"
     "\td=$(edit \"$t\") || die \"awk failed on $P\"\n"
@@ -245,6 +239,8 @@ line_script(const struct line_cfg *c, enum step_mode mode, struct buf *b)
 		return -1;
 	if (buf_addf(b, "HR=%d AB=%d CR=%d BK=%d\n", c->regexp ? 1 : 0,
 	        c->absent ? 1 : 0, c->create ? 1 : 0, c->backup ? 1 : 0) < 0)
+		return -1;
+	if (stepsh_traps(b) < 0)
 		return -1;
 	return buf_adds(b, line_sh);
 }

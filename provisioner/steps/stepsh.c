@@ -82,6 +82,32 @@ stepsh_assign(struct buf *b, const char *name, const char *value)
 	return buf_addc(b, '\n');
 }
 
+/*
+ * Each trap ignores the signals and runs fin itself before it exits,
+ * rather than leaving fin to the EXIT trap. An interrupted step seldom
+ * gets just one signal: the watchdog's TERM reaches the whole group,
+ * timeout forwards it twice more, and output to the channel sshd closed
+ * raises SIGPIPE. The shell runs the trap of a signal that comes while it
+ * exits before the EXIT trap's first command (dash and bash look for
+ * pending traps before every command), and an `exit` there ends the
+ * shell at once: the EXIT trap, already taken off, never runs, so it
+ * cannot protect itself. With fin in every trap, whichever trap runs
+ * first cleans up; a signal that comes before its `trap ""` runs a trap
+ * inside it, which does the same; once the signals are ignored nothing
+ * cuts fin short.
+ */
+static const char stepsh_traps_sh[] =
+    "fin() { :; }\n"
+    "trap 'trap \"\" TERM HUP INT PIPE; fin' EXIT\n"
+    "trap 'trap \"\" TERM HUP INT PIPE; fin; exit 143' TERM HUP INT\n"
+    "trap 'trap \"\" TERM HUP INT PIPE; fin; exit 141' PIPE\n";
+
+int
+stepsh_traps(struct buf *b)
+{
+	return buf_adds(b, stepsh_traps_sh);
+}
+
 int
 stepsh_assign_attrs(struct buf *b, const struct stepsh_attrs *a)
 {

@@ -77,6 +77,15 @@ int stepsh_begin(struct buf *b, enum step_mode mode);
 int stepsh_assign(struct buf *b, const char *name, const char *value);
 /* Appends M='755' O='root' G='' (empty = leave) as assignments. */
 int stepsh_assign_attrs(struct buf *b, const struct stepsh_attrs *a);
+/*
+ * Appends the traps of a script that makes temp files: on EXIT, and on
+ * TERM, HUP, INT (then exit 143) and PIPE (exit 141), it ignores those
+ * four signals and runs the shell function `fin`, which removes what an
+ * interrupted run would leave. This defines `fin` as doing nothing; the
+ * script redefines it (after this) once it has something to remove. fin
+ * must be safe to run twice, and at any point of the script.
+ */
+int stepsh_traps(struct buf *b);
 
 /* Parses "C <text>" lines of out into res; returns how many. */
 size_t stepsh_changes(struct step_result *res, const struct buf *out);

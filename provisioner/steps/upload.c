@@ -388,16 +388,16 @@ upload_feeder_end(int fd, pid_t pid, struct errbuf *err)
  * happens next, so the files that follow stay aligned.
  */
 static const char upload_sh[] =
+    /* After stepsh_traps(): what an exit or a signal removes (the
+     * watchdog ends a step with TERM; output to a closed channel raises
+     * SIGPIPE). td: sweep it too, for a temp file made but not yet in
+     * $t/$S. */
     "t= S= td=\n"
-    /* td: sweep it too, for a temp file made but not yet in $t/$S. */
-    /* Ignores the TERMs that follow (timeout forwards one): a second
-     * one would end the trap, or its rm, half way. */
-    "trap 'trap \"\" TERM HUP INT PIPE; [ -z \"$t\" ] || rm -f -- \"$t\"; "
-    "[ -z \"$S\" ] || rm -rf -- \"$S\"; "
-    "[ -z \"$td\" ] || sweep \"$td\"' EXIT\n"
-    "trap 'exit 143' TERM HUP INT\n"
-    /* Output to a closed channel (sshd gone) must not skip the EXIT trap. */
-    "trap 'exit 141' PIPE\n"
+    "fin() {\n"
+    "\t[ -z \"$t\" ] || rm -f -- \"$t\"\n"
+    "\t[ -z \"$S\" ] || rm -rf -- \"$S\"\n"
+    "\t[ -z \"$td\" ] || sweep \"$td\"\n"
+    "}\n"
     "put() {\n"
     "\tp=$1 m=$2 n=$3 h=$4 same=1\n"
     "\tif [ \"$A\" = 1 ]; then\n"
@@ -485,7 +485,7 @@ upload_begin(const struct upload_cfg *c, enum step_mode mode, struct buf *b)
 
 	a.mode_set = false; /* M is unused; modes go per entry */
 	if (stepsh_begin(b, mode) < 0 || stepsh_assign_attrs(b, &a) < 0 ||
-	    buf_adds(b, upload_sh) < 0)
+	    stepsh_traps(b) < 0 || buf_adds(b, upload_sh) < 0)
 		return -1;
 	return 0;
 }

@@ -56,11 +56,20 @@
  * gone) or because the controller or the connection went away (then it
  * ends timeout's process group). It is in that group itself: it ignores
  * the TERM, and the KILL that follows ends it with the rest.
+ *
+ * The KILL comes 2 s after the TERM, or later while timeout is still
+ * there, by 0.1 s, up to 3 s more: timeout outlives the script's shell,
+ * so until it is gone the shell may still be removing its temp files
+ * (stepsh_traps), which a KILL would cut short on a slow machine. While
+ * the watchdog lives, timeout's pid stays in use as the group's id, so
+ * `kill -0` cannot find another process under it.
  */
 #define WATCH                                                                  \
 	"{ trap '' TERM; while read -r _; do :; done; "                        \
 	"kill -0 $PPID 2>/dev/null || exit 0; "                                \
-	"kill -TERM -$PPID; sleep 2; kill -KILL -$PPID; }"
+	"kill -TERM -$PPID; sleep 2; i=0; "                                    \
+	"while [ $i -lt 30 ] && kill -0 $PPID 2>/dev/null; do "                \
+	"sleep 0.1; i=$((i + 1)); done; kill -KILL -$PPID; }"
 /*
  * Without a payload, `sh -s` reads "{\n<prologue><script>\n}\n" and
  * parses the whole group before it runs any of it, so the watchdog finds
