@@ -86,7 +86,11 @@ out:
  * ends it when the controller goes away while it waits. I: this run's
  * holder line, W: seconds to wait (0 none, -1 no limit). The holder is
  * setsid'd out of the watchdog's reach and keeps fd 9 (the flock) while
- * the session's sshd ($s, found by walking up from $PPID) lives. The lock
+ * the session's sshd ($s, found by walking up from $PPID) lives: the
+ * first process named sshd, or sshd-session (OpenSSH 9.8 and later, whose
+ * listener is still "sshd" and never ends). Without one (the session died
+ * while the script ran: a controller killed early) no holder starts, as
+ * it would hold the lock for good. The lock
  * file says who holds it: "I\nHOLDER_PID SSHD_PID". Holders whose session
  * is gone let go within a second, so the lock is waited for briefly then;
  * our own (a reconnect) is ended. stdout: "locked PID" or "held <line>"
@@ -98,11 +102,13 @@ static const char lock_sh[] =
     "{ exec 9<>\"$f\"; } 2>/dev/null || exec 9<\"$f\" || exit 71\n"
     "s=$PPID c=\n"
     "while [ \"$s\" -gt 1 ] && read -r c </proc/$s/comm && "
-    "[ \"$c\" != sshd ]; do\n"
+    "[ \"$c\" != sshd ] && [ \"$c\" != sshd-session ]; do\n"
     "\twhile read -r k v; do [ \"$k\" = PPid: ] && break; done "
     "</proc/$s/status\n"
     "\ts=$v\n"
     "done\n"
+    "[ \"$s\" -gt 1 ] || { echo \"no sshd session process above the lock "
+    "script (it ended, or the server is not OpenSSH)\" >&2; exit 71; }\n"
     "if ! flock -n 9; then\n"
     "\th= hp= hs=\n"
     "\t{ read -r h; read -r hp hs; } <\"$f\"\n"
