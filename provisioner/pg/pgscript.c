@@ -428,12 +428,17 @@ run_whole(struct pg_conn *c, const struct pg_script *s, enum pg_txn mode,
 	struct errbuf scratch;
 	struct pg_error pe;
 
-	if (pg_exec(c, "BEGIN", NULL, NULL, NULL, err) < 0)
+	if (mode != PG_TXN_CALLER &&
+	    pg_exec(c, "BEGIN", NULL, NULL, NULL, err) < 0)
 		return err_prefix(err, "%s: at BEGIN: ", s->name);
 	if (pg_exec(c, s->text, fn, arg, &pe, err) < 0) {
-		(void)pg_exec(c, "ROLLBACK", NULL, NULL, NULL, &scratch);
+		if (mode != PG_TXN_CALLER)
+			(void)pg_exec(
+			    c, "ROLLBACK", NULL, NULL, NULL, &scratch);
 		return script_fail(s, &pe, whole_line(s, &pe), err);
 	}
+	if (mode == PG_TXN_CALLER)
+		return 0;
 	if (pg_exec(c, end, NULL, NULL, NULL, err) < 0)
 		return err_prefix(err, "%s: at %s: ", s->name, end);
 	return 0;

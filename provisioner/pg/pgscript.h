@@ -22,6 +22,10 @@
  *   PG_TXN_ROLLBACK  the same, always ROLLBACK (pgTAP files)
  *   PG_TXN_NONE      statement by statement, each committed on its own,
  *                    as psql does (CREATE DATABASE, VACUUM, CONCURRENTLY)
+ *   PG_TXN_CALLER    the whole text as one query inside the transaction
+ *                    the caller opened: no BEGIN, no COMMIT; after an
+ *                    error the caller rolls back (migrations record their
+ *                    version in the same transaction)
  * A script with manages_txn runs as PG_TXN_NONE whatever mode says.
  * Stops at the first error: SH_ERR_STEP "NAME:LINE: SQLSTATE: message"
  * (LINE from the server's error position, else the failing statement's
@@ -41,6 +45,7 @@ enum pg_txn {
 	PG_TXN_COMMIT = 0,
 	PG_TXN_ROLLBACK,
 	PG_TXN_NONE,
+	PG_TXN_CALLER,
 };
 
 struct pg_stmt {
