@@ -12,24 +12,14 @@
 . "$(dirname "$0")/lib.sh"
 t_plan 42
 
-PGBIN=/usr/lib/postgresql/15/bin
 FIX=$TOP/tests/fixtures/migrations
-[ -x "$PGBIN/initdb" ] || { t_not "PostgreSQL 15 is installed ($PGBIN)"; t_done; exit 1; }
+[ -x "$BOX_PGBIN/initdb" ] || { t_not "PostgreSQL 15 is installed ($BOX_PGBIN)"; t_done; exit 1; }
 
 box_up "$(box_name mig)" || { t_not "test box comes up"; t_done; exit 1; }
 
 # ---- a cluster in the box: TCP on 127.0.0.1:5433, sockets in /tmp/pg/sock
-pq() { # DB SQL: psql as postgres over the socket, one value per line
-	box_exec su postgres -s /bin/sh -c \
-		"$PGBIN/psql -X -h /tmp/pg/sock -p 5433 -d \"\$0\" -Atq -v ON_ERROR_STOP=1 -c \"\$1\"" "$1" "$2"
-}
-t_ok "a PostgreSQL 15 cluster starts in the box" box_exec sh -c "
-	mkdir -p /tmp/pg/sock && chown -R postgres:postgres /tmp/pg &&
-	su postgres -s /bin/sh -c '$PGBIN/initdb -D /tmp/pg/data -U postgres \
-		-A peer --auth-host=scram-sha-256 >/tmp/pg/initdb.log 2>&1' &&
-	su postgres -s /bin/sh -c \"$PGBIN/pg_ctl -D /tmp/pg/data -l /tmp/pg/log -w \
-		-o '-c listen_addresses=127.0.0.1 -c port=5433 -c unix_socket_directories=/tmp/pg/sock' \
-		start >/dev/null\""
+pq() { box_psql "$@"; }
+t_ok "a PostgreSQL 15 cluster starts in the box" box_pg_start
 
 secret='S3cr3t-"pw"-$(id)-'"'q'"
 export STAGEHAND_VAR_app_password=$secret

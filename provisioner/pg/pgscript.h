@@ -12,6 +12,13 @@
  * text must be NUL-terminated at len (a struct buf is); it and name are
  * borrowed for the script's lifetime; free with pg_script_free().
  *
+ * standard_conforming_strings: '..' strings are lexed with it on (the
+ * default since 9.1), and then as the file's own top-level SET [SESSION]
+ * standard_conforming_strings / RESET statements set it, as psql follows
+ * the server's setting (SET LOCAL is not followed). Such a script
+ * (sets_scs) is always sent statement by statement, also inside a
+ * transaction: the server lexes one query string with one setting.
+ *
  * manages_txn: some top-level statement starts with BEGIN, START, COMMIT,
  * END, ROLLBACK or ABORT (also PREPARE TRANSACTION / COMMIT PREPARED): the
  * file handles its own transactions and is never wrapped.
@@ -61,6 +68,7 @@ struct pg_script {
 	struct pg_stmt *stmts; /* owned */
 	size_t n;
 	bool manages_txn;
+	bool sets_scs; /* SETs or RESETs standard_conforming_strings */
 };
 
 int pg_script_parse(const char *name, const char *text, size_t len,
