@@ -10,7 +10,7 @@
 # anything reaches the box.
 # shellcheck disable=SC2016 # $ in single quotes is for SQL or the box
 . "$(dirname "$0")/lib.sh"
-t_plan 42
+t_plan 43
 
 FIX=$TOP/tests/fixtures/migrations
 [ -x "$BOX_PGBIN/initdb" ] || { t_not "PostgreSQL 15 is installed ($BOX_PGBIN)"; t_done; exit 1; }
@@ -165,6 +165,28 @@ cp "$T/m/people.sql" "$T/m/app/${V}01_people.sql"
 mrun d3
 t_ok "a recorded version without a file is drift too" \
 	test "$RC|$(errmsg d3)" = "1|drift: version ${V}08 is recorded in tracking.schema_migrations but has no file in app"
+
+# ---- an error with a position, in a transaction: the file's own line
+mkdir -p "$T/m/pos"
+printf -- '-- header\n-- migrate:up\nCREATE TABLE pos_a (x int);\nSELECT x\n  FROM pos_a,\n    no_such_table;\n-- migrate:down\n' \
+	>"$T/m/pos/1_pos.sql"
+cat >"$T/m/pos.yml" <<'YML'
+stagehand: 1
+stage: migrations-pos
+steps:
+  - name: pos
+    become: postgres
+    migrations:
+      host: /tmp/pg/sock
+      port: 5433
+      database: appdb
+      dir: pos
+      table: pos.schema_migrations
+YML
+run e1 "$T/m/pos.yml"
+t_ok "a positioned error names the file's line; nothing of it stays" \
+	test "$RC|$(jr "$T/e1" '.steps[0].error.message')|$(pq appdb "SELECT to_regclass('pos_a') IS NULL")" = \
+	"1|version 1: pos/1_pos.sql:6: 42P01: relation \"no_such_table\" does not exist|t"
 
 # ---- bad directories: refused offline, nothing reaches the box
 cp -r "$T/m/app" "$T/m/bad"

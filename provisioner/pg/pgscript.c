@@ -502,24 +502,18 @@ run_whole(struct pg_conn *c, const struct pg_script *s, enum pg_txn mode,
 	struct errbuf scratch;
 	struct pg_error pe;
 
-	if (mode != PG_TXN_CALLER &&
-	    pg_exec(c, "BEGIN", NULL, NULL, NULL, err) < 0)
+	if (pg_exec(c, "BEGIN", NULL, NULL, NULL, err) < 0)
 		return err_prefix(err, "%s: at BEGIN: ", s->name);
 	if (s->sets_scs) {
 		if (run_each(c, s, fn, arg, err) < 0) {
-			if (mode != PG_TXN_CALLER)
-				(void)pg_exec(
-				    c, "ROLLBACK", NULL, NULL, NULL, &scratch);
+			(void)pg_exec(
+			    c, "ROLLBACK", NULL, NULL, NULL, &scratch);
 			return -1;
 		}
 	} else if (pg_exec(c, s->text, fn, arg, &pe, err) < 0) {
-		if (mode != PG_TXN_CALLER)
-			(void)pg_exec(
-			    c, "ROLLBACK", NULL, NULL, NULL, &scratch);
+		(void)pg_exec(c, "ROLLBACK", NULL, NULL, NULL, &scratch);
 		return script_fail(s, &pe, whole_line(s, &pe), err);
 	}
-	if (mode == PG_TXN_CALLER)
-		return 0;
 	if (pg_exec(c, end, NULL, NULL, NULL, err) < 0)
 		return err_prefix(err, "%s: at %s: ", s->name, end);
 	return 0;
@@ -532,4 +526,75 @@ pg_script_run(struct pg_conn *c, const struct pg_script *s, enum pg_txn mode,
 	if (s->manages_txn || mode == PG_TXN_NONE)
 		return run_each(c, s, on_result, arg, err);
 	return run_whole(c, s, mode, on_result, arg, err);
+}
+
+/* ======================================================== with a tail */
+
+#define TXN_HEAD "BEGIN;"
+#define TXN_HEAD_CHARS 6u
+
+/* The line of an error in HEAD text TAIL; 0 when it is not in text. */
+static unsigned
+tail_line(const struct pg_script *s, const struct pg_error *pe)
+{
+	size_t k;
+
+	if (pe->nresults == 0)
+		return 0; /* BEGIN itself */
+	k = pe->nresults - 1;
+	if (k >= s->n)
+		return 0; /* the tail or COMMIT */
+	if (pe->position > TXN_HEAD_CHARS)
+		return pg_sql_line(
+		    s->text, s->len, 1, pe->position - TXN_HEAD_CHARS);
+	return s->stmts[k].line;
+}
+
+/* The same, one statement at a time (see pgscript.h). */
+static int
+run_tail_each(struct pg_conn *c, const struct pg_script *s, const char *tail,
+    struct errbuf *err)
+{
+	struct errbuf scratch;
+
+	if (pg_exec(c, "BEGIN", NULL, NULL, NULL, err) < 0)
+		return err_prefix(err, "%s: at BEGIN: ", s->name);
+	if (run_each(c, s, NULL, NULL, err) < 0)
+		goto fail;
+	if (pg_exec(c, tail, NULL, NULL, NULL, err) < 0 ||
+	    pg_exec(c, "COMMIT", NULL, NULL, NULL, err) < 0) {
+		err_prefix(err, "%s: ", s->name);
+		goto fail;
+	}
+	return 0;
+fail:
+	(void)pg_exec(c, "ROLLBACK", NULL, NULL, NULL, &scratch);
+	return -1;
+}
+
+int
+pg_script_run_tail(struct pg_conn *c, const struct pg_script *s,
+    const char *tail, struct errbuf *err)
+{
+	struct errbuf scratch;
+	struct pg_error pe;
+	struct buf q;
+	int rc;
+
+	if (s->manages_txn || s->sets_scs)
+		return run_tail_each(c, s, tail, err);
+	/* "\n;": the text may end in a -- comment or without its ';' */
+	buf_init(&q, s->len + strlen(tail) + 64);
+	buf_adds(&q, TXN_HEAD);
+	buf_add(&q, s->text, s->len);
+	buf_adds(&q, "\n;");
+	buf_adds(&q, tail);
+	buf_adds(&q, "\n;COMMIT");
+	rc = buf_failed(&q) ? err_set(err, SH_ERR_INTERNAL, "query too long")
+	                    : pg_exec(c, q.data, NULL, NULL, &pe, err);
+	buf_release(&q);
+	if (rc == 0)
+		return 0;
+	(void)pg_exec(c, "ROLLBACK", NULL, NULL, NULL, &scratch);
+	return script_fail(s, &pe, tail_line(s, &pe), err);
 }

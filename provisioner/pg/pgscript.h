@@ -29,10 +29,6 @@
  *   PG_TXN_ROLLBACK  the same, always ROLLBACK (pgTAP files)
  *   PG_TXN_NONE      statement by statement, each committed on its own,
  *                    as psql does (CREATE DATABASE, VACUUM, CONCURRENTLY)
- *   PG_TXN_CALLER    the whole text as one query inside the transaction
- *                    the caller opened: no BEGIN, no COMMIT; after an
- *                    error the caller rolls back (migrations record their
- *                    version in the same transaction)
  * A script with manages_txn runs as PG_TXN_NONE whatever mode says.
  * Stops at the first error: SH_ERR_STEP "NAME:LINE: SQLSTATE: message"
  * (LINE from the server's error position, else the failing statement's
@@ -52,7 +48,6 @@ enum pg_txn {
 	PG_TXN_COMMIT = 0,
 	PG_TXN_ROLLBACK,
 	PG_TXN_NONE,
-	PG_TXN_CALLER,
 };
 
 struct pg_stmt {
@@ -76,6 +71,16 @@ int pg_script_parse(const char *name, const char *text, size_t len,
 void pg_script_free(struct pg_script *s);
 int pg_script_run(struct pg_conn *c, const struct pg_script *s,
     enum pg_txn mode, pg_result_fn on_result, void *arg, struct errbuf *err);
+/*
+ * pg_script_run_tail(): the script and then tail (more SQL: a migration's
+ * bookkeeping) in one transaction, sent as one query string "BEGIN; TEXT;
+ * TAIL; COMMIT" (one round trip); ROLLBACK after an error, so tail commits
+ * if and only if the script did. A script with manages_txn or sets_scs
+ * goes BEGIN, statement by statement, tail, COMMIT. Errors as
+ * pg_script_run(); one in tail or at COMMIT is "NAME: SQLSTATE: ..".
+ */
+int pg_script_run_tail(struct pg_conn *c, const struct pg_script *s,
+    const char *tail, struct errbuf *err);
 /*
  * The line of the 1-based character position pos (PostgreSQL counts
  * characters: UTF-8 code points) in text[0..len), which starts on line

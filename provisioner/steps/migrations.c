@@ -555,12 +555,13 @@ add_literal(struct buf *q, const char *s)
 	buf_addc(q, '\'');
 }
 
-static int
-record(struct pg_conn *pc, const struct migrations_cfg *c, const struct mig *g,
-    struct errbuf *err)
+/* The bookkeeping of one applied migration: its version for dbmate, its
+ * sha256 for drift. */
+static char *
+record_sql(const struct migrations_cfg *c, const struct mig *g)
 {
 	struct buf q;
-	int rc;
+	char *rec;
 
 	buf_init(&q, MIG_SQL_MAX);
 	buf_addf(&q, "INSERT INTO %s (version) VALUES ('%s'); ", c->table,
@@ -573,35 +574,38 @@ record(struct pg_conn *pc, const struct migrations_cfg *c, const struct mig *g,
 	buf_addf(&q, ") ON CONFLICT (migrations_table, version) DO UPDATE "
 	             "SET sha256 = EXCLUDED.sha256, file = EXCLUDED.file, "
 	             "applied_at = now()");
-	rc = buf_failed(&q) ? err_set(err, SH_ERR_INTERNAL, "record: too long")
-	                    : pg_exec(pc, q.data, NULL, NULL, NULL, err);
+	if (buf_failed(&q)) { /* bounded names: cannot happen */
+		buf_release(&q);
+		return NULL;
+	}
+	rec = buf_detach(&q, NULL);
 	buf_release(&q);
-	return rc < 0 ? err_prefix(err, "%s: recording: ", g->m.name) : 0;
+	return rec;
 }
 
+/*
+ * In a transaction: the up section and the bookkeeping in one round trip.
+ * transaction:false (or an up section with its own BEGIN/COMMIT):
+ * statement by statement, then the bookkeeping (one implicit
+ * transaction).
+ */
 static int
 apply_one(struct pg_conn *pc, const struct migrations_cfg *c,
     const struct mig *g, struct errbuf *err)
 {
-	struct errbuf scratch;
+	char *rec = record_sql(c, g);
+	int rc;
 
-	if (!g->m.transaction || g->m.script.manages_txn) {
-		if (pg_script_run(
-		        pc, &g->m.script, PG_TXN_NONE, NULL, NULL, err) < 0)
-			return -1;
-		return record(pc, c, g, err);
-	}
-	if (pg_exec(pc, "BEGIN", NULL, NULL, NULL, err) < 0)
-		return err_prefix(err, "%s: at BEGIN: ", g->m.name);
-	if (pg_script_run(pc, &g->m.script, PG_TXN_CALLER, NULL, NULL, err) <
-	        0 ||
-	    record(pc, c, g, err) < 0) {
-		(void)pg_exec(pc, "ROLLBACK", NULL, NULL, NULL, &scratch);
-		return -1;
-	}
-	if (pg_exec(pc, "COMMIT", NULL, NULL, NULL, err) < 0)
-		return err_prefix(err, "%s: at COMMIT: ", g->m.name);
-	return 0;
+	if (rec == NULL)
+		return err_set(err, SH_ERR_INTERNAL, "%s: too long", g->file);
+	if (g->m.transaction && !g->m.script.manages_txn)
+		rc = pg_script_run_tail(pc, &g->m.script, rec, err);
+	else if ((rc = pg_script_run(
+	              pc, &g->m.script, PG_TXN_NONE, NULL, NULL, err)) == 0 &&
+	         (rc = pg_exec(pc, rec, NULL, NULL, NULL, err)) < 0)
+		err_prefix(err, "%s: recording: ", g->m.name);
+	free(rec);
+	return rc;
 }
 
 /* Applies the pending files in order; the first failure stops. */
