@@ -10,7 +10,7 @@
 # anything reaches the box.
 # shellcheck disable=SC2016 # $ in single quotes is for SQL or the box
 . "$(dirname "$0")/lib.sh"
-t_plan 43
+t_plan 47
 
 FIX=$TOP/tests/fixtures/migrations
 [ -x "$BOX_PGBIN/initdb" ] || { t_not "PostgreSQL 15 is installed ($BOX_PGBIN)"; t_done; exit 1; }
@@ -187,6 +187,40 @@ run e1 "$T/m/pos.yml"
 t_ok "a positioned error names the file's line; nothing of it stays" \
 	test "$RC|$(jr "$T/e1" '.steps[0].error.message')|$(pq appdb "SELECT to_regclass('pos_a') IS NULL")" = \
 	"1|version 1: pos/1_pos.sql:6: 42P01: relation \"no_such_table\" does not exist|t"
+
+# ---- remote: true, a directory on the target read as the become user
+box_exec sh -c 'mkdir -p /srv/mig &&
+	printf -- "-- migrate:up\nCREATE TABLE remote_a (x int);\n" >/srv/mig/1_a.sql &&
+	printf -- "-- migrate:up\nINSERT INTO remote_a VALUES (42);\n-- migrate:down\n" >/srv/mig/2_b.sql &&
+	printf "not a migration" >/srv/mig/README &&
+	chown -R postgres /srv/mig && chmod 700 /srv/mig'
+cat >"$T/m/remote.yml" <<'YML'
+stagehand: 1
+stage: migrations-remote
+steps:
+  - name: remote
+    become: postgres
+    migrations:
+      host: /tmp/pg/sock
+      port: 5433
+      database: appdb
+      remote: true
+      dir: ${rdir}
+      table: remote.schema_migrations
+YML
+run m1 "$T/m/remote.yml" --var rdir=/srv/mig
+t_ok "a remote dir is read as the become user and applied" \
+	test "$RC|$(pq appdb "SELECT (SELECT x FROM remote_a) || ',' || (SELECT string_agg(version, ',' ORDER BY version) FROM remote.schema_migrations)")" = "0|42,1,2"
+run m2 "$T/m/remote.yml" --var rdir=/srv/mig
+t_ok "a second remote run is ok" test "$RC|$(jr "$T/m2" '.steps[0].status')" = "0|ok"
+sh_run plan "$T/m/remote.yml" "${SSH_ARGS[@]}" --report "$T/m3" --var rdir=/srv/nope
+plan_says() { echo "$RC|$(jr "$T/m3" '.steps[0].status + ": " + .steps[0].changes[0]')"; }
+t_ok "plan: a remote dir not there yet would apply" \
+	has_text "0|would_change: would apply /srv/nope (" plan_says
+box_exec sh -c 'printf "CREATE TABLE remote_c (x int);\n" >/srv/mig/3_c.sql && chown postgres /srv/mig/3_c.sql'
+run m4 "$T/m/remote.yml" --var rdir=/srv/mig
+t_ok "a bad remote file fails the step (exit 1), naming file and line" \
+	test "$RC|$(jr "$T/m4" '.steps[0].error.message')" = "1|/srv/mig/3_c.sql:1: no '-- migrate:up' line"
 
 # ---- bad directories: refused offline, nothing reaches the box
 cp -r "$T/m/app" "$T/m/bad"

@@ -10,6 +10,10 @@
  *   dir                required: a local directory, resolved against the
  *                      manifest file's directory, read and checked when
  *                      the manifest is loaded (every *.sql file in it)
+ *   remote             bool: dir is an absolute directory on the target,
+ *                      read with one command as the step's become user
+ *                      when the step runs (probe too); then bad files
+ *                      fail the step (SH_ERR_STEP)
  *   table              schema.table of the tracking table, default
  *                      public.schema_migrations: (version varchar(128)
  *                      primary key), created with its schema when missing
@@ -28,12 +32,12 @@
  * Apply: one connection; a session advisory lock on the tracking table's
  * name (two runs never apply the same migration twice); the tables;
  * the drift check (on_drift: fail stops before anything runs); then each
- * pending file: BEGIN, its up section as one query, the two INSERTs,
- * COMMIT; with transaction:false (or an up section that manages its own
- * transactions) statement by statement, then the INSERTs. The first error
- * stops the step: "version V: FILE:LINE: SQLSTATE: message; detail..".
- * Every file is a test of the step (applied / already applied / failed /
- * not run).
+ * pending file: BEGIN, its up section, the two INSERTs, COMMIT, as
+ * one query string (pg_script_run_tail()); with transaction:false, or
+ * an up section that manages its own transactions, statement by
+ * statement, then the INSERTs. The first error stops the step:
+ * "version V: FILE:LINE: SQLSTATE: message; detail..". Every file is a
+ * test of the step (applied / already applied / failed / not run).
  *
  * Probe (plan): read-only (BEGIN READ ONLY): the table and the recorded
  * versions; "would apply FILE" per pending file. A server not reachable
@@ -49,6 +53,8 @@
 #include "pg/migration.h"
 #include "steps/pgstep.h"
 #include "steps/stepsh.h"
+#include "target/remote.h"
+#include "util/limits.h"
 
 #define MIG_FILES_MAX 10000u
 #define MIG_IDENT_MAX 63u /* NAMEDATALEN - 1 */
@@ -61,6 +67,7 @@ struct mig {
 	char *file;            /* owned: the file name in dir */
 	char *version;         /* owned: its leading digits */
 	char sha[65];          /* sha256 of the whole file, hex */
+	struct buf raw;        /* owned: remote: the file, until parsed */
 };
 
 struct migrations_cfg {
@@ -74,8 +81,9 @@ struct migrations_cfg {
 	size_t n;
 };
 
-static const char *const migrations_keys[] = { PGSTEP_CONN_KEYS, "dir", "table",
-	"on_drift", "statement_timeout", "lock_timeout", NULL };
+static const char *const migrations_keys[] = { PGSTEP_CONN_KEYS, "dir",
+	"remote", "table", "on_drift", "statement_timeout", "lock_timeout",
+	NULL };
 
 /* ======================================================== parse: fields */
 
@@ -193,6 +201,20 @@ is_candidate(const char *dirpath, const char *name)
 	return yes;
 }
 
+/* A new, zeroed entry for file name (copied). */
+static struct mig *
+mig_add(struct migrations_cfg *c, const char *name, size_t len)
+{
+	struct mig *g;
+
+	c->migs = xreallocarray(c->migs, c->n + 1, sizeof(*c->migs));
+	g = &c->migs[c->n++];
+	memset(g, 0, sizeof(*g));
+	g->file = xstrndup(name, len);
+	buf_init(&g->raw, PGSTEP_FILE_MAX);
+	return g;
+}
+
 static int
 list_dir(const char *dirpath, struct migrations_cfg *c, struct errbuf *err)
 {
@@ -211,15 +233,9 @@ list_dir(const char *dirpath, struct migrations_cfg *c, struct errbuf *err)
 			    "dir: %s: more than %u migrations", dirpath,
 			    MIG_FILES_MAX);
 		}
-		c->migs = xreallocarray(c->migs, c->n + 1, sizeof(*c->migs));
-		memset(&c->migs[c->n], 0, sizeof(*c->migs));
-		c->migs[c->n++].file = xstrdup(e->d_name);
+		mig_add(c, e->d_name, strlen(e->d_name));
 	}
 	closedir(d);
-	if (c->n == 0)
-		return err_set(err, SH_ERR_MANIFEST,
-		    "dir: %s: no *.sql migration files", dirpath);
-	qsort(c->migs, c->n, sizeof(*c->migs), cmp_mig);
 	return 0;
 }
 
@@ -249,28 +265,51 @@ check_name(const struct migrations_cfg *c, size_t i, struct errbuf *err)
 	return 0;
 }
 
+/* Sorts by name and checks the names: versions, duplicates. */
+static int
+check_names(struct migrations_cfg *c, const char *dirpath, struct errbuf *err)
+{
+	if (c->n == 0)
+		return err_set(err, SH_ERR_MANIFEST,
+		    "dir: %s: no *.sql migration files", dirpath);
+	qsort(c->migs, c->n, sizeof(*c->migs), cmp_mig);
+	for (size_t i = 0; i < c->n; i++)
+		if (check_name(c, i, err) < 0)
+			return -1;
+	return 0;
+}
+
+/* Parses g->raw (and hashes it), then drops it. */
+static int
+parse_one(const struct migrations_cfg *c, struct mig *g, struct errbuf *err)
+{
+	char *name = xasprintf("%s/%s", c->dir, g->file);
+	struct buf hex;
+	int rc;
+
+	buf_init(&hex, 65);
+	rc = pg_migration_parse(name, g->raw.data, g->raw.len, &g->m, err);
+	if (rc == 0) {
+		stepsh_sha256_mem(g->raw.data, g->raw.len, &hex);
+		memcpy(g->sha, hex.data, hex.len < 64 ? hex.len : 64);
+	}
+	buf_release(&g->raw);
+	buf_release(&hex);
+	free(name);
+	return rc;
+}
+
 static int
 load_one(const char *dirpath, const struct migrations_cfg *c, struct mig *g,
     struct errbuf *err)
 {
 	char *path = xasprintf("%s/%s", dirpath, g->file);
-	char *name = xasprintf("%s/%s", c->dir, g->file);
-	struct buf text, hex;
 	int rc;
 
-	buf_init(&hex, 65);
-	rc = file_read(path, PGSTEP_FILE_MAX, &text, err);
-	if (rc == 0)
-		rc = pg_migration_parse(name, text.data, text.len, &g->m, err);
-	if (rc == 0) {
-		stepsh_sha256_mem(text.data, text.len, &hex);
-		memcpy(g->sha, hex.data, hex.len < 64 ? hex.len : 64);
-	}
-	buf_release(&text);
-	buf_release(&hex);
+	buf_release(&g->raw);
+	rc = file_read(path, PGSTEP_FILE_MAX, &g->raw, err);
 	free(path);
-	free(name);
-	return rc;
+	return rc < 0 ? -1 : parse_one(c, g, err);
 }
 
 static int
@@ -279,8 +318,8 @@ load_dir(const struct node *n, struct migrations_cfg *c, struct errbuf *err)
 	char *dirpath = pgstep_path(n->file, c->dir);
 	int rc = list_dir(dirpath, c, err);
 
-	for (size_t i = 0; rc == 0 && i < c->n; i++)
-		rc = check_name(c, i, err);
+	if (rc == 0)
+		rc = check_names(c, dirpath, err);
 	for (size_t i = 0; rc == 0 && i < c->n; i++)
 		rc = load_one(dirpath, c, &c->migs[i], err);
 	free(dirpath);
@@ -295,16 +334,25 @@ load_dir(const struct node *n, struct migrations_cfg *c, struct errbuf *err)
 }
 
 static void
-migrations_release(void *cfg)
+migs_free(struct migrations_cfg *c)
 {
-	struct migrations_cfg *c = cfg;
-
 	for (size_t i = 0; i < c->n; i++) {
 		pg_migration_free(&c->migs[i].m);
+		buf_release(&c->migs[i].raw);
 		free(c->migs[i].file);
 		free(c->migs[i].version);
 	}
 	free(c->migs);
+	c->migs = NULL;
+	c->n = 0;
+}
+
+static void
+migrations_release(void *cfg)
+{
+	struct migrations_cfg *c = cfg;
+
+	migs_free(c);
 	free(c->schema);
 	free(c->table);
 	pgstep_free(&c->pg);
@@ -317,7 +365,112 @@ migrations_parse(const struct node *body, void *cfg, struct errbuf *err)
 
 	if (parse_fields(body, c, err) < 0)
 		return -1;
+	if (c->pg.remote)
+		return c->dir[0] == '/'
+		           ? 0
+		           : node_err(err, node_get(body, "dir"),
+		                 "dir: '%s': a remote dir needs an "
+		                 "absolute path",
+		                 c->dir);
 	return load_dir(node_get(body, "dir"), c, err);
+}
+
+/* ======================================================== remote dir */
+
+/*
+ * Every *.sql regular file of the dir, not hidden, as NAME NUL SIZE NUL
+ * then SIZE bytes; $0 is the dir.
+ */
+static const char remote_list_sh[] = "cd -- \"$0\" || exit 1\n"
+                                     "for f in *.sql; do\n"
+                                     "\tcase $f in .*) continue ;; esac\n"
+                                     "\t[ -f \"$f\" ] || continue\n"
+                                     "\tn=$(wc -c <\"$f\") || exit 1\n"
+                                     "\tprintf '%s\\0%s\\0' \"$f\" $((n))\n"
+                                     "\tcat -- \"$f\" || exit 1\n"
+                                     "done\n";
+
+/* One record of remote_list_sh's output at p[*off..len). */
+static int
+remote_record(struct migrations_cfg *c, const char *p, size_t len, size_t *off,
+    struct errbuf *err)
+{
+	const char *name = p + *off, *nul, *sz;
+	uint64_t size;
+	struct mig *g;
+
+	nul = memchr(name, '\0', len - *off);
+	sz = nul != NULL ? nul + 1 : NULL;
+	if (sz == NULL ||
+	    (nul = memchr(sz, '\0', len - (size_t)(sz - p))) == NULL ||
+	    parse_u64(sz, (size_t)(nul - sz), PGSTEP_FILE_MAX, &size) < 0 ||
+	    size > len - (size_t)(nul + 1 - p))
+		return err_set(err, SH_ERR_STEP,
+		    "dir: %s: the listing was cut or changed while read",
+		    c->dir);
+	if (c->n == MIG_FILES_MAX)
+		return err_set(err, SH_ERR_STEP,
+		    "dir: %s: more than %u "
+		    "migrations",
+		    c->dir, MIG_FILES_MAX);
+	g = mig_add(c, name, strlen(name));
+	buf_add(&g->raw, nul + 1, (size_t)size);
+	*off = (size_t)(nul + 1 - p) + (size_t)size;
+	return 0;
+}
+
+static int
+remote_read(struct run_ctx *ctx, const struct step *step,
+    struct migrations_cfg *c, struct step_result *res, struct errbuf *err)
+{
+	struct remote_cmd cmd = REMOTE_CMD_INIT;
+	struct remote_out out;
+	struct buf script;
+	size_t off = 0;
+	int rc;
+
+	buf_init(&script, 8192);
+	buf_adds(&script, "exec sh -c ");
+	sh_quote(&script, remote_list_sh);
+	buf_addc(&script, ' ');
+	sh_quote(&script, c->dir);
+	rc = remote_script(&cmd, &script, err);
+	cmd.stdout_is_protocol = true;
+	memset(&out, 0, sizeof(out));
+	if (rc == 0)
+		rc = stepsh_remote(ctx, step, &cmd, &out, res, err);
+	buf_release(&script);
+	if (rc == 0 && out.out.len >= REMOTE_OUTPUT_MAX)
+		rc = err_set(err, SH_ERR_STEP, "dir: %s: larger than %u bytes",
+		    c->dir, REMOTE_OUTPUT_MAX - 1);
+	while (rc == 0 && off < out.out.len)
+		rc = remote_record(c, out.out.data, out.out.len, &off, err);
+	remote_out_free(&out);
+	return rc < 0 && err->code == SH_ERR_REMOTE
+	           ? err_prefix(err, "dir: %s: ", c->dir)
+	           : rc;
+}
+
+/* remote: reads and checks the dir on the target; errors fail the step
+ * (SH_ERR_STEP) instead of the manifest. */
+static int
+remote_load(struct run_ctx *ctx, const struct step *step,
+    struct step_result *res, struct errbuf *err)
+{
+	struct migrations_cfg *c = step->cfg;
+	int rc;
+
+	if (!c->pg.remote)
+		return 0;
+	migs_free(c);
+	rc = remote_read(ctx, step, c, res, err);
+	if (rc == 0)
+		rc = check_names(c, c->dir, err);
+	for (size_t i = 0; rc == 0 && i < c->n; i++)
+		rc = parse_one(c, &c->migs[i], err);
+	if (rc < 0 && err->code == SH_ERR_MANIFEST)
+		err->code = SH_ERR_STEP;
+	return rc;
 }
 
 /* ======================================================== state */
@@ -537,6 +690,10 @@ ensure_tables(struct pg_conn *pc, const struct migrations_cfg *c,
 	if (rc == 0) {
 		if (!st->table)
 			step_result_change(res, "created %s", c->table);
+		if (!st->side)
+			step_result_change(
+			    res, "created %s.%s", c->schema, MIG_SIDE_TABLE);
+		res->changed = true;
 		st->table = st->side = true;
 	}
 	buf_release(&q);
@@ -658,7 +815,8 @@ migrations_apply(struct run_ctx *ctx, const struct step *step,
 	int rc = -1;
 
 	memset(&st, 0, sizeof(st));
-	if (pgstep_connect(ctx, step, &c->pg, &pc, err) < 0 ||
+	if (remote_load(ctx, step, res, err) < 0 ||
+	    pgstep_connect(ctx, step, &c->pg, &pc, err) < 0 ||
 	    session_setup(pc, c, true, err) < 0 ||
 	    read_state(pc, c, &st, err) < 0)
 		goto out;
@@ -716,6 +874,16 @@ migrations_probe(struct run_ctx *ctx, const struct step *step,
 	int rc;
 
 	memset(&st, 0, sizeof(st));
+	if (remote_load(ctx, step, res, err) < 0) {
+		if (err->code != SH_ERR_REMOTE)
+			return -1;
+		/* a fresh image: an earlier step puts the dir there */
+		res->changed = true;
+		step_result_change(
+		    res, "would apply %s (%s)", c->dir, err->msg);
+		err_clear(err);
+		return 0;
+	}
 	/* A plan of a fresh image meets no server yet (as in sql.c). */
 	if (pgstep_connect(ctx, step, &c->pg, &pc, err) < 0) {
 		if (err->code != SH_ERR_REMOTE)
@@ -753,8 +921,12 @@ migrations_describe(const struct step *step, struct buf *out)
 {
 	const struct migrations_cfg *c = step->cfg;
 
-	buf_addf(out, "migrations %s (%zu file%s) into %s as ", c->dir, c->n,
-	    c->n == 1 ? "" : "s", c->table);
+	if (c->pg.remote)
+		buf_addf(out, "migrations %s (on the target) into %s as ",
+		    c->dir, c->table);
+	else
+		buf_addf(out, "migrations %s (%zu file%s) into %s as ", c->dir,
+		    c->n, c->n == 1 ? "" : "s", c->table);
 	pgstep_describe_conn(&c->pg, out);
 }
 
