@@ -154,8 +154,17 @@ static int
 parse_fields(
     const struct node *body, struct migrations_cfg *c, struct errbuf *err)
 {
+	static const char *const own[] = { "dir", "table", "on_drift",
+		"statement_timeout", "lock_timeout", NULL };
 	const char *d = NULL;
 
+	for (const char *const *k = own; *k != NULL; k++) {
+		const struct node *n = node_get(body, *k);
+
+		if (n != NULL && n->type == NODE_SCALAR &&
+		    strlen(n->str) != n->len)
+			return node_err(err, n, "%s: contains NUL", *k);
+	}
 	if (pgstep_parse_conn(body, &c->pg, err) < 0 ||
 	    parse_table(body, c, err) < 0 ||
 	    parse_duration(body, "statement_timeout", &c->stmt_timeout, err) <
@@ -169,9 +178,8 @@ parse_fields(
 	else if (d != NULL && strcmp(d, "fail") != 0)
 		return node_err(err, node_get(body, "on_drift"),
 		    "on_drift must be fail or warn, not '%s'", d);
-	if (c->dir[0] == '\0' || strlen(c->dir) != node_get(body, "dir")->len)
-		return node_err(
-		    err, node_get(body, "dir"), "dir: empty or contains NUL");
+	if (c->dir[0] == '\0')
+		return node_err(err, node_get(body, "dir"), "dir: empty");
 	return 0;
 }
 
