@@ -168,6 +168,7 @@ bench:
 	@$(MAKE) --no-print-directory stagehand
 	@bench/steps.sh
 	@bench/closure.sh
+	@bench/migrations.sh
 
 clean:
 	rm -rf build build-asan stagehand stagehand-asan

@@ -23,6 +23,12 @@
 #   box_snapshot     a listing of the current box's overlay upper dir
 #                    (paths, modes, owners, sizes, link targets, mtimes):
 #                    two snapshots differ iff the box changed
+#   box_pg_start     initdb and start a PostgreSQL 15 cluster (BOX_PGBIN)
+#                    in the current box: TCP on 127.0.0.1:5433 (password
+#                    roles: scram), unix sockets in /tmp/pg/sock (peer),
+#                    data in /tmp/pg/data; status 1 when it does not start
+#   box_psql DB SQL  psql as the postgres OS user over that socket dir,
+#                    ON_ERROR_STOP, one unaligned value per line
 #   caches_make FILE builds (or reuses) the signed test caches in
 #                    BOX_CACHES and writes make-caches.sh's KEY=value lines
 #                    (BUNDLE_ROOT, KEY1_PUB, ...) to FILE; errors on stderr
@@ -52,6 +58,7 @@ TESTBOX=$_box_top/tests/testbox/testbox
 BOX_VM=$_box_top/tests/vm/vm
 BOX_NIXCACHE=$_box_top/tests/nixcache
 BOX_CACHES=${STAGEHAND_NIXCACHE:-/tmp/stagehand-nixcache}
+BOX_PGBIN=/usr/lib/postgresql/15/bin
 _box_names=""
 _box_vms=""
 _box_webroots=""
@@ -103,6 +110,21 @@ box_down() {
 
 box_exec() {
 	"$TESTBOX" exec "$TESTBOX_NAME" -- "$@"
+}
+
+box_pg_start() {
+	box_exec sh -c "
+	mkdir -p /tmp/pg/sock && chown -R postgres:postgres /tmp/pg &&
+	su postgres -s /bin/sh -c '$BOX_PGBIN/initdb -D /tmp/pg/data -U postgres \
+		-A peer --auth-host=scram-sha-256 >/tmp/pg/initdb.log 2>&1' &&
+	su postgres -s /bin/sh -c \"$BOX_PGBIN/pg_ctl -D /tmp/pg/data -l /tmp/pg/log -w \
+		-o '-c listen_addresses=127.0.0.1 -c port=5433 -c unix_socket_directories=/tmp/pg/sock' \
+		start >/dev/null\""
+}
+
+box_psql() {
+	box_exec su postgres -s /bin/sh -c \
+		"$BOX_PGBIN/psql -X -h /tmp/pg/sock -p 5433 -d \"\$0\" -Atq -v ON_ERROR_STOP=1 -c \"\$1\"" "$1" "$2"
 }
 
 box_snapshot() {

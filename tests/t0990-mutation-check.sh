@@ -16,7 +16,7 @@
 # binary under test ($STAGEHAND) is not used. Runtime: about 1.5 to 2.5 min on
 # 2 cores (most of it t0860 and t0710), noted, not asserted.
 . "$(dirname "$0")/lib.sh"
-t_plan 10
+t_plan 12
 
 M=$T/src
 n=0
@@ -142,6 +142,16 @@ mutant "report counts ok steps as changed" provisioner/report/report.c \
 mutant "runner reruns an unsafe step after a reconnect" provisioner/run/runner.c \
 	's|if (((k->flags \& STEP_RETRY_SAFE) \|\| ctx->opts->plan) \&\&|if ((1 /* MUTANT */ \|\| (k->flags \& STEP_RETRY_SAFE) \|\| ctx->opts->plan) \&\&|' \
 	unit:test_runner 'test_runner_does_not_rerun_an_unsafe_step'
+
+# 11. The migrations step takes every applied file as unchanged.
+mutant "migrations never see drift" provisioner/steps/migrations.c \
+	's|if (sum == NULL \|\| strcmp(sum, g->sha) == 0) {|if (1 /* MUTANT */ \|\| sum == NULL \|\| strcmp(sum, g->sha) == 0) {|' \
+	t0870-migrations-step.sh 'a changed file fails the run'
+
+# 12. The SQL splitter ignores a file's standard_conforming_strings.
+mutant "splitter ignores standard_conforming_strings" provisioner/pg/pgscript.c \
+	"s|return lex_quoted(l, '\\\\'', l->scs_off);|return lex_quoted(l, '\\\\'', false); /* MUTANT */|" \
+	unit:test_tap 'test_script_follows_standard_conforming_strings'
 
 echo "# mutation check took $(($(date +%s) - t0)) s"
 t_done

@@ -6,7 +6,8 @@
  * statement boundaries go: only a ';' outside quotes, comments, dollar
  * quotes, parentheses and CREATE FUNCTION/PROCEDURE .. BEGIN .. END bodies
  * ends a statement. Strings are taken as with standard_conforming_strings
- * on (the default since 9.1): a backslash is an escape only in E'..'.
+ * on (the default since 9.1): a backslash is an escape only in E'..',
+ * until the file sets it off (scs_track(), as psql follows the server).
  *
  * Why statement offsets matter: the server reports an error's position in
  * characters from the start of the query string it received. A whole
@@ -17,6 +18,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "pg/pgscript.h"
 
@@ -36,6 +38,7 @@ struct lex {
 	unsigned begin_depth;
 	unsigned nwords;
 	char first[WORDS][12]; /* lowercased, truncated */
+	bool scs_off; /* standard_conforming_strings off: '\'' escapes */
 };
 
 static bool
@@ -214,6 +217,76 @@ txn_control(const struct lex *l)
 	return first_is(l, 0, "prepare") && first_is(l, 1, "transaction");
 }
 
+/* ======================================================== scs */
+
+/* The next word of p[*i..n) case-insensitively equal to w. */
+static bool
+next_word(const char *p, size_t n, size_t *i, const char *w)
+{
+	size_t k = *i, len = strlen(w);
+
+	while (k < n &&
+	       (p[k] == ' ' || p[k] == '\t' || p[k] == '\n' || p[k] == '\r'))
+		k++;
+	if (n - k < len || strncasecmp(p + k, w, len) != 0 ||
+	    (ident_char((unsigned char)w[len - 1]) && k + len < n &&
+	        ident_char((unsigned char)p[k + len])))
+		return false;
+	*i = k + len;
+	return true;
+}
+
+/* The value of SET standard_conforming_strings: 1 on, 0 off, -1 unknown. */
+static int
+scs_value(const char *p, size_t n, size_t i)
+{
+	static const char *const on[] = { "on", "'on'", "true", "'true'", "yes",
+		"1", "default", NULL };
+	static const char *const off[] = { "off", "'off'", "false", "'false'",
+		"no", "0", NULL };
+
+	if (!next_word(p, n, &i, "=") && !next_word(p, n, &i, "to"))
+		return -1;
+	for (size_t k = 0; on[k] != NULL; k++)
+		if (next_word(p, n, &i, on[k]))
+			return 1;
+	for (size_t k = 0; off[k] != NULL; k++)
+		if (next_word(p, n, &i, off[k]))
+			return 0;
+	return -1;
+}
+
+/*
+ * psql lexes with the server's standard_conforming_strings, which a file
+ * may change: follow SET [SESSION] and RESET of it (RESET: the default,
+ * on). SET LOCAL lasts one transaction and is not followed.
+ */
+static void
+scs_track(struct lex *l, const char *p, size_t n)
+{
+	size_t i = 0;
+	int v;
+
+	if (next_word(p, n, &i, "reset")) {
+		if (next_word(p, n, &i, "standard_conforming_strings") ||
+		    next_word(p, n, &i, "all")) {
+			l->scs_off = false;
+			l->s->sets_scs = true;
+		}
+		return;
+	}
+	if (!next_word(p, n, &i, "set"))
+		return;
+	(void)next_word(p, n, &i, "session");
+	if (!next_word(p, n, &i, "standard_conforming_strings"))
+		return;
+	v = scs_value(p, n, i);
+	if (v >= 0) {
+		l->scs_off = v == 0;
+		l->s->sets_scs = true;
+	}
+}
+
 static void
 stmt_end(struct lex *l, size_t end)
 {
@@ -232,6 +305,7 @@ stmt_end(struct lex *l, size_t end)
 	s->n++;
 	if (txn_control(l))
 		s->manages_txn = true;
+	scs_track(l, l->p + l->start, end - l->start);
 	l->in_stmt = false;
 	l->paren = l->begin_depth = l->nwords = 0;
 }
@@ -273,7 +347,7 @@ lex_token(struct lex *l)
 		l->start_line = l->line;
 	}
 	if (ch == '\'')
-		return lex_quoted(l, '\'', false);
+		return lex_quoted(l, '\'', l->scs_off);
 	if (ch == '"')
 		return lex_quoted(l, '"', false);
 	if (ch == '$')
@@ -430,7 +504,13 @@ run_whole(struct pg_conn *c, const struct pg_script *s, enum pg_txn mode,
 
 	if (pg_exec(c, "BEGIN", NULL, NULL, NULL, err) < 0)
 		return err_prefix(err, "%s: at BEGIN: ", s->name);
-	if (pg_exec(c, s->text, fn, arg, &pe, err) < 0) {
+	if (s->sets_scs) {
+		if (run_each(c, s, fn, arg, err) < 0) {
+			(void)pg_exec(
+			    c, "ROLLBACK", NULL, NULL, NULL, &scratch);
+			return -1;
+		}
+	} else if (pg_exec(c, s->text, fn, arg, &pe, err) < 0) {
 		(void)pg_exec(c, "ROLLBACK", NULL, NULL, NULL, &scratch);
 		return script_fail(s, &pe, whole_line(s, &pe), err);
 	}
@@ -446,4 +526,75 @@ pg_script_run(struct pg_conn *c, const struct pg_script *s, enum pg_txn mode,
 	if (s->manages_txn || mode == PG_TXN_NONE)
 		return run_each(c, s, on_result, arg, err);
 	return run_whole(c, s, mode, on_result, arg, err);
+}
+
+/* ======================================================== with a tail */
+
+#define TXN_HEAD "BEGIN;"
+#define TXN_HEAD_CHARS 6u
+
+/* The line of an error in HEAD text TAIL; 0 when it is not in text. */
+static unsigned
+tail_line(const struct pg_script *s, const struct pg_error *pe)
+{
+	size_t k;
+
+	if (pe->nresults == 0)
+		return 0; /* BEGIN itself */
+	k = pe->nresults - 1;
+	if (k >= s->n)
+		return 0; /* the tail or COMMIT */
+	if (pe->position > TXN_HEAD_CHARS)
+		return pg_sql_line(
+		    s->text, s->len, 1, pe->position - TXN_HEAD_CHARS);
+	return s->stmts[k].line;
+}
+
+/* The same, one statement at a time (see pgscript.h). */
+static int
+run_tail_each(struct pg_conn *c, const struct pg_script *s, const char *tail,
+    struct errbuf *err)
+{
+	struct errbuf scratch;
+
+	if (pg_exec(c, "BEGIN", NULL, NULL, NULL, err) < 0)
+		return err_prefix(err, "%s: at BEGIN: ", s->name);
+	if (run_each(c, s, NULL, NULL, err) < 0)
+		goto fail;
+	if (pg_exec(c, tail, NULL, NULL, NULL, err) < 0 ||
+	    pg_exec(c, "COMMIT", NULL, NULL, NULL, err) < 0) {
+		err_prefix(err, "%s: ", s->name);
+		goto fail;
+	}
+	return 0;
+fail:
+	(void)pg_exec(c, "ROLLBACK", NULL, NULL, NULL, &scratch);
+	return -1;
+}
+
+int
+pg_script_run_tail(struct pg_conn *c, const struct pg_script *s,
+    const char *tail, struct errbuf *err)
+{
+	struct errbuf scratch;
+	struct pg_error pe;
+	struct buf q;
+	int rc;
+
+	if (s->manages_txn || s->sets_scs)
+		return run_tail_each(c, s, tail, err);
+	/* "\n;": the text may end in a -- comment or without its ';' */
+	buf_init(&q, s->len + strlen(tail) + 64);
+	buf_adds(&q, TXN_HEAD);
+	buf_add(&q, s->text, s->len);
+	buf_adds(&q, "\n;");
+	buf_adds(&q, tail);
+	buf_adds(&q, "\n;COMMIT");
+	rc = buf_failed(&q) ? err_set(err, SH_ERR_INTERNAL, "query too long")
+	                    : pg_exec(c, q.data, NULL, NULL, &pe, err);
+	buf_release(&q);
+	if (rc == 0)
+		return 0;
+	(void)pg_exec(c, "ROLLBACK", NULL, NULL, NULL, &scratch);
+	return script_fail(s, &pe, tail_line(s, &pe), err);
 }

@@ -12,6 +12,13 @@
  * text must be NUL-terminated at len (a struct buf is); it and name are
  * borrowed for the script's lifetime; free with pg_script_free().
  *
+ * standard_conforming_strings: '..' strings are lexed with it on (the
+ * default since 9.1), and then as the file's own top-level SET [SESSION]
+ * standard_conforming_strings / RESET statements set it, as psql follows
+ * the server's setting (SET LOCAL is not followed). Such a script
+ * (sets_scs) is always sent statement by statement, also inside a
+ * transaction: the server lexes one query string with one setting.
+ *
  * manages_txn: some top-level statement starts with BEGIN, START, COMMIT,
  * END, ROLLBACK or ABORT (also PREPARE TRANSACTION / COMMIT PREPARED): the
  * file handles its own transactions and is never wrapped.
@@ -56,6 +63,7 @@ struct pg_script {
 	struct pg_stmt *stmts; /* owned */
 	size_t n;
 	bool manages_txn;
+	bool sets_scs; /* SETs or RESETs standard_conforming_strings */
 };
 
 int pg_script_parse(const char *name, const char *text, size_t len,
@@ -63,6 +71,16 @@ int pg_script_parse(const char *name, const char *text, size_t len,
 void pg_script_free(struct pg_script *s);
 int pg_script_run(struct pg_conn *c, const struct pg_script *s,
     enum pg_txn mode, pg_result_fn on_result, void *arg, struct errbuf *err);
+/*
+ * pg_script_run_tail(): the script and then tail (more SQL: a migration's
+ * bookkeeping) in one transaction, sent as one query string "BEGIN; TEXT;
+ * TAIL; COMMIT" (one round trip); ROLLBACK after an error, so tail commits
+ * if and only if the script did. A script with manages_txn or sets_scs
+ * goes BEGIN, statement by statement, tail, COMMIT. Errors as
+ * pg_script_run(); one in tail or at COMMIT is "NAME: SQLSTATE: ..".
+ */
+int pg_script_run_tail(struct pg_conn *c, const struct pg_script *s,
+    const char *tail, struct errbuf *err);
 /*
  * The line of the 1-based character position pos (PostgreSQL counts
  * characters: UTF-8 code points) in text[0..len), which starts on line

@@ -26,8 +26,8 @@ no_nul(const struct node *n, struct errbuf *err)
 	return 0;
 }
 
-static char *
-resolve(const char *manifest_file, const char *path)
+char *
+pgstep_path(const char *manifest_file, const char *path)
 {
 	const char *slash;
 
@@ -84,7 +84,7 @@ parse_file(const struct node *n, const struct pgstep_cfg *c,
 		f->path = xstrdup(n->str);
 		return 0;
 	}
-	f->path = resolve(n->file, n->str);
+	f->path = pgstep_path(n->file, n->str);
 	return load_local(n, f, err);
 }
 
@@ -117,8 +117,9 @@ parse_files(const struct node *body, struct pgstep_cfg *c, struct errbuf *err)
 	return 0;
 }
 
-static int
-parse_conn(const struct node *body, struct pgstep_cfg *c, struct errbuf *err)
+int
+pgstep_parse_conn(
+    const struct node *body, struct pgstep_cfg *c, struct errbuf *err)
 {
 	uint64_t port = 5432, cto = PGSTEP_DEFAULT_CONNECT_S;
 
@@ -152,7 +153,7 @@ parse_conn(const struct node *body, struct pgstep_cfg *c, struct errbuf *err)
 int
 pgstep_parse(const struct node *body, struct pgstep_cfg *c, struct errbuf *err)
 {
-	if (parse_conn(body, c, err) < 0)
+	if (pgstep_parse_conn(body, c, err) < 0)
 		return -1;
 	return parse_files(body, c, err);
 }

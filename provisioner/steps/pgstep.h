@@ -1,8 +1,9 @@
 /*
- * steps/pgstep.h: what the sql and pgtap step kinds share: the connection
- * fields, the list of SQL files and loading them, the connection itself.
+ * steps/pgstep.h: what the sql, pgtap and migrations step kinds share: the
+ * connection fields, the list of SQL files and loading them, the connection
+ * itself.
  *
- * Connection fields (both kinds):
+ * Connection fields (every kind):
  *   host       "127.0.0.1" (default) or any address as seen from the
  *              target: an SSH direct-tcpip tunnel; or an absolute
  *              directory: the server's unix socket dir, reached through a
@@ -56,6 +57,9 @@ struct pgstep_cfg {
 	size_t nfiles;
 };
 
+/* The connection keys, for a kind without `files` and `remote`. */
+#define PGSTEP_CONN_KEYS                                                       \
+	"host", "port", "user", "database", "password", "connect_timeout"
 /* The keys above, to start a kind's key list with. */
 #define PGSTEP_KEYS                                                            \
 	"files", "remote", "host", "port", "user", "database", "password",     \
@@ -65,6 +69,13 @@ struct pgstep_cfg {
 int pgstep_parse(
     const struct node *body, struct pgstep_cfg *c, struct errbuf *err);
 void pgstep_free(struct pgstep_cfg *c);
+/* Only the connection fields (host .. connect_timeout, and remote): for
+ * kinds whose SQL comes from elsewhere than `files` (migrations). */
+int pgstep_parse_conn(
+    const struct node *body, struct pgstep_cfg *c, struct errbuf *err);
+/* path resolved against the directory of manifest_file (NULL: as is);
+ * absolute paths stay. Caller frees. */
+char *pgstep_path(const char *manifest_file, const char *path);
 
 /*
  * Loads remote files (cat on the target, as step->become) and parses them;

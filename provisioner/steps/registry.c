@@ -19,6 +19,7 @@ extern const struct step_kind step_kind_migration_test;
 extern const struct step_kind step_kind_permissions;
 extern const struct step_kind step_kind_sql;
 extern const struct step_kind step_kind_pgtap;
+extern const struct step_kind step_kind_migrations;
 extern const struct step_kind step_kind_reboot;
 extern const struct step_kind step_kind_package;
 
@@ -38,6 +39,7 @@ static const struct step_kind *const kinds[] = {
 	&step_kind_permissions,
 	&step_kind_sql,
 	&step_kind_pgtap,
+	&step_kind_migrations,
 	&step_kind_reboot,
 	&step_kind_package,
 	NULL,

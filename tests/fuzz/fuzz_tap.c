@@ -10,7 +10,11 @@
  * also split as an SQL script: when it parses, every statement lies inside
  * the text, in order, starts on a non-blank byte on its recorded line, and
  * pg_sql_line() stays within the text's lines; when it fails, the message
- * names the file and nothing is left allocated.
+ * names the file and nothing is left allocated. The same input is parsed
+ * as a dbmate migration file (migration.c): when it parses, its up text
+ * is no longer than the input, keeps the input's line count up to its
+ * end, and its statements lie inside it; when it fails, the message names
+ * the file.
  *
  * Build: tests/fuzz/build.sh; run: tests/fuzz/build.sh run 60 tap
  */
@@ -18,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pg/migration.h"
 #include "pg/pgscript.h"
 #include "pg/tap.h"
 
@@ -112,6 +117,30 @@ fuzz_script(const uint8_t *data, size_t size)
 	free(text);
 }
 
+static void
+fuzz_migration(const uint8_t *data, size_t size)
+{
+	struct pg_migration m;
+	struct errbuf err;
+
+	err_clear(&err);
+	if (pg_migration_parse("m.sql", (const char *)data, size, &m, &err) <
+	    0) {
+		if (strncmp(err.msg, "m.sql", 5) != 0)
+			abort();
+		pg_migration_free(&m);
+		return;
+	}
+	if (m.up.len > size || m.up_line < 1 ||
+	    lines_of(m.up.data, m.up.len) > lines_of((const char *)data, size))
+		abort();
+	for (size_t i = 0; i < m.script.n; i++)
+		if (m.script.stmts[i].off + m.script.stmts[i].len > m.up.len ||
+		    m.script.stmts[i].line < m.up_line)
+			abort();
+	pg_migration_free(&m);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -119,5 +148,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	fuzz_tap(data, size);
 	fuzz_script(data, size);
+	fuzz_migration(data, size);
 	return 0;
 }

@@ -534,6 +534,39 @@ test_script_detects_its_own_transactions(void **state)
 }
 
 static void
+test_script_follows_standard_conforming_strings(void **state)
+{
+	struct pg_script s;
+
+	(void)state;
+	/* off: \' escapes a quote, so the ';' inside stays inside */
+	parse_ok("SET standard_conforming_strings = off;\n"
+	         "SELECT 'a\\'; b';\n"
+	         "set session STANDARD_CONFORMING_STRINGS to 'on';\n"
+	         "SELECT 'C:\\';\n"
+	         "SET standard_conforming_strings=false;\n"
+	         "SELECT 'x\\';y';\n"
+	         "RESET standard_conforming_strings;\n"
+	         "SELECT 'D:\\';",
+	    &s);
+	assert_int_equal(s.n, 8);
+	assert_true(s.sets_scs);
+	assert_int_equal(s.stmts[7].line, 8);
+	pg_script_free(&s);
+	/* SET LOCAL lasts a transaction: not followed; nor other settings */
+	parse_ok("SET LOCAL standard_conforming_strings = off;\n"
+	         "SET standard_conforming_strings_x = off;\n"
+	         "SELECT 'C:\\';",
+	    &s);
+	assert_int_equal(s.n, 3);
+	assert_false(s.sets_scs);
+	pg_script_free(&s);
+	parse_fails("SET standard_conforming_strings = off;\n"
+	            "SELECT 'C:\\';\n",
+	    "f.sql:2: unterminated quoted string");
+}
+
+static void
 test_script_rejects_backslash_commands_with_line(void **state)
 {
 	(void)state;
@@ -653,6 +686,8 @@ main(void)
 		cmocka_unit_test(test_script_dollar_quotes_and_e_strings),
 		cmocka_unit_test(test_script_begin_atomic_bodies_stay_whole),
 		cmocka_unit_test(test_script_detects_its_own_transactions),
+		cmocka_unit_test(
+		    test_script_follows_standard_conforming_strings),
 		cmocka_unit_test(
 		    test_script_rejects_backslash_commands_with_line),
 		cmocka_unit_test(
