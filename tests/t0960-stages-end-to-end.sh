@@ -64,8 +64,8 @@ sh_run plan "$TOP/stages/testbox-stage2.yml" "${SSH_ARGS[@]}" --report "$T/p2" \
 t_ok "plan of stage 2 on the stage-1 image passes" rc_is 0
 t_ok "the plan says the bundle would be copied" \
 	test "$(jr "$T/p2" '.steps[] | select(.kind == "closure") | .status')" = would_change
-t_ok "the plan says the init SQL would run (no server yet)" \
-	test "$(jr "$T/p2" '.steps[] | select(.name == "Init SQL") | .status')" = would_change
+t_ok "the plan says the init scripts would run (no server yet)" \
+	test "$(jr "$T/p2" '.steps[] | select(.name == "Init scripts") | .status')" = would_change
 t_ok "the plan changed nothing on the box" test "$before" = "$(box_snapshot)"
 stage s2 testbox-stage2.yml --vars-file "$T/BUNDLE_ROOT.vars.yml"
 t_ok "stage 2 passes after it" rc_is 0
@@ -136,7 +136,7 @@ t_ok "no temp files in the box's /tmp" \
 t_ok "the cluster starts with the image's configuration" \
 	pg_ctl_box "-o '-c config_file=/etc/postgresql/postgresql.conf' start"
 t_ok "and answers a query through /usr/bin/psql" \
-	test "$(psql_box 'select count(*) from supabase_migrations.schema_migrations')" = 4
+	test "$(psql_box 'select count(*) from supabase_migrations.schema_migrations')" = 10
 t_ok "the server's config file is the image's" \
 	test "$(psql_box 'show config_file')" = /etc/postgresql/postgresql.conf
 t_ok "the bootstrap superuser is supabase_admin, the locale C.UTF-8" \
@@ -200,7 +200,7 @@ t_ok "generation 2 is live in the box again" \
 	test "$(box_exec readlink $PROF) $(box_exec readlink -f $PROF)" = ".nix-profile-2-link $BUNDLE2_ROOT"
 t_ok "the profile link belongs to postgres" test "$(box_exec stat -c %U $PROF)" = postgres
 t_ok "Postgres answers on the old generation" \
-	test "$(psql_box 'select count(*) from supabase_migrations.schema_migrations')" = 4
+	test "$(psql_box 'select count(*) from supabase_migrations.schema_migrations')" = 10
 t_ok "the running postmaster is bundle 2's" \
 	box_exec sh -c "test \"\$(readlink /proc/\$(head -n 1 /data/pgdata/postmaster.pid)/exe)\" = '$BUNDLE2_ROOT/lib/postgresql/15/bin/postgres'"
 t_ok "the upgrade's bookkeeping file is gone" box_exec test ! -e /run/stagehand-upgrade-previous

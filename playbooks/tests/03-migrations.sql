@@ -5,7 +5,9 @@ SELECT plan(10);
 
 SELECT results_eq(
   'SELECT version FROM supabase_migrations.schema_migrations ORDER BY version',
-  ARRAY['20240101000000', '20240101000100', '20240101000200', '20240101000300'],
+  ARRAY['20240101000000', '20240101000100', '20240101000200', '20240101000300',
+        '20240101000400', '20240101000500', '20240101000600', '20240101000700',
+        '20240101000800', '20240101000900']::varchar[],
   'every migration is recorded once, in order'
 );
 SELECT has_table('auth', 'users', 'table auth.users exists');

@@ -9,7 +9,7 @@ SELECT is(current_setting('config_file'), '/etc/postgresql/postgresql.conf',
   'the server reads /etc/postgresql/postgresql.conf');
 SELECT lives_ok('SELECT count(*) FROM extensions.pg_stat_statements',
   'pg_stat_statements is preloaded and collects statistics');
-SELECT is((SELECT count(*)::int FROM supabase_migrations.schema_migrations), 4,
+SELECT is((SELECT count(*)::int FROM supabase_migrations.schema_migrations), 10,
   'the migrations are still recorded');
 SELECT has_table('auth', 'users', 'table auth.users is still there');
 SELECT is((SELECT count(*)::int FROM storage.buckets WHERE id = 'public'), 1,

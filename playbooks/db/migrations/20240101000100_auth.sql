@@ -1,4 +1,5 @@
 -- The auth schema: users, and the helper that tells a request's user.
+-- migrate:up
 DO $$
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'supabase_auth_admin') THEN
@@ -27,5 +28,6 @@ GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role;
 GRANT ALL ON auth.users TO service_role;
 REVOKE ALL ON auth.users FROM anon, authenticated;
 
-INSERT INTO supabase_migrations.schema_migrations (version, name)
-VALUES ('20240101000100', 'auth');
+-- migrate:down
+DROP SCHEMA IF EXISTS auth CASCADE;
+DROP ROLE IF EXISTS supabase_auth_admin;

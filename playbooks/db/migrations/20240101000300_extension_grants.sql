@@ -1,5 +1,6 @@
 -- Who may call the crypto helpers: service_role and authenticated may,
 -- anon may not (the image's check does the same for pgsodium).
+-- migrate:up
 REVOKE EXECUTE ON FUNCTION
   extensions.crypt(text, text),
   extensions.gen_salt(text),
@@ -11,5 +12,5 @@ GRANT EXECUTE ON FUNCTION
   extensions.digest(text, text)
 TO service_role, authenticated, postgres;
 
-INSERT INTO supabase_migrations.schema_migrations (version, name)
-VALUES ('20240101000300', 'extension_grants');
+-- migrate:down
+REVOKE USAGE ON SCHEMA extensions FROM anon, authenticated, service_role;

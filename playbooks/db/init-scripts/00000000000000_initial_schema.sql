@@ -1,17 +1,8 @@
--- Init SQL, part 1 (stage 2 task 11 in docs/supabase-mapping.md): run by supabase_admin, the
--- cluster's bootstrap superuser, on the server started with initdb's
--- configuration. Safe to run again.
-
--- The role the rest of the image (and its users) log in as.
-DO $$
-BEGIN
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'postgres') THEN
-    CREATE ROLE postgres SUPERUSER LOGIN;
-  END IF;
-END
-$$;
-ALTER DATABASE postgres OWNER TO postgres;
-
+-- Init script 1: run by postgres (made by stage 2's bootstrap step as
+-- supabase_admin, the cluster's bootstrap superuser), on the server
+-- started with initdb's configuration; recorded in
+-- supabase_migrations.init_scripts. dbmate layout.
+-- migrate:up
 -- pgbouncer looks passwords up through a SECURITY DEFINER function, so it
 -- needs no access to pg_shadow itself.
 DO $$
@@ -37,3 +28,7 @@ END;
 $$;
 REVOKE ALL ON FUNCTION pgbouncer.get_auth(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pgbouncer.get_auth(text) TO pgbouncer;
+
+-- migrate:down
+DROP SCHEMA IF EXISTS pgbouncer CASCADE;
+DROP ROLE IF EXISTS pgbouncer;

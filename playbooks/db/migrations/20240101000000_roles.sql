@@ -1,6 +1,7 @@
 -- The API roles: anon and authenticated for requests, service_role for
 -- trusted servers, authenticator (the role PostgREST logs in as) can
 -- switch to each of them.
+-- migrate:up
 DO $$
 DECLARE
   r text;
@@ -19,5 +20,5 @@ ALTER ROLE service_role BYPASSRLS;
 GRANT anon, authenticated, service_role TO authenticator;
 GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;
 
-INSERT INTO supabase_migrations.schema_migrations (version, name)
-VALUES ('20240101000000', 'roles');
+-- migrate:down
+DROP ROLE IF EXISTS authenticator, anon, authenticated, service_role;

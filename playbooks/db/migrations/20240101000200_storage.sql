@@ -1,5 +1,6 @@
 -- The storage schema: buckets and the objects in them, with row level
 -- security on objects.
+-- migrate:up
 CREATE SCHEMA IF NOT EXISTS storage;
 
 CREATE TABLE IF NOT EXISTS storage.buckets (
@@ -27,5 +28,5 @@ GRANT SELECT ON storage.buckets TO anon, authenticated;
 INSERT INTO storage.buckets (id, name, public) VALUES ('public', 'public', true)
 ON CONFLICT (id) DO NOTHING;
 
-INSERT INTO supabase_migrations.schema_migrations (version, name)
-VALUES ('20240101000200', 'storage');
+-- migrate:down
+DROP SCHEMA IF EXISTS storage CASCADE;
