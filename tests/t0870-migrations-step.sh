@@ -10,7 +10,7 @@
 # anything reaches the box.
 # shellcheck disable=SC2016 # $ in single quotes is for SQL or the box
 . "$(dirname "$0")/lib.sh"
-t_plan 47
+t_plan 48
 
 FIX=$TOP/tests/fixtures/migrations
 [ -x "$BOX_PGBIN/initdb" ] || { t_not "PostgreSQL 15 is installed ($BOX_PGBIN)"; t_done; exit 1; }
@@ -91,6 +91,12 @@ t_ok "each migration is a passed test" \
 	"${V}01_people.sql=passed ${V}02_functions.sql=passed ${V}03_index.sql=passed ${V}04_settings.sql=passed"
 t_ok "junit.xml has a test case per migration" \
 	grep -q "<testcase classname=\"migrations.Application migrations over TCP as a password role\" name=\"${V}03_index.sql\"" "$T/r1/junit.xml"
+# A migration's time is its test's: the report's duration_ms is the one
+# in "applied in N ms", and junit.xml's time attribute is the same.
+ms=$(jr "$T/r1" '.steps[1].tests[2].duration_ms')
+t_ok "each migration's test carries its apply time, in results.json and junit.xml" \
+	sh -c "test '$(jr "$T/r1" '.steps[1].tests[2].message')' = 'applied in $ms ms' &&
+		grep -q 'name=\"${V}03_index.sql\" time=\"$((ms / 1000)).$(printf %03d $((ms % 1000)))\"' '$T/r1/junit.xml'"
 t_ok "each applied file is a change with its time" \
 	sh -c "jq -r '.steps[1].changes[-1]' '$T/r1/results.json' | grep -qx 'applied ${V}04_settings.sql ([0-9]* ms)'"
 t_ok "the server's notice is in the step output" \

@@ -147,6 +147,14 @@ step_result_test(struct step_result *r, const char *name, bool passed,
 	t->passed = passed;
 	t->skipped = skipped;
 	t->message = message ? xstrdup(message) : NULL;
+	t->duration_ms = 0;
+}
+
+void
+step_result_test_ms(struct step_result *r, uint64_t ms)
+{
+	if (r->ntests > 0)
+		r->tests[r->ntests - 1].duration_ms = ms;
 }
 
 void

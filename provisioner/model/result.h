@@ -35,7 +35,8 @@ struct step_test {
 	char *name; /* owned */
 	bool passed;
 	bool skipped;
-	char *message; /* owned; failure or skip reason; may be NULL */
+	char *message;        /* owned; failure or skip reason; may be NULL */
+	uint64_t duration_ms; /* 0 when the kind does not time its tests */
 };
 
 struct step_detail {
@@ -98,6 +99,8 @@ void step_result_detail(struct step_result *r, const char *key, const char *fmt,
     ...) ATTR_PRINTF(3, 4);
 void step_result_test(struct step_result *r, const char *name, bool passed,
     bool skipped, const char *message);
+/* Sets the duration of the test added last (a migration's apply time). */
+void step_result_test_ms(struct step_result *r, uint64_t ms);
 /* Appends to the output tail, keeping the last REPORT_OUTPUT_TAIL bytes. */
 void step_result_output(struct step_result *r, const char *p, size_t len);
 

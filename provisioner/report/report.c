@@ -306,6 +306,7 @@ json_tests(
 		    : t->passed ? "passed"
 		                : "failed");
 		jkstr(j, rd, "message", t->message);
+		json_member_uint(j, "duration_ms", t->duration_ms);
 		json_object_end(j);
 	}
 	json_array_end(j);
@@ -623,7 +624,8 @@ junit_embedded(struct xw *x, const char *stage, const char *step,
 		xw_text(x, step, strlen(step), true);
 		xw_raw(x, "\"");
 		xw_attr(x, "name", t->name);
-		xw_raw(x, " time=\"0.000\">\n");
+		xw_time(x, t->duration_ms);
+		xw_raw(x, ">\n");
 		if (t->skipped) {
 			jc->skipped++;
 			xw_raw(x, "      <skipped");

@@ -799,11 +799,13 @@ apply_pending(struct pg_conn *pc, const struct migrations_cfg *c,
 		if (rc < 0) {
 			err_prefix(err, "version %s: ", g->version);
 			step_result_test(res, g->file, false, false, err->msg);
+			step_result_test_ms(res, now_ms() - t0);
 			continue;
 		}
 		ms = (unsigned long long)(now_ms() - t0);
 		msg = xasprintf("applied in %llu ms", ms);
 		step_result_test(res, g->file, true, false, msg);
+		step_result_test_ms(res, ms);
 		step_result_change(res, "applied %s (%llu ms)", g->file, ms);
 		free(msg);
 		res->changed = true;
