@@ -185,12 +185,8 @@ pg_migration_parse(const char *name, const char *text, size_t len,
 	memset(m, 0, sizeof(*m));
 	m->name = xstrdup(name);
 	buf_init(&m->up, len + 1);
-	if (mem_has_nul(text, len))
-		return err_set(
-		    err, SH_ERR_MANIFEST, "%s: contains a NUL byte", name);
-	if (!utf8_valid((const unsigned char *)text, len))
-		return err_set(
-		    err, SH_ERR_MANIFEST, "%s: not valid UTF-8", name);
+	if (pg_text_check(name, text, len, err) < 0)
+		return -1;
 	memset(&s, 0, sizeof(s));
 	s.name = name;
 	s.err = err;

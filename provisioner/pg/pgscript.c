@@ -398,6 +398,19 @@ lex_run(struct lex *l)
 }
 
 int
+pg_text_check(
+    const char *name, const char *text, size_t len, struct errbuf *err)
+{
+	if (mem_has_nul(text, len))
+		return err_set(
+		    err, SH_ERR_MANIFEST, "%s: contains a NUL byte", name);
+	if (!utf8_valid((const unsigned char *)text, len))
+		return err_set(
+		    err, SH_ERR_MANIFEST, "%s: not valid UTF-8", name);
+	return 0;
+}
+
+int
 pg_script_parse(const char *name, const char *text, size_t len,
     struct pg_script *out, struct errbuf *err)
 {
@@ -407,12 +420,8 @@ pg_script_parse(const char *name, const char *text, size_t len,
 	out->name = name;
 	out->text = text;
 	out->len = len;
-	if (mem_has_nul(text, len))
-		return err_set(
-		    err, SH_ERR_MANIFEST, "%s: contains a NUL byte", name);
-	if (!utf8_valid((const unsigned char *)text, len))
-		return err_set(
-		    err, SH_ERR_MANIFEST, "%s: not valid UTF-8", name);
+	if (pg_text_check(name, text, len, err) < 0)
+		return -1;
 	memset(&l, 0, sizeof(l));
 	l.p = text;
 	l.len = len;

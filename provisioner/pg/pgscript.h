@@ -66,6 +66,12 @@ struct pg_script {
 	bool sets_scs; /* SETs or RESETs standard_conforming_strings */
 };
 
+/*
+ * Checks that text is what any SQL file must be before it is split: UTF-8
+ * with no NUL byte. SH_ERR_MANIFEST "NAME: what" otherwise.
+ */
+int pg_text_check(
+    const char *name, const char *text, size_t len, struct errbuf *err);
 int pg_script_parse(const char *name, const char *text, size_t len,
     struct pg_script *out, struct errbuf *err);
 void pg_script_free(struct pg_script *s);
