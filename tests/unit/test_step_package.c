@@ -21,58 +21,9 @@
 #include "steps/registry.h"
 
 #define STEP "stagehand: 1\nstage: t\nsteps:\n  - name: p\n    package: "
+#define STEP_KIND "package"
 
-static struct manifest *
-load(const char *body, struct errbuf *err)
-{
-	struct manifest *m = NULL;
-	char *doc = xasprintf(STEP "%s\n", body);
-
-	err_clear(err);
-	if (manifest_load_mem(
-	        "mem.yml", doc, strlen(doc), step_kinds(), NULL, &m, err) < 0)
-		m = NULL;
-	free(doc);
-	return m;
-}
-
-/* body loads, and its offline description is want. */
-static void
-expect_ok(const char *body, const char *want)
-{
-	struct errbuf err;
-	struct manifest *m = load(body, &err);
-	struct buf d;
-
-	if (m == NULL)
-		fail_msg("'%s' did not load: %s", body, err.msg);
-	assert_int_equal(m->nsteps, 1);
-	assert_string_equal(m->steps[0].kind->name, "package");
-	buf_init(&d, 4096);
-	m->steps[0].kind->describe(&m->steps[0], &d);
-	if (strcmp(d.data, want) != 0)
-		fail_msg(
-		    "'%s' describes as '%s', wanted '%s'", body, d.data, want);
-	buf_release(&d);
-	manifest_free(m);
-}
-
-/* body is refused with an error that contains want. */
-static void
-expect_err(const char *body, const char *want)
-{
-	struct errbuf err;
-	struct manifest *m = load(body, &err);
-
-	if (m != NULL) {
-		manifest_free(m);
-		fail_msg("'%s' loaded, expected: %s", body, want);
-	}
-	assert_int_equal(err.code, SH_ERR_MANIFEST);
-	if (strstr(err.msg, want) == NULL)
-		fail_msg("'%s': error '%s' does not contain '%s'", body,
-		    err.msg, want);
-}
+#include "stepcase.h"
 
 static void
 test_package_accepts_the_documented_forms(void **state)
