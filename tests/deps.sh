@@ -12,7 +12,7 @@ PKGS="build-essential pkg-config libyaml-dev libcurl4-openssl-dev
 libssh2-1-dev libsodium-dev libpq-dev libcmocka-dev openssh-server
 openssh-client sudo iproute2 util-linux procps jq python3 python3-jsonschema
 ca-certificates tar coreutils postgresql-15 nix-bin locales xz-utils
-nginx-light cpp packer yamllint postgresql-15-pgtap groff-base libssl-dev
+nginx-light cpp packer yamllint shellcheck postgresql-15-pgtap groff-base libssl-dev
 libxml2-utils clang libclang-rt-14-dev clang-format
 qemu-system-x86 qemu-utils mtools dosfstools mmdebstrap e2fsprogs"
 
