@@ -13,7 +13,7 @@
 # the key never shows up; a Session-Manager-shaped address (127.0.0.1 and
 # a forwarded port) is used as Packer gives it.
 . "$(dirname "$0")/lib.sh"
-t_plan 71
+t_plan 74
 
 export CHECKPOINT_DISABLE=1 PACKER_CONFIG_DIR=$T/packer.d TMPDIR=$T
 PK=$TOP/packer
@@ -30,8 +30,8 @@ t_ok "the packer is Debian's 1.6.6" sh -c 'packer version | grep -qx "Packer v1.
 
 # ---------------------------------------------------------------- offline
 ssh-keygen -q -t ed25519 -N '' -C validate -f "$T/validate_key"
-# Every template and plugin file (packer/local/ is t1200's).
-for f in "$PK"/*.pkr.hcl "$PK"/stage1/*.pkr.hcl "$PK"/stage2/*.pkr.hcl; do
+# Every template and plugin file (t1200 validates and builds packer/local/).
+for f in "$PK"/*.pkr.hcl "$PK"/stage1/*.pkr.hcl "$PK"/stage2/*.pkr.hcl "$PK"/local/*.pkr.hcl; do
 	t_ok "packer fmt -check: ${f#"$PK"/}" packer fmt -check "$f"
 done
 # The plugin files: what Packer 1.7+ reads with `packer init`, and what
@@ -357,6 +357,11 @@ t_ok "no post-processor ran for the failed build (the good one's did)" \
 		! grep -q 'Running post-processor: ' '$T/fail.log' && ! grep -q 'stagehand-gate' '$T/fail.log'"
 t_exit 1 "the gate fails a failed report" "$PK/stagehand-gate.sh" --stagehand "$STAGEHAND" "$D1" "$D2"
 t_exit 1 "the gate fails a missing report" "$PK/stagehand-gate.sh" --stagehand "$STAGEHAND" "$T/nothing"
+mkdir "$T/malformed" "$T/forged"
+echo '{"status": "passed",' >"$T/malformed/results.json"
+echo '{"status": "passed"}' >"$T/forged/results.json"
+t_exit 1 "the gate fails a malformed report" "$PK/stagehand-gate.sh" --stagehand "$STAGEHAND" "$T/malformed"
+t_exit 1 "the gate fails a report that only says passed" "$PK/stagehand-gate.sh" --stagehand "$STAGEHAND" "$T/forged"
 t_exit 0 "the gate passes a passed report" "$PK/stagehand-gate.sh" --stagehand "$STAGEHAND" "$D1"
 
 # 4. Host key policy: amazon-ebs's --accept-new-host-key path, and none.
