@@ -165,7 +165,9 @@ s2 = [i for i, r in enumerate(runs) if "packer build" in r and "packer/stage2\n"
 assert len(s1) == 1 and len(s2) == 1 and aws[0] < s1[0] < s2[0], (s1, s2)
 assert all('-var "run_id=$RUN_ID"' in runs[i] for i in s1 + s2)
 cl = [i for i, r in enumerate(runs) if "packer/cleanup-run.sh" in r]
-assert len(cl) == 1 and cl[0] > s2[0] and steps[cl[0]]["if"] == "failure() || cancelled()", cl
+assert len(cl) == 1 and cl[0] > s2[0], cl
+assert steps[cl[0]]["if"] == "(failure() || cancelled()) && steps.aws.outcome == 'success'", steps[cl[0]]["if"]
+assert steps[aws[0]]["id"] == "aws"
 assert "github.run_id" in job["env"]["RUN_ID"] and "matrix.arch" in job["env"]["RUN_ID"]
 assert any(u.startswith("mikepenz/action-junit-report") for u in uses)
 up = [s for s in steps if s.get("uses", "").startswith("actions/upload-artifact")]
