@@ -1,0 +1,83 @@
+/*
+ * steps/pgcluster.h: what the kinds that run throw-away PostgreSQL
+ * clusters on the target share (migration_test, restore_test): the sh
+ * helpers of their scripts, the sweep of work dirs an interrupted run
+ * left, running a script as the cluster user with its "W"/"=" stdout
+ * protocol, and a libpq connection to a cluster on the work dir's private
+ * socket.
+ *
+ * A work dir WORK (mktemp -d WORKDIR/PREFIX.XXXXXX, 0700, owned by the
+ * cluster user) holds WORK/s, the clusters' unix socket dir (no TCP
+ * listener, trust auth), and one data dir per cluster. libpq reaches a
+ * cluster through pg.h's relay, which runs as the cluster user too.
+ *
+ * Scripts print on stdout:
+ *   W PATH          the work dir they made (first one kept)
+ *   = KEY VALUE     a detail of the step
+ * and their failures on stderr.
+ *
+ * Ownership: struct pgcluster borrows ctx, step, res and the names; it
+ * owns work (pgcluster_free()).
+ */
+#ifndef STAGEHAND_PGCLUSTER_H
+#define STAGEHAND_PGCLUSTER_H
+
+#include <stdbool.h>
+
+#include "model/kind.h"
+#include "pg/pg.h"
+#include "target/remote.h"
+
+struct pgcluster {
+	struct run_ctx *ctx;
+	const struct step *step;
+	struct step_result *res;
+	const char *user;     /* OS user: runs every script, and the relay */
+	const char *username; /* the clusters' bootstrap superuser */
+	char *work;           /* owned: WORK on the target, once reported */
+};
+
+/*
+ * The sh helpers every script starts with; they need these variables:
+ * LOC, ENC (initdb's locale and encoding), SU (username), W (WORK), OL
+ * (LD_LIBRARY_PATH for `old`; may be empty).
+ *   die MSG               message on stderr, exit 1
+ *   old CMD... / new CMD...   run CMD with OL in LD_LIBRARY_PATH / as is
+ *   tailerr FILE          its last 20 lines on stderr
+ *   mkc BIN DIR RUN       initdb DIR with BIN (RUN: old or new)
+ *   startc BIN DIR PORT RUN   start it on $W/s and PORT, wait
+ *   stopc BIN DIR RUN     fast shutdown, wait
+ *   running DIR           a postmaster.pid is there
+ *   need FILE...          each is executable, or die naming it
+ */
+extern const char pgcluster_lib_sh[];
+
+/*
+ * Sweeps what an earlier run left when its session dropped or it was
+ * interrupted: each $WP/$PFX.* dir of this user not marked .kept, whose
+ * servers (a postmaster.pid of a subdir whose process runs in that very
+ * data dir) get an immediate shutdown, and which is then removed. A
+ * server that will not stop in 10 s keeps its dir ("= sweep_failed DIR");
+ * "= swept_workdirs N" counts the others.
+ */
+extern const char pgcluster_sweep_sh[];
+
+/*
+ * Runs script as p->user with the step's timeout. stderr goes into the
+ * step's output; stdout is the protocol above (parsed into p->work and
+ * details), or, raw, data left in out for the caller. A non-zero exit is
+ * SH_ERR_REMOTE "WHAT failed (exit N):" and as many of the last stderr
+ * lines as fit. out is initialised here; the caller frees it always.
+ */
+int pgcluster_remote(struct pgcluster *p, const char *what,
+    const struct buf *script, struct remote_out *out, bool raw,
+    struct errbuf *err);
+
+/* A libpq connection as p->username to database db of the cluster on
+ * port, through WORK/s. */
+int pgcluster_connect(struct pgcluster *p, unsigned port, const char *db,
+    struct pg_conn **conn, struct errbuf *err);
+
+void pgcluster_free(struct pgcluster *p);
+
+#endif
