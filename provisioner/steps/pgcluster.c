@@ -119,6 +119,41 @@ pgc_protocol(struct pgcluster *pc, const struct buf *out)
 	}
 }
 
+const char pgcluster_sum_sh[] =
+    "sum() {\n"
+    "\t[ -f \"$1/$2\" ] || die \"$1/$2: no such file\"\n"
+    "\th=$(sha256sum < \"$1/$2\") || die \"sha256sum $1/$2 failed\"\n"
+    "\tn=$(wc -c < \"$1/$2\") || die \"wc $1/$2 failed\"\n"
+    "\techo \"H $2 ${h%% *} $n\"\n"
+    "}\n";
+
+int
+pgcluster_sum(const struct buf *out, const char *name, char sha[65],
+    uint64_t *size, struct errbuf *err)
+{
+	const char *p = out->data, *end = out->data + out->len;
+	size_t nlen = strlen(name);
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		const char *q = p + 2 + nlen + 1;
+
+		/* "H " NAME " " 64 hex " " SIZE */
+		if (len > 2 + nlen + 1 + 64 + 1 && p[0] == 'H' && p[1] == ' ' &&
+		    memcmp(p + 2, name, nlen) == 0 && p[2 + nlen] == ' ' &&
+		    q[64] == ' ' && strspn(q, "0123456789abcdef") >= 64 &&
+		    parse_u64(q + 65, (size_t)(p + len - q - 65), UINT64_MAX,
+		        size) == 0) {
+			memcpy(sha, q, 64);
+			sha[64] = '\0';
+			return 0;
+		}
+		p += len + 1;
+	}
+	return err_set(err, SH_ERR_REMOTE, "no sha256 reported for %s", name);
+}
+
 int
 pgcluster_remote(struct pgcluster *p, const char *what,
     const struct buf *script, struct remote_out *out, bool raw,

@@ -14,6 +14,7 @@
  * Scripts print on stdout:
  *   W PATH          the work dir they made (first one kept)
  *   = KEY VALUE     a detail of the step
+ *   H NAME SHA SIZE a file's sha256 and size (pgcluster_sum_sh)
  * and their failures on stderr.
  *
  * Ownership: struct pgcluster borrows ctx, step, res and the names; it
@@ -61,6 +62,16 @@ extern const char pgcluster_lib_sh[];
  * "= swept_workdirs N" counts the others.
  */
 extern const char pgcluster_sweep_sh[];
+
+/* sum DIR NAME: prints "H NAME SHA256 SIZE" of DIR/NAME, or dies. */
+extern const char pgcluster_sum_sh[];
+
+/*
+ * The sha256 (64 hex digits, into sha) and size of file name from the
+ * "H" lines of out; -1 with SH_ERR_REMOTE when there is none.
+ */
+int pgcluster_sum(const struct buf *out, const char *name, char sha[65],
+    uint64_t *size, struct errbuf *err);
 
 /*
  * Runs script as p->user with the step's timeout. stderr goes into the
