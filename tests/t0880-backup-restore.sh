@@ -18,7 +18,7 @@
 # errors with file:line:column.
 # shellcheck disable=SC2016 # $ in single quotes is for the box's shell
 . "$(dirname "$0")/lib.sh"
-t_plan 50
+t_plan 51
 
 box_up "$(box_name bk)" || { t_not "test box comes up"; t_done; exit 1; }
 t_ok "a PostgreSQL 15 cluster starts in the box" box_pg_start
@@ -66,21 +66,23 @@ restore_yml() { # file dir [extra lines...]
 	} >"$f"
 }
 
-# -- plan: would back up, changes nothing --------------------------------------
+# -- plan: would back up, changes nothing ----------------------------------------
 backup_yml "$T/b1.yml" "$B/b1" "download: $T/dl"
-before=$(box_snapshot)
-sh_run plan "$T/b1.yml" "${SSH_ARGS[@]}" --report "$T/p1"
-t_ok "plan succeeds" rc_is 0
-t_ok "plan says the backup would be made" \
-	grep -qx "would back up 2 databases into $B/b1" <(jr "$T/p1" '.steps[0].changes[]')
-t_ok "plan changed nothing on the box" test "$before" = "$(box_snapshot)"
-
-# -- backup, with download, then restore_test: all equal ----------------------
 {
 	cat "$T/b1.yml"
 	printf '  - name: restore test\n    restore_test:\n      dir: %s\n      jobs: 4\n' "$B/b1"
 	printf '      bin_dir: /usr/lib/postgresql/15/bin\n'
 } >"$T/br.yml"
+before=$(box_snapshot)
+sh_run plan "$T/br.yml" "${SSH_ARGS[@]}" --report "$T/p1"
+t_ok "plan succeeds" rc_is 0
+t_ok "plan says the backup would be made" \
+	grep -qx "would back up 2 databases into $B/b1" <(jr "$T/p1" '.steps[0].changes[]')
+t_ok "plan of restore_test: the backup is not there yet" \
+	test "$(jr "$T/p1" '.steps[1].details.not_there_yet')" = "$B/b1/manifest.json"
+t_ok "plan changed nothing on the box" test "$before" = "$(box_snapshot)"
+
+# -- backup, with download, then restore_test: all equal ----------------------
 run r1 "$T/br.yml"
 t_ok "backup then restore_test pass" rc_is 0
 t_ok "the backup changed, the restore test left nothing (ok)" test "$(statuses r1)" = changed,ok

@@ -87,7 +87,6 @@
 #define MT_DEFAULT_PORT 54329
 #define MT_SQL_MAX (64u << 20)    /* one data file */
 #define MT_SCHEMA_MAX (16u << 20) /* one pg_dump --schema-only */
-#define MT_WORKDIR_MAX 64         /* unix socket paths are short */
 
 enum {
 	MT_UPGRADE = 1u << 0,
@@ -99,14 +98,10 @@ struct mt_cfg {
 	const char *new_bin; /* borrowed */
 	const char *old_lib; /* borrowed; NULL: none */
 	unsigned methods;
-	struct strlist data;    /* resolved local paths */
-	struct strlist between; /* resolved local paths */
-	char *user;             /* owned: also the become user */
-	const char *username;   /* borrowed, or user */
-	const char *dbname;     /* borrowed or "postgres" */
-	const char *locale;     /* borrowed or "C" */
-	const char *encoding;   /* borrowed or "UTF8" */
-	const char *workdir;    /* borrowed or "/tmp" */
+	struct strlist data;     /* resolved local paths */
+	struct strlist between;  /* resolved local paths */
+	struct pgcluster_cfg cl; /* user, username, locale, encoding, workdir */
+	const char *dbname;      /* borrowed or "postgres" */
 	unsigned port;
 	bool keep;
 };
@@ -130,12 +125,8 @@ static const char *const mt_keys[] = {
 	"method",
 	"data",
 	"between",
-	"user",
-	"username",
+	PGCLUSTER_KEYS,
 	"dbname",
-	"locale",
-	"encoding",
-	"workdir",
 	"port",
 	"keep",
 	NULL,
@@ -150,7 +141,7 @@ mt_release(void *cfg)
 
 	strlist_free(&c->data);
 	strlist_free(&c->between);
-	free(c->user);
+	pgcluster_cfg_free(&c->cl);
 }
 
 /* A data file must be readable and split into statements (no psql
@@ -226,51 +217,17 @@ mt_parse_method(const struct node *body, struct mt_cfg *c, struct errbuf *err)
 	return 0;
 }
 
-/* Names that go into SQL and onto command lines: plain words only. */
-static bool
-mt_word_ok(const char *s, const char *extra)
-{
-	if (s[0] == '\0' || s[0] == '-' || strlen(s) > 63)
-		return false;
-	for (const char *p = s; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		        (*p >= '0' && *p <= '9') || *p == '_' ||
-		        strchr(extra, *p) != NULL))
-			return false;
-	return true;
-}
-
 static int
-mt_parse_words(const struct node *body, struct mt_cfg *c, struct errbuf *err)
+mt_parse_dbname(const struct node *body, struct mt_cfg *c, struct errbuf *err)
 {
-	static const char *const keys[] = { "username", "dbname", "locale",
-		"encoding", NULL };
-	const char **dst[] = { &c->username, &c->dbname, &c->locale,
-		&c->encoding };
-	const char *user = NULL;
-
-	if (node_opt_str(body, "user", &user, err) < 0)
+	if (node_opt_str(body, "dbname", &c->dbname, err) < 0)
 		return -1;
-	if (user != NULL && !stepsh_account_name_ok(user))
-		return node_err(err, node_get(body, "user"),
-		    "user: not a valid user name: '%s'", user);
-	c->user = xstrdup(user ? user : "postgres");
-	for (size_t i = 0; keys[i] != NULL; i++) {
-		if (node_opt_str(body, keys[i], dst[i], err) < 0)
-			return -1;
-		if (*dst[i] != NULL && !mt_word_ok(*dst[i], ".-@"))
-			return node_err(err, node_get(body, keys[i]),
-			    "%s: letters, digits and _ . - @ only: '%s'",
-			    keys[i], *dst[i]);
-	}
-	if (c->username == NULL)
-		c->username = c->user;
 	if (c->dbname == NULL)
 		c->dbname = "postgres";
-	if (c->locale == NULL)
-		c->locale = "C";
-	if (c->encoding == NULL)
-		c->encoding = "UTF8";
+	else if (!pgcluster_word_ok(c->dbname, ".-@"))
+		return node_err(err, node_get(body, "dbname"),
+		    "dbname: letters, digits and _ . - @ only: '%s'",
+		    c->dbname);
 	return 0;
 }
 
@@ -283,19 +240,6 @@ mt_parse_dirs(const struct node *body, struct mt_cfg *c, struct errbuf *err)
 	if (node_get(body, "old_lib") != NULL &&
 	    stepsh_abs_path(body, "old_lib", &c->old_lib, err) < 0)
 		return -1;
-	if (node_get(body, "workdir") == NULL) {
-		c->workdir = "/tmp";
-		return 0;
-	}
-	if (stepsh_abs_path(body, "workdir", &c->workdir, err) < 0)
-		return -1;
-	/* It ends up in pg_ctl -o and in socket paths (at most 107 bytes). */
-	if (!mt_word_ok(c->workdir + 1, "/.-") ||
-	    strlen(c->workdir) > MT_WORKDIR_MAX)
-		return node_err(err, node_get(body, "workdir"),
-		    "workdir: at most %d characters of letters, digits and "
-		    "_ . - /",
-		    MT_WORKDIR_MAX);
 	return 0;
 }
 
@@ -307,7 +251,8 @@ mt_parse(const struct node *body, void *cfg, struct errbuf *err)
 
 	if (mt_parse_dirs(body, c, err) < 0 ||
 	    mt_parse_method(body, c, err) < 0 ||
-	    mt_parse_words(body, c, err) < 0 ||
+	    pgcluster_parse(body, &c->cl, err) < 0 ||
+	    mt_parse_dbname(body, c, err) < 0 ||
 	    mt_parse_files(body, "data", true, &c->data, err) < 0 ||
 	    mt_parse_files(body, "between", false, &c->between, err) < 0 ||
 	    node_opt_u64(body, "port", 65534, &port, err) < 0 ||
@@ -364,17 +309,7 @@ static const char mt_dumpall_sh[] =
     "\t{ tailerr \"$W/dumpall.err\"; die \"pg_dumpall of the old cluster"
     " failed\"; }\n"
     "echo \"= dumpall_bytes $(wc -c < \"$W/dumpall.sql\")\"\n"
-    "\"$NB/psql\" -X -q -v ON_ERROR_STOP=0 -h \"$W/s\" -p \"$P2\" -U"
-    " \"$SU\" -d postgres -f \"$W/dumpall.sql\" >\"$W/restore.out\""
-    " 2>\"$W/restore.err\"\n"
-    "r=$?\n"
-    "grep -e 'ERROR:' -e 'FATAL:' \"$W/restore.err\" | grep -v -F"
-    " \"ERROR:  role \\\"$SU\\\" already exists\" >\"$W/restore.bad\"\n"
-    "if [ \"$r\" != 0 ] || [ -s \"$W/restore.bad\" ]; then\n"
-    "\thead -n 10 \"$W/restore.bad\" >&2\n"
-    "\tdie \"restoring the dump with psql failed (exit $r,"
-    " $(wc -l < \"$W/restore.bad\") errors)\"\n"
-    "fi\n";
+    "psqlf \"$NB\" \"$P2\" \"$W/dumpall.sql\" new restore\n";
 
 static const char mt_upgrade_sh[] =
     "! running \"$W/old\" || stopc \"$OB\" \"$W/old\" old\n"
@@ -406,13 +341,13 @@ mt_vars(const struct mt_run *r, struct buf *b)
 	if (stepsh_assign(b, "OB", c->old_bin) < 0 ||
 	    stepsh_assign(b, "NB", c->new_bin) < 0 ||
 	    stepsh_assign(b, "OL", c->old_lib ? c->old_lib : "") < 0 ||
-	    stepsh_assign(b, "WP", c->workdir) < 0 ||
+	    stepsh_assign(b, "WP", c->cl.workdir) < 0 ||
 	    stepsh_assign(b, "PFX", "stagehand-mt") < 0 ||
 	    stepsh_assign(b, "W", r->pc.work ? r->pc.work : "") < 0 ||
-	    stepsh_assign(b, "SU", c->username) < 0 ||
+	    stepsh_assign(b, "SU", c->cl.username) < 0 ||
 	    stepsh_assign(b, "DB", c->dbname) < 0 ||
-	    stepsh_assign(b, "LOC", c->locale) < 0 ||
-	    stepsh_assign(b, "ENC", c->encoding) < 0)
+	    stepsh_assign(b, "LOC", c->cl.locale) < 0 ||
+	    stepsh_assign(b, "ENC", c->cl.encoding) < 0)
 		return -1;
 	return buf_addf(b, "P=%u P2=%u UPG=%d DMP=%d KEEP=%d\n", c->port,
 	    c->port + 1, (c->methods & MT_UPGRADE) ? 1 : 0,
@@ -564,7 +499,7 @@ mt_create_db(struct mt_run *r, struct errbuf *err)
 		return -1;
 	buf_init(&sql, 4096);
 	buf_adds(&sql, "SELECT 1 FROM pg_database WHERE datname = '");
-	buf_adds(&sql, r->c->dbname); /* mt_word_ok: no quotes */
+	buf_adds(&sql, r->c->dbname); /* pgcluster_word_ok: no quotes */
 	buf_adds(&sql, "'");
 	if (buf_failed(&sql)) {
 		err_set(err, SH_ERR_INTERNAL, "database name too long");
@@ -850,8 +785,9 @@ mt_apply(struct run_ctx *ctx, const struct step *step, struct step_result *res,
     struct errbuf *err)
 {
 	const struct mt_cfg *c = step->cfg;
-	struct mt_run r = { { ctx, step, res, c->user, c->username, NULL }, c,
-		{ NULL, 0 } };
+	struct mt_run r = { { ctx, step, res, c->cl.user, c->cl.username,
+		                NULL },
+		c, { NULL, 0 } };
 	struct mt_fp before;
 	int rc;
 
@@ -881,8 +817,9 @@ mt_probe(struct run_ctx *ctx, const struct step *step, struct step_result *res,
     struct errbuf *err)
 {
 	const struct mt_cfg *c = step->cfg;
-	struct mt_run r = { { ctx, step, res, c->user, c->username, NULL }, c,
-		{ NULL, 0 } };
+	struct mt_run r = { { ctx, step, res, c->cl.user, c->cl.username,
+		                NULL },
+		c, { NULL, 0 } };
 
 	char *body = xasprintf("%s%s", mt_probe_sh, mt_check_sh);
 	int rc = mt_do(&r, "checking the binaries", body, err);

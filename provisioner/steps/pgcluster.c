@@ -7,7 +7,83 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "steps/stepsh.h"
 #include "util/limits.h"
+
+/* ======================================================== fields */
+
+bool
+pgcluster_word_ok(const char *s, const char *extra)
+{
+	if (s[0] == '\0' || s[0] == '-' || strlen(s) > 63)
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		        (*p >= '0' && *p <= '9') || *p == '_' ||
+		        strchr(extra, *p) != NULL))
+			return false;
+	return true;
+}
+
+static int
+pgc_parse_workdir(
+    const struct node *body, struct pgcluster_cfg *c, struct errbuf *err)
+{
+	if (node_get(body, "workdir") == NULL) {
+		c->workdir = "/tmp";
+		return 0;
+	}
+	if (stepsh_abs_path(body, "workdir", &c->workdir, err) < 0)
+		return -1;
+	if (!pgcluster_word_ok(c->workdir + 1, "/.-") ||
+	    strlen(c->workdir) > PGCLUSTER_WORKDIR_MAX)
+		return node_err(err, node_get(body, "workdir"),
+		    "workdir: at most %d characters of letters, digits and "
+		    "_ . - /",
+		    PGCLUSTER_WORKDIR_MAX);
+	return 0;
+}
+
+int
+pgcluster_parse(
+    const struct node *body, struct pgcluster_cfg *c, struct errbuf *err)
+{
+	static const char *const keys[] = { "username", "locale", "encoding",
+		NULL };
+	const char **dst[] = { &c->username, &c->locale, &c->encoding };
+	const char *user = NULL;
+
+	if (node_opt_str(body, "user", &user, err) < 0)
+		return -1;
+	if (user != NULL && !stepsh_account_name_ok(user))
+		return node_err(err, node_get(body, "user"),
+		    "user: not a valid user name: '%s'", user);
+	c->user = xstrdup(user ? user : "postgres");
+	for (size_t i = 0; keys[i] != NULL; i++) {
+		if (node_opt_str(body, keys[i], dst[i], err) < 0)
+			return -1;
+		if (*dst[i] != NULL && !pgcluster_word_ok(*dst[i], ".-@"))
+			return node_err(err, node_get(body, keys[i]),
+			    "%s: letters, digits and _ . - @ only: '%s'",
+			    keys[i], *dst[i]);
+	}
+	if (c->username == NULL)
+		c->username = c->user;
+	if (c->locale == NULL)
+		c->locale = "C";
+	if (c->encoding == NULL)
+		c->encoding = "UTF8";
+	return pgc_parse_workdir(body, c, err);
+}
+
+void
+pgcluster_cfg_free(struct pgcluster_cfg *c)
+{
+	free(c->user);
+	c->user = NULL;
+}
+
+/* ======================================================== scripts */
 
 const char pgcluster_lib_sh[] =
     "set -u\n"
@@ -36,6 +112,18 @@ const char pgcluster_lib_sh[] =
     "\t\tdie \"cannot stop the cluster in $2\"\n"
     "}\n"
     "running() { [ -f \"$1/postmaster.pid\" ]; }\n"
+    "psqlf() {\n"
+    "\t$4 \"$1/psql\" -X -q -v ON_ERROR_STOP=0 -h \"$W/s\" -p \"$2\" -U"
+    " \"$SU\" -d postgres -f \"$3\" >\"$W/$5.out\" 2>\"$W/$5.err\"\n"
+    "\tr=$?\n"
+    "\tgrep -e 'ERROR:' -e 'FATAL:' \"$W/$5.err\" | grep -v -F"
+    " \"ERROR:  role \\\"$SU\\\" already exists\" >\"$W/$5.bad\"\n"
+    "\tif [ \"$r\" != 0 ] || [ -s \"$W/$5.bad\" ]; then\n"
+    "\t\thead -n 10 \"$W/$5.bad\" >&2\n"
+    "\t\tdie \"restoring $3 with psql failed (exit $r,"
+    " $(wc -l < \"$W/$5.bad\") errors)\"\n"
+    "\tfi\n"
+    "}\n"
     "need() {\n"
     "\tfor t in \"$@\"; do [ -x \"$t\" ] || die \"$t: not found or not"
     " executable by $(id -un)\"; done\n"

@@ -1,10 +1,11 @@
 /*
  * steps/pgcluster.h: what the kinds that run throw-away PostgreSQL
- * clusters on the target share (migration_test, restore_test): the sh
- * helpers of their scripts, the sweep of work dirs an interrupted run
- * left, running a script as the cluster user with its "W"/"=" stdout
- * protocol, and a libpq connection to a cluster on the work dir's private
- * socket.
+ * clusters on the target share (migration_test, restore_test): their
+ * common fields, the sh helpers of their scripts, the sweep of work dirs
+ * an interrupted run left, running a script as the cluster user with its
+ * "W"/"="/"H" stdout protocol, and a libpq connection to a cluster on the
+ * work dir's private socket. `backup` runs its scripts (and hashes its
+ * files) the same way.
  *
  * A work dir WORK (mktemp -d WORKDIR/PREFIX.XXXXXX, 0700, owned by the
  * cluster user) holds WORK/s, the clusters' unix socket dir (no TCP
@@ -17,8 +18,17 @@
  *   H NAME SHA SIZE a file's sha256 and size (pgcluster_sum_sh)
  * and their failures on stderr.
  *
+ * Manifest fields every such kind takes (pgcluster_parse()):
+ *   user        OS user that runs everything, default postgres
+ *   username    the clusters' bootstrap superuser, default `user`
+ *   locale, encoding   initdb's, default C, UTF8
+ *   workdir     absolute parent of the work dir, default /tmp; at most
+ *               PGCLUSTER_WORKDIR_MAX characters of letters, digits and
+ *               _ . - / (it ends up in pg_ctl -o and in socket paths)
+ *
  * Ownership: struct pgcluster borrows ctx, step, res and the names; it
- * owns work (pgcluster_free()).
+ * owns work (pgcluster_free()). struct pgcluster_cfg owns user; the other
+ * strings are borrowed from the manifest tree (pgcluster_cfg_free()).
  */
 #ifndef STAGEHAND_PGCLUSTER_H
 #define STAGEHAND_PGCLUSTER_H
@@ -28,6 +38,27 @@
 #include "model/kind.h"
 #include "pg/pg.h"
 #include "target/remote.h"
+
+#define PGCLUSTER_WORKDIR_MAX 64 /* unix socket paths are short */
+
+/* The keys of struct pgcluster_cfg, for a kind's key list. */
+#define PGCLUSTER_KEYS "user", "username", "locale", "encoding", "workdir"
+
+struct pgcluster_cfg {
+	char *user;           /* owned: also the become user */
+	const char *username; /* borrowed, or user */
+	const char *locale;   /* borrowed or "C" */
+	const char *encoding; /* borrowed or "UTF8" */
+	const char *workdir;  /* borrowed or "/tmp" */
+};
+
+/* Reads the fields above from body into c (zeroed by the caller). */
+int pgcluster_parse(
+    const struct node *body, struct pgcluster_cfg *c, struct errbuf *err);
+void pgcluster_cfg_free(struct pgcluster_cfg *c);
+/* 1 to 63 of letters, digits, '_' and the characters of extra, not
+ * starting with '-': names that go into SQL and onto command lines. */
+bool pgcluster_word_ok(const char *s, const char *extra);
 
 struct pgcluster {
 	struct run_ctx *ctx;
@@ -50,6 +81,11 @@ struct pgcluster {
  *   stopc BIN DIR RUN     fast shutdown, wait
  *   running DIR           a postmaster.pid is there
  *   need FILE...          each is executable, or die naming it
+ *   psqlf BIN PORT FILE RUN TAG   runs FILE with BIN/psql into database
+ *                         postgres; any ERROR but the one a restore into
+ *                         a fresh cluster always gives (CREATE ROLE of the
+ *                         bootstrap superuser) dies, showing the first
+ *                         ones (output in $W/TAG.out, .err, .bad)
  */
 extern const char pgcluster_lib_sh[];
 

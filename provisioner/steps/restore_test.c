@@ -60,17 +60,12 @@
 #define RT_DEFAULT_PORT 54339
 #define RT_DEFAULT_JOBS 2
 #define RT_MAX_JOBS 64
-#define RT_WORKDIR_MAX 64 /* unix socket paths are short */
 
 struct rt_cfg {
-	const char *dir;      /* borrowed */
-	const char *bin_dir;  /* borrowed or the default */
-	const char *lib_dir;  /* borrowed; NULL: none */
-	char *user;           /* owned */
-	const char *username; /* borrowed, or user */
-	const char *locale;   /* borrowed or "C" */
-	const char *encoding; /* borrowed or "UTF8" */
-	const char *workdir;  /* borrowed or "/tmp" */
+	const char *dir;         /* borrowed */
+	const char *bin_dir;     /* borrowed or the default */
+	const char *lib_dir;     /* borrowed; NULL: none */
+	struct pgcluster_cfg cl; /* user, username, locale, encoding, workdir */
 	unsigned port;
 	unsigned jobs;
 };
@@ -90,11 +85,7 @@ static const char *const rt_keys[] = {
 	"bin_dir",
 	"lib_dir",
 	"jobs",
-	"user",
-	"username",
-	"locale",
-	"encoding",
-	"workdir",
+	PGCLUSTER_KEYS,
 	"port",
 	NULL,
 };
@@ -106,76 +97,19 @@ rt_release(void *cfg)
 {
 	struct rt_cfg *c = cfg;
 
-	free(c->user);
-}
-
-/* Words that go onto initdb's command line (quoted all the same). */
-static bool
-rt_word_ok(const char *s)
-{
-	size_t n = strlen(s);
-
-	return n > 0 && n <= 63 && s[0] != '-' &&
-	       strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	                 "0123456789_.-@") == n;
-}
-
-static int
-rt_parse_words(const struct node *body, struct rt_cfg *c, struct errbuf *err)
-{
-	static const char *const keys[] = { "username", "locale", "encoding",
-		NULL };
-	const char **dst[] = { &c->username, &c->locale, &c->encoding };
-	const char *user = NULL;
-
-	if (node_opt_str(body, "user", &user, err) < 0)
-		return -1;
-	if (user != NULL && !stepsh_account_name_ok(user))
-		return node_err(err, node_get(body, "user"),
-		    "user: not a valid user name: '%s'", user);
-	c->user = xstrdup(user ? user : "postgres");
-	for (size_t i = 0; keys[i] != NULL; i++) {
-		if (node_opt_str(body, keys[i], dst[i], err) < 0)
-			return -1;
-		if (*dst[i] != NULL && !rt_word_ok(*dst[i]))
-			return node_err(err, node_get(body, keys[i]),
-			    "%s: letters, digits and _ . - @ only: '%s'",
-			    keys[i], *dst[i]);
-	}
-	if (c->username == NULL)
-		c->username = c->user;
-	if (c->locale == NULL)
-		c->locale = "C";
-	if (c->encoding == NULL)
-		c->encoding = "UTF8";
-	return 0;
+	pgcluster_cfg_free(&c->cl);
 }
 
 static int
 rt_parse_dirs(const struct node *body, struct rt_cfg *c, struct errbuf *err)
 {
-	const struct node *w = node_get(body, "workdir");
-
 	c->bin_dir = RT_DEFAULT_BIN;
-	c->workdir = "/tmp";
 	if (stepsh_abs_path(body, "dir", &c->dir, err) < 0 ||
 	    (node_get(body, "bin_dir") != NULL &&
 	        stepsh_abs_path(body, "bin_dir", &c->bin_dir, err) < 0) ||
 	    (node_get(body, "lib_dir") != NULL &&
-	        stepsh_abs_path(body, "lib_dir", &c->lib_dir, err) < 0) ||
-	    (w != NULL &&
-	        stepsh_abs_path(body, "workdir", &c->workdir, err) < 0))
+	        stepsh_abs_path(body, "lib_dir", &c->lib_dir, err) < 0))
 		return -1;
-	/* It ends up in pg_ctl -o and in socket paths (at most 107 bytes). */
-	if (w != NULL &&
-	    (strlen(c->workdir) > RT_WORKDIR_MAX ||
-	        strspn(c->workdir,
-	            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ"
-	            "RSTUVWXYZ0123456789_./-") != strlen(c->workdir)))
-		return node_err(err, w,
-		    "workdir: at most %d characters of letters, digits and "
-		    "_ . - /",
-		    RT_WORKDIR_MAX);
 	return 0;
 }
 
@@ -186,7 +120,7 @@ rt_parse(const struct node *body, void *cfg, struct errbuf *err)
 	uint64_t port = RT_DEFAULT_PORT, jobs = RT_DEFAULT_JOBS;
 
 	if (rt_parse_dirs(body, c, err) < 0 ||
-	    rt_parse_words(body, c, err) < 0 ||
+	    pgcluster_parse(body, &c->cl, err) < 0 ||
 	    node_opt_u64(body, "port", 65535, &port, err) < 0 ||
 	    node_opt_u64(body, "jobs", RT_MAX_JOBS, &jobs, err) < 0)
 		return -1;
@@ -232,16 +166,7 @@ static const char rt_setup_sh[] =
     "mkdir -m 700 \"$W/s\" || die \"cannot set up $W\"\n"
     "mkc \"$BIN\" \"$W/db\" old\n"
     "startc \"$BIN\" \"$W/db\" \"$P\" old\n"
-    "old \"$BIN/psql\" -X -q -v ON_ERROR_STOP=0 -h \"$W/s\" -p \"$P\" -U"
-    " \"$SU\" -d postgres -f \"$D/globals.sql\" >\"$W/globals.out\""
-    " 2>\"$W/globals.err\"\n"
-    "r=$?\n"
-    "grep -e 'ERROR:' -e 'FATAL:' \"$W/globals.err\" | grep -v -F"
-    " \"ERROR:  role \\\"$SU\\\" already exists\" >\"$W/globals.bad\"\n"
-    "if [ \"$r\" != 0 ] || [ -s \"$W/globals.bad\" ]; then\n"
-    "\thead -n 10 \"$W/globals.bad\" >&2\n"
-    "\tdie \"restoring globals.sql with psql failed (exit $r)\"\n"
-    "fi\n";
+    "psqlf \"$BIN\" \"$P\" \"$D/globals.sql\" old globals\n";
 
 /* One database: "$1" its name, "$2" its file. */
 static const char rt_restore_sh[] =
@@ -267,12 +192,12 @@ rt_vars(const struct rt_run *r, struct buf *b)
 	if (buf_adds(b, pgcluster_lib_sh) < 0 ||
 	    stepsh_assign(b, "BIN", c->bin_dir) < 0 ||
 	    stepsh_assign(b, "OL", c->lib_dir ? c->lib_dir : "") < 0 ||
-	    stepsh_assign(b, "WP", c->workdir) < 0 ||
+	    stepsh_assign(b, "WP", c->cl.workdir) < 0 ||
 	    stepsh_assign(b, "PFX", "stagehand-rt") < 0 ||
 	    stepsh_assign(b, "W", r->pc.work ? r->pc.work : "") < 0 ||
-	    stepsh_assign(b, "SU", c->username) < 0 ||
-	    stepsh_assign(b, "LOC", c->locale) < 0 ||
-	    stepsh_assign(b, "ENC", c->encoding) < 0 ||
+	    stepsh_assign(b, "SU", c->cl.username) < 0 ||
+	    stepsh_assign(b, "LOC", c->cl.locale) < 0 ||
+	    stepsh_assign(b, "ENC", c->cl.encoding) < 0 ||
 	    stepsh_assign(b, "D", c->dir) < 0)
 		return -1;
 	return buf_adds(b, pgcluster_sum_sh) < 0
@@ -474,7 +399,8 @@ rt_run_step(struct run_ctx *ctx, const struct step *step, enum step_mode mode,
 	int rc;
 
 	memset(&r, 0, sizeof(r));
-	r.pc = (struct pgcluster){ ctx, step, res, c->user, c->username, NULL };
+	r.pc = (struct pgcluster){ ctx, step, res, c->cl.user, c->cl.username,
+		NULL };
 	r.c = c;
 	if (mode == STEP_PROBE) {
 		rc = rt_remote(&r, "checking the binaries", NULL, false, &out,
