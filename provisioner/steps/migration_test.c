@@ -43,17 +43,13 @@
  *   5. stop whatever still runs and remove WORK unless keep (then WORK
  *      gets a .kept marker).
  * Step 1 first sweeps earlier work dirs that a dropped session or an
- * interrupted run left behind (mt_sweep_sh): their servers would hold
+ * interrupted run left behind (pgcluster_sweep_sh): their servers would hold
  * the ports, and nothing else would ever stop them.
- * A fingerprint, all through libpq: per user table, materialized view
- * and sequence (not in pg_catalog, information_schema, pg_toast or
- * owned by an extension), tables and matviews as row count plus md5 of
- * the rows' text forms joined in C-collation order (session settings
- * pinned: TimeZone UTC, DateStyle ISO, extra_float_digits 1...),
- * sequences as last_value and is_called; plus the schema: new_bin's
+ * A fingerprint: pg/fingerprint.h's, through libpq (per user table,
+ * materialized view and sequence: row count plus md5 of the rows, or
+ * last_value and is_called), plus the schema: new_bin's
  * `pg_dump --schema-only` of dbname, run on the target, with comment,
  * SET, set_config, backslash and blank lines dropped, hashed (sha256).
- * This reads whole tables into one string: it is meant for test data.
  *
  * Why psql for the pg_dumpall restore: pg_dumpall's output is a psql
  * script (\connect between databases, COPY ... FROM stdin blocks) that
@@ -80,7 +76,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pg/fingerprint.h"
 #include "pg/pgscript.h"
+#include "steps/pgcluster.h"
 #include "steps/stepsh.h"
 #include "target/ctx.h"
 #include "target/remote.h"
@@ -89,7 +87,6 @@
 #define MT_DEFAULT_PORT 54329
 #define MT_SQL_MAX (64u << 20)    /* one data file */
 #define MT_SCHEMA_MAX (16u << 20) /* one pg_dump --schema-only */
-#define MT_WORKDIR_MAX 64         /* unix socket paths are short */
 
 enum {
 	MT_UPGRADE = 1u << 0,
@@ -101,40 +98,23 @@ struct mt_cfg {
 	const char *new_bin; /* borrowed */
 	const char *old_lib; /* borrowed; NULL: none */
 	unsigned methods;
-	struct strlist data;    /* resolved local paths */
-	struct strlist between; /* resolved local paths */
-	char *user;             /* owned: also the become user */
-	const char *username;   /* borrowed, or user */
-	const char *dbname;     /* borrowed or "postgres" */
-	const char *locale;     /* borrowed or "C" */
-	const char *encoding;   /* borrowed or "UTF8" */
-	const char *workdir;    /* borrowed or "/tmp" */
+	struct strlist data;     /* resolved local paths */
+	struct strlist between;  /* resolved local paths */
+	struct pgcluster_cfg cl; /* user, username, locale, encoding, workdir */
+	const char *dbname;      /* borrowed or "postgres" */
 	unsigned port;
 	bool keep;
 };
 
-/* One fingerprinted object. */
-struct mt_obj {
-	char *name;  /* owned: schema.name, unquoted */
-	char *qname; /* owned: quoted by the server */
-	char kind;   /* 'r' table, 'm' matview, 'S' sequence */
-	bool populated;
-	char *fp; /* owned: "5000 rows, md5 ..." */
-};
-
 struct mt_fp {
-	struct mt_obj *v; /* owned */
-	size_t n;
+	struct pg_fp rows;
 	struct buf schema; /* normalised pg_dump --schema-only */
 	struct buf schema_hash;
 };
 
 struct mt_run {
-	struct run_ctx *ctx;
-	const struct step *step;
+	struct pgcluster pc; /* ctx, step, res, the users, WORK */
 	const struct mt_cfg *c;
-	struct step_result *res;
-	char *work;           /* owned: WORK on the target, once made */
 	struct strlist fails; /* one line per method that differed */
 };
 
@@ -145,12 +125,8 @@ static const char *const mt_keys[] = {
 	"method",
 	"data",
 	"between",
-	"user",
-	"username",
+	PGCLUSTER_KEYS,
 	"dbname",
-	"locale",
-	"encoding",
-	"workdir",
 	"port",
 	"keep",
 	NULL,
@@ -165,7 +141,7 @@ mt_release(void *cfg)
 
 	strlist_free(&c->data);
 	strlist_free(&c->between);
-	free(c->user);
+	pgcluster_cfg_free(&c->cl);
 }
 
 /* A data file must be readable and split into statements (no psql
@@ -241,51 +217,17 @@ mt_parse_method(const struct node *body, struct mt_cfg *c, struct errbuf *err)
 	return 0;
 }
 
-/* Names that go into SQL and onto command lines: plain words only. */
-static bool
-mt_word_ok(const char *s, const char *extra)
-{
-	if (s[0] == '\0' || s[0] == '-' || strlen(s) > 63)
-		return false;
-	for (const char *p = s; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		        (*p >= '0' && *p <= '9') || *p == '_' ||
-		        strchr(extra, *p) != NULL))
-			return false;
-	return true;
-}
-
 static int
-mt_parse_words(const struct node *body, struct mt_cfg *c, struct errbuf *err)
+mt_parse_dbname(const struct node *body, struct mt_cfg *c, struct errbuf *err)
 {
-	static const char *const keys[] = { "username", "dbname", "locale",
-		"encoding", NULL };
-	const char **dst[] = { &c->username, &c->dbname, &c->locale,
-		&c->encoding };
-	const char *user = NULL;
-
-	if (node_opt_str(body, "user", &user, err) < 0)
+	if (node_opt_str(body, "dbname", &c->dbname, err) < 0)
 		return -1;
-	if (user != NULL && !stepsh_account_name_ok(user))
-		return node_err(err, node_get(body, "user"),
-		    "user: not a valid user name: '%s'", user);
-	c->user = xstrdup(user ? user : "postgres");
-	for (size_t i = 0; keys[i] != NULL; i++) {
-		if (node_opt_str(body, keys[i], dst[i], err) < 0)
-			return -1;
-		if (*dst[i] != NULL && !mt_word_ok(*dst[i], ".-@"))
-			return node_err(err, node_get(body, keys[i]),
-			    "%s: letters, digits and _ . - @ only: '%s'",
-			    keys[i], *dst[i]);
-	}
-	if (c->username == NULL)
-		c->username = c->user;
 	if (c->dbname == NULL)
 		c->dbname = "postgres";
-	if (c->locale == NULL)
-		c->locale = "C";
-	if (c->encoding == NULL)
-		c->encoding = "UTF8";
+	else if (!pgcluster_word_ok(c->dbname, ".-@"))
+		return node_err(err, node_get(body, "dbname"),
+		    "dbname: letters, digits and _ . - @ only: '%s'",
+		    c->dbname);
 	return 0;
 }
 
@@ -298,19 +240,6 @@ mt_parse_dirs(const struct node *body, struct mt_cfg *c, struct errbuf *err)
 	if (node_get(body, "old_lib") != NULL &&
 	    stepsh_abs_path(body, "old_lib", &c->old_lib, err) < 0)
 		return -1;
-	if (node_get(body, "workdir") == NULL) {
-		c->workdir = "/tmp";
-		return 0;
-	}
-	if (stepsh_abs_path(body, "workdir", &c->workdir, err) < 0)
-		return -1;
-	/* It ends up in pg_ctl -o and in socket paths (at most 107 bytes). */
-	if (!mt_word_ok(c->workdir + 1, "/.-") ||
-	    strlen(c->workdir) > MT_WORKDIR_MAX)
-		return node_err(err, node_get(body, "workdir"),
-		    "workdir: at most %d characters of letters, digits and "
-		    "_ . - /",
-		    MT_WORKDIR_MAX);
 	return 0;
 }
 
@@ -322,7 +251,8 @@ mt_parse(const struct node *body, void *cfg, struct errbuf *err)
 
 	if (mt_parse_dirs(body, c, err) < 0 ||
 	    mt_parse_method(body, c, err) < 0 ||
-	    mt_parse_words(body, c, err) < 0 ||
+	    pgcluster_parse(body, &c->cl, err) < 0 ||
+	    mt_parse_dbname(body, c, err) < 0 ||
 	    mt_parse_files(body, "data", true, &c->data, err) < 0 ||
 	    mt_parse_files(body, "between", false, &c->between, err) < 0 ||
 	    node_opt_u64(body, "port", 65534, &port, err) < 0 ||
@@ -336,44 +266,6 @@ mt_parse(const struct node *body, void *cfg, struct errbuf *err)
 }
 
 /* ======================================================== remote side */
-
-/*
- * Every script starts with these: the settings, `old CMD...` (runs CMD
- * with old_lib in LD_LIBRARY_PATH), and cluster helpers. mkc BIN DIR RUN
- * initdb; startc BIN DIR PORT RUN; stopc BIN DIR RUN. Failures print the
- * tail of the tool's log on stderr and exit 1.
- */
-static const char mt_lib[] =
-    "set -u\n"
-    "umask 077\n"
-    "die() { printf '%s\\n' \"$*\" >&2; exit 1; }\n"
-    "old() { if [ -n \"$OL\" ]; then LD_LIBRARY_PATH=$OL \"$@\";"
-    " else \"$@\"; fi; }\n"
-    "new() { \"$@\"; }\n"
-    "tailerr() { [ -r \"$1\" ] && tail -n 20 -- \"$1\" >&2; }\n"
-    "mkc() {\n"
-    "\t$3 \"$1/initdb\" -D \"$2\" --locale=\"$LOC\" --encoding=\"$ENC\""
-    " --username=\"$SU\" --auth=trust >\"$2.initdb.log\" 2>&1 ||\n"
-    "\t\t{ tailerr \"$2.initdb.log\"; die \"initdb $2 with $1 failed\"; }\n"
-    "}\n"
-    "startc() {\n"
-    "\t$4 \"$1/pg_ctl\" -D \"$2\" -l \"$2.log\" -w -t 120"
-    " -o \"-c listen_addresses='' -k $W/s -p $3\" start >/dev/null 2>&1"
-    " ||\n"
-    "\t\t{ echo \"--- server log $2.log, last lines ---\" >&2;"
-    " tailerr \"$2.log\";\n"
-    "\t\t  die \"cannot start the cluster in $2 with $1\"; }\n"
-    "}\n"
-    "stopc() {\n"
-    "\t$3 \"$1/pg_ctl\" -D \"$2\" -w -t 120 -m fast stop >/dev/null 2>&1"
-    " ||\n"
-    "\t\tdie \"cannot stop the cluster in $2\"\n"
-    "}\n"
-    "running() { [ -f \"$1/postmaster.pid\" ]; }\n"
-    "need() {\n"
-    "\tfor t in \"$@\"; do [ -x \"$t\" ] || die \"$t: not found or not"
-    " executable by $(id -un)\"; done\n"
-    "}\n";
 
 /* Checks the binaries and prints their versions (probe, and step 1). */
 static const char mt_check_sh[] =
@@ -393,35 +285,6 @@ static const char mt_probe_sh[] =
     "for t in \"$OB/postgres\" \"$NB/postgres\"; do\n"
     "\t[ -e \"$t\" ] || { echo \"= not_there_yet $t\"; exit 0; }\n"
     "done\n";
-
-/*
- * Sweeps what an earlier test left when its session dropped or its run
- * was interrupted (nothing on the target is left to clean up then): each
- * WORKDIR/stagehand-mt.* dir of this user not marked .kept, whose servers
- * (a postmaster.pid whose process runs in that very data dir) get an
- * immediate shutdown, and which is then removed. A server that will not
- * stop in 10 s keeps its dir, named in the details.
- */
-static const char mt_sweep_sh[] =
-    "n=0\n"
-    "for d in \"$WP\"/stagehand-mt.*; do\n"
-    "\t[ -d \"$d\" ] && [ -O \"$d\" ] && [ ! -e \"$d/.kept\" ] || continue\n"
-    "\tup=0\n"
-    "\tfor c in old dump upg; do\n"
-    "\t\tpid=$(head -n 1 \"$d/$c/postmaster.pid\" 2>/dev/null) || continue\n"
-    "\t\tcase $pid in '' | *[!0-9]*) continue ;; esac\n"
-    "\t\t[ \"$(readlink \"/proc/$pid/cwd\")\" = \"$d/$c\" ] || continue\n"
-    "\t\tkill -QUIT \"$pid\"\n"
-    "\t\ti=0\n"
-    "\t\twhile kill -0 \"$pid\" 2>/dev/null && [ $i -lt 100 ]; do\n"
-    "\t\t\tsleep 0.1; i=$((i + 1))\n"
-    "\t\tdone\n"
-    "\t\t! kill -0 \"$pid\" 2>/dev/null || up=1\n"
-    "\tdone\n"
-    "\tif [ $up = 1 ]; then echo \"= sweep_failed $d\"; continue; fi\n"
-    "\trm -rf -- \"$d\" && n=$((n + 1))\n"
-    "done\n"
-    "[ $n = 0 ] || echo \"= swept_workdirs $n\"\n";
 
 static const char mt_setup_sh[] =
     "mkdir -p -- \"$WP\" || die \"cannot create workdir $WP\"\n"
@@ -446,17 +309,7 @@ static const char mt_dumpall_sh[] =
     "\t{ tailerr \"$W/dumpall.err\"; die \"pg_dumpall of the old cluster"
     " failed\"; }\n"
     "echo \"= dumpall_bytes $(wc -c < \"$W/dumpall.sql\")\"\n"
-    "\"$NB/psql\" -X -q -v ON_ERROR_STOP=0 -h \"$W/s\" -p \"$P2\" -U"
-    " \"$SU\" -d postgres -f \"$W/dumpall.sql\" >\"$W/restore.out\""
-    " 2>\"$W/restore.err\"\n"
-    "r=$?\n"
-    "grep -e 'ERROR:' -e 'FATAL:' \"$W/restore.err\" | grep -v -F"
-    " \"ERROR:  role \\\"$SU\\\" already exists\" >\"$W/restore.bad\"\n"
-    "if [ \"$r\" != 0 ] || [ -s \"$W/restore.bad\" ]; then\n"
-    "\thead -n 10 \"$W/restore.bad\" >&2\n"
-    "\tdie \"restoring the dump with psql failed (exit $r,"
-    " $(wc -l < \"$W/restore.bad\") errors)\"\n"
-    "fi\n";
+    "psqlf \"$NB\" \"$P2\" \"$W/dumpall.sql\" new restore\n";
 
 static const char mt_upgrade_sh[] =
     "! running \"$W/old\" || stopc \"$OB\" \"$W/old\" old\n"
@@ -488,109 +341,41 @@ mt_vars(const struct mt_run *r, struct buf *b)
 	if (stepsh_assign(b, "OB", c->old_bin) < 0 ||
 	    stepsh_assign(b, "NB", c->new_bin) < 0 ||
 	    stepsh_assign(b, "OL", c->old_lib ? c->old_lib : "") < 0 ||
-	    stepsh_assign(b, "WP", c->workdir) < 0 ||
-	    stepsh_assign(b, "W", r->work ? r->work : "") < 0 ||
-	    stepsh_assign(b, "SU", c->username) < 0 ||
+	    stepsh_assign(b, "WP", c->cl.workdir) < 0 ||
+	    stepsh_assign(b, "PFX", "stagehand-mt") < 0 ||
+	    stepsh_assign(b, "W", r->pc.work ? r->pc.work : "") < 0 ||
+	    stepsh_assign(b, "SU", c->cl.username) < 0 ||
 	    stepsh_assign(b, "DB", c->dbname) < 0 ||
-	    stepsh_assign(b, "LOC", c->locale) < 0 ||
-	    stepsh_assign(b, "ENC", c->encoding) < 0)
+	    stepsh_assign(b, "LOC", c->cl.locale) < 0 ||
+	    stepsh_assign(b, "ENC", c->cl.encoding) < 0)
 		return -1;
 	return buf_addf(b, "P=%u P2=%u UPG=%d DMP=%d KEEP=%d\n", c->port,
 	    c->port + 1, (c->methods & MT_UPGRADE) ? 1 : 0,
 	    (c->methods & MT_DUMPALL) ? 1 : 0, c->keep ? 1 : 0);
 }
 
-/* "WHAT failed (exit N)" and as many of the last stderr lines as fit. */
-static int
-mt_fail(const char *what, const struct remote_out *out, struct errbuf *err)
-{
-	const struct buf *e = &out->err;
-	size_t room, start, end = e->len;
-	struct buf msg;
-
-	buf_init(&msg, sizeof(err->msg));
-	buf_addf(&msg, "%s failed (exit %d)", what, out->status);
-	while (end > 0 && (e->data[end - 1] == '\n' || e->data[end - 1] == ' '))
-		end--;
-	room = sizeof(err->msg) - msg.len - 4;
-	start = end > room ? end - room : 0;
-	while (start > 0 && start < end && e->data[start - 1] != '\n')
-		start++;
-	if (start < end) {
-		buf_adds(&msg, ":\n");
-		for (size_t i = start; i < end; i++) {
-			unsigned char ch = (unsigned char)e->data[i];
-
-			buf_addc(&msg, (ch < ' ' && ch != '\n') || ch == 0x7f
-			                   ? '?'
-			                   : (char)ch);
-		}
-	}
-	err_set(err, SH_ERR_REMOTE, "%s", msg.data);
-	buf_release(&msg);
-	return -1;
-}
-
-/* Picks up "W path" and "= key value" lines. */
-static void
-mt_protocol(struct mt_run *r, const struct buf *out)
-{
-	const char *p = out->data, *end = out->data + out->len;
-
-	while (p < end) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
-		const char *sp;
-
-		if (len > 2 && p[0] == 'W' && p[1] == ' ' && r->work == NULL) {
-			r->work = xstrndup(p + 2, len - 2);
-		} else if (len > 2 && p[0] == '=' && p[1] == ' ' &&
-		           (sp = memchr(p + 2, ' ', len - 2)) != NULL) {
-			char *key = xstrndup(p + 2, (size_t)(sp - p - 2));
-
-			step_result_detail(r->res, key, "%.*s",
-			    (int)(len - (size_t)(sp + 1 - p)), sp + 1);
-			free(key);
-		}
-		p += len + 1;
-	}
-}
-
 /*
- * Runs mt_lib + the settings + body (with "$@" = args, already quoted)
- * as the cluster user. stdout is protocol lines, or data (raw: out is
+ * Runs pgcluster_lib_sh + the settings + body (with "$@" = args, already
+ * quoted) as the cluster user. stdout is protocol lines, or data (raw: out is
  * the caller's, then). A non-zero exit is "WHAT failed (exit N): ...".
  */
 static int
 mt_remote(struct mt_run *r, const char *what, const char *body,
     const char *args, struct remote_out *out, bool raw, struct errbuf *err)
 {
-	struct remote_cmd cmd = REMOTE_CMD_INIT;
 	struct buf script;
 	int rc = -1;
 
 	memset(out, 0, sizeof(*out));
 	buf_init(&script, REMOTE_SCRIPT_MAX);
-	if (buf_adds(&script, mt_lib) < 0 || mt_vars(r, &script) < 0 ||
+	if (buf_adds(&script, pgcluster_lib_sh) < 0 ||
+	    mt_vars(r, &script) < 0 ||
 	    buf_addf(&script, "set -- %s\n", args ? args : "") < 0 ||
-	    buf_adds(&script, body) < 0) {
+	    buf_adds(&script, body) < 0)
 		err_set(
 		    err, SH_ERR_INTERNAL, "migration_test: script too long");
-		goto out;
-	}
-	if (remote_script(&cmd, &script, err) < 0)
-		goto out;
-	cmd.become = r->c->user;
-	cmd.timeout_s =
-	    r->step->timeout_s ? r->step->timeout_s : STEP_DEFAULT_TIMEOUT_S;
-	cmd.stdout_is_protocol = true;
-	rc = remote_run(r->ctx, &cmd, out, err);
-	step_result_output(r->res, out->err.data, out->err.len);
-	if (!raw)
-		mt_protocol(r, &out->out);
-	if (rc == 0 && out->status != 0)
-		rc = mt_fail(what, out, err);
-out:
+	else
+		rc = pgcluster_remote(&r->pc, what, &script, out, raw, err);
 	buf_release(&script);
 	return rc;
 }
@@ -622,25 +407,7 @@ static int
 mt_connect(struct mt_run *r, unsigned port, const char *db,
     struct pg_conn **conn, struct errbuf *err)
 {
-	struct pg_target t = { 0 };
-	struct buf sock;
-	int rc;
-
-	buf_init(&sock, 4096);
-	if (buf_addf(&sock, "%s/s", r->work) < 0) {
-		buf_release(&sock);
-		return err_set(err, SH_ERR_INTERNAL, "socket path too long");
-	}
-	t.host = sock.data;
-	t.port = port;
-	t.user = r->c->username;
-	t.dbname = db;
-	t.os_user = r->c->user; /* the relay reaches the 0700 socket dir */
-	rc = pg_connect(r->ctx, &t, conn, err);
-	buf_release(&sock);
-	if (rc < 0)
-		err_prefix(err, "connecting to the cluster on port %u: ", port);
-	return rc;
+	return pgcluster_connect(&r->pc, port, db, conn, err);
 }
 
 /* Reads and splits one SQL file (pgscript.c); script borrows sql. */
@@ -732,7 +499,7 @@ mt_create_db(struct mt_run *r, struct errbuf *err)
 		return -1;
 	buf_init(&sql, 4096);
 	buf_adds(&sql, "SELECT 1 FROM pg_database WHERE datname = '");
-	buf_adds(&sql, r->c->dbname); /* mt_word_ok: no quotes */
+	buf_adds(&sql, r->c->dbname); /* pgcluster_word_ok: no quotes */
 	buf_adds(&sql, "'");
 	if (buf_failed(&sql)) {
 		err_set(err, SH_ERR_INTERNAL, "database name too long");
@@ -758,29 +525,10 @@ out:
 
 /* ======================================================== fingerprints */
 
-/* Session settings that make the rows' text forms the same everywhere. */
-static const char mt_settings_sql[] =
-    "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD';"
-    " SET IntervalStyle = 'postgres'; SET extra_float_digits = 1;"
-    " SET bytea_output = 'hex'; SET search_path = pg_catalog;";
-
-static const char mt_list_sql[] =
-    "SELECT n.nspname || '.' || c.relname, c.relkind::text,"
-    " quote_ident(n.nspname) || '.' || quote_ident(c.relname),"
-    " c.relispopulated::text"
-    " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-    " WHERE c.relkind IN ('r', 'm', 'S')"
-    " AND n.nspname <> 'information_schema'"
-    " AND n.nspname NOT LIKE 'pg\\_%'"
-    " AND NOT EXISTS (SELECT 1 FROM pg_depend d"
-    " WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid"
-    " AND d.deptype = 'e')"
-    " ORDER BY 1";
-
 static void
 mt_fp_init(struct mt_fp *f)
 {
-	memset(f, 0, sizeof(*f));
+	pg_fp_init(&f->rows);
 	buf_init(&f->schema, MT_SCHEMA_MAX);
 	buf_init(&f->schema_hash, 128);
 }
@@ -788,115 +536,9 @@ mt_fp_init(struct mt_fp *f)
 static void
 mt_fp_free(struct mt_fp *f)
 {
-	for (size_t i = 0; i < f->n; i++) {
-		free(f->v[i].name);
-		free(f->v[i].qname);
-		free(f->v[i].fp);
-	}
-	free(f->v);
+	pg_fp_free(&f->rows);
 	buf_release(&f->schema);
 	buf_release(&f->schema_hash);
-	memset(f, 0, sizeof(*f));
-}
-
-static int
-mt_on_list(void *arg, PGresult *res, struct errbuf *err)
-{
-	struct mt_fp *f = arg;
-	int rows;
-
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		return 0;
-	if (PQnfields(res) != 4)
-		return err_set(err, SH_ERR_INTERNAL, "fingerprint: bad list");
-	rows = PQntuples(res);
-	f->v = xreallocarray(f->v, (size_t)rows + 1, sizeof(*f->v));
-	for (int i = 0; i < rows; i++) {
-		struct mt_obj *o = &f->v[f->n++];
-
-		o->name = xstrdup(PQgetvalue(res, i, 0));
-		o->kind = PQgetvalue(res, i, 1)[0];
-		o->qname = xstrdup(PQgetvalue(res, i, 2));
-		o->populated = strcmp(PQgetvalue(res, i, 3), "true") == 0;
-		o->fp = o->kind == 'm' && !o->populated
-		            ? xstrdup("not populated")
-		            : NULL;
-	}
-	return 0;
-}
-
-/* One SELECT per object that needs one, in list order. */
-static void
-mt_fp_queries(const struct mt_fp *f, struct buf *sql)
-{
-	for (size_t i = 0; i < f->n; i++) {
-		const struct mt_obj *o = &f->v[i];
-
-		if (o->fp != NULL)
-			continue;
-		if (o->kind == 'S')
-			buf_addf(sql,
-			    "SELECT 'last_value ' || last_value || ', "
-			    "is_called "
-			    "' || is_called FROM %s;\n",
-			    o->qname);
-		else
-			buf_addf(sql,
-			    "SELECT count(*) || ' rows, md5 ' || coalesce(md5("
-			    "string_agg(ROW(x.*)::text, E'\\n' ORDER BY "
-			    "ROW(x.*)::text COLLATE \"C\")), '-') FROM ONLY %s "
-			    "x;\n",
-			    o->qname);
-	}
-}
-
-struct mt_fill {
-	struct mt_fp *f;
-	size_t next; /* the object the next result belongs to */
-};
-
-static int
-mt_on_fp(void *arg, PGresult *res, struct errbuf *err)
-{
-	struct mt_fill *fill = arg;
-	struct mt_fp *f = fill->f;
-
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		return 0;
-	while (fill->next < f->n && f->v[fill->next].fp != NULL)
-		fill->next++;
-	if (fill->next >= f->n || PQntuples(res) != 1 || PQnfields(res) != 1)
-		return err_set(
-		    err, SH_ERR_INTERNAL, "fingerprint: unexpected result");
-	f->v[fill->next++].fp = xstrdup(PQgetvalue(res, 0, 0));
-	return 0;
-}
-
-static int
-mt_fp_rows(struct pg_conn *conn, struct mt_fp *f, struct errbuf *err)
-{
-	struct mt_fill fill = { f, 0 };
-	struct pg_error pe;
-	struct buf sql;
-	int rc;
-
-	if (pg_exec(conn, mt_settings_sql, mt_ignore, NULL, &pe, err) < 0 ||
-	    pg_exec(conn, mt_list_sql, mt_on_list, f, &pe, err) < 0)
-		return -1;
-	buf_init(&sql, 64u << 20);
-	mt_fp_queries(f, &sql);
-	rc = 0;
-	if (buf_failed(&sql))
-		rc = err_set(
-		    err, SH_ERR_INTERNAL, "fingerprint queries too long");
-	else if (sql.len > 0)
-		rc = pg_exec(conn, sql.data, mt_on_fp, &fill, &pe, err);
-	buf_release(&sql);
-	for (size_t i = 0; rc == 0 && i < f->n; i++)
-		if (f->v[i].fp == NULL)
-			rc = err_set(err, SH_ERR_INTERNAL,
-			    "fingerprint: no result for %s", f->v[i].name);
-	return rc;
 }
 
 /* Keeps the lines that are schema, not session noise of pg_dump. */
@@ -957,7 +599,7 @@ mt_fingerprint(struct mt_run *r, unsigned port, const struct strlist *first,
 		return -1;
 	rc = mt_run_files(conn, first, err);
 	if (rc == 0)
-		rc = mt_fp_rows(conn, f, err);
+		rc = pg_fp_rows(conn, &f->rows, err);
 	pg_close(conn);
 	if (rc < 0)
 		return -1;
@@ -966,35 +608,28 @@ mt_fingerprint(struct mt_run *r, unsigned port, const struct strlist *first,
 
 /* ======================================================== compare */
 
-static const char *
-mt_kind_name(char kind)
-{
-	return kind == 'S' ? "sequence" : kind == 'm' ? "matview" : "table";
-}
+struct mt_cmp {
+	struct mt_run *r;
+	const char *method;
+	struct buf *bad; /* the objects that differ */
+};
 
-static int
-mt_obj_cmp(const void *a, const void *b)
-{
-	return strcmp(
-	    ((const struct mt_obj *)a)->name, ((const struct mt_obj *)b)->name);
-}
-
-/* Records one test; adds name to bad when it differs. */
+/* Records one test; adds its object to bad when it differs. */
 static void
-mt_test(struct mt_run *r, const char *method, const struct mt_obj *b,
-    const struct mt_obj *a, struct buf *bad)
+mt_test(void *arg, const struct pg_fp_obj *b, const struct pg_fp_obj *a)
 {
-	const struct mt_obj *o = b ? b : a;
-	bool same = b && a && b->kind == a->kind && strcmp(b->fp, a->fp) == 0;
-	char *name =
-	    xasprintf("%s: %s %s", method, mt_kind_name(o->kind), o->name);
+	struct mt_cmp *cmp = arg;
+	const struct pg_fp_obj *o = b ? b : a;
+	bool same = pg_fp_same(b, a);
+	char *name = xasprintf(
+	    "%s: %s %s", cmp->method, pg_fp_kind_name(o->kind), o->name);
 	char *msg = xasprintf("before: %s; after: %s", b ? b->fp : "(absent)",
 	    a ? a->fp : "(absent)");
 
-	step_result_test(r->res, name, same, false, msg);
+	step_result_test(cmp->r->pc.res, name, same, false, msg);
 	if (!same)
-		buf_addf(bad, "%s%s (%s -> %s)", bad->len ? ", " : "", o->name,
-		    b ? b->fp : "absent", a ? a->fp : "absent");
+		buf_addf(cmp->bad, "%s%s (%s -> %s)", cmp->bad->len ? ", " : "",
+		    o->name, b ? b->fp : "absent", a ? a->fp : "absent");
 	free(msg);
 	free(name);
 }
@@ -1033,35 +668,25 @@ mt_compare_schema(struct mt_run *r, const char *method, const struct mt_fp *b,
 	    b->schema_hash.data, a->schema_hash.data, diff.data);
 	if (!same)
 		buf_addf(bad, "%sschema%s", bad->len ? ", " : "", diff.data);
-	step_result_test(r->res, name, same, false, msg.data);
+	step_result_test(r->pc.res, name, same, false, msg.data);
 	buf_release(&diff);
 	buf_release(&msg);
 	free(name);
 }
 
-/* One test per object (merge of the two sorted lists) and the schema. */
+/* One test per object (both lists are sorted) and the schema. */
 static void
 mt_compare(
     struct mt_run *r, const char *method, struct mt_fp *b, struct mt_fp *a)
 {
-	size_t i = 0, j = 0;
 	struct buf bad;
+	struct mt_cmp cmp = { r, method, &bad };
 
-	qsort(b->v, b->n, sizeof(*b->v), mt_obj_cmp);
-	qsort(a->v, a->n, sizeof(*a->v), mt_obj_cmp);
 	buf_init(&bad, 1u << 20);
-	while (i < b->n || j < a->n) {
-		int cmp = i >= b->n   ? 1
-		          : j >= a->n ? -1
-		                      : strcmp(b->v[i].name, a->v[j].name);
-
-		mt_test(r, method, cmp <= 0 ? &b->v[i] : NULL,
-		    cmp >= 0 ? &a->v[j] : NULL, &bad);
-		i += cmp <= 0;
-		j += cmp >= 0;
-	}
+	pg_fp_pairs(&b->rows, &a->rows, mt_test, &cmp);
 	mt_compare_schema(r, method, b, a, &bad);
-	step_result_detail(r->res, method, "%s", bad.len ? "differs" : "equal");
+	step_result_detail(
+	    r->pc.res, method, "%s", bad.len ? "differs" : "equal");
 	if (bad.len)
 		strlist_push_owned(
 		    &r->fails, xasprintf("after %s: %s", method, bad.data));
@@ -1075,7 +700,8 @@ mt_before(struct mt_run *r, struct mt_fp *before, struct errbuf *err)
 {
 	const struct mt_cfg *c = r->c;
 	struct remote_out out;
-	char *body = xasprintf("%s%s%s", mt_check_sh, mt_sweep_sh, mt_setup_sh);
+	char *body =
+	    xasprintf("%s%s%s", mt_check_sh, pgcluster_sweep_sh, mt_setup_sh);
 	int rc;
 
 	rc = mt_remote(
@@ -1084,7 +710,7 @@ mt_before(struct mt_run *r, struct mt_fp *before, struct errbuf *err)
 	free(body);
 	if (rc < 0)
 		return -1;
-	if (r->work == NULL)
+	if (r->pc.work == NULL)
 		return err_set(err, SH_ERR_INTERNAL, "no work dir reported");
 	if (strcmp(c->dbname, "postgres") != 0 && mt_create_db(r, err) < 0)
 		return -1;
@@ -1093,9 +719,9 @@ mt_before(struct mt_run *r, struct mt_fp *before, struct errbuf *err)
 	if (mt_fingerprint(
 	        r, c->port, &(struct strlist){ NULL, 0 }, before, err) < 0)
 		return err_prefix(err, "fingerprint of the old cluster: ");
-	step_result_detail(r->res, "objects", "%zu", before->n);
+	step_result_detail(r->pc.res, "objects", "%zu", before->rows.n);
 	step_result_detail(
-	    r->res, "schema_before", "sha256 %s", before->schema_hash.data);
+	    r->pc.res, "schema_before", "sha256 %s", before->schema_hash.data);
 	return 0;
 }
 
@@ -1142,10 +768,10 @@ mt_cleanup(struct mt_run *r, int rc, struct errbuf *err)
 {
 	struct errbuf cerr;
 
-	if (r->work == NULL)
+	if (r->pc.work == NULL)
 		return rc;
 	if (r->c->keep)
-		step_result_detail(r->res, "workdir", "%s", r->work);
+		step_result_detail(r->pc.res, "workdir", "%s", r->pc.work);
 	err_clear(&cerr);
 	if (mt_do(r, "cleaning up", mt_cleanup_sh, &cerr) < 0 && rc == 0) {
 		*err = cerr;
@@ -1158,7 +784,10 @@ static int
 mt_apply(struct run_ctx *ctx, const struct step *step, struct step_result *res,
     struct errbuf *err)
 {
-	struct mt_run r = { ctx, step, step->cfg, res, NULL, { NULL, 0 } };
+	const struct mt_cfg *c = step->cfg;
+	struct mt_run r = { { ctx, step, res, c->cl.user, c->cl.username,
+		                NULL },
+		c, { NULL, 0 } };
 	struct mt_fp before;
 	int rc;
 
@@ -1178,7 +807,7 @@ mt_apply(struct run_ctx *ctx, const struct step *step, struct step_result *res,
 		buf_release(&msg);
 	}
 	strlist_free(&r.fails);
-	free(r.work);
+	pgcluster_free(&r.pc);
 	mt_fp_free(&before);
 	return rc;
 }
@@ -1187,7 +816,10 @@ static int
 mt_probe(struct run_ctx *ctx, const struct step *step, struct step_result *res,
     struct errbuf *err)
 {
-	struct mt_run r = { ctx, step, step->cfg, res, NULL, { NULL, 0 } };
+	const struct mt_cfg *c = step->cfg;
+	struct mt_run r = { { ctx, step, res, c->cl.user, c->cl.username,
+		                NULL },
+		c, { NULL, 0 } };
 
 	char *body = xasprintf("%s%s", mt_probe_sh, mt_check_sh);
 	int rc = mt_do(&r, "checking the binaries", body, err);

@@ -22,6 +22,8 @@ extern const struct step_kind step_kind_pgtap;
 extern const struct step_kind step_kind_migrations;
 extern const struct step_kind step_kind_reboot;
 extern const struct step_kind step_kind_package;
+extern const struct step_kind step_kind_backup;
+extern const struct step_kind step_kind_restore_test;
 
 static const struct step_kind *const kinds[] = {
 	&step_kind_shell,
@@ -42,6 +44,8 @@ static const struct step_kind *const kinds[] = {
 	&step_kind_migrations,
 	&step_kind_reboot,
 	&step_kind_package,
+	&step_kind_backup,
+	&step_kind_restore_test,
 	NULL,
 };
 
