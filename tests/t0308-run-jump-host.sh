@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Jump hosts: a box reachable only from another box (testbox up --behind)
+# is provisioned through that box as --jump (or STAGEHAND_JUMP). The hop's
+# host key is checked as the target's is: unknown or changed in
+# known_hosts, or not the --jump-host-key pin, is 77 naming the hop, and
+# the target is never touched; a hop that does not answer is 69 naming it;
+# the run survives the hop's sessions being killed (it reconnects through
+# a new hop session); the report lists the hops with their host keys and
+# no key material.
+. "$(dirname "$0")/lib.sh"
+t_plan 28
+
+FRONT=$(box_name jf)
+BACK=$(box_name jb)
+box_up "$FRONT" || { t_not "front box comes up"; t_done; exit 1; }
+FH=$TESTBOX_HOST FKH=$TESTBOX_KNOWN_HOSTS
+cp "$TESTBOX_KEY" "$T/front_key" # outlives the front box (last check)
+FKEY=$T/front_key
+FFP=$TESTBOX_HOST_KEY_SHA256 FUSER=$TESTBOX_USER
+box_up "$BACK" --behind "$FRONT" || { t_not "back box comes up"; t_done; exit 1; }
+t_pass "a box behind the front box comes up"
+cat "$FKH" "$TESTBOX_KNOWN_HOSTS" >"$T/kh"
+JUMP=ssh://$FUSER@$FH
+ssh-keygen -q -t ed25519 -N '' -f "$T/other" >/dev/null
+OTHER=$(cut -d' ' -f1,2 "$T/other.pub")
+
+cat >"$T/m.yml" <<'YML'
+stagehand: 1
+stage: jump
+steps:
+  - name: Leave a mark
+    shell:
+      script: hostname >/etc/stagehand-was-here
+      creates: /etc/stagehand-was-here
+YML
+# go KH [ARGS...]: m.yml on the back box with known_hosts KH; report $T/r.
+go() {
+	local kh=$1
+	shift
+	rm -rf "$T/r"
+	sh_run run "$T/m.yml" --target "ssh://$TESTBOX_USER@$TESTBOX_HOST" \
+		-i "$TESTBOX_KEY" --known-hosts "$kh" --report "$T/r" "$@"
+}
+said() {
+	grep -qF -- "$1" "$T/out" "$T/err" && return 0
+	echo "exit $RC; no '$1' in:"
+	cat "$T/out" "$T/err"
+	return 1
+}
+mark() { box_exec test -e /etc/stagehand-was-here; }
+
+go "$T/kh" --connect-timeout 2
+t_ok "without a jump host the back box is unreachable (69)" rc_is 69
+
+go "$T/kh" --jump "$JUMP" --jump-identity "$FKEY"
+t_ok "a stage runs on the back box through the front box" rc_is 0
+t_ok "... and did its work there" \
+	test "$(box_exec cat /etc/stagehand-was-here)" = "$BACK"
+t_ok "the report lists the hop" \
+	test "$(jr "$T/r" '.target.jumps | length')" = 1 -a \
+	"$(jr "$T/r" '.target.jumps[0].host')" = "$FH" -a \
+	"$(jr "$T/r" '.target.jumps[0].port')" = 22 -a \
+	"$(jr "$T/r" '.target.jumps[0].user')" = "$FUSER"
+t_ok "... with the host key it showed" \
+	test "$(jr "$T/r" '.target.jumps[0].host_key.fingerprint')" = "$FFP"
+t_fail "... and no key material" grep -rqF "$(sed -n 2p "$FKEY")" "$T/r"
+t_ok "... and it validates against docs/results.schema.json" \
+	python3 -c 'import json, sys, jsonschema
+jsonschema.validate(json.load(open(sys.argv[2])), json.load(open(sys.argv[1])),
+    cls=jsonschema.Draft202012Validator)' "$TOP/docs/results.schema.json" "$T/r/results.json"
+box_exec rm -f /etc/stagehand-was-here
+
+# --jump-identity before any --jump is every hop's key.
+go "$T/kh" --jump-identity "$FKEY" --jump "$JUMP,$JUMP"
+t_ok "two hops in a row (the front box twice) reach the back box" rc_is 0
+t_ok "... and the report lists both" \
+	test "$(jr "$T/r" '.target.jumps | length')" = 2 -a \
+	"$(jr "$T/r" '.target.jumps[1].host_key.fingerprint')" = "$FFP"
+box_exec rm -f /etc/stagehand-was-here
+
+STAGEHAND_JUMP=$JUMP go "$T/kh" --jump-identity "$FKEY"
+t_ok "STAGEHAND_JUMP names the jump host as --jump does" rc_is 0
+t_ok "... and the report lists it" \
+	test "$(jr "$T/r" '.target.jumps[0].host')" = "$FH"
+box_exec rm -f /etc/stagehand-was-here
+
+# ---------------------------------------------------------------- trust
+
+snap=$(box_snapshot)
+go "$TESTBOX_KNOWN_HOSTS" --jump "$JUMP" --jump-identity "$FKEY"
+t_ok "a hop whose key known_hosts does not list exits 77" rc_is 77
+t_ok "... naming the hop" said "jump host $FUSER@$FH: unknown host key $FFP"
+
+printf '%s %s\n' "$FH" "$OTHER" | cat - "$TESTBOX_KNOWN_HOSTS" >"$T/wrong"
+go "$T/wrong" --jump "$JUMP" --jump-identity "$FKEY"
+t_ok "a hop whose key changed exits 77" rc_is 77
+t_ok "... naming the hop" said "jump host $FUSER@$FH: host key for $FH has changed"
+
+go "$TESTBOX_KNOWN_HOSTS" --jump "$JUMP" --jump-identity "$FKEY" \
+	--jump-host-key SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA
+t_ok "a hop that is not the --jump-host-key pin exits 77" rc_is 77
+t_ok "refused hops touched nothing on the back box" \
+	test "$snap" = "$(box_snapshot)"
+
+go "$TESTBOX_KNOWN_HOSTS" --jump "$JUMP" --jump-identity "$FKEY" \
+	--jump-host-key "$FFP"
+t_ok "the --jump-host-key pin makes the hop known" rc_is 0
+box_exec rm -f /etc/stagehand-was-here
+
+go "$T/kh" --jump "$JUMP" --jump-identity "$TESTBOX_KEY"
+t_ok "a key the hop does not take exits 77" rc_is 77
+
+# ---------------------------------------------------------------- reach
+
+go "$T/kh" --jump "$JUMP:2" --jump-identity "$FKEY"
+t_ok "a hop where nothing listens exits 69" rc_is 69
+t_ok "... naming the hop" said "jump host $FUSER@[$FH]:2: connect"
+
+rm -rf "$T/r"
+sh_run run "$T/m.yml" --target "ssh://$TESTBOX_USER@$TESTBOX_HOST:2" \
+	-i "$TESTBOX_KEY" --known-hosts "$T/kh" --report "$T/r" \
+	--jump "$JUMP" --jump-identity "$FKEY"
+t_ok "a target the hop cannot reach exits 69" rc_is 69
+t_ok "... naming the hop and the target" \
+	said "jump host $FUSER@$FH: cannot reach [$TESTBOX_HOST]:2"
+
+# ---------------------------------------------------------------- drop
+
+cat >"$T/drop.yml" <<'YML'
+stagehand: 1
+stage: drop
+steps:
+  - name: Long step whose hop dies
+    retries: 1
+    shell:
+      script: |
+        if [ ! -e /tmp/drop-once ]; then touch /tmp/drop-once; sleep 20; fi
+        touch /tmp/long-done
+      creates: /tmp/long-done
+  - name: After the drop
+    shell: touch /tmp/after-drop
+YML
+"$STAGEHAND" run "$T/drop.yml" "${SSH_ARGS[@]}" --known-hosts "$T/kh" \
+	--jump "$JUMP" --jump-identity "$FKEY" --report "$T/rd" \
+	>"$T/out" 2>"$T/err" &
+pid=$!
+for _ in $(seq 1 100); do
+	box_exec test -e /tmp/drop-once && break
+	sleep 0.1
+done
+"$TESTBOX" kill-sessions "$FRONT"
+rc=0
+wait "$pid" || rc=$?
+cat "$T/out" "$T/err" >"$T/drop.log"
+t_ok "the run survives the hop's sessions being killed" \
+	sh -c '[ "$1" = 0 ] || { cat "$2"; exit 1; }' _ "$rc" "$T/drop.log"
+t_ok "... reconnecting through the hop" \
+	test "$(jr "$T/rd" .reconnects)" -ge 1
+t_ok "... and the steps ran to the end" box_exec test -e /tmp/after-drop
+
+"$TESTBOX" down "$FRONT"
+go "$T/kh" --jump "$JUMP" --jump-identity "$FKEY" --connect-timeout 2
+t_ok "a dead hop exits 69" rc_is 69
+
+t_done
