@@ -8,7 +8,7 @@
 # a new hop session); the report lists the hops with their host keys and
 # no key material.
 . "$(dirname "$0")/lib.sh"
-t_plan 28
+t_plan 33
 
 FRONT=$(box_name jf)
 BACK=$(box_name jb)
@@ -110,6 +110,14 @@ box_exec rm -f /etc/stagehand-was-here
 go "$T/kh" --jump "$JUMP" --jump-identity "$TESTBOX_KEY"
 t_ok "a key the hop does not take exits 77" rc_is 77
 
+go "$TESTBOX_KNOWN_HOSTS" --jump "$JUMP" --jump-identity "$FKEY" \
+	--accept-new-host-key
+t_ok "--accept-new-host-key takes an unknown hop key" rc_is 0
+t_ok "... and the report records it as accepted for the hop only" \
+	test "$(jr "$T/r" '.target.jumps[0].host_key.accepted_new')" = true -a \
+	"$(jr "$T/r" '.target.host_key.accepted_new')" = false
+box_exec rm -f /etc/stagehand-was-here
+
 # ---------------------------------------------------------------- reach
 
 go "$T/kh" --jump "$JUMP:2" --jump-identity "$FKEY"
@@ -157,6 +165,30 @@ t_ok "the run survives the hop's sessions being killed" \
 t_ok "... reconnecting through the hop" \
 	test "$(jr "$T/rd" .reconnects)" -ge 1
 t_ok "... and the steps ran to the end" box_exec test -e /tmp/after-drop
+
+# The hop's host key changes, then its sessions drop: the reconnect
+# through it must refuse the new key (77, naming the hop), as for a target.
+box_exec rm -f /tmp/drop-once /tmp/long-done /tmp/after-drop
+"$STAGEHAND" run "$T/drop.yml" "${SSH_ARGS[@]}" --known-hosts "$T/kh" \
+	--jump "$JUMP" --jump-identity "$FKEY" --report "$T/rk" \
+	>"$T/out" 2>"$T/err" &
+pid=$!
+for _ in $(seq 1 100); do
+	box_exec test -e /tmp/drop-once && break
+	sleep 0.1
+done
+"$TESTBOX" exec "$FRONT" sh -c "ssh-keygen -q -t ed25519 -N '' -f /tmp/newkey &&
+	install -m 0600 /tmp/newkey /etc/ssh/ssh_host_ed25519_key &&
+	install -m 0644 /tmp/newkey.pub /etc/ssh/ssh_host_ed25519_key.pub"
+"$TESTBOX" kill-sessions "$FRONT"
+rc=0
+wait "$pid" || rc=$?
+t_ok "a hop whose key changed before the reconnect stops the run (77)" \
+	test "$rc" = 77
+t_ok "... naming the hop: host key mismatch on reconnect" \
+	grep -qF "jump host $FUSER@$FH: host key mismatch for $FH on reconnect" \
+	"$T/out" "$T/err"
+t_fail "... and the step after it never ran" box_exec test -e /tmp/after-drop
 
 "$TESTBOX" down "$FRONT"
 go "$T/kh" --jump "$JUMP" --jump-identity "$FKEY" --connect-timeout 2
