@@ -136,6 +136,8 @@ relay_main(const struct ssh_conn *c, int sock, int status, pid_t parent)
 	hop.identity_env = j->identity_env;
 	hop.host_key_pin = j->host_key_pin;
 	hop.njumps = opts->njumps - 1;
+	/* A shortened try (ssh_reconnect_once()) is as short at each hop. */
+	hop.connect_timeout_s = c->timeout_s;
 	hop.interrupted = NULL;
 	hop.note = NULL;
 	if (session_connect_seen(&hop, c->seen, c->nseen, &h, &err) < 0)
