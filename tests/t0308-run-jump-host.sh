@@ -5,10 +5,11 @@
 # known_hosts, or not the --jump-host-key pin, is 77 naming the hop, and
 # the target is never touched; a hop that does not answer is 69 naming it;
 # the run survives the hop's sessions being killed (it reconnects through
-# a new hop session); the report lists the hops with their host keys and
-# no key material.
+# a new hop session) unless the hop's key changed meanwhile (77); SIGTERM
+# ends it as interrupted (130) with no relay process left; the report
+# lists the hops with their host keys and no key material.
 . "$(dirname "$0")/lib.sh"
-t_plan 33
+t_plan 35
 
 FRONT=$(box_name jf)
 BACK=$(box_name jb)
@@ -148,14 +149,20 @@ steps:
   - name: After the drop
     shell: touch /tmp/after-drop
 YML
-"$STAGEHAND" run "$T/drop.yml" "${SSH_ARGS[@]}" --known-hosts "$T/kh" \
-	--jump "$JUMP" --jump-identity "$FKEY" --report "$T/rd" \
-	>"$T/out" 2>"$T/err" &
-pid=$!
-for _ in $(seq 1 100); do
-	box_exec test -e /tmp/drop-once && break
-	sleep 0.1
-done
+# start_drop REPORT: drop.yml through the hop in the background ($pid),
+# back once its long step runs on the box (it made /tmp/drop-once).
+start_drop() {
+	box_exec rm -f /tmp/drop-once /tmp/long-done /tmp/after-drop
+	"$STAGEHAND" run "$T/drop.yml" "${SSH_ARGS[@]}" --known-hosts "$T/kh" \
+		--jump "$JUMP" --jump-identity "$FKEY" --report "$1" \
+		>"$T/out" 2>"$T/err" &
+	pid=$!
+	for _ in $(seq 1 100); do
+		box_exec test -e /tmp/drop-once && break
+		sleep 0.1
+	done
+}
+start_drop "$T/rd"
 "$TESTBOX" kill-sessions "$FRONT"
 rc=0
 wait "$pid" || rc=$?
@@ -166,17 +173,20 @@ t_ok "... reconnecting through the hop" \
 	test "$(jr "$T/rd" .reconnects)" -ge 1
 t_ok "... and the steps ran to the end" box_exec test -e /tmp/after-drop
 
+# SIGTERM mid-step: the run ends as interrupted (130) and its relay goes
+# with it.
+start_drop "$T/ri"
+relay=$(pgrep -P "$pid" | head -n 1)
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+t_ok "SIGTERM through a jump host exits 130" test "$rc" = 130
+t_ok "... and leaves no relay process behind" \
+	sh -c '[ -n "$1" ] && ! kill -0 "$1" 2>/dev/null' _ "$relay"
+
 # The hop's host key changes, then its sessions drop: the reconnect
 # through it must refuse the new key (77, naming the hop), as for a target.
-box_exec rm -f /tmp/drop-once /tmp/long-done /tmp/after-drop
-"$STAGEHAND" run "$T/drop.yml" "${SSH_ARGS[@]}" --known-hosts "$T/kh" \
-	--jump "$JUMP" --jump-identity "$FKEY" --report "$T/rk" \
-	>"$T/out" 2>"$T/err" &
-pid=$!
-for _ in $(seq 1 100); do
-	box_exec test -e /tmp/drop-once && break
-	sleep 0.1
-done
+start_drop "$T/rk"
 "$TESTBOX" exec "$FRONT" sh -c "ssh-keygen -q -t ed25519 -N '' -f /tmp/newkey &&
 	install -m 0600 /tmp/newkey /etc/ssh/ssh_host_ed25519_key &&
 	install -m 0644 /tmp/newkey.pub /etc/ssh/ssh_host_ed25519_key.pub"
