@@ -85,6 +85,7 @@ relay_fail(int status, const struct ssh_jump *j, const struct errbuf *err)
 	else
 		line = xasprintf(
 		    "%d\tjump host %s: %s\n", (int)err->code, name, err->msg);
+	free(name);
 	/* One line: a message with a newline would end it early. */
 	for (char *p = line; p[0] != '\0' && p[1] != '\0'; p++)
 		if (*p == '\n')
@@ -144,7 +145,8 @@ relay_main(const struct ssh_conn *c, int sock, int status, pid_t parent)
 		relay_fail(status, j, &err);
 	if (ssh_tunnel_open_tcp(h, opts->host, c->port, &t, &err) < 0) {
 		/* The hop is fine; what it cannot reach is the target. */
-		if (err.code == SH_ERR_REMOTE || err.code == SH_ERR_SSH)
+		if (err.code == SH_ERR_REMOTE || err.code == SH_ERR_SSH ||
+		    err.code == SH_ERR_TIMEOUT)
 			err.code = SH_ERR_UNREACHABLE;
 		err_prefix(&err, "cannot reach %s: ", c->where);
 		relay_fail(status, j, &err);

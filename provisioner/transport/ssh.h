@@ -48,16 +48,17 @@
  * reached over TCP. Each hop is checked as the target is (its own pin, or
  * the same known_hosts file and accept_new_host_key), authenticates with
  * its own key (identity_file, identity_env, or the agent when both are
- * NULL) and sends keepalives. The hops live in a relay process (jump.c):
- * libssh2 wants a socket for the target's session, so it gets one end of
- * a socketpair, and the relay pumps the other end through the channel
- * (ssh_tunnel_pump(), single-threaded). A failure at a hop is reported
- * with its code (SH_ERR_UNREACHABLE: 69, SH_ERR_TRUST: 77, SH_ERR_USAGE)
- * and a message that starts "jump host USER@HOST[:PORT]: ". A hop that
- * drops ends the relay, so the target's session is lost and reconnects
- * (through new hop sessions) under the same rules; every hop must then
- * show the key it showed first. ssh_jump_host_key() says what each hop
- * showed on the first connection.
+ * NULL) and sends keepalives; opts->note is not called for hops. The
+ * hops live in a relay process (jump.c): libssh2 wants a socket for the
+ * target's session, so it gets one end of a socketpair, and the relay
+ * pumps the other end through the channel (ssh_tunnel_pump(),
+ * single-threaded). A failure at a hop is reported with its code
+ * (SH_ERR_UNREACHABLE: 69, SH_ERR_TRUST: 77, SH_ERR_USAGE) and a message
+ * that starts "jump host USER@HOST: " ("USER@[HOST]:PORT" off port 22).
+ * A hop that drops ends the relay, so the target's session is lost and
+ * reconnects (through new hop sessions) under the same rules; every hop
+ * must then show the key it showed first. ssh_jump_host_key() says what
+ * each hop showed on the first connection.
  *
  * Everything that can be checked offline is checked before connecting:
  * the pin's format, the key file or variable, and the key itself.
