@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Jump hosts: a box reachable only from another box (testbox up --behind)
-# is provisioned through that box as --jump (or STAGEHAND_JUMP). The hop's
-# host key is checked as the target's is: unknown or changed in
-# known_hosts, or not the --jump-host-key pin, is 77 naming the hop, and
-# the target is never touched; a hop that does not answer is 69 naming it;
+# is provisioned through that box as --jump (or STAGEHAND_JUMP; also over
+# IPv6, and through two hops). The hop's host key is checked as the
+# target's is: unknown or changed in known_hosts, or not the
+# --jump-host-key pin, is 77 naming the hop, and the target is never
+# touched; a hop that does not answer is 69 naming it;
 # the run survives the hop's sessions being killed (it reconnects through
 # a new hop session) unless the hop's key changed meanwhile (77); SIGTERM
 # ends it as interrupted (130) with no relay process left; the report
 # lists the hops with their host keys and no key material.
 . "$(dirname "$0")/lib.sh"
-t_plan 35
+t_plan 37
 
 FRONT=$(box_name jf)
 BACK=$(box_name jb)
@@ -17,7 +18,7 @@ box_up "$FRONT" || { t_not "front box comes up"; t_done; exit 1; }
 FH=$TESTBOX_HOST FKH=$TESTBOX_KNOWN_HOSTS
 cp "$TESTBOX_KEY" "$T/front_key" # outlives the front box (last check)
 FKEY=$T/front_key
-FFP=$TESTBOX_HOST_KEY_SHA256 FUSER=$TESTBOX_USER
+FFP=$TESTBOX_HOST_KEY_SHA256 FUSER=$TESTBOX_USER FH6=$TESTBOX_HOST6
 box_up "$BACK" --behind "$FRONT" || { t_not "back box comes up"; t_done; exit 1; }
 t_pass "a box behind the front box comes up"
 cat "$FKH" "$TESTBOX_KNOWN_HOSTS" >"$T/kh"
@@ -77,6 +78,15 @@ t_ok "two hops in a row (the front box twice) reach the back box" rc_is 0
 t_ok "... and the report lists both" \
 	test "$(jr "$T/r" '.target.jumps | length')" = 2 -a \
 	"$(jr "$T/r" '.target.jumps[1].host_key.fingerprint')" = "$FFP"
+box_exec rm -f /etc/stagehand-was-here
+
+# The hop over IPv6: its key known under the bare address (port 22).
+printf '%s %s\n' "$FH6" "$(cut -d' ' -f2,3 "$FKH")" | cat - "$TESTBOX_KNOWN_HOSTS" >"$T/kh6"
+go "$T/kh6" --jump "ssh://$FUSER@[$FH6]:22" --jump-identity "$FKEY"
+t_ok "a hop reached over IPv6 ([addr]:22) works, its key known as the bare address" \
+	rc_is 0
+t_ok "... and the report names it by its IPv6 address" \
+	test "$(jr "$T/r" '.target.jumps[0].host')" = "$FH6"
 box_exec rm -f /etc/stagehand-was-here
 
 STAGEHAND_JUMP=$JUMP go "$T/kh" --jump-identity "$FKEY"
