@@ -6,6 +6,8 @@
 #   stagehand-provision.sh --manifest FILE --report DIR --host HOST
 #       [--port N] [--user USER] [--mode run|plan] [--stagehand BIN]
 #       [--key-file FILE] [--known-hosts FILE | --accept-new-host-key]
+#       [--bastion-host HOST [--bastion-port N] [--bastion-user USER]
+#        [--bastion-key-file FILE]]
 #       [-- MORE STAGEHAND ARGS...]
 #
 # The key: if STAGEHAND_SSH_KEY holds key text (the templates put
@@ -17,6 +19,13 @@
 # The host key: --known-hosts FILE checks it against FILE. Without it the
 # host key is accepted as presented (--accept-new-host-key), which must be
 # asked for explicitly; the fingerprint is recorded in the report.
+#
+# The bastion: with --bastion-host, stagehand reaches the host through it
+# (--jump ssh://USER@HOST:PORT), as Packer's communicator does with its
+# ssh_bastion_* settings. Its user defaults to the host's, its key to
+# --bastion-key-file (--jump-identity), else the host's key. Its host key
+# is checked like the host's: against --known-hosts, or accepted as
+# presented with --accept-new-host-key.
 #
 # Before the run, the report files of an earlier run in DIR are removed,
 # so the post-processor gate can never read a stale "passed".
@@ -41,11 +50,16 @@ user=""
 key_file=""
 known_hosts=""
 accept_new=0
+bastion_host=""
+bastion_port=22
+bastion_user=""
+bastion_key_file=""
 
 while [ $# -gt 0 ]; do
 	case $1 in
 	--stagehand | --mode | --manifest | --report | --host | --port | \
-		--user | --key-file | --known-hosts)
+		--user | --key-file | --known-hosts | --bastion-host | \
+		--bastion-port | --bastion-user | --bastion-key-file)
 		[ $# -ge 2 ] || die "$1 needs a value"
 		case $1 in
 		--stagehand) stagehand=$2 ;;
@@ -57,6 +71,10 @@ while [ $# -gt 0 ]; do
 		--user) user=$2 ;;
 		--key-file) key_file=$2 ;;
 		--known-hosts) known_hosts=$2 ;;
+		--bastion-host) bastion_host=$2 ;;
+		--bastion-port) bastion_port=$2 ;;
+		--bastion-user) bastion_user=$2 ;;
+		--bastion-key-file) bastion_key_file=$2 ;;
 		esac
 		shift 2
 		;;
@@ -84,8 +102,25 @@ if [ -z "$known_hosts" ] && [ "$accept_new" = 0 ]; then
 	die "give --known-hosts FILE, or --accept-new-host-key to trust the key the host presents"
 fi
 
-target="ssh://$host:$port"
-[ -z "$user" ] || target="ssh://$user@$host:$port"
+# An IPv6 address (Packer gives it bare) goes in brackets.
+bracket() { case $1 in *:*) echo "[$1]" ;; *) echo "$1" ;; esac; }
+target="ssh://$(bracket "$host"):$port"
+[ -z "$user" ] || target="ssh://$user@$(bracket "$host"):$port"
+
+bastion=""
+if [ -n "$bastion_host" ]; then
+	case $bastion_port in '' | *[!0-9]*) die "--bastion-port must be a number, not '$bastion_port'" ;; esac
+	[ -n "$bastion_user" ] || bastion_user=$user
+	[ -n "$bastion_user" ] || die "--bastion-host needs --bastion-user (or --user)"
+	bastion="ssh://$bastion_user@$(bracket "$bastion_host"):$bastion_port"
+	if [ -n "$bastion_key_file" ]; then
+		set -- --jump-identity "$bastion_key_file" "$@"
+	fi
+	# Before the --jump-identity above: it belongs to this --jump.
+	set -- --jump "$bastion" "$@"
+elif [ -n "$bastion_key_file" ] || [ -n "$bastion_user" ]; then
+	die "--bastion-user and --bastion-key-file need --bastion-host"
+fi
 
 # Which key. The text wins: Packer fills it only when it made the key.
 if [ -n "${STAGEHAND_SSH_KEY:-}" ]; then
@@ -118,7 +153,7 @@ for f in results.json junit.xml stagehand.env run.log; do
 	rm -f "$report/$f"
 done
 
-echo "$prog: stagehand $mode $manifest -> $target ($keydesc; $hostkey); report $report"
+echo "$prog: stagehand $mode $manifest -> $target${bastion:+ via $bastion} ($keydesc; $hostkey); report $report"
 rc=0
 "$stagehand" "$mode" "$manifest" --target "$target" --report "$report" "$@" || rc=$?
 [ "$rc" = 0 ] && exit 0

@@ -70,6 +70,29 @@ variable "mode" {
   }
 }
 
+variable "bastion_host" {
+  type        = string
+  default     = ""
+  description = "A bastion (jump host) that Packer's communicator and stagehand both go through; empty: connect directly. Not with ssh_interface = session_manager."
+}
+
+variable "bastion_port" {
+  type    = number
+  default = 22
+}
+
+variable "bastion_username" {
+  type        = string
+  default     = ""
+  description = "User on the bastion; empty: the instance's SSH user."
+}
+
+variable "bastion_private_key_file" {
+  type        = string
+  default     = ""
+  description = "Private key file (ed25519 or ECDSA) for the bastion; empty: Packer uses the ssh-agent and stagehand the instance's key."
+}
+
 variable "stagehand_bin" {
   type    = string
   default = "stagehand"
@@ -116,7 +139,15 @@ locals {
   q_stage1    = "'${replace(var.stage1_manifest, "'", "'\\''")}'"
   q_stage2    = "'${replace(var.stage2_manifest, "'", "'\\''")}'"
   q_key_file  = "'${replace(var.ssh_private_key_file, "'", "'\\''")}'"
-  e_reports   = replace(var.report_root, "'", "'\\''") # for use inside '...'
+  # stagehand-provision.sh's bastion options: the same bastion Packer's
+  # communicator uses (ssh_bastion_* in the source).
+  bastion_user = var.bastion_username != "" ? var.bastion_username : var.user
+  bastion_args = var.bastion_host == "" ? "" : join(" ", concat(
+    ["--bastion-host", "'${replace(var.bastion_host, "'", "'\\''")}'", "--bastion-port", "${var.bastion_port}"],
+    ["--bastion-user", "'${replace(local.bastion_user, "'", "'\\''")}'"],
+    var.bastion_private_key_file == "" ? [] : ["--bastion-key-file", "'${replace(var.bastion_private_key_file, "'", "'\\''")}'"]
+  ))
+  e_reports = replace(var.report_root, "'", "'\\''") # for use inside '...'
   q_extra = join(" ", concat(
     ["--var", "'pg_major=${replace(var.postgres_major, "'", "'\\''")}'"],
     [for a in var.stagehand_args : "'${replace(a, "'", "'\\''")}'"]
@@ -130,12 +161,17 @@ locals {
 }
 
 source "null" "testbox" {
-  communicator         = "ssh"
-  ssh_host             = var.host
-  ssh_port             = var.port
-  ssh_username         = var.user
-  ssh_private_key_file = var.ssh_private_key_file
-  ssh_timeout          = "2m"
+  communicator                 = "ssh"
+  ssh_host                     = var.host
+  ssh_port                     = var.port
+  ssh_username                 = var.user
+  ssh_private_key_file         = var.ssh_private_key_file
+  ssh_bastion_host             = var.bastion_host
+  ssh_bastion_port             = var.bastion_port
+  ssh_bastion_username         = local.bastion_user
+  ssh_bastion_private_key_file = var.bastion_private_key_file
+  ssh_bastion_agent_auth       = var.bastion_host != "" && var.bastion_private_key_file == ""
+  ssh_timeout                  = "2m"
 }
 
 build {
@@ -144,14 +180,14 @@ build {
   provisioner "shell-local" {
     inline = [
       local.key_to_env,
-      "exec ${local.provision} --stagehand ${local.q_stagehand} --mode ${var.mode} --manifest ${local.q_stage1} --report '${local.e_reports}/${source.name}-${var.arch}/stage1' --host '${build.Host}' --port '${build.Port}' --user '${build.User}' --key-file ${local.q_key_file} ${local.host_key_args} -- ${local.q_extra}",
+      "exec ${local.provision} --stagehand ${local.q_stagehand} --mode ${var.mode} --manifest ${local.q_stage1} --report '${local.e_reports}/${source.name}-${var.arch}/stage1' --host '${build.Host}' --port '${build.Port}' --user '${build.User}' --key-file ${local.q_key_file} ${local.host_key_args} ${local.bastion_args} -- ${local.q_extra}",
     ]
   }
 
   provisioner "shell-local" {
     inline = [
       local.key_to_env,
-      "exec ${local.provision} --stagehand ${local.q_stagehand} --mode ${var.mode} --manifest ${local.q_stage2} --report '${local.e_reports}/${source.name}-${var.arch}/stage2' --host '${build.Host}' --port '${build.Port}' --user '${build.User}' --key-file ${local.q_key_file} ${local.host_key_args} -- ${local.q_extra}",
+      "exec ${local.provision} --stagehand ${local.q_stagehand} --mode ${var.mode} --manifest ${local.q_stage2} --report '${local.e_reports}/${source.name}-${var.arch}/stage2' --host '${build.Host}' --port '${build.Port}' --user '${build.User}' --key-file ${local.q_key_file} ${local.host_key_args} ${local.bastion_args} -- ${local.q_extra}",
     ]
   }
 

@@ -4,14 +4,16 @@
 # (bench/*.sh). Source it from bash; it prints nothing of its own (no TAP
 # lines) and changes no shell option.
 #
-#   box_up NAME      starts box NAME (at most 12 characters) and makes it
+#   box_up NAME [--behind FRONT]
+#                    starts box NAME (at most 12 characters) and makes it
 #                    the current box: exports its TESTBOX_* lines
 #                    (TESTBOX_HOST, _PORT, _USER, _KEY, _KNOWN_HOSTS,
 #                    _GATEWAY, _UPPER, ...) and TESTBOX_NAME, and sets the
 #                    array SSH_ARGS (stagehand's --target, --identity and
 #                    --known-hosts for the box). On failure: testbox's
 #                    messages on stderr, status 1. Several boxes may be up;
-#                    the TESTBOX_* are the last one's.
+#                    the TESTBOX_* are the last one's. --behind FRONT: a
+#                    box only box FRONT reaches (testbox up --behind).
 #   vm_up NAME [ARGS...]
 #                    boots QEMU VM NAME (tests/vm/vm up NAME ARGS...) and
 #                    makes it the current target as box_up does: exports
@@ -77,10 +79,11 @@ _box_target() {
 
 box_up() {
 	local name=$1 err out rc=0
+	shift
 	err=$(mktemp "${TMPDIR:-/tmp}/stagehand-box.XXXXXX") || return 1
 	# Recorded first: a box that failed half-way is torn down too.
 	_box_names="$_box_names $name"
-	out=$("$TESTBOX" up "$name" 2>"$err") || rc=$?
+	out=$("$TESTBOX" up "$name" "$@" 2>"$err") || rc=$?
 	if [ "$rc" != 0 ]; then
 		cat "$err" >&2
 		rm -f "$err"

@@ -76,9 +76,10 @@ if [ "$rc" -ne 0 ]; then
 	exit 1
 fi
 load A
-check "up prints exactly the 10 KEY=value lines" \
-	test "$(grep -cE '^TESTBOX_(NAME|HOST|PORT|USER|KEY|KNOWN_HOSTS|HOST_KEY_SHA256|GATEWAY|UPPER|STATE)=.' "$work/A.env")" = 10 -a \
-	"$(wc -l <"$work/A.env")" = 10
+check "up prints exactly the 12 KEY=value lines (FRONT empty)" \
+	test "$(grep -cE '^TESTBOX_(NAME|HOST|HOST6|PORT|USER|KEY|KNOWN_HOSTS|HOST_KEY_SHA256|GATEWAY|UPPER|STATE)=.' "$work/A.env")" = 11 -a \
+	"$(grep -cx 'TESTBOX_FRONT=' "$work/A.env")" = 1 -a \
+	"$(wc -l <"$work/A.env")" = 12
 check "key is mode 0600, known_hosts is 'host ssh-ed25519 ...'" \
 	sh -c '[ "$(stat -c %a "$1")" = 600 ] && grep -qx "$2 ssh-ed25519 AAAA[^ ]*" "$3"' _ \
 	"$A_KEY" "$A_HOST" "$A_KNOWN_HOSTS"

@@ -2,7 +2,7 @@
 # The command line: help, version, usage errors and their exit codes, and
 # the offline commands (check, plan --offline, report) that never connect.
 . "$(dirname "$0")/lib.sh"
-t_plan 29
+t_plan 33
 
 cat >"$T/m.yml" <<'YML'
 stagehand: 1
@@ -29,6 +29,14 @@ t_exit 2 "--var without '=' is a usage error" "$STAGEHAND" check "$T/m.yml" --va
 t_exit 2 "--host-key must be SHA256:" "$STAGEHAND" run "$T/m.yml" --target ssh://u@127.0.0.1 --host-key MD5:aa
 t_exit 2 "--identity and --identity-env exclude each other" \
 	"$STAGEHAND" run "$T/m.yml" --target ssh://u@127.0.0.1 -i /x --identity-env K
+t_exit 2 "a --jump without a user is a usage error" \
+	"$STAGEHAND" run "$T/m.yml" --target ssh://u@127.0.0.1 --jump 127.0.0.2
+t_exit 2 "--jump-host-key must be SHA256:" "$STAGEHAND" run "$T/m.yml" \
+	--target ssh://u@127.0.0.1 --jump u@127.0.0.2 --jump-host-key MD5:aa
+t_exit 2 "a missing --jump-identity file is a usage error" "$STAGEHAND" run \
+	"$T/m.yml" --target ssh://u@127.0.0.1 --jump u@127.0.0.2 --jump-identity /nonexistent
+t_exit 2 "an empty item in STAGEHAND_JUMP is a usage error" env STAGEHAND_JUMP=u@a,,u@b \
+	"$STAGEHAND" run "$T/m.yml" --target ssh://u@127.0.0.1
 
 sh_run run "$T/m.yml"
 t_ok "run without a target exits 2" test "$RC" = 2

@@ -81,7 +81,7 @@ box_exec rm -f /etc/stagehand-was-here
 # ---------------------------------------------------------------- ports
 
 # A second sshd in the box, same host key, on port 2222.
-box_exec sh -c "sed 's/^ListenAddress .*/ListenAddress $H:2222/' \
+box_exec sh -c "sed -e '/^ListenAddress \[/d' -e 's/^ListenAddress .*/ListenAddress $H:2222/' \
 	/etc/ssh/sshd_config >/etc/ssh/sshd_config_2222 &&
 	/usr/sbin/sshd -f /etc/ssh/sshd_config_2222"
 for _ in $(seq 1 100); do

@@ -13,7 +13,7 @@
 # the key never shows up; a Session-Manager-shaped address (127.0.0.1 and
 # a forwarded port) is used as Packer gives it.
 . "$(dirname "$0")/lib.sh"
-t_plan 74
+t_plan 75
 
 export CHECKPOINT_DISABLE=1 PACKER_CONFIG_DIR=$T/packer.d TMPDIR=$T
 PK=$TOP/packer
@@ -67,6 +67,11 @@ t_ok "stage 2 validates from another team's stage 1 (name filter, owners) with a
 	-var 'source_ami_name={x86_64 = "team-*-x86_64-stage-1", arm64 = "team-*-arm64-stage-1"}' \
 	-var 'source_ami_owners=["123456789012"]' -var root_volume_size=20 \
 	-var root_device_name=/dev/xvda -var ssh_interface=private_ip "$PK/stage2/stage2.pkr.hcl"
+t_ok "stage 2 validates through a bastion (bastion_host, its user, key file and port)" \
+	unshare -n packer validate -var postgres_version=15.8.1.004 \
+	-var ssh_interface=private_ip -var bastion_host=bastion.example.org \
+	-var bastion_username=ec2-user -var "bastion_private_key_file=$T/validate_key" \
+	-var bastion_port=2222 "$PK/stage2/stage2.pkr.hcl"
 t_fail "an ssh_interface Packer does not know is refused" \
 	packer validate -var postgres_version=1 -var ssh_interface=bogus "$PK/stage1/stage1.pkr.hcl"
 t_ok "packer validate with no network: testbox.pkr.hcl" \

@@ -221,6 +221,29 @@ variable "force_deregister" {
   default = false
 }
 
+variable "bastion_host" {
+  type        = string
+  default     = ""
+  description = "A bastion (jump host) that Packer's communicator and stagehand both go through; empty: connect directly. Not with ssh_interface = session_manager."
+}
+
+variable "bastion_port" {
+  type    = number
+  default = 22
+}
+
+variable "bastion_username" {
+  type        = string
+  default     = ""
+  description = "User on the bastion; empty: the instance's SSH user."
+}
+
+variable "bastion_private_key_file" {
+  type        = string
+  default     = ""
+  description = "Private key file (ed25519 or ECDSA) for the bastion; empty: Packer uses the ssh-agent and stagehand the instance's key."
+}
+
 variable "stagehand_bin" {
   type    = string
   default = "stagehand"
@@ -258,7 +281,15 @@ locals {
   q_stagehand = "'${replace(var.stagehand_bin, "'", "'\\''")}'"
   q_manifest  = "'${replace(var.stage1_manifest, "'", "'\\''")}'"
   q_key_file  = "'${replace(var.ssh_private_key_file, "'", "'\\''")}'"
-  q_region    = "'${replace(var.region, "'", "'\\''")}'"
+  # stagehand-provision.sh's bastion options: the same bastion Packer's
+  # communicator uses (ssh_bastion_* in the source).
+  bastion_user = var.bastion_username != "" ? var.bastion_username : var.ssh_username
+  bastion_args = var.bastion_host == "" ? "" : join(" ", concat(
+    ["--bastion-host", "'${replace(var.bastion_host, "'", "'\\''")}'", "--bastion-port", "${var.bastion_port}"],
+    ["--bastion-user", "'${replace(local.bastion_user, "'", "'\\''")}'"],
+    var.bastion_private_key_file == "" ? [] : ["--bastion-key-file", "'${replace(var.bastion_private_key_file, "'", "'\\''")}'"]
+  ))
+  q_region = "'${replace(var.region, "'", "'\\''")}'"
   q_extra = join(" ", concat(
     ["--var", "'pg_major=${replace(var.postgres_major, "'", "'\\''")}'"],
     [for a in var.stagehand_args : "'${replace(a, "'", "'\\''")}'"]
@@ -312,10 +343,15 @@ source "amazon-ebs" "base" {
   ssh_timeout          = "10m"
   # libssh2 1.10 cannot sign with rsa-sha2, which OpenSSH 8.8+ requires:
   # Packer's temporary key pair must not be RSA.
-  temporary_key_pair_type   = "ed25519"
-  ssh_keypair_name          = var.ssh_keypair_name
-  ssh_private_key_file      = var.ssh_private_key_file
-  ssh_clear_authorized_keys = true
+  temporary_key_pair_type      = "ed25519"
+  ssh_keypair_name             = var.ssh_keypair_name
+  ssh_private_key_file         = var.ssh_private_key_file
+  ssh_bastion_host             = var.bastion_host
+  ssh_bastion_port             = var.bastion_port
+  ssh_bastion_username         = local.bastion_user
+  ssh_bastion_private_key_file = var.bastion_private_key_file
+  ssh_bastion_agent_auth       = var.bastion_host != "" && var.bastion_private_key_file == ""
+  ssh_clear_authorized_keys    = true
 
   ami_regions        = var.ami_regions
   ami_users          = var.ami_users
@@ -398,7 +434,7 @@ build {
     inline = [
       "STAGEHAND_SSH_KEY=$(cat <<'STAGEHAND_KEY_EOF'\n${build.SSHPrivateKey}\nSTAGEHAND_KEY_EOF\n)",
       "export STAGEHAND_SSH_KEY",
-      "exec ${local.provision} --stagehand ${local.q_stagehand} --manifest ${local.q_manifest} --report '${local.e_run_dir}-${source.name}/stage1' --host '${build.Host}' --port '${build.Port}' --user '${build.User}' --key-file ${local.q_key_file} --accept-new-host-key -- ${local.q_extra}",
+      "exec ${local.provision} --stagehand ${local.q_stagehand} --manifest ${local.q_manifest} --report '${local.e_run_dir}-${source.name}/stage1' --host '${build.Host}' --port '${build.Port}' --user '${build.User}' --key-file ${local.q_key_file} --accept-new-host-key ${local.bastion_args} -- ${local.q_extra}",
     ]
   }
 

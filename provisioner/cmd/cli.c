@@ -28,6 +28,10 @@ enum {
 	OPT_TRUSTED_KEY,
 	OPT_TIMEOUT,
 	OPT_WAIT_LOCK,
+	OPT_JUMP,
+	OPT_JUMP_IDENTITY,
+	OPT_JUMP_IDENTITY_ENV,
+	OPT_JUMP_HOST_KEY,
 };
 
 static const struct option long_opts[] = {
@@ -52,6 +56,10 @@ static const struct option long_opts[] = {
 	{ "trusted-key", required_argument, NULL, OPT_TRUSTED_KEY },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "wait-lock", optional_argument, NULL, OPT_WAIT_LOCK },
+	{ "jump", required_argument, NULL, OPT_JUMP },
+	{ "jump-identity", required_argument, NULL, OPT_JUMP_IDENTITY },
+	{ "jump-identity-env", required_argument, NULL, OPT_JUMP_IDENTITY_ENV },
+	{ "jump-host-key", required_argument, NULL, OPT_JUMP_HOST_KEY },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
@@ -78,6 +86,14 @@ cli_usage(void)
 	       "  --host-key SHA256:...      pin the host key instead\n"
 	       "  --accept-new-host-key      trust an unknown host key\n"
 	       "  --connect-timeout SECONDS  default 15\n"
+	       "  --jump ssh://USER@HOST[:PORT]  reach the target through "
+	       "this\n"
+	       "                             jump host (repeat, in order; or "
+	       "STAGEHAND_JUMP)\n"
+	       "  --jump-identity FILE / --jump-identity-env VAR\n"
+	       "                             the last --jump's key (default: "
+	       "the target's)\n"
+	       "  --jump-host-key SHA256:... pin the last --jump's host key\n"
 	       "manifest:\n"
 	       "  --var NAME=VALUE           override a variable (not "
 	       "secrets)\n"
@@ -125,12 +141,49 @@ split_list(
 	}
 }
 
+/* Appends the hops of a comma list (--jump or STAGEHAND_JUMP). */
+static int
+add_jumps(
+    struct cli *cli, const char *list, const char *what, struct errbuf *err)
+{
+	size_t first = cli->jump_specs.n;
+
+	if (split_list(list, &cli->jump_specs, what, err) < 0)
+		return -1;
+	for (size_t i = first; i < cli->jump_specs.n; i++) {
+		cli->jumps = xreallocarray(
+		    cli->jumps, cli->njumps + 1, sizeof(*cli->jumps));
+		memset(&cli->jumps[cli->njumps], 0, sizeof(*cli->jumps));
+		cli->jumps[cli->njumps++].spec = cli->jump_specs.v[i];
+	}
+	return 0;
+}
+
+/* The hop a --jump-* option belongs to: the last --jump, or the default. */
+static struct cli_jump *
+jump_current(struct cli *cli)
+{
+	return cli->njumps > 0 ? &cli->jumps[cli->njumps - 1]
+	                       : &cli->jump_default;
+}
+
 static int
 parse_option(int c, const char *arg, struct cli *cli, struct errbuf *err)
 {
 	uint64_t n;
 
 	switch (c) {
+	case OPT_JUMP:
+		return add_jumps(cli, arg, "--jump", err);
+	case OPT_JUMP_IDENTITY:
+		jump_current(cli)->identity_file = arg;
+		return 0;
+	case OPT_JUMP_IDENTITY_ENV:
+		jump_current(cli)->identity_env = arg;
+		return 0;
+	case OPT_JUMP_HOST_KEY:
+		jump_current(cli)->host_key = arg;
+		return 0;
 	case OPT_TARGET:
 		cli->target = arg;
 		return 0;
@@ -270,6 +323,20 @@ check_combination(const struct cli *cli, struct errbuf *err)
 		return err_set(err, SH_ERR_USAGE,
 		    "--host-key: expected SHA256:<base64>, got '%s'",
 		    cli->host_key);
+	for (size_t i = 0; i <= cli->njumps; i++) {
+		const struct cli_jump *j =
+		    i < cli->njumps ? &cli->jumps[i] : &cli->jump_default;
+
+		if (j->identity_file && j->identity_env)
+			return err_set(err, SH_ERR_USAGE,
+			    "--jump-identity and --jump-identity-env exclude "
+			    "each other (for the same --jump)");
+		if (j->host_key && !str_has_prefix(j->host_key, "SHA256:"))
+			return err_set(err, SH_ERR_USAGE,
+			    "--jump-host-key: expected SHA256:<base64>, got "
+			    "'%s'",
+			    j->host_key);
+	}
 	return 0;
 }
 
@@ -305,6 +372,10 @@ cli_parse(int argc, char **argv, const struct cli_cmd *cmds, size_t ncmds,
 	}
 	if (cli->help || cli->version)
 		return 0;
+	if (cli->njumps == 0 && getenv("STAGEHAND_JUMP") != NULL &&
+	    *getenv("STAGEHAND_JUMP") != '\0' &&
+	    add_jumps(cli, getenv("STAGEHAND_JUMP"), "STAGEHAND_JUMP", err) < 0)
+		return -1;
 	if (cli->command == CLI_NONE)
 		return err_set(err, SH_ERR_USAGE, "no command given");
 	if (cli->args.n < cli->cmd->min_args ||
@@ -324,4 +395,8 @@ cli_free(struct cli *cli)
 	strlist_free(&cli->skip_tags);
 	strlist_free(&cli->from);
 	strlist_free(&cli->trusted_keys);
+	strlist_free(&cli->jump_specs);
+	free(cli->jumps);
+	cli->jumps = NULL;
+	cli->njumps = 0;
 }

@@ -17,7 +17,12 @@
  * cli_parse() never prints: on a bad command line it returns -1 with
  * SH_ERR_USAGE and a message; `--help` and `--version` set cli->help /
  * cli->version. Strings are borrowed from argv and the environment.
- * The target comes from --target or STAGEHAND_TARGET.
+ * The target comes from --target or STAGEHAND_TARGET, the jump hosts from
+ * --jump (repeatable; each may be a comma list, as OpenSSH's -J) or, when
+ * there is none, STAGEHAND_JUMP (a comma list). --jump-identity,
+ * --jump-identity-env and --jump-host-key belong to the hop of the last
+ * --jump before them; given before any --jump they are the default of
+ * every hop that has none of its own (cli->jump_default).
  */
 #ifndef STAGEHAND_CLI_H
 #define STAGEHAND_CLI_H
@@ -38,6 +43,14 @@ enum cli_command {
 };
 
 struct cli;
+
+/* One hop as given; strings borrowed from argv/env or owned by cli. */
+struct cli_jump {
+	const char *spec; /* "[ssh://]user@host[:port]" */
+	const char *identity_file;
+	const char *identity_env;
+	const char *host_key;
+};
 
 /* A command's function: returns the exit code (EXIT_*). When the cause of
  * a non-zero code is not printed yet, err says it (code != SH_OK) and main
@@ -69,9 +82,13 @@ struct cli {
 	const char *host_key;
 	bool accept_new_host_key;
 	unsigned connect_timeout_s;
-	struct strlist vars_files; /* in order given */
-	struct strlist vars;       /* "k=v" from --var, in order */
-	const char *report_dir;    /* default "stagehand-report" */
+	struct cli_jump *jumps; /* owned array, in order */
+	size_t njumps;
+	struct cli_jump jump_default; /* options given before any --jump */
+	struct strlist jump_specs;    /* owns the specs split from lists */
+	struct strlist vars_files;    /* in order given */
+	struct strlist vars;          /* "k=v" from --var, in order */
+	const char *report_dir;       /* default "stagehand-report" */
 	struct strlist tags;
 	struct strlist skip_tags;
 	struct strlist from;         /* closure: substituter URLs */

@@ -301,6 +301,19 @@ collect_secrets(
 		redact_key_text(r, key.data);
 	if (cli->identity_file)
 		buf_release(&key);
+	for (size_t i = 0; i <= cli->njumps; i++) {
+		const struct cli_jump *j =
+		    i < cli->njumps ? &cli->jumps[i] : &cli->jump_default;
+
+		if (j->identity_env && getenv(j->identity_env))
+			redact_key_text(r, getenv(j->identity_env));
+		if (j->identity_file &&
+		    file_read(j->identity_file, SSH_KEY_MAX_BYTES, &key,
+		        &ignored) == 0)
+			redact_key_text(r, key.data);
+		if (j->identity_file)
+			buf_release(&key);
+	}
 }
 
 /* ssh_opts.note: -v lines from the ssh module (skipped known_hosts lines). */
@@ -312,9 +325,72 @@ ssh_note(void *arg, const char *msg)
 	ui_notice(ctx->ui, "%s", msg);
 }
 
+/* The jump hosts of the command line, and the strings they point to. */
+struct jumps {
+	struct ssh_jump *v; /* owned */
+	size_t n;
+	struct strlist strs; /* owns the parsed users and hosts */
+};
+
+static void
+jumps_free(struct jumps *js)
+{
+	free(js->v);
+	strlist_free(&js->strs);
+	memset(js, 0, sizeof(*js));
+}
+
+/*
+ * Each hop's key: its own --jump-identity(-env), else the one given before
+ * any --jump, else the target's; its pin likewise, but never the
+ * target's. Checked as the target's are, before any packet.
+ */
+static int
+setup_jumps(const struct cli *cli, struct jumps *js, struct errbuf *err)
+{
+	const struct cli_jump *d = &cli->jump_default;
+
+	js->v = cli->njumps ? xcalloc(cli->njumps, sizeof(*js->v)) : NULL;
+	for (size_t i = 0; i < cli->njumps; i++) {
+		const struct cli_jump *cj = &cli->jumps[i];
+		struct ssh_jump *j = &js->v[i];
+		char *user, *host;
+		unsigned port;
+
+		if (ssh_target_parse(cj->spec, &user, &host, &port, err) < 0)
+			return err_prefix(err, "--jump: ");
+		strlist_push_owned(&js->strs, user);
+		strlist_push_owned(&js->strs, host);
+		js->n = i + 1;
+		j->user = user;
+		j->host = host;
+		j->port = port;
+		if (cj->identity_file || cj->identity_env) {
+			j->identity_file = cj->identity_file;
+			j->identity_env = cj->identity_env;
+		} else if (d->identity_file || d->identity_env) {
+			j->identity_file = d->identity_file;
+			j->identity_env = d->identity_env;
+		} else {
+			j->identity_file = cli->identity_file;
+			j->identity_env = cli->identity_env;
+		}
+		j->host_key_pin = cj->host_key ? cj->host_key : d->host_key;
+		if (j->identity_env && getenv(j->identity_env) == NULL)
+			return err_set(err, SH_ERR_USAGE,
+			    "jump host %s: environment variable %s is not set",
+			    cj->spec, j->identity_env);
+		if (j->identity_file && access(j->identity_file, R_OK) < 0)
+			return err_set(err, SH_ERR_USAGE,
+			    "jump host %s: identity file %s: %s", cj->spec,
+			    j->identity_file, strerror(errno));
+	}
+	return 0;
+}
+
 static int
 setup_target(const struct cli *cli, struct run_ctx *ctx, char **user,
-    char **host, struct errbuf *err)
+    char **host, struct jumps *js, struct errbuf *err)
 {
 	unsigned port = 22;
 
@@ -332,6 +408,8 @@ setup_target(const struct cli *cli, struct run_ctx *ctx, char **user,
 	if (cli->identity_file && access(cli->identity_file, R_OK) < 0)
 		return err_set(err, SH_ERR_USAGE, "identity file %s: %s",
 		    cli->identity_file, strerror(errno));
+	if (setup_jumps(cli, js, err) < 0)
+		return -1;
 	ctx->have_target = true;
 	ctx->ssh_opts = (struct ssh_opts){
 		.user = *user,
@@ -346,6 +424,8 @@ setup_target(const struct cli *cli, struct run_ctx *ctx, char **user,
 		.interrupted = ctx->interrupted,
 		.note = cli->verbosity > 0 ? ssh_note : NULL,
 		.note_arg = ctx,
+		.jumps = js->v,
+		.njumps = js->n,
 	};
 	return 0;
 }
@@ -386,7 +466,26 @@ write_report(const struct cli *cli, struct run_ctx *ctx,
 		.redact = redact,
 	};
 	struct errbuf err;
+	const struct ssh_opts *so = &ctx->ssh_opts;
+	struct report_jump *hops =
+	    so->njumps ? xcalloc(so->njumps, sizeof(*hops)) : NULL;
+	int rc;
 
+	for (size_t i = 0; i < so->njumps; i++) {
+		struct ssh_jump_key k;
+
+		hops[i].user = so->jumps[i].user;
+		hops[i].host = so->jumps[i].host;
+		hops[i].port = so->jumps[i].port;
+		if (ctx->ssh != NULL &&
+		    ssh_jump_host_key(ctx->ssh, i, &k) == 0) {
+			hops[i].host_key_fingerprint = k.fingerprint;
+			hops[i].host_key_type = k.type;
+			hops[i].host_key_accepted = k.accepted;
+		}
+	}
+	rr.jumps = hops;
+	rr.njumps = so->njumps;
 	if (ctx->ssh != NULL) {
 		rr.host_key_fingerprint = ssh_host_key_fingerprint(ctx->ssh);
 		rr.host_key_type = ssh_host_key_type(ctx->ssh);
@@ -403,8 +502,12 @@ write_report(const struct cli *cli, struct run_ctx *ctx,
 			fprintf(stderr, "stagehand: %s\n", msg.data);
 		buf_release(&msg);
 	}
-	if (report_write(cli->report_dir, &rr, &err) < 0 ||
-	    ui_close_log(ctx->ui, &err) < 0) {
+	rc = report_write(cli->report_dir, &rr, &err) < 0 ||
+	             ui_close_log(ctx->ui, &err) < 0
+	         ? -1
+	         : 0;
+	free(hops);
+	if (rc < 0) {
 		fprintf(stderr, "stagehand: report: %s\n", err.msg);
 		return exit_code == EXIT_OK ? EXIT_STEP_FAILED : exit_code;
 	}
@@ -464,6 +567,7 @@ cmd_run(const struct cli *cli, volatile sig_atomic_t *interrupted,
 	struct manifest *m = NULL;
 	struct redact redact;
 	char *user = NULL, *host = NULL;
+	struct jumps js = { NULL, 0, { NULL, 0 } };
 	struct errbuf err;
 	int rc;
 
@@ -480,7 +584,7 @@ cmd_run(const struct cli *cli, volatile sig_atomic_t *interrupted,
 		rc = cmd_plan_offline(m, &redact);
 		goto out;
 	}
-	if (setup_target(cli, &ctx, &user, &host, &err) < 0) {
+	if (setup_target(cli, &ctx, &user, &host, &js, &err) < 0) {
 		rc = fail(&err);
 		goto out;
 	}
@@ -499,6 +603,7 @@ out:
 	manifest_free(m);
 	free(user);
 	free(host);
+	jumps_free(&js);
 	return rc;
 }
 

@@ -181,18 +181,39 @@ jkerror(struct json *j, const struct redact *rd, const char *key,
 /* ======================================================== results.json */
 
 static void
-json_host_key(struct json *j, const struct report_run *r)
+json_host_key(struct json *j, const struct redact *rd, const char *fp,
+    const char *type, bool accepted)
 {
 	json_key(j, "host_key");
-	if (r->host_key_fingerprint == NULL) {
+	if (fp == NULL) {
 		json_null(j);
 		return;
 	}
 	json_object_begin(j);
-	jkstr(j, r->redact, "fingerprint", r->host_key_fingerprint);
-	jkstr(j, r->redact, "type", r->host_key_type);
-	json_member_bool(j, "accepted_new", r->host_key_accepted);
+	jkstr(j, rd, "fingerprint", fp);
+	jkstr(j, rd, "type", type);
+	json_member_bool(j, "accepted_new", accepted);
 	json_object_end(j);
+}
+
+/* The hops as given (no key material: only what the host keys were). */
+static void
+json_jumps(struct json *j, const struct report_run *r)
+{
+	json_key(j, "jumps");
+	json_array_begin(j);
+	for (size_t i = 0; i < r->njumps; i++) {
+		const struct report_jump *h = &r->jumps[i];
+
+		json_object_begin(j);
+		jkstr(j, r->redact, "user", h->user);
+		jkstr(j, r->redact, "host", h->host);
+		json_member_uint(j, "port", h->port);
+		json_host_key(j, r->redact, h->host_key_fingerprint,
+		    h->host_key_type, h->host_key_accepted);
+		json_object_end(j);
+	}
+	json_array_end(j);
 }
 
 static void
@@ -212,7 +233,9 @@ json_target(struct json *j, const struct report_run *r)
 	jkstr(j, r->redact, "system", f ? f->system : NULL);
 	jkstr(j, r->redact, "hostname", f ? f->hostname : NULL);
 	jkstr(j, r->redact, "boot_id", f ? f->boot_id : NULL);
-	json_host_key(j, r);
+	json_host_key(j, r->redact, r->host_key_fingerprint, r->host_key_type,
+	    r->host_key_accepted);
+	json_jumps(j, r);
 	json_object_end(j);
 }
 

@@ -41,6 +41,17 @@ struct report_run {
 	const char *host_key_fingerprint; /* NULL when never connected */
 	const char *host_key_type;
 	bool host_key_accepted; /* accepted with --accept-new-host-key */
+	/* The jump hosts, in order; their keys as first seen (fingerprint
+	 * NULL when the run never got through them). */
+	const struct report_jump {
+		const char *user;
+		const char *host;
+		unsigned port;
+		const char *host_key_fingerprint;
+		const char *host_key_type;
+		bool host_key_accepted;
+	} * jumps;
+	size_t njumps;
 	unsigned reconnects;
 	int64_t started_at; /* unix time */
 	int64_t finished_at;

@@ -278,6 +278,7 @@ conn_teardown(struct ssh_conn *c)
 	if (c->sock >= 0)
 		close(c->sock);
 	c->sock = -1;
+	jump_stop(c);
 }
 
 static int
@@ -304,7 +305,7 @@ session_open(struct ssh_conn *c, struct errbuf *err)
 	int rc = -1;
 
 	memset(&k, 0, sizeof(k));
-	if (tcp_connect(c, err) < 0)
+	if ((c->opts->njumps > 0 ? jump_open(c, err) : tcp_connect(c, err)) < 0)
 		return -1;
 	c->dead = false;
 	c->session = libssh2_session_init();
@@ -333,6 +334,13 @@ int
 ssh_connect(
     const struct ssh_opts *opts, struct ssh_conn **out, struct errbuf *err)
 {
+	return session_connect_seen(opts, NULL, 0, out, err);
+}
+
+int
+session_connect_seen(const struct ssh_opts *opts, const struct jump_seen *seen,
+    size_t nseen, struct ssh_conn **out, struct errbuf *err)
+{
 	struct ssh_conn *c = xcalloc(1, sizeof(*c));
 	int rc;
 
@@ -349,6 +357,23 @@ ssh_connect(
 	buf_init(&c->key, SSH_KEY_MAX_BYTES);
 	buf_init(&c->fp, 128);
 	buf_init(&c->known, KNOWN_HOSTS_MAX_BYTES);
+	if (nseen > opts->njumps) {
+		/* A reconnect of the relay's: as on a reconnect of ours. */
+		c->nseen = opts->njumps;
+		c->seen = xcalloc(c->nseen + 1, sizeof(*c->seen));
+		for (size_t i = 0; i < c->nseen; i++) {
+			c->seen[i].fp = xstrdup(seen[i].fp);
+			c->seen[i].type = xstrdup(seen[i].type);
+			c->seen[i].accepted = seen[i].accepted;
+		}
+		c->seen_type = xstrdup(seen[opts->njumps].type);
+		c->key_type = c->seen_type;
+		if (buf_adds(&c->fp, seen[opts->njumps].fp) < 0) {
+			ssh_close(c);
+			return err_set(
+			    err, SH_ERR_INTERNAL, "host key too long");
+		}
+	}
 	rc = trust_load(c, err); /* offline checks, before any packet */
 	if (rc == 0 && libssh2_init(0) != 0)
 		rc = err_set(err, SH_ERR_INTERNAL, "libssh2_init failed");
@@ -506,6 +531,8 @@ ssh_close(struct ssh_conn *c)
 	buf_release(&c->fp);
 	buf_release(&c->known);
 	free(c->known_path);
+	jump_seen_free(c);
+	free(c->seen_type);
 	free(c->where);
 	free(c->key_origin);
 	free(c->lost);

@@ -3,11 +3,12 @@
  * commands run on it and the tunnels through it.
  *
  * Files: session.c (target strings, TCP, handshake, keepalive, close,
- * reconnect), trust.c (keys and the agent, known_hosts and the host key
- * check, authentication; OpenSSH's known_hosts rules are knownhosts.c's,
- * the key checks sshkey.c's), exec.c (ssh_exec(): channels, streaming,
- * spares) and tunnel.c (ssh_tunnel_*()). They share ssh_int.h, which is
- * private to transport/; every other layer uses only this header.
+ * reconnect), jump.c (jump hosts: the relay process), trust.c (keys and the
+ * agent, known_hosts and the host key check, authentication; OpenSSH's
+ * known_hosts rules are knownhosts.c's, the key checks sshkey.c's), exec.c
+ * (ssh_exec(): channels, streaming, spares) and tunnel.c (ssh_tunnel_*()). They
+ * share ssh_int.h, which is private to transport/; every other layer uses only
+ * this header.
  *
  * Call order: ssh_target_parse() -> ssh_connect() -> ssh_exec()... (and
  * tunnels, below) -> ssh_close(). ssh_reconnect() replaces a dead session
@@ -41,6 +42,24 @@
  * explains why (libssh2 1.10 cannot sign rsa-sha2, which OpenSSH 8.8+
  * requires) and suggests ed25519.
  *
+ * Jump hosts (opts->jumps[0..njumps), like OpenSSH's -J): the session to
+ * the target runs over a direct-tcpip channel of the last hop, whose own
+ * session runs over one of the hop before it, and so on; the first hop is
+ * reached over TCP. Each hop is checked as the target is (its own pin, or
+ * the same known_hosts file and accept_new_host_key), authenticates with
+ * its own key (identity_file, identity_env, or the agent when both are
+ * NULL) and sends keepalives; opts->note is not called for hops. The
+ * hops live in a relay process (jump.c): libssh2 wants a socket for the
+ * target's session, so it gets one end of a socketpair, and the relay
+ * pumps the other end through the channel (ssh_tunnel_pump(),
+ * single-threaded). A failure at a hop is reported with its code
+ * (SH_ERR_UNREACHABLE: 69, SH_ERR_TRUST: 77, SH_ERR_USAGE) and a message
+ * that starts "jump host USER@HOST: " ("USER@[HOST]:PORT" off port 22).
+ * A hop that drops ends the relay, so the target's session is lost and
+ * reconnects (through new hop sessions) under the same rules; every hop
+ * must then show the key it showed first. ssh_jump_host_key() says what
+ * each hop showed on the first connection.
+ *
  * Everything that can be checked offline is checked before connecting:
  * the pin's format, the key file or variable, and the key itself.
  *
@@ -62,6 +81,16 @@
 
 #include "util/util.h"
 
+/* One jump host; strings borrowed like ssh_opts'. */
+struct ssh_jump {
+	const char *user;          /* required */
+	const char *host;          /* required */
+	unsigned port;             /* 22 when 0 */
+	const char *identity_file; /* both NULL: the ssh-agent */
+	const char *identity_env;
+	const char *host_key_pin; /* "SHA256:base64", or NULL: known_hosts */
+};
+
 struct ssh_opts {
 	const char *user;          /* required */
 	const char *host;          /* required */
@@ -78,6 +107,8 @@ struct ssh_opts {
 	 * was skipped); may be NULL. Must not call ssh_*(). */
 	void (*note)(void *arg, const char *msg);
 	void *note_arg;
+	const struct ssh_jump *jumps; /* in order, first reached first */
+	size_t njumps;
 };
 
 struct ssh_conn; /* opaque */
@@ -108,6 +139,16 @@ const char *ssh_host_key_fingerprint(const struct ssh_conn *c); /* SHA256:.. */
 const char *ssh_host_key_type(const struct ssh_conn *c); /* ssh-ed25519 */
 bool ssh_host_key_accepted(const struct ssh_conn *c);    /* new key taken */
 unsigned ssh_reconnect_count(const struct ssh_conn *c);
+
+/* Hop i's host key on the first connection (i < opts->njumps); the
+ * strings are owned by c. Returns -1 when i is out of range. */
+struct ssh_jump_key {
+	const char *fingerprint; /* "SHA256:.." */
+	const char *type;        /* "ssh-ed25519" */
+	bool accepted;           /* taken as new (accept_new_host_key) */
+};
+int ssh_jump_host_key(
+    const struct ssh_conn *c, size_t i, struct ssh_jump_key *out);
 
 /*
  * What to feed to a command's stdin and where its output goes. stdin is

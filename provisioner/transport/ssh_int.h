@@ -8,6 +8,8 @@
  * file shares names it):
  *   session.c  target strings, TCP, handshake, keepalive, close and
  *              reconnect; the session's state: usable, lost, dead.
+ *   jump.c     jump hosts: the relay process that carries the session's
+ *              socket (a socketpair) over the hops.
  *   trust.c    keys and the agent, known_hosts, the host key check,
  *              authentication.
  *   exec.c     ssh_exec(): channels, stdin and output streaming, spares.
@@ -84,6 +86,16 @@ struct ssh_conn {
 	} spares[SSH_SPARES_MAX];
 	size_t nspares;
 	bool spares_refused; /* the server refused a channel: keep none */
+	/* Jump hosts (jump.c): the relay process carrying sock, and each
+	 * hop's host key as first seen (owned), which reconnects require. */
+	int relay_pid; /* 0: none */
+	struct jump_seen {
+		char *fp;
+		char *type;
+		bool accepted;
+	} * seen;
+	size_t nseen;
+	char *seen_type; /* owned: key_type, when a relay's reconnect set fp */
 };
 
 /* Which operation has a partly sent packet that must be finished first. */
@@ -108,6 +120,25 @@ void session_dead(struct ssh_conn *c, char *why);
 /* A libssh2 failure rc: SH_ERR_SSH, and the session dead unless only the
  * channel failed. */
 int session_lost(struct ssh_conn *c, int rc, struct errbuf *err);
+
+/*
+ * Connects as ssh_connect() does, but a key already in seen[] (the hops'
+ * and this host's keys of a first connection, seen[opts->njumps] being
+ * this host's) is required instead of checked again: the relay's way to
+ * reconnect a hop. seen is borrowed.
+ */
+int session_connect_seen(const struct ssh_opts *opts,
+    const struct jump_seen *seen, size_t nseen, struct ssh_conn **out,
+    struct errbuf *err);
+
+/* ======================================================== jump.c */
+
+/* Starts the relay to c's host over opts->jumps and sets c->sock to its
+ * end of the socketpair; reports a hop's failure as ssh.h says. */
+int jump_open(struct ssh_conn *c, struct errbuf *err);
+/* Stops the relay (if any); c->sock is closed by the caller. */
+void jump_stop(struct ssh_conn *c);
+void jump_seen_free(struct ssh_conn *c);
 
 /* ======================================================== trust.c */
 

@@ -2,7 +2,9 @@
  * test_cli.c: the command line's --wait-lock[=SECS] (the target lock): no
  * value waits without limit, a value is 1..CLI_WAIT_LOCK_MAX seconds, and
  * only `run` takes it; the command table: cli_parse() finds a command's row
- * and checks its argument count from the row alone.
+ * and checks its argument count from the row alone; jump hosts: --jump
+ * lists (or STAGEHAND_JUMP), and which hop --jump-identity and
+ * --jump-host-key belong to.
  */
 #include <getopt.h>
 #include <setjmp.h>
@@ -48,6 +50,92 @@ parse(struct cli *cli, struct errbuf *err, const char *w1, const char *w2,
 	optind = 0; /* getopt_long again from the start */
 	return cli_parse(argc, argv, commands,
 	    sizeof(commands) / sizeof(*commands), cli, err);
+}
+
+/* Parses "stagehand run m.yml <words...>" (NULL-terminated). */
+static int
+parse_run(struct cli *cli, struct errbuf *err, const char *const *words)
+{
+	char *argv[16] = { (char *)"stagehand", (char *)"run",
+		(char *)"m.yml" };
+	int argc = 3;
+
+	while (*words != NULL && argc < 15)
+		argv[argc++] = (char *)*words++;
+	argv[argc] = NULL;
+	optind = 0;
+	return cli_parse(argc, argv, commands,
+	    sizeof(commands) / sizeof(*commands), cli, err);
+}
+
+static void
+test_cli_jump_options_belong_to_the_last_jump(void **state)
+{
+	static const char *const w[] = { "--jump-identity", "all.key", "--jump",
+		"u@a,v@b:2222", "--jump-host-key", "SHA256:bbb", "--jump",
+		"ssh://w@[::1]", "--jump-identity-env", "CKEY", NULL };
+	struct cli cli;
+	struct errbuf err;
+
+	(void)state;
+	unsetenv("STAGEHAND_JUMP");
+	assert_int_equal(parse_run(&cli, &err, w), 0);
+	assert_int_equal(cli.njumps, 3);
+	assert_string_equal(cli.jumps[0].spec, "u@a");
+	assert_string_equal(cli.jumps[1].spec, "v@b:2222");
+	assert_string_equal(cli.jumps[2].spec, "ssh://w@[::1]");
+	assert_string_equal(cli.jump_default.identity_file, "all.key");
+	assert_null(cli.jumps[0].identity_file);
+	assert_null(cli.jumps[0].host_key);
+	assert_string_equal(cli.jumps[1].host_key, "SHA256:bbb");
+	assert_string_equal(cli.jumps[2].identity_env, "CKEY");
+	cli_free(&cli);
+}
+
+static void
+test_cli_jump_comes_from_the_environment_unless_given(void **state)
+{
+	static const char *const none[] = { NULL };
+	static const char *const given[] = { "--jump", "x@y", NULL };
+	struct cli cli;
+	struct errbuf err;
+
+	(void)state;
+	setenv("STAGEHAND_JUMP", "u@a,v@b", 1);
+	assert_int_equal(parse_run(&cli, &err, none), 0);
+	assert_int_equal(cli.njumps, 2);
+	assert_string_equal(cli.jumps[1].spec, "v@b");
+	cli_free(&cli);
+	assert_int_equal(parse_run(&cli, &err, given), 0);
+	assert_int_equal(cli.njumps, 1);
+	assert_string_equal(cli.jumps[0].spec, "x@y");
+	cli_free(&cli);
+	setenv("STAGEHAND_JUMP", "u@a,,v@b", 1);
+	assert_int_equal(parse_run(&cli, &err, none), -1);
+	assert_non_null(strstr(err.msg, "STAGEHAND_JUMP: empty item"));
+	cli_free(&cli);
+	unsetenv("STAGEHAND_JUMP");
+}
+
+static void
+test_cli_jump_options_are_checked(void **state)
+{
+	static const char *const pin[] = { "--jump", "u@a", "--jump-host-key",
+		"MD5:aa", NULL };
+	static const char *const both[] = { "--jump", "u@a", "--jump-identity",
+		"k", "--jump-identity-env", "K", NULL };
+	struct cli cli;
+	struct errbuf err;
+
+	(void)state;
+	unsetenv("STAGEHAND_JUMP");
+	assert_int_equal(parse_run(&cli, &err, pin), -1);
+	assert_int_equal(err.code, SH_ERR_USAGE);
+	assert_non_null(strstr(err.msg, "--jump-host-key: expected SHA256:"));
+	cli_free(&cli);
+	assert_int_equal(parse_run(&cli, &err, both), -1);
+	assert_non_null(strstr(err.msg, "exclude each other"));
+	cli_free(&cli);
 }
 
 static void
@@ -194,6 +282,10 @@ main(void)
 		cmocka_unit_test(test_cli_wait_lock_rejects_bad_values),
 		cmocka_unit_test(test_cli_wait_lock_is_only_for_run),
 		cmocka_unit_test(test_cli_usage_lists_exit_75),
+		cmocka_unit_test(test_cli_jump_options_belong_to_the_last_jump),
+		cmocka_unit_test(
+		    test_cli_jump_comes_from_the_environment_unless_given),
+		cmocka_unit_test(test_cli_jump_options_are_checked),
 		cmocka_unit_test(test_cli_finds_the_commands_row),
 		cmocka_unit_test(test_cli_argument_count_comes_from_the_row),
 		cmocka_unit_test(test_cli_unknown_command_lists_the_table),

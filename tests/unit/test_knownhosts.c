@@ -275,6 +275,38 @@ test_knownhosts_bracketed_port_22_means_the_plain_host(void **state)
 
 /* ------------------------------------------------------------ patterns */
 
+/* OpenSSH writes an IPv6 address bare for port 22, "[addr]:port" else. */
+static void
+test_knownhosts_ipv6_addresses(void **state)
+{
+	(void)state;
+	assert_int_equal(check_port("2001:db8::1 " ED " " KEY_A "\n",
+	                     "2001:db8::1", 22, ED, KEY_A),
+	    KNOWNHOSTS_MATCH);
+	assert_int_equal(check_port("[2001:db8::1]:22 " ED " " KEY_A "\n",
+	                     "2001:db8::1", 22, ED, KEY_A),
+	    KNOWNHOSTS_MATCH);
+	assert_int_equal(check_port("[2001:db8::1]:2222 " ED " " KEY_A "\n",
+	                     "2001:db8::1", 2222, ED, KEY_A),
+	    KNOWNHOSTS_MATCH);
+	assert_int_equal(check_port("2001:db8::1 " ED " " KEY_A "\n",
+	                     "2001:db8::1", 2222, ED, KEY_A),
+	    KNOWNHOSTS_NOT_FOUND);
+	assert_int_equal(check_port("2001:db8::1 " ED " " KEY_A "\n"
+	                            "[2001:db8::1]:2222 " ED " " KEY_B "\n",
+	                     "2001:db8::1", 2222, ED, KEY_A),
+	    KNOWNHOSTS_MISMATCH);
+	assert_int_equal(ans.line, 2);
+	/* A prefix of the address is another host. */
+	assert_int_equal(check_port("2001:db8::1 " ED " " KEY_A "\n",
+	                     "2001:db8::10", 22, ED, KEY_A),
+	    KNOWNHOSTS_NOT_FOUND);
+	/* Letters in an address compare without case. */
+	assert_int_equal(check_port("[2001:DB8::A]:2222 " ED " " KEY_A "\n",
+	                     "2001:db8::a", 2222, ED, KEY_A),
+	    KNOWNHOSTS_MATCH);
+}
+
 static void
 test_knownhosts_comma_list_and_wildcards(void **state)
 {
@@ -500,6 +532,7 @@ main(void)
 		    test_knownhosts_port_entry_matches_its_port_only),
 		cmocka_unit_test(
 		    test_knownhosts_bracketed_port_22_means_the_plain_host),
+		cmocka_unit_test(test_knownhosts_ipv6_addresses),
 		cmocka_unit_test(test_knownhosts_comma_list_and_wildcards),
 		cmocka_unit_test(
 		    test_knownhosts_negation_excludes_whatever_the_order),

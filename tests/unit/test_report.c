@@ -145,12 +145,20 @@ sc_free(struct scenario *s)
 
 /* ---- the scenarios ---- */
 
+/* A bastion the run got through, and one it never reached. */
+static const struct report_jump hop_seen = { "ec2-user", "bastion.example", 22,
+	"SHA256:bastionbastionbastionbastion0123", "ssh-ed25519", false };
+static const struct report_jump hop_unseen = { "ec2-user", "2001:db8::5", 2222,
+	NULL, NULL, false };
+
 static struct scenario *
 sc_passed(void)
 {
 	struct scenario *s = sc_new("stage1", 3);
 
 	sc_target(s);
+	s->run.jumps = &hop_seen;
+	s->run.njumps = 1;
 	sc_step(s, 0, "Base packages", STEP_OK, 104);
 	strlist_push(&s->steps[0].tags, "install");
 	s->steps[0].become = xstrdup("root");
@@ -221,6 +229,8 @@ sc_unreachable(void)
 	s->run.target_user = "builder";
 	s->run.target_host = "10.99.0.2";
 	s->run.target_port = 2222;
+	s->run.jumps = &hop_unseen;
+	s->run.njumps = 1;
 	sc_step(s, 0, "Base packages", STEP_PENDING, 0);
 	sc_step(s, 1, "Write motd", STEP_NOT_RUN, 0);
 	err_set(&s->run_err, SH_ERR_UNREACHABLE,
@@ -381,6 +391,11 @@ test_report_results_json_holds_the_run(void **state)
 	                   "changed\",");
 	assert_contains(j, "\"skip_reason\": \"when: false\"");
 	assert_contains(j, "\"accepted_new\": true");
+	assert_contains(j, "\"jumps\": [\n      {\n        \"user\": "
+	                   "\"ec2-user\",\n        \"host\": "
+	                   "\"bastion.example\",\n        \"port\": 22,");
+	assert_contains(j, "\"fingerprint\": "
+	                   "\"SHA256:bastionbastionbastionbastion0123\"");
 	assert_contains(j, "\"closure\": null");
 	assert_contains(j, "\"tags\": [\n        \"install\"\n      ]");
 	free(j);
@@ -433,6 +448,8 @@ test_report_junit_shows_unreachable_target_as_connect_error(void **state)
 	assert_contains(j, "\"exit_code\": 69");
 	assert_contains(j, "\"code\": \"target unreachable\"");
 	assert_contains(j, "\"host_key\": null");
+	assert_contains(j, "\"host\": \"2001:db8::5\",\n        \"port\": "
+	                   "2222,\n        \"host_key\": null");
 	assert_contains(j, "\"not_run\": 2");
 	free(j);
 	free(x);
