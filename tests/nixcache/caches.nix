@@ -69,11 +69,13 @@ let
   # the major-upgrade tests), in the 15 bundle's layout. Its programs need
   # libraries bookworm no longer ships (libicu67, libssl1.1, libldap-2.4),
   # kept in lib/deb: bin/ holds wrappers that put lib/deb into
-  # LD_LIBRARY_PATH and exec the real programs in lib/postgresql/13/bin.real
-  # (at bin's depth, so postgres finds share/ and lib/ relative to itself;
+  # LD_LIBRARY_PATH and exec the real programs in real/lib/postgresql/13/bin.
+  # real/ is Debian's layout (postgres and initdb find share/ and lib/
+  # relative to themselves only when their dir ends in lib/postgresql/13/bin;
   # pg_ctl and initdb find postgres next to themselves, with the library
-  # path inherited). Only the server's, the client's and the libraries'
-  # dirs of the unpacked tree are imported.
+  # path inherited); share/ and lib/postgresql/13/lib link into it. Only
+  # the server's, the client's and the libraries' dirs of the unpacked tree
+  # are imported.
   pg13-src = let
     root = toString pg13Root;
     n = builtins.stringLength root;
@@ -88,25 +90,31 @@ let
   };
   bundle13 = sh ''
     set -e
-    B=$out/lib/postgresql/13
-    mkdir -p $B/bin $out/share/postgresql
-    cp -a ${pg13-src}/usr/lib/postgresql/13/bin $B/bin.real
+    R=$out/real
+    B=$R/lib/postgresql/13
+    mkdir -p $B $R/share/postgresql $out/lib/postgresql/13/bin \
+      $out/share/postgresql
+    cp -a ${pg13-src}/usr/lib/postgresql/13/bin $B/bin
     cp -a ${pg13-src}/usr/lib/postgresql/13/lib $B/lib
-    cp -a ${pg13-src}/usr/share/postgresql/13 $out/share/postgresql/13
+    cp -a ${pg13-src}/usr/share/postgresql/13 $R/share/postgresql/13
     cp -a ${pg13-src}/usr/lib/*-linux-gnu $out/lib/deb
-    for f in $B/bin.real/*; do
+    ln -s ../../../real/lib/postgresql/13/lib $out/lib/postgresql/13/lib
+    ln -s ../../real/share/postgresql/13 $out/share/postgresql/13
+    for f in $B/bin/*; do
       n=''${f##*/}
+      w=$out/lib/postgresql/13/bin/$n
       { echo '#!/bin/sh'
         echo "LD_LIBRARY_PATH=$out/lib/deb\''${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
         echo 'export LD_LIBRARY_PATH'
-        echo "exec $B/bin.real/$n \"\$@\""
-      } > $B/bin/$n
-      chmod 555 $B/bin/$n
+        echo "exec $B/bin/$n \"\$@\""
+      } > $w
+      chmod 555 $w
     done
     ln -s lib/postgresql/13/bin $out/bin
     echo "postgresql 13 bundle (Debian 11) for stagehand tests" > $out/VARIANT
     $out/bin/postgres --version | grep -q '(PostgreSQL) 13\.'
     $out/bin/pg_ctl --version | grep -q '(PostgreSQL) 13\.'
+    $out/bin/initdb -D $TMPDIR/db -U t >/dev/null
   '' "postgresql-bundle-13";
 
   # (c) big: 1 root + 31 inner nodes + 968 leaves = 1,000 paths; each inner
