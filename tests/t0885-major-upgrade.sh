@@ -7,14 +7,15 @@
 # view and sequences in two databases (tests/fixtures/major-upgrade).
 # The happy path: the server is 15 afterwards, every fingerprint equals
 # the backup's, the old data dir is kept, the profile and the links are
-# the 15 bundle's; a second run changes nothing. Failure injection: a
+# the 15 bundle's; a second run changes nothing. method: dump restores
+# the backup into the new cluster instead. Failure injection: a
 # setting the new major no longer knows (the new server does not start),
 # and a column type pg_upgrade --check refuses: each ends with exit 1, the
 # old major serving the backup's fingerprints, the profile and links back
 # on the 13 bundle, the new dir kept as .failed, and a report that says
 # what failed and that the rollback held.
 . "$(dirname "$0")/lib.sh"
-t_plan 36
+t_plan 40
 
 PROF=/var/lib/postgresql/.nix-profile
 DATA=/var/lib/postgresql/data
@@ -130,6 +131,17 @@ t_ok "and changes nothing" test "$(with_status "$T/up2" changed)" = ""
 t_ok "it says there was nothing to upgrade" \
 	grep -qx "Postgres 15 is live in $DATA: nothing was upgraded" <(step_out "$T/up2" "Upgrade report")
 t_ok "15 still serves the same data" test "$(world) $(psql_box 'select count(*) from people')" = "15 15 $BUNDLE_ROOT $BUNDLE_ROOT 3000"
+
+# ---------------------------------------------------------- method: dump
+instance md || { t_not "a third 13 instance is provisioned"; t_done; exit 1; }
+stage dump "$T/v15.yml" --var method=dump
+t_ok "the upgrade 13 -> 15 by restoring the backup passes" rc_is 0
+t_ok "15 serves, from the 15 bundle's profile and links" \
+	test "$(world)" = "15 15 $BUNDLE_ROOT $BUNDLE_ROOT"
+t_ok "every fingerprint equals the backup's (8 objects)" \
+	all_equal "$T/dump" "Fingerprints equal the backup's" 8
+t_ok "both databases were restored (app, postgres)" \
+	test "$(step_out "$T/dump" "Upgrade the data" | sed -n 's/^restored database //p' | sort | tr '\n' ' ')" = "app postgres "
 
 # ------------------------------------------- the new server does not start
 # A setting Postgres 14 removed: 13 runs with it, 15 refuses to start.
