@@ -13,9 +13,10 @@
 # and a column type pg_upgrade --check refuses: each ends with exit 1, the
 # old major serving the backup's fingerprints, the profile and links back
 # on the 13 bundle, the new dir kept as .failed, and a report that says
-# what failed and that the rollback held.
+# what failed and that the rollback held. SIGTERM while pg_upgrade runs,
+# then a re-run: it completes or rolls back, with one server answering.
 . "$(dirname "$0")/lib.sh"
-t_plan 40
+t_plan 44
 
 PROF=/var/lib/postgresql/.nix-profile
 DATA=/var/lib/postgresql/data
@@ -185,5 +186,37 @@ t_ok "13 serves again, from the 13 bundle's profile and links" \
 	test "$(world)" = "13 13 $BUNDLE13_ROOT $BUNDLE13_ROOT"
 t_ok "the report says the rollback held" \
 	grep -q "^rollback held: Postgres 13 serves" <(step_out "$T/check" "Rollback report")
+
+# ------------------------------------------- SIGTERM in the middle, a re-run
+instance mt || { t_not "a fourth 13 instance is provisioned"; t_done; exit 1; }
+"$STAGEHAND" run "$TOP/stages/major-upgrade.yml" "${SSH_ARGS[@]}" --report "$T/term" \
+	--vars-file "$T/v15.yml" >"$T/term.out" 2>&1 &
+pid=$!
+# Until pg_upgrade runs in the box (or the run is over).
+for _ in $(seq 600); do
+	box_exec sh -c 'ps -e -o comm= | grep -q "^pg_upgrade$"' && break
+	kill -0 "$pid" 2>/dev/null || break
+	sleep 0.05
+done
+kill -TERM "$pid" 2>/dev/null || true
+rc=0
+wait "$pid" || rc=$?
+t_ok "SIGTERM while pg_upgrade runs stops the run (exit $rc)" test "$rc" = 130
+stage again "$T/v15.yml"
+jr "$T/again" '.steps[] | select(.status == "failed") | "re-run: \(.name) failed: \(.error.message)"' >&2
+# It completes (15, exit 0) or rolls back (13, exit 1, rollback held).
+t_ok "the re-run completes or rolls back (exit $RC)" \
+	sh -c "case '$RC' in
+		0) test \"\$(jq -r '.steps[] | select(.name == \"Fingerprints equal the backup'\"'\"'s\") | .status' '$T/again/results.json')\" = ok ;;
+		1) jq -r '.steps[] | select(.name == \"Rollback report\") | .output' '$T/again/results.json' | grep -q '^rollback held' ;;
+		*) false ;; esac"
+one_server() {
+	local n
+	n=$(box_exec sh -c 'ps -e -o args= | grep -c "/postgre[s] -D "')
+	[ "$n" = 1 ] || { echo "$n postmasters"; box_exec sh -c 'ps -e -o args='; return 1; }
+	same "$(psql_box 'select count(*) from people')" 3000
+}
+t_ok "exactly one server runs, and it serves the data" one_server
+t_ok "the state file is gone" box_exec test ! -e /run/stagehand-major-upgrade
 
 t_done
