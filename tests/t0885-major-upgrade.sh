@@ -10,13 +10,14 @@
 # the 15 bundle's; a second run changes nothing. method: dump restores
 # the backup into the new cluster instead. Failure injection: a
 # setting the new major no longer knows (the new server does not start),
-# and a column type pg_upgrade --check refuses: each ends with exit 1, the
+# a row deleted after the upgrade (the after_upgrade hook) and a column
+# type pg_upgrade --check refuses: each ends with exit 1, the
 # old major serving the backup's fingerprints, the profile and links back
 # on the 13 bundle, the new dir kept as .failed, and a report that says
 # what failed and that the rollback held. SIGTERM while pg_upgrade runs,
 # then a re-run: it completes or rolls back, with one server answering.
 . "$(dirname "$0")/lib.sh"
-t_plan 45
+t_plan 49
 
 PROF=/var/lib/postgresql/.nix-profile
 DATA=/var/lib/postgresql/data
@@ -175,9 +176,22 @@ t_ok "the backup was moved aside for the next attempt" \
 	box_exec sh -c 'ls -d /var/backups/postgresql/major-upgrade.rolled-back.* && ! test -e /var/backups/postgresql/major-upgrade'
 t_ok "the state file is gone" box_exec test ! -e /run/stagehand-major-upgrade
 
+# ------------------------------------------- a row lost after the upgrade
+box_exec sh -c "sed -i '/operator_precedence_warning/d' $CONF"
+stage loss "$T/v15.yml" \
+	--var "after_upgrade=/usr/lib/postgresql/bin/psql -X -q -d postgres -c 'delete from events where id = 1'"
+t_ok "an upgrade that loses a row fails (exit 1)" rc_is 1
+t_ok "the fingerprint check fails, naming the table and both counts" \
+	sh -c "jq -r '.steps[] | select(.status == \"failed\") | .name + \": \" + .error.message' '$T/loss/results.json' |
+		grep -q \"^Fingerprints equal the backup's: fingerprints of the live server differ from the backup: postgres: public.events (2000 rows, md5 [0-9a-f]* -> 1999 rows\""
+t_ok "the old server's fingerprints equal the backup's (8 objects)" \
+	all_equal "$T/loss" "The old server's fingerprints equal the backup's" 8
+t_ok "13 serves again with the row, and the rollback held" \
+	test "$(world) $(psql_box 'select count(*) from events') $(step_out "$T/loss" "Rollback report" | grep -c '^rollback held')" = \
+	"13 13 $BUNDLE13_ROOT $BUNDLE13_ROOT 2000 1"
+
 # ------------------------------------------- pg_upgrade --check refuses
 # pg_upgrade cannot carry reg* columns over (their OIDs change).
-box_exec sh -c "sed -i '/operator_precedence_warning/d' $CONF"
 psql_box 'create table regs (r regproc); insert into regs select oid::regproc from pg_proc order by oid limit 1' >/dev/null
 stage check "$T/v15.yml"
 t_ok "an upgrade that pg_upgrade --check refuses fails (exit 1)" rc_is 1
