@@ -11,11 +11,13 @@
 # the step naming the table, for both methods; losses that keep every row
 # count (a changed value, an unequal jsonb with its keys reordered, a row
 # swapped between two tables of one shape, a sequence moved, a sequence's
-# is_called reset) fail naming the object; a data file with an SQL
-# error names file and line; plan only checks the binaries; nothing is
+# is_called reset) fail naming the object; transaction: none loads data
+# and between files that only run outside a transaction block (ALTER
+# SYSTEM, CREATE DATABASE, CREATE INDEX CONCURRENTLY, VACUUM), which the
+# default refuses; a data file with an SQL error names file and line; plan only checks the binaries; nothing is
 # left running and the temp dirs are gone.
 . "$(dirname "$0")/lib.sh"
-t_plan 63
+t_plan 67
 
 
 # PostgreSQL 13 from Debian 11, cached under /var/cache (visible in the box).
@@ -225,6 +227,42 @@ errors_name_the_objects() {
 		error_names 4 'after pg_dumpall: public.events_id_seq (last_value 2000, is_called true -> last_value 2000, is_called false)'
 }
 t_ok "each step's error names the object that changed" errors_name_the_objects
+
+# -- transaction: none runs files as psql does ------------------------------------
+cat >"$T/psqlish.sql" <<'SQL'
+ALTER SYSTEM SET work_mem = '8MB';
+CREATE DATABASE side;
+CREATE INDEX CONCURRENTLY people_name ON people (name);
+VACUUM ANALYZE people;
+SQL
+printf 'VACUUM (FREEZE) events;\nVACUUM ANALYZE people;\n' >"$T/vacuum.sql"
+cat >"$T/psql.yml" <<YML
+stagehand: 1
+stage: migration-outside-transactions
+steps:
+  - name: statement by statement
+    migration_test:
+      old_bin: $NEW
+      new_bin: $NEW
+      transaction: none
+      data: [$FIX/data.sql, psqlish.sql]
+      between: [vacuum.sql]
+  - name: the same, each file in a transaction
+    migration_test:
+      old_bin: $NEW
+      new_bin: $NEW
+      data: [$FIX/data.sql, psqlish.sql]
+YML
+run r8 "$T/psql.yml" --keep-going
+t_ok "transaction: none loads the psql-only fixture, per_file does not" \
+	test "$RC $(jr "$T/r8" '[.steps[].status] | join(",")')" = "1 ok,failed"
+t_ok "statement by statement, every fingerprint is still equal (7 tests)" \
+	test "$(jr "$T/r8" '[.steps[0].tests[].status] | "\(length) \(unique | join(","))"')" = "7 passed"
+t_ok "the index made CONCURRENTLY changed the schema that was compared" \
+	test "$(jr "$T/r8" '.steps[0].details.schema_before')" != "$(jr "$T/r1" '.steps[0].details.schema_before')"
+t_ok "per_file names the file and why: cannot run inside a transaction block" \
+	grep -qE "loading data: $T/psqlish.sql:[0-9]+: 25001: ALTER SYSTEM cannot run inside a transaction block" \
+	<(jr "$T/r8" '.steps[1].error.message')
 
 # -- an SQL error in a data file --------------------------------------------------
 printf 'CREATE TABLE a (x int);\n\nSELECT *\n  FROM no_such_table;\n' >"$T/bad.sql"

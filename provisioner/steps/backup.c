@@ -25,6 +25,10 @@
  *               sha256 checked against the manifest after the transfer
  *
  * What happens (apply), as `user`:
+ *   0. without replace, a dir that holds a backup (manifest.json) is
+ *      kept and nothing else happens: the server is not contacted (a
+ *      resumed upgrade keeps the backup it made before it stopped the
+ *      server);
  *   1. libpq (relay to socket_dir): the databases, their sizes (the
  *      estimate: pg_database_size, an upper bound for a compressed dump),
  *      the server version. A listed database that does not exist fails.
@@ -241,6 +245,11 @@ static const char bk_check_sh[] =
     "elif [ -d \"$D\" ] && [ ! -L \"$D\" ] &&"
     " [ -z \"$(ls -A -- \"$D\" 2>&1)\" ]; then echo 'E empty'\n"
     "else echo 'E other'; fi\n";
+
+/* Step 0: "E backup" when dir holds a backup. */
+static const char bk_kept_sh[] =
+    "if [ -d \"$D\" ] && [ ! -L \"$D\" ] && [ -f \"$D/manifest.json\" ];"
+    " then echo 'E backup'; fi\n";
 
 static const char bk_start_sh[] =
     "par=$(dirname -- \"$D\")\n"
@@ -740,6 +749,24 @@ bk_download(struct bk_run *r, struct errbuf *err)
 
 /* ======================================================== run */
 
+/* Step 0: *state is BK_BACKUP when dir holds a backup already. */
+static int
+bk_kept(struct bk_run *r, enum bk_state *state, struct errbuf *err)
+{
+	struct remote_out out;
+	char *e;
+	int rc;
+
+	rc = bk_remote(
+	    r, "checking the backup directory", bk_kept_sh, NULL, &out, err);
+	e = rc == 0 ? bk_line(&out.out, 'E') : NULL;
+	if (e != NULL && strcmp(e, "backup") == 0)
+		*state = BK_BACKUP;
+	free(e);
+	remote_out_free(&out);
+	return rc;
+}
+
 static int
 bk_apply(struct bk_run *r, struct errbuf *err)
 {
@@ -780,8 +807,10 @@ bk_run_step(struct run_ctx *ctx, const struct step *step, enum step_mode mode,
 	memset(&r, 0, sizeof(r));
 	r.pc = (struct pgcluster){ ctx, step, res, c->user, c->username, NULL };
 	r.c = c;
-	rc = bk_survey(&r, err);
-	if (rc == 0)
+	rc = c->replace ? 0 : bk_kept(&r, &state, err);
+	if (rc == 0 && state != BK_BACKUP)
+		rc = bk_survey(&r, err);
+	if (rc == 0 && state != BK_BACKUP)
 		rc = bk_check(&r, &state, err);
 	/* A plan of a fresh image: the server or pg_dump comes later. */
 	if (rc < 0 && mode == STEP_PROBE && err->code == SH_ERR_REMOTE) {
@@ -791,7 +820,7 @@ bk_run_step(struct run_ctx *ctx, const struct step *step, enum step_mode mode,
 		rc = 0;
 		goto out;
 	}
-	if (rc == 0) {
+	if (rc == 0 && state != BK_BACKUP) {
 		step_result_detail(res, "databases", "%zu", r.dbs.n);
 		step_result_detail(
 		    res, "server_version", "%s", r.m.server_version);

@@ -15,9 +15,15 @@
  *   data        required: local SQL files (relative to the manifest),
  *               checked at parse time (pgscript.c: no psql backslash
  *               commands) and loaded in order into the old cluster through
- *               libpq, each in one transaction unless it manages its own
+ *               libpq, as `transaction` says
  *   between     local SQL files run on each NEW cluster after the upgrade
  *               and before its fingerprint (how a test injects a loss)
+ *   transaction per_file (default): each data and between file in one
+ *               transaction, unless it manages its own; none: statement
+ *               by statement, each committed on its own, as psql runs a
+ *               file (ALTER SYSTEM, CREATE DATABASE, VACUUM, CREATE INDEX
+ *               CONCURRENTLY need it); the sql kind's field and splitter
+ *               (steps/pgstep.h, pg/pgscript.h)
  *   user        OS user that runs everything, default postgres
  *   username    the clusters' bootstrap superuser, default `user`
  *   dbname      the database the data goes into and that is
@@ -79,6 +85,7 @@
 #include "pg/fingerprint.h"
 #include "pg/pgscript.h"
 #include "steps/pgcluster.h"
+#include "steps/pgstep.h"
 #include "steps/stepsh.h"
 #include "target/ctx.h"
 #include "target/remote.h"
@@ -100,6 +107,7 @@ struct mt_cfg {
 	unsigned methods;
 	struct strlist data;     /* resolved local paths */
 	struct strlist between;  /* resolved local paths */
+	enum pg_txn txn;         /* for data and between */
 	struct pgcluster_cfg cl; /* user, username, locale, encoding, workdir */
 	const char *dbname;      /* borrowed or "postgres" */
 	unsigned port;
@@ -125,6 +133,7 @@ static const char *const mt_keys[] = {
 	"method",
 	"data",
 	"between",
+	"transaction",
 	PGCLUSTER_KEYS,
 	"dbname",
 	"port",
@@ -255,6 +264,7 @@ mt_parse(const struct node *body, void *cfg, struct errbuf *err)
 	    mt_parse_dbname(body, c, err) < 0 ||
 	    mt_parse_files(body, "data", true, &c->data, err) < 0 ||
 	    mt_parse_files(body, "between", false, &c->between, err) < 0 ||
+	    pgstep_parse_txn(body, &c->txn, err) < 0 ||
 	    node_opt_u64(body, "port", 65534, &port, err) < 0 ||
 	    node_opt_bool(body, "keep", &c->keep, err) < 0)
 		return -1;
@@ -421,13 +431,14 @@ mt_script(const char *path, struct buf *sql, struct pg_script *script,
 }
 
 /*
- * Runs each file of files, in order, each in one transaction (unless it
- * manages its own) and one round trip. Errors are "FILE:LINE: SQLSTATE:
+ * Runs each file of files, in order: with PG_TXN_COMMIT each in one
+ * transaction (unless it manages its own) and one round trip, with
+ * PG_TXN_NONE statement by statement. Errors are "FILE:LINE: SQLSTATE:
  * message".
  */
 static int
-mt_run_files(
-    struct pg_conn *conn, const struct strlist *files, struct errbuf *err)
+mt_run_files(struct pg_conn *conn, const struct strlist *files, enum pg_txn txn,
+    struct errbuf *err)
 {
 	for (size_t i = 0; i < files->n; i++) {
 		struct pg_script script;
@@ -438,7 +449,7 @@ mt_run_files(
 		rc = mt_script(files->v[i], &sql, &script, err);
 		if (rc == 0)
 			rc = pg_script_run(
-			    conn, &script, PG_TXN_COMMIT, mt_ignore, NULL, err);
+			    conn, &script, txn, mt_ignore, NULL, err);
 		pg_script_free(&script);
 		buf_release(&sql);
 		if (rc < 0)
@@ -458,7 +469,7 @@ mt_exec_files(struct mt_run *r, unsigned port, const struct strlist *files,
 		return 0;
 	if (mt_connect(r, port, r->c->dbname, &conn, err) < 0)
 		return -1;
-	rc = mt_run_files(conn, files, err);
+	rc = mt_run_files(conn, files, r->c->txn, err);
 	pg_close(conn);
 	return rc;
 }
@@ -597,7 +608,7 @@ mt_fingerprint(struct mt_run *r, unsigned port, const struct strlist *first,
 
 	if (mt_connect(r, port, r->c->dbname, &conn, err) < 0)
 		return -1;
-	rc = mt_run_files(conn, first, err);
+	rc = mt_run_files(conn, first, r->c->txn, err);
 	if (rc == 0)
 		rc = pg_fp_rows(conn, &f->rows, err);
 	pg_close(conn);
@@ -843,12 +854,13 @@ mt_describe(const struct step *step, struct buf *out)
 {
 	const struct mt_cfg *c = step->cfg;
 
-	buf_addf(out, "migration_test %s -> %s (%s%s%s), %zu data file%s",
+	buf_addf(out, "migration_test %s -> %s (%s%s%s), %zu data file%s%s",
 	    c->old_bin, c->new_bin,
 	    (c->methods & MT_UPGRADE) ? "pg_upgrade" : "",
 	    c->methods == (MT_UPGRADE | MT_DUMPALL) ? ", " : "",
 	    (c->methods & MT_DUMPALL) ? "pg_dumpall" : "", c->data.n,
-	    c->data.n == 1 ? "" : "s");
+	    c->data.n == 1 ? "" : "s",
+	    c->txn == PG_TXN_NONE ? ", statement by statement" : "");
 }
 
 const struct step_kind step_kind_migration_test = {

@@ -26,6 +26,24 @@ no_nul(const struct node *n, struct errbuf *err)
 	return 0;
 }
 
+int
+pgstep_parse_txn(const struct node *body, enum pg_txn *out, struct errbuf *err)
+{
+	const char *t = NULL;
+
+	*out = PG_TXN_COMMIT;
+	if (node_opt_str(body, "transaction", &t, err) < 0)
+		return -1;
+	if (t == NULL || strcmp(t, "per_file") == 0)
+		return 0;
+	if (strcmp(t, "none") == 0) {
+		*out = PG_TXN_NONE;
+		return 0;
+	}
+	return node_err(err, node_get(body, "transaction"),
+	    "transaction must be per_file or none, not '%s'", t);
+}
+
 char *
 pgstep_path(const char *manifest_file, const char *path)
 {

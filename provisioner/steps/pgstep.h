@@ -73,6 +73,13 @@ void pgstep_free(struct pgstep_cfg *c);
  * kinds whose SQL comes from elsewhere than `files` (migrations). */
 int pgstep_parse_conn(
     const struct node *body, struct pgstep_cfg *c, struct errbuf *err);
+/*
+ * The optional field `transaction` of body: per_file (absent: the default,
+ * PG_TXN_COMMIT) or none (PG_TXN_NONE, statement by statement as psql
+ * runs a file). Anything else is a manifest error at the field.
+ */
+int pgstep_parse_txn(
+    const struct node *body, enum pg_txn *out, struct errbuf *err);
 /* path resolved against the directory of manifest_file (NULL: as is);
  * absolute paths stay. Caller frees. */
 char *pgstep_path(const char *manifest_file, const char *path);

@@ -16,7 +16,14 @@
  *   locale, encoding   initdb's, default C, UTF8 (a database restored
  *               with --create keeps the dump's own)
  *   workdir     absolute parent of the scratch dir, default /tmp
- *   port        the scratch cluster's port, default 54339
+ *   port        the scratch cluster's port, default 54339 (live: the
+ *               server's, default 5432)
+ *   live        bool: compare the running server on socket_dir and port
+ *               with the manifest instead of restoring (after an upgrade,
+ *               after a rollback): steps 2, 3 and 5 do not happen, no
+ *               binary is needed
+ *   socket_dir  live only: the server's unix socket dir, default
+ *               /var/run/postgresql (reached as `user`, peer auth)
  *
  * What happens, as `user`:
  *   1. manifest.json is read (cat) and checked (pg/backupmf.h);
@@ -39,7 +46,9 @@
  *      happened before.
  * The target keeps nothing: apply reports ok, not changed. Details:
  * backup_server_version, server_version (the scratch cluster's),
- * databases, objects.
+ * databases, objects. Live, the tests say "backup: ..; live: .." and a
+ * difference is "fingerprints of the live server differ from the
+ * backup: ..".
  *
  * probe: checks the binaries and that the manifest is there; either
  * missing is only the detail not_there_yet (an earlier step would make
@@ -58,6 +67,8 @@
 
 #define RT_DEFAULT_BIN "/usr/lib/postgresql/bin"
 #define RT_DEFAULT_PORT 54339
+#define RT_DEFAULT_LIVE_PORT 5432
+#define RT_DEFAULT_SOCKET "/var/run/postgresql"
 #define RT_DEFAULT_JOBS 2
 #define RT_MAX_JOBS 64
 
@@ -68,6 +79,8 @@ struct rt_cfg {
 	struct pgcluster_cfg cl; /* user, username, locale, encoding, workdir */
 	unsigned port;
 	unsigned jobs;
+	bool live;
+	const char *socket_dir; /* borrowed or the default; live only */
 };
 
 struct rt_run {
@@ -87,6 +100,8 @@ static const char *const rt_keys[] = {
 	"jobs",
 	PGCLUSTER_KEYS,
 	"port",
+	"live",
+	"socket_dir",
 	NULL,
 };
 
@@ -121,12 +136,23 @@ rt_parse(const struct node *body, void *cfg, struct errbuf *err)
 
 	if (rt_parse_dirs(body, c, err) < 0 ||
 	    pgcluster_parse(body, &c->cl, err) < 0 ||
-	    node_opt_u64(body, "port", 65535, &port, err) < 0 ||
+	    node_opt_bool(body, "live", &c->live, err) < 0)
+		return -1;
+	if (c->live)
+		port = RT_DEFAULT_LIVE_PORT;
+	if (node_opt_u64(body, "port", 65535, &port, err) < 0 ||
 	    node_opt_u64(body, "jobs", RT_MAX_JOBS, &jobs, err) < 0)
 		return -1;
-	if (port < 1024)
-		return node_err(
-		    err, node_get(body, "port"), "port must be 1024-65535");
+	c->socket_dir = RT_DEFAULT_SOCKET;
+	if (node_get(body, "socket_dir") != NULL &&
+	    (!c->live ||
+	        stepsh_abs_path(body, "socket_dir", &c->socket_dir, err) < 0))
+		return c->live ? -1
+		               : node_err(err, node_get(body, "socket_dir"),
+		                     "socket_dir is for live: true only");
+	if (port < (c->live ? 1 : 1024))
+		return node_err(err, node_get(body, "port"),
+		    "port must be %s-65535", c->live ? "1" : "1024");
 	if (jobs == 0)
 		return node_err(err, node_get(body, "jobs"),
 		    "jobs must be 1-%d", RT_MAX_JOBS);
@@ -148,6 +174,11 @@ static const char rt_probe_sh[] =
     "for t in \"$BIN/postgres\" \"$D/manifest.json\"; do\n"
     "\t[ -e \"$t\" ] || { echo \"= not_there_yet $t\"; exit 0; }\n"
     "done\n";
+
+/* live: only the manifest must be there. */
+static const char rt_probe_live_sh[] =
+    "[ -e \"$D/manifest.json\" ] ||"
+    " echo \"= not_there_yet $D/manifest.json\"\n";
 
 static const char rt_cat_sh[] =
     "[ -f \"$D/manifest.json\" ] || die \"$D/manifest.json: no such file"
@@ -260,6 +291,8 @@ rt_read(struct rt_run *r, struct errbuf *err)
 	step_result_detail(
 	    r->pc.res, "backup_server_version", "%s", r->m.server_version);
 	step_result_detail(r->pc.res, "backup_created", "%s", r->m.created);
+	if (r->c->live)
+		return 0;
 	strlist_push(&files, r->m.globals.name);
 	for (size_t i = 0; i < r->m.ndbs; i++)
 		strlist_push(&files, r->m.dbs[i].file.name);
@@ -323,8 +356,8 @@ rt_test(void *arg, const struct pg_fp_obj *b, const struct pg_fp_obj *a)
 	bool same = pg_fp_same(b, a);
 	char *name =
 	    xasprintf("%s: %s %s", r->db, pg_fp_kind_name(o->kind), o->name);
-	char *msg = xasprintf("backup: %s; restored: %s",
-	    b ? b->fp : "(absent)", a ? a->fp : "(absent)");
+	char *msg = xasprintf("backup: %s; %s: %s", b ? b->fp : "(absent)",
+	    r->c->live ? "live" : "restored", a ? a->fp : "(absent)");
 
 	step_result_test(r->pc.res, name, same, false, msg);
 	if (!same)
@@ -333,6 +366,26 @@ rt_test(void *arg, const struct pg_fp_obj *b, const struct pg_fp_obj *a)
 	r->nobjects++;
 	free(msg);
 	free(name);
+}
+
+/* A connection to database db: the scratch cluster, or the live server. */
+static int
+rt_connect(
+    struct rt_run *r, const char *db, struct pg_conn **conn, struct errbuf *err)
+{
+	struct pg_target t = { 0 };
+
+	if (!r->c->live)
+		return pgcluster_connect(&r->pc, r->c->port, db, conn, err);
+	t.host = r->c->socket_dir;
+	t.port = r->c->port;
+	t.user = r->c->cl.username;
+	t.dbname = db;
+	t.os_user = r->c->cl.user;
+	t.timeout_s = r->pc.step->timeout_s;
+	if (pg_connect(r->pc.ctx, &t, conn, err) < 0)
+		return err_prefix(err, "connecting to database %s: ", db);
+	return 0;
 }
 
 /* Step 4. */
@@ -346,12 +399,11 @@ rt_compare(struct rt_run *r, struct errbuf *err)
 		int rc;
 
 		pg_fp_init(&now);
-		rc = pgcluster_connect(&r->pc, r->c->port, d->name, &conn, err);
+		rc = rt_connect(r, d->name, &conn, err);
 		if (rc == 0 && pg_fp_rows(conn, &now, err) < 0)
 			rc = err_prefix(err,
-			    "fingerprint of the restored "
-			    "database %s: ",
-			    d->name);
+			    "fingerprint of the %s database %s: ",
+			    r->c->live ? "live" : "restored", d->name);
 		pg_close(conn);
 		if (rc == 0) {
 			r->db = d->name;
@@ -363,6 +415,11 @@ rt_compare(struct rt_run *r, struct errbuf *err)
 	}
 	step_result_detail(r->pc.res, "databases", "%zu", r->m.ndbs);
 	step_result_detail(r->pc.res, "objects", "%zu", r->nobjects);
+	if (r->bad.len > 0 && r->c->live)
+		return err_set(err, SH_ERR_STEP,
+		    "fingerprints of the live server differ from the backup: "
+		    "%s",
+		    r->bad.data);
 	if (r->bad.len > 0)
 		return err_set(err, SH_ERR_STEP,
 		    "fingerprints differ after the restore: %s", r->bad.data);
@@ -404,14 +461,15 @@ rt_run_step(struct run_ctx *ctx, const struct step *step, enum step_mode mode,
 	r.c = c;
 	if (mode == STEP_PROBE) {
 		rc = rt_remote(&r, "checking the binaries", NULL, false, &out,
-		    err, rt_probe_sh, rt_need_sh, (const char *)NULL);
+		    err, c->live ? rt_probe_live_sh : rt_probe_sh,
+		    c->live ? "" : rt_need_sh, (const char *)NULL);
 		remote_out_free(&out);
 		return rc;
 	}
 	r.mname = xasprintf("%s/%s", c->dir, PG_BK_MANIFEST);
 	buf_init(&r.bad, 1u << 20);
 	rc = rt_read(&r, err);
-	if (rc == 0)
+	if (rc == 0 && !c->live)
 		rc = rt_restore(&r, err);
 	if (rc == 0)
 		rc = rt_compare(&r, err);
@@ -428,8 +486,13 @@ rt_describe(const struct step *step, struct buf *out)
 {
 	const struct rt_cfg *c = step->cfg;
 
-	buf_addf(out, "restore_test %s with %s (pg_restore --jobs %u)", c->dir,
-	    c->bin_dir, c->jobs);
+	if (c->live)
+		buf_addf(out,
+		    "restore_test %s against the live server on %s:%u", c->dir,
+		    c->socket_dir, c->port);
+	else
+		buf_addf(out, "restore_test %s with %s (pg_restore --jobs %u)",
+		    c->dir, c->bin_dir, c->jobs);
 }
 
 const struct step_kind step_kind_restore_test = {

@@ -46,24 +46,6 @@ static const char *const sql_keys[] = { PGSTEP_KEYS, "transaction", "unless",
 
 /* ======================================================== parse */
 
-static int
-sql_parse_txn(const struct node *body, struct sql_cfg *c, struct errbuf *err)
-{
-	const char *t = NULL;
-
-	c->txn = PG_TXN_COMMIT;
-	if (node_opt_str(body, "transaction", &t, err) < 0)
-		return -1;
-	if (t == NULL || strcmp(t, "per_file") == 0)
-		return 0;
-	if (strcmp(t, "none") == 0) {
-		c->txn = PG_TXN_NONE;
-		return 0;
-	}
-	return node_err(err, node_get(body, "transaction"),
-	    "transaction must be per_file or none, not '%s'", t);
-}
-
 static void
 sql_release(void *cfg)
 {
@@ -78,7 +60,7 @@ sql_parse(const struct node *body, void *cfg, struct errbuf *err)
 	struct sql_cfg *c = cfg;
 	const struct node *u;
 
-	if (sql_parse_txn(body, c, err) < 0 ||
+	if (pgstep_parse_txn(body, &c->txn, err) < 0 ||
 	    node_opt_str(body, "unless", &c->unless, err) < 0 ||
 	    pgstep_parse(body, &c->pg, err) < 0)
 		return -1;

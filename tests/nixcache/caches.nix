@@ -5,7 +5,9 @@
 { system ? builtins.currentSystem
   # Digest of the host's PostgreSQL files (make-caches.sh): part of every
   # derivation that copies them, so new host files give new store paths.
-, inputsId ? "none" }:
+, inputsId ? "none"
+  # Debian 11's PostgreSQL 13, unpacked by tests/pg13/fetch.sh.
+, pg13Root ? "/var/cache/stagehand-pg13/root" }:
 let
   sh = args: name: builtins.derivation {
     inherit name system;
@@ -63,6 +65,58 @@ let
     echo "postgresql bundle broken for stagehand tests" > $out/VARIANT
   '' "postgresql-bundle-15-broken";
 
+  # (b2) a PostgreSQL 13 bundle from Debian 11's packages (the old major of
+  # the major-upgrade tests), in the 15 bundle's layout. Its programs need
+  # libraries bookworm no longer ships (libicu67, libssl1.1, libldap-2.4),
+  # kept in lib/deb: bin/ holds wrappers that put lib/deb into
+  # LD_LIBRARY_PATH and exec the real programs in real/lib/postgresql/13/bin.
+  # real/ is Debian's layout (postgres and initdb find share/ and lib/
+  # relative to themselves only when their dir ends in lib/postgresql/13/bin;
+  # pg_ctl and initdb find postgres next to themselves, with the library
+  # path inherited); share/ and lib/postgresql/13/lib link into it. Only
+  # the server's, the client's and the libraries' dirs of the unpacked tree
+  # are imported.
+  pg13-src = let
+    root = toString pg13Root;
+    n = builtins.stringLength root;
+    wanted = r: builtins.elem r [ "/usr" "/usr/lib" "/usr/share"
+        "/usr/lib/postgresql" "/usr/share/postgresql" ]
+      || builtins.match "/usr/(lib|share)/postgresql/13(/.*)?" r != null
+      || builtins.match "/usr/lib/[a-z0-9_]+-linux-gnu(/.*)?" r != null;
+  in builtins.path {
+    name = "debian11-postgresql-13";
+    path = /. + root;
+    filter = p: t: wanted (builtins.substring n (builtins.stringLength p) p);
+  };
+  bundle13 = sh ''
+    set -e
+    R=$out/real
+    B=$R/lib/postgresql/13
+    mkdir -p $B $R/share/postgresql $out/lib/postgresql/13/bin \
+      $out/share/postgresql
+    cp -a ${pg13-src}/usr/lib/postgresql/13/bin $B/bin
+    cp -a ${pg13-src}/usr/lib/postgresql/13/lib $B/lib
+    cp -a ${pg13-src}/usr/share/postgresql/13 $R/share/postgresql/13
+    cp -a ${pg13-src}/usr/lib/*-linux-gnu $out/lib/deb
+    ln -s ../../../real/lib/postgresql/13/lib $out/lib/postgresql/13/lib
+    ln -s ../../real/share/postgresql/13 $out/share/postgresql/13
+    for f in $B/bin/*; do
+      n=''${f##*/}
+      w=$out/lib/postgresql/13/bin/$n
+      { echo '#!/bin/sh'
+        echo "LD_LIBRARY_PATH=$out/lib/deb\''${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
+        echo 'export LD_LIBRARY_PATH'
+        echo "exec $B/bin/$n \"\$@\""
+      } > $w
+      chmod 555 $w
+    done
+    ln -s lib/postgresql/13/bin $out/bin
+    echo "postgresql 13 bundle (Debian 11) for stagehand tests" > $out/VARIANT
+    $out/bin/postgres --version | grep -q '(PostgreSQL) 13\.'
+    $out/bin/pg_ctl --version | grep -q '(PostgreSQL) 13\.'
+    $out/bin/initdb -D $TMPDIR/db -U t >/dev/null
+  '' "postgresql-bundle-13";
+
   # (c) big: 1 root + 31 inner nodes + 968 leaves = 1,000 paths; each inner
   # node also refers to the previous one (shared references).
   leaf = i: builtins.toFile "big-leaf-${toString i}" "leaf ${toString i}\n";
@@ -84,5 +138,5 @@ in {
   inherit small-root pg-lib pg-share big-root split-root split-mid split-dep;
   bundle = bundle "1";
   bundle2 = bundle "2";
-  inherit bundle-broken;
+  inherit bundle-broken bundle13;
 }

@@ -17,6 +17,9 @@
 #                      $BUNDLE_ROOT/bin/postgres runs on this machine
 #       BUNDLE2_ROOT   a second bundle root sharing lib and share (upgrades)
 #       BROKEN_ROOT    a bundle whose bin/postgres exits 1 (rollback tests)
+#       BUNDLE13_ROOT  PostgreSQL 13 bundle from Debian 11's packages
+#                      (tests/pg13/fetch.sh), the 15 bundle's layout, one
+#                      path (major-upgrade tests)
 #       BUNDLE_LIB, BUNDLE_SHARE  the bundle's dependency paths
 #       BIG_ROOT       synthetic 1,000-path closure (tree of depth 3)
 #       SPLIT_ROOT     root in cache1 (key 1), its 2 dependencies only in
@@ -28,8 +31,10 @@
 #   nix.conf/ xdg/ store/    the private Nix configuration, cache, store
 #
 # Reuse: when OUTDIR/paths.env exists and is newer than this script and
-# caches.nix, nothing is done (about 10 ms). Parallel callers with the same
-# OUTDIR serialise on OUTDIR.lock. Needs root (the chroot store builds in
+# caches.nix, and the host's PostgreSQL 15 files and the unpacked 13 ones
+# are those it was built from, nothing is done (about 60 ms, most of it
+# tests/pg13/fetch.sh finding its cache complete). Parallel callers with
+# the same OUTDIR serialise on OUTDIR.lock. Needs root (the chroot store builds in
 # Nix's sandbox). The bundle's NARs are zstd-compressed, the rest xz.
 set -euo pipefail
 
@@ -53,7 +58,17 @@ inputs_id() {
 		/usr/lib/postgresql/15/lib /usr/share/postgresql/15/extension \
 		2>/dev/null | sha256sum | cut -c1-32
 }
-INPUTS_ID=$(inputs_id)
+# PostgreSQL 13 from Debian 11 (downloaded once, then cached by fetch.sh).
+PG13_DIR=/var/cache/stagehand-pg13
+"$HERE/../pg13/fetch.sh" "$PG13_DIR" >/dev/null || {
+	echo "make-caches.sh: tests/pg13/fetch.sh failed" >&2
+	exit 1
+}
+pg13_id() {
+	ls -l --time-style=+%s "$PG13_DIR/root/usr/lib/postgresql/13/bin" \
+		"$PG13_DIR/root/usr/lib/postgresql/13/lib" | sha256sum | cut -c1-32
+}
+INPUTS_ID=$(inputs_id)-$(pg13_id)
 export INPUTS_ID
 fresh() {
 	[ -f "$OUT/paths.env" ] &&
@@ -91,7 +106,7 @@ fail() {
 }
 drv() { # NAME: builds caches.nix's derivation NAME, prints its path
 	nix-build --store "$STORE" --no-out-link "$HERE/caches.nix" -A "$1" \
-		--argstr inputsId "$INPUTS_ID" \
+		--argstr inputsId "$INPUTS_ID" --argstr pg13Root "$PG13_DIR/root" \
 		2>>"$OUT/build.log" || fail
 }
 file() { # NAME: adds caches.nix's builtins.toFile NAME, prints its path
@@ -103,6 +118,7 @@ SMALL_ROOT=$(drv small-root)
 BUNDLE_ROOT=$(drv bundle)
 BUNDLE2_ROOT=$(drv bundle2)
 BROKEN_ROOT=$(drv bundle-broken)
+BUNDLE13_ROOT=$(drv bundle13)
 BUNDLE_LIB=$(drv pg-lib)
 BUNDLE_SHARE=$(drv pg-share)
 BIG_ROOT=$(file big-root)
@@ -122,7 +138,7 @@ to() { # URL-PARAMS PATHS...: nix copy into a file:// cache
 K1=$OUT/keys/key1.sec
 K2=$OUT/keys/key2.sec
 to "$OUT/cache1?secret-key=$K1&compression=zstd" "$BUNDLE_ROOT" "$BUNDLE2_ROOT" \
-	"$BROKEN_ROOT"
+	"$BROKEN_ROOT" "$BUNDLE13_ROOT"
 to "$OUT/cache1?secret-key=$K1" "$SMALL_ROOT" "$BIG_ROOT" "$SPLIT_ROOT"
 to "$OUT/cache2?secret-key=$K2" "${SPLIT_DEPS[@]}"
 # The split dependencies live in cache2 only.
@@ -138,6 +154,7 @@ done
 	echo "BUNDLE_ROOT=$BUNDLE_ROOT"
 	echo "BUNDLE2_ROOT=$BUNDLE2_ROOT"
 	echo "BROKEN_ROOT=$BROKEN_ROOT"
+	echo "BUNDLE13_ROOT=$BUNDLE13_ROOT"
 	echo "BUNDLE_LIB=$BUNDLE_LIB"
 	echo "BUNDLE_SHARE=$BUNDLE_SHARE"
 	echo "BIG_ROOT=$BIG_ROOT"

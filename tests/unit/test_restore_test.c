@@ -57,12 +57,32 @@ test_restore_test_refused(void **state)
 	expect_err("{dir: /b, keep: true}", "mem.yml:5:29: unknown key 'keep'");
 }
 
+static void
+test_restore_test_live(void **state)
+{
+	(void)state;
+	expect_ok("{dir: /b, live: true}",
+	    "restore_test /b against the live server on "
+	    "/var/run/postgresql:5432");
+	expect_ok("{dir: /b, live: true, socket_dir: /run/pg, port: 5433}",
+	    "restore_test /b against the live server on /run/pg:5433");
+	expect_ok("{dir: /b, live: yes, port: 80}",
+	    "restore_test /b against the live server on "
+	    "/var/run/postgresql:80");
+	expect_err("{dir: /b, socket_dir: /run/pg}",
+	    "mem.yml:5:41: socket_dir is for live: true only");
+	expect_err("{dir: /b, live: true, socket_dir: pg}", "mem.yml:5:53:");
+	expect_err("{dir: /b, live: maybe}", "mem.yml:5:35:");
+	expect_err("{dir: /b, live: true, port: 0}", "port must be 1-65535");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_restore_test_loads),
 		cmocka_unit_test(test_restore_test_refused),
+		cmocka_unit_test(test_restore_test_live),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
