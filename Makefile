@@ -57,7 +57,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/tests/%)
 ASAN_UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build-asan/tests/%)
 
 .PHONY: all check unit integration asan deps lint format install demo \
-	bench clean fuzz pkgs-found check-fresh check-vm demo-vm image
+	bench clean fuzz pkgs-found check-fresh check-vm check-arm64 demo-vm image
 
 all: stagehand
 
@@ -102,7 +102,7 @@ deps:
 # the test box. tests/run.sh prints the closing "N passed, N failed,
 # N skipped". deps.sh first, then the build in a sub-make (see PKG_MISSING).
 # TIER=check: the box tier and the boot proof (t11*); all: everything;
-# box or vm: one tier. check-vm: the whole VM tier (SKIP=PATTERN leaves
+# box, vm or arm64: one tier. check-vm: the whole VM tier (SKIP=PATTERN leaves
 # out scripts, e.g. SKIP=t1100 after a `make check` ran it).
 TIER ?= check
 SKIP ?=
@@ -114,6 +114,11 @@ check:
 
 check-vm:
 	@$(MAKE) --no-print-directory check TIER=vm
+
+# The local image pipeline for aarch64 (t13*), emulated under TCG on an
+# x86_64 host: the slowest tier, so in neither check nor check-vm.
+check-arm64:
+	@$(MAKE) --no-print-directory check TIER=arm64
 
 # Stage 1 + stage 2 on a VM and a boot of the image they left: slower
 # than `make demo` (minutes under TCG), so not part of it.

@@ -31,9 +31,11 @@
 #                    data in /tmp/pg/data; status 1 when it does not start
 #   box_psql DB SQL  psql as the postgres OS user over that socket dir,
 #                    ON_ERROR_STOP, one unaligned value per line
-#   caches_make FILE builds (or reuses) the signed test caches in
+#   caches_make FILE [--aarch64]
+#                    builds (or reuses) the signed test caches in
 #                    BOX_CACHES and writes make-caches.sh's KEY=value lines
-#                    (BUNDLE_ROOT, KEY1_PUB, ...) to FILE; errors on stderr
+#                    (BUNDLE_ROOT, KEY1_PUB, ...) to FILE; errors on stderr;
+#                    --aarch64: with the aarch64-linux bundle too
 #   caches_serve WWW ADDR
 #                    serves BOX_CACHES/cache1 and cache2 with nginx on ADDR
 #                    (127.0.0.1, or TESTBOX_GATEWAY for the box) from the
@@ -136,7 +138,9 @@ box_snapshot() {
 }
 
 caches_make() {
-	"$BOX_NIXCACHE/make-caches.sh" "$BOX_CACHES" >"$1"
+	local file=$1
+	shift
+	"$BOX_NIXCACHE/make-caches.sh" "$@" "$BOX_CACHES" >"$file"
 }
 
 caches_serve() {

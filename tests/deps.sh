@@ -14,7 +14,8 @@ openssh-client sudo iproute2 util-linux procps jq python3 python3-jsonschema
 ca-certificates tar coreutils postgresql-15 nix-bin locales xz-utils
 nginx-light cpp packer yamllint shellcheck postgresql-15-pgtap groff-base libssl-dev
 libxml2-utils clang libclang-rt-14-dev clang-format
-qemu-system-x86 qemu-utils mtools dosfstools mmdebstrap e2fsprogs"
+qemu-system-x86 qemu-utils mtools dosfstools mmdebstrap e2fsprogs
+qemu-system-arm qemu-user-static binfmt-support arch-test"
 
 missing=""
 for p in $PKGS; do

@@ -8,14 +8,16 @@
 #
 #   tests/run.sh --stagehand ./stagehand --unit-dir build/tests
 #       [--unit-only] [--only PATTERN] [--skip PATTERN]
-#       [--tier all|check|box|vm]
+#       [--tier all|check|box|vm|arm64]
 #
 # Tiers: tests/t0*.sh run on the namespace test box (seconds each);
 # tests/t1*.sh run on QEMU VMs (tests/vm/vm: a kernel, systemd, reboots;
 # minutes each under TCG): t10* the step kinds that need one, t11* the
-# stages and the boot proof, t12* the local Packer (qemu) pipeline. --tier vm runs only the VM tier (no unit
-# tests, no lint); box everything but it; check (what `make check` runs)
-# the box tier and the boot proof (t11*); all (the default) everything.
+# stages and the boot proof, t12* the local Packer (qemu) pipeline, t13*
+# the same pipeline for aarch64 (emulated: the slowest). --tier vm runs
+# t10* to t12* (no unit tests, no lint); arm64 only t13*; box everything
+# but t1*; check (what `make check` runs) the box tier and the boot proof
+# (t11*); all (the default) everything.
 # --skip leaves out the scripts whose path contains PATTERN.
 set -u
 cd "$(dirname "$0")/.."
@@ -104,21 +106,23 @@ run_one() { # name cmd...
 	fi
 }
 
-case $tier in all | check | box | vm) ;; *) echo "run.sh: --tier all, check, box or vm" >&2; exit 2 ;; esac
+case $tier in all | check | box | vm | arm64) ;; *) echo "run.sh: --tier all, check, box, vm or arm64" >&2; exit 2 ;; esac
 for t in "$unit_dir"/test_*; do
-	[ "$tier" != vm ] || break
+	[ "$tier" != vm ] && [ "$tier" != arm64 ] || break
 	[ -x "$t" ] || continue
 	case $t in *"$only"*) ;; *) continue ;; esac
 	run_one "$t" "$t"
 done
 
 if [ "$unit_only" = 0 ]; then
-	[ "$tier" = vm ] || run_one tests/lint.sh tests/lint.sh
+	[ "$tier" = vm ] || [ "$tier" = arm64 ] || run_one tests/lint.sh tests/lint.sh
 	for t in tests/t[0-9]*.sh; do
 		case $t in *"$only"*) ;; *) continue ;; esac
 		[ -z "$skip_pat" ] || case $t in *"$skip_pat"*) continue ;; esac
 		case $tier:$t in
-		box:tests/t1* | check:tests/t10* | check:tests/t12* | vm:tests/t0*) continue ;;
+		box:tests/t1* | check:tests/t1[023]* | vm:tests/t0* | vm:tests/t13*) continue ;;
+		arm64:tests/t13*) ;;
+		arm64:*) continue ;;
 		esac
 		run_one "$t" bash "$t"
 	done

@@ -1,18 +1,29 @@
 #!/usr/bin/env bash
 # The local image pipeline (packer/local/, `make image`) end to end on
-# x86_64: packer/local/image.sh runs stage 1 on the VM tier's base image
+# x86_64 (t1300 sources this file for aarch64, with PIPELINE_ARCH):
+# packer/local/image.sh runs stage 1 on the VM tier's base image
 # and stage 2 on stage 1's output through Packer's qemu builder (stagehand
 # through shell-local against build.Host/build.Port, the gate and the
 # manifest post-processors), then boots the stage-2 image as a new machine
 # and runs the read-only boot check. Checked: both images are standalone
 # qcow2 files in the output dir, the reports passed the results.json
-# schema and carry the system x86_64-linux, packer-manifest.json records
-# one qemu build per stage with its status, and the boot proof passed.
-# Then a stage 2 whose step fails (tests/fixtures/packer/failing.yml) on
-# the same stage 1: packer fails, no stage-2 image, no new build in the
-# manifest, the report names the step. Times are printed as comments only.
+# schema and carry the system x86_64-linux, stage 2 installed the
+# bundle the caches hold for that system, packer-manifest.json records one
+# qemu build per stage with its status, and the boot proof passed. Then
+# (x86_64 only: nothing in it depends on the arch) a stage 2 whose step
+# fails (tests/fixtures/packer/failing.yml) on the same stage 1: packer
+# fails, no stage-2 image, no new build in the manifest, the report names
+# the step. Times are printed as comments only.
 . "$(dirname "$0")/lib.sh"
-t_plan 26
+arch=${PIPELINE_ARCH:-x86_64}
+sys=$arch-linux
+if [ "$arch" = x86_64 ]; then
+	t_plan 28
+	bundle_key=BUNDLE_ROOT
+else
+	t_plan 22
+	bundle_key=BUNDLE_ROOT_AARCH64
+fi
 
 FIX=$TOP/tests/fixtures/packer
 O=$T/output
@@ -29,13 +40,16 @@ ssh-keygen -q -t ed25519 -N '' -C validate -f "$T/validate_key"
 t_ok "packer validate with no network: local/qemu.pkr.hcl (both stages)" \
 	unshare -n packer validate -var base_image=/nonexistent.qcow2 -var kernel=/k \
 	-var initrd=/i -var seed_image=/s -var "ssh_private_key_file=$T/validate_key" "$TPL"
-t_fail "the local template refuses an arch it cannot build yet" \
+t_ok "... and for $arch" unshare -n packer validate -var base_image=/nonexistent.qcow2 \
+	-var kernel=/k -var initrd=/i -var seed_image=/s -var "ssh_private_key_file=$T/validate_key" \
+	-var "arch=$arch" "$TPL"
+t_fail "the local template refuses an arch it cannot build" \
 	packer validate -var base_image=/nonexistent.qcow2 -var kernel=/k -var initrd=/i \
-	-var seed_image=/s -var "ssh_private_key_file=$T/validate_key" -var arch=aarch64 "$TPL"
+	-var seed_image=/s -var "ssh_private_key_file=$T/validate_key" -var arch=riscv64 "$TPL"
 
 # ---- 1. both stages and the boot proof
 rc=0
-IMAGE_OUT=$O STAGEHAND=$STAGEHAND "$TOP/packer/local/image.sh" >"$T/good.log" 2>&1 || rc=$?
+ARCH=$arch IMAGE_OUT=$O STAGEHAND=$STAGEHAND "$TOP/packer/local/image.sh" >"$T/good.log" 2>&1 || rc=$?
 echo "# packer/local/image.sh: exit $rc after $(($(now) - t0)) s"
 sed 's/^/# /' "$O/times.env" 2>/dev/null
 if [ "$rc" != 0 ]; then
@@ -45,22 +59,24 @@ if [ "$rc" != 0 ]; then
 fi
 t_pass "packer/local/image.sh: both stages through Packer's qemu builder and the boot proof"
 
-R1=$O/reports/stage1-x86_64
-R2=$O/reports/stage2-x86_64
-RB=$O/reports/boot-check-x86_64
+R1=$O/reports/stage1-$arch
+R2=$O/reports/stage2-$arch
+RB=$O/reports/boot-check-$arch
 standalone() { # IMAGE: a qcow2 with no backing file
 	qemu-img info --output=json "$1" >"$T/info.json" &&
 		test "$(jq -r '.format + " " + (."backing-filename" // "none")' "$T/info.json")" = "qcow2 none"
 }
-t_ok "output/stage1-x86_64.qcow2 is a standalone qcow2" standalone "$O/stage1-x86_64.qcow2"
-t_ok "output/stage2-x86_64.qcow2 is a standalone qcow2" standalone "$O/stage2-x86_64.qcow2"
+t_ok "output/stage1-$arch.qcow2 is a standalone qcow2" standalone "$O/stage1-$arch.qcow2"
+t_ok "output/stage2-$arch.qcow2 is a standalone qcow2" standalone "$O/stage2-$arch.qcow2"
 t_ok "no Packer work dir is left behind" sh -c "! ls -d '$O'/.build-* 2>/dev/null"
 t_ok "stagehand ran through shell-local against Packer's build.Host/Port/User (the port forward)" \
 	sh -c "grep -q 'stagehand-provision: stagehand run $TOP/stages/stage1.yml -> ssh://admin@127.0.0.1:[0-9]' '$T/good.log' &&
 		grep -q 'stagehand-provision: stagehand run $TOP/stages/testbox-stage2.yml -> ssh://admin@127.0.0.1:[0-9]' '$T/good.log'"
-t_ok "stage 1 and stage 2 passed, on x86_64-linux" \
+t_ok "stage 1 and stage 2 passed, on $sys" \
 	test "$(jq -rs 'map(.status + " " + .target.system) | join(",")' "$R1/results.json" "$R2/results.json")" = \
-	"passed x86_64-linux,passed x86_64-linux"
+	"passed $sys,passed $sys"
+t_ok "stage 2 installed the caches' bundle for $sys ($bundle_key)" \
+	test "$(jr "$R2" .closure.root)" = "$(sed -n "s/^$bundle_key=//p" "$BOX_CACHES/paths.env")"
 t_ok "stage 2 ran on the machine stage 1's disk booted (another boot)" \
 	test "$(jq -rn --slurpfile a "$R1/results.json" --slurpfile b "$R2/results.json" \
 		'$b[0].started_at >= $a[0].finished_at and $b[0].target.boot_id != $a[0].target.boot_id')" = true
@@ -83,31 +99,38 @@ t_ok "the gate post-processor passed each stage's report" \
 M=$O/packer-manifest.json
 t_ok "packer-manifest.json records one qemu build per stage, with its image" \
 	test "$(jq -r '[.builds[] | "\(.custom_data.stage) \(.builder_type) \(.files[0].name)"] | join(",")' "$M")" = \
-	"stage1 qemu stage1-x86_64.qcow2,stage2 qemu stage2-x86_64.qcow2"
-t_ok "... with the status passed and the system x86_64-linux" \
+	"stage1 qemu stage1-$arch.qcow2,stage2 qemu stage2-$arch.qcow2"
+t_ok "... with the status passed and the system $sys" \
 	test "$(jq -r '[.builds[].custom_data | "\(.status) \(.target_system) \(.arch)"] | join(",")' "$M")" = \
-	"passed x86_64-linux x86_64,passed x86_64-linux x86_64"
+	"passed $sys $arch,passed $sys $arch"
 t_ok "... and stage 2's input is stage 1's image" \
-	test "$(jq -r '.builds[1].custom_data.input' "$M")" = "$O/stage1-x86_64.qcow2"
+	test "$(jq -r '.builds[1].custom_data.input' "$M")" = "$O/stage1-$arch.qcow2"
 t_ok "the boot proof: the boot check passed with nothing changed" \
 	test "$(jr "$RB" '.status + " " + (.counts.changed | tostring)')" = "passed 0"
 t_ok "... postgresql.service was active on the booted stage-2 image" \
 	test "$(jr "$RB" '[.steps[] | select(.name == "postgresql.service is active") | .status] | first')" = ok
-t_ok "... and its report says x86_64-linux" test "$(jr "$RB" .target.system)" = x86_64-linux
+t_ok "... and its report says $sys" test "$(jr "$RB" .target.system)" = "$sys"
 t_ok "image.sh printed where the images and the reports are" \
-	sh -c "grep -qx 'image: $O/stage2-x86_64.qcow2' '$T/good.log' && grep -qx 'reports: $O/reports/' '$T/good.log'"
+	sh -c "grep -qx 'image: $O/stage2-$arch.qcow2' '$T/good.log' && grep -qx 'reports: $O/reports/' '$T/good.log'"
+
+if [ "$arch" != x86_64 ]; then
+	t_ok "no VM of this test is left running" sh -c "! '$BOX_VM' list | grep -q '^img'"
+	echo "# whole test: $(($(now) - t0)) s"
+	t_done
+	exit
+fi
 
 # ---- 2. a failing stage 2 never becomes an image
 runs_before=$(jq -c '[.builds[].packer_run_uuid]' "$M")
 t1=$(now)
 rc=0
-IMAGE_OUT=$O STAGEHAND=$STAGEHAND IMAGE_STAGES=2 IMAGE_BOOT_PROOF=0 \
+ARCH=$arch IMAGE_OUT=$O STAGEHAND=$STAGEHAND IMAGE_STAGES=2 IMAGE_BOOT_PROOF=0 \
 	STAGE2_MANIFEST=$FIX/failing.yml "$TOP/packer/local/image.sh" >"$T/fail.log" 2>&1 || rc=$?
 echo "# the failing stage 2: exit $rc after $(($(now) - t1)) s"
 t_ok "a failing stage 2 fails image.sh" test "$rc" = 1
 t_ok "... no stage-2 image in the output dir, no Packer work dir" \
-	sh -c "test ! -e '$O/stage2-x86_64.qcow2' && ! ls -d '$O'/.build-* 2>/dev/null"
-t_ok "... stage 1's image is still there" test -f "$O/stage1-x86_64.qcow2"
+	sh -c "test ! -e '$O/stage2-$arch.qcow2' && ! ls -d '$O'/.build-* 2>/dev/null"
+t_ok "... stage 1's image is still there" test -f "$O/stage1-$arch.qcow2"
 t_ok "... packer-manifest.json got no build from that run" \
 	test "$(jq -c '[.builds[].packer_run_uuid]' "$M")" = "$runs_before"
 t_ok "... the report says failed at the deliberately failing step" \

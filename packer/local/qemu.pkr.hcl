@@ -21,8 +21,8 @@ variable "arch" {
   type    = string
   default = "x86_64"
   validation {
-    condition     = contains(["x86_64"], var.arch)
-    error_message = "The arch must be x86_64 (aarch64 is not there yet)."
+    condition     = contains(["x86_64", "aarch64"], var.arch)
+    error_message = "The arch must be x86_64 or aarch64."
   }
 }
 
@@ -151,11 +151,17 @@ locals {
   # The disk has no boot loader: boot the base image's kernel, root on the
   # whole virtio disk (tests/vm/vm does the same). Setting -drive replaces
   # Packer's own, so the build disk is given here too.
-  cpu = var.accelerator == "kvm" ? "host" : "max"
+  # aarch64: the virt board (PL011 console); under TCG, the cheap
+  # pointer-authentication algorithm (tests/vm/vm does the same).
+  arm         = var.arch == "aarch64"
+  qemu_binary = local.arm ? "qemu-system-aarch64" : "qemu-system-x86_64"
+  machine     = local.arm ? "virt" : "pc"
+  cpu         = var.accelerator == "kvm" ? "host" : (local.arm ? "max,pauth-impdef=on" : "max")
+  console     = local.arm ? "ttyAMA0" : "ttyS0"
   boot_args = [
     ["-kernel", var.kernel],
     ["-initrd", var.initrd],
-    ["-append", "console=ttyS0 root=/dev/vda rw"],
+    ["-append", "console=${local.console} root=/dev/vda rw"],
     ["-cpu", local.cpu],
     ["-device", "virtio-net,netdev=user.0"],
     ["-device", "virtio-rng-pci"],
@@ -169,6 +175,8 @@ source "qemu" "base" {
   disk_size            = var.disk_size
   skip_compaction      = true
   accelerator          = var.accelerator
+  qemu_binary          = local.qemu_binary
+  machine_type         = local.machine
   cpus                 = var.cpus
   memory               = var.memory
   headless             = true

@@ -7,15 +7,20 @@
   # derivation that copies them, so new host files give new store paths.
 , inputsId ? "none"
   # Debian 11's PostgreSQL 13, unpacked by tests/pg13/fetch.sh.
-, pg13Root ? "/var/cache/stagehand-pg13/root" }:
+, pg13Root ? "/var/cache/stagehand-pg13/root"
+  # The same for Debian's arm64 packages (make-caches.sh --aarch64), whose
+  # files the sandbox shows at /arm64pg.
+, arm64Id ? "none" }:
 let
-  sh = args: name: builtins.derivation {
-    inherit name system;
+  shFor = sys: id: args: name: builtins.derivation {
+    inherit name;
+    system = sys;
     builder = "/bin/sh";
     args = [ "-c" args ];
     PATH = "/usr/bin";
-    STAGEHAND_INPUTS_ID = inputsId;
+    STAGEHAND_INPUTS_ID = id;
   };
+  sh = shFor system inputsId;
 
   # (a) small: 4 paths that reference each other; the root refers to itself.
   small-a = builtins.toFile "small-a" "leaf of the small closure\n";
@@ -32,21 +37,31 @@ let
 
   # (b) the PostgreSQL 15 bundle: lib and share as their own paths, the root
   # holds bin/ in Debian's layout (lib/postgresql/15/bin) so that postgres
-  # finds its share and pkglib dirs relative to itself.
-  pg-lib = sh ''
-    cp -a /usr/lib/postgresql/15/lib $out
+  # finds its share and pkglib dirs relative to itself. ROOT is where
+  # Debian's files are: "" (the host's) or /arm64pg; SH builds for a system.
+  pgLib = sh: root: sh ''
+    cp -a ${root}/usr/lib/postgresql/15/lib $out
   '' "postgresql-15-lib";
-  pg-share = sh ''
-    cp -a /usr/share/postgresql/15 $out
+  pgShare = sh: root: sh ''
+    cp -a ${root}/usr/share/postgresql/15 $out
   '' "postgresql-15-share";
-  bundle = variant: sh ''
+  pgBundle = sh: root: lib: share: variant: sh ''
     mkdir -p $out/lib/postgresql/15 $out/share/postgresql
-    cp -a /usr/lib/postgresql/15/bin $out/lib/postgresql/15/bin
-    ln -s ${pg-lib} $out/lib/postgresql/15/lib
-    ln -s ${pg-share} $out/share/postgresql/15
+    cp -a ${root}/usr/lib/postgresql/15/bin $out/lib/postgresql/15/bin
+    ln -s ${lib} $out/lib/postgresql/15/lib
+    ln -s ${share} $out/share/postgresql/15
     ln -s lib/postgresql/15/bin $out/bin
     echo "postgresql bundle ${variant} for stagehand tests" > $out/VARIANT
   '' "postgresql-bundle-15-${variant}";
+  pg-lib = pgLib sh "";
+  pg-share = pgShare sh "";
+  bundle = pgBundle sh "" pg-lib pg-share;
+
+  # The same bundle for aarch64-linux: the builder is still the host's
+  # /bin/sh (cp needs no arm64 CPU); the files are Debian's arm64 ones.
+  shArm = shFor "aarch64-linux" arm64Id;
+  bundle-aarch64 = pgBundle shArm "/arm64pg" (pgLib shArm "/arm64pg")
+    (pgShare shArm "/arm64pg") "1";
 
   # A bundle whose postgres cannot start (it exits 1 at once): the
   # upgrade stage's health check fails and it must roll back.
@@ -138,5 +153,5 @@ in {
   inherit small-root pg-lib pg-share big-root split-root split-mid split-dep;
   bundle = bundle "1";
   bundle2 = bundle "2";
-  inherit bundle-broken bundle13;
+  inherit bundle-broken bundle13 bundle-aarch64;
 }

@@ -3,6 +3,8 @@
 # the closure tests and benchmarks use, offline, with Debian's nix (2.8).
 #
 #   make-caches.sh OUTDIR     build (or reuse) the caches; prints OUTDIR/paths.env
+#   make-caches.sh --aarch64 OUTDIR
+#                             the same, with an aarch64-linux bundle too
 #
 # Output (all under OUTDIR):
 #   cache1/            file:// binary cache: every closure below except the
@@ -21,6 +23,13 @@
 #                      (tests/pg13/fetch.sh), the 15 bundle's layout, one
 #                      path (major-upgrade tests)
 #       BUNDLE_LIB, BUNDLE_SHARE  the bundle's dependency paths
+#       BUNDLE_ROOT_AARCH64  (--aarch64 only) the same bundle for
+#                      aarch64-linux, from Debian's arm64 packages
+#                      (postgresql-15, postgresql-client-15,
+#                      postgresql-15-pgtap of the host's apt sources,
+#                      fetched with a private apt state: the host's
+#                      dpkg gains no architecture); built on any host
+#                      (the builder only copies files), runs on arm64
 #       BIG_ROOT       synthetic 1,000-path closure (tree of depth 3)
 #       SPLIT_ROOT     root in cache1 (key 1), its 2 dependencies only in
 #                      cache2 (key 2): needs both caches, in that order
@@ -29,17 +38,24 @@
 #       STORE          the private nix store root the paths were built in
 #                      (a chroot store: nix --store "$STORE")
 #   nix.conf/ xdg/ store/    the private Nix configuration, cache, store
+#   arm64/             (--aarch64) the apt state, the .debs, their files
 #
 # Reuse: when OUTDIR/paths.env exists and is newer than this script and
-# caches.nix, and the host's PostgreSQL 15 files and the unpacked 13 ones
-# are those it was built from, nothing is done (about 60 ms, most of it
-# tests/pg13/fetch.sh finding its cache complete). Parallel callers with
-# the same OUTDIR serialise on OUTDIR.lock. Needs root (the chroot store builds in
+# caches.nix (and has the aarch64 bundle if asked for), and the host's
+# PostgreSQL 15 files and the unpacked 13 ones are those it was built
+# from, nothing is done (about 60 ms, most of it tests/pg13/fetch.sh
+# finding its cache complete). Parallel callers with the same OUTDIR
+# serialise on OUTDIR.lock. Needs root (the chroot store builds in
 # Nix's sandbox). The bundle's NARs are zstd-compressed, the rest xz.
 set -euo pipefail
 
+aarch64=0
+if [ "${1:-}" = --aarch64 ]; then
+	aarch64=1
+	shift
+fi
 [ $# = 1 ] || {
-	echo "usage: $0 OUTDIR" >&2
+	echo "usage: $0 [--aarch64] OUTDIR" >&2
 	exit 2
 }
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -74,21 +90,53 @@ fresh() {
 	[ -f "$OUT/paths.env" ] &&
 		[ "$OUT/paths.env" -nt "$HERE/make-caches.sh" ] &&
 		[ "$OUT/paths.env" -nt "$HERE/caches.nix" ] &&
-		[ "$(cat "$OUT/inputs.id" 2>/dev/null)" = "$INPUTS_ID" ]
+		[ "$(cat "$OUT/inputs.id" 2>/dev/null)" = "$INPUTS_ID" ] &&
+		{ [ "$aarch64" = 0 ] || grep -q '^BUNDLE_ROOT_AARCH64=' "$OUT/paths.env"; }
 }
 if fresh; then
 	cat "$OUT/paths.env"
 	exit 0
 fi
 
+# arm64_files: Debian's arm64 PostgreSQL 15 files in $OUT/arm64/root, from
+# the host's apt sources through a private apt state (its own lists; no
+# dpkg status). Only the three packages: the target's stage 1 installs
+# the bundle's Debian libraries. Sets ARM64_ID, a digest
+# of the .debs' names (their versions).
+arm64_files() {
+	local a=$OUT/arm64 apt d
+	mkdir -p "$a/lists/partial" "$a/archives/partial"
+	apt=(-q -o APT::Architecture=arm64 -o APT::Architectures::=arm64
+		-o Dir::State::Lists="$a/lists" -o Dir::State::status=/dev/null
+		-o Dir::Cache::Archives="$a/archives" -o Dir::Cache::pkgcache=
+		-o Dir::Cache::srcpkgcache= -o Debug::NoLocking=1)
+	apt-get "${apt[@]}" update >>"$OUT/build.log" 2>&1 || fail
+	rm -f "$a"/archives/*.deb
+	(cd "$a/archives" && apt-get "${apt[@]}" download postgresql-15 \
+		postgresql-client-15 postgresql-15-pgtap) >>"$OUT/build.log" 2>&1 || fail
+	rm -rf "$a/root"
+	mkdir -p "$a/root"
+	for d in "$a"/archives/postgresql-15_*_arm64.deb "$a"/archives/postgresql-client-15_*_arm64.deb \
+		"$a"/archives/postgresql-15-pgtap_*.deb; do
+		[ -f "$d" ] || { echo "make-caches: no $d after apt-get download" >&2; fail; }
+		dpkg-deb -x "$d" "$a/root"
+	done
+	[ -x "$a/root/usr/lib/postgresql/15/bin/postgres" ] || fail
+	ARM64_ID=$(cd "$a/archives" && ls postgresql-15_*_arm64.deb postgresql-client-15_*_arm64.deb \
+		postgresql-15-pgtap_*.deb | sha256sum | cut -c1-32)
+}
+
 rm -rf "$OUT/cache1" "$OUT/cache2" "$OUT/keys" "$OUT/paths.env" "$OUT/xdg"
-mkdir -p "$OUT/nix.conf" "$OUT/keys" "$OUT/xdg"
+mkdir -p "$OUT/nix.conf" "$OUT/keys" "$OUT/xdg" "$OUT/arm64/root"
 # The chroot store forces Nix's sandbox; /bin/sh and the PostgreSQL files
-# come from the host's /usr.
-cat >"$OUT/nix.conf/nix.conf" <<'EOF'
+# come from the host's /usr, the arm64 ones from /arm64pg. The aarch64
+# derivations run the host's /bin/sh too (they only copy files), which
+# extra-platforms allows.
+cat >"$OUT/nix.conf/nix.conf" <<EOF
 build-users-group =
 sandbox = true
-sandbox-paths = /bin=/usr/bin /usr /lib=/usr/lib /lib64=/usr/lib64
+sandbox-paths = /bin=/usr/bin /usr /lib=/usr/lib /lib64=/usr/lib64 /arm64pg=$OUT/arm64/root
+extra-platforms = aarch64-linux
 substituters =
 experimental-features = nix-command
 EOF
@@ -104,9 +152,11 @@ fail() {
 	cat "$OUT/build.log" >&2
 	return 1
 }
+ARM64_ID=none
 drv() { # NAME: builds caches.nix's derivation NAME, prints its path
 	nix-build --store "$STORE" --no-out-link "$HERE/caches.nix" -A "$1" \
 		--argstr inputsId "$INPUTS_ID" --argstr pg13Root "$PG13_DIR/root" \
+		--argstr arm64Id "$ARM64_ID" \
 		2>>"$OUT/build.log" || fail
 }
 file() { # NAME: adds caches.nix's builtins.toFile NAME, prints its path
@@ -121,6 +171,11 @@ BROKEN_ROOT=$(drv bundle-broken)
 BUNDLE13_ROOT=$(drv bundle13)
 BUNDLE_LIB=$(drv pg-lib)
 BUNDLE_SHARE=$(drv pg-share)
+BUNDLE_ROOT_AARCH64=
+if [ "$aarch64" = 1 ]; then
+	arm64_files
+	BUNDLE_ROOT_AARCH64=$(drv bundle-aarch64)
+fi
 BIG_ROOT=$(file big-root)
 SPLIT_ROOT=$(file split-root)
 SPLIT_DEPS=("$(file split-mid)" "$(file split-dep)")
@@ -138,7 +193,7 @@ to() { # URL-PARAMS PATHS...: nix copy into a file:// cache
 K1=$OUT/keys/key1.sec
 K2=$OUT/keys/key2.sec
 to "$OUT/cache1?secret-key=$K1&compression=zstd" "$BUNDLE_ROOT" "$BUNDLE2_ROOT" \
-	"$BROKEN_ROOT" "$BUNDLE13_ROOT"
+	"$BROKEN_ROOT" "$BUNDLE13_ROOT" ${BUNDLE_ROOT_AARCH64:+"$BUNDLE_ROOT_AARCH64"}
 to "$OUT/cache1?secret-key=$K1" "$SMALL_ROOT" "$BIG_ROOT" "$SPLIT_ROOT"
 to "$OUT/cache2?secret-key=$K2" "${SPLIT_DEPS[@]}"
 # The split dependencies live in cache2 only.
@@ -157,6 +212,7 @@ done
 	echo "BUNDLE13_ROOT=$BUNDLE13_ROOT"
 	echo "BUNDLE_LIB=$BUNDLE_LIB"
 	echo "BUNDLE_SHARE=$BUNDLE_SHARE"
+	[ -z "$BUNDLE_ROOT_AARCH64" ] || echo "BUNDLE_ROOT_AARCH64=$BUNDLE_ROOT_AARCH64"
 	echo "BIG_ROOT=$BIG_ROOT"
 	echo "SPLIT_ROOT=$SPLIT_ROOT"
 	echo "KEY1_PUB=$(cat "$OUT/keys/key1.pub")"
