@@ -263,7 +263,7 @@ t_exit 1 "the secret password is in no report, log or output" leaks "$secret"
 
 # ---- no port on the box, nothing left on the controller
 t_ok "the box listens only on sshd and postgres's own ports" \
-	sh -c "'$TESTBOX' exec '$TESTBOX_NAME' -- ss -Hltn | awk '{print \$4}' | sort | tr '\n' ' ' | grep -qx '10.[0-9.]*:22 127.0.0.1:5433 '"
+	sh -c "'$TESTBOX' exec '$TESTBOX_NAME' -- ss -Hltn | awk '{print \$4}' | LC_ALL=C sort | tr '\n' ' ' | grep -qxE '10\.[0-9.]*:22 127\.0\.0\.1:5433 (\[fd00:[0-9a-f:]*\]:22 )?'"
 t_ok "no private socket dir is left on the controller" \
 	test -z "$(ls -A "$T/tmp")"
 

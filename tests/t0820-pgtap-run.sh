@@ -149,7 +149,7 @@ for _ in $(seq 1 100); do
 	sleep 0.1
 done
 t_ok "while a query runs the box listens only on sshd and postgres" \
-	sh -c "'$TESTBOX' exec '$TESTBOX_NAME' -- ss -Hltn | awk '{print \$4}' | sort | tr '\n' ' ' | grep -qx '10.[0-9.]*:22 127.0.0.1:5433 '"
+	sh -c "'$TESTBOX' exec '$TESTBOX_NAME' -- ss -Hltn | awk '{print \$4}' | LC_ALL=C sort | tr '\n' ' ' | grep -qxE '10\.[0-9.]*:22 127\.0\.0\.1:5433 (\[fd00:[0-9a-f:]*\]:22 )?'"
 "$TESTBOX" kill-sessions "$TESTBOX_NAME"
 rc=0
 wait "$pid" || rc=$?

@@ -90,8 +90,8 @@ mutant() {
 
 # 1. The migration fingerprint hashes '' for every row: only the row
 #    count is left to compare.
-mutant "migration_test compares only row counts" \
-	provisioner/steps/migration_test.c \
+mutant "the fingerprints compare only row counts" \
+	provisioner/pg/fingerprint.c \
 	's|"string_agg(ROW(x\.\*)::text, |"string_agg(/* MUTANT */ '"''"'::text, |' \
 	t0860-migration-test.sh 'only table public\.|keeps (5000|10) rows'
 
