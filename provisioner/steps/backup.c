@@ -22,7 +22,8 @@
  *   replace     bool: an existing backup in dir is replaced (once the new
  *               one is complete); default false
  *   download    local dir: the backup is copied there too, each file's
- *               sha256 checked against the manifest after the transfer
+ *               sha256 checked against the manifest after the transfer;
+ *               empty: none
  *
  * What happens (apply), as `user`:
  *   0. without replace, a dir that holds a backup (manifest.json) is
@@ -184,9 +185,11 @@ bk_parse_download(const struct node *body, struct bk_cfg *c, struct errbuf *err)
 		return 0;
 	if (node_opt_str(body, "download", &d, err) < 0)
 		return -1;
-	if (d == NULL || d[0] == '\0' || strlen(d) != n->len)
-		return node_err(
-		    err, n, "download: must be a non-empty path without NUL");
+	/* Empty is none: a stage passes its download dir through a var. */
+	if (d == NULL || d[0] == '\0')
+		return 0;
+	if (strlen(d) != n->len)
+		return node_err(err, n, "download: must be a path without NUL");
 	/* Like download's dest: relative to the working directory. */
 	c->download = xstrdup(d);
 	return 0;
