@@ -8,10 +8,13 @@
 # in the profile, and postgres runs; a second run moves nothing. A NAR
 # changed by one byte (same size) and a truncated NAR (the small closure,
 # xz) stop with exit 77 naming the path and the hashes, and leave nothing
-# in the box's store: no path of that closure, no temporary directory. A
-# mode other than pull or push is an invalid manifest.
+# in the box's store: no path of that closure, no temporary directory.
+# SIGKILL of stagehand while a push holds restored paths leaves nothing in
+# the store, a NAR that stalls fails as an unreachable cache (69), and the
+# re-run completes. A mode other than pull or push is an
+# invalid manifest.
 . "$(dirname "$0")/lib.sh"
-t_plan 28
+t_plan 36
 
 NIXCACHE=$TOP/tests/nixcache
 CACHES=${STAGEHAND_NIXCACHE:-/tmp/stagehand-nixcache}
@@ -156,6 +159,55 @@ t_ok "the truncated NAR's error names the path and the cut" \
 	sh -c 'grep -F -- "$1" "$2" | grep -qF "the xz stream is truncated"' _ "$VICTIM" "$T/out"
 t_ok "and the box's store is unchanged, no temporary directory" \
 	sh -c 'test "$1" = "$2"' _ "$s0" "$(store_list)"
+
+# ---- SIGKILL in the middle: nothing partial is visible, a re-run completes
+# The victim's narinfo (its URL is not signed) points its NAR at the faulty
+# server's /hang/, so the push stops inside the closure with the paths
+# before it restored in the box's temporary directory.
+mkdir -p "$WWW/slow"
+cp "$CACHES"/cache1/*.narinfo "$CACHES/cache1/nix-cache-info" "$WWW/slow/"
+sed -i "s|^URL: |URL: ../../hang/cache1/|" "$WWW/slow/$vh.narinfo"
+ln -s "$CACHES/cache1/nar" "$WWW/slow/nar"
+HPORT=$("$NIXCACHE/serve" port)
+"$NIXCACHE/serve" faulty "$WWW" 127.0.0.1 "$HPORT" || {
+	t_not "the faulty server is served"
+	t_done
+	exit 1
+}
+manifest "$T/slow.yml" "$SMALL_ROOT" "http://127.0.0.1:$HPORT/ok/slow" push
+"$STAGEHAND" run "$T/slow.yml" "${SSH_ARGS[@]}" >"$T/kill.out" 2>&1 &
+spid=$!
+restored() { # the push holds at least one restored path in its temp dir
+	box_exec sh -c 'ls -d /nix/store/.stagehand-push.*/1 2>/dev/null' | grep -q .
+}
+for _ in $(seq 1 600); do
+	restored && break
+	kill -0 "$spid" 2>/dev/null || break
+	sleep 0.1
+done
+t_ok "the push holds restored paths in its temporary directory" restored
+kill -9 "$spid" 2>/dev/null
+wait "$spid" 2>/dev/null
+for _ in $(seq 1 300); do
+	no_tmp && break
+	sleep 0.1
+done
+t_ok "after SIGKILL of stagehand the box's temporary directory goes" no_tmp
+t_ok "and the box's store is as before the push" \
+	sh -c 'test "$1" = "$2"' _ "$s0" "$(store_list)"
+# The same cache, not killed: the stalled NAR fails after cache_timeout
+# (5 s without a byte) as an unreachable cache, and leaves nothing.
+run st "$T/slow.yml"
+t_ok "a NAR that never comes: exit 69" rc_is 69
+t_ok "the error names the NAR's URL and the path" \
+	sh -c 'grep -F -- "$1" "$3" | grep -qF "$2"' _ "/hang/cache1/$VNAR" "$VICTIM" "$T/out"
+t_ok "and the box's store is as before, no temporary directory" \
+	sh -c 'test "$1" = "$2"' _ "$s0" "$(store_list)"
+manifest "$T/small.yml" "$SMALL_ROOT" "$URL/cache1" push
+run k2 "$T/small.yml"
+t_ok "the re-run completes" rc_is 0
+t_ok "and the small closure is valid in the box" \
+	box_exec nix-store --verify-path "$SMALL_ROOT" "$VICTIM"
 
 # ---- offline validation
 manifest "$T/bad.yml" "$SMALL_ROOT" "$URL/cache1" copy

@@ -326,12 +326,46 @@ nar_check_end(struct nar_check *c, struct errbuf *err)
 
 /* ============================================================== fetch */
 
+/*
+ * A stall is timeout_ms without a byte from the cache. Time the sink
+ * spends (the target reading slowly) does not count: the clock restarts
+ * when a piece has been handed on, so curl's own low-speed limit, which
+ * would count it, is not used.
+ */
 struct nar_xfer {
 	struct nar_check *c;
 	struct errbuf *err;
 	bool own_err; /* err holds the check's error, not curl's */
 	volatile sig_atomic_t *interrupted;
+	uint64_t last_ms; /* when the last piece was handed on */
+	uint64_t timeout_ms;
+	const char *url;
+	const char *path;
 };
+
+static int
+nar_on_progress(
+    void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+	struct nar_xfer *x = arg;
+
+	(void)dt;
+	(void)dn;
+	(void)ut;
+	(void)un;
+	if (x->interrupted != NULL && *x->interrupted) {
+		err_set(x->err, SH_ERR_INTERRUPTED, "interrupted");
+		x->own_err = true;
+		return 1;
+	}
+	if (now_ms() - x->last_ms <= x->timeout_ms)
+		return 0;
+	err_set(x->err, SH_ERR_UNREACHABLE,
+	    "%s: cannot fetch the NAR of %s: no data for %llu s", x->url,
+	    x->path, (unsigned long long)(x->timeout_ms / 1000));
+	x->own_err = true;
+	return 1;
+}
 
 static size_t
 nar_on_body(char *p, size_t size, size_t n, void *arg)
@@ -347,6 +381,7 @@ nar_on_body(char *p, size_t size, size_t n, void *arg)
 		x->own_err = true;
 		return 0;
 	}
+	x->last_ms = now_ms();
 	return size * n;
 }
 
@@ -371,6 +406,10 @@ nar_fetch(const struct narinfo *ni, const char *cache,
 		return -1;
 	url = xasprintf("%s/%s", cache, ni->url);
 	ms = 1000L * (o->timeout_s ? o->timeout_s : NAR_DEFAULT_TIMEOUT_S);
+	x.url = url;
+	x.path = ni->store_path;
+	x.timeout_ms = (uint64_t)ms;
+	x.last_ms = now_ms();
 	e = curl_easy_init();
 	if (e == NULL || curl_easy_setopt(e, CURLOPT_URL, url) ||
 	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") ||
@@ -380,9 +419,9 @@ nar_fetch(const struct narinfo *ni, const char *cache,
 	    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) ||
 	    curl_easy_setopt(e, CURLOPT_FAILONERROR, 1L) ||
 	    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, ms) ||
-	    /* A stall, not the whole transfer: NARs may be large. */
-	    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L) ||
-	    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, ms / 1000) ||
+	    curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L) ||
+	    curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, nar_on_progress) ||
+	    curl_easy_setopt(e, CURLOPT_XFERINFODATA, &x) ||
 	    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, ebuf) ||
 	    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, nar_on_body) ||
 	    curl_easy_setopt(e, CURLOPT_WRITEDATA, &x)) {

@@ -23,7 +23,9 @@
  * nar_fetch() GETs <cache>/<ni->url> (http or https only, redirects
  * followed within those) and feeds every body chunk through a nar_check,
  * then ends it. HTTP failures are SH_ERR_UNREACHABLE (connection, timeout,
- * 5xx) or SH_ERR_STEP (404 and other 4xx), naming the URL. Interruption
+ * 5xx, or timeout_s without a byte from the cache; time the sink takes
+ * does not count) or SH_ERR_STEP (404 and other 4xx), naming the URL and
+ * the path. Interruption
  * (*interrupted non-zero) is SH_ERR_INTERRUPTED. One transfer at a time,
  * on the calling thread.
  *
@@ -56,7 +58,7 @@ typedef int (*nar_sink_fn)(
 struct nar_check;
 
 struct nar_fetch_opts {
-	unsigned timeout_s;                 /* connect and stall; 0: 30 */
+	unsigned timeout_s; /* connect, and a stall of the cache; 0: 30 */
 	volatile sig_atomic_t *interrupted; /* may be NULL */
 };
 

@@ -696,6 +696,8 @@ static const char closure_sh_copy[] =
 
 /*
  * Push: the payload is the controller's record stream (see closure_feed).
+ * Runs after stepsh_traps(): fin removes the temporary directory on any
+ * exit, also when the watchdog ends the script (controller killed).
  * Each NAR is restored under a private directory in the store and stays
  * there until the controller's "V ok" says it matched its NarHash; only
  * when the whole stream arrived are the paths renamed into place (an
@@ -705,9 +707,10 @@ static const char closure_sh_copy[] =
 static const char closure_sh_push[] =
     "S=/nix/store\n"
     "[ -d \"$S\" ] || nix-store --init || exit 1\n"
+    "W=\n"
+    "fin() { [ -z \"$W\" ] || { chmod -R u+w -- \"$W\" 2>/dev/null; "
+    "rm -rf -- \"$W\"; }; }\n"
     "W=$(mktemp -d \"$S/.stagehand-push.XXXXXX\") || exit 1\n"
-    "trap 'chmod -R u+w -- \"$W\" 2>/dev/null; rm -rf -- \"$W\"' EXIT\n"
-    "trap 'exit 1' HUP INT TERM\n"
     "rec() { read -r t a b || "
     "die \"push: the stream ended early: nothing installed\"; }\n"
     "rec\n"
@@ -1228,7 +1231,8 @@ closure_push(struct run_ctx *ctx, const struct step *step, struct cst *st,
 		return closure_copy(ctx, step, st, res, err);
 	memset(&out, 0, sizeof(out));
 	buf_init(&script, REMOTE_SCRIPT_MAX);
-	if (closure_script(st, closure_sh_push, &script) < 0 ||
+	if (closure_script(st, "", &script) < 0 || stepsh_traps(&script) < 0 ||
+	    buf_adds(&script, closure_sh_push) < 0 ||
 	    remote_script(&cmd, &script, err) < 0) {
 		buf_release(&script);
 		return err_set(
