@@ -1085,6 +1085,7 @@ struct closure_feed {
 	volatile sig_atomic_t *interrupted;
 	struct errbuf err;
 	int rc;
+	bool broken; /* a write failed: the script had stopped reading */
 };
 
 static int
@@ -1098,11 +1099,12 @@ closure_write(void *arg, const void *p, size_t len, struct errbuf *err)
 
 		if (w < 0 && errno == EINTR)
 			continue;
-		if (w < 0)
-			return err_set(err, SH_ERR_SSH,
-			    "closure %s: push: the target stopped reading "
-			    "the stream: %s",
-			    f->st->root, strerror(errno));
+		if (w < 0) {
+			f->broken = true;
+			return err_set(err, SH_ERR_REMOTE,
+			    "the target stopped reading the stream: %s",
+			    strerror(errno));
+		}
 		c += w;
 		len -= (size_t)w;
 	}
@@ -1167,8 +1169,7 @@ closure_feed_run(struct closure_feed *f, struct errbuf *err)
 	o.interrupted = f->interrupted;
 	buf_init(&reg, REMOTE_SCRIPT_MAX);
 	if (closure_reginfo(st, &reg) < 0 || buf_failed(&reg)) {
-		err_set(err, SH_ERR_STEP,
-		    "closure %s: push: the registration is too long", st->root);
+		err_set(err, SH_ERR_STEP, "the registration is too long");
 		goto out;
 	}
 	if (closure_write_block(f, 'L', &st->list, err) < 0)
@@ -1264,7 +1265,9 @@ closure_push(struct run_ctx *ctx, const struct step *step, struct cst *st,
 	rc = stepsh_exec(ctx, step, &cmd, &out, res, &rerr);
 	close(p[0]); /* a feeder still writing gets EPIPE and stops */
 	pthread_join(th, NULL);
-	if (feed.rc < 0) { /* the first cause: the script only saw EOF */
+	/* The first cause wins: a feeder's failure ends the stream (the
+	 * script only sees EOF), a script's failure breaks the pipe. */
+	if (feed.rc < 0 && !(feed.broken && rc < 0)) {
 		*err = feed.err;
 		err_prefix(err, "closure %s: push: ", st->root);
 		rc = -1;
