@@ -11,10 +11,11 @@
 # in the box's store: no path of that closure, no temporary directory.
 # SIGKILL of stagehand while a push holds restored paths leaves nothing in
 # the store, a NAR that stalls fails as an unreachable cache (69), and the
-# re-run completes. A mode other than pull or push is an
-# invalid manifest.
+# re-run completes. A validly signed NAR holding an entry name with '/' is
+# refused by the box's nix-store before anything is visible. A mode other
+# than pull or push is an invalid manifest.
 . "$(dirname "$0")/lib.sh"
-t_plan 36
+t_plan 39
 
 NIXCACHE=$TOP/tests/nixcache
 CACHES=${STAGEHAND_NIXCACHE:-/tmp/stagehand-nixcache}
@@ -208,6 +209,42 @@ run k2 "$T/small.yml"
 t_ok "the re-run completes" rc_is 0
 t_ok "and the small closure is valid in the box" \
 	box_exec nix-store --verify-path "$SMALL_ROOT" "$VICTIM"
+
+# ---- a validly signed NAR with an entry name holding '/': the box's
+# nix-store --restore refuses it, and nothing becomes visible
+EV=$WWW/evil
+EVH=0123456789abcdfghijklmnpqrsvwxyz
+EVP=/nix/store/$EVH-evil
+mkdir -p "$EV/nar" "$T/nixconf"
+cp "$CACHES/cache1/nix-cache-info" "$EV/"
+python3 - "$EV/nar/evil.nar" <<'PY'
+import struct, sys
+def s(b):
+    b = b.encode() if isinstance(b, str) else b
+    return struct.pack("<Q", len(b)) + b + b"\0" * (-len(b) % 8)
+parts = ["nix-archive-1", "(", "type", "directory", "entry", "(", "name",
+         "a/b", "node", "(", "type", "regular", "contents", "evil\n", ")",
+         ")", ")"]
+open(sys.argv[1], "wb").write(b"".join(s(x) for x in parts))
+PY
+printf 'experimental-features = nix-command\nsubstituters =\n' >"$T/nixconf/nix.conf"
+h32=$(NIX_CONF_DIR=$T/nixconf nix hash to-base32 --type sha256 \
+	"$(sha256sum "$EV/nar/evil.nar" | cut -d' ' -f1)")
+n=$(stat -c %s "$EV/nar/evil.nar")
+printf '%s\n' "StorePath: $EVP" "URL: nar/evil.nar" "Compression: none" \
+	"FileHash: sha256:$h32" "FileSize: $n" "NarHash: sha256:$h32" \
+	"NarSize: $n" "References: " >"$EV/$EVH.narinfo"
+NIX_CONF_DIR=$T/nixconf XDG_CACHE_HOME=$T/xdg nix store sign \
+	--store "file://$EV" --key-file "$KEY1_SEC" "$EVP" >/dev/null 2>&1
+manifest "$T/evil.yml" "$EVP" "$URL/evil" push
+e0=$(store_list)
+run ev "$T/evil.yml"
+t_ok "a signed NAR with an entry name 'a/b' fails" \
+	sh -c 'test "$1" != 0 && test "$1" != 77' _ "$RC"
+t_ok "the error names the path and the invalid name" \
+	sh -c 'grep -qF -- "$1" "$2" && grep -qF "invalid file name" "$2"' _ "$EVP" "$T/out"
+t_ok "and the box's store is unchanged, no temporary directory" \
+	sh -c 'test "$1" = "$2"' _ "$e0" "$(store_list)"
 
 # ---- offline validation
 manifest "$T/bad.yml" "$SMALL_ROOT" "$URL/cache1" copy
