@@ -18,7 +18,7 @@ PREFIX    ?= /usr/local
 BINDIR    ?= $(PREFIX)/bin
 MANDIR    ?= $(PREFIX)/share/man
 CC        ?= cc
-PKGS      := yaml-0.1 libcurl libssh2 libsodium libpq libcrypto
+PKGS      := yaml-0.1 libcurl libssh2 libsodium libpq libcrypto liblzma libzstd
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wconversion -Wsign-conversion \
 	-Wstrict-prototypes -Wmissing-prototypes -Wvla -Wformat=2 \
@@ -38,10 +38,13 @@ DEV_libssh2   := libssh2-1-dev
 DEV_libsodium := libsodium-dev
 DEV_libpq     := libpq-dev
 DEV_libcrypto := libssl-dev
+DEV_liblzma   := liblzma-dev
+DEV_libzstd   := libzstd-dev
 CFLAGS   ?= -O2 -g
 ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(PKG_CFLAGS) -iquote provisioner \
 	-D_GNU_SOURCE -DSTAGEHAND_VERSION='"$(VERSION)"' -MMD -MP
-LDLIBS   = $(PKG_LIBS)
+# Debian's libbz2-dev ships no bzip2.pc.
+LDLIBS   = $(PKG_LIBS) -lbz2
 
 SRCS := $(wildcard provisioner/*/*.c)
 LIB_SRCS := $(filter-out provisioner/cmd/main.c,$(SRCS))

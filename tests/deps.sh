@@ -9,7 +9,8 @@
 set -eu
 
 PKGS="build-essential pkg-config libyaml-dev libcurl4-openssl-dev
-libssh2-1-dev libsodium-dev libpq-dev libcmocka-dev openssh-server
+libssh2-1-dev libsodium-dev libpq-dev libcmocka-dev liblzma-dev libzstd-dev
+libbz2-dev openssh-server
 openssh-client sudo iproute2 util-linux procps jq python3 python3-jsonschema
 ca-certificates tar coreutils postgresql-15 nix-bin locales xz-utils
 nginx-light cpp packer yamllint shellcheck postgresql-15-pgtap groff-base libssl-dev

@@ -139,12 +139,9 @@ decode_b64_exact(const char *s, size_t len, unsigned char *out, size_t outlen)
 	return 0;
 }
 
-/*
- * A sha256 hash as Nix writes it: "sha256:" + nix32 (52), base16 (64) or
- * SRI "sha256-" + base64 (44). Returns 0 with the digest, or -1.
- */
-static int
-sha256_parse(const char *s, unsigned char digest[SHA256_LEN])
+/* narinfo.h */
+int
+nix_hash_sha256_parse(const char *s, unsigned char digest[32])
 {
 	size_t len = strlen(s);
 
@@ -302,7 +299,7 @@ f_filehash(struct narinfo *ni, const char *v, struct errbuf *err)
 {
 	unsigned char d[SHA256_LEN];
 
-	if (sha256_parse(v, d) < 0)
+	if (nix_hash_sha256_parse(v, d) < 0)
 		return err_set(err, SH_ERR_TRUST, "malformed hash '%s'", v);
 	ni->file_hash = xstrdup(v);
 	return 0;
@@ -319,7 +316,7 @@ f_narhash(struct narinfo *ni, const char *v, struct errbuf *err)
 {
 	unsigned char d[SHA256_LEN];
 
-	if (sha256_parse(v, d) < 0)
+	if (nix_hash_sha256_parse(v, d) < 0)
 		return err_set(err, SH_ERR_TRUST,
 		    "malformed hash '%s' (want sha256:<nix32|hex> or "
 		    "sha256-<base64>)",
@@ -619,7 +616,7 @@ nix_fingerprint(const struct narinfo *ni, struct buf *out, struct errbuf *err)
 	if (ni->store_path == NULL || ni->nar_hash == NULL || ni->nar_size == 0)
 		return err_set(err, SH_ERR_TRUST,
 		    "narinfo lacks StorePath, NarHash or NarSize");
-	if (sha256_parse(ni->nar_hash, digest) < 0)
+	if (nix_hash_sha256_parse(ni->nar_hash, digest) < 0)
 		return err_set(err, SH_ERR_TRUST,
 		    "NarHash: malformed hash '%s'", ni->nar_hash);
 	if (buf_addf(out, "1;%s;", ni->store_path) < 0 ||

@@ -90,6 +90,11 @@ int nix_base32_decode(
     const char *s, size_t len, unsigned char *out, size_t outlen);
 /* "sha256:<nix32>" for a raw 32-byte digest. */
 int nix_hash_sha256_string(const unsigned char digest[32], struct buf *out);
+/*
+ * A sha256 hash as Nix writes it: "sha256:" + nix32 (52), base16 (64) or
+ * SRI "sha256-" + base64 (44). Returns 0 with the digest, or -1.
+ */
+int nix_hash_sha256_parse(const char *s, unsigned char digest[32]);
 
 /*
  * Checks "/nix/store/<32 base32 chars>-<name>" (name: [A-Za-z0-9+._?=-],

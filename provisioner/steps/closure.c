@@ -15,6 +15,9 @@
  *                   bytes with a K/M/G/T suffix (powers of 1024)
  *   cache_timeout   optional seconds per cache request (default 30)
  *   cache_retries   optional retries per URL on timeouts/5xx (default 2)
+ *   mode            optional: pull (default: the target's Nix fetches) or
+ *                   push (the controller fetches, checks and sends; see
+ *                   "Push" below)
  *
  * The trust rule: nothing runs on the target before the closure is verified
  * on the controller. apply, in order:
@@ -87,13 +90,31 @@
  * paths started and their NarSize out of the missing ones (a path counts
  * once, paths the target had do not count). The step's end line replaces
  * it.
+ * Push (mode: push) replaces step 4 by closure_push(): a feeder thread
+ * fetches each missing path's NAR with nar_fetch() (one at a time),
+ * which checks NarSize and NarHash while the bytes stream, and writes them
+ * into a pipe that is the payload of one remote script, so the whole
+ * closure goes over one channel. The script restores each NAR into a
+ * temporary directory under /nix/store and keeps it only when the feeder
+ * follows it with "V ok"; once the stream ended complete it renames the
+ * paths into place, registers them (nix-store --load-db, with the
+ * verified NarHash, NarSize, references and deriver), sets the GC root
+ * and prints the NarHashes for the same attestation as pull. A NAR that
+ * fails its check closes the stream: nothing is renamed, the temporary
+ * directory goes, and the feeder's error (SH_ERR_TRUST) is the step's.
  * STEP_RETRY_SAFE: every round trip can run again.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "nix/narinfo.h"
+#include "nix/narstream.h"
 #include "nix/nixcache.h"
 #include "report/ui.h"
 #include "steps/stepsh.h"
@@ -127,6 +148,7 @@ struct closure_cfg {
 	bool margin_pct;
 	unsigned cache_timeout_s;
 	unsigned cache_retries;
+	bool push; /* mode: push */
 };
 
 /* What one probe/apply learned; released by cst_free(). */
@@ -168,6 +190,7 @@ static const char *const closure_keys[] = {
 	"free_space_margin",
 	"cache_timeout",
 	"cache_retries",
+	"mode",
 	NULL,
 };
 
@@ -352,6 +375,7 @@ closure_parse_target(
     const struct node *body, struct closure_cfg *c, struct errbuf *err)
 {
 	uint64_t t = CLOSURE_CACHE_TIMEOUT_S, r = CLOSURE_CACHE_RETRIES;
+	const char *mode = NULL;
 	size_t n;
 
 	if (node_get(body, "profile") != NULL) {
@@ -370,6 +394,13 @@ closure_parse_target(
 	if (c->user != NULL && c->profile == NULL)
 		return node_err(err, node_get(body, "user"),
 		    "user: only makes sense with a profile");
+	if (node_opt_str(body, "mode", &mode, err) < 0)
+		return -1;
+	if (mode != NULL && strcmp(mode, "pull") != 0 &&
+	    strcmp(mode, "push") != 0)
+		return node_err(err, node_get(body, "mode"),
+		    "mode: expected pull or push, not '%s'", mode);
+	c->push = mode != NULL && strcmp(mode, "push") == 0;
 	if (node_opt_u64(body, "cache_timeout", 3600, &t, err) < 0 ||
 	    node_opt_u64(body, "cache_retries", 100, &r, err) < 0)
 		return -1;
@@ -662,6 +693,60 @@ static const char closure_sh_copy[] =
     "--option narinfo-cache-negative-ttl 0 >/dev/null || exit 1\n"
     "fi\n"
     "printf '%s\\n' \"$L\" | xargs nix-store --query --hash || exit 1\n";
+
+/*
+ * Push: the payload is the controller's record stream (see closure_feed).
+ * Runs after stepsh_traps(): fin removes the temporary directory on any
+ * exit, also when the watchdog ends the script (controller killed).
+ * Each NAR is restored under a private directory in the store and stays
+ * there until the controller's "V ok" says it matched its NarHash; only
+ * when the whole stream arrived are the paths renamed into place (an
+ * invalid leftover of an interrupted push is replaced), registered in one
+ * nix-store --load-db and rooted. Then every path's NarHash, as for pull.
+ */
+static const char closure_sh_push[] =
+    "S=/nix/store\n"
+    "[ -d \"$S\" ] || nix-store --init || exit 1\n"
+    "W=\n"
+    "fin() { [ -z \"$W\" ] || { chmod -R u+w -- \"$W\" 2>/dev/null; "
+    "rm -rf -- \"$W\"; }; }\n"
+    "W=$(mktemp -d \"$S/.stagehand-push.XXXXXX\") || exit 1\n"
+    "rec() { read -r t a b || "
+    "die \"push: the stream ended early: nothing installed\"; }\n"
+    "rec\n"
+    "[ \"$t\" = L ] || die \"push: bad stream (no path list)\"\n"
+    "head -c \"$a\" >\"$W/.list\" || exit 1\n"
+    ": >\"$W/.names\"\n"
+    "n=0\n"
+    "while rec && [ \"$t\" = P ]; do\n"
+    "\tn=$((n + 1))\n"
+    "\tprintf \"copying path '%s' from the controller...\\n\" \"$b\" >&2\n"
+    "\thead -c \"$a\" | nix-store --restore \"$W/$n\" ||\n"
+    "\t\tdie \"push: $b: the NAR did not restore: nothing installed\"\n"
+    "\tread -r v || die \"push: $b: the stream ended before the "
+    "controller verified it: nothing installed\"\n"
+    "\t[ \"$v\" = 'V ok' ] || die \"push: $b: not verified\"\n"
+    "\tfind \"$W/$n\" -exec touch -h -d @1 -- {} + || exit 1\n"
+    "\t[ -L \"$W/$n\" ] || chmod -R a-w -- \"$W/$n\" || exit 1\n"
+    "\tprintf '%s\\n' \"$b\" >>\"$W/.names\"\n"
+    "done\n"
+    "[ \"$t\" = E ] || die \"push: bad stream (record '$t')\"\n"
+    "head -c \"$a\" >\"$W/.reg\" || exit 1\n"
+    "[ \"$(wc -c <\"$W/.reg\")\" = \"$a\" ] || "
+    "die \"push: the registration was cut: nothing installed\"\n"
+    "mkdir -p -- \"${GCR%/*}\" || exit 1\n"
+    "i=0\n"
+    "while read -r b; do\n"
+    "\ti=$((i + 1))\n"
+    "\tif [ -e \"$b\" ] || [ -L \"$b\" ]; then\n"
+    "\t\tchmod -R u+w -- \"$b\" 2>/dev/null\n"
+    "\t\trm -rf -- \"$b\" || exit 1\n"
+    "\tfi\n"
+    "\tmv -T -- \"$W/$i\" \"$b\" || exit 1\n"
+    "done <\"$W/.names\"\n"
+    "nix-store --load-db <\"$W/.reg\" || exit 1\n"
+    "ln -sfn -- \"$ROOT\" \"$GCR\" || exit 1\n"
+    "xargs nix-store --query --hash <\"$W/.list\" || exit 1\n";
 
 /* Profile switch, ownership, or the GC root without a profile. */
 static const char closure_sh_profile[] =
@@ -979,6 +1064,225 @@ out:
 	return rc;
 }
 
+/* ========================================================== push mode */
+
+/*
+ * The feeder: a thread that fetches and checks each missing path's NAR
+ * (nar_fetch, one at a time) and writes the record stream the push script
+ * reads into a pipe whose other end is the run's one channel:
+ *   "L <n>\n" + the closure's paths, one a line (n bytes)
+ *   per missing path: "P <NarSize> <path>\n" + the NAR + "V ok\n", the
+ *     last only once nar_fetch() accepted the NAR
+ *   "E <n>\n" + the registration of the missing paths (n bytes)
+ * Any failure closes the pipe at once: the script sees the stream end
+ * before "V ok" or "E" and removes what it restored. The thread owns fd
+ * and err; closure_push() reads err only after joining it.
+ */
+struct closure_feed {
+	const struct cst *st;
+	int fd; /* write end; closed by the feeder */
+	unsigned timeout_s;
+	volatile sig_atomic_t *interrupted;
+	struct errbuf err;
+	int rc;
+	bool broken; /* a write failed: the script had stopped reading */
+};
+
+static int
+closure_write(void *arg, const void *p, size_t len, struct errbuf *err)
+{
+	struct closure_feed *f = arg;
+	const char *c = p;
+
+	while (len > 0) {
+		ssize_t w = write(f->fd, c, len);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			f->broken = true;
+			return err_set(err, SH_ERR_REMOTE,
+			    "the target stopped reading the stream: %s",
+			    strerror(errno));
+		}
+		c += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+/* "<tag> <len>\n" + b's bytes. */
+static int
+closure_write_block(
+    struct closure_feed *f, char tag, const struct buf *b, struct errbuf *err)
+{
+	char h[64];
+	int n = snprintf(h, sizeof(h), "%c %zu\n", tag, b->len);
+
+	if (closure_write(f, h, (size_t)n, err) < 0)
+		return -1;
+	return closure_write(f, b->data, b->len, err);
+}
+
+/*
+ * The registration nix-store --load-db reads (as the installer's
+ * .reginfo): per path its name, NarHash, NarSize, deriver (or an empty
+ * line), the number of references and the references, all verified.
+ */
+static int
+closure_reginfo(const struct cst *st, struct buf *b)
+{
+	unsigned char d[32];
+	int rc = 0;
+
+	for (size_t i = 0; i < st->cl.n; i++) {
+		const struct narinfo *ni = &st->cl.paths[i].info;
+
+		if (!st->missing[i])
+			continue;
+		if (nix_hash_sha256_parse(ni->nar_hash, d) < 0)
+			return -1;
+		rc |= buf_addf(b, "%s\n", ni->store_path);
+		rc |= nix_hash_sha256_string(d, b);
+		rc |= buf_addf(b, "\n%llu\n", (unsigned long long)ni->nar_size);
+		if (ni->deriver != NULL)
+			rc |= buf_addf(b, "%s/%s", NIX_STORE_DIR, ni->deriver);
+		rc |= buf_addf(b, "\n%zu\n", ni->references.n);
+		for (size_t r = 0; r < ni->references.n; r++)
+			rc |= buf_addf(
+			    b, "%s/%s\n", NIX_STORE_DIR, ni->references.v[r]);
+	}
+	return rc < 0 ? -1 : 0;
+}
+
+static int
+closure_feed_run(struct closure_feed *f, struct errbuf *err)
+{
+	const struct cst *st = f->st;
+	struct nar_fetch_opts o;
+	struct buf reg;
+	char h[CLOSURE_URL_MAX];
+	int n, rc = -1;
+
+	memset(&o, 0, sizeof(o));
+	o.timeout_s = f->timeout_s;
+	o.interrupted = f->interrupted;
+	buf_init(&reg, REMOTE_SCRIPT_MAX);
+	if (closure_reginfo(st, &reg) < 0 || buf_failed(&reg)) {
+		err_set(err, SH_ERR_STEP, "the registration is too long");
+		goto out;
+	}
+	if (closure_write_block(f, 'L', &st->list, err) < 0)
+		goto out;
+	for (size_t i = 0; i < st->cl.n; i++) {
+		const struct closure_path *cp = &st->cl.paths[i];
+
+		if (!st->missing[i])
+			continue;
+		n = snprintf(h, sizeof(h), "P %llu %s\n",
+		    (unsigned long long)cp->info.nar_size, cp->info.store_path);
+		if (closure_write(f, h, (size_t)n, err) < 0 ||
+		    nar_fetch(&cp->info, cp->substituter, &o, closure_write, f,
+		        err) < 0 ||
+		    closure_write(f, "V ok\n", 5, err) < 0)
+			goto out;
+	}
+	if (closure_write_block(f, 'E', &reg, err) < 0)
+		goto out;
+	rc = 0;
+out:
+	buf_release(&reg);
+	return rc;
+}
+
+static void *
+closure_feed_main(void *arg)
+{
+	struct closure_feed *f = arg;
+	sigset_t set;
+
+	/* Signals are the main thread's (its poll must see them); a write
+	 * to a closed pipe is EPIPE here, not a signal. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	err_clear(&f->err);
+	f->rc = closure_feed_run(f, &f->err);
+	close(f->fd);
+	f->fd = -1;
+	return NULL;
+}
+
+static int
+closure_push(struct run_ctx *ctx, const struct step *step, struct cst *st,
+    struct step_result *res, struct errbuf *err)
+{
+	struct remote_cmd cmd = REMOTE_CMD_INIT;
+	struct closure_feed feed;
+	struct closure_prog prog;
+	struct remote_out out;
+	struct buf script;
+	struct errbuf rerr;
+	pthread_t th;
+	int p[2], rc = -1;
+
+	if (st->nmissing == 0) /* attest only, as pull does */
+		return closure_copy(ctx, step, st, res, err);
+	memset(&out, 0, sizeof(out));
+	buf_init(&script, REMOTE_SCRIPT_MAX);
+	if (closure_script(st, "", &script) < 0 || stepsh_traps(&script) < 0 ||
+	    buf_adds(&script, closure_sh_push) < 0 ||
+	    remote_script(&cmd, &script, err) < 0) {
+		buf_release(&script);
+		return err_set(
+		    err, SH_ERR_INTERNAL, "closure: script too long");
+	}
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		buf_release(&script);
+		return err_set(err, SH_ERR_IO, "closure %s: pipe: %s", st->root,
+		    strerror(errno));
+	}
+	memset(&feed, 0, sizeof(feed));
+	feed.st = st;
+	feed.fd = p[1];
+	feed.timeout_s = st->c->cache_timeout_s;
+	feed.interrupted = ctx->interrupted;
+	if (pthread_create(&th, NULL, closure_feed_main, &feed) != 0) {
+		close(p[0]);
+		close(p[1]);
+		buf_release(&script);
+		return err_set(err, SH_ERR_INTERNAL,
+		    "closure %s: cannot start the push feeder", st->root);
+	}
+	closure_prog_init(&prog, ctx, st);
+	closure_prog_show(&prog);
+	cmd.payload_fd = p[0];
+	cmd.on_stderr = closure_prog_feed;
+	cmd.on_stderr_arg = &prog;
+	err_clear(&rerr);
+	rc = stepsh_exec(ctx, step, &cmd, &out, res, &rerr);
+	close(p[0]); /* a feeder still writing gets EPIPE and stops */
+	pthread_join(th, NULL);
+	/* The first cause wins: a feeder's failure ends the stream (the
+	 * script only sees EOF), a script's failure breaks the pipe. */
+	if (feed.rc < 0 && !(feed.broken && rc < 0)) {
+		*err = feed.err;
+		err_prefix(err, "closure %s: push: ", st->root);
+		rc = -1;
+	} else if (rc < 0) {
+		*err = rerr;
+		err_prefix(err, "closure %s: push: ", st->root);
+	} else {
+		rc = closure_attest(st, &out.out, err);
+	}
+	closure_prog_free(&prog);
+	remote_out_free(&out);
+	buf_release(&script);
+	return rc;
+}
+
 /* "profile P: generation 3 -> 4 (ROOT)"; "new, generation 1" at first. */
 static void
 closure_gen_line(struct step_result *res, const char *pr, long before,
@@ -1175,7 +1479,8 @@ closure_apply(struct run_ctx *ctx, const struct step *step, struct cst *st,
 {
 	uint64_t t0 = now_ms();
 
-	if (closure_copy(ctx, step, st, res, err) < 0)
+	if ((st->c->push ? closure_push(ctx, step, st, res, err)
+	                 : closure_copy(ctx, step, st, res, err)) < 0)
 		return -1;
 	step_result_detail(
 	    res, "copy_attest_ms", "%llu", (unsigned long long)(now_ms() - t0));
@@ -1234,6 +1539,8 @@ closure_describe(const struct step *step, struct buf *out)
 		buf_addf(out, " -> %s", c->profile);
 	if (c->user != NULL)
 		buf_addf(out, " as %s", c->user);
+	if (c->push)
+		buf_adds(out, " (push)");
 }
 
 const struct step_kind step_kind_closure = {

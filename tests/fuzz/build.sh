@@ -30,7 +30,7 @@ if [ -z "$CC" ]; then
 	exit 1
 fi
 
-PKGS="yaml-0.1 libcurl libssh2 libsodium libpq libcrypto"
+PKGS="yaml-0.1 libcurl libssh2 libsodium libpq libcrypto liblzma libzstd"
 FLAGS="-std=c11 -g -O1 -D_GNU_SOURCE -fno-omit-frame-pointer \
 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
 -Wall -Wextra -Wno-unused-parameter -iquote provisioner $(pkg-config --cflags $PKGS)"
@@ -50,7 +50,7 @@ for h in $HARNESSES; do
 	mkdir -p "$OUT/corpus/$h"
 	# shellcheck disable=SC2086
 	$CC $FLAGS -fsanitize=fuzzer "tests/fuzz/fuzz_$h.c" $objs \
-		$(pkg-config --libs $PKGS) -o "$OUT/fuzz_$h"
+		$(pkg-config --libs $PKGS) -lbz2 -o "$OUT/fuzz_$h"
 	echo "built $OUT/fuzz_$h"
 done
 

@@ -1,0 +1,450 @@
+/*
+ * narstream.c: streaming NAR decoding and verification (narstream.h).
+ *
+ * Every decoder is driven the same way: the input piece is consumed in
+ * a loop that fills one fixed output buffer and flushes it through
+ * nar_emit(), which counts, hashes and hands on. End of input is told to
+ * the decoder only by nar_check_end(), so a stream that stops early is
+ * seen as truncated rather than as short.
+ */
+#include <bzlib.h>
+#include <curl/curl.h>
+#include <lzma.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "nix/narstream.h"
+
+#define NAR_OUT 65536
+#define NAR_DEFAULT_TIMEOUT_S 30
+#define NAR_WINDOW_LOG_MAX 27 /* 128 MiB, NAR_WINDOW_MAX */
+
+struct nar_check {
+	const struct narinfo *ni;
+	const char *cache;
+	enum nar_comp comp;
+	nar_sink_fn sink;
+	void *arg;
+	uint64_t count;
+	bool ended; /* the compressed stream reached its end */
+	bool failed;
+	crypto_hash_sha256_state sha;
+	lzma_stream xz;
+	ZSTD_DStream *zs;
+	bz_stream bz;
+	unsigned char out[NAR_OUT];
+};
+
+int
+nar_comp_parse(const char *name, enum nar_comp *out, struct errbuf *err)
+{
+	if (name == NULL || *name == '\0' || strcmp(name, "bzip2") == 0)
+		*out = NAR_COMP_BZIP2;
+	else if (strcmp(name, "xz") == 0)
+		*out = NAR_COMP_XZ;
+	else if (strcmp(name, "zstd") == 0)
+		*out = NAR_COMP_ZSTD;
+	else if (strcmp(name, "none") == 0)
+		*out = NAR_COMP_NONE;
+	else
+		return err_set(err, SH_ERR_TRUST,
+		    "unsupported NAR compression '%s' (want xz, zstd, bzip2 "
+		    "or none)",
+		    name);
+	return 0;
+}
+
+static int
+nar_bad(struct nar_check *c, struct errbuf *err, const char *what)
+{
+	c->failed = true;
+	return err_set(err, SH_ERR_TRUST, "%s from %s/%s: %s",
+	    c->ni->store_path, c->cache, c->ni->url, what);
+}
+
+struct nar_check *
+nar_check_new(const struct narinfo *ni, const char *cache, nar_sink_fn sink,
+    void *arg, struct errbuf *err)
+{
+	struct nar_check *c;
+	enum nar_comp comp;
+	unsigned char d[32];
+
+	if (nar_comp_parse(ni->compression, &comp, err) < 0) {
+		err_prefix(err, "%s from %s: ", ni->store_path, cache);
+		return NULL;
+	}
+	if (nix_hash_sha256_parse(ni->nar_hash, d) < 0) {
+		err_set(err, SH_ERR_TRUST, "%s from %s: malformed NarHash '%s'",
+		    ni->store_path, cache, ni->nar_hash);
+		return NULL;
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->ni = ni;
+	c->cache = cache;
+	c->comp = comp;
+	c->sink = sink;
+	c->arg = arg;
+	crypto_hash_sha256_init(&c->sha);
+	if (comp == NAR_COMP_XZ) {
+		lzma_stream z = LZMA_STREAM_INIT;
+
+		c->xz = z;
+		if (lzma_stream_decoder(
+		        &c->xz, NAR_WINDOW_MAX + (16u << 20), 0) != LZMA_OK)
+			goto nomem;
+	} else if (comp == NAR_COMP_ZSTD) {
+		c->zs = ZSTD_createDStream();
+		if (c->zs == NULL ||
+		    ZSTD_isError(ZSTD_DCtx_setParameter(
+		        c->zs, ZSTD_d_windowLogMax, NAR_WINDOW_LOG_MAX)))
+			goto nomem;
+	} else if (comp == NAR_COMP_BZIP2) {
+		if (BZ2_bzDecompressInit(&c->bz, 0, 0) != BZ_OK)
+			goto nomem;
+	}
+	return c;
+nomem:
+	nar_check_free(c);
+	err_set(err, SH_ERR_INTERNAL, "%s: cannot set up the %s decoder",
+	    ni->store_path, ni->compression);
+	return NULL;
+}
+
+void
+nar_check_free(struct nar_check *c)
+{
+	if (c == NULL)
+		return;
+	if (c->comp == NAR_COMP_XZ)
+		lzma_end(&c->xz);
+	else if (c->comp == NAR_COMP_ZSTD)
+		ZSTD_freeDStream(c->zs);
+	else if (c->comp == NAR_COMP_BZIP2)
+		BZ2_bzDecompressEnd(&c->bz);
+	sodium_memzero(c, sizeof(*c));
+	free(c);
+}
+
+/* Counts, hashes and hands on len decoded bytes. */
+static int
+nar_emit(struct nar_check *c, const void *p, size_t len, struct errbuf *err)
+{
+	if (len == 0)
+		return 0;
+	if (len > c->ni->nar_size - c->count) {
+		c->failed = true;
+		return err_set(err, SH_ERR_TRUST,
+		    "%s from %s/%s: the NAR is longer than its NarSize "
+		    "%llu",
+		    c->ni->store_path, c->cache, c->ni->url,
+		    (unsigned long long)c->ni->nar_size);
+	}
+	c->count += len;
+	crypto_hash_sha256_update(&c->sha, p, len);
+	if (c->sink != NULL && c->sink(c->arg, p, len, err) < 0) {
+		c->failed = true;
+		return -1;
+	}
+	return 0;
+}
+
+static int
+nar_feed_xz(struct nar_check *c, const unsigned char *p, size_t len,
+    bool finish, struct errbuf *err)
+{
+	lzma_ret r;
+
+	c->xz.next_in = p;
+	c->xz.avail_in = len;
+	for (;;) {
+		c->xz.next_out = c->out;
+		c->xz.avail_out = sizeof(c->out);
+		r = lzma_code(&c->xz, finish ? LZMA_FINISH : LZMA_RUN);
+		if (nar_emit(c, c->out, sizeof(c->out) - c->xz.avail_out, err) <
+		    0)
+			return -1;
+		if (r == LZMA_STREAM_END) {
+			c->ended = true;
+			if (c->xz.avail_in > 0)
+				return nar_bad(c, err,
+				    "bytes after the end of the xz stream");
+			return 0;
+		}
+		if (r == LZMA_BUF_ERROR && finish)
+			return nar_bad(c, err, "the xz stream is truncated");
+		if (r != LZMA_OK && r != LZMA_BUF_ERROR)
+			return nar_bad(c, err,
+			    r == LZMA_MEMLIMIT_ERROR
+			        ? "the xz stream needs a window over 128 MiB"
+			        : "the xz stream is corrupt");
+		if (c->xz.avail_in == 0 && c->xz.avail_out > 0 && !finish)
+			return 0;
+	}
+}
+
+static int
+nar_feed_zstd(struct nar_check *c, const unsigned char *p, size_t len,
+    bool finish, struct errbuf *err)
+{
+	ZSTD_inBuffer in = { p, len, 0 };
+	size_t r;
+
+	if (finish)
+		return c->ended
+		           ? 0
+		           : nar_bad(c, err, "the zstd stream is truncated");
+	/* Until the input is taken and the decoder holds nothing back. */
+	for (;;) {
+		ZSTD_outBuffer out = { c->out, sizeof(c->out), 0 };
+
+		r = ZSTD_decompressStream(c->zs, &out, &in);
+		if (ZSTD_isError(r))
+			return nar_bad(c, err, "the zstd stream is corrupt");
+		if (nar_emit(c, c->out, out.pos, err) < 0)
+			return -1;
+		/* 0: a frame ended; more input would start the next one. */
+		c->ended = r == 0;
+		if (in.pos == in.size && out.pos < out.size)
+			return 0;
+	}
+}
+
+static int
+nar_feed_bz(struct nar_check *c, const unsigned char *p, size_t len,
+    bool finish, struct errbuf *err)
+{
+	int r;
+
+	if (finish)
+		return c->ended
+		           ? 0
+		           : nar_bad(c, err, "the bzip2 stream is truncated");
+	if (c->ended && len > 0)
+		return nar_bad(
+		    c, err, "bytes after the end of the bzip2 stream");
+	c->bz.next_in = (char *)(uintptr_t)p; /* bzlib's API is not const */
+	c->bz.avail_in = (unsigned)len;
+	for (;;) {
+		c->bz.next_out = (char *)c->out;
+		c->bz.avail_out = sizeof(c->out);
+		r = BZ2_bzDecompress(&c->bz);
+		if (r != BZ_OK && r != BZ_STREAM_END)
+			return nar_bad(c, err, "the bzip2 stream is corrupt");
+		if (nar_emit(c, c->out, sizeof(c->out) - c->bz.avail_out, err) <
+		    0)
+			return -1;
+		if (r == BZ_STREAM_END) {
+			c->ended = true;
+			if (c->bz.avail_in > 0)
+				return nar_bad(c, err,
+				    "bytes after the end of the bzip2 stream");
+			return 0;
+		}
+		if (c->bz.avail_in == 0 && c->bz.avail_out > 0)
+			return 0;
+	}
+}
+
+static int
+nar_step(struct nar_check *c, const void *p, size_t len, bool finish,
+    struct errbuf *err)
+{
+	const unsigned char *u = p;
+
+	if (c->failed)
+		return err_set(err, SH_ERR_INTERNAL,
+		    "%s: NAR stream used after an error", c->ni->store_path);
+	switch (c->comp) {
+	case NAR_COMP_XZ:
+		if (c->ended && len > 0)
+			return nar_bad(
+			    c, err, "bytes after the end of the xz stream");
+		if (c->ended)
+			return 0;
+		return nar_feed_xz(c, u, len, finish, err);
+	case NAR_COMP_ZSTD:
+		return nar_feed_zstd(c, u, len, finish, err);
+	case NAR_COMP_BZIP2:
+		return nar_feed_bz(c, u, len, finish, err);
+	case NAR_COMP_NONE:
+		c->ended = true;
+		return nar_emit(c, p, len, err);
+	}
+	return 0;
+}
+
+int
+nar_check_feed(
+    struct nar_check *c, const void *p, size_t len, struct errbuf *err)
+{
+	if (len > UINT32_MAX) /* bzlib counts in unsigned int */
+		return err_set(err, SH_ERR_INTERNAL, "NAR piece too large");
+	return nar_step(c, p, len, false, err);
+}
+
+int
+nar_check_end(struct nar_check *c, struct errbuf *err)
+{
+	unsigned char got[32], want[32];
+	struct buf g, w;
+	int rc;
+
+	if (nar_step(c, NULL, 0, true, err) < 0)
+		return -1;
+	c->failed = true; /* nothing more may come */
+	if (c->count != c->ni->nar_size)
+		return err_set(err, SH_ERR_TRUST,
+		    "%s from %s/%s: the NAR has %llu bytes, its NarSize "
+		    "says %llu",
+		    c->ni->store_path, c->cache, c->ni->url,
+		    (unsigned long long)c->count,
+		    (unsigned long long)c->ni->nar_size);
+	crypto_hash_sha256_final(&c->sha, got);
+	if (nix_hash_sha256_parse(c->ni->nar_hash, want) < 0)
+		return nar_bad(c, err, "malformed NarHash");
+	if (sodium_memcmp(got, want, sizeof(got)) == 0)
+		return 0;
+	buf_init(&g, 128);
+	buf_init(&w, 128);
+	if (nix_hash_sha256_string(got, &g) < 0 ||
+	    nix_hash_sha256_string(want, &w) < 0)
+		rc = err_set(err, SH_ERR_TRUST,
+		    "%s from %s/%s: NarHash mismatch", c->ni->store_path,
+		    c->cache, c->ni->url);
+	else
+		rc = err_set(err, SH_ERR_TRUST,
+		    "%s from %s/%s: NarHash mismatch: the narinfo says %s, "
+		    "the NAR hashes to %s",
+		    c->ni->store_path, c->cache, c->ni->url, w.data, g.data);
+	buf_release(&g);
+	buf_release(&w);
+	return rc;
+}
+
+/* ============================================================== fetch */
+
+/*
+ * A stall is timeout_ms without a byte from the cache. Time the sink
+ * spends (the target reading slowly) does not count: the clock restarts
+ * when a piece has been handed on, so curl's own low-speed limit, which
+ * would count it, is not used.
+ */
+struct nar_xfer {
+	struct nar_check *c;
+	struct errbuf *err;
+	bool own_err; /* err holds the check's error, not curl's */
+	volatile sig_atomic_t *interrupted;
+	uint64_t last_ms; /* when the last piece was handed on */
+	uint64_t timeout_ms;
+	const char *url;
+	const char *path;
+};
+
+static int
+nar_on_progress(
+    void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+	struct nar_xfer *x = arg;
+
+	(void)dt;
+	(void)dn;
+	(void)ut;
+	(void)un;
+	if (x->interrupted != NULL && *x->interrupted) {
+		err_set(x->err, SH_ERR_INTERRUPTED, "interrupted");
+		x->own_err = true;
+		return 1;
+	}
+	if (now_ms() - x->last_ms <= x->timeout_ms)
+		return 0;
+	err_set(x->err, SH_ERR_UNREACHABLE,
+	    "%s: cannot fetch the NAR of %s: no data for %llu s", x->url,
+	    x->path, (unsigned long long)(x->timeout_ms / 1000));
+	x->own_err = true;
+	return 1;
+}
+
+static size_t
+nar_on_body(char *p, size_t size, size_t n, void *arg)
+{
+	struct nar_xfer *x = arg;
+
+	if (x->interrupted != NULL && *x->interrupted) {
+		err_set(x->err, SH_ERR_INTERRUPTED, "interrupted");
+		x->own_err = true;
+		return 0;
+	}
+	if (nar_check_feed(x->c, p, size * n, x->err) < 0) {
+		x->own_err = true;
+		return 0;
+	}
+	x->last_ms = now_ms();
+	return size * n;
+}
+
+int
+nar_fetch(const struct narinfo *ni, const char *cache,
+    const struct nar_fetch_opts *o, nar_sink_fn sink, void *arg,
+    struct errbuf *err)
+{
+	char ebuf[CURL_ERROR_SIZE] = "";
+	struct nar_xfer x;
+	CURL *e;
+	CURLcode cc;
+	long code = 0, ms;
+	char *url;
+	int rc = -1;
+
+	memset(&x, 0, sizeof(x));
+	x.err = err;
+	x.interrupted = o->interrupted;
+	x.c = nar_check_new(ni, cache, sink, arg, err);
+	if (x.c == NULL)
+		return -1;
+	url = xasprintf("%s/%s", cache, ni->url);
+	ms = 1000L * (o->timeout_s ? o->timeout_s : NAR_DEFAULT_TIMEOUT_S);
+	x.url = url;
+	x.path = ni->store_path;
+	x.timeout_ms = (uint64_t)ms;
+	x.last_ms = now_ms();
+	e = curl_easy_init();
+	if (e == NULL || curl_easy_setopt(e, CURLOPT_URL, url) ||
+	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") ||
+	    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") ||
+	    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L) ||
+	    curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L) ||
+	    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) ||
+	    curl_easy_setopt(e, CURLOPT_FAILONERROR, 1L) ||
+	    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, ms) ||
+	    curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L) ||
+	    curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, nar_on_progress) ||
+	    curl_easy_setopt(e, CURLOPT_XFERINFODATA, &x) ||
+	    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, ebuf) ||
+	    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, nar_on_body) ||
+	    curl_easy_setopt(e, CURLOPT_WRITEDATA, &x)) {
+		err_set(err, SH_ERR_INTERNAL, "%s: cannot set up curl", url);
+		goto out;
+	}
+	cc = curl_easy_perform(e);
+	if (x.own_err)
+		goto out;
+	if (cc != CURLE_OK) {
+		(void)curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+		err_set(err,
+		    code >= 400 && code < 500 ? SH_ERR_STEP
+		                              : SH_ERR_UNREACHABLE,
+		    "%s: cannot fetch the NAR of %s: %s", url, ni->store_path,
+		    *ebuf ? ebuf : curl_easy_strerror(cc));
+		goto out;
+	}
+	rc = nar_check_end(x.c, err);
+out:
+	if (e != NULL)
+		curl_easy_cleanup(e);
+	nar_check_free(x.c);
+	free(url);
+	return rc;
+}

@@ -1,0 +1,78 @@
+/*
+ * narstream.h: a NAR fetched from a binary cache, decompressed and checked
+ * against its verified narinfo while it streams, never held whole.
+ *
+ * nar_comp_parse() maps a narinfo's Compression ("xz", "zstd", "bzip2",
+ * "none"; NULL or "" counts as "bzip2", Nix's default) to a decoder; any
+ * other value is SH_ERR_TRUST naming it.
+ *
+ * struct nar_check takes the compressed bytes in pieces (nar_check_feed),
+ * decodes them and hands the NAR bytes on to sink as they come, after
+ * adding them to a SHA-256 and to a count. More NAR bytes than NarSize stop
+ * the stream at once (before the sink sees them). nar_check_end() then
+ * requires the compressed stream to have ended cleanly (a truncated or
+ * corrupt stream, or bytes after its end, are errors), the count to equal
+ * NarSize and the digest to equal NarHash. The sink therefore sees bytes
+ * that are not yet proven: whatever it does with them must stay invisible
+ * until nar_check_end() returned 0. Errors are SH_ERR_TRUST and name the
+ * store path and the cache URL; a hash mismatch names both hashes (as
+ * sha256:<nix32>). A sink's own error passes through unchanged.
+ * Memory: one 64 KiB output buffer plus the decoder's state (xz and zstd
+ * windows are capped at 128 MiB, Nix's presets use 8 MiB or less).
+ *
+ * nar_fetch() GETs <cache>/<ni->url> (http or https only, redirects
+ * followed within those) and feeds every body chunk through a nar_check,
+ * then ends it. HTTP failures are SH_ERR_UNREACHABLE (connection, timeout,
+ * 5xx, or timeout_s without a byte from the cache; time the sink takes
+ * does not count) or SH_ERR_STEP (404 and other 4xx), naming the URL and
+ * the path. Interruption
+ * (*interrupted non-zero) is SH_ERR_INTERRUPTED. One transfer at a time,
+ * on the calling thread.
+ *
+ * Ownership: nar_check_new() allocates, nar_check_free() releases (NULL is
+ * fine); it borrows every string and the sink argument for its lifetime.
+ */
+#ifndef STAGEHAND_NARSTREAM_H
+#define STAGEHAND_NARSTREAM_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nix/narinfo.h"
+#include "util/util.h"
+
+#define NAR_WINDOW_MAX (128u << 20)
+
+enum nar_comp {
+	NAR_COMP_NONE,
+	NAR_COMP_XZ,
+	NAR_COMP_ZSTD,
+	NAR_COMP_BZIP2,
+};
+
+/* Receives NAR bytes; returns 0, or -1 with err set. */
+typedef int (*nar_sink_fn)(
+    void *arg, const void *p, size_t len, struct errbuf *err);
+
+struct nar_check;
+
+struct nar_fetch_opts {
+	unsigned timeout_s; /* connect, and a stall of the cache; 0: 30 */
+	volatile sig_atomic_t *interrupted; /* may be NULL */
+};
+
+int nar_comp_parse(const char *name, enum nar_comp *out, struct errbuf *err);
+
+struct nar_check *nar_check_new(const struct narinfo *ni, const char *cache,
+    nar_sink_fn sink, void *arg, struct errbuf *err);
+int nar_check_feed(
+    struct nar_check *c, const void *p, size_t len, struct errbuf *err);
+int nar_check_end(struct nar_check *c, struct errbuf *err);
+void nar_check_free(struct nar_check *c);
+
+int nar_fetch(const struct narinfo *ni, const char *cache,
+    const struct nar_fetch_opts *o, nar_sink_fn sink, void *arg,
+    struct errbuf *err);
+
+#endif

@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+# The closure step in push mode against the real test box: the signed test
+# caches are served on the controller's loopback, which the box cannot
+# reach (pull mode fails there), and push installs the PostgreSQL 15 bundle
+# (zstd NARs) from the controller over the run's SSH session: the paths are
+# valid in the box's store (nix-store --verify-path, --verify
+# --check-contents, -qR give the closure), canonical (read-only, mtime 1),
+# in the profile, and postgres runs; a second run moves nothing. A NAR
+# changed by one byte (same size) and a truncated NAR (the small closure,
+# xz) stop with exit 77 naming the path and the hashes, and leave nothing
+# in the box's store: no path of that closure, no temporary directory.
+# SIGKILL of stagehand while a push holds restored paths leaves nothing in
+# the store, a NAR that stalls fails as an unreachable cache (69), and the
+# re-run completes. A validly signed NAR holding an entry name with '/' is
+# refused by the box's nix-store before anything is visible. A mode other
+# than pull or push is an invalid manifest.
+. "$(dirname "$0")/lib.sh"
+t_plan 39
+
+NIXCACHE=$TOP/tests/nixcache
+CACHES=${STAGEHAND_NIXCACHE:-/tmp/stagehand-nixcache}
+PROF=/var/lib/postgresql/.nix-profile
+
+"$NIXCACHE/make-caches.sh" "$CACHES" >"$T/paths.env" 2>"$T/caches.err" || {
+	cat "$T/caches.err" >&2
+	t_not "the test caches are built"
+	t_done
+	exit 1
+}
+# shellcheck disable=SC1091
+. "$T/paths.env"
+
+box_up "$(box_name cp)" || { t_not "the test box comes up"; t_done; exit 1; }
+
+# Our own web root: cache1, and two copies of it whose NAR of the victim
+# (the small closure's -small-c path) is tampered with.
+WWW=$T/www
+mkdir -p "$WWW"
+ln -s "$CACHES/cache1" "$WWW/cache1"
+VICTIM=$(grep -h '^StorePath: .*-small-c$' "$CACHES"/cache1/*.narinfo | head -n1)
+VICTIM=${VICTIM#StorePath: }
+vh=${VICTIM#/nix/store/}
+vh=${vh%%-*}
+VNAR=$(sed -n 's/^URL: //p' "$CACHES/cache1/$vh.narinfo")
+VHASH=$(sed -n 's/^NarHash: //p' "$CACHES/cache1/$vh.narinfo")
+badnar() { # CASE: a copy of cache1 whose victim NAR the caller replaces
+	local d=$WWW/$1 f
+	mkdir -p "$d/nar"
+	cp -al "$CACHES"/cache1/*.narinfo "$CACHES/cache1/nix-cache-info" "$d/"
+	for f in "$CACHES"/cache1/nar/*; do ln -s "$f" "$d/nar/"; done
+	rm -f "$d/$VNAR"
+	echo "$d/$VNAR"
+}
+case $VNAR in
+*.xz) ;;
+*) t_not "the victim's NAR is xz-compressed ($VNAR)"; t_done; exit 1 ;;
+esac
+f=$(badnar flip)
+xz -dc "$CACHES/cache1/$VNAR" | python3 -c '
+import sys
+d = bytearray(sys.stdin.buffer.read())
+d[len(d) // 2] ^= 1
+sys.stdout.buffer.write(d)' | xz -c >"$f"
+f=$(badnar cut)
+head -c "$(($(stat -c %s "$CACHES/cache1/$VNAR") / 2))" "$CACHES/cache1/$VNAR" >"$f"
+
+_t725_cleanup() {
+	"$NIXCACHE/serve" stop "$WWW" >/dev/null 2>&1 || true
+	_t_cleanup
+}
+trap _t725_cleanup EXIT
+PORT=$("$NIXCACHE/serve" port)
+# Loopback: the controller reaches it, the box does not.
+"$NIXCACHE/serve" start "$WWW" 127.0.0.1 "$PORT" || {
+	t_not "the caches are served"
+	t_done
+	exit 1
+}
+URL=http://127.0.0.1:$PORT
+
+err_has() { cat "$T/out" "$T/err" | grep -qF -- "$1" || { cat "$T/out" "$T/err"; return 1; }; }
+# manifest FILE ROOT URL MODE [EXTRA-YAML-LINES]
+manifest() {
+	cat >"$1" <<EOF
+stagehand: 1
+stage: closure
+steps:
+  - name: postgres bundle
+    closure:
+      path: $2
+      substituters: [$3]
+      trusted_keys: ["$KEY1_PUB"]
+      mode: $4
+      cache_timeout: 5
+      cache_retries: 0
+${5:-}
+EOF
+}
+store_list() { box_exec sh -c 'ls -a /nix/store 2>/dev/null | sort'; }
+no_tmp() { test -z "$(box_exec find /nix/store -maxdepth 1 -name '.stagehand-push*')"; }
+
+PG_EXTRA="      profile: $PROF
+      user: postgres"
+manifest "$T/pull.yml" "$BUNDLE_ROOT" "$URL/cache1" pull "$PG_EXTRA"
+manifest "$T/push.yml" "$BUNDLE_ROOT" "$URL/cache1" push "$PG_EXTRA"
+
+# ---- the air gap: pull cannot work
+run pull "$T/pull.yml"
+t_fail "pull mode fails: the box cannot reach the cache" rc_is 0
+t_fail "and the bundle is not in the box" box_exec test -e "$BUNDLE_ROOT"
+
+# ---- push installs it
+run r1 "$T/push.yml"
+t_ok "push mode installs the bundle" rc_is 0
+t_ok "the step reports changed" test "$(jr "$T/r1" '.steps[0].status')" = changed
+t_ok "3 paths were missing and copied" \
+	test "$(jr "$T/r1" '.closure.paths_missing')" = 3
+for p in "$BUNDLE_ROOT" "$BUNDLE_LIB" "$BUNDLE_SHARE"; do
+	t_ok "nix-store --verify-path ${p#/nix/store/} passes in the box" \
+		box_exec nix-store --verify-path "$p"
+done
+t_ok "nix-store --verify --check-contents passes in the box" \
+	box_exec nix-store --verify --check-contents
+t_ok "nix-store -qR gives the closure" test \
+	"$(box_exec nix-store -qR "$BUNDLE_ROOT" | sort | tr '\n' ' ')" = \
+	"$(printf '%s\n' "$BUNDLE_ROOT" "$BUNDLE_LIB" "$BUNDLE_SHARE" | sort | tr '\n' ' ')"
+jr "$T/r1" '.closure.paths[] | .path + " " + .nar_hash' | sort >"$T/want-hashes"
+box_exec sh -c "for p in $BUNDLE_ROOT $BUNDLE_LIB $BUNDLE_SHARE; do echo \"\$p \$(nix-store -q --hash \$p)\"; done" |
+	sort >"$T/got-hashes"
+t_ok "the box registered the signed NarHashes" cmp "$T/want-hashes" "$T/got-hashes"
+t_ok "the references are registered" \
+	sh -c "'$TESTBOX' exec '$TESTBOX_NAME' -- nix-store -q --references '$BUNDLE_ROOT' | grep -qxF '$BUNDLE_LIB'"
+t_ok "the paths are canonical: nothing writable, mtime 1" \
+	test -z "$(box_exec find "$BUNDLE_ROOT" "$BUNDLE_LIB" \( -perm -u+w -a ! -type l \) -o ! -newermt @0 -o -newermt @2)"
+t_ok "the profile is generation 1 pointing at the bundle" \
+	test "$(box_exec readlink "$PROF-1-link")" = "$BUNDLE_ROOT"
+t_ok "the bundle's postgres runs in the box from the profile" \
+	sh -c "'$TESTBOX' exec '$TESTBOX_NAME' -- '$PROF/bin/postgres' --version | grep -q 'PostgreSQL) 15'"
+t_ok "no temporary directory is left in the store" no_tmp
+
+run r2 "$T/push.yml"
+t_ok "a second push run is ok and moves nothing" \
+	test "$RC $(jr "$T/r2" '.steps[0].status') $(jr "$T/r2" '.closure.paths_missing')" = "0 ok 0"
+
+# ---- tampered NARs stop before anything is visible
+s0=$(store_list)
+manifest "$T/flip.yml" "$SMALL_ROOT" "$URL/flip" push
+run f1 "$T/flip.yml"
+t_ok "a NAR changed by one byte: exit 77" rc_is 77
+t_ok "the error names the path" err_has "$VICTIM"
+t_ok "the error names the cache" err_has "$URL/flip"
+t_ok "the error names the signed NarHash" err_has "$VHASH"
+t_ok "the error names the NAR's real hash" err_has "the NAR hashes to sha256:"
+t_ok "nothing of the small closure is in the box's store" test "$s0" = "$(store_list)"
+
+manifest "$T/cut.yml" "$SMALL_ROOT" "$URL/cut" push
+run c1 "$T/cut.yml"
+t_ok "a truncated NAR: exit 77" rc_is 77
+t_ok "the truncated NAR's error names the path and the cut" \
+	sh -c 'grep -F -- "$1" "$2" | grep -qF "the xz stream is truncated"' _ "$VICTIM" "$T/out"
+t_ok "and the box's store is unchanged, no temporary directory" \
+	sh -c 'test "$1" = "$2"' _ "$s0" "$(store_list)"
+
+# ---- SIGKILL in the middle: nothing partial is visible, a re-run completes
+# The victim's narinfo (its URL is not signed) points its NAR at the faulty
+# server's /hang/, so the push stops inside the closure with the paths
+# before it restored in the box's temporary directory.
+mkdir -p "$WWW/slow"
+cp "$CACHES"/cache1/*.narinfo "$CACHES/cache1/nix-cache-info" "$WWW/slow/"
+sed -i "s|^URL: |URL: ../../hang/cache1/|" "$WWW/slow/$vh.narinfo"
+ln -s "$CACHES/cache1/nar" "$WWW/slow/nar"
+HPORT=$("$NIXCACHE/serve" port)
+"$NIXCACHE/serve" faulty "$WWW" 127.0.0.1 "$HPORT" || {
+	t_not "the faulty server is served"
+	t_done
+	exit 1
+}
+manifest "$T/slow.yml" "$SMALL_ROOT" "http://127.0.0.1:$HPORT/ok/slow" push
+"$STAGEHAND" run "$T/slow.yml" "${SSH_ARGS[@]}" >"$T/kill.out" 2>&1 &
+spid=$!
+restored() { # the push holds at least one restored path in its temp dir
+	box_exec sh -c 'ls -d /nix/store/.stagehand-push.*/1 2>/dev/null' | grep -q .
+}
+for _ in $(seq 1 600); do
+	restored && break
+	kill -0 "$spid" 2>/dev/null || break
+	sleep 0.1
+done
+t_ok "the push holds restored paths in its temporary directory" restored
+kill -9 "$spid" 2>/dev/null
+wait "$spid" 2>/dev/null
+for _ in $(seq 1 300); do
+	no_tmp && break
+	sleep 0.1
+done
+t_ok "after SIGKILL of stagehand the box's temporary directory goes" no_tmp
+t_ok "and the box's store is as before the push" \
+	sh -c 'test "$1" = "$2"' _ "$s0" "$(store_list)"
+# The same cache, not killed: the stalled NAR fails after cache_timeout
+# (5 s without a byte) as an unreachable cache, and leaves nothing.
+run st "$T/slow.yml"
+t_ok "a NAR that never comes: exit 69" rc_is 69
+t_ok "the error names the NAR's URL and the path" \
+	sh -c 'grep -F -- "$1" "$3" | grep -qF "$2"' _ "/hang/cache1/$VNAR" "$VICTIM" "$T/out"
+t_ok "and the box's store is as before, no temporary directory" \
+	sh -c 'test "$1" = "$2"' _ "$s0" "$(store_list)"
+manifest "$T/small.yml" "$SMALL_ROOT" "$URL/cache1" push
+run k2 "$T/small.yml"
+t_ok "the re-run completes" rc_is 0
+t_ok "and the small closure is valid in the box" \
+	box_exec nix-store --verify-path "$SMALL_ROOT" "$VICTIM"
+
+# ---- a validly signed NAR with an entry name holding '/': the box's
+# nix-store --restore refuses it, and nothing becomes visible
+EV=$WWW/evil
+EVH=0123456789abcdfghijklmnpqrsvwxyz
+EVP=/nix/store/$EVH-evil
+mkdir -p "$EV/nar" "$T/nixconf"
+cp "$CACHES/cache1/nix-cache-info" "$EV/"
+python3 - "$EV/nar/evil.nar" <<'PY'
+import struct, sys
+def s(b):
+    b = b.encode() if isinstance(b, str) else b
+    return struct.pack("<Q", len(b)) + b + b"\0" * (-len(b) % 8)
+parts = ["nix-archive-1", "(", "type", "directory", "entry", "(", "name",
+         "a/b", "node", "(", "type", "regular", "contents", "evil\n", ")",
+         ")", ")"]
+open(sys.argv[1], "wb").write(b"".join(s(x) for x in parts))
+PY
+printf 'experimental-features = nix-command\nsubstituters =\n' >"$T/nixconf/nix.conf"
+h32=$(NIX_CONF_DIR=$T/nixconf nix hash to-base32 --type sha256 \
+	"$(sha256sum "$EV/nar/evil.nar" | cut -d' ' -f1)")
+n=$(stat -c %s "$EV/nar/evil.nar")
+printf '%s\n' "StorePath: $EVP" "URL: nar/evil.nar" "Compression: none" \
+	"FileHash: sha256:$h32" "FileSize: $n" "NarHash: sha256:$h32" \
+	"NarSize: $n" "References: " >"$EV/$EVH.narinfo"
+NIX_CONF_DIR=$T/nixconf XDG_CACHE_HOME=$T/xdg nix store sign \
+	--store "file://$EV" --key-file "$KEY1_SEC" "$EVP" >/dev/null 2>&1
+manifest "$T/evil.yml" "$EVP" "$URL/evil" push
+e0=$(store_list)
+run ev "$T/evil.yml"
+t_ok "a signed NAR with an entry name 'a/b' fails" \
+	sh -c 'test "$1" != 0 && test "$1" != 77' _ "$RC"
+t_ok "the error names the path and the invalid name" \
+	sh -c 'grep -qF -- "$1" "$2" && grep -qF "invalid file name" "$2"' _ "$EVP" "$T/out"
+t_ok "and the box's store is unchanged, no temporary directory" \
+	sh -c 'test "$1" = "$2"' _ "$e0" "$(store_list)"
+
+# ---- offline validation
+manifest "$T/bad.yml" "$SMALL_ROOT" "$URL/cache1" copy
+sh_run check "$T/bad.yml"
+t_ok "mode: copy is an invalid manifest" rc_is 65
+t_ok "the error says what mode takes" err_has "mode: expected pull or push, not 'copy'"
+
+t_done
