@@ -10,7 +10,7 @@
 # ends it as interrupted (130) with no relay process left; the report
 # lists the hops with their host keys and no key material.
 . "$(dirname "$0")/lib.sh"
-t_plan 37
+t_plan 39
 
 FRONT=$(box_name jf)
 BACK=$(box_name jb)
@@ -93,6 +93,21 @@ STAGEHAND_JUMP=$JUMP go "$T/kh" --jump-identity "$FKEY"
 t_ok "STAGEHAND_JUMP names the jump host as --jump does" rc_is 0
 t_ok "... and the report lists it" \
 	test "$(jr "$T/r" '.target.jumps[0].host')" = "$FH"
+box_exec rm -f /etc/stagehand-was-here
+
+# The hop's key from the environment, as the target's can come: a
+# multi-line secret that must show nowhere, whole or in part.
+HOPKEY=$(cat "$FKEY") go "$T/kh" --jump "$JUMP" --jump-identity-env HOPKEY
+t_ok "--jump-identity-env: the hop's key from an environment variable works" rc_is 0
+key_lines() { sed '1d;$d' "$FKEY"; }
+leaked() {
+	local l
+	while read -r l; do
+		grep -rqF -- "$l" "$T/out" "$T/err" "$T/r" && return 0
+	done < <(key_lines)
+	return 1
+}
+t_fail "... and no line of that key is in the output, run.log or the reports" leaked
 box_exec rm -f /etc/stagehand-was-here
 
 # ---------------------------------------------------------------- trust
