@@ -8,7 +8,8 @@
 #   make asan         the same tests against an ASan+UBSan build
 #   make demo         bring up the test box, run the demo stages, tear down
 #   make image        stage 1 + stage 2 images with Packer's qemu builder and
-#                     the boot proof (ARCH=x86_64; aarch64 not yet); output/
+#                     the boot proof; ARCH=x86_64 (default), aarch64, or
+#                     "x86_64 aarch64" (side by side); output/
 #   make bench        side-by-side benchmarks (bench/)
 #   make install PREFIX=/usr/local DESTDIR=
 #   make lint         banned functions, clang-format
@@ -118,8 +119,9 @@ check:
 check-vm:
 	@$(MAKE) --no-print-directory check TIER=vm
 
-# The local image pipeline for aarch64 (t13*), emulated under TCG on an
-# x86_64 host: the slowest tier, so in neither check nor check-vm.
+# The local image pipeline for x86_64 and aarch64 side by side (t13*),
+# aarch64 emulated under TCG on an x86_64 host: the slowest tier, so in
+# neither check nor check-vm.
 check-arm64:
 	@$(MAKE) --no-print-directory check TIER=arm64
 
@@ -129,8 +131,9 @@ demo-vm:
 	@tests/demo-vm.sh
 
 # The two-stage image pipeline on this machine (packer/local/, as root):
-# output/stage1-$(ARCH).qcow2, output/stage2-$(ARCH).qcow2, the reports and
-# packer-manifest.json, then a boot of the stage-2 image (the boot proof).
+# output/stage1-ARCH.qcow2, output/stage2-ARCH.qcow2, the reports and
+# packer-manifest.json, then a boot of the stage-2 image (the boot proof),
+# for each arch in ARCH.
 ARCH ?= x86_64
 image:
 	@ARCH=$(ARCH) packer/local/image.sh

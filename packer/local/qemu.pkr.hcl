@@ -7,38 +7,52 @@
 # forward), the gate post-processor fails the build on a report that did
 # not pass, and the manifest post-processor records it. A stage that fails
 # leaves no image: Packer removes the build's output directory, and the
-# image is moved to image_dir only after the gate passed.
+# image is moved into output_root only after the gate passed.
 #
-#   packer build -only=qemu.stage1 -var base_image=DISK -var kernel=VMLINUZ \
-#     -var initrd=INITRD -var seed_image=SEED -var ssh_private_key_file=KEY \
+# Each stage has one build per arch (stage1-x86_64, stage1-aarch64, ...),
+# so both arches of a stage run side by side in one `packer build`:
+#
+#   packer build -parallel-builds=2 \
+#     -only=qemu.stage1-x86_64,qemu.stage1-aarch64 \
+#     -var 'base_image={x86_64="DISK", aarch64="DISK"}' \
+#     -var 'kernel={x86_64="VMLINUZ", aarch64="VMLINUZ"}' \
+#     -var 'initrd={...}' -var seed_image=SEED -var ssh_private_key_file=KEY \
 #     -var 'stagehand_args=["--vars-file","VARS"]' packer/local/qemu.pkr.hcl
-#   packer build -only=qemu.stage2 ... (same vars, another seed)
+#   packer build -only=qemu.stage2-x86_64,... (same vars, another seed)
 #
-# packer/local/image.sh (`make image`) makes the inputs and runs both.
-# Run it from the repository root. See packer/README.md.
+# packer/local/image.sh (`make image`, `ARCH="x86_64 aarch64" make image`)
+# makes the inputs and runs both. Run it from the repository root. See
+# packer/README.md.
 
-variable "arch" {
-  type    = string
-  default = "x86_64"
+# The inputs that differ per arch are maps keyed by arch (x86_64,
+# aarch64); a build runs for each arch it is selected for (-only).
+variable "base_image" {
+  type        = map(string)
+  description = "Stage 1's input disk per arch: VM_IMAGE of tests/vm/vm image --arch ARCH (qcow2, root fs on the whole disk)."
   validation {
-    condition     = contains(["x86_64", "aarch64"], var.arch)
-    error_message = "The arch must be x86_64 or aarch64."
+    condition     = length([for a in keys(var.base_image) : a if ! contains(["x86_64", "aarch64"], a)]) == 0
+    error_message = "The base_image keys must be x86_64 or aarch64."
   }
 }
 
-variable "base_image" {
-  type        = string
-  description = "Stage 1's input disk: VM_IMAGE of tests/vm/vm image (qcow2, root fs on the whole disk)."
-}
-
 variable "kernel" {
-  type        = string
-  description = "The base image's kernel (VM_KERNEL of tests/vm/vm image); the disk has no boot loader."
+  type        = map(string)
+  description = "The base image's kernel per arch (VM_KERNEL of tests/vm/vm image); the disk has no boot loader."
 }
 
 variable "initrd" {
-  type        = string
-  description = "The base image's initrd (VM_INITRD of tests/vm/vm image)."
+  type        = map(string)
+  description = "The base image's initrd per arch (VM_INITRD of tests/vm/vm image)."
+}
+
+variable "accelerator" {
+  type        = map(string)
+  default     = {}
+  description = "kvm or tcg per arch: VM_ACCEL of tests/vm/vm image (its cached probe); tcg when not given."
+  validation {
+    condition     = length([for a in values(var.accelerator) : a if ! contains(["kvm", "tcg"], a)]) == 0
+    error_message = "The accelerator must be kvm or tcg."
+  }
 }
 
 variable "seed_image" {
@@ -54,16 +68,6 @@ variable "ssh_username" {
 variable "ssh_private_key_file" {
   type        = string
   description = "The build user's private key, whose public half is in the seed."
-}
-
-variable "accelerator" {
-  type        = string
-  default     = "tcg"
-  description = "kvm or tcg: VM_ACCEL of tests/vm/vm image (its cached probe)."
-  validation {
-    condition     = contains(["kvm", "tcg"], var.accelerator)
-    error_message = "The accelerator must be kvm or tcg."
-  }
 }
 
 variable "cpus" {
@@ -124,21 +128,23 @@ locals {
   gate      = "'${replace(path.root, "'", "'\\''")}/../stagehand-gate.sh'"
   manifest  = var.manifest_output != "" ? var.manifest_output : "${var.output_root}/packer-manifest.json"
 
-  # Per stage: the manifest, the input disk, and where its image goes.
-  stage_manifest = { stage1 = var.stage1_manifest, stage2 = var.stage2_manifest }
-  # Packer builds in a work dir (its output_directory, which it removes
-  # when the build fails); the gate's success moves the image out of it.
-  work = {
-    stage1 = "${var.output_root}/.build-stage1-${var.arch}"
-    stage2 = "${var.output_root}/.build-stage2-${var.arch}"
-  }
-  image = {
-    stage1 = "${var.output_root}/stage1-${var.arch}.qcow2"
-    stage2 = "${var.output_root}/stage2-${var.arch}.qcow2"
-  }
-  report = {
-    stage1 = "${var.output_root}/reports/stage1-${var.arch}"
-    stage2 = "${var.output_root}/reports/stage2-${var.arch}"
+  # One build per stage and arch, named STAGE-ARCH (the -only names are
+  # qemu.stage1-x86_64 ...): its manifest, input disk, and where its image
+  # and report go. Packer builds in a work dir (its output_directory, which
+  # it removes when the build fails); the gate's success moves the image
+  # out of it. An arch given no inputs gets paths that cannot exist, so
+  # `packer validate` passes and a build selected for it fails plainly.
+  builds = {
+    for p in setproduct(["stage1", "stage2"], ["x86_64", "aarch64"]) : "${p[0]}-${p[1]}" => {
+      stage    = p[0]
+      arch     = p[1]
+      manifest = p[0] == "stage1" ? var.stage1_manifest : var.stage2_manifest
+      input    = p[0] == "stage1" ? lookup(var.base_image, p[1], "/nonexistent/base-image-${p[1]}") : "${var.output_root}/stage1-${p[1]}.qcow2"
+      work     = "${var.output_root}/.build-${p[0]}-${p[1]}"
+      image    = "${var.output_root}/${p[0]}-${p[1]}.qcow2"
+      report   = "${var.output_root}/reports/${p[0]}-${p[1]}"
+      accel    = lookup(var.accelerator, p[1], "tcg")
+    }
   }
 
   q_stagehand = "'${replace(var.stagehand_bin, "'", "'\\''")}'"
@@ -148,24 +154,30 @@ locals {
     [for a in var.stagehand_args : "'${replace(a, "'", "'\\''")}'"]
   ))
 
+  # Per arch: the emulator, the board, the CPU and the console.
+  # aarch64: the virt board (PL011 console); under TCG, the cheap
+  # pointer-authentication algorithm (tests/vm/vm does the same).
+  qemu_binary = { x86_64 = "qemu-system-x86_64", aarch64 = "qemu-system-aarch64" }
+  machine     = { x86_64 = "pc", aarch64 = "virt" }
+  tcg_cpu     = { x86_64 = "max", aarch64 = "max,pauth-impdef=on" }
+  console     = { x86_64 = "ttyS0", aarch64 = "ttyAMA0" }
+
   # The disk has no boot loader: boot the base image's kernel, root on the
   # whole virtio disk (tests/vm/vm does the same). Setting -drive replaces
   # Packer's own, so the build disk is given here too.
-  # aarch64: the virt board (PL011 console); under TCG, the cheap
-  # pointer-authentication algorithm (tests/vm/vm does the same).
-  arm         = var.arch == "aarch64"
-  qemu_binary = local.arm ? "qemu-system-aarch64" : "qemu-system-x86_64"
-  machine     = local.arm ? "virt" : "pc"
-  cpu         = var.accelerator == "kvm" ? "host" : (local.arm ? "max,pauth-impdef=on" : "max")
-  console     = local.arm ? "ttyAMA0" : "ttyS0"
-  boot_args = [
-    ["-kernel", var.kernel],
-    ["-initrd", var.initrd],
-    ["-append", "console=${local.console} root=/dev/vda rw"],
-    ["-cpu", local.cpu],
-    ["-device", "virtio-net,netdev=user.0"],
-    ["-device", "virtio-rng-pci"],
-  ]
+  qemuargs = {
+    for name, b in local.builds : name => [
+      ["-kernel", lookup(var.kernel, b.arch, "/nonexistent/kernel-${b.arch}")],
+      ["-initrd", lookup(var.initrd, b.arch, "/nonexistent/initrd-${b.arch}")],
+      ["-append", "console=${local.console[b.arch]} root=/dev/vda rw"],
+      ["-cpu", b.accel == "kvm" ? "host" : local.tcg_cpu[b.arch]],
+      ["-device", "virtio-net,netdev=user.0"],
+      ["-device", "virtio-rng-pci"],
+      ["-drive", "file=${b.work}/${name}.qcow2,if=virtio,cache=writeback,discard=ignore,format=qcow2"],
+      ["-serial", "file:${b.report}.serial.log"],
+      ["-drive", "file=${var.seed_image},format=raw,if=virtio,readonly=on"],
+    ]
+  }
 }
 
 source "qemu" "base" {
@@ -174,9 +186,6 @@ source "qemu" "base" {
   format               = "qcow2"
   disk_size            = var.disk_size
   skip_compaction      = true
-  accelerator          = var.accelerator
-  qemu_binary          = local.qemu_binary
-  machine_type         = local.machine
   cpus                 = var.cpus
   memory               = var.memory
   headless             = true
@@ -191,28 +200,48 @@ source "qemu" "base" {
   shutdown_timeout     = "5m"
 }
 
+# Packer 1.6 has no dynamic source blocks: the four builds are spelled
+# out; everything that differs comes from local.builds and local.qemuargs.
 build {
   source "source.qemu.base" {
-    name             = "stage1"
-    iso_url          = var.base_image
-    output_directory = local.work["stage1"]
-    vm_name          = "stage1-${var.arch}.qcow2"
-    qemuargs = concat(local.boot_args, [
-      ["-drive", "file=${local.work["stage1"]}/stage1-${var.arch}.qcow2,if=virtio,cache=writeback,discard=ignore,format=qcow2"],
-      ["-serial", "file:${local.report["stage1"]}.serial.log"],
-      ["-drive", "file=${var.seed_image},format=raw,if=virtio,readonly=on"],
-    ])
+    name             = "stage1-x86_64"
+    iso_url          = local.builds["stage1-x86_64"].input
+    output_directory = local.builds["stage1-x86_64"].work
+    vm_name          = "stage1-x86_64.qcow2"
+    accelerator      = local.builds["stage1-x86_64"].accel
+    qemu_binary      = local.qemu_binary["x86_64"]
+    machine_type     = local.machine["x86_64"]
+    qemuargs         = local.qemuargs["stage1-x86_64"]
   }
   source "source.qemu.base" {
-    name             = "stage2"
-    iso_url          = local.image["stage1"]
-    output_directory = local.work["stage2"]
-    vm_name          = "stage2-${var.arch}.qcow2"
-    qemuargs = concat(local.boot_args, [
-      ["-drive", "file=${local.work["stage2"]}/stage2-${var.arch}.qcow2,if=virtio,cache=writeback,discard=ignore,format=qcow2"],
-      ["-serial", "file:${local.report["stage2"]}.serial.log"],
-      ["-drive", "file=${var.seed_image},format=raw,if=virtio,readonly=on"],
-    ])
+    name             = "stage1-aarch64"
+    iso_url          = local.builds["stage1-aarch64"].input
+    output_directory = local.builds["stage1-aarch64"].work
+    vm_name          = "stage1-aarch64.qcow2"
+    accelerator      = local.builds["stage1-aarch64"].accel
+    qemu_binary      = local.qemu_binary["aarch64"]
+    machine_type     = local.machine["aarch64"]
+    qemuargs         = local.qemuargs["stage1-aarch64"]
+  }
+  source "source.qemu.base" {
+    name             = "stage2-x86_64"
+    iso_url          = local.builds["stage2-x86_64"].input
+    output_directory = local.builds["stage2-x86_64"].work
+    vm_name          = "stage2-x86_64.qcow2"
+    accelerator      = local.builds["stage2-x86_64"].accel
+    qemu_binary      = local.qemu_binary["x86_64"]
+    machine_type     = local.machine["x86_64"]
+    qemuargs         = local.qemuargs["stage2-x86_64"]
+  }
+  source "source.qemu.base" {
+    name             = "stage2-aarch64"
+    iso_url          = local.builds["stage2-aarch64"].input
+    output_directory = local.builds["stage2-aarch64"].work
+    vm_name          = "stage2-aarch64.qcow2"
+    accelerator      = local.builds["stage2-aarch64"].accel
+    qemu_binary      = local.qemu_binary["aarch64"]
+    machine_type     = local.machine["aarch64"]
+    qemuargs         = local.qemuargs["stage2-aarch64"]
   }
 
   # The guest is fresh and its host key unknown to Packer: stagehand
@@ -222,39 +251,42 @@ build {
     inline = [
       "STAGEHAND_SSH_KEY=$(cat <<'STAGEHAND_KEY_EOF'\n${build.SSHPrivateKey}\nSTAGEHAND_KEY_EOF\n)",
       "export STAGEHAND_SSH_KEY",
-      "exec ${local.provision} --stagehand ${local.q_stagehand} --manifest '${replace(local.stage_manifest[source.name], "'", "'\\''")}' --report '${replace(local.report[source.name], "'", "'\\''")}' --host '${build.Host}' --port '${build.Port}' --user '${build.User}' --key-file ${local.q_key_file} --accept-new-host-key -- ${local.q_extra}",
+      "exec ${local.provision} --stagehand ${local.q_stagehand} --manifest '${replace(local.builds[source.name].manifest, "'", "'\\''")}' --report '${replace(local.builds[source.name].report, "'", "'\\''")}' --host '${build.Host}' --port '${build.Port}' --user '${build.User}' --key-file ${local.q_key_file} --accept-new-host-key -- ${local.q_extra}",
     ]
   }
 
   # One chain: the gate first, so a failed gate stops the chain before the
   # manifest is written and the image moved (Packer then removes it).
+  # Parallel builds share the manifest: its post-processor takes a lock
+  # file beside it while it updates it.
   post-processors {
     post-processor "shell-local" {
-      inline = ["${local.gate} --stagehand ${local.q_stagehand} '${replace(local.report[source.name], "'", "'\\''")}'"]
+      inline = ["${local.gate} --stagehand ${local.q_stagehand} '${replace(local.builds[source.name].report, "'", "'\\''")}'"]
     }
 
     post-processor "manifest" {
       output     = local.manifest
       strip_path = true
       custom_data = {
-        arch           = var.arch
-        stage          = source.name
-        image          = local.image[source.name]
-        input          = source.name == "stage1" ? var.base_image : local.image["stage1"]
-        manifest       = local.stage_manifest[source.name]
-        report         = local.report[source.name]
+        build          = source.name
+        arch           = local.builds[source.name].arch
+        stage          = local.builds[source.name].stage
+        image          = local.builds[source.name].image
+        input          = local.builds[source.name].input
+        manifest       = local.builds[source.name].manifest
+        report         = local.builds[source.name].report
         postgres_major = var.postgres_major
-        target_system  = try(jsondecode(file("${local.report[source.name]}/results.json")).target.system, "")
-        status         = try(jsondecode(file("${local.report[source.name]}/results.json")).status, "missing")
-        closure_root   = try(jsondecode(file("${local.report[source.name]}/results.json")).closure.root, "")
+        target_system  = try(jsondecode(file("${local.builds[source.name].report}/results.json")).target.system, "")
+        status         = try(jsondecode(file("${local.builds[source.name].report}/results.json")).status, "missing")
+        closure_root   = try(jsondecode(file("${local.builds[source.name].report}/results.json")).closure.root, "")
       }
     }
 
     post-processor "shell-local" {
       inline = [
-        "mv -f '${replace(local.work[source.name], "'", "'\\''")}/${source.name}-${var.arch}.qcow2' '${replace(local.image[source.name], "'", "'\\''")}'",
-        "rmdir '${replace(local.work[source.name], "'", "'\\''")}'",
-        "echo \"image: ${replace(local.image[source.name], "\"", "")}\"",
+        "mv -f '${replace(local.builds[source.name].work, "'", "'\\''")}/${source.name}.qcow2' '${replace(local.builds[source.name].image, "'", "'\\''")}'",
+        "rmdir '${replace(local.builds[source.name].work, "'", "'\\''")}'",
+        "echo \"image: ${replace(local.builds[source.name].image, "\"", "")}\"",
       ]
     }
   }
