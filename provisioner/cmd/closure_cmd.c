@@ -149,7 +149,8 @@ cmd_closure(const struct cli *cli, volatile sig_atomic_t *interrupted,
 	if (cli->registration) {
 		if (print_registration(&c) < 0) {
 			err_set(err, SH_ERR_INTERNAL,
-			    "closure %s: the registration is too large", c.root);
+			    "closure %s: the registration is too large",
+			    c.root);
 			rc = EXIT_SOFTWARE;
 		}
 	} else if (!cli->json)

@@ -36,12 +36,12 @@ enum nt_state {
 	NS_CONTENTS,   /* "contents" after the executable flag */
 	NS_SYM_KW,     /* "target" */
 	NS_SYM_TARGET,
-	NS_CLOSE,     /* ")" of a file or symlink node */
-	NS_DIR,       /* "entry" or ")" */
+	NS_CLOSE,      /* ")" of a file or symlink node */
+	NS_DIR,        /* "entry" or ")" */
 	NS_ENTRY_OPEN, /* "(" of an entry */
-	NS_NAME_KW,   /* "name" */
+	NS_NAME_KW,    /* "name" */
 	NS_NAME,
-	NS_NODE_KW,   /* "node" */
+	NS_NODE_KW,     /* "node" */
 	NS_ENTRY_CLOSE, /* ")" of an entry */
 	NS_END,
 };
@@ -117,8 +117,8 @@ nt_emit(struct nar_tar *t, const struct tar_entry *e, struct errbuf *err)
 }
 
 static int
-nt_entry(struct nar_tar *t, enum tar_type type, unsigned mode,
-    uint64_t size, struct errbuf *err)
+nt_entry(struct nar_tar *t, enum tar_type type, unsigned mode, uint64_t size,
+    struct errbuf *err)
 {
 	struct tar_entry e;
 
@@ -158,15 +158,14 @@ nt_name(struct nar_tar *t, struct errbuf *err)
 	int c;
 
 	if (n == 0 || n > NAME_MAX || memchr(t->tok, '/', n) != NULL ||
-	    memchr(t->tok, '\0', n) != NULL || nt_is(t, ".") ||
-	    nt_is(t, ".."))
+	    memchr(t->tok, '\0', n) != NULL || nt_is(t, ".") || nt_is(t, ".."))
 		return nt_bad(t, err, "an invalid entry name");
 	if (f->has_prev) {
 		m = n < f->prevlen ? n : f->prevlen;
 		c = memcmp(f->prev, t->tok, m);
 		if (c > 0 || (c == 0 && f->prevlen >= n))
-			return nt_bad(t, err,
-			    "entry names not in ascending order");
+			return nt_bad(
+			    t, err, "entry names not in ascending order");
 	}
 	memcpy(f->prev, t->tok, n);
 	f->prevlen = n;
@@ -324,8 +323,7 @@ nt_string_done(struct nar_tar *t, struct errbuf *err)
 }
 
 int
-nar_tar_feed(
-    struct nar_tar *t, const void *p, size_t len, struct errbuf *err)
+nar_tar_feed(struct nar_tar *t, const void *p, size_t len, struct errbuf *err)
 {
 	const unsigned char *u = p;
 	size_t n;

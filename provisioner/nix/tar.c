@@ -136,8 +136,8 @@ tar_header(const struct tar_entry *e, struct buf *out, struct errbuf *err)
 		goto out;
 	if (e->type == TAR_FILE && e->size > TAR_SIZE_MAX) {
 		char v[32];
-		int n = snprintf(
-		    v, sizeof(v), "%llu", (unsigned long long)e->size);
+		int n =
+		    snprintf(v, sizeof(v), "%llu", (unsigned long long)e->size);
 
 		if (tar_pax_record(&pax, "size", v, (size_t)n) < 0)
 			goto out;

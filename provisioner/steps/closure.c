@@ -130,7 +130,7 @@
 #define CLOSURE_GCROOT_DIR "/nix/var/nix/gcroots/stagehand"
 #define CLOSURE_REC_DIR "/nix/var/stagehand/paths"
 #define CLOSURE_TAR_CHUNK (256u << 10) /* a "D" record's most */
-#define CLOSURE_TAR_RECORD 10240 /* tar's own record: 20 blocks */
+#define CLOSURE_TAR_RECORD 10240       /* tar's own record: 20 blocks */
 #define CLOSURE_URL_MAX 2048
 #define CLOSURE_PROG_LINE_MAX 1024 /* kept of a stderr line: the path fits */
 
@@ -152,7 +152,7 @@ struct closure_cfg {
 	bool margin_pct;
 	unsigned cache_timeout_s;
 	unsigned cache_retries;
-	bool push; /* mode: push */
+	bool push;       /* mode: push */
 	const char *nix; /* "auto", "present" or "absent" (nix:) */
 };
 
@@ -1199,8 +1199,8 @@ out:
 
 /* No Nix, nothing to copy: attest the records. */
 static int
-closure_attest_rec(struct run_ctx *ctx, const struct step *step,
-    struct cst *st, struct step_result *res, struct errbuf *err)
+closure_attest_rec(struct run_ctx *ctx, const struct step *step, struct cst *st,
+    struct step_result *res, struct errbuf *err)
 {
 	struct remote_out out;
 	struct buf script;
@@ -1211,7 +1211,7 @@ closure_attest_rec(struct run_ctx *ctx, const struct step *step,
 	if (closure_script(st, closure_sh_attest_rec, &script) < 0)
 		err_set(err, SH_ERR_INTERNAL, "closure: script too long");
 	else if (closure_exec(ctx, step, &script, st, NULL, &out, res, err) ==
-	    0)
+	         0)
 		rc = closure_attest(st, &out.out, err);
 	remote_out_free(&out);
 	buf_release(&script);
@@ -1346,8 +1346,8 @@ closure_feed_tar(struct closure_feed *f, struct closure_tarw *w,
 	w->total = 0;
 	buf_reset(&w->chunk);
 	w->t = nar_tar_new("p", closure_tar_out, w);
-	if (nar_fetch(&cp->info, cp->substituter, o, closure_tar_sink, w,
-	        err) < 0)
+	if (nar_fetch(&cp->info, cp->substituter, o, closure_tar_sink, w, err) <
+	    0)
 		goto out;
 	if (nar_tar_end(w->t, err) < 0) {
 		err_prefix(err, "%s: ", w->path);
@@ -1397,10 +1397,9 @@ closure_feed_run(struct closure_feed *f, struct errbuf *err)
 		n = snprintf(h, sizeof(h), "P %llu %s\n",
 		    (unsigned long long)cp->info.nar_size, cp->info.store_path);
 		if (closure_write(f, h, (size_t)n, err) < 0 ||
-		    (st->nonix
-		            ? closure_feed_tar(f, &w, cp, &o, err)
-		            : nar_fetch(&cp->info, cp->substituter, &o,
-		                  closure_write, f, err)) < 0 ||
+		    (st->nonix ? closure_feed_tar(f, &w, cp, &o, err)
+		               : nar_fetch(&cp->info, cp->substituter, &o,
+		                     closure_write, f, err)) < 0 ||
 		    closure_write(f, "V ok\n", 5, err) < 0)
 			goto out;
 	}
@@ -1453,8 +1452,8 @@ closure_push(struct run_ctx *ctx, const struct step *step, struct cst *st,
 	memset(&out, 0, sizeof(out));
 	buf_init(&script, REMOTE_SCRIPT_MAX);
 	if (closure_script(st, "", &script) < 0 || stepsh_traps(&script) < 0 ||
-	    buf_adds(&script, st->nonix ? closure_sh_push_tar
-	                                : closure_sh_push) < 0 ||
+	    buf_adds(&script,
+	        st->nonix ? closure_sh_push_tar : closure_sh_push) < 0 ||
 	    remote_script(&cmd, &script, err) < 0) {
 		buf_release(&script);
 		return err_set(

@@ -71,8 +71,11 @@ check_sum(const char *h)
 static void
 test_header_short(void **state)
 {
-	struct tar_entry e = { .name = "p/bin/x", .name_len = 7,
-		.type = TAR_FILE, .mode = 0555, .size = 1234 };
+	struct tar_entry e = { .name = "p/bin/x",
+		.name_len = 7,
+		.type = TAR_FILE,
+		.mode = 0555,
+		.size = 1234 };
 	struct errbuf err;
 	struct buf b;
 
@@ -85,7 +88,10 @@ test_header_short(void **state)
 	assert_int_equal(octal(b.data + 124, 12), 1234);
 	assert_int_equal(octal(b.data + 136, 12), 1);
 	assert_int_equal(b.data[156], '0');
-	assert_memory_equal(b.data + 257, "ustar\0" "00", 8);
+	assert_memory_equal(b.data + 257,
+	    "ustar\0"
+	    "00",
+	    8);
 	check_sum(b.data);
 	assert_int_equal(tar_pad(1234), 512 - 1234 % 512);
 	assert_int_equal(tar_pad(1024), 0);
@@ -96,8 +102,9 @@ static void
 test_header_long(void **state)
 {
 	char name[400], link[300];
-	struct tar_entry e = { .name = name, .type = TAR_SYMLINK,
-		.mode = 0777, .link = link };
+	struct tar_entry e = {
+		.name = name, .type = TAR_SYMLINK, .mode = 0777, .link = link
+	};
 	struct errbuf err;
 	struct buf b;
 	const char *rec;
@@ -145,10 +152,10 @@ sample(struct buf *n)
 	static const char *const v[] = { "nix-archive-1", "(", "type",
 		"directory", "entry", "(", "name", "bin", "node", "(", "type",
 		"directory", "entry", "(", "name", "run", "node", "(", "type",
-		"regular", "executable", "", "contents", "#!/bin/sh\n", ")", ")",
-		")", ")", "entry", "(", "name", "empty", "node", "(", "type",
-		"regular", "contents", "", ")", ")", "entry", "(", "name",
-		"lib", "node", "(", "type", "symlink", "target",
+		"regular", "executable", "", "contents", "#!/bin/sh\n", ")",
+		")", ")", ")", "entry", "(", "name", "empty", "node", "(",
+		"type", "regular", "contents", "", ")", ")", "entry", "(",
+		"name", "lib", "node", "(", "type", "symlink", "target",
 		"/nix/store/x-y/lib", ")", ")", "entry", "(", "name", "readme",
 		"node", "(", "type", "regular", "contents", "hello world\n",
 		")", ")", ")", NULL };
@@ -157,8 +164,8 @@ sample(struct buf *n)
 }
 
 static int
-convert(const struct buf *nar, size_t piece, struct buf *out,
-    struct errbuf *err)
+convert(
+    const struct buf *nar, size_t piece, struct buf *out, struct errbuf *err)
 {
 	struct nar_tar *t = nar_tar_new("p", collect, out);
 	int rc = 0;
@@ -217,8 +224,8 @@ test_convert(void **state)
 	snprintf(f, sizeof(f), "%s/p", dir);
 	assert_int_equal(stat(f, &s), 0);
 	assert_int_equal(s.st_mode & 07777, 0555);
-	snprintf(cmd, sizeof(cmd), "chmod -R u+w %s && rm -rf %s %s.tar",
-	    dir, dir, dir);
+	snprintf(cmd, sizeof(cmd), "chmod -R u+w %s && rm -rf %s %s.tar", dir,
+	    dir, dir);
 	assert_int_equal(system(cmd), 0);
 	buf_release(&nar);
 	buf_release(&a);
@@ -301,7 +308,8 @@ test_malformed(void **state)
 	/* a huge string length */
 	buf_reset(&nar);
 	nstr(&nar, "nix-archive-1", 13);
-	assert_int_equal(buf_add(&nar, "\xff\xff\xff\xff\xff\xff\xff\x7f", 8), 0);
+	assert_int_equal(
+	    buf_add(&nar, "\xff\xff\xff\xff\xff\xff\xff\x7f", 8), 0);
 	err_clear(&err);
 	assert_int_equal(convert(&nar, 4096, &out, &err), -1);
 	assert_non_null(strstr(err.msg, "longer than PATH_MAX"));
