@@ -3,20 +3,23 @@
 # the test box and the Nix tools are removed from the box's /usr (its
 # overlay; the host keeps them), so nix: auto detects no Nix. Pull mode
 # and nix: present fail naming the cause, nix: absent with pull is an
-# invalid manifest. Push installs the PostgreSQL 15 bundle as tar: the
+# invalid manifest; plan reports the copy and writes nothing. Push
+# installs the PostgreSQL 15 bundle as tar: the
 # paths have the store's modes (0444, 0555, dirs 0555), mtime 1 and root
 # as owner; stagehand's records under /nix/var/stagehand/paths hold the
 # signed NarHashes and are exactly what `stagehand closure --registration`
 # prints; the profile is a generation chain of symlinks owned by postgres;
 # postgres runs from it (initdb, pg_ctl start, select 1); a second run is
-# ok. The 13 bundle becomes generation 2, the alias links follow it, a
-# rollback of the link chain to generation 1 brings 15 back (and the alias
-# links with it) and a re-run of the 15 manifest is ok. A NAR changed by
+# ok, and a path whose record is gone is pushed again. The 13 bundle
+# becomes generation 2, the alias links follow it, a rollback of the link
+# chain to generation 1 brings 15 back (and the alias links with it) and
+# a re-run of the 15 manifest is ok. A NAR changed by
 # one byte, a truncated NAR and a validly signed NAR with an entry name
 # 'a/b' are refused (77) with nothing visible: no path, no record, no
-# temporary directory.
+# temporary directory; SIGKILL of stagehand mid-push leaves nothing and
+# the re-run completes.
 . "$(dirname "$0")/lib.sh"
-t_plan 45
+t_plan 52
 
 NIXCACHE=$TOP/tests/nixcache
 CACHES=${STAGEHAND_NIXCACHE:-/tmp/stagehand-nixcache}
@@ -132,6 +135,12 @@ t_ok "nothing was written to the box's /nix" \
 # ---- push installs the bundle as tar
 manifest "$T/push.yml" "$BUNDLE_ROOT" "$URL/cache1" push "$PG_EXTRA
 $ALIAS"
+sh_run plan "$T/push.yml" "${SSH_ARGS[@]}" --report "$T/p1"
+t_ok "plan without Nix reports the copy and the new generation" \
+	has_text "$RC copy 3 paths|profile $PROF: new, generation 1 ($BUNDLE_ROOT)" \
+	sh -c "echo $RC \$(jq -r '.steps[0].changes[]' '$T/p1/results.json' | sed 's/ (.*) from .*//' | paste -sd'|')"
+t_ok "and writes nothing to the box's /nix" \
+	test -z "$(box_exec find /nix -mindepth 1 -maxdepth 1)"
 run r1 "$T/push.yml"
 t_ok "push mode installs the bundle without Nix" rc_is 0
 t_ok "the step reports changed" test "$(jr "$T/r1" '.steps[0].status')" = changed
@@ -178,6 +187,13 @@ t_ok "no temporary directory is left in the store" no_tmp
 run r2 "$T/push.yml"
 t_ok "a second push run is ok and moves nothing" \
 	test "$RC $(jr "$T/r2" '.steps[0].status') $(jr "$T/r2" '.closure.paths_missing')" = "0 ok 0"
+
+# A path without its record (a run stopped between the rename and the
+# record) counts as missing and is installed again.
+box_exec rm "$REC/${BUNDLE_LIB##*/}"
+run rr "$T/push.yml"
+t_ok "a path without its record is pushed again" \
+	test "$RC $(jr "$T/rr" '.closure.paths_missing') $(box_exec sed -n 1p "$REC/${BUNDLE_LIB##*/}")" = "0 1 $BUNDLE_LIB"
 
 # ---- generation 2, rollback to 1
 manifest "$T/push13.yml" "$BUNDLE13_ROOT" "$URL/cache1" push "$PG_EXTRA
@@ -257,8 +273,43 @@ t_ok "the error names the path and the invalid name" \
 t_ok "and the store and records are unchanged, no temporary directory" \
 	sh -c 'test "$1" = "$2"' _ "$s0" "$(store_list)"
 
+# ---- SIGKILL in the middle: nothing partial is visible, a re-run completes
+mkdir -p "$WWW/slow"
+cp "$CACHES"/cache1/*.narinfo "$CACHES/cache1/nix-cache-info" "$WWW/slow/"
+sed -i "s|^URL: |URL: ../../hang/cache1/|" "$WWW/slow/$vh.narinfo"
+ln -s "$CACHES/cache1/nar" "$WWW/slow/nar"
+HPORT=$("$NIXCACHE/serve" port)
+"$NIXCACHE/serve" faulty "$WWW" 127.0.0.1 "$HPORT" || {
+	t_not "the faulty server is served"
+	t_done
+	exit 1
+}
+manifest "$T/slow.yml" "$SMALL_ROOT" "http://127.0.0.1:$HPORT/ok/slow" push
+"$STAGEHAND" run "$T/slow.yml" "${SSH_ARGS[@]}" >"$T/kill.out" 2>&1 &
+spid=$!
+restored() { # the push holds at least one unpacked path in its temp dir
+	box_exec sh -c 'ls -d /nix/store/.stagehand-push.*/1/p 2>/dev/null' | grep -q .
+}
+for _ in $(seq 1 600); do
+	restored && break
+	kill -0 "$spid" 2>/dev/null || break
+	sleep 0.1
+done
+t_ok "the push holds unpacked paths in its temporary directory" restored
+kill -9 "$spid" 2>/dev/null
+wait "$spid" 2>/dev/null
+for _ in $(seq 1 300); do
+	no_tmp && break
+	sleep 0.1
+done
+t_ok "after SIGKILL of stagehand the temporary directory goes" no_tmp
+t_ok "and the store and records are as before the push" \
+	sh -c 'test "$1" = "$2"' _ "$s0" "$(store_list)"
+
 manifest "$T/small.yml" "$SMALL_ROOT" "$URL/cache1" push
 run k2 "$T/small.yml"
-t_ok "the small closure then installs from the good cache" rc_is 0
+t_ok "the re-run installs the small closure from the good cache" rc_is 0
+t_ok "with a record for each of its 4 paths" \
+	test "$(jr "$T/k2" '.closure.paths[].path' | while read -r p; do box_exec test -f "$REC/${p##*/}" && echo y; done | wc -l)" = 4
 
 t_done

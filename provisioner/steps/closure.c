@@ -18,6 +18,9 @@
  *   mode            optional: pull (default: the target's Nix fetches) or
  *                   push (the controller fetches, checks and sends; see
  *                   "Push" below)
+ *   nix             optional: auto (default), present or absent: whether
+ *                   the target has Nix; auto detects it (nix-store and
+ *                   nix-env on the become user's PATH). absent needs push
  *
  * The trust rule: nothing runs on the target before the closure is verified
  * on the controller. apply, in order:
@@ -102,6 +105,17 @@
  * and prints the NarHashes for the same attestation as pull. A NAR that
  * fails its check closes the stream: nothing is renamed, the temporary
  * directory goes, and the feeder's error (SH_ERR_TRUST) is the step's.
+ *
+ * Without Nix (nix: absent, or auto and the query's "X 0"): the scripts
+ * skip everything that needs nix-store; the query counts a path as
+ * present when it exists and has its record under CLOSURE_REC_DIR. The
+ * feeder converts each NAR to tar (nix/nartar.h) and the target unpacks
+ * it with its system tar (closure_sh_push_tar); the registration becomes
+ * one record per path, written after the rename (the commit point), and
+ * the attestation reads the records. The profile switch makes the same
+ * generation links nix-env does (gen_set in closure_sh_profile). Pull
+ * mode, or nix: present, on a target without Nix fails in the query,
+ * naming the cause.
  * STEP_RETRY_SAFE: every round trip can run again.
  */
 #include <errno.h>
@@ -1761,6 +1775,8 @@ closure_describe(const struct step *step, struct buf *out)
 		buf_addf(out, " as %s", c->user);
 	if (c->push)
 		buf_adds(out, " (push)");
+	if (strcmp(c->nix, "auto") != 0)
+		buf_addf(out, " (nix %s)", c->nix);
 }
 
 const struct step_kind step_kind_closure = {
