@@ -4,20 +4,19 @@
 # overlay; the host keeps them), so nix: auto detects no Nix. Pull mode
 # and nix: present fail naming the cause, nix: absent with pull is an
 # invalid manifest; plan reports the copy and writes nothing. Push
-# installs the PostgreSQL 15 bundle as tar: the
-# paths have the store's modes (0444, 0555, dirs 0555), mtime 1 and root
-# as owner; stagehand's records under /nix/var/stagehand/paths hold the
-# signed NarHashes and are exactly what `stagehand closure --registration`
-# prints; the profile is a generation chain of symlinks owned by postgres;
-# postgres runs from it (initdb, pg_ctl start, select 1); a second run is
-# ok, and a path whose record is gone is pushed again. The 13 bundle
-# becomes generation 2, the alias links follow it, a rollback of the link
-# chain to generation 1 brings 15 back (and the alias links with it) and
-# a re-run of the 15 manifest is ok. A NAR changed by
-# one byte, a truncated NAR and a validly signed NAR with an entry name
-# 'a/b' are refused (77) with nothing visible: no path, no record, no
-# temporary directory; SIGKILL of stagehand mid-push leaves nothing and
-# the re-run completes.
+# installs the PostgreSQL 15 bundle as tar: the paths have the store's
+# modes (0444, 0555, dirs 0555), mtime 1 and root as owner; stagehand's
+# records under /nix/var/stagehand/paths hold the signed NarHashes and are
+# exactly what `stagehand closure --registration` prints; the profile is a
+# generation chain of symlinks owned by postgres; postgres runs from it
+# (initdb, pg_ctl start, select 1); a second run is ok, and a path whose
+# record is gone is pushed again. The 13 bundle becomes generation 2, the
+# alias links follow it, a rollback of the link chain to generation 1
+# brings 15 back (and the alias links with it) and a re-run of the 15
+# manifest is ok. A NAR changed by one byte, a truncated NAR and a validly
+# signed NAR with an entry name 'a/b' are refused (77) with nothing
+# visible: no path, no record, no temporary directory; SIGKILL of
+# stagehand mid-push leaves nothing and the re-run completes.
 . "$(dirname "$0")/lib.sh"
 t_plan 52
 
