@@ -858,15 +858,12 @@ static const char closure_sh_push_tar[] =
     "\tmv -- \"$W/.rec/${b##*/}\" \"$REC/${b##*/}\" || exit 1\n"
     "done <\"$W/.names\"\n"
     "ln -sfn -- \"$ROOT\" \"$GCR\" || exit 1\n"
-    "while read -r p; do sed -n 2p -- \"$REC/${p##*/}\" || exit 1; "
-    "done <\"$W/.list\"\n";
+    "sed \"s|^/nix/store/|$REC/|\" \"$W/.list\" | "
+    "xargs awk 'FNR == 2' || exit 1\n";
 
 /* Without Nix and nothing missing: the records' NarHashes, in order. */
 static const char closure_sh_attest_rec[] =
-    "L=$(cat)\n"
-    "printf '%s\\n' \"$L\" | while read -r p; do\n"
-    "\tsed -n 2p -- \"$REC/${p##*/}\" || exit 1\n"
-    "done\n";
+    "sed \"s|^/nix/store/|$REC/|\" | xargs awk 'FNR == 2' || exit 1\n";
 
 /*
  * Profile switch, ownership, or the GC root without a profile. Without
