@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # t0980: every libFuzzer harness (manifest, narinfo, tap, known_hosts,
-# redact) builds and runs for a short bounded time from its seed corpus
-# without a finding. `make fuzz` builds them; tests/fuzz/build.sh run NAME
+# redact, nartar) builds and runs for a short bounded time from its seed
+# corpus without a finding. `make fuzz` builds them; tests/fuzz/build.sh run NAME
 # SECS fuzzes one for longer. FUZZ_SECS sets the bound (default 8 s each).
 . "$(dirname "$0")/lib.sh"
-t_plan 7
+t_plan 8
 
 secs=${FUZZ_SECS:-8}
 harnesses=$(sed -n 's/^HARNESSES="\(.*\)"$/\1/p' "$TOP/tests/fuzz/build.sh")

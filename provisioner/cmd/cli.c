@@ -26,6 +26,7 @@ enum {
 	OPT_KEEP_GOING,
 	OPT_FROM,
 	OPT_TRUSTED_KEY,
+	OPT_REGISTRATION,
 	OPT_TIMEOUT,
 	OPT_WAIT_LOCK,
 	OPT_JUMP,
@@ -54,6 +55,7 @@ static const struct option long_opts[] = {
 	{ "keep-going", no_argument, NULL, OPT_KEEP_GOING },
 	{ "from", required_argument, NULL, OPT_FROM },
 	{ "trusted-key", required_argument, NULL, OPT_TRUSTED_KEY },
+	{ "registration", no_argument, NULL, OPT_REGISTRATION },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "wait-lock", optional_argument, NULL, OPT_WAIT_LOCK },
 	{ "jump", required_argument, NULL, OPT_JUMP },
@@ -75,7 +77,8 @@ cli_usage(void)
 	       "       stagehand check MANIFEST...\n"
 	       "       stagehand report DIR [--json]\n"
 	       "       stagehand closure STOREPATH --from URL... "
-	       "--trusted-key NAME:KEY... [--json]\n"
+	       "--trusted-key NAME:KEY...\n"
+	       "                 [--json | --registration]\n"
 	       "\n"
 	       "target:\n"
 	       "  --target ssh://USER@HOST[:PORT]  (or STAGEHAND_TARGET)\n"
@@ -114,6 +117,8 @@ cli_usage(void)
 	       "  --from URL                 binary cache, in order (repeat)\n"
 	       "  --trusted-key NAME:BASE64  public key (repeat)\n"
 	       "  --timeout SECONDS          per request, default 30\n"
+	       "  --registration             print the closure's registration\n"
+	       "                             (nix-store --load-db input)\n"
 	       "\n"
 	       "exit: 0 ok, 1 step failed, 2 usage, 65 invalid manifest,\n"
 	       "      69 target unreachable, 75 target locked by another run,\n"
@@ -246,6 +251,9 @@ parse_option(int c, const char *arg, struct cli *cli, struct errbuf *err)
 	case OPT_TRUSTED_KEY:
 		strlist_push(&cli->trusted_keys, arg);
 		return 0;
+	case OPT_REGISTRATION:
+		cli->registration = true;
+		return 0;
 	case OPT_TIMEOUT:
 		if (parse_u64(arg, strlen(arg), 3600, &n) < 0 || n == 0)
 			return err_set(err, SH_ERR_USAGE,
@@ -312,6 +320,12 @@ check_combination(const struct cli *cli, struct errbuf *err)
 		return err_set(err, SH_ERR_USAGE, "--offline is for 'plan'");
 	if (cli->wait_lock && cli->command != CLI_RUN)
 		return err_set(err, SH_ERR_USAGE, "--wait-lock is for 'run'");
+	if (cli->registration && cli->command != CLI_CLOSURE)
+		return err_set(
+		    err, SH_ERR_USAGE, "--registration is for 'closure'");
+	if (cli->registration && cli->json)
+		return err_set(err, SH_ERR_USAGE,
+		    "--registration and --json exclude each other");
 	if (cli->command == CLI_CLOSURE &&
 	    (cli->from.n == 0 || cli->trusted_keys.n == 0))
 		return err_set(err, SH_ERR_USAGE,

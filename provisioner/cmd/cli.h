@@ -5,8 +5,8 @@
  *   stagehand plan MANIFEST [options]      probe read-only; --offline: render
  *   stagehand check MANIFEST...            validate offline
  *   stagehand report DIR [--json]          summarise a report dir; gate
- *   stagehand closure PATH --from URL... --trusted-key K... [--json]
- *                                          resolve and verify a closure
+ *   stagehand closure PATH --from URL... --trusted-key K...
+ *       [--json | --registration]          resolve and verify a closure
  *
  * The commands are one table of struct cli_cmd rows (git's commands[]),
  * owned by main.c: each row names the command's function, how many
@@ -98,6 +98,7 @@ struct cli {
 	const char *include_root;
 	bool offline;
 	bool json;
+	bool registration; /* closure: print the load-db registration */
 	bool keep_going;
 	bool wait_lock;       /* --wait-lock: wait for the lock */
 	unsigned wait_lock_s; /* its SECS; 0: no limit */

@@ -3,7 +3,11 @@
  *
  * Resolves and verifies a closure on this machine, exactly as a closure
  * step does before it touches a target, and prints what it found: a human
- * summary (every path with -v), or one JSON object with --json. Exit 0 when
+ * summary (every path with -v), one JSON object with --json, or with
+ * --registration the closure's registration in the format nix-store
+ * --load-db reads (nix_closure_reginfo(): what a push to a target without
+ * Nix records under /nix/var/stagehand/paths/, so a Nix installed later
+ * can adopt the paths). Exit 0 when
  * every path is trusted, 77 on any trust failure, 69 when the caches are
  * down, 1 when a path is in no cache, 2 for usage. Errors go back in the
  * errbuf; main prints them.
@@ -100,6 +104,20 @@ print_json(const struct closure *c)
 	return rc;
 }
 
+static int
+print_registration(const struct closure *c)
+{
+	struct buf out;
+	int rc;
+
+	buf_init(&out, 256u << 20);
+	rc = nix_closure_reginfo(c, NULL, &out);
+	if (rc == 0 && fwrite(out.data, 1, out.len, stdout) != out.len)
+		rc = -1;
+	buf_release(&out);
+	return rc;
+}
+
 int
 cmd_closure(const struct cli *cli, volatile sig_atomic_t *interrupted,
     struct errbuf *err)
@@ -128,7 +146,14 @@ cmd_closure(const struct cli *cli, volatile sig_atomic_t *interrupted,
 		nix_keys_free(&keys);
 		return sh_exit_code(err->code);
 	}
-	if (!cli->json)
+	if (cli->registration) {
+		if (print_registration(&c) < 0) {
+			err_set(err, SH_ERR_INTERNAL,
+			    "closure %s: the registration is too large",
+			    c.root);
+			rc = EXIT_SOFTWARE;
+		}
+	} else if (!cli->json)
 		print_human(&c, &keys, cli->verbosity);
 	else if (print_json(&c) < 0) {
 		err_set(err, SH_ERR_INTERNAL,

@@ -1142,3 +1142,29 @@ out:
 	curl_global_cleanup();
 	return rc;
 }
+
+int
+nix_closure_reginfo(const struct closure *c, const bool *only, struct buf *b)
+{
+	unsigned char d[32];
+	int rc = 0;
+
+	for (size_t i = 0; i < c->n; i++) {
+		const struct narinfo *ni = &c->paths[i].info;
+
+		if (only != NULL && !only[i])
+			continue;
+		if (nix_hash_sha256_parse(ni->nar_hash, d) < 0)
+			return -1;
+		rc |= buf_addf(b, "%s\n", ni->store_path);
+		rc |= nix_hash_sha256_string(d, b);
+		rc |= buf_addf(b, "\n%llu\n", (unsigned long long)ni->nar_size);
+		if (ni->deriver != NULL)
+			rc |= buf_addf(b, "%s/%s", NIX_STORE_DIR, ni->deriver);
+		rc |= buf_addf(b, "\n%zu\n", ni->references.n);
+		for (size_t r = 0; r < ni->references.n; r++)
+			rc |= buf_addf(
+			    b, "%s/%s\n", NIX_STORE_DIR, ni->references.v[r]);
+	}
+	return rc < 0 || buf_failed(b) ? -1 : 0;
+}

@@ -27,6 +27,13 @@
  * responses came in), with the substituter that served it and the key
  * that signed it, and the NarSize/FileSize totals.
  *
+ * nix_closure_reginfo() appends to out the registration of the closure's
+ * paths (all of them, or those with only[i] true), in closure order, in
+ * the format nix-store --load-db reads (the installers' .reginfo): per
+ * path its store path, NarHash as sha256:<nix32>, NarSize, deriver (an
+ * empty line when none), the number of references and the references,
+ * one a line. -1 when a NarHash does not parse or out fills.
+ *
  * nix_cache_info() fetches <url>/nix-cache-info (StoreDir must be
  * /nix/store).
  *
@@ -74,6 +81,8 @@ struct closure {
 int nix_closure_resolve(const struct nix_cache_opts *opts, const char *root,
     struct closure *out, struct errbuf *err);
 void nix_closure_free(struct closure *c);
+int nix_closure_reginfo(
+    const struct closure *c, const bool *only, struct buf *out);
 
 int nix_cache_info(
     const struct nix_cache_opts *opts, const char *url, struct errbuf *err);

@@ -18,6 +18,9 @@
  *   mode            optional: pull (default: the target's Nix fetches) or
  *                   push (the controller fetches, checks and sends; see
  *                   "Push" below)
+ *   nix             optional: auto (default), present or absent: whether
+ *                   the target has Nix; auto detects it (nix-store and
+ *                   nix-env on the become user's PATH). absent needs push
  *
  * The trust rule: nothing runs on the target before the closure is verified
  * on the controller. apply, in order:
@@ -102,6 +105,17 @@
  * and prints the NarHashes for the same attestation as pull. A NAR that
  * fails its check closes the stream: nothing is renamed, the temporary
  * directory goes, and the feeder's error (SH_ERR_TRUST) is the step's.
+ *
+ * Without Nix (nix: absent, or auto and the query's "X 0"): the scripts
+ * skip everything that needs nix-store; the query counts a path as
+ * present when it exists and has its record under CLOSURE_REC_DIR. The
+ * feeder converts each NAR to tar (nix/nartar.h) and the target unpacks
+ * it with its system tar (closure_sh_push_tar); the registration becomes
+ * one record per path, written after the rename (the commit point), and
+ * the attestation reads the records. The profile switch makes the same
+ * generation links nix-env does (gen_set in closure_sh_profile). Pull
+ * mode, or nix: present, on a target without Nix fails in the query,
+ * naming the cause.
  * STEP_RETRY_SAFE: every round trip can run again.
  */
 #include <errno.h>
@@ -115,6 +129,7 @@
 
 #include "nix/narinfo.h"
 #include "nix/narstream.h"
+#include "nix/nartar.h"
 #include "nix/nixcache.h"
 #include "report/ui.h"
 #include "steps/stepsh.h"
@@ -127,6 +142,9 @@
 #define CLOSURE_CACHE_RETRIES 2
 #define CLOSURE_JOBS 64
 #define CLOSURE_GCROOT_DIR "/nix/var/nix/gcroots/stagehand"
+#define CLOSURE_REC_DIR "/nix/var/stagehand/paths"
+#define CLOSURE_TAR_CHUNK (256u << 10) /* a "D" record's most */
+#define CLOSURE_TAR_RECORD 10240       /* tar's own record: 20 blocks */
 #define CLOSURE_URL_MAX 2048
 #define CLOSURE_PROG_LINE_MAX 1024 /* kept of a stderr line: the path fits */
 
@@ -148,7 +166,8 @@ struct closure_cfg {
 	bool margin_pct;
 	unsigned cache_timeout_s;
 	unsigned cache_retries;
-	bool push; /* mode: push */
+	bool push;       /* mode: push */
+	const char *nix; /* "auto", "present" or "absent" (nix:) */
 };
 
 /* What one probe/apply learned; released by cst_free(). */
@@ -168,6 +187,7 @@ struct cst {
 	char *current;   /* owned: store path the profile points at */
 	bool owner_ok;   /* profile links owned by user (or no user) */
 	bool gcroot_ok;  /* no profile: the GC root link is in place */
+	bool nonix;      /* the target has no Nix: tar and records */
 	struct buf list; /* the closure's paths, one per line (payload) */
 };
 
@@ -191,6 +211,7 @@ static const char *const closure_keys[] = {
 	"cache_timeout",
 	"cache_retries",
 	"mode",
+	"nix",
 	NULL,
 };
 
@@ -401,6 +422,17 @@ closure_parse_target(
 		return node_err(err, node_get(body, "mode"),
 		    "mode: expected pull or push, not '%s'", mode);
 	c->push = mode != NULL && strcmp(mode, "push") == 0;
+	c->nix = "auto";
+	if (node_opt_str(body, "nix", &c->nix, err) < 0)
+		return -1;
+	if (strcmp(c->nix, "auto") != 0 && strcmp(c->nix, "present") != 0 &&
+	    strcmp(c->nix, "absent") != 0)
+		return node_err(err, node_get(body, "nix"),
+		    "nix: expected auto, present or absent, not '%s'", c->nix);
+	if (strcmp(c->nix, "absent") == 0 && !c->push)
+		return node_err(err, node_get(body, "nix"),
+		    "nix: absent needs mode: push (in pull mode the target's "
+		    "Nix fetches the closure)");
 	if (node_opt_u64(body, "cache_timeout", 3600, &t, err) < 0 ||
 	    node_opt_u64(body, "cache_retries", 100, &r, err) < 0)
 		return -1;
@@ -626,11 +658,16 @@ static const char closure_sh_lib[] =
     "umask 022\n"
     "PATH=$PATH:/nix/var/nix/profiles/default/bin\n"
     "die() { printf '%s\\n' \"$*\" >&2; exit 1; }\n"
-    "command -v nix-store >/dev/null 2>&1 && "
-    "command -v nix-env >/dev/null 2>&1 ||\n"
+    "HN=0\n"
+    "[ \"$X\" != absent ] && { command -v nix-store && "
+    "command -v nix-env; } >/dev/null 2>&1 && HN=1\n"
+    "[ \"$HN\" = 1 ] || [ \"$X\" = absent ] || "
+    "{ [ \"$PM\" = push ] && [ \"$X\" = auto ]; } ||\n"
     "\tdie \"nix is not installed on the target (no nix-store and nix-env "
-    "in PATH=$PATH): install it on the image before this step (Debian: "
-    "apt-get install nix-bin)\"\n"
+    "in PATH=$PATH): $([ \"$PM\" = pull ] && echo 'mode: pull has the "
+    "target'\\''s Nix fetch the closure; use mode: push, or install' || "
+    "echo 'nix: present says it is there; install') it on the image "
+    "before this step (Debian: apt-get install nix-bin)\"\n"
     "prof() {\n"
     "\tPR=$P PG=-1 PT= GL=\n"
     "\tif [ -L \"$P\" ]; then\n"
@@ -665,7 +702,13 @@ static const char closure_sh_query[] =
     "a=$(df -k --output=avail -- \"$d\" | tail -n 1) || exit 1\n"
     "set -- $a\n"
     "echo \"F ${1:-?} $d\"\n"
-    "if [ -f /nix/var/nix/db/db.sqlite ]; then\n"
+    "echo \"X $HN\"\n"
+    "if [ \"$HN\" = 0 ]; then\n"
+    "\tprintf '%s\\n' \"$L\" | while read -r p; do\n"
+    "\t\t[ -f \"$REC/${p##*/}\" ] && "
+    "{ [ -e \"$p\" ] || [ -L \"$p\" ]; } || echo \"I $p\"\n"
+    "\tdone\n"
+    "elif [ -f /nix/var/nix/db/db.sqlite ]; then\n"
     "\tinv=$(printf '%s\\n' \"$L\" | "
     "xargs nix-store --check-validity --print-invalid) || exit 1\n"
     "\tfor p in $inv; do echo \"I $p\"; done\n"
@@ -748,8 +791,98 @@ static const char closure_sh_push[] =
     "ln -sfn -- \"$ROOT\" \"$GCR\" || exit 1\n"
     "xargs nix-store --query --hash <\"$W/.list\" || exit 1\n";
 
-/* Profile switch, ownership, or the GC root without a profile. */
+/*
+ * Push to a target without Nix: the same record stream, but each path
+ * comes as a tar stream in "D <n>" chunks ended by "D 0" (the shell reads
+ * the framing, head -c the chunks, the system tar unpacks them into the
+ * temporary directory with the modes, owner and mtimes of the headers).
+ * The rename is as above; then the registration is split into one record
+ * per path under $REC, written after its path is in place: a path without
+ * its record counts as missing and is replaced by the next run. The
+ * NarHashes printed for the attestation are the records'.
+ */
+static const char closure_sh_push_tar[] =
+    "S=/nix/store\n"
+    "mkdir -p -- \"$S\" \"$REC\" || exit 1\n"
+    "W=\n"
+    "fin() { [ -z \"$W\" ] || { chmod -R u+w -- \"$W\" 2>/dev/null; "
+    "rm -rf -- \"$W\"; }; }\n"
+    "W=$(mktemp -d \"$S/.stagehand-push.XXXXXX\") || exit 1\n"
+    "rec() { read -r t a b || "
+    "die \"push: the stream ended early: nothing installed\"; }\n"
+    "rec\n"
+    "[ \"$t\" = L ] || die \"push: bad stream (no path list)\"\n"
+    "head -c \"$a\" >\"$W/.list\" || exit 1\n"
+    ": >\"$W/.names\"\n"
+    "n=0\n"
+    "while rec && [ \"$t\" = P ]; do\n"
+    "\tn=$((n + 1))\n"
+    "\tprintf \"copying path '%s' from the controller...\\n\" \"$b\" >&2\n"
+    "\tmkdir -- \"$W/$n\" || exit 1\n"
+    "\twhile read -r c z && [ \"$c\" = D ]; do\n"
+    "\t\t[ \"$z\" = 0 ] && { : >\"$W/$n.end\"; break; }\n"
+    "\t\thead -c \"$z\" || exit 1\n"
+    "\tdone | tar -x -p --numeric-owner -C \"$W/$n\" -f - ||\n"
+    "\t\tdie \"push: $b: the tar stream did not unpack: nothing "
+    "installed\"\n"
+    "\t[ -e \"$W/$n.end\" ] && read -r v || die \"push: $b: the stream "
+    "ended before the controller verified it: nothing installed\"\n"
+    "\t[ \"$v\" = 'V ok' ] || die \"push: $b: not verified\"\n"
+    "\tfind \"$W/$n/p\" -exec touch -h -d @1 -- {} + || exit 1\n"
+    "\tprintf '%s\\n' \"$b\" >>\"$W/.names\"\n"
+    "done\n"
+    "[ \"$t\" = E ] || die \"push: bad stream (record '$t')\"\n"
+    "head -c \"$a\" >\"$W/.reg\" || exit 1\n"
+    "[ \"$(wc -c <\"$W/.reg\")\" = \"$a\" ] || "
+    "die \"push: the registration was cut: nothing installed\"\n"
+    "mkdir -- \"$W/.rec\" || exit 1\n"
+    /* path, NarHash, NarSize, deriver, n, n references: one file each */
+    "awk -v d=\"$W/.rec\" '\n"
+    "s == 0 { f = $0; sub(/.*\\//, \"\", f); f = d \"/\" f; print > f; "
+    "k = 0; s = 1; next }\n"
+    "s == 1 { print > f; if (++k < 4) next; r = $0 + 0; "
+    "if (r == 0) { close(f); s = 0 } else s = 2; next }\n"
+    "s == 2 { print > f; if (--r == 0) { close(f); s = 0 } }\n"
+    "' \"$W/.reg\" || exit 1\n"
+    "mkdir -p -- \"${GCR%/*}\" || exit 1\n"
+    "i=0\n"
+    "while read -r b; do\n"
+    "\ti=$((i + 1))\n"
+    "\t[ -f \"$W/.rec/${b##*/}\" ] || die \"push: $b: no registration\"\n"
+    "\trm -f -- \"$REC/${b##*/}\" || exit 1\n"
+    "\tif [ -e \"$b\" ] || [ -L \"$b\" ]; then\n"
+    "\t\tchmod -R u+w -- \"$b\" 2>/dev/null\n"
+    "\t\trm -rf -- \"$b\" || exit 1\n"
+    "\tfi\n"
+    "\tmv -T -- \"$W/$i/p\" \"$b\" || exit 1\n"
+    "\tmv -- \"$W/.rec/${b##*/}\" \"$REC/${b##*/}\" || exit 1\n"
+    "done <\"$W/.names\"\n"
+    "ln -sfn -- \"$ROOT\" \"$GCR\" || exit 1\n"
+    "sed \"s|^/nix/store/|$REC/|\" \"$W/.list\" | "
+    "xargs awk 'FNR == 2' || exit 1\n";
+
+/* Without Nix and nothing missing: the records' NarHashes, in order. */
+static const char closure_sh_attest_rec[] =
+    "sed \"s|^/nix/store/|$REC/|\" | xargs awk 'FNR == 2' || exit 1\n";
+
+/*
+ * Profile switch, ownership, or the GC root without a profile. Without
+ * Nix, gen_set does what nix-env --set does: a new generation link
+ * PR-N-link -> ROOT (N one above the highest there), then PR -> PR-N-link
+ * renamed into place (atomic).
+ */
 static const char closure_sh_profile[] =
+    "gen_set() {\n"
+    "\t_b=${PR##*/}\n"
+    "\t_n=$(ls -A -- \"${PR%/*}\" | awk -v b=\"$_b-\" '\n"
+    "\tindex($0, b) == 1 && substr($0, length($0) - 4) == \"-link\" {\n"
+    "\t\tg = substr($0, length(b) + 1, length($0) - length(b) - 5)\n"
+    "\t\tif (g ~ /^[0-9]+$/ && g + 0 > m) m = g + 0 }\n"
+    "\tEND { print m + 1 }') || return 1\n"
+    "\tln -s -- \"$ROOT\" \"$PR-$_n-link\" || return 1\n"
+    "\tln -sfn -- \"$_b-$_n-link\" \"$PR.stagehand-new\" && "
+    "mv -Tf -- \"$PR.stagehand-new\" \"$PR\"\n"
+    "}\n"
     "if [ -z \"$P\" ]; then\n"
     "\t[ \"$(readlink -- \"$GCR\" 2>/dev/null)\" = \"$ROOT\" ] && exit 0\n"
     "\tmkdir -p -- \"${GCR%/*}\" && ln -sfn -- \"$ROOT\" \"$GCR\" || "
@@ -762,7 +895,11 @@ static const char closure_sh_profile[] =
     "\t\tmkdir -p -- \"${PR%/*}\" || exit 1\n"
     "\t\t[ -z \"$U\" ] || chown -- \"$U\" \"${PR%/*}\" || exit 1\n"
     "\tfi\n"
-    "\tnix-env -p \"$PR\" --set \"$ROOT\" >&2 || exit 1\n"
+    "\tif [ \"$HN\" = 1 ]; then\n"
+    "\t\tnix-env -p \"$PR\" --set \"$ROOT\" >&2 || exit 1\n"
+    "\telse\n"
+    "\t\tgen_set || exit 1\n"
+    "\tfi\n"
     "\tprof\n"
     "\t[ \"$PT\" = \"$ROOT\" ] || "
     "die \"$PR does not point at $ROOT after nix-env --set\"\n"
@@ -788,6 +925,9 @@ closure_script(const struct cst *st, const char *body, struct buf *b)
 	rc |= stepsh_assign(b, "ROOT", st->root);
 	rc |= stepsh_assign(b, "P", c->profile ? c->profile : "");
 	rc |= stepsh_assign(b, "U", c->user ? c->user : "");
+	rc |= stepsh_assign(b, "X", st->nonix ? "absent" : c->nix);
+	rc |= stepsh_assign(b, "PM", c->push ? "push" : "pull");
+	rc |= stepsh_assign(b, "REC", CLOSURE_REC_DIR);
 	rc |= buf_addf(b, "GCR=%s/", CLOSURE_GCROOT_DIR);
 	rc |= sh_quote(b, base);
 	rc |= buf_addc(b, '\n');
@@ -902,6 +1042,8 @@ closure_query_line(
 	else if (l[0] == 'G' && closure_gen(v, vl, &st->gen) < 0)
 		return err_set(err, SH_ERR_REMOTE,
 		    "closure %s: bad generation '%.*s'", st->root, (int)vl, v);
+	else if (l[0] == 'X')
+		st->nonix = vl == 1 && v[0] == '0';
 	else if (l[0] == 'O' || l[0] == 'K')
 		*(l[0] == 'O' ? &st->owner_ok : &st->gcroot_ok) =
 		    vl == 1 && v[0] == '1';
@@ -1066,6 +1208,27 @@ out:
 
 /* ========================================================== push mode */
 
+/* No Nix, nothing to copy: attest the records. */
+static int
+closure_attest_rec(struct run_ctx *ctx, const struct step *step, struct cst *st,
+    struct step_result *res, struct errbuf *err)
+{
+	struct remote_out out;
+	struct buf script;
+	int rc = -1;
+
+	memset(&out, 0, sizeof(out));
+	buf_init(&script, REMOTE_SCRIPT_MAX);
+	if (closure_script(st, closure_sh_attest_rec, &script) < 0)
+		err_set(err, SH_ERR_INTERNAL, "closure: script too long");
+	else if (closure_exec(ctx, step, &script, st, NULL, &out, res, err) ==
+	         0)
+		rc = closure_attest(st, &out.out, err);
+	remote_out_free(&out);
+	buf_release(&script);
+	return rc;
+}
+
 /*
  * The feeder: a thread that fetches and checks each missing path's NAR
  * (nar_fetch, one at a time) and writes the record stream the push script
@@ -1125,34 +1288,94 @@ closure_write_block(
 }
 
 /*
- * The registration nix-store --load-db reads (as the installer's
- * .reginfo): per path its name, NarHash, NarSize, deriver (or an empty
- * line), the number of references and the references, all verified.
+ * Without Nix on the target a path goes as tar (nix/nartar.h), in "D <n>"
+ * records of at most CLOSURE_TAR_CHUNK bytes, padded to tar's record size
+ * and ended by "D 0" once nar_fetch() accepted the NAR.
  */
+struct closure_tarw {
+	struct closure_feed *f;
+	struct nar_tar *t;
+	const char *path;
+	struct buf chunk;
+	uint64_t total; /* tar bytes of this path */
+};
+
 static int
-closure_reginfo(const struct cst *st, struct buf *b)
+closure_tar_flush(struct closure_tarw *w, struct errbuf *err)
 {
-	unsigned char d[32];
-	int rc = 0;
+	if (w->chunk.len == 0)
+		return 0;
+	if (closure_write_block(w->f, 'D', &w->chunk, err) < 0)
+		return -1;
+	buf_reset(&w->chunk);
+	return 0;
+}
 
-	for (size_t i = 0; i < st->cl.n; i++) {
-		const struct narinfo *ni = &st->cl.paths[i].info;
+static int
+closure_tar_out(void *arg, const void *p, size_t len, struct errbuf *err)
+{
+	struct closure_tarw *w = arg;
+	const char *c = p;
 
-		if (!st->missing[i])
-			continue;
-		if (nix_hash_sha256_parse(ni->nar_hash, d) < 0)
+	w->total += len;
+	while (len > 0) {
+		size_t n = CLOSURE_TAR_CHUNK - w->chunk.len;
+
+		n = n < len ? n : len;
+		if (buf_add(&w->chunk, c, n) < 0)
+			return err_set(err, SH_ERR_INTERNAL, "tar chunk full");
+		c += n;
+		len -= n;
+		if (w->chunk.len == CLOSURE_TAR_CHUNK &&
+		    closure_tar_flush(w, err) < 0)
 			return -1;
-		rc |= buf_addf(b, "%s\n", ni->store_path);
-		rc |= nix_hash_sha256_string(d, b);
-		rc |= buf_addf(b, "\n%llu\n", (unsigned long long)ni->nar_size);
-		if (ni->deriver != NULL)
-			rc |= buf_addf(b, "%s/%s", NIX_STORE_DIR, ni->deriver);
-		rc |= buf_addf(b, "\n%zu\n", ni->references.n);
-		for (size_t r = 0; r < ni->references.n; r++)
-			rc |= buf_addf(
-			    b, "%s/%s\n", NIX_STORE_DIR, ni->references.v[r]);
 	}
-	return rc < 0 ? -1 : 0;
+	return 0;
+}
+
+static int
+closure_tar_sink(void *arg, const void *p, size_t len, struct errbuf *err)
+{
+	struct closure_tarw *w = arg;
+
+	if (nar_tar_feed(w->t, p, len, err) < 0)
+		return err_prefix(err, "%s: ", w->path);
+	return 0;
+}
+
+/* One verified path as tar: the NAR's check comes before "D 0". */
+static int
+closure_feed_tar(struct closure_feed *f, struct closure_tarw *w,
+    const struct closure_path *cp, const struct nar_fetch_opts *o,
+    struct errbuf *err)
+{
+	static const char zeros[CLOSURE_TAR_RECORD];
+	int rc = -1;
+
+	w->f = f;
+	w->path = cp->info.store_path;
+	w->total = 0;
+	buf_reset(&w->chunk);
+	w->t = nar_tar_new("p", closure_tar_out, w);
+	if (nar_fetch(&cp->info, cp->substituter, o, closure_tar_sink, w, err) <
+	    0)
+		goto out;
+	if (nar_tar_end(w->t, err) < 0) {
+		err_prefix(err, "%s: ", w->path);
+		goto out;
+	}
+	if (closure_tar_out(w, zeros,
+	        (CLOSURE_TAR_RECORD - w->total % CLOSURE_TAR_RECORD) %
+	            CLOSURE_TAR_RECORD,
+	        err) < 0 ||
+	    closure_tar_flush(w, err) < 0 ||
+	    closure_write(f, "D 0\n", 4, err) < 0)
+		goto out;
+	rc = 0;
+out:
+	nar_tar_free(w->t);
+	w->t = NULL;
+	return rc;
 }
 
 static int
@@ -1160,15 +1383,18 @@ closure_feed_run(struct closure_feed *f, struct errbuf *err)
 {
 	const struct cst *st = f->st;
 	struct nar_fetch_opts o;
+	struct closure_tarw w;
 	struct buf reg;
 	char h[CLOSURE_URL_MAX];
 	int n, rc = -1;
 
+	memset(&w, 0, sizeof(w));
+	buf_init(&w.chunk, CLOSURE_TAR_CHUNK);
 	memset(&o, 0, sizeof(o));
 	o.timeout_s = f->timeout_s;
 	o.interrupted = f->interrupted;
 	buf_init(&reg, REMOTE_SCRIPT_MAX);
-	if (closure_reginfo(st, &reg) < 0 || buf_failed(&reg)) {
+	if (nix_closure_reginfo(&st->cl, st->missing, &reg) < 0) {
 		err_set(err, SH_ERR_STEP, "the registration is too long");
 		goto out;
 	}
@@ -1182,8 +1408,9 @@ closure_feed_run(struct closure_feed *f, struct errbuf *err)
 		n = snprintf(h, sizeof(h), "P %llu %s\n",
 		    (unsigned long long)cp->info.nar_size, cp->info.store_path);
 		if (closure_write(f, h, (size_t)n, err) < 0 ||
-		    nar_fetch(&cp->info, cp->substituter, &o, closure_write, f,
-		        err) < 0 ||
+		    (st->nonix ? closure_feed_tar(f, &w, cp, &o, err)
+		               : nar_fetch(&cp->info, cp->substituter, &o,
+		                     closure_write, f, err)) < 0 ||
 		    closure_write(f, "V ok\n", 5, err) < 0)
 			goto out;
 	}
@@ -1191,6 +1418,7 @@ closure_feed_run(struct closure_feed *f, struct errbuf *err)
 		goto out;
 	rc = 0;
 out:
+	buf_release(&w.chunk);
 	buf_release(&reg);
 	return rc;
 }
@@ -1228,12 +1456,15 @@ closure_push(struct run_ctx *ctx, const struct step *step, struct cst *st,
 	pthread_t th;
 	int p[2], rc = -1;
 
+	if (st->nmissing == 0 && st->nonix)
+		return closure_attest_rec(ctx, step, st, res, err);
 	if (st->nmissing == 0) /* attest only, as pull does */
 		return closure_copy(ctx, step, st, res, err);
 	memset(&out, 0, sizeof(out));
 	buf_init(&script, REMOTE_SCRIPT_MAX);
 	if (closure_script(st, "", &script) < 0 || stepsh_traps(&script) < 0 ||
-	    buf_adds(&script, closure_sh_push) < 0 ||
+	    buf_adds(&script,
+	        st->nonix ? closure_sh_push_tar : closure_sh_push) < 0 ||
 	    remote_script(&cmd, &script, err) < 0) {
 		buf_release(&script);
 		return err_set(
@@ -1541,6 +1772,8 @@ closure_describe(const struct step *step, struct buf *out)
 		buf_addf(out, " as %s", c->user);
 	if (c->push)
 		buf_adds(out, " (push)");
+	if (strcmp(c->nix, "auto") != 0)
+		buf_addf(out, " (nix %s)", c->nix);
 }
 
 const struct step_kind step_kind_closure = {

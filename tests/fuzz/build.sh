@@ -17,7 +17,7 @@
 set -eu
 cd "$(dirname "$0")/../.."
 
-HARNESSES="manifest narinfo tap known_hosts redact"
+HARNESSES="manifest narinfo tap known_hosts redact nartar"
 
 CC=${FUZZ_CC:-}
 if [ -z "$CC" ]; then
@@ -62,6 +62,7 @@ fuzz() {
 	tap) extra="-max_len=65536 -dict=tests/fuzz/tap.dict" ;;
 	known_hosts) extra="-max_len=65536 -dict=tests/fuzz/known_hosts.dict" ;;
 	redact) extra="-max_len=4096 -dict=tests/fuzz/redact.dict" ;;
+	nartar) extra="-max_len=65536 -dict=tests/fuzz/nartar.dict" ;;
 	*) echo "fuzz: unknown harness '$1'" >&2; exit 2 ;;
 	esac
 	# shellcheck disable=SC2086

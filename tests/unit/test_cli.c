@@ -218,6 +218,21 @@ test_cli_wait_lock_is_only_for_run(void **state)
 }
 
 static void
+test_cli_registration_is_only_for_closure(void **state)
+{
+	struct cli cli;
+	struct errbuf err;
+
+	(void)state;
+	assert_int_equal(
+	    parse(&cli, &err, "plan", "m.yml", "--registration"), -1);
+	assert_int_equal(err.code, SH_ERR_USAGE);
+	assert_non_null(strstr(err.msg, "--registration is for 'closure'"));
+	cli_free(&cli);
+	assert_non_null(strstr(cli_usage(), "--registration"));
+}
+
+static void
 test_cli_usage_lists_exit_75(void **state)
 {
 	(void)state;
@@ -281,6 +296,7 @@ main(void)
 		cmocka_unit_test(test_cli_wait_lock_takes_seconds),
 		cmocka_unit_test(test_cli_wait_lock_rejects_bad_values),
 		cmocka_unit_test(test_cli_wait_lock_is_only_for_run),
+		cmocka_unit_test(test_cli_registration_is_only_for_closure),
 		cmocka_unit_test(test_cli_usage_lists_exit_75),
 		cmocka_unit_test(test_cli_jump_options_belong_to_the_last_jump),
 		cmocka_unit_test(
