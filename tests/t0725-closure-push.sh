@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The closure step in push mode against the real test box: the signed test
 # caches are served on the controller's loopback, which the box cannot
-# reach (pull mode fails there), and push installs the PostgreSQL 15 bundle
-# (zstd NARs) from the controller over the run's SSH session: the paths are
+# reach (pull mode fails there: exit 69 naming the cache), and push
+# installs the PostgreSQL 15 bundle (zstd NARs) from the controller over
+# the run's SSH session: the paths are
 # valid in the box's store (nix-store --verify-path, --verify
 # --check-contents, -qR give the closure), canonical (read-only, mtime 1),
 # in the profile, and postgres runs; a second run moves nothing. A NAR
@@ -15,7 +16,7 @@
 # refused by the box's nix-store before anything is visible. A mode other
 # than pull or push is an invalid manifest.
 . "$(dirname "$0")/lib.sh"
-t_plan 39
+t_plan 40
 
 NIXCACHE=$TOP/tests/nixcache
 CACHES=${STAGEHAND_NIXCACHE:-/tmp/stagehand-nixcache}
@@ -106,7 +107,11 @@ manifest "$T/push.yml" "$BUNDLE_ROOT" "$URL/cache1" push "$PG_EXTRA"
 
 # ---- the air gap: pull cannot work
 run pull "$T/pull.yml"
-t_fail "pull mode fails: the box cannot reach the cache" rc_is 0
+t_ok "pull mode fails as unreachable: the box cannot reach the cache (69)" \
+	rc_is 69
+t_ok "the error names the cache and the reason" \
+	sh -c 'grep -F "cannot reach the cache: $1/cache1 (" "$2" | grep -q "Couldn.t connect"' \
+	_ "$URL" "$T/out"
 t_fail "and the bundle is not in the box" box_exec test -e "$BUNDLE_ROOT"
 
 # ---- push installs it

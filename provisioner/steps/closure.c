@@ -43,7 +43,10 @@
  *      its narinfo disk cache are kept: they carry the Sig lines, which
  *      Nix checks again, and refetching them triples the time for 1,000
  *      paths); the same script then prints the NarHash the target's store
- *      registered for every closure path;
+ *      registered for every closure path. When the realise fails and Nix
+ *      could not download from a substituter at all (its "unable to
+ *      download 'URL/...'" lines, 4xx aside), the error is
+ *      SH_ERR_UNREACHABLE (exit 69) naming each such cache;
  *   5. attest on the controller: each of those NarHashes must equal the
  *      verified narinfo's (both as sha256:<nix32>), else SH_ERR_TRUST naming
  *      the path. Attesting comes before the profile switch on purpose, so a
@@ -686,11 +689,23 @@ static const char closure_sh_copy[] =
     "L=$(cat)\n"
     "if [ \"$M\" = 1 ]; then\n"
     "\tmkdir -p -- \"${GCR%/*}\" || exit 1\n"
-    "\tnix-store --realise \"$ROOT\" --add-root \"$GCR\" -j \"$J\" "
-    "--option substituters \"$SUBS\" "
+    "\tE=$(mktemp) || exit 1\n"
+    "\tr=$( { { nix-store --realise \"$ROOT\" --add-root \"$GCR\" "
+    "-j \"$J\" --option substituters \"$SUBS\" "
     "--option trusted-public-keys \"$KEYS\" "
     "--option require-sigs true --option substitute true "
-    "--option narinfo-cache-negative-ttl 0 >/dev/null || exit 1\n"
+    "--option narinfo-cache-negative-ttl 0 2>&1 >/dev/null; "
+    "echo $? >&3; } | tee -- \"$E\" >&2; } 3>&1)\n"
+    "\tif [ \"$r\" != 0 ]; then\n"
+    "\t\tfor s in $SUBS; do\n"
+    "\t\t\tw=$(grep -F \"unable to download '$s/\" \"$E\" | "
+    "grep -v 'HTTP error 4' | tail -n 1 | sed \"s/.*': //\")\n"
+    "\t\t\t[ -z \"$w\" ] || echo \"U $s $w\"\n"
+    "\t\tdone\n"
+    "\t\trm -f -- \"$E\"\n"
+    "\t\texit 1\n"
+    "\tfi\n"
+    "\trm -f -- \"$E\"\n"
     "fi\n"
     "printf '%s\\n' \"$L\" | xargs nix-store --query --hash || exit 1\n";
 
@@ -1019,6 +1034,44 @@ closure_attest(const struct cst *st, const struct buf *out, struct errbuf *err)
 	return rc;
 }
 
+/*
+ * A failed realise whose Nix could not download from a substituter at all
+ * (the copy script's "U <url> <curl's reason>" lines): the target has no
+ * route to the cache, SH_ERR_UNREACHABLE naming each one. Otherwise err
+ * stays as it is.
+ */
+static void
+closure_unreachable(
+    const struct cst *st, const struct buf *out, struct errbuf *err)
+{
+	const char *p = out->data, *end = out->data + out->len, *l;
+	struct buf b;
+	size_t len, n = 0;
+
+	if (out->data == NULL)
+		return;
+	buf_init(&b, 8192);
+	while (closure_next_line(&p, end, &l, &len)) {
+		if (len < 3 || l[0] != 'U' || l[1] != ' ')
+			continue;
+		const char *sp = memchr(l + 2, ' ', len - 2);
+		size_t ul = sp ? (size_t)(sp - l - 2) : len - 2;
+
+		if (buf_addf(&b, "%s%.*s", n++ ? "; " : "", (int)ul, l + 2) < 0)
+			break;
+		if (sp != NULL && (size_t)(sp + 1 - l) < len &&
+		    buf_addf(&b, " (%.*s)", (int)(len - (size_t)(sp + 1 - l)),
+		        sp + 1) < 0)
+			break;
+	}
+	if (n > 0)
+		err_set(err, SH_ERR_UNREACHABLE,
+		    "closure %s: pull: the target cannot reach the cache%s: "
+		    "%s (mode: push fetches on the controller instead)",
+		    st->root, n > 1 ? "s" : "", b.data);
+	buf_release(&b);
+}
+
 static int
 closure_copy(struct run_ctx *ctx, const struct step *step, struct cst *st,
     struct step_result *res, struct errbuf *err)
@@ -1051,8 +1104,11 @@ closure_copy(struct run_ctx *ctx, const struct step *step, struct cst *st,
 	if (st->nmissing > 0)
 		closure_prog_show(&prog);
 	if (closure_exec(ctx, step, &script, st,
-	        st->nmissing > 0 ? &prog : NULL, &out, res, err) < 0 ||
-	    closure_attest(st, &out.out, err) < 0)
+	        st->nmissing > 0 ? &prog : NULL, &out, res, err) < 0) {
+		closure_unreachable(st, &out.out, err);
+		goto out;
+	}
+	if (closure_attest(st, &out.out, err) < 0)
 		goto out;
 	rc = 0;
 out:
