@@ -94,8 +94,9 @@
  * once, paths the target had do not count). The step's end line replaces
  * it.
  * Push (mode: push) replaces step 4 by closure_push(): a feeder thread
- * fetches each missing path's NAR with nar_fetch() (one at a time),
- * which checks NarSize and NarHash while the bytes stream, and writes them
+ * fetches the missing paths' NARs with nar_fetch_ordered() (several at
+ * once, handed on in closure order), which checks NarSize and NarHash
+ * while the bytes stream, and writes them
  * into a pipe that is the payload of one remote script, so the whole
  * closure goes over one channel. The script restores each NAR into a
  * temporary directory under /nix/store and keeps it only when the feeder
@@ -129,6 +130,7 @@
 #define CLOSURE_CACHE_TIMEOUT_S 30
 #define CLOSURE_CACHE_RETRIES 2
 #define CLOSURE_JOBS 64
+#define CLOSURE_PUSH_JOBS 4 /* NAR transfers in flight, each with a window */
 #define CLOSURE_GCROOT_DIR "/nix/var/nix/gcroots/stagehand"
 #define CLOSURE_URL_MAX 2048
 #define CLOSURE_PROG_LINE_MAX 1024 /* kept of a stderr line: the path fits */
@@ -1123,8 +1125,10 @@ out:
 /* ========================================================== push mode */
 
 /*
- * The feeder: a thread that fetches and checks each missing path's NAR
- * (nar_fetch, one at a time) and writes the record stream the push script
+ * The feeder: a thread that fetches and checks the missing paths' NARs
+ * (nar_fetch_ordered: CLOSURE_PUSH_JOBS transfers at once, handed on in
+ * closure order, the ones ahead of the stream spilled to temporary files
+ * on the controller) and writes the record stream the push script
  * reads into a pipe whose other end is the run's one channel:
  *   "L <n>\n" + the closure's paths, one a line (n bytes)
  *   per missing path: "P <NarSize> <path>\n" + the NAR + "V ok\n", the
@@ -1139,6 +1143,7 @@ struct closure_feed {
 	int fd; /* write end; closed by the feeder */
 	unsigned timeout_s;
 	volatile sig_atomic_t *interrupted;
+	struct nar_job *jobs; /* owned: the missing paths, in closure order */
 	struct errbuf err;
 	int rc;
 	bool broken; /* a write failed: the script had stopped reading */
@@ -1211,43 +1216,66 @@ closure_reginfo(const struct cst *st, struct buf *b)
 	return rc < 0 ? -1 : 0;
 }
 
+/* nar_fetch_ordered()'s begin: the record header of job i. */
+static int
+closure_feed_begin(void *arg, size_t i, struct errbuf *err)
+{
+	struct closure_feed *f = arg;
+	const struct narinfo *ni = f->jobs[i].ni;
+	char h[CLOSURE_URL_MAX];
+	int n = snprintf(h, sizeof(h), "P %llu %s\n",
+	    (unsigned long long)ni->nar_size, ni->store_path);
+
+	return closure_write(f, h, (size_t)n, err);
+}
+
+/* nar_fetch_ordered()'s end: job i matched its NarSize and NarHash. */
+static int
+closure_feed_end(void *arg, size_t i, struct errbuf *err)
+{
+	(void)i;
+	return closure_write(arg, "V ok\n", 5, err);
+}
+
 static int
 closure_feed_run(struct closure_feed *f, struct errbuf *err)
 {
+	static const struct nar_order_ops ops = {
+		.begin = closure_feed_begin,
+		.bytes = closure_write,
+		.end = closure_feed_end,
+	};
 	const struct cst *st = f->st;
 	struct nar_fetch_opts o;
 	struct buf reg;
-	char h[CLOSURE_URL_MAX];
-	int n, rc = -1;
+	size_t n = 0;
+	int rc = -1;
 
 	memset(&o, 0, sizeof(o));
 	o.timeout_s = f->timeout_s;
 	o.interrupted = f->interrupted;
+	o.parallel = CLOSURE_PUSH_JOBS;
+	f->jobs = xcalloc(st->cl.n ? st->cl.n : 1, sizeof(*f->jobs));
+	for (size_t i = 0; i < st->cl.n; i++) {
+		if (!st->missing[i])
+			continue;
+		f->jobs[n].ni = &st->cl.paths[i].info;
+		f->jobs[n++].cache = st->cl.paths[i].substituter;
+	}
 	buf_init(&reg, REMOTE_SCRIPT_MAX);
 	if (closure_reginfo(st, &reg) < 0 || buf_failed(&reg)) {
 		err_set(err, SH_ERR_STEP, "the registration is too long");
 		goto out;
 	}
-	if (closure_write_block(f, 'L', &st->list, err) < 0)
-		goto out;
-	for (size_t i = 0; i < st->cl.n; i++) {
-		const struct closure_path *cp = &st->cl.paths[i];
-
-		if (!st->missing[i])
-			continue;
-		n = snprintf(h, sizeof(h), "P %llu %s\n",
-		    (unsigned long long)cp->info.nar_size, cp->info.store_path);
-		if (closure_write(f, h, (size_t)n, err) < 0 ||
-		    nar_fetch(&cp->info, cp->substituter, &o, closure_write, f,
-		        err) < 0 ||
-		    closure_write(f, "V ok\n", 5, err) < 0)
-			goto out;
-	}
-	if (closure_write_block(f, 'E', &reg, err) < 0)
+	if (closure_write_block(f, 'L', &st->list, err) < 0 ||
+	    nar_fetch_ordered(f->jobs, n, &o, &ops, f, err) < 0 ||
+	    closure_write_block(f, 'E', &reg, err) < 0)
 		goto out;
 	rc = 0;
 out:
 	buf_release(&reg);
+	free(f->jobs);
+	f->jobs = NULL;
 	return rc;
 }
 
