@@ -11,12 +11,14 @@
 # xz) stop with exit 77 naming the path and the hashes, and leave nothing
 # in the box's store: no path of that closure, no temporary directory.
 # SIGKILL of stagehand while a push holds restored paths leaves nothing in
-# the store, a NAR that stalls fails as an unreachable cache (69), and the
+# the store, a NAR that stalls fails as an unreachable cache (69); SIGKILL
+# while the box registers the renamed paths leaves no unregistered path;
+# an unregistered leftover (a box that died there) is replaced and the
 # re-run completes. A validly signed NAR holding an entry name with '/' is
 # refused by the box's nix-store before anything is visible. A mode other
 # than pull or push is an invalid manifest.
 . "$(dirname "$0")/lib.sh"
-t_plan 40
+t_plan 43
 
 NIXCACHE=$TOP/tests/nixcache
 CACHES=${STAGEHAND_NIXCACHE:-/tmp/stagehand-nixcache}
@@ -210,10 +212,52 @@ t_ok "the error names the NAR's URL and the path" \
 t_ok "and the box's store is as before, no temporary directory" \
 	sh -c 'test "$1" = "$2"' _ "$s0" "$(store_list)"
 manifest "$T/small.yml" "$SMALL_ROOT" "$URL/cache1" push
+
+# ---- SIGKILL between the renames and the registration: a nix-store in
+# front of the box's (the box's /usr is its own overlay) holds
+# --load-db until the file /tmp/t0725-go exists, which it never does here;
+# the killed run's trap removes the renamed paths, which are not valid.
+box_exec sh -c 'cat >/usr/local/bin/nix-store <<"W"
+#!/bin/sh
+if [ "$1" = --load-db ]; then
+	: >/tmp/t0725-load-db
+	while [ ! -e /tmp/t0725-go ]; do sleep 0.1; done
+fi
+exec /usr/bin/nix-store "$@"
+W
+chmod 755 /usr/local/bin/nix-store'
+"$STAGEHAND" run "$T/small.yml" "${SSH_ARGS[@]}" >"$T/kill2.out" 2>&1 &
+spid=$!
+for _ in $(seq 1 600); do
+	box_exec test -e /tmp/t0725-load-db && break
+	kill -0 "$spid" 2>/dev/null || break
+	sleep 0.1
+done
+t_ok "a push waits in --load-db with its paths renamed into place" \
+	box_exec sh -c "test -e /tmp/t0725-load-db && test -e '$VICTIM' &&
+		! nix-store --check-validity '$VICTIM' 2>/dev/null"
+kill -9 "$spid" 2>/dev/null
+wait "$spid" 2>/dev/null
+for _ in $(seq 1 300); do
+	no_tmp && ! box_exec test -e "$VICTIM" && break
+	sleep 0.1
+done
+t_ok "after SIGKILL no renamed, unregistered path is left" \
+	sh -c 'test "$1" = "$2"' _ "$s0" "$(store_list)"
+box_exec rm -f /usr/local/bin/nix-store /tmp/t0725-load-db
+# A target that died there could not run the trap: the path stays,
+# invalid (here: junk at the victim's name). The next push replaces it.
+box_exec sh -c "mkdir '$VICTIM' && echo junk >'$VICTIM/junk'"
 run k2 "$T/small.yml"
 t_ok "the re-run completes" rc_is 0
 t_ok "and the small closure is valid in the box" \
 	box_exec nix-store --verify-path "$SMALL_ROOT" "$VICTIM"
+contents_ok() {
+	box_exec nix-store --verify --check-contents &&
+		! box_exec test -e "$VICTIM/junk"
+}
+t_ok "the unregistered leftover was replaced: --check-contents passes" \
+	contents_ok
 
 # ---- a validly signed NAR with an entry name holding '/': the box's
 # nix-store --restore refuses it, and nothing becomes visible

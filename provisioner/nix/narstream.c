@@ -538,10 +538,13 @@ nar_order_may_start(const struct nar_job *jobs, size_t next, size_t emitted,
 	return ahead <= NAR_AHEAD_BYTES;
 }
 
+/* The first failure, of job js (or NULL: the thread's own). */
 static void
-nar_ord_fail(struct nar_ord *r, const struct errbuf *e)
+nar_ord_fail(struct nar_ord *r, struct nar_job_st *js, const struct errbuf *e)
 {
 	pthread_mutex_lock(&r->mu);
+	if (js != NULL)
+		js->state = NAR_JS_FAIL;
 	if (!r->failed)
 		r->err = *e;
 	r->failed = true;
@@ -607,7 +610,7 @@ nar_ord_start(struct nar_ord *r, size_t i, struct errbuf *err)
 
 /* Publishes what the job's file holds now; ends it when done. */
 static void
-nar_ord_publish(struct nar_ord *r, struct nar_job_st *js, int done)
+nar_ord_publish(struct nar_ord *r, struct nar_job_st *js, bool done)
 {
 	off_t end = lseek(js->fd, 0, SEEK_CUR);
 
@@ -616,8 +619,8 @@ nar_ord_publish(struct nar_ord *r, struct nar_job_st *js, int done)
 		js->written = (uint64_t)end;
 		pthread_cond_broadcast(&r->cv);
 	}
-	if (done != 0) {
-		js->state = done > 0 ? NAR_JS_OK : NAR_JS_FAIL;
+	if (done) {
+		js->state = NAR_JS_OK;
 		pthread_cond_broadcast(&r->cv);
 	}
 	pthread_mutex_unlock(&r->mu);
@@ -671,7 +674,7 @@ nar_ord_loop(struct nar_ord *r, struct errbuf *err)
 			    err, SH_ERR_INTERNAL, "curl multi failed");
 		for (size_t i = 0; i < next; i++)
 			if (r->st[i].e != NULL)
-				nar_ord_publish(r, &r->st[i], 0);
+				nar_ord_publish(r, &r->st[i], false);
 		while ((msg = curl_multi_info_read(r->m, &left)) != NULL) {
 			struct nar_job_st *js = NULL;
 
@@ -681,12 +684,15 @@ nar_ord_loop(struct nar_ord *r, struct errbuf *err)
 			    msg->easy_handle, CURLINFO_PRIVATE, (char **)&js);
 			if (nar_done(&js->x, js->e, msg->data.result,
 			        js->ebuf) < 0) {
-				nar_ord_publish(r, js, -1);
+				/* state and failure at once: the caller
+				 * never sees a failed job without the
+				 * error */
+				nar_ord_fail(r, js, &js->err);
 				*err = js->err;
 				nar_ord_release(r, js);
 				return -1;
 			}
-			nar_ord_publish(r, js, 1);
+			nar_ord_publish(r, js, true);
 			nar_ord_release(r, js);
 			inflight--;
 		}
@@ -705,7 +711,7 @@ nar_ord_main(void *arg)
 
 	err_clear(&e);
 	if (nar_ord_loop(r, &e) < 0)
-		nar_ord_fail(r, &e);
+		nar_ord_fail(r, NULL, &e);
 	for (size_t i = 0; i < r->n; i++)
 		nar_ord_release(r, &r->st[i]);
 	return NULL;
@@ -753,6 +759,10 @@ nar_ord_emit(struct nar_ord *r, size_t i, const struct nar_order_ops *ops,
 		pthread_mutex_unlock(&r->mu);
 		if (avail == 0 && s == NAR_JS_OK)
 			break;
+		if (avail == 0) /* not reached: FAIL comes with failed */
+			return err_set(err, SH_ERR_INTERNAL,
+			    "%s: the NAR fetch ended without a verdict",
+			    r->jobs[i].ni->store_path);
 		size_t want = avail < bsz ? (size_t)avail : bsz;
 		ssize_t got = pread(js->fd, b, want, (off_t)off);
 

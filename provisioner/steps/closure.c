@@ -719,14 +719,29 @@ static const char closure_sh_copy[] =
  * there until the controller's "V ok" says it matched its NarHash; only
  * when the whole stream arrived are the paths renamed into place (an
  * invalid leftover of an interrupted push is replaced), registered in one
- * nix-store --load-db and rooted. Then every path's NarHash, as for pull.
+ * nix-store --load-db (one SQLite transaction: all or none) and rooted.
+ * Between the first rename and the end of the registration (R=1), fin
+ * also removes every renamed path that is not valid, so a run stopped
+ * there (the controller killed: the watchdog's TERM) leaves no
+ * unregistered path in the store; one the trap could not remove (the
+ * target itself died) is invalid, so Nix ignores it, the next query
+ * reports it missing and the next push replaces it. Then every path's
+ * NarHash, as for pull.
  */
 static const char closure_sh_push[] =
     "S=/nix/store\n"
     "[ -d \"$S\" ] || nix-store --init || exit 1\n"
-    "W=\n"
-    "fin() { [ -z \"$W\" ] || { chmod -R u+w -- \"$W\" 2>/dev/null; "
-    "rm -rf -- \"$W\"; }; }\n"
+    "W= R=\n"
+    "unrename() {\n"
+    "\twhile read -r b; do\n"
+    "\t\t[ -e \"$b\" ] || [ -L \"$b\" ] || continue\n"
+    "\t\tnix-store --check-validity \"$b\" >/dev/null 2>&1 && continue\n"
+    "\t\tchmod -R u+w -- \"$b\" 2>/dev/null\n"
+    "\t\trm -rf -- \"$b\"\n"
+    "\tdone <\"$W/.names\"\n"
+    "}\n"
+    "fin() { [ -z \"$W\" ] || { [ -z \"$R\" ] || unrename; "
+    "chmod -R u+w -- \"$W\" 2>/dev/null; rm -rf -- \"$W\"; }; }\n"
     "W=$(mktemp -d \"$S/.stagehand-push.XXXXXX\") || exit 1\n"
     "rec() { read -r t a b || "
     "die \"push: the stream ended early: nothing installed\"; }\n"
@@ -752,7 +767,7 @@ static const char closure_sh_push[] =
     "[ \"$(wc -c <\"$W/.reg\")\" = \"$a\" ] || "
     "die \"push: the registration was cut: nothing installed\"\n"
     "mkdir -p -- \"${GCR%/*}\" || exit 1\n"
-    "i=0\n"
+    "i=0 R=1\n"
     "while read -r b; do\n"
     "\ti=$((i + 1))\n"
     "\tif [ -e \"$b\" ] || [ -L \"$b\" ]; then\n"
@@ -762,6 +777,7 @@ static const char closure_sh_push[] =
     "\tmv -T -- \"$W/$i\" \"$b\" || exit 1\n"
     "done <\"$W/.names\"\n"
     "nix-store --load-db <\"$W/.reg\" || exit 1\n"
+    "R=\n"
     "ln -sfn -- \"$ROOT\" \"$GCR\" || exit 1\n"
     "xargs nix-store --query --hash <\"$W/.list\" || exit 1\n";
 
