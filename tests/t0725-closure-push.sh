@@ -185,8 +185,8 @@ HPORT=$("$NIXCACHE/serve" port)
 manifest "$T/slow.yml" "$SMALL_ROOT" "http://127.0.0.1:$HPORT/ok/slow" push
 "$STAGEHAND" run "$T/slow.yml" "${SSH_ARGS[@]}" >"$T/kill.out" 2>&1 &
 spid=$!
-restored() { # the push holds at least one restored path in its temp dir
-	box_exec sh -c 'ls -d /nix/store/.stagehand-push.*/1 2>/dev/null' | grep -q .
+restored() { # the push holds at least one verified path in its temp dir
+	box_exec sh -c 'cat /nix/store/.stagehand-push.*/.names 2>/dev/null' | grep -q .
 }
 for _ in $(seq 1 600); do
 	restored && break
