@@ -738,7 +738,15 @@ nar_ord_emit(struct nar_ord *r, size_t i, const struct nar_order_ops *ops,
 	uint64_t off = 0, avail;
 	enum nar_js s;
 
+	bool idled = false;
+
 	pthread_mutex_lock(&r->mu);
+	if (js->state == NAR_JS_WAIT && !r->failed && ops->idle != NULL) {
+		pthread_mutex_unlock(&r->mu);
+		if (ops->idle(arg, err) < 0)
+			return -1;
+		pthread_mutex_lock(&r->mu);
+	}
 	while (js->state == NAR_JS_WAIT && !r->failed)
 		pthread_cond_wait(&r->cv, &r->mu);
 	pthread_mutex_unlock(&r->mu);
@@ -746,6 +754,14 @@ nar_ord_emit(struct nar_ord *r, size_t i, const struct nar_order_ops *ops,
 		return -1;
 	for (;;) {
 		pthread_mutex_lock(&r->mu);
+		if (!idled && ops->idle != NULL && !r->failed &&
+		    js->state == NAR_JS_RUN && js->written == off) {
+			pthread_mutex_unlock(&r->mu);
+			idled = true;
+			if (ops->idle(arg, err) < 0)
+				return -1;
+			continue;
+		}
 		while (
 		    !r->failed && js->state == NAR_JS_RUN && js->written == off)
 			pthread_cond_wait(&r->cv, &r->mu);
@@ -777,6 +793,7 @@ nar_ord_emit(struct nar_ord *r, size_t i, const struct nar_order_ops *ops,
 		    ops->bytes(arg, b, (size_t)got, err) < 0)
 			return -1;
 		off += (uint64_t)got;
+		idled = false;
 	}
 	return ops->end != NULL ? ops->end(arg, i, err) : 0;
 }

@@ -135,6 +135,7 @@
  * files and are unpacked together, up to this many bytes at once. */
 #define CLOSURE_PUSH_BIG (1u << 20)
 #define CLOSURE_PUSH_BATCH (64u << 20)
+#define CLOSURE_PUSH_CHUNK (64u << 10) /* bytes per write into the stream */
 #define CLOSURE_GCROOT_DIR "/nix/var/nix/gcroots/stagehand"
 #define CLOSURE_URL_MAX 2048
 #define CLOSURE_PROG_LINE_MAX 1024 /* kept of a stderr line: the path fits */
@@ -1231,7 +1232,9 @@ struct closure_feed {
 	int fd; /* write end; closed by the feeder */
 	unsigned timeout_s;
 	volatile sig_atomic_t *interrupted;
-	struct nar_job *jobs;   /* owned: the missing paths, in closure order */
+	struct nar_job *jobs; /* owned: the missing paths, in closure order */
+	char wbuf[CLOSURE_PUSH_CHUNK]; /* not yet written to fd */
+	size_t wlen;
 	unsigned char head[24]; /* the current NAR's first bytes */
 	size_t headlen;
 	struct errbuf err;
@@ -1240,9 +1243,9 @@ struct closure_feed {
 };
 
 static int
-closure_write(void *arg, const void *p, size_t len, struct errbuf *err)
+closure_write_fd(
+    struct closure_feed *f, const void *p, size_t len, struct errbuf *err)
 {
-	struct closure_feed *f = arg;
 	const char *c = p;
 
 	while (len > 0) {
@@ -1260,6 +1263,49 @@ closure_write(void *arg, const void *p, size_t len, struct errbuf *err)
 		len -= (size_t)w;
 	}
 	return 0;
+}
+
+static int
+closure_flush(struct closure_feed *f, struct errbuf *err)
+{
+	size_t n = f->wlen;
+
+	f->wlen = 0;
+	return closure_write_fd(f, f->wbuf, n, err);
+}
+
+/*
+ * Into the stream, in pieces of CLOSURE_PUSH_CHUNK, or less when the
+ * feeder is about to wait for the cache (closure_feed_idle): every piece
+ * the pipe gives the channel becomes one frame, which costs the target a
+ * process (remote.c's relay); small NARs would make several a path.
+ */
+static int
+closure_write(void *arg, const void *p, size_t len, struct errbuf *err)
+{
+	struct closure_feed *f = arg;
+	const char *c = p;
+
+	while (len > 0) {
+		size_t k = sizeof(f->wbuf) - f->wlen;
+
+		if (k > len)
+			k = len;
+		memcpy(f->wbuf + f->wlen, c, k);
+		f->wlen += k;
+		c += k;
+		len -= k;
+		if (f->wlen == sizeof(f->wbuf) && closure_flush(f, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* nar_fetch_ordered()'s idle: what the target can have now, it gets. */
+static int
+closure_feed_idle(void *arg, struct errbuf *err)
+{
+	return closure_flush(arg, err);
 }
 
 /* "<tag> <len>\n" + b's bytes. */
@@ -1363,6 +1409,7 @@ closure_feed_run(struct closure_feed *f, struct errbuf *err)
 	static const struct nar_order_ops ops = {
 		.begin = closure_feed_begin,
 		.bytes = closure_feed_bytes,
+		.idle = closure_feed_idle,
 		.end = closure_feed_end,
 	};
 	const struct cst *st = f->st;
@@ -1389,7 +1436,8 @@ closure_feed_run(struct closure_feed *f, struct errbuf *err)
 	}
 	if (closure_write_block(f, 'L', &st->list, err) < 0 ||
 	    nar_fetch_ordered(f->jobs, n, &o, &ops, f, err) < 0 ||
-	    closure_write_block(f, 'E', &reg, err) < 0)
+	    closure_write_block(f, 'E', &reg, err) < 0 ||
+	    closure_flush(f, err) < 0)
 		goto out;
 	rc = 0;
 out:
