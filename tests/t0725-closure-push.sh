@@ -185,15 +185,15 @@ HPORT=$("$NIXCACHE/serve" port)
 manifest "$T/slow.yml" "$SMALL_ROOT" "http://127.0.0.1:$HPORT/ok/slow" push
 "$STAGEHAND" run "$T/slow.yml" "${SSH_ARGS[@]}" >"$T/kill.out" 2>&1 &
 spid=$!
-restored() { # the push holds at least one verified path in its temp dir
-	box_exec sh -c 'cat /nix/store/.stagehand-push.*/.names 2>/dev/null' | grep -q .
+restored() { # the push is unpacking paths in its temp dir (a batch began)
+	box_exec sh -c 'cat /nix/store/.stagehand-push.*/.batch 2>/dev/null' | grep -q .
 }
 for _ in $(seq 1 600); do
 	restored && break
 	kill -0 "$spid" 2>/dev/null || break
 	sleep 0.1
 done
-t_ok "the push holds restored paths in its temporary directory" restored
+t_ok "the push holds paths arriving in its temporary directory" restored
 kill -9 "$spid" 2>/dev/null
 wait "$spid" 2>/dev/null
 for _ in $(seq 1 300); do

@@ -722,15 +722,14 @@ static const char closure_sh_copy[] =
  * exit, also when the watchdog ends the script (controller killed).
  * Each NAR lands under a private directory in the store and stays there
  * until the controller's "V ok" says it matched its NarHash. A NAR of
- * BIG bytes or more is unpacked as it arrives (nix-store --restore
- * into W/p/N); a smaller one is kept as a file and unpacked later with
- * the others, up to BATCH bytes of them in one nix-store --restore of a
- * NAR directory built around them (entries named N, six digits, so in
- * NAR order; each NAR's 24-byte "nix-archive-1" header, which the
- * controller checked, dropped), into W/q/K/N: one process per path was
- * 50 s for 1,000 small paths. A batch that does not unpack is unpacked
- * path by path to name the one that fails. Only when the whole stream
- * arrived are the paths canonicalized (mtime 1, read-only) and renamed
+ * CLOSURE_PUSH_BIG bytes or more comes alone ("P" record) and is unpacked
+ * as it arrives (nix-store --restore into W/p/N); smaller ones come in
+ * batches ("B" record: their paths, then one NAR of a directory holding
+ * them by name, which the controller builds around the NARs it checks)
+ * unpacked by one nix-store --restore into W/q/K and moved out by one mv
+ * per batch: a process per path was 50 s for 1,000 small paths. Only when
+ * the whole stream arrived are the paths canonicalized (mtime 1,
+ * read-only) and renamed
  * into place (an
  * invalid leftover of an interrupted push is replaced), registered in one
  * nix-store --load-db (one SQLite transaction: all or none) and rooted.
@@ -758,79 +757,54 @@ static const char closure_sh_push[] =
     "\"$W\" 2>/dev/null; rm -rf -- \"$W\"; }; }\n"
     "W=$(mktemp -d \"$S/.stagehand-push.XXXXXX\") || exit 1\n"
     "mkdir -- \"$W/p\" \"$W/q\" || exit 1\n"
-    "H='\\015\\000\\000\\000\\000\\000\\000\\000nix-archive-1\\000\\000\\00"
-    "0\\001\\000\\000\\000\\000\\000\\000\\000(\\000\\000\\000\\000\\000\\0"
-    "00\\000\\004\\000\\000\\000\\000\\000\\000\\000type\\000\\000\\000\\00"
-    "0\\011\\000\\000\\000\\000\\000\\000\\000directory\\000\\000\\000\\000"
-    "\\000\\000\\000'\n"
-    "E1='\\005\\000\\000\\000\\000\\000\\000\\000entry\\000\\000\\000\\001"
-    "\\000\\000\\000\\000\\000\\000\\000(\\000\\000\\000\\000\\000\\000\\00"
-    "0\\004\\000\\000\\000\\000\\000\\000\\000name\\000\\000\\000\\000\\006"
-    "\\000\\000\\000\\000\\000\\000\\000'\n"
-    "E2='\\004\\000\\000\\000\\000\\000\\000\\000node\\000\\000\\000\\000'"
-    "\n"
-    "CL='\\001\\000\\000\\000\\000\\000\\000\\000)\\000\\000\\000\\000\\000"
-    "\\000\\000'\n"
-    "comb() {\n"
-    "\tprintf \"$H\"\n"
-    "\twhile read -r m c; do\n"
-    "\t\tprintf \"$E1\"\n"
-    "\t\tprintf '%s\\000\\000' \"$m\"\n"
-    "\t\tprintf \"$E2\"\n"
-    "\t\ttail -c +25 \"$W/$m.nar\" || return 1\n"
-    "\t\tprintf \"$CL\"\n"
-    "\tdone\n"
-    "\tprintf \"$CL\"\n"
-    "}\n"
-    "flush() {\n"
-    "\t[ -s \"$W/.batch\" ] || return 0\n"
-    "\tk=$((k + 1))\n"
-    "\tif ! comb <\"$W/.batch\" | nix-store --restore \"$W/q/$k\" 2>\"$W/.e"
-    "rr\"; then\n"
-    "\t\twhile read -r m c; do\n"
-    "\t\t\trm -rf -- \"$W/chk\"\n"
-    "\t\t\tnix-store --restore \"$W/chk\" <\"$W/$m.nar\" 2>\"$W/.err\" ||\n"
-    "\t\t\t\tdie \"push: $c: the NAR did not restore ($(tail -n 1 \"$W/.err"
-    "\")): nothing installed\"\n"
-    "\t\tdone <\"$W/.batch\"\n"
-    "\t\tdie \"push: the NARs did not restore ($(tail -n 1 \"$W/.err\")): n"
-    "othing installed\"\n"
-    "\tfi\n"
-    "\twhile read -r m c; do rm -f -- \"$W/$m.nar\"; done <\"$W/.batch\"\n"
-    "\t: >\"$W/.batch\"\n"
-    "\tz=0\n"
-    "}\n"
     "rec() { read -r t a b || die \"push: the stream ended early: nothing i"
     "nstalled\"; }\n"
     "rec\n"
     "[ \"$t\" = L ] || die \"push: bad stream (no path list)\"\n"
     "head -c \"$a\" >\"$W/.list\" || exit 1\n"
     ": >\"$W/.names\"\n"
-    ": >\"$W/.batch\"\n"
-    "n=100000 k=0 z=0\n"
-    "while rec && [ \"$t\" = P ]; do\n"
-    "\tn=$((n + 1))\n"
-    "\tprintf \"copying path '%s' from the controller...\\n\" \"$b\" >&2\n"
-    "\tif [ \"$a\" -ge \"$BIG\" ]; then\n"
+    "n=0 k=0\n"
+    "while rec; do\n"
+    "\tcase $t in\n"
+    "\tP)\n"
+    "\t\tn=$((n + 1))\n"
+    "\t\tprintf \"copying path '%s' from the controller...\\n\" \"$b\" >&2"
+    "\n"
     "\t\thead -c \"$a\" | nix-store --restore \"$W/p/$n\" ||\n"
     "\t\t\tdie \"push: $b: the NAR did not restore: nothing installed\"\n"
-    "\telse\n"
-    "\t\thead -c \"$a\" >\"$W/$n.nar\" || exit 1\n"
-    "\tfi\n"
-    "\tread -r v || die \"push: $b: the stream ended before the controller "
-    "verified it: nothing installed\"\n"
-    "\t[ \"$v\" = 'V ok' ] || die \"push: $b: not verified\"\n"
-    "\tif [ \"$a\" -ge \"$BIG\" ]; then\n"
+    "\t\tread -r v || die \"push: $b: the stream ended before the controlle"
+    "r verified it: nothing installed\"\n"
+    "\t\t[ \"$v\" = 'V ok' ] || die \"push: $b: not verified\"\n"
     "\t\techo \"$W/p/$n $b\" >>\"$W/.names\"\n"
-    "\telse\n"
-    "\t\techo \"$n $b\" >>\"$W/.batch\"\n"
-    "\t\techo \"$W/q/$((k + 1))/$n $b\" >>\"$W/.names\"\n"
-    "\t\tz=$((z + a))\n"
-    "\t\t[ \"$z\" -lt \"$BATCH\" ] || flush\n"
-    "\tfi\n"
+    "\t\t;;\n"
+    "\tB)\n"
+    "\t\tk=$((k + 1)) i=0 f=\n"
+    "\t\t: >\"$W/.batch\"\n"
+    "\t\twhile [ \"$i\" -lt \"$b\" ]; do\n"
+    "\t\t\tread -r c || die \"push: the stream ended early: nothing install"
+    "ed\"\n"
+    "\t\t\tprintf \"copying path '%s' from the controller...\\n\" \"$c\" >&"
+    "2\n"
+    "\t\t\techo \"$c\" >>\"$W/.batch\"\n"
+    "\t\t\t[ -n \"$f\" ] || f=$c\n"
+    "\t\t\ti=$((i + 1))\n"
+    "\t\tdone\n"
+    "\t\thead -c \"$a\" | nix-store --restore \"$W/q/$k\" 2>\"$W/.err\" || "
+    "{\n"
+    "\t\t\t[ \"$b\" = 1 ] && w=$f || w=\"one of $f and $((b - 1)) more\"\n"
+    "\t\t\tdie \"push: $w: the NAR did not restore ($(tail -n 1 \"$W/.err\""
+    ")): nothing installed\"\n"
+    "\t\t}\n"
+    "\t\tread -r v || die \"push: $f...: the stream ended before the contro"
+    "ller verified it: nothing installed\"\n"
+    "\t\t[ \"$v\" = 'V ok' ] || die \"push: $f...: not verified\"\n"
+    "\t\twhile read -r c; do echo \"$W/q/$k/${c##*/} $c\" >>\"$W/.names\"; "
+    "done <\"$W/.batch\"\n"
+    "\t\t;;\n"
+    "\t*) break ;;\n"
+    "\tesac\n"
     "done\n"
     "[ \"$t\" = E ] || die \"push: bad stream (record '$t')\"\n"
-    "flush\n"
     "head -c \"$a\" >\"$W/.reg\" || exit 1\n"
     "[ \"$(wc -c <\"$W/.reg\")\" = \"$a\" ] || die \"push: the registration"
     " was cut: nothing installed\"\n"
@@ -847,8 +821,14 @@ static const char closure_sh_push[] =
     "\t\tchmod -R u+w -- \"$b\" 2>/dev/null\n"
     "\t\trm -rf -- \"$b\" || exit 1\n"
     "\tfi\n"
-    "\tmv -T -- \"$d\" \"$b\" || exit 1\n"
+    "\tcase $d in \"$W/p/\"*) mv -T -- \"$d\" \"$b\" || exit 1 ;; esac\n"
     "done <\"$W/.names\"\n"
+    "i=0\n"
+    "while [ \"$i\" -lt \"$k\" ]; do\n"
+    "\ti=$((i + 1))\n"
+    "\tfind \"$W/q/$i\" -mindepth 1 -maxdepth 1 -exec mv -t \"$S\" -- {} + "
+    "|| exit 1\n"
+    "done\n"
     "nix-store --load-db <\"$W/.reg\" || exit 1\n"
     "R=\n"
     "ln -sfn -- \"$ROOT\" \"$GCR\" || exit 1\n"
@@ -1216,23 +1196,37 @@ out:
 /*
  * The feeder: a thread that fetches and checks the missing paths' NARs
  * (nar_fetch_ordered: CLOSURE_PUSH_JOBS transfers at once, handed on in
- * closure order, the ones ahead of the stream spilled to temporary files
- * on the controller) and writes the record stream the push script
- * reads into a pipe whose other end is the run's one channel:
+ * stream order (closure_plan), the ones ahead of the stream spilled to
+ * temporary files on the controller) and writes the record stream the
+ * push script reads into a pipe whose other end is the run's one channel:
  *   "L <n>\n" + the closure's paths, one a line (n bytes)
- *   per missing path: "P <NarSize> <path>\n" + the NAR + "V ok\n", the
- *     last only once nar_fetch() accepted the NAR
+ *   per big missing path: "P <NarSize> <path>\n" + the NAR + "V ok\n",
+ *     the last only once the NAR checked out
+ *   per batch of small ones: "B <n> <count>\n" + their paths, one a line,
+ *     + the NAR of a directory holding them by name (n bytes) + "V ok\n",
+ *     once every one of them checked out
  *   "E <n>\n" + the registration of the missing paths (n bytes)
  * Any failure closes the pipe at once: the script sees the stream end
  * before "V ok" or "E" and removes what it restored. The thread owns fd
  * and err; closure_push() reads err only after joining it.
  */
+/* A job's place in the stream: alone, or a member of a batch. */
+struct closure_push_job {
+	bool batch;    /* unpacked with others, in one NAR directory */
+	bool first;    /* the batch's first member: the next two are set */
+	bool last;     /* the batch's last member */
+	uint64_t blen; /* the batch's directory NAR, in bytes */
+	size_t bcount; /* its members */
+};
+
 struct closure_feed {
 	const struct cst *st;
 	int fd; /* write end; closed by the feeder */
 	unsigned timeout_s;
 	volatile sig_atomic_t *interrupted;
-	struct nar_job *jobs; /* owned: the missing paths, in closure order */
+	struct nar_job *jobs; /* owned: the missing paths, in stream order */
+	struct closure_push_job *plan; /* owned: per job, its batch */
+	size_t cur;                    /* the job whose bytes come now */
 	char wbuf[CLOSURE_PUSH_CHUNK]; /* not yet written to fd */
 	size_t wlen;
 	unsigned char head[24]; /* the current NAR's first bytes */
@@ -1352,54 +1346,204 @@ closure_reginfo(const struct cst *st, struct buf *b)
 	return rc < 0 ? -1 : 0;
 }
 
-/* nar_fetch_ordered()'s begin: the record header of job i. */
+static const unsigned char closure_nar_magic[24] = { 13, 0, 0, 0, 0, 0, 0, 0,
+	'n', 'i', 'x', '-', 'a', 'r', 'c', 'h', 'i', 'v', 'e', '-', '1', 0, 0,
+	0 };
+
+/* A NAR string: its length (8 bytes, little-endian), s, zeros to 8. */
+static int
+closure_nar_str(struct closure_feed *f, const char *str, struct errbuf *err)
+{
+	static const char zero[8];
+	unsigned char h[8];
+	uint64_t n = strlen(str);
+
+	for (size_t k = 0; k < 8; k++)
+		h[k] = (unsigned char)(n >> (8 * k));
+	if (closure_write(f, h, 8, err) < 0 ||
+	    closure_write(f, str, (size_t)n, err) < 0)
+		return -1;
+	return closure_write(f, zero, (size_t)((8 - n % 8) % 8), err);
+}
+
+static uint64_t
+closure_nar_strlen(size_t n)
+{
+	return 8 + (n + 7) / 8 * 8;
+}
+
+/* A batch member's part of the batch's NAR directory, in bytes. */
+static uint64_t
+closure_entry_len(const struct narinfo *ni)
+{
+	const char *base = strrchr(ni->store_path, '/') + 1;
+
+	return 5 * 16 + closure_nar_strlen(strlen(base)) + ni->nar_size -
+	       sizeof(closure_nar_magic);
+}
+
+/*
+ * The stream's order of the missing paths (see closure_feed): a NAR of
+ * CLOSURE_PUSH_BIG bytes or more alone, runs of smaller ones as batches
+ * of up to CLOSURE_PUSH_BATCH bytes, sorted by name within (a NAR
+ * directory's order). Fills f->jobs and f->plan; returns their count.
+ */
+static int
+closure_job_cmp(const void *a, const void *b)
+{
+	const struct nar_job *x = a, *y = b;
+
+	return strcmp(x->ni->store_path, y->ni->store_path);
+}
+
+static size_t
+closure_plan(struct closure_feed *f)
+{
+	const struct cst *st = f->st;
+	size_t n = 0, first = SIZE_MAX;
+
+	f->jobs = xcalloc(st->cl.n ? st->cl.n : 1, sizeof(*f->jobs));
+	f->plan = xcalloc(st->cl.n ? st->cl.n : 1, sizeof(*f->plan));
+	for (size_t i = 0; i <= st->cl.n; i++) {
+		const struct narinfo *ni =
+		    i < st->cl.n ? &st->cl.paths[i].info : NULL;
+		bool small = ni != NULL && ni->nar_size < CLOSURE_PUSH_BIG &&
+		             ni->nar_size >= sizeof(closure_nar_magic);
+
+		if (ni != NULL && !st->missing[i])
+			continue;
+		/* close the open batch: at the end, a big NAR, or full */
+		if (first != SIZE_MAX &&
+		    (!small || f->plan[first].blen + closure_entry_len(ni) >
+		                   CLOSURE_PUSH_BATCH)) {
+			qsort(f->jobs + first, n - first, sizeof(*f->jobs),
+			    closure_job_cmp);
+			f->plan[first].bcount = n - first;
+			f->plan[first].blen += 16;
+			f->plan[n - 1].last = true;
+			first = SIZE_MAX;
+		}
+		if (ni == NULL)
+			break;
+		f->jobs[n].ni = ni;
+		f->jobs[n].cache = st->cl.paths[i].substituter;
+		f->plan[n].batch = small;
+		if (small && first == SIZE_MAX) {
+			first = n;
+			f->plan[n].blen = 80; /* the directory's header */
+		}
+		if (small)
+			f->plan[first].blen += closure_entry_len(ni);
+		f->plan[n].first = small && first == n;
+		n++;
+	}
+	return n;
+}
+
+/*
+ * nar_fetch_ordered()'s begin: a big NAR's record header; a batch's
+ * header, path list and directory header at its first member; each
+ * member's directory entry up to its node.
+ */
 static int
 closure_feed_begin(void *arg, size_t i, struct errbuf *err)
 {
+	static const unsigned char dir[80 - 24] = { 1, 0, 0, 0, 0, 0, 0, 0, '(',
+		0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 't', 'y', 'p', 'e',
+		0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 'd', 'i', 'r', 'e', 'c',
+		't', 'o', 'r', 'y', 0, 0, 0, 0, 0, 0, 0 };
 	struct closure_feed *f = arg;
+	const struct closure_push_job *pj = &f->plan[i];
 	const struct narinfo *ni = f->jobs[i].ni;
 	char h[CLOSURE_URL_MAX];
-	int n = snprintf(h, sizeof(h), "P %llu %s\n",
-	    (unsigned long long)ni->nar_size, ni->store_path);
+	int n;
 
 	f->headlen = 0;
-	return closure_write(f, h, (size_t)n, err);
+	f->cur = i;
+	if (!pj->batch) {
+		n = snprintf(h, sizeof(h), "P %llu %s\n",
+		    (unsigned long long)ni->nar_size, ni->store_path);
+		return closure_write(f, h, (size_t)n, err);
+	}
+	if (pj->first) {
+		n = snprintf(h, sizeof(h), "B %llu %zu\n",
+		    (unsigned long long)pj->blen, pj->bcount);
+		if (closure_write(f, h, (size_t)n, err) < 0)
+			return -1;
+		for (size_t k = i; k < i + pj->bcount; k++) {
+			const char *sp = f->jobs[k].ni->store_path;
+
+			if (closure_write(f, sp, strlen(sp), err) < 0 ||
+			    closure_write(f, "\n", 1, err) < 0)
+				return -1;
+		}
+		if (closure_write(f, closure_nar_magic, 24, err) < 0 ||
+		    closure_write(f, dir, sizeof(dir), err) < 0)
+			return -1;
+	}
+	if (closure_nar_str(f, "entry", err) < 0 ||
+	    closure_nar_str(f, "(", err) < 0 ||
+	    closure_nar_str(f, "name", err) < 0 ||
+	    closure_nar_str(f, strrchr(ni->store_path, '/') + 1, err) < 0 ||
+	    closure_nar_str(f, "node", err) < 0)
+		return -1;
+	return 0;
 }
 
-/* The NAR's bytes: keeps its first 24 for closure_feed_end. */
+static int
+closure_not_nar(struct closure_feed *f, struct errbuf *err)
+{
+	const struct nar_job *j = &f->jobs[f->cur];
+
+	return err_set(err, SH_ERR_TRUST,
+	    "%s from %s/%s: not a NAR (no nix-archive-1 header)",
+	    j->ni->store_path, j->cache, j->ni->url);
+}
+
+/*
+ * The NAR's bytes. The first 24 must be the NAR header: a batch member
+ * goes into the directory without it (its node only), a big NAR with it.
+ */
 static int
 closure_feed_bytes(void *arg, const void *p, size_t len, struct errbuf *err)
 {
 	struct closure_feed *f = arg;
+	const unsigned char *c = p;
 	size_t k = sizeof(f->head) - f->headlen;
 
 	if (k > len)
 		k = len;
-	memcpy(f->head + f->headlen, p, k);
+	memcpy(f->head + f->headlen, c, k);
 	f->headlen += k;
-	return closure_write(f, p, len, err);
+	if (memcmp(f->head, closure_nar_magic, f->headlen) != 0)
+		return closure_not_nar(f, err);
+	if (f->plan[f->cur].batch) {
+		c += k;
+		len -= k;
+	}
+	return closure_write(f, c, len, err);
 }
 
 /*
- * nar_fetch_ordered()'s end: job i matched its NarSize and NarHash. The
- * target drops the 24 bytes of the NAR header when it unpacks small NARs
- * together, so they must be the header: a NAR that does not start with
- * it gets no "V ok".
+ * nar_fetch_ordered()'s end: job i matched its NarSize and NarHash. A big
+ * NAR gets its "V ok"; a batch member closes its entry, and the last one
+ * the directory, then the batch's "V ok".
  */
 static int
 closure_feed_end(void *arg, size_t i, struct errbuf *err)
 {
-	static const unsigned char magic[24] = { 13, 0, 0, 0, 0, 0, 0, 0, 'n',
-		'i', 'x', '-', 'a', 'r', 'c', 'h', 'i', 'v', 'e', '-', '1', 0,
-		0, 0 };
 	struct closure_feed *f = arg;
+	const struct closure_push_job *pj = &f->plan[i];
 
-	if (f->headlen != sizeof(magic) ||
-	    memcmp(f->head, magic, sizeof(magic)) != 0)
-		return err_set(err, SH_ERR_TRUST,
-		    "%s from %s/%s: not a NAR (no nix-archive-1 header)",
-		    f->jobs[i].ni->store_path, f->jobs[i].cache,
-		    f->jobs[i].ni->url);
+	if (f->headlen != sizeof(f->head))
+		return closure_not_nar(f, err);
+	f->cur = i + 1;
+	if (pj->batch && closure_nar_str(f, ")", err) < 0)
+		return -1;
+	if (pj->batch && !pj->last)
+		return 0;
+	if (pj->batch && closure_nar_str(f, ")", err) < 0)
+		return -1;
 	return closure_write(f, "V ok\n", 5, err);
 }
 
@@ -1422,13 +1566,8 @@ closure_feed_run(struct closure_feed *f, struct errbuf *err)
 	o.timeout_s = f->timeout_s;
 	o.interrupted = f->interrupted;
 	o.parallel = CLOSURE_PUSH_JOBS;
-	f->jobs = xcalloc(st->cl.n ? st->cl.n : 1, sizeof(*f->jobs));
-	for (size_t i = 0; i < st->cl.n; i++) {
-		if (!st->missing[i])
-			continue;
-		f->jobs[n].ni = &st->cl.paths[i].info;
-		f->jobs[n++].cache = st->cl.paths[i].substituter;
-	}
+	n = closure_plan(f);
+	f->cur = 0;
 	buf_init(&reg, REMOTE_SCRIPT_MAX);
 	if (closure_reginfo(st, &reg) < 0 || buf_failed(&reg)) {
 		err_set(err, SH_ERR_STEP, "the registration is too long");
@@ -1443,7 +1582,9 @@ closure_feed_run(struct closure_feed *f, struct errbuf *err)
 out:
 	buf_release(&reg);
 	free(f->jobs);
+	free(f->plan);
 	f->jobs = NULL;
+	f->plan = NULL;
 	return rc;
 }
 
@@ -1485,8 +1626,6 @@ closure_push(struct run_ctx *ctx, const struct step *step, struct cst *st,
 	memset(&out, 0, sizeof(out));
 	buf_init(&script, REMOTE_SCRIPT_MAX);
 	if (closure_script(st, "", &script) < 0 || stepsh_traps(&script) < 0 ||
-	    buf_addf(&script, "BIG=%u BATCH=%u\n", CLOSURE_PUSH_BIG,
-	        CLOSURE_PUSH_BATCH) < 0 ||
 	    buf_adds(&script, closure_sh_push) < 0 ||
 	    remote_script(&cmd, &script, err) < 0) {
 		buf_release(&script);
