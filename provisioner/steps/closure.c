@@ -135,7 +135,7 @@
  * files and are unpacked together, up to this many bytes at once. */
 #define CLOSURE_PUSH_BIG (1u << 20)
 #define CLOSURE_PUSH_BATCH (64u << 20)
-#define CLOSURE_PUSH_CHUNK (64u << 10) /* bytes per write into the stream */
+#define CLOSURE_PUSH_CHUNK (256u << 10) /* bytes per write into the stream */
 #define CLOSURE_GCROOT_DIR "/nix/var/nix/gcroots/stagehand"
 #define CLOSURE_URL_MAX 2048
 #define CLOSURE_PROG_LINE_MAX 1024 /* kept of a stderr line: the path fits */
@@ -1637,6 +1637,9 @@ closure_push(struct run_ctx *ctx, const struct step *step, struct cst *st,
 		return err_set(err, SH_ERR_IO, "closure %s: pipe: %s", st->root,
 		    strerror(errno));
 	}
+	/* Best effort: a larger pipe lets the channel read (and frame) up
+	 * to 1 MiB at once. */
+	(void)fcntl(p[1], F_SETPIPE_SZ, (int)(1u << 20));
 	memset(&feed, 0, sizeof(feed));
 	feed.st = st;
 	feed.fd = p[1];
