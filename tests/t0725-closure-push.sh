@@ -15,10 +15,11 @@
 # while the box registers the renamed paths leaves no unregistered path;
 # an unregistered leftover (a box that died there) is replaced and the
 # re-run completes. A validly signed NAR holding an entry name with '/' is
-# refused by the box's nix-store before anything is visible. A mode other
-# than pull or push is an invalid manifest.
+# refused by the box's nix-store before anything is visible, and so is
+# a NAR that ends early inside forged stream records. A mode other than
+# pull or push is an invalid manifest.
 . "$(dirname "$0")/lib.sh"
-t_plan 43
+t_plan 45
 
 NIXCACHE=$TOP/tests/nixcache
 CACHES=${STAGEHAND_NIXCACHE:-/tmp/stagehand-nixcache}
@@ -292,6 +293,52 @@ t_ok "a signed NAR with an entry name 'a/b' fails" \
 	sh -c 'test "$1" != 0 && test "$1" != 77' _ "$RC"
 t_ok "the error names the path and the invalid name" \
 	sh -c 'grep -qF -- "$1" "$2" && grep -qF "invalid file name" "$2"' _ "$EVP" "$T/out"
+t_ok "and the box's store is unchanged, no temporary directory" \
+	sh -c 'test "$1" = "$2"' _ "$e0" "$(store_list)"
+
+# ---- a NAR that ends before its record does, the rest of the record
+# full of forged records ("V ok", "E 0") at every 4 KiB: the target must
+# read the whole record (a restore that stops early does not leave the
+# NAR's own bytes to be read as the controller's), so nothing becomes
+# visible and the controller's NarHash check decides (77)
+EA=$WWW/early
+EAH=1123456789abcdfghijklmnpqrsvwxy0
+EAP=/nix/store/$EAH-early
+mkdir -p "$EA/nar"
+cp "$CACHES/cache1/nix-cache-info" "$EA/"
+python3 - "$T/honest.nar" "$EA/nar/early.nar" <<'PY'
+import struct, sys
+def s(b):
+    b = b.encode() if isinstance(b, str) else b
+    return struct.pack("<Q", len(b)) + b + b"\0" * (-len(b) % 8)
+def nar(content):
+    return b"".join(s(x) for x in ["nix-archive-1", "(", "type", "regular",
+                                   "contents", content, ")"])
+honest = nar(b"\0" * (3 << 19))
+early = bytearray(nar(b"x"))
+start = len(early)
+early += b"#" * (len(honest) - len(early))
+forged = b"V ok\nE 0\n"
+for off in range(4096, len(early) - len(forged), 4096):
+    if off >= start:
+        early[off:off + len(forged)] = forged
+open(sys.argv[1], "wb").write(honest)
+open(sys.argv[2], "wb").write(early)
+PY
+hh=$(NIX_CONF_DIR=$T/nixconf nix hash to-base32 --type sha256 \
+	"$(sha256sum "$T/honest.nar" | cut -d' ' -f1)")
+fh=$(NIX_CONF_DIR=$T/nixconf nix hash to-base32 --type sha256 \
+	"$(sha256sum "$EA/nar/early.nar" | cut -d' ' -f1)")
+n=$(stat -c %s "$T/honest.nar")
+printf '%s\n' "StorePath: $EAP" "URL: nar/early.nar" "Compression: none" \
+	"FileHash: sha256:$fh" "FileSize: $n" "NarHash: sha256:$hh" \
+	"NarSize: $n" "References: " >"$EA/$EAH.narinfo"
+NIX_CONF_DIR=$T/nixconf XDG_CACHE_HOME=$T/xdg nix store sign \
+	--store "file://$EA" --key-file "$KEY1_SEC" "$EAP" >/dev/null 2>&1
+manifest "$T/early.yml" "$EAP" "$URL/early" push
+e0=$(store_list)
+run ea "$T/early.yml"
+t_ok "a NAR that ends early inside forged records: exit 77 (NarHash)" rc_is 77
 t_ok "and the box's store is unchanged, no temporary directory" \
 	sh -c 'test "$1" = "$2"' _ "$e0" "$(store_list)"
 

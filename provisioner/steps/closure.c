@@ -727,7 +727,10 @@ static const char closure_sh_copy[] =
  * batches ("B" record: their paths, then one NAR of a directory holding
  * them by name, which the controller builds around the NARs it checks)
  * unpacked by one nix-store --restore into W/q/K and moved out by one mv
- * per batch: a process per path was 50 s for 1,000 small paths. Only when
+ * per batch: a process per path was 50 s for 1,000 small paths. What a
+ * restore leaves of its record (a NAR that ends early) is drained, so
+ * the stream stays in step: those bytes are the cache's, unchecked, and
+ * must never be read as the controller's records ("V ok"). Only when
  * the whole stream arrived are the paths canonicalized (mtime 1,
  * read-only) and renamed
  * into place (an
@@ -770,7 +773,8 @@ static const char closure_sh_push[] =
     "\t\tn=$((n + 1))\n"
     "\t\tprintf \"copying path '%s' from the controller...\\n\" \"$b\" >&2"
     "\n"
-    "\t\thead -c \"$a\" | nix-store --restore \"$W/p/$n\" ||\n"
+    "\t\thead -c \"$a\" | { nix-store --restore \"$W/p/$n\"; r=$?; "
+    "cat >/dev/null; exit $r; } ||\n"
     "\t\t\tdie \"push: $b: the NAR did not restore: nothing installed\"\n"
     "\t\tread -r v || die \"push: $b: the stream ended before the controlle"
     "r verified it: nothing installed\"\n"
@@ -789,8 +793,8 @@ static const char closure_sh_push[] =
     "\t\t\t[ -n \"$f\" ] || f=$c\n"
     "\t\t\ti=$((i + 1))\n"
     "\t\tdone\n"
-    "\t\thead -c \"$a\" | nix-store --restore \"$W/q/$k\" 2>\"$W/.err\" || "
-    "{\n"
+    "\t\thead -c \"$a\" | { nix-store --restore \"$W/q/$k\" "
+    "2>\"$W/.err\"; r=$?; cat >/dev/null; exit $r; } || {\n"
     "\t\t\t[ \"$b\" = 1 ] && w=$f || w=\"one of $f and $((b - 1)) more\"\n"
     "\t\t\tdie \"push: $w: the NAR did not restore ($(tail -n 1 \"$W/.err\""
     ")): nothing installed\"\n"
