@@ -26,13 +26,27 @@
 #                           over OpenSSH as the box user with sudo, timed on
 #                           the controller (what a Packer shell provisioner
 #                           running nix copy costs)
+#                push       the same step with `mode: push` (the
+#                           controller fetches, checks and sends the
+#                           NARs), wall clock and peak RSS
+#                           (/usr/bin/time %M) of the whole command
+#   "large"    the same copy for a closure of about 300 MB of xz NARs (6
+#              paths of one 50 MB random file each and a root;
+#              bench/large.nix, built once by Nix in the bench's own store
+#              and cache, $BENCH_NIXCACHE/bench-large, signed with key 1;
+#              building it takes some minutes the first time):
+#                stagehand  the closure step with `mode: push`, wall
+#                           clock and peak RSS
+#                nix        `nix copy --from URL LARGE_ROOT` in the box
 # Every run is checked: resolution must list 1,000 paths; after a copy the
 # box's store must hold them (nix-store --check-validity). It prints the
 # median seconds of each, the ratio (nix / stagehand for resolve, stagehand
 # / nix for copy) and the targets (resolve >= 3x faster than nix path-info
-# -r; the closure step within 1.2x plain nix copy) as information: no timing
-# decides the exit status. Exit 0 when the bench ran; 1 when a tool failed to
-# do the work or the setup failed; 2 on usage.
+# -r; the closure step within 1.2x plain nix copy; push at most 0.8x nix
+# copy on 1,000 paths and 1.0x on the large closure, peak RSS under 64
+# MiB) as information: no timing decides the exit status. Exit 0 when the
+# bench ran; 1 when a tool failed to do the work or the setup failed; 2 on
+# usage.
 #
 # Until `stagehand closure` exists (exit 2 "not implemented"), "resolve"
 # falls back to `stagehand plan` of the closure step against a box that
@@ -42,7 +56,8 @@
 # Environment:
 #   STAGEHAND=PATH         binary to measure (default ./stagehand, built with
 #                          `make` if missing)
-#   BENCH_RUNS=N           runs per measurement (default 5 resolve, 3 copy)
+#   BENCH_RUNS=N           runs per measurement (default 5 resolve, 3 copy
+#                          and large)
 #   BENCH_NIXCACHE=DIR     where make-caches.sh keeps the caches
 #                          (default /tmp/stagehand-nixcache, shared with
 #                          the tests)
@@ -126,28 +141,85 @@ serve_on() {
 	caches_serve "$SDIR" "$1" || die "nginx did not start on $1"
 	URL=$CACHE_URL/cache1
 }
-# manifest URL: the closure step installing BIG_ROOT from URL
+# manifest URL [MODE [ROOT [FILE]]]: the closure step installing ROOT
+# (default BIG_ROOT) from URL in mode MODE (default pull) into FILE
+# (default $TMP/big.yml)
 manifest() {
-	cat >"$TMP/big.yml" <<EOF
+	cat >"${4:-$TMP/big.yml}" <<EOF
 stagehand: 1
 stage: bench-closure
 steps:
-  - name: the 1,000-path closure
+  - name: the closure
     closure:
-      path: $BIG_ROOT
+      path: ${3:-$BIG_ROOT}
       substituters: [$1]
       trusted_keys: ["$KEY1_PUB"]
+      mode: ${2:-pull}
 EOF
+}
+# timed_run REPORT MANIFEST: stagehand run into the box, wall clock into
+# T_RUN and its peak RSS (MiB, /usr/bin/time) into T_RSS
+timed_run() {
+	local t
+	t=$EPOCHREALTIME
+	/usr/bin/time -f %M -o "$TMP/rss" "$STAGEHAND" run "$2" "${TGT[@]}" \
+		--report "$1" -q || return 1
+	T_RUN=$(elapsed "$t")
+	T_RSS=$(awk '{ printf "%.1f", $1 / 1024 }' "$TMP/rss")
 }
 box_gone() {
 	caches_stop "$SDIR" || true
 	box_down "$BOX" || true
 }
-box_has_closure() { # the box's store holds all of BIG_ROOT's closure
-	local n
+box_has_closure() { # [ROOT N]: the box's store holds all of ROOT's closure
+	local n r=${1:-$BIG_ROOT} want=${2:-1000}
 	n=$(box_exec sh -c \
-		"nix-store -qR '$BIG_ROOT' | xargs nix-store --check-validity && nix-store -qR '$BIG_ROOT' | wc -l") || return 1
-	[[ $n == 1000 ]] || { say "box $BOX holds $n paths of the closure"; return 1; }
+		"nix-store -qR '$r' | xargs nix-store --check-validity && nix-store -qR '$r' | wc -l") || return 1
+	[[ $n == "$want" ]] || { say "box $BOX holds $n paths of the closure"; return 1; }
+}
+
+# The large closure: bench/large.nix, built once by Nix in the bench's own
+# chroot store and copied (xz) into the bench's own cache, signed with
+# the test caches' key 1; kept in $LARGE while paths.env is newer than
+# large.nix. Sets LARGE_ROOT.
+LARGE=$CACHES/bench-large
+large_make() {
+	if [[ -f $LARGE/paths.env && $LARGE/paths.env -nt $TOP/bench/large.nix ]]; then
+		. "$LARGE/paths.env"
+		return 0
+	fi
+	rm -rf "$LARGE"
+	mkdir -p "$LARGE/nix.conf" "$LARGE/xdg"
+	cat >"$LARGE/nix.conf/nix.conf" <<EOF
+build-users-group =
+sandbox = true
+sandbox-paths = /bin=/usr/bin /usr /lib=/usr/lib /lib64=/usr/lib64
+substituters =
+experimental-features = nix-command
+EOF
+	local r
+	r=$(NIX_CONF_DIR=$LARGE/nix.conf XDG_CACHE_HOME=$LARGE/xdg \
+		nix-build --store "$LARGE/store" --no-out-link "$TOP/bench/large.nix" \
+		--argstr seed "$EPOCHREALTIME" 2>>"$LARGE/build.log") || return 1
+	NIX_CONF_DIR=$LARGE/nix.conf XDG_CACHE_HOME=$LARGE/xdg \
+		nix copy --store "$LARGE/store" \
+		--to "file://$LARGE/cache?secret-key=$KEY1_SEC&compression=xz&parallel-compression=true" \
+		"$r" 2>>"$LARGE/build.log" || return 1
+	echo "LARGE_ROOT=$r" >"$LARGE/paths.env"
+	LARGE_ROOT=$r
+}
+# serve_large ADDR: nginx serving the large cache; sets SDIR and URL.
+serve_large() {
+	local port
+	SERVEN=$((SERVEN + 1))
+	SDIR=$TMP/www$SERVEN
+	mkdir -p "$SDIR"
+	ln -sfn "$LARGE/cache" "$SDIR/large"
+	_box_webroots="$_box_webroots $SDIR"
+	port=$("$BOX_NIXCACHE/serve" port) &&
+		"$BOX_NIXCACHE/serve" start "$SDIR" "$1" "$port" >/dev/null ||
+		die "nginx did not start on $1"
+	URL=http://$1:$port/large
 }
 
 # ------------------------------------------------------------ resolve
@@ -208,7 +280,7 @@ caches_stop "$TMP/www1" || true
 
 # --------------------------------------------------------------- copy
 
-S_COPY=() N_COPY=() N_SSH=()
+S_COPY=() N_COPY=() N_SSH=() P_COPY=() P_RSS=()
 nix_copy_cmd() { # URL: the plain nix copy, as a shell command line
 	echo "nix --extra-experimental-features nix-command copy --from '$1' \
 		--option trusted-public-keys '$KEY1_PUB' '$BIG_ROOT' >/dev/null 2>&1"
@@ -224,6 +296,17 @@ for ((i = 0; i < COPY_RUNS; i++)); do
 		die "the closure step failed (report: $TMP/r-copy-$i)"
 	S_COPY+=("$(elapsed "$t")")
 	box_has_closure || die "the closure step left an incomplete store"
+	box_gone
+
+	fresh_box
+	serve_on "$TESTBOX_GATEWAY"
+	manifest "$URL" push
+	TGT=("${SSH_ARGS[@]}")
+	timed_run "$TMP/r-push-$i" "$TMP/big.yml" ||
+		die "the closure step in push mode failed (report: $TMP/r-push-$i)"
+	P_COPY+=("$T_RUN")
+	P_RSS+=("$T_RSS")
+	box_has_closure || die "the push left an incomplete store"
 	box_gone
 
 	fresh_box
@@ -247,11 +330,43 @@ for ((i = 0; i < COPY_RUNS; i++)); do
 	box_gone
 done
 
+# -------------------------------------------------- the large closure
+
+say "large closure: building or reusing it in $LARGE"
+large_make || die "building the large closure failed (see $LARGE/build.log)"
+L_SIZE=$(awk '/^FileSize:/ { s += $2 } END { printf "%.0f", s / 1048576 }' "$LARGE"/cache/*.narinfo)
+L_PUSH=() L_RSS=() L_NIX=()
+say "large closure (${L_SIZE} MiB xz): $COPY_RUNS runs each, a fresh box per run"
+for ((i = 0; i < COPY_RUNS; i++)); do
+	fresh_box
+	serve_large "$TESTBOX_GATEWAY"
+	manifest "$URL" push "$LARGE_ROOT" "$TMP/large.yml"
+	TGT=("${SSH_ARGS[@]}")
+	timed_run "$TMP/r-large-$i" "$TMP/large.yml" ||
+		die "the large push failed (report: $TMP/r-large-$i)"
+	L_PUSH+=("$T_RUN")
+	L_RSS+=("$T_RSS")
+	box_has_closure "$LARGE_ROOT" 7 || die "the large push left an incomplete store"
+	box_gone
+
+	fresh_box
+	serve_large "$TESTBOX_GATEWAY"
+	s=$(box_exec sh -c "a=\$(date +%s.%N) &&
+		nix --extra-experimental-features nix-command copy --from '$URL' \
+		--option trusted-public-keys '$KEY1_PUB' '$LARGE_ROOT' >/dev/null 2>&1 &&
+		b=\$(date +%s.%N) && echo \"\$a \$b\"") || die "nix copy of the large closure failed"
+	L_NIX+=("$(awk -v a="${s% *}" -v b="${s#* }" 'BEGIN { printf "%.3f", b - a }')")
+	box_has_closure "$LARGE_ROOT" 7 || die "nix copy left an incomplete store"
+	box_gone
+done
+
 # -------------------------------------------------------------- report
 
 sr=$(median "${S_RES[@]}") nr=$(median "${N_RES[@]}")
 sc=$(median "${S_COPY[@]}") nc=$(median "${N_COPY[@]}") ns=$(median "${N_SSH[@]}")
 rr=$(ratio "$nr" "$sr") rc=$(ratio "$sc" "$nc") rs=$(ratio "$sc" "$ns")
+pc=$(median "${P_COPY[@]}") lp=$(median "${L_PUSH[@]}") ln=$(median "${L_NIX[@]}")
+rp=$(ratio "$pc" "$nc") rl=$(ratio "$lp" "$ln")
 label=$([[ $resolve_mode == closure ]] && echo "stagehand closure" || echo "stagehand plan (fallback)")
 printf '\nclosure bench: 1,000-path closure (%s), median seconds\n\n' "$BIG_ROOT"
 printf '%-34s %9s   %s\n' "task / tool" seconds "runs"
@@ -260,5 +375,13 @@ printf '%-34s %9s   %s\n' "resolve: nix path-info -r" "$nr" "${N_RES[*]}"
 printf '%-34s %9s   %s\n' "copy: stagehand closure step" "$sc" "${S_COPY[*]}"
 printf '%-34s %9s   %s\n' "copy: nix copy --from (in the box)" "$nc" "${N_COPY[*]}"
 printf '%-34s %9s   %s\n' "copy: ssh + sudo nix copy --from" "$ns" "${N_SSH[*]}"
+printf '%-34s %9s   %s\n' "copy: closure step, mode push" "$pc" "${P_COPY[*]}"
+printf '\nlarge closure: %s (7 paths, %s MiB of xz NARs), median seconds\n\n' "$LARGE_ROOT" "$L_SIZE"
+printf '%-34s %9s   %s\n' "copy: closure step, mode push" "$lp" "${L_PUSH[*]}"
+printf '%-34s %9s   %s\n' "copy: nix copy --from (in the box)" "$ln" "${L_NIX[*]}"
 printf '\nresolve: stagehand is %sx faster than nix path-info -r (target >= 3x)\n' "$rr"
 printf 'copy: the closure step takes %sx plain nix copy in the box, %sx nix copy over ssh (target <= 1.2x)\n' "$rc" "$rs"
+printf 'push, 1,000 paths: %sx plain nix copy in the box (target <= 0.8x); peak RSS %s MiB (runs: %s; target < 64)\n' \
+	"$rp" "$(median "${P_RSS[@]}")" "${P_RSS[*]}"
+printf 'push, large closure: %sx plain nix copy in the box (target <= 1.0x); peak RSS %s MiB (runs: %s; target < 64)\n' \
+	"$rl" "$(median "${L_RSS[@]}")" "${L_RSS[*]}"

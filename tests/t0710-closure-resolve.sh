@@ -7,8 +7,10 @@
 # built once, in $STAGEHAND_NIXCACHE or /tmp/stagehand-nixcache); the API
 # itself is also driven through tests/integration/closuredrive.c for what
 # the command does not expose (retries, parallelism, nix-cache-info).
+# --mode push also fetches every NAR and checks it (a NAR changed by one
+# byte is exit 77 naming the path, the URL and both hashes).
 . "$(dirname "$0")/lib.sh"
-t_plan 41
+t_plan 45
 
 NIXCACHE=$TOP/tests/nixcache
 CACHES=${STAGEHAND_NIXCACHE:-/tmp/stagehand-nixcache}
@@ -330,5 +332,54 @@ fetched_once() {
 		[ $((after - before)) = 1000 ]
 }
 t_ok "each path's narinfo is fetched exactly once" fetched_once
+
+# --mode push: every NAR fetched (several at once) and checked here.
+push_big() {
+	local before after
+	before=$(wc -l <"$WWW/.serve/nginx-$PORT.access.log")
+	closure "$BIG_ROOT" --from "$U/cache1" "${K1[@]}" --mode push --json &&
+		expect 0 &&
+		[ "$(jq -r '.mode + " " + (.nars_checked | tostring)' "$T/o")" = "push 1000" ] &&
+		after=$(wc -l <"$WWW/.serve/nginx-$PORT.access.log") &&
+		[ "$(tail -n $((after - before)) "$WWW/.serve/nginx-$PORT.access.log" | grep -c '/nar/')" = 1000 ]
+}
+t_ok "--mode push fetches and checks the 1,000 NARs, each once" push_big
+push_small() {
+	closure "$SMALL_ROOT" --from "$U/cache1" "${K1[@]}" --mode push &&
+		expect 0 && grep -q '^  NARs fetched and checked: 4, NarSize' "$T/o" &&
+		closure "$SMALL_ROOT" --from "$U/cache1" "${K1[@]}" --mode pull --json &&
+		expect 0 && [ "$(jq -r '.mode + " " + (.nars_checked // "none" | tostring)' "$T/o")" = "pull none" ]
+}
+t_ok "--mode push prints the NARs it checked; --mode pull fetches none" push_small
+# A NAR changed by one byte (same size), in a copy of cache1.
+push_flip() {
+	local v h n d=$WWW/flip f
+	v=$(grep -h '^StorePath: .*-small-c$' "$CACHES"/cache1/*.narinfo | head -n1)
+	v=${v#StorePath: }
+	h=${v#/nix/store/}
+	h=${h%%-*}
+	n=$(sed -n 's/^URL: //p' "$CACHES/cache1/$h.narinfo")
+	mkdir -p "$d/nar"
+	cp "$CACHES"/cache1/*.narinfo "$CACHES/cache1/nix-cache-info" "$d/"
+	for f in "$CACHES"/cache1/nar/*; do ln -s "$f" "$d/nar/"; done
+	rm -f "$d/$n"
+	xz -dc "$CACHES/cache1/$n" | python3 -c '
+import sys
+d = bytearray(sys.stdin.buffer.read())
+d[len(d) // 2] ^= 1
+sys.stdout.buffer.write(d)' | xz -c >"$d/$n"
+	closure "$SMALL_ROOT" --from "$U/flip" "${K1[@]}" --mode push
+	expect 77 "$v from $U/flip/$n: NarHash mismatch" "the NAR hashes to sha256:" &&
+		[ ! -s "$T/o" ]
+}
+t_ok "--mode push: a NAR changed by one byte is exit 77 naming path, URL, hashes" push_flip
+push_usage() {
+	closure "$SMALL_ROOT" --from "$U/cache1" "${K1[@]}" --mode copy
+	expect 2 "--mode: expected pull or push, not 'copy'" || return 1
+	RC=0
+	"$STAGEHAND" check /dev/null --mode push >/dev/null 2>"$T/e" || RC=$?
+	expect 2 "--mode is for 'closure'"
+}
+t_ok "--mode takes pull or push, and only on closure" push_usage
 
 t_done

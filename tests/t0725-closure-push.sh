@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The closure step in push mode against the real test box: the signed test
 # caches are served on the controller's loopback, which the box cannot
-# reach (pull mode fails there), and push installs the PostgreSQL 15 bundle
-# (zstd NARs) from the controller over the run's SSH session: the paths are
+# reach (pull mode fails there: exit 69 naming the cache), and push
+# installs the PostgreSQL 15 bundle (zstd NARs) from the controller over
+# the run's SSH session: the paths are
 # valid in the box's store (nix-store --verify-path, --verify
 # --check-contents, -qR give the closure), canonical (read-only, mtime 1),
 # in the profile, and postgres runs; a second run moves nothing. A NAR
@@ -10,12 +11,15 @@
 # xz) stop with exit 77 naming the path and the hashes, and leave nothing
 # in the box's store: no path of that closure, no temporary directory.
 # SIGKILL of stagehand while a push holds restored paths leaves nothing in
-# the store, a NAR that stalls fails as an unreachable cache (69), and the
+# the store, a NAR that stalls fails as an unreachable cache (69); SIGKILL
+# while the box registers the renamed paths leaves no unregistered path;
+# an unregistered leftover (a box that died there) is replaced and the
 # re-run completes. A validly signed NAR holding an entry name with '/' is
-# refused by the box's nix-store before anything is visible. A mode other
-# than pull or push is an invalid manifest.
+# refused by the box's nix-store before anything is visible, and so is
+# a NAR that ends early inside forged stream records. A mode other than
+# pull or push is an invalid manifest.
 . "$(dirname "$0")/lib.sh"
-t_plan 39
+t_plan 45
 
 NIXCACHE=$TOP/tests/nixcache
 CACHES=${STAGEHAND_NIXCACHE:-/tmp/stagehand-nixcache}
@@ -106,7 +110,11 @@ manifest "$T/push.yml" "$BUNDLE_ROOT" "$URL/cache1" push "$PG_EXTRA"
 
 # ---- the air gap: pull cannot work
 run pull "$T/pull.yml"
-t_fail "pull mode fails: the box cannot reach the cache" rc_is 0
+t_ok "pull mode fails as unreachable: the box cannot reach the cache (69)" \
+	rc_is 69
+t_ok "the error names the cache and the reason" \
+	sh -c 'grep -F "cannot reach the cache: $1/cache1 (" "$2" | grep -q "Couldn.t connect"' \
+	_ "$URL" "$T/out"
 t_fail "and the bundle is not in the box" box_exec test -e "$BUNDLE_ROOT"
 
 # ---- push installs it
@@ -178,15 +186,15 @@ HPORT=$("$NIXCACHE/serve" port)
 manifest "$T/slow.yml" "$SMALL_ROOT" "http://127.0.0.1:$HPORT/ok/slow" push
 "$STAGEHAND" run "$T/slow.yml" "${SSH_ARGS[@]}" >"$T/kill.out" 2>&1 &
 spid=$!
-restored() { # the push holds at least one restored path in its temp dir
-	box_exec sh -c 'ls -d /nix/store/.stagehand-push.*/1 2>/dev/null' | grep -q .
+restored() { # the push is unpacking paths in its temp dir (a batch began)
+	box_exec sh -c 'cat /nix/store/.stagehand-push.*/.batch 2>/dev/null' | grep -q .
 }
 for _ in $(seq 1 600); do
 	restored && break
 	kill -0 "$spid" 2>/dev/null || break
 	sleep 0.1
 done
-t_ok "the push holds restored paths in its temporary directory" restored
+t_ok "the push holds paths arriving in its temporary directory" restored
 kill -9 "$spid" 2>/dev/null
 wait "$spid" 2>/dev/null
 for _ in $(seq 1 300); do
@@ -205,10 +213,52 @@ t_ok "the error names the NAR's URL and the path" \
 t_ok "and the box's store is as before, no temporary directory" \
 	sh -c 'test "$1" = "$2"' _ "$s0" "$(store_list)"
 manifest "$T/small.yml" "$SMALL_ROOT" "$URL/cache1" push
+
+# ---- SIGKILL between the renames and the registration: a nix-store in
+# front of the box's (the box's /usr is its own overlay) holds
+# --load-db until the file /tmp/t0725-go exists, which it never does here;
+# the killed run's trap removes the renamed paths, which are not valid.
+box_exec sh -c 'cat >/usr/local/bin/nix-store <<"W"
+#!/bin/sh
+if [ "$1" = --load-db ]; then
+	: >/tmp/t0725-load-db
+	while [ ! -e /tmp/t0725-go ]; do sleep 0.1; done
+fi
+exec /usr/bin/nix-store "$@"
+W
+chmod 755 /usr/local/bin/nix-store'
+"$STAGEHAND" run "$T/small.yml" "${SSH_ARGS[@]}" >"$T/kill2.out" 2>&1 &
+spid=$!
+for _ in $(seq 1 600); do
+	box_exec test -e /tmp/t0725-load-db && break
+	kill -0 "$spid" 2>/dev/null || break
+	sleep 0.1
+done
+t_ok "a push waits in --load-db with its paths renamed into place" \
+	box_exec sh -c "test -e /tmp/t0725-load-db && test -e '$VICTIM' &&
+		! nix-store --check-validity '$VICTIM' 2>/dev/null"
+kill -9 "$spid" 2>/dev/null
+wait "$spid" 2>/dev/null
+for _ in $(seq 1 300); do
+	no_tmp && ! box_exec test -e "$VICTIM" && break
+	sleep 0.1
+done
+t_ok "after SIGKILL no renamed, unregistered path is left" \
+	sh -c 'test "$1" = "$2"' _ "$s0" "$(store_list)"
+box_exec rm -f /usr/local/bin/nix-store /tmp/t0725-load-db
+# A target that died there could not run the trap: the path stays,
+# invalid (here: junk at the victim's name). The next push replaces it.
+box_exec sh -c "mkdir '$VICTIM' && echo junk >'$VICTIM/junk'"
 run k2 "$T/small.yml"
 t_ok "the re-run completes" rc_is 0
 t_ok "and the small closure is valid in the box" \
 	box_exec nix-store --verify-path "$SMALL_ROOT" "$VICTIM"
+contents_ok() {
+	box_exec nix-store --verify --check-contents &&
+		! box_exec test -e "$VICTIM/junk"
+}
+t_ok "the unregistered leftover was replaced: --check-contents passes" \
+	contents_ok
 
 # ---- a validly signed NAR with an entry name holding '/': the box's
 # nix-store --restore refuses it, and nothing becomes visible
@@ -243,6 +293,52 @@ t_ok "a signed NAR with an entry name 'a/b' fails" \
 	sh -c 'test "$1" != 0 && test "$1" != 77' _ "$RC"
 t_ok "the error names the path and the invalid name" \
 	sh -c 'grep -qF -- "$1" "$2" && grep -qF "invalid file name" "$2"' _ "$EVP" "$T/out"
+t_ok "and the box's store is unchanged, no temporary directory" \
+	sh -c 'test "$1" = "$2"' _ "$e0" "$(store_list)"
+
+# ---- a NAR that ends before its record does, the rest of the record
+# full of forged records ("V ok", "E 0") at every 4 KiB: the target must
+# read the whole record (a restore that stops early does not leave the
+# NAR's own bytes to be read as the controller's), so nothing becomes
+# visible and the controller's NarHash check decides (77)
+EA=$WWW/early
+EAH=1123456789abcdfghijklmnpqrsvwxy0
+EAP=/nix/store/$EAH-early
+mkdir -p "$EA/nar"
+cp "$CACHES/cache1/nix-cache-info" "$EA/"
+python3 - "$T/honest.nar" "$EA/nar/early.nar" <<'PY'
+import struct, sys
+def s(b):
+    b = b.encode() if isinstance(b, str) else b
+    return struct.pack("<Q", len(b)) + b + b"\0" * (-len(b) % 8)
+def nar(content):
+    return b"".join(s(x) for x in ["nix-archive-1", "(", "type", "regular",
+                                   "contents", content, ")"])
+honest = nar(b"\0" * (3 << 19))
+early = bytearray(nar(b"x"))
+start = len(early)
+early += b"#" * (len(honest) - len(early))
+forged = b"V ok\nE 0\n"
+for off in range(4096, len(early) - len(forged), 4096):
+    if off >= start:
+        early[off:off + len(forged)] = forged
+open(sys.argv[1], "wb").write(honest)
+open(sys.argv[2], "wb").write(early)
+PY
+hh=$(NIX_CONF_DIR=$T/nixconf nix hash to-base32 --type sha256 \
+	"$(sha256sum "$T/honest.nar" | cut -d' ' -f1)")
+fh=$(NIX_CONF_DIR=$T/nixconf nix hash to-base32 --type sha256 \
+	"$(sha256sum "$EA/nar/early.nar" | cut -d' ' -f1)")
+n=$(stat -c %s "$T/honest.nar")
+printf '%s\n' "StorePath: $EAP" "URL: nar/early.nar" "Compression: none" \
+	"FileHash: sha256:$fh" "FileSize: $n" "NarHash: sha256:$hh" \
+	"NarSize: $n" "References: " >"$EA/$EAH.narinfo"
+NIX_CONF_DIR=$T/nixconf XDG_CACHE_HOME=$T/xdg nix store sign \
+	--store "file://$EA" --key-file "$KEY1_SEC" "$EAP" >/dev/null 2>&1
+manifest "$T/early.yml" "$EAP" "$URL/early" push
+e0=$(store_list)
+run ea "$T/early.yml"
+t_ok "a NAR that ends early inside forged records: exit 77 (NarHash)" rc_is 77
 t_ok "and the box's store is unchanged, no temporary directory" \
 	sh -c 'test "$1" = "$2"' _ "$e0" "$(store_list)"
 

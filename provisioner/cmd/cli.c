@@ -33,6 +33,7 @@ enum {
 	OPT_JUMP_IDENTITY,
 	OPT_JUMP_IDENTITY_ENV,
 	OPT_JUMP_HOST_KEY,
+	OPT_MODE,
 };
 
 static const struct option long_opts[] = {
@@ -58,6 +59,7 @@ static const struct option long_opts[] = {
 	{ "registration", no_argument, NULL, OPT_REGISTRATION },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "wait-lock", optional_argument, NULL, OPT_WAIT_LOCK },
+	{ "mode", required_argument, NULL, OPT_MODE },
 	{ "jump", required_argument, NULL, OPT_JUMP },
 	{ "jump-identity", required_argument, NULL, OPT_JUMP_IDENTITY },
 	{ "jump-identity-env", required_argument, NULL, OPT_JUMP_IDENTITY_ENV },
@@ -78,7 +80,7 @@ cli_usage(void)
 	       "       stagehand report DIR [--json]\n"
 	       "       stagehand closure STOREPATH --from URL... "
 	       "--trusted-key NAME:KEY...\n"
-	       "                 [--json | --registration]\n"
+	       "                 [--mode pull|push] [--json | --registration]\n"
 	       "\n"
 	       "target:\n"
 	       "  --target ssh://USER@HOST[:PORT]  (or STAGEHAND_TARGET)\n"
@@ -119,6 +121,8 @@ cli_usage(void)
 	       "  --timeout SECONDS          per request, default 30\n"
 	       "  --registration             print the closure's registration\n"
 	       "                             (nix-store --load-db input)\n"
+	       "  --mode pull|push           push: also fetch and check "
+	       "every NAR\n"
 	       "\n"
 	       "exit: 0 ok, 1 step failed, 2 usage, 65 invalid manifest,\n"
 	       "      69 target unreachable, 75 target locked by another run,\n"
@@ -260,6 +264,13 @@ parse_option(int c, const char *arg, struct cli *cli, struct errbuf *err)
 			    "--timeout: '%s' is not 1..3600 seconds", arg);
 		cli->timeout_s = (unsigned)n;
 		return 0;
+	case OPT_MODE:
+		if (strcmp(arg, "pull") != 0 && strcmp(arg, "push") != 0)
+			return err_set(err, SH_ERR_USAGE,
+			    "--mode: expected pull or push, not '%s'", arg);
+		cli->push = strcmp(arg, "push") == 0;
+		cli->mode_set = true;
+		return 0;
 	case OPT_WAIT_LOCK:
 		cli->wait_lock = true;
 		if (arg != NULL &&
@@ -326,6 +337,8 @@ check_combination(const struct cli *cli, struct errbuf *err)
 	if (cli->registration && cli->json)
 		return err_set(err, SH_ERR_USAGE,
 		    "--registration and --json exclude each other");
+	if (cli->mode_set && cli->command != CLI_CLOSURE)
+		return err_set(err, SH_ERR_USAGE, "--mode is for 'closure'");
 	if (cli->command == CLI_CLOSURE &&
 	    (cli->from.n == 0 || cli->trusted_keys.n == 0))
 		return err_set(err, SH_ERR_USAGE,

@@ -5,8 +5,9 @@
  *   stagehand plan MANIFEST [options]      probe read-only; --offline: render
  *   stagehand check MANIFEST...            validate offline
  *   stagehand report DIR [--json]          summarise a report dir; gate
- *   stagehand closure PATH --from URL... --trusted-key K...
+ *   stagehand closure PATH --from URL... --trusted-key K... [--mode M]
  *       [--json | --registration]          resolve and verify a closure
+ *                                          (push: and check every NAR)
  *
  * The commands are one table of struct cli_cmd rows (git's commands[]),
  * owned by main.c: each row names the command's function, how many
@@ -94,6 +95,8 @@ struct cli {
 	struct strlist from;         /* closure: substituter URLs */
 	struct strlist trusted_keys; /* closure: "name:base64" */
 	unsigned timeout_s;          /* closure: per request; 0 default */
+	bool push;                   /* closure --mode push */
+	bool mode_set;               /* --mode given */
 	const char *start_at;
 	const char *include_root;
 	bool offline;

@@ -7,15 +7,20 @@
  * --registration the closure's registration in the format nix-store
  * --load-db reads (nix_closure_reginfo(): what a push to a target without
  * Nix records under /nix/var/stagehand/paths/, so a Nix installed later
- * can adopt the paths). Exit 0 when
- * every path is trusted, 77 on any trust failure, 69 when the caches are
- * down, 1 when a path is in no cache, 2 for usage. Errors go back in the
- * errbuf; main prints them.
+ * can adopt the paths). With --mode push it first also does what a
+ * push-mode step does before anything reaches a target: it fetches every
+ * path's NAR (several at once), decompresses it and checks it against the
+ * signed NarSize and NarHash, and discards it. Exit 0 when every path
+ * (and NAR) is trusted, 77 on any trust failure, 69 when the caches are
+ * down, 1 when a path (or NAR) is in no cache, 2 for usage. Errors go
+ * back in the errbuf; main prints them.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cmd/cli.h"
+#include "nix/narstream.h"
 #include "nix/nixcache.h"
 #include "util/json.h"
 
@@ -75,8 +80,42 @@ json_path(struct json *j, const struct closure_path *p)
 	json_object_end(j);
 }
 
+/* The NARs of every path, checked and discarded; n counts them. */
 static int
-print_json(const struct closure *c)
+end_one(void *arg, size_t i, struct errbuf *err)
+{
+	(void)i;
+	(void)err;
+	(*(size_t *)arg)++;
+	return 0;
+}
+
+static int
+check_nars(const struct closure *c, unsigned timeout_s,
+    volatile sig_atomic_t *interrupted, size_t *n, struct errbuf *err)
+{
+	static const struct nar_order_ops ops = { .end = end_one };
+	struct nar_fetch_opts o = {
+		.timeout_s = timeout_s,
+		.interrupted = interrupted,
+	};
+	struct nar_job *jobs = xcalloc(c->n ? c->n : 1, sizeof(*jobs));
+	int rc;
+
+	for (size_t i = 0; i < c->n; i++) {
+		jobs[i].ni = &c->paths[i].info;
+		jobs[i].cache = c->paths[i].substituter;
+	}
+	*n = 0;
+	rc = nar_fetch_ordered(jobs, c->n, &o, &ops, n, err);
+	free(jobs);
+	if (rc < 0)
+		err_prefix(err, "closure %s: push: ", c->root);
+	return rc;
+}
+
+static int
+print_json(const struct closure *c, bool push, size_t nars)
 {
 	struct buf out;
 	struct json j;
@@ -91,6 +130,9 @@ print_json(const struct closure *c)
 	json_uint(&j, c->nar_size);
 	json_key(&j, "file_size");
 	json_uint(&j, c->file_size);
+	json_member_string(&j, "mode", push ? "push" : "pull");
+	if (push)
+		json_member_uint(&j, "nars_checked", nars);
 	json_key(&j, "paths");
 	json_array_begin(&j);
 	for (size_t i = 0; i < c->n; i++)
@@ -132,6 +174,7 @@ cmd_closure(const struct cli *cli, volatile sig_atomic_t *interrupted,
 		.retries = 3,
 		.interrupted = interrupted,
 	};
+	size_t nars = 0;
 	int rc = EXIT_OK;
 
 	for (size_t i = 0; i < cli->trusted_keys.n; i++) {
@@ -146,6 +189,11 @@ cmd_closure(const struct cli *cli, volatile sig_atomic_t *interrupted,
 		nix_keys_free(&keys);
 		return sh_exit_code(err->code);
 	}
+	if (cli->push &&
+	    check_nars(&c, cli->timeout_s, interrupted, &nars, err) < 0) {
+		rc = sh_exit_code(err->code);
+		goto out;
+	}
 	if (cli->registration) {
 		if (print_registration(&c) < 0) {
 			err_set(err, SH_ERR_INTERNAL,
@@ -153,13 +201,20 @@ cmd_closure(const struct cli *cli, volatile sig_atomic_t *interrupted,
 			    c.root);
 			rc = EXIT_SOFTWARE;
 		}
-	} else if (!cli->json)
+	} else if (!cli->json) {
 		print_human(&c, &keys, cli->verbosity);
-	else if (print_json(&c) < 0) {
+		if (cli->push) {
+			printf(
+			    "  NARs fetched and checked: %zu, NarSize ", nars);
+			print_size(c.nar_size);
+			printf("\n");
+		}
+	} else if (print_json(&c, cli->push, nars) < 0) {
 		err_set(err, SH_ERR_INTERNAL,
 		    "closure %s: the JSON is too large", c.root);
 		rc = EXIT_SOFTWARE;
 	}
+out:
 	nix_closure_free(&c);
 	nix_keys_free(&keys);
 	return rc;

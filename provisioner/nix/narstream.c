@@ -9,10 +9,14 @@
  */
 #include <bzlib.h>
 #include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <lzma.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zstd.h>
 
 #include "nix/narstream.h"
@@ -339,7 +343,7 @@ struct nar_xfer {
 	volatile sig_atomic_t *interrupted;
 	uint64_t last_ms; /* when the last piece was handed on */
 	uint64_t timeout_ms;
-	const char *url;
+	char *url; /* owned */
 	const char *path;
 };
 
@@ -385,33 +389,14 @@ nar_on_body(char *p, size_t size, size_t n, void *arg)
 	return size * n;
 }
 
-int
-nar_fetch(const struct narinfo *ni, const char *cache,
-    const struct nar_fetch_opts *o, nar_sink_fn sink, void *arg,
-    struct errbuf *err)
+/* The curl handle of one transfer, its callbacks on x; NULL on failure. */
+static CURL *
+nar_easy(struct nar_xfer *x, char *ebuf)
 {
-	char ebuf[CURL_ERROR_SIZE] = "";
-	struct nar_xfer x;
-	CURL *e;
-	CURLcode cc;
-	long code = 0, ms;
-	char *url;
-	int rc = -1;
+	long ms = (long)x->timeout_ms;
+	CURL *e = curl_easy_init();
 
-	memset(&x, 0, sizeof(x));
-	x.err = err;
-	x.interrupted = o->interrupted;
-	x.c = nar_check_new(ni, cache, sink, arg, err);
-	if (x.c == NULL)
-		return -1;
-	url = xasprintf("%s/%s", cache, ni->url);
-	ms = 1000L * (o->timeout_s ? o->timeout_s : NAR_DEFAULT_TIMEOUT_S);
-	x.url = url;
-	x.path = ni->store_path;
-	x.timeout_ms = (uint64_t)ms;
-	x.last_ms = now_ms();
-	e = curl_easy_init();
-	if (e == NULL || curl_easy_setopt(e, CURLOPT_URL, url) ||
+	if (e == NULL || curl_easy_setopt(e, CURLOPT_URL, x->url) ||
 	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") ||
 	    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") ||
 	    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L) ||
@@ -421,30 +406,454 @@ nar_fetch(const struct narinfo *ni, const char *cache,
 	    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, ms) ||
 	    curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L) ||
 	    curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, nar_on_progress) ||
-	    curl_easy_setopt(e, CURLOPT_XFERINFODATA, &x) ||
+	    curl_easy_setopt(e, CURLOPT_XFERINFODATA, x) ||
 	    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, ebuf) ||
 	    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, nar_on_body) ||
-	    curl_easy_setopt(e, CURLOPT_WRITEDATA, &x)) {
-		err_set(err, SH_ERR_INTERNAL, "%s: cannot set up curl", url);
-		goto out;
+	    curl_easy_setopt(e, CURLOPT_WRITEDATA, x)) {
+		if (e != NULL)
+			curl_easy_cleanup(e);
+		return NULL;
 	}
-	cc = curl_easy_perform(e);
-	if (x.own_err)
-		goto out;
+	return e;
+}
+
+/* The outcome of a finished transfer: curl's, the check's, then the end. */
+static int
+nar_done(struct nar_xfer *x, CURL *e, CURLcode cc, const char *ebuf)
+{
+	long code = 0;
+
+	if (x->own_err)
+		return -1;
 	if (cc != CURLE_OK) {
 		(void)curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
-		err_set(err,
+		return err_set(x->err,
 		    code >= 400 && code < 500 ? SH_ERR_STEP
 		                              : SH_ERR_UNREACHABLE,
-		    "%s: cannot fetch the NAR of %s: %s", url, ni->store_path,
+		    "%s: cannot fetch the NAR of %s: %s", x->url, x->path,
 		    *ebuf ? ebuf : curl_easy_strerror(cc));
+	}
+	return nar_check_end(x->c, x->err);
+}
+
+static void
+nar_xfer_init(struct nar_xfer *x, const struct narinfo *ni, const char *cache,
+    const struct nar_fetch_opts *o, struct errbuf *err)
+{
+	memset(x, 0, sizeof(*x));
+	x->err = err;
+	x->interrupted = o->interrupted;
+	x->url = xasprintf("%s/%s", cache, ni->url);
+	x->path = ni->store_path;
+	x->timeout_ms =
+	    1000u * (o->timeout_s ? o->timeout_s : NAR_DEFAULT_TIMEOUT_S);
+	x->last_ms = now_ms();
+}
+
+int
+nar_fetch(const struct narinfo *ni, const char *cache,
+    const struct nar_fetch_opts *o, nar_sink_fn sink, void *arg,
+    struct errbuf *err)
+{
+	char ebuf[CURL_ERROR_SIZE] = "";
+	struct nar_xfer x;
+	CURL *e = NULL;
+	int rc = -1;
+
+	nar_xfer_init(&x, ni, cache, o, err);
+	x.c = nar_check_new(ni, cache, sink, arg, err);
+	if (x.c == NULL)
+		goto out;
+	e = nar_easy(&x, ebuf);
+	if (e == NULL) {
+		err_set(err, SH_ERR_INTERNAL, "%s: cannot set up curl", x.url);
 		goto out;
 	}
-	rc = nar_check_end(x.c, err);
+	rc = nar_done(&x, e, curl_easy_perform(e), ebuf);
 out:
 	if (e != NULL)
 		curl_easy_cleanup(e);
 	nar_check_free(x.c);
-	free(url);
+	free(x.url);
+	return rc;
+}
+
+/* ============================================================ ordered */
+
+/*
+ * nar_fetch_ordered(): a fetch thread runs curl multi and writes each
+ * job's checked NAR bytes into its own unlinked temporary file; the
+ * calling thread hands them on in job order, following the head job's
+ * file while it grows. The lock guards the job states, the byte counts,
+ * emitted, stop and the first failure; the files and curl are each one
+ * thread's.
+ */
+enum nar_js {
+	NAR_JS_WAIT,
+	NAR_JS_RUN,
+	NAR_JS_OK,
+	NAR_JS_FAIL
+};
+
+struct nar_job_st {
+	enum nar_js state; /* locked */
+	uint64_t written;  /* locked: bytes in fd */
+	int fd;            /* -1 until started; closed by the caller */
+	/* the fetch thread's */
+	struct nar_xfer x;
+	struct errbuf err;
+	CURL *e;
+	char ebuf[CURL_ERROR_SIZE];
+};
+
+struct nar_ord {
+	const struct nar_job *jobs;
+	struct nar_job_st *st;
+	size_t n;
+	unsigned parallel;
+	const struct nar_fetch_opts *o;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	CURLM *m;
+	size_t emitted;    /* locked: jobs the caller finished */
+	bool stop;         /* locked: the caller gave up */
+	bool failed;       /* locked: a job or the thread failed */
+	struct errbuf err; /* locked: the first failure */
+};
+
+bool
+nar_order_may_start(const struct nar_job *jobs, size_t next, size_t emitted,
+    size_t inflight, unsigned parallel)
+{
+	uint64_t ahead = 0;
+
+	if (inflight >= parallel)
+		return false;
+	if (next <= emitted) /* the head job always may */
+		return true;
+	if (next - emitted >= NAR_AHEAD_JOBS)
+		return false;
+	for (size_t i = emitted; i <= next; i++)
+		ahead += jobs[i].ni->nar_size;
+	return ahead <= NAR_AHEAD_BYTES;
+}
+
+/* The first failure, of job js (or NULL: the thread's own). */
+static void
+nar_ord_fail(struct nar_ord *r, struct nar_job_st *js, const struct errbuf *e)
+{
+	pthread_mutex_lock(&r->mu);
+	if (js != NULL)
+		js->state = NAR_JS_FAIL;
+	if (!r->failed)
+		r->err = *e;
+	r->failed = true;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* The check's sink in the fetch thread: into the job's file. */
+static int
+nar_ord_sink(void *arg, const void *p, size_t len, struct errbuf *err)
+{
+	struct nar_job_st *js = arg;
+	const char *c = p;
+	size_t left = len;
+
+	while (left > 0) {
+		ssize_t w = write(js->fd, c, left);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return err_set(err, SH_ERR_IO,
+			    "%s: cannot spill the NAR to a temporary file: %s",
+			    js->x.path, strerror(errno));
+		c += w;
+		left -= (size_t)w;
+	}
+	return 0;
+}
+
+static int
+nar_ord_start(struct nar_ord *r, size_t i, struct errbuf *err)
+{
+	struct nar_job_st *js = &r->st[i];
+	const char *dir = getenv("TMPDIR");
+	char *tmpl;
+
+	nar_xfer_init(&js->x, r->jobs[i].ni, r->jobs[i].cache, r->o, &js->err);
+	tmpl = xasprintf(
+	    "%s/stagehand-nar.XXXXXX", dir && *dir == '/' ? dir : "/tmp");
+	js->fd = mkostemp(tmpl, O_CLOEXEC);
+	if (js->fd >= 0)
+		unlink(tmpl);
+	free(tmpl);
+	if (js->fd < 0)
+		return err_set(err, SH_ERR_IO,
+		    "%s: cannot make a temporary file for the NAR: %s",
+		    js->x.path, strerror(errno));
+	js->x.c = nar_check_new(
+	    r->jobs[i].ni, r->jobs[i].cache, nar_ord_sink, js, err);
+	if (js->x.c == NULL)
+		return -1;
+	js->e = nar_easy(&js->x, js->ebuf);
+	if (js->e == NULL || curl_easy_setopt(js->e, CURLOPT_PRIVATE, js) ||
+	    curl_multi_add_handle(r->m, js->e) != CURLM_OK)
+		return err_set(
+		    err, SH_ERR_INTERNAL, "%s: cannot set up curl", js->x.url);
+	pthread_mutex_lock(&r->mu);
+	js->state = NAR_JS_RUN;
+	pthread_mutex_unlock(&r->mu);
+	return 0;
+}
+
+/* Publishes what the job's file holds now; ends it when done. */
+static void
+nar_ord_publish(struct nar_ord *r, struct nar_job_st *js, bool done)
+{
+	off_t end = lseek(js->fd, 0, SEEK_CUR);
+
+	pthread_mutex_lock(&r->mu);
+	if (end > 0 && (uint64_t)end != js->written) {
+		js->written = (uint64_t)end;
+		pthread_cond_broadcast(&r->cv);
+	}
+	if (done) {
+		js->state = NAR_JS_OK;
+		pthread_cond_broadcast(&r->cv);
+	}
+	pthread_mutex_unlock(&r->mu);
+}
+
+static void
+nar_ord_release(struct nar_ord *r, struct nar_job_st *js)
+{
+	if (js->e != NULL) {
+		curl_multi_remove_handle(r->m, js->e);
+		curl_easy_cleanup(js->e);
+		js->e = NULL;
+	}
+	nar_check_free(js->x.c);
+	js->x.c = NULL;
+	free(js->x.url);
+	js->x.url = NULL;
+}
+
+static int
+nar_ord_loop(struct nar_ord *r, struct errbuf *err)
+{
+	size_t next = 0, inflight = 0, emitted;
+	bool stop;
+	CURLMsg *msg;
+	int left, running;
+
+	for (;;) {
+		pthread_mutex_lock(&r->mu);
+		emitted = r->emitted;
+		stop = r->stop || r->failed;
+		while (!stop && inflight == 0 && next < r->n &&
+		       !nar_order_may_start(
+		           r->jobs, next, emitted, inflight, r->parallel)) {
+			pthread_cond_wait(&r->cv, &r->mu);
+			emitted = r->emitted;
+			stop = r->stop || r->failed;
+		}
+		pthread_mutex_unlock(&r->mu);
+		if (stop || (inflight == 0 && next == r->n))
+			return 0;
+		while (next < r->n && nar_order_may_start(r->jobs, next,
+		                          emitted, inflight, r->parallel)) {
+			if (nar_ord_start(r, next, err) < 0)
+				return -1;
+			next++;
+			inflight++;
+		}
+		if (curl_multi_perform(r->m, &running) != CURLM_OK)
+			return err_set(
+			    err, SH_ERR_INTERNAL, "curl multi failed");
+		for (size_t i = 0; i < next; i++)
+			if (r->st[i].e != NULL)
+				nar_ord_publish(r, &r->st[i], false);
+		while ((msg = curl_multi_info_read(r->m, &left)) != NULL) {
+			struct nar_job_st *js = NULL;
+
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			(void)curl_easy_getinfo(
+			    msg->easy_handle, CURLINFO_PRIVATE, (char **)&js);
+			if (nar_done(&js->x, js->e, msg->data.result,
+			        js->ebuf) < 0) {
+				/* state and failure at once: the caller
+				 * never sees a failed job without the
+				 * error */
+				nar_ord_fail(r, js, &js->err);
+				*err = js->err;
+				nar_ord_release(r, js);
+				return -1;
+			}
+			nar_ord_publish(r, js, true);
+			nar_ord_release(r, js);
+			inflight--;
+		}
+		if (inflight > 0 &&
+		    curl_multi_poll(r->m, NULL, 0, 100, NULL) != CURLM_OK)
+			return err_set(
+			    err, SH_ERR_INTERNAL, "curl poll failed");
+	}
+}
+
+static void *
+nar_ord_main(void *arg)
+{
+	struct nar_ord *r = arg;
+	struct errbuf e;
+
+	err_clear(&e);
+	if (nar_ord_loop(r, &e) < 0)
+		nar_ord_fail(r, NULL, &e);
+	for (size_t i = 0; i < r->n; i++)
+		nar_ord_release(r, &r->st[i]);
+	return NULL;
+}
+
+/* Wakes the fetch thread, in its poll or waiting for room. */
+static void
+nar_ord_wake(struct nar_ord *r, bool stop)
+{
+	pthread_mutex_lock(&r->mu);
+	if (stop)
+		r->stop = true;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	curl_multi_wakeup(r->m);
+}
+
+/* Hands job i's bytes on as they arrive; 0 once it checked out. */
+static int
+nar_ord_emit(struct nar_ord *r, size_t i, const struct nar_order_ops *ops,
+    void *arg, unsigned char *b, size_t bsz, struct errbuf *err)
+{
+	struct nar_job_st *js = &r->st[i];
+	uint64_t off = 0, avail;
+	enum nar_js s;
+
+	bool idled = false;
+
+	pthread_mutex_lock(&r->mu);
+	if (js->state == NAR_JS_WAIT && !r->failed && ops->idle != NULL) {
+		pthread_mutex_unlock(&r->mu);
+		if (ops->idle(arg, err) < 0)
+			return -1;
+		pthread_mutex_lock(&r->mu);
+	}
+	while (js->state == NAR_JS_WAIT && !r->failed)
+		pthread_cond_wait(&r->cv, &r->mu);
+	pthread_mutex_unlock(&r->mu);
+	if (ops->begin != NULL && ops->begin(arg, i, err) < 0)
+		return -1;
+	for (;;) {
+		pthread_mutex_lock(&r->mu);
+		if (!idled && ops->idle != NULL && !r->failed &&
+		    js->state == NAR_JS_RUN && js->written == off) {
+			pthread_mutex_unlock(&r->mu);
+			idled = true;
+			if (ops->idle(arg, err) < 0)
+				return -1;
+			continue;
+		}
+		while (
+		    !r->failed && js->state == NAR_JS_RUN && js->written == off)
+			pthread_cond_wait(&r->cv, &r->mu);
+		if (r->failed) {
+			*err = r->err;
+			pthread_mutex_unlock(&r->mu);
+			return -1;
+		}
+		avail = js->written - off;
+		s = js->state;
+		pthread_mutex_unlock(&r->mu);
+		if (avail == 0 && s == NAR_JS_OK)
+			break;
+		if (avail == 0) /* not reached: FAIL comes with failed */
+			return err_set(err, SH_ERR_INTERNAL,
+			    "%s: the NAR fetch ended without a verdict",
+			    r->jobs[i].ni->store_path);
+		size_t want = avail < bsz ? (size_t)avail : bsz;
+		ssize_t got = pread(js->fd, b, want, (off_t)off);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			return err_set(err, SH_ERR_IO,
+			    "%s: cannot read the spilled NAR back: %s",
+			    r->jobs[i].ni->store_path,
+			    got < 0 ? strerror(errno) : "short file");
+		if (ops->bytes != NULL &&
+		    ops->bytes(arg, b, (size_t)got, err) < 0)
+			return -1;
+		off += (uint64_t)got;
+		idled = false;
+	}
+	return ops->end != NULL ? ops->end(arg, i, err) : 0;
+}
+
+int
+nar_fetch_ordered(const struct nar_job *jobs, size_t n,
+    const struct nar_fetch_opts *o, const struct nar_order_ops *ops, void *arg,
+    struct errbuf *err)
+{
+	struct nar_ord r;
+	unsigned char *b;
+	pthread_t th;
+	int rc = 0;
+
+	if (n == 0)
+		return 0;
+	memset(&r, 0, sizeof(r));
+	r.jobs = jobs;
+	r.n = n;
+	r.o = o;
+	r.parallel = o->parallel ? o->parallel : NAR_PARALLEL_DEFAULT;
+	r.st = xcalloc(n, sizeof(*r.st));
+	for (size_t i = 0; i < n; i++)
+		r.st[i].fd = -1;
+	r.m = curl_multi_init();
+	if (r.m == NULL || curl_multi_setopt(r.m, CURLMOPT_MAX_HOST_CONNECTIONS,
+	                       (long)r.parallel) != CURLM_OK) {
+		if (r.m != NULL)
+			curl_multi_cleanup(r.m);
+		free(r.st);
+		return err_set(err, SH_ERR_INTERNAL, "cannot set up curl");
+	}
+	pthread_mutex_init(&r.mu, NULL);
+	pthread_cond_init(&r.cv, NULL);
+	b = xmalloc(NAR_OUT);
+	if (pthread_create(&th, NULL, nar_ord_main, &r) != 0) {
+		rc = err_set(err, SH_ERR_INTERNAL, "cannot start NAR fetches");
+		goto out;
+	}
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		rc = nar_ord_emit(&r, i, ops, arg, b, NAR_OUT, err);
+		if (r.st[i].fd >= 0) {
+			close(r.st[i].fd);
+			r.st[i].fd = -1;
+		}
+		pthread_mutex_lock(&r.mu);
+		r.emitted = i + 1;
+		pthread_mutex_unlock(&r.mu);
+		nar_ord_wake(&r, false);
+	}
+	nar_ord_wake(&r, true);
+	pthread_join(th, NULL);
+out:
+	for (size_t i = 0; i < n; i++)
+		if (r.st[i].fd >= 0)
+			close(r.st[i].fd);
+	curl_multi_cleanup(r.m);
+	pthread_cond_destroy(&r.cv);
+	pthread_mutex_destroy(&r.mu);
+	free(r.st);
+	free(b);
 	return rc;
 }

@@ -29,6 +29,24 @@
  * (*interrupted non-zero) is SH_ERR_INTERRUPTED. One transfer at a time,
  * on the calling thread.
  *
+ * nar_fetch_ordered() fetches and checks the NARs of n jobs, several at
+ * once (curl multi on a thread of its own, at most o->parallel transfers),
+ * and hands them to the caller's ops in job order, on the calling thread:
+ * begin(i), the NAR bytes (bytes, any number of calls), then end(i) only
+ * once job i passed nar_check_end(); idle() before it blocks waiting for
+ * bytes (a caller that buffers its output flushes there). Each transfer streams
+ * its checked bytes into its own unlinked temporary file under $TMPDIR (or
+ * /tmp); the caller reads the head job's file while it grows, so the head job
+ * is handed on as it arrives and the others wait on disk, not in memory. A job
+ * starts only when it is the head job, or it is fewer than NAR_AHEAD_JOBS jobs
+ * ahead of it and the NarSizes from the head job to it add up to
+ * NAR_AHEAD_BYTES at most (nar_order_may_start(), pure): that bounds the disk
+ * used to about NAR_AHEAD_BYTES or one NAR. The first failure of any job stops
+ * everything: the caller's ops are not called again (a job's bytes may have
+ * been handed on, its end never), the error is the job's as nar_fetch() words
+ * it. An op's error stops it too and passes through. Memory: per transfer one
+ * nar_check (64 KiB plus the decoder's window), plus one 64 KiB read buffer.
+ *
  * Ownership: nar_check_new() allocates, nar_check_free() releases (NULL is
  * fine); it borrows every string and the sink argument for its lifetime.
  */
@@ -36,6 +54,7 @@
 #define STAGEHAND_NARSTREAM_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,9 +76,29 @@ typedef int (*nar_sink_fn)(
 
 struct nar_check;
 
+#define NAR_PARALLEL_DEFAULT 4
+#define NAR_AHEAD_JOBS 16
+#define NAR_AHEAD_BYTES (256u << 20)
+
 struct nar_fetch_opts {
 	unsigned timeout_s; /* connect, and a stall of the cache; 0: 30 */
 	volatile sig_atomic_t *interrupted; /* may be NULL */
+	unsigned parallel; /* nar_fetch_ordered: in flight; 0: default */
+};
+
+/* One NAR to fetch; both borrowed. */
+struct nar_job {
+	const struct narinfo *ni;
+	const char *cache;
+};
+
+/* The caller's side of nar_fetch_ordered(); each may be NULL. */
+struct nar_order_ops {
+	int (*begin)(void *arg, size_t i, struct errbuf *err);
+	nar_sink_fn bytes;
+	int (*end)(void *arg, size_t i, struct errbuf *err);
+	/* About to wait for bytes not there yet: time to flush. */
+	int (*idle)(void *arg, struct errbuf *err);
 };
 
 int nar_comp_parse(const char *name, enum nar_comp *out, struct errbuf *err);
@@ -74,5 +113,11 @@ void nar_check_free(struct nar_check *c);
 int nar_fetch(const struct narinfo *ni, const char *cache,
     const struct nar_fetch_opts *o, nar_sink_fn sink, void *arg,
     struct errbuf *err);
+
+int nar_fetch_ordered(const struct nar_job *jobs, size_t n,
+    const struct nar_fetch_opts *o, const struct nar_order_ops *ops, void *arg,
+    struct errbuf *err);
+bool nar_order_may_start(const struct nar_job *jobs, size_t next,
+    size_t emitted, size_t inflight, unsigned parallel);
 
 #endif

@@ -46,7 +46,10 @@
  *      its narinfo disk cache are kept: they carry the Sig lines, which
  *      Nix checks again, and refetching them triples the time for 1,000
  *      paths); the same script then prints the NarHash the target's store
- *      registered for every closure path;
+ *      registered for every closure path. When the realise fails and Nix
+ *      could not download from a substituter at all (its "unable to
+ *      download 'URL/...'" lines, 4xx aside), the error is
+ *      SH_ERR_UNREACHABLE (exit 69) naming each such cache;
  *   5. attest on the controller: each of those NarHashes must equal the
  *      verified narinfo's (both as sha256:<nix32>), else SH_ERR_TRUST naming
  *      the path. Attesting comes before the profile switch on purpose, so a
@@ -94,8 +97,9 @@
  * once, paths the target had do not count). The step's end line replaces
  * it.
  * Push (mode: push) replaces step 4 by closure_push(): a feeder thread
- * fetches each missing path's NAR with nar_fetch() (one at a time),
- * which checks NarSize and NarHash while the bytes stream, and writes them
+ * fetches the missing paths' NARs with nar_fetch_ordered() (several at
+ * once, handed on in closure order), which checks NarSize and NarHash
+ * while the bytes stream, and writes them
  * into a pipe that is the payload of one remote script, so the whole
  * closure goes over one channel. The script restores each NAR into a
  * temporary directory under /nix/store and keeps it only when the feeder
@@ -141,6 +145,12 @@
 #define CLOSURE_CACHE_TIMEOUT_S 30
 #define CLOSURE_CACHE_RETRIES 2
 #define CLOSURE_JOBS 64
+#define CLOSURE_PUSH_JOBS 4 /* NAR transfers in flight, each with a window */
+/* Push: NARs this large are unpacked as they arrive; smaller ones wait in
+ * files and are unpacked together, up to this many bytes at once. */
+#define CLOSURE_PUSH_BIG (1u << 20)
+#define CLOSURE_PUSH_BATCH (64u << 20)
+#define CLOSURE_PUSH_CHUNK (256u << 10) /* bytes per write into the stream */
 #define CLOSURE_GCROOT_DIR "/nix/var/nix/gcroots/stagehand"
 #define CLOSURE_REC_DIR "/nix/var/stagehand/paths"
 #define CLOSURE_TAR_CHUNK (256u << 10) /* a "D" record's most */
@@ -729,11 +739,23 @@ static const char closure_sh_copy[] =
     "L=$(cat)\n"
     "if [ \"$M\" = 1 ]; then\n"
     "\tmkdir -p -- \"${GCR%/*}\" || exit 1\n"
-    "\tnix-store --realise \"$ROOT\" --add-root \"$GCR\" -j \"$J\" "
-    "--option substituters \"$SUBS\" "
+    "\tE=$(mktemp) || exit 1\n"
+    "\tr=$( { { nix-store --realise \"$ROOT\" --add-root \"$GCR\" "
+    "-j \"$J\" --option substituters \"$SUBS\" "
     "--option trusted-public-keys \"$KEYS\" "
     "--option require-sigs true --option substitute true "
-    "--option narinfo-cache-negative-ttl 0 >/dev/null || exit 1\n"
+    "--option narinfo-cache-negative-ttl 0 2>&1 >/dev/null; "
+    "echo $? >&3; } | tee -- \"$E\" >&2; } 3>&1)\n"
+    "\tif [ \"$r\" != 0 ]; then\n"
+    "\t\tfor s in $SUBS; do\n"
+    "\t\t\tw=$(grep -F \"unable to download '$s/\" \"$E\" | "
+    "grep -v 'HTTP error 4' | tail -n 1 | sed \"s/.*': //\")\n"
+    "\t\t\t[ -z \"$w\" ] || echo \"U $s $w\"\n"
+    "\t\tdone\n"
+    "\t\trm -f -- \"$E\"\n"
+    "\t\texit 1\n"
+    "\tfi\n"
+    "\trm -f -- \"$E\"\n"
     "fi\n"
     "printf '%s\\n' \"$L\" | xargs nix-store --query --hash || exit 1\n";
 
@@ -741,53 +763,121 @@ static const char closure_sh_copy[] =
  * Push: the payload is the controller's record stream (see closure_feed).
  * Runs after stepsh_traps(): fin removes the temporary directory on any
  * exit, also when the watchdog ends the script (controller killed).
- * Each NAR is restored under a private directory in the store and stays
- * there until the controller's "V ok" says it matched its NarHash; only
- * when the whole stream arrived are the paths renamed into place (an
+ * Each NAR lands under a private directory in the store and stays there
+ * until the controller's "V ok" says it matched its NarHash. A NAR of
+ * CLOSURE_PUSH_BIG bytes or more comes alone ("P" record) and is unpacked
+ * as it arrives (nix-store --restore into W/p/N); smaller ones come in
+ * batches ("B" record: their paths, then one NAR of a directory holding
+ * them by name, which the controller builds around the NARs it checks)
+ * unpacked by one nix-store --restore into W/q/K and moved out by one mv
+ * per batch: a process per path was 50 s for 1,000 small paths. What a
+ * restore leaves of its record (a NAR that ends early) is drained, so
+ * the stream stays in step: those bytes are the cache's, unchecked, and
+ * must never be read as the controller's records ("V ok"). Only when
+ * the whole stream arrived are the paths canonicalized (mtime 1,
+ * read-only) and renamed
+ * into place (an
  * invalid leftover of an interrupted push is replaced), registered in one
- * nix-store --load-db and rooted. Then every path's NarHash, as for pull.
+ * nix-store --load-db (one SQLite transaction: all or none) and rooted.
+ * Between the first rename and the end of the registration (R=1), fin
+ * also removes every renamed path that is not valid, so a run stopped
+ * there (the controller killed: the watchdog's TERM) leaves no
+ * unregistered path in the store; one the trap could not remove (the
+ * target itself died) is invalid, so Nix ignores it, the next query
+ * reports it missing and the next push replaces it. Then every path's
+ * NarHash, as for pull.
  */
 static const char closure_sh_push[] =
     "S=/nix/store\n"
     "[ -d \"$S\" ] || nix-store --init || exit 1\n"
-    "W=\n"
-    "fin() { [ -z \"$W\" ] || { chmod -R u+w -- \"$W\" 2>/dev/null; "
-    "rm -rf -- \"$W\"; }; }\n"
+    "W= R=\n"
+    "unrename() {\n"
+    "\twhile read -r d b; do\n"
+    "\t\t[ -e \"$b\" ] || [ -L \"$b\" ] || continue\n"
+    "\t\tnix-store --check-validity \"$b\" >/dev/null 2>&1 && continue\n"
+    "\t\tchmod -R u+w -- \"$b\" 2>/dev/null\n"
+    "\t\trm -rf -- \"$b\"\n"
+    "\tdone <\"$W/.names\"\n"
+    "}\n"
+    "fin() { [ -z \"$W\" ] || { [ -z \"$R\" ] || unrename; chmod -R u+w -- "
+    "\"$W\" 2>/dev/null; rm -rf -- \"$W\"; }; }\n"
     "W=$(mktemp -d \"$S/.stagehand-push.XXXXXX\") || exit 1\n"
-    "rec() { read -r t a b || "
-    "die \"push: the stream ended early: nothing installed\"; }\n"
+    "mkdir -- \"$W/p\" \"$W/q\" || exit 1\n"
+    "rec() { read -r t a b || die \"push: the stream ended early: nothing i"
+    "nstalled\"; }\n"
     "rec\n"
     "[ \"$t\" = L ] || die \"push: bad stream (no path list)\"\n"
     "head -c \"$a\" >\"$W/.list\" || exit 1\n"
     ": >\"$W/.names\"\n"
-    "n=0\n"
-    "while rec && [ \"$t\" = P ]; do\n"
-    "\tn=$((n + 1))\n"
-    "\tprintf \"copying path '%s' from the controller...\\n\" \"$b\" >&2\n"
-    "\thead -c \"$a\" | nix-store --restore \"$W/$n\" ||\n"
-    "\t\tdie \"push: $b: the NAR did not restore: nothing installed\"\n"
-    "\tread -r v || die \"push: $b: the stream ended before the "
-    "controller verified it: nothing installed\"\n"
-    "\t[ \"$v\" = 'V ok' ] || die \"push: $b: not verified\"\n"
-    "\tfind \"$W/$n\" -exec touch -h -d @1 -- {} + || exit 1\n"
-    "\t[ -L \"$W/$n\" ] || chmod -R a-w -- \"$W/$n\" || exit 1\n"
-    "\tprintf '%s\\n' \"$b\" >>\"$W/.names\"\n"
+    "n=0 k=0\n"
+    "while rec; do\n"
+    "\tcase $t in\n"
+    "\tP)\n"
+    "\t\tn=$((n + 1))\n"
+    "\t\tprintf \"copying path '%s' from the controller...\\n\" \"$b\" >&2"
+    "\n"
+    "\t\thead -c \"$a\" | { nix-store --restore \"$W/p/$n\"; r=$?; "
+    "cat >/dev/null; exit $r; } ||\n"
+    "\t\t\tdie \"push: $b: the NAR did not restore: nothing installed\"\n"
+    "\t\tread -r v || die \"push: $b: the stream ended before the controlle"
+    "r verified it: nothing installed\"\n"
+    "\t\t[ \"$v\" = 'V ok' ] || die \"push: $b: not verified\"\n"
+    "\t\techo \"$W/p/$n $b\" >>\"$W/.names\"\n"
+    "\t\t;;\n"
+    "\tB)\n"
+    "\t\tk=$((k + 1)) i=0 f=\n"
+    "\t\t: >\"$W/.batch\"\n"
+    "\t\twhile [ \"$i\" -lt \"$b\" ]; do\n"
+    "\t\t\tread -r c || die \"push: the stream ended early: nothing install"
+    "ed\"\n"
+    "\t\t\tprintf \"copying path '%s' from the controller...\\n\" \"$c\" >&"
+    "2\n"
+    "\t\t\techo \"$c\" >>\"$W/.batch\"\n"
+    "\t\t\t[ -n \"$f\" ] || f=$c\n"
+    "\t\t\ti=$((i + 1))\n"
+    "\t\tdone\n"
+    "\t\thead -c \"$a\" | { nix-store --restore \"$W/q/$k\" "
+    "2>\"$W/.err\"; r=$?; cat >/dev/null; exit $r; } || {\n"
+    "\t\t\t[ \"$b\" = 1 ] && w=$f || w=\"one of $f and $((b - 1)) more\"\n"
+    "\t\t\tdie \"push: $w: the NAR did not restore ($(tail -n 1 \"$W/.err\""
+    ")): nothing installed\"\n"
+    "\t\t}\n"
+    "\t\tread -r v || die \"push: $f...: the stream ended before the contro"
+    "ller verified it: nothing installed\"\n"
+    "\t\t[ \"$v\" = 'V ok' ] || die \"push: $f...: not verified\"\n"
+    "\t\twhile read -r c; do echo \"$W/q/$k/${c##*/} $c\" >>\"$W/.names\"; "
+    "done <\"$W/.batch\"\n"
+    "\t\t;;\n"
+    "\t*) break ;;\n"
+    "\tesac\n"
     "done\n"
     "[ \"$t\" = E ] || die \"push: bad stream (record '$t')\"\n"
     "head -c \"$a\" >\"$W/.reg\" || exit 1\n"
-    "[ \"$(wc -c <\"$W/.reg\")\" = \"$a\" ] || "
-    "die \"push: the registration was cut: nothing installed\"\n"
+    "[ \"$(wc -c <\"$W/.reg\")\" = \"$a\" ] || die \"push: the registration"
+    " was cut: nothing installed\"\n"
+    "find \"$W/p\" -mindepth 1 -exec touch -h -d @1 -- {} + || exit 1\n"
+    "find \"$W/q\" -mindepth 2 -exec touch -h -d @1 -- {} + || exit 1\n"
+    "find \"$W/p\" -mindepth 1 ! -type l -exec chmod a-w -- {} + || exit 1"
+    "\n"
+    "find \"$W/q\" -mindepth 2 ! -type l -exec chmod a-w -- {} + || exit 1"
+    "\n"
     "mkdir -p -- \"${GCR%/*}\" || exit 1\n"
-    "i=0\n"
-    "while read -r b; do\n"
-    "\ti=$((i + 1))\n"
+    "R=1\n"
+    "while read -r d b; do\n"
     "\tif [ -e \"$b\" ] || [ -L \"$b\" ]; then\n"
     "\t\tchmod -R u+w -- \"$b\" 2>/dev/null\n"
     "\t\trm -rf -- \"$b\" || exit 1\n"
     "\tfi\n"
-    "\tmv -T -- \"$W/$i\" \"$b\" || exit 1\n"
+    "\tcase $d in \"$W/p/\"*) mv -T -- \"$d\" \"$b\" || exit 1 ;; esac\n"
     "done <\"$W/.names\"\n"
+    "i=0\n"
+    "while [ \"$i\" -lt \"$k\" ]; do\n"
+    "\ti=$((i + 1))\n"
+    "\tfind \"$W/q/$i\" -mindepth 1 -maxdepth 1 -exec mv -t \"$S\" -- {} + "
+    "|| exit 1\n"
+    "done\n"
     "nix-store --load-db <\"$W/.reg\" || exit 1\n"
+    "R=\n"
     "ln -sfn -- \"$ROOT\" \"$GCR\" || exit 1\n"
     "xargs nix-store --query --hash <\"$W/.list\" || exit 1\n";
 
@@ -1161,6 +1251,44 @@ closure_attest(const struct cst *st, const struct buf *out, struct errbuf *err)
 	return rc;
 }
 
+/*
+ * A failed realise whose Nix could not download from a substituter at all
+ * (the copy script's "U <url> <curl's reason>" lines): the target has no
+ * route to the cache, SH_ERR_UNREACHABLE naming each one. Otherwise err
+ * stays as it is.
+ */
+static void
+closure_unreachable(
+    const struct cst *st, const struct buf *out, struct errbuf *err)
+{
+	const char *p = out->data, *end = out->data + out->len, *l;
+	struct buf b;
+	size_t len, n = 0;
+
+	if (out->data == NULL)
+		return;
+	buf_init(&b, 8192);
+	while (closure_next_line(&p, end, &l, &len)) {
+		if (len < 3 || l[0] != 'U' || l[1] != ' ')
+			continue;
+		const char *sp = memchr(l + 2, ' ', len - 2);
+		size_t ul = sp ? (size_t)(sp - l - 2) : len - 2;
+
+		if (buf_addf(&b, "%s%.*s", n++ ? "; " : "", (int)ul, l + 2) < 0)
+			break;
+		if (sp != NULL && (size_t)(sp + 1 - l) < len &&
+		    buf_addf(&b, " (%.*s)", (int)(len - (size_t)(sp + 1 - l)),
+		        sp + 1) < 0)
+			break;
+	}
+	if (n > 0)
+		err_set(err, SH_ERR_UNREACHABLE,
+		    "closure %s: pull: the target cannot reach the cache%s: "
+		    "%s (mode: push fetches on the controller instead)",
+		    st->root, n > 1 ? "s" : "", b.data);
+	buf_release(&b);
+}
+
 static int
 closure_copy(struct run_ctx *ctx, const struct step *step, struct cst *st,
     struct step_result *res, struct errbuf *err)
@@ -1193,8 +1321,11 @@ closure_copy(struct run_ctx *ctx, const struct step *step, struct cst *st,
 	if (st->nmissing > 0)
 		closure_prog_show(&prog);
 	if (closure_exec(ctx, step, &script, st,
-	        st->nmissing > 0 ? &prog : NULL, &out, res, err) < 0 ||
-	    closure_attest(st, &out.out, err) < 0)
+	        st->nmissing > 0 ? &prog : NULL, &out, res, err) < 0) {
+		closure_unreachable(st, &out.out, err);
+		goto out;
+	}
+	if (closure_attest(st, &out.out, err) < 0)
 		goto out;
 	rc = 0;
 out:
@@ -1230,31 +1361,53 @@ closure_attest_rec(struct run_ctx *ctx, const struct step *step, struct cst *st,
 }
 
 /*
- * The feeder: a thread that fetches and checks each missing path's NAR
- * (nar_fetch, one at a time) and writes the record stream the push script
- * reads into a pipe whose other end is the run's one channel:
+ * The feeder: a thread that fetches and checks the missing paths' NARs
+ * (nar_fetch_ordered: CLOSURE_PUSH_JOBS transfers at once, handed on in
+ * stream order (closure_plan), the ones ahead of the stream spilled to
+ * temporary files on the controller) and writes the record stream the
+ * push script reads into a pipe whose other end is the run's one channel:
  *   "L <n>\n" + the closure's paths, one a line (n bytes)
- *   per missing path: "P <NarSize> <path>\n" + the NAR + "V ok\n", the
- *     last only once nar_fetch() accepted the NAR
+ *   per big missing path: "P <NarSize> <path>\n" + the NAR + "V ok\n",
+ *     the last only once the NAR checked out
+ *   per batch of small ones: "B <n> <count>\n" + their paths, one a line,
+ *     + the NAR of a directory holding them by name (n bytes) + "V ok\n",
+ *     once every one of them checked out
  *   "E <n>\n" + the registration of the missing paths (n bytes)
  * Any failure closes the pipe at once: the script sees the stream end
  * before "V ok" or "E" and removes what it restored. The thread owns fd
  * and err; closure_push() reads err only after joining it.
  */
+/* A job's place in the stream: alone, or a member of a batch. */
+struct closure_push_job {
+	bool batch;    /* unpacked with others, in one NAR directory */
+	bool first;    /* the batch's first member: the next two are set */
+	bool last;     /* the batch's last member */
+	uint64_t blen; /* the batch's directory NAR, in bytes */
+	size_t bcount; /* its members */
+};
+
 struct closure_feed {
 	const struct cst *st;
 	int fd; /* write end; closed by the feeder */
 	unsigned timeout_s;
 	volatile sig_atomic_t *interrupted;
+	struct nar_job *jobs; /* owned: the missing paths, in stream order */
+	struct closure_push_job *plan; /* owned: per job, its batch */
+	size_t cur;                    /* the job whose bytes come now */
+	char wbuf[CLOSURE_PUSH_CHUNK]; /* not yet written to fd */
+	size_t wlen;
+	unsigned char head[24]; /* the current NAR's first bytes */
+	size_t headlen;
+	struct closure_tarw *tw; /* no Nix on the target: the path as tar */
 	struct errbuf err;
 	int rc;
 	bool broken; /* a write failed: the script had stopped reading */
 };
 
 static int
-closure_write(void *arg, const void *p, size_t len, struct errbuf *err)
+closure_write_fd(
+    struct closure_feed *f, const void *p, size_t len, struct errbuf *err)
 {
-	struct closure_feed *f = arg;
 	const char *c = p;
 
 	while (len > 0) {
@@ -1272,6 +1425,49 @@ closure_write(void *arg, const void *p, size_t len, struct errbuf *err)
 		len -= (size_t)w;
 	}
 	return 0;
+}
+
+static int
+closure_flush(struct closure_feed *f, struct errbuf *err)
+{
+	size_t n = f->wlen;
+
+	f->wlen = 0;
+	return closure_write_fd(f, f->wbuf, n, err);
+}
+
+/*
+ * Into the stream, in pieces of CLOSURE_PUSH_CHUNK, or less when the
+ * feeder is about to wait for the cache (closure_feed_idle): every piece
+ * the pipe gives the channel becomes one frame, which costs the target a
+ * process (remote.c's relay); small NARs would make several a path.
+ */
+static int
+closure_write(void *arg, const void *p, size_t len, struct errbuf *err)
+{
+	struct closure_feed *f = arg;
+	const char *c = p;
+
+	while (len > 0) {
+		size_t k = sizeof(f->wbuf) - f->wlen;
+
+		if (k > len)
+			k = len;
+		memcpy(f->wbuf + f->wlen, c, k);
+		f->wlen += k;
+		c += k;
+		len -= k;
+		if (f->wlen == sizeof(f->wbuf) && closure_flush(f, err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* nar_fetch_ordered()'s idle: what the target can have now, it gets. */
+static int
+closure_feed_idle(void *arg, struct errbuf *err)
+{
+	return closure_flush(arg, err);
 }
 
 /* "<tag> <len>\n" + b's bytes. */
@@ -1343,23 +1539,23 @@ closure_tar_sink(void *arg, const void *p, size_t len, struct errbuf *err)
 	return 0;
 }
 
-/* One verified path as tar: the NAR's check comes before "D 0". */
+/* A path's tar begins: its converter (see closure_feed_begin). */
+static void
+closure_tar_begin(struct closure_tarw *w, const char *path)
+{
+	w->path = path;
+	w->total = 0;
+	buf_reset(&w->chunk);
+	w->t = nar_tar_new("p", closure_tar_out, w);
+}
+
+/* The NAR checked out: the tar's end, its padding, then "D 0". */
 static int
-closure_feed_tar(struct closure_feed *f, struct closure_tarw *w,
-    const struct closure_path *cp, const struct nar_fetch_opts *o,
-    struct errbuf *err)
+closure_tar_finish(struct closure_tarw *w, struct errbuf *err)
 {
 	static const char zeros[CLOSURE_TAR_RECORD];
 	int rc = -1;
 
-	w->f = f;
-	w->path = cp->info.store_path;
-	w->total = 0;
-	buf_reset(&w->chunk);
-	w->t = nar_tar_new("p", closure_tar_out, w);
-	if (nar_fetch(&cp->info, cp->substituter, o, closure_tar_sink, w, err) <
-	    0)
-		goto out;
 	if (nar_tar_end(w->t, err) < 0) {
 		err_prefix(err, "%s: ", w->path);
 		goto out;
@@ -1369,7 +1565,7 @@ closure_feed_tar(struct closure_feed *f, struct closure_tarw *w,
 	            CLOSURE_TAR_RECORD,
 	        err) < 0 ||
 	    closure_tar_flush(w, err) < 0 ||
-	    closure_write(f, "D 0\n", 4, err) < 0)
+	    closure_write(w->f, "D 0\n", 4, err) < 0)
 		goto out;
 	rc = 0;
 out:
@@ -1378,48 +1574,260 @@ out:
 	return rc;
 }
 
+static const unsigned char closure_nar_magic[24] = { 13, 0, 0, 0, 0, 0, 0, 0,
+	'n', 'i', 'x', '-', 'a', 'r', 'c', 'h', 'i', 'v', 'e', '-', '1', 0, 0,
+	0 };
+
+/* A NAR string: its length (8 bytes, little-endian), s, zeros to 8. */
+static int
+closure_nar_str(struct closure_feed *f, const char *str, struct errbuf *err)
+{
+	static const char zero[8];
+	unsigned char h[8];
+	uint64_t n = strlen(str);
+
+	for (size_t k = 0; k < 8; k++)
+		h[k] = (unsigned char)(n >> (8 * k));
+	if (closure_write(f, h, 8, err) < 0 ||
+	    closure_write(f, str, (size_t)n, err) < 0)
+		return -1;
+	return closure_write(f, zero, (size_t)((8 - n % 8) % 8), err);
+}
+
+static uint64_t
+closure_nar_strlen(size_t n)
+{
+	return 8 + (n + 7) / 8 * 8;
+}
+
+/* A batch member's part of the batch's NAR directory, in bytes. */
+static uint64_t
+closure_entry_len(const struct narinfo *ni)
+{
+	const char *base = strrchr(ni->store_path, '/') + 1;
+
+	return 5 * 16 + closure_nar_strlen(strlen(base)) + ni->nar_size -
+	       sizeof(closure_nar_magic);
+}
+
+/*
+ * The stream's order of the missing paths (see closure_feed): a NAR of
+ * CLOSURE_PUSH_BIG bytes or more alone, runs of smaller ones as batches
+ * of up to CLOSURE_PUSH_BATCH bytes, sorted by name within (a NAR
+ * directory's order). Fills f->jobs and f->plan; returns their count.
+ */
+static int
+closure_job_cmp(const void *a, const void *b)
+{
+	const struct nar_job *x = a, *y = b;
+
+	return strcmp(x->ni->store_path, y->ni->store_path);
+}
+
+static size_t
+closure_plan(struct closure_feed *f)
+{
+	const struct cst *st = f->st;
+	size_t n = 0, first = SIZE_MAX;
+
+	f->jobs = xcalloc(st->cl.n ? st->cl.n : 1, sizeof(*f->jobs));
+	f->plan = xcalloc(st->cl.n ? st->cl.n : 1, sizeof(*f->plan));
+	for (size_t i = 0; i <= st->cl.n; i++) {
+		const struct narinfo *ni =
+		    i < st->cl.n ? &st->cl.paths[i].info : NULL;
+		bool small = ni != NULL && !st->nonix &&
+		             ni->nar_size < CLOSURE_PUSH_BIG &&
+		             ni->nar_size >= sizeof(closure_nar_magic);
+
+		if (ni != NULL && !st->missing[i])
+			continue;
+		/* close the open batch: at the end, a big NAR, or full */
+		if (first != SIZE_MAX &&
+		    (!small || f->plan[first].blen + closure_entry_len(ni) >
+		                   CLOSURE_PUSH_BATCH)) {
+			qsort(f->jobs + first, n - first, sizeof(*f->jobs),
+			    closure_job_cmp);
+			f->plan[first].bcount = n - first;
+			f->plan[first].blen += 16;
+			f->plan[n - 1].last = true;
+			first = SIZE_MAX;
+		}
+		if (ni == NULL)
+			break;
+		f->jobs[n].ni = ni;
+		f->jobs[n].cache = st->cl.paths[i].substituter;
+		f->plan[n].batch = small;
+		if (small && first == SIZE_MAX) {
+			first = n;
+			f->plan[n].blen = 80; /* the directory's header */
+		}
+		if (small)
+			f->plan[first].blen += closure_entry_len(ni);
+		f->plan[n].first = small && first == n;
+		n++;
+	}
+	return n;
+}
+
+/*
+ * nar_fetch_ordered()'s begin: a big NAR's record header; a batch's
+ * header, path list and directory header at its first member; each
+ * member's directory entry up to its node.
+ */
+static int
+closure_feed_begin(void *arg, size_t i, struct errbuf *err)
+{
+	static const unsigned char dir[80 - 24] = { 1, 0, 0, 0, 0, 0, 0, 0, '(',
+		0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 't', 'y', 'p', 'e',
+		0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 'd', 'i', 'r', 'e', 'c',
+		't', 'o', 'r', 'y', 0, 0, 0, 0, 0, 0, 0 };
+	struct closure_feed *f = arg;
+	const struct closure_push_job *pj = &f->plan[i];
+	const struct narinfo *ni = f->jobs[i].ni;
+	char h[CLOSURE_URL_MAX];
+	int n;
+
+	f->headlen = 0;
+	f->cur = i;
+	if (!pj->batch) {
+		n = snprintf(h, sizeof(h), "P %llu %s\n",
+		    (unsigned long long)ni->nar_size, ni->store_path);
+		if (f->st->nonix)
+			closure_tar_begin(f->tw, ni->store_path);
+		return closure_write(f, h, (size_t)n, err);
+	}
+	if (pj->first) {
+		n = snprintf(h, sizeof(h), "B %llu %zu\n",
+		    (unsigned long long)pj->blen, pj->bcount);
+		if (closure_write(f, h, (size_t)n, err) < 0)
+			return -1;
+		for (size_t k = i; k < i + pj->bcount; k++) {
+			const char *sp = f->jobs[k].ni->store_path;
+
+			if (closure_write(f, sp, strlen(sp), err) < 0 ||
+			    closure_write(f, "\n", 1, err) < 0)
+				return -1;
+		}
+		if (closure_write(f, closure_nar_magic, 24, err) < 0 ||
+		    closure_write(f, dir, sizeof(dir), err) < 0)
+			return -1;
+	}
+	if (closure_nar_str(f, "entry", err) < 0 ||
+	    closure_nar_str(f, "(", err) < 0 ||
+	    closure_nar_str(f, "name", err) < 0 ||
+	    closure_nar_str(f, strrchr(ni->store_path, '/') + 1, err) < 0 ||
+	    closure_nar_str(f, "node", err) < 0)
+		return -1;
+	return 0;
+}
+
+static int
+closure_not_nar(struct closure_feed *f, struct errbuf *err)
+{
+	const struct nar_job *j = &f->jobs[f->cur];
+
+	return err_set(err, SH_ERR_TRUST,
+	    "%s from %s/%s: not a NAR (no nix-archive-1 header)",
+	    j->ni->store_path, j->cache, j->ni->url);
+}
+
+/*
+ * The NAR's bytes. The first 24 must be the NAR header: a batch member
+ * goes into the directory without it (its node only), a big NAR with it.
+ */
+static int
+closure_feed_bytes(void *arg, const void *p, size_t len, struct errbuf *err)
+{
+	struct closure_feed *f = arg;
+	const unsigned char *c = p;
+	size_t k = sizeof(f->head) - f->headlen;
+
+	if (k > len)
+		k = len;
+	memcpy(f->head + f->headlen, c, k);
+	f->headlen += k;
+	if (memcmp(f->head, closure_nar_magic, f->headlen) != 0)
+		return closure_not_nar(f, err);
+	if (f->st->nonix)
+		return closure_tar_sink(f->tw, p, len, err);
+	if (f->plan[f->cur].batch) {
+		c += k;
+		len -= k;
+	}
+	return closure_write(f, c, len, err);
+}
+
+/*
+ * nar_fetch_ordered()'s end: job i matched its NarSize and NarHash. A big
+ * NAR gets its "V ok"; a batch member closes its entry, and the last one
+ * the directory, then the batch's "V ok".
+ */
+static int
+closure_feed_end(void *arg, size_t i, struct errbuf *err)
+{
+	struct closure_feed *f = arg;
+	const struct closure_push_job *pj = &f->plan[i];
+
+	if (f->headlen != sizeof(f->head))
+		return closure_not_nar(f, err);
+	f->cur = i + 1;
+	if (pj->batch && closure_nar_str(f, ")", err) < 0)
+		return -1;
+	if (pj->batch && !pj->last)
+		return 0;
+	if (pj->batch && closure_nar_str(f, ")", err) < 0)
+		return -1;
+	if (f->st->nonix && closure_tar_finish(f->tw, err) < 0)
+		return -1;
+	return closure_write(f, "V ok\n", 5, err);
+}
+
 static int
 closure_feed_run(struct closure_feed *f, struct errbuf *err)
 {
+	static const struct nar_order_ops ops = {
+		.begin = closure_feed_begin,
+		.bytes = closure_feed_bytes,
+		.idle = closure_feed_idle,
+		.end = closure_feed_end,
+	};
 	const struct cst *st = f->st;
 	struct nar_fetch_opts o;
 	struct closure_tarw w;
 	struct buf reg;
-	char h[CLOSURE_URL_MAX];
-	int n, rc = -1;
+	size_t n = 0;
+	int rc = -1;
 
 	memset(&w, 0, sizeof(w));
+	w.f = f;
 	buf_init(&w.chunk, CLOSURE_TAR_CHUNK);
+	f->tw = &w;
 	memset(&o, 0, sizeof(o));
 	o.timeout_s = f->timeout_s;
 	o.interrupted = f->interrupted;
+	o.parallel = CLOSURE_PUSH_JOBS;
+	n = closure_plan(f);
+	f->cur = 0;
 	buf_init(&reg, REMOTE_SCRIPT_MAX);
 	if (nix_closure_reginfo(&st->cl, st->missing, &reg) < 0) {
 		err_set(err, SH_ERR_STEP, "the registration is too long");
 		goto out;
 	}
-	if (closure_write_block(f, 'L', &st->list, err) < 0)
-		goto out;
-	for (size_t i = 0; i < st->cl.n; i++) {
-		const struct closure_path *cp = &st->cl.paths[i];
-
-		if (!st->missing[i])
-			continue;
-		n = snprintf(h, sizeof(h), "P %llu %s\n",
-		    (unsigned long long)cp->info.nar_size, cp->info.store_path);
-		if (closure_write(f, h, (size_t)n, err) < 0 ||
-		    (st->nonix ? closure_feed_tar(f, &w, cp, &o, err)
-		               : nar_fetch(&cp->info, cp->substituter, &o,
-		                     closure_write, f, err)) < 0 ||
-		    closure_write(f, "V ok\n", 5, err) < 0)
-			goto out;
-	}
-	if (closure_write_block(f, 'E', &reg, err) < 0)
+	if (closure_write_block(f, 'L', &st->list, err) < 0 ||
+	    nar_fetch_ordered(f->jobs, n, &o, &ops, f, err) < 0 ||
+	    closure_write_block(f, 'E', &reg, err) < 0 ||
+	    closure_flush(f, err) < 0)
 		goto out;
 	rc = 0;
 out:
+	nar_tar_free(w.t); /* a path cut short */
+	f->tw = NULL;
 	buf_release(&w.chunk);
 	buf_release(&reg);
+	free(f->jobs);
+	free(f->plan);
+	f->jobs = NULL;
+	f->plan = NULL;
 	return rc;
 }
 
@@ -1475,6 +1883,9 @@ closure_push(struct run_ctx *ctx, const struct step *step, struct cst *st,
 		return err_set(err, SH_ERR_IO, "closure %s: pipe: %s", st->root,
 		    strerror(errno));
 	}
+	/* Best effort: a larger pipe lets the channel read (and frame) up
+	 * to 1 MiB at once. */
+	(void)fcntl(p[1], F_SETPIPE_SZ, (int)(1u << 20));
 	memset(&feed, 0, sizeof(feed));
 	feed.st = st;
 	feed.fd = p[1];

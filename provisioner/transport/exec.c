@@ -147,6 +147,9 @@ chan_start(struct xfer *x, const char *command, LIBSSH2_CHANNEL **out,
 
 /* Room kept before the data of a chunk for its frame header. */
 #define FRAME_HDR 24
+/* A framed stdin_fd's chunk: the far end starts a process per frame
+ * (remote.c's relay), so frames are as large as the pipe allows. */
+#define FRAME_CHUNK (1u << 20)
 
 /*
  * Puts the frame header "<n>\n" right before the n bytes read at
@@ -178,7 +181,8 @@ in_refill(struct xfer *x, struct errbuf *err)
 
 	if (poll(&pfd, 1, 0) <= 0)
 		return 0;
-	r = read(x->io->stdin_fd, x->chunk + at, IO_CHUNK - at);
+	r = read(x->io->stdin_fd, x->chunk + at,
+	    (at > 0 ? FRAME_CHUNK : IO_CHUNK) - at);
 	if (r < 0 && (errno == EINTR || errno == EAGAIN))
 		return 0;
 	if (r < 0)
@@ -769,7 +773,7 @@ ssh_exec(struct ssh_conn *c, const char *command, struct ssh_io *io,
 	x.data = x.io->stdin_data;
 	x.data_left = x.data != NULL ? x.io->stdin_len : 0;
 	x.fd_eof = x.io->stdin_fd < 0;
-	x.chunk = xmalloc(IO_CHUNK);
+	x.chunk = xmalloc(x.io->frame_stdin_fd ? FRAME_CHUNK : IO_CHUNK);
 	x.rbuf = xmalloc(IO_CHUNK);
 	libssh2_session_set_blocking(c->session, 0);
 	if (x.io->spares > 0)

@@ -3,10 +3,12 @@
  * choice, NarHash and NarSize checked over small in-memory streams made
  * here with the same libraries (xz, zstd, bzip2, none), fed whole and in
  * pieces; truncated, corrupt, oversized and tampered input refused with
- * the path, the cache and both hashes named.
+ * the path, the cache and both hashes named; the bounds of the ordered
+ * parallel fetch's scheduler (nar_order_may_start).
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -381,6 +383,90 @@ test_bad_narinfo(void **state)
 	fix_free(&f);
 }
 
+/* nar_order_may_start(): the head job always, otherwise bounded. */
+static void
+test_order_bounds(void **state)
+{
+	struct narinfo ni[NAR_AHEAD_JOBS + 2];
+	struct nar_job jobs[NAR_AHEAD_JOBS + 2];
+
+	(void)state;
+	memset(ni, 0, sizeof(ni));
+	for (size_t i = 0; i < NAR_AHEAD_JOBS + 2; i++) {
+		ni[i].nar_size = 1024;
+		jobs[i].ni = &ni[i];
+		jobs[i].cache = CACHE;
+	}
+	ni[0].nar_size = 4ull << 30; /* a head job over the byte bound */
+	assert_true(nar_order_may_start(jobs, 0, 0, 0, 4));
+	assert_false(nar_order_may_start(jobs, 1, 0, 1, 4)); /* bytes */
+	ni[0].nar_size = 1024;
+	assert_true(nar_order_may_start(jobs, 1, 0, 1, 4));
+	assert_false(nar_order_may_start(jobs, 4, 0, 4, 4)); /* parallel */
+	assert_true(nar_order_may_start(jobs, NAR_AHEAD_JOBS - 1, 0, 0, 4));
+	assert_false(nar_order_may_start(jobs, NAR_AHEAD_JOBS, 0, 0, 4));
+	assert_true(nar_order_may_start(jobs, NAR_AHEAD_JOBS, 1, 0, 4));
+}
+
+/*
+ * The scheduler as nar_fetch_ordered() runs it, with transfers finishing
+ * in a shuffled order: every job is handed on, in order, and the bytes
+ * waiting on disk (finished or running jobs not handed on yet, the head
+ * one aside) never exceed NAR_AHEAD_BYTES.
+ */
+static void
+test_order_simulated(void **state)
+{
+	enum {
+		N = 300
+	};
+	static struct narinfo ni[N];
+	static struct nar_job jobs[N];
+	bool running[N] = { false }, done[N] = { false };
+	size_t next = 0, emitted = 0, inflight = 0, order[N], no = 0;
+	unsigned seed = 7;
+
+	(void)state;
+	for (size_t i = 0; i < N; i++) {
+		seed = seed * 1103515245u + 12345u;
+		ni[i].nar_size =
+		    (seed >> 8) % 5 == 0 ? (200ull << 20) : (seed >> 4) % 70000;
+		jobs[i].ni = &ni[i];
+	}
+	while (emitted < N) {
+		uint64_t held = 0;
+
+		while (next < N &&
+		       nar_order_may_start(jobs, next, emitted, inflight, 4)) {
+			running[next++] = true;
+			inflight++;
+		}
+		assert_true(inflight <= 4);
+		assert_true(inflight > 0 || done[emitted]);
+		for (size_t i = emitted + 1; i < next; i++)
+			held += ni[i].nar_size;
+		assert_true(held <= NAR_AHEAD_BYTES);
+		assert_true(next - emitted <= NAR_AHEAD_JOBS);
+		/* finish a pseudo-random running job */
+		if (inflight > 0) {
+			size_t k, pick;
+
+			seed = seed * 1103515245u + 12345u;
+			pick = (seed >> 8) % inflight;
+			for (k = emitted; k < next; k++)
+				if (running[k] && pick-- == 0)
+					break;
+			running[k] = false;
+			done[k] = true;
+			inflight--;
+		}
+		while (emitted < N && done[emitted])
+			order[no++] = emitted++;
+	}
+	for (size_t i = 0; i < N; i++)
+		assert_int_equal(order[i], i);
+}
+
 int
 main(void)
 {
@@ -397,6 +483,8 @@ main(void)
 		cmocka_unit_test(test_trailing),
 		cmocka_unit_test(test_sink_error),
 		cmocka_unit_test(test_bad_narinfo),
+		cmocka_unit_test(test_order_bounds),
+		cmocka_unit_test(test_order_simulated),
 	};
 
 	if (sodium_init() < 0)
