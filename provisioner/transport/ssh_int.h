@@ -86,6 +86,9 @@ struct ssh_conn {
 	} spares[SSH_SPARES_MAX];
 	size_t nspares;
 	bool spares_refused; /* the server refused a channel: keep none */
+	/* Kept commands (ssh.h) between calls, oldest first; as spares. */
+	struct spare kept[SSH_KEPT_MAX];
+	size_t nkept;
 	/* Jump hosts (jump.c): the relay process carrying sock, and each
 	 * hop's host key as first seen (owned), which reconnects require. */
 	int relay_pid; /* 0: none */
