@@ -154,6 +154,24 @@ box() { box_exec "$@"; }
 box sh -c "mkdir -p '$SRC_DIR' '$DEST_DIR' && cd '$SRC_DIR' &&
 	seq -f 'f%04g' 1 $NFILES | xargs touch" || die "could not make the source files"
 
+box sh -c "head -c 49152 /dev/urandom | base64 -w0 | head -c 65536 >'$BIG_OUT'" ||
+	die "could not make the 64 KiB file"
+# Empty the upload directory: every tool then writes all the files.
+reset_up() { box sh -c "rm -rf '$UP_DIR' && mkdir -p '$UP_DIR'"; }
+reset_up_both() {
+	reset_up
+	ansible_reset
+}
+# Are there N files of 4 KiB in the upload directory?
+up_ok() {
+	local got
+	got=$(box sh -c "find '$UP_DIR' -type f -size 4096c | wc -l")
+	[[ $got == "$NSTEPS" ]] || {
+		say "expected $NSTEPS files of 4096 bytes in $UP_DIR, found $got"
+		return 1
+	}
+}
+
 # Empty the destination: every tool then creates all the links.
 reset_dest() { box sh -c "rm -rf '$DEST_DIR' && mkdir -p '$DEST_DIR'"; }
 
@@ -181,6 +199,24 @@ EOF
 for ((i = 1; i <= NSTEPS; i++)); do
 	printf '  - name: step %d\n    shell: "true"\n' "$i" >>"$TMP/steps.yml"
 done
+# Steps that move bytes: each writes a 4 KiB file (an upload), or prints
+# 64 KiB (a cat of a file made in the box).
+UP_DIR=/srv/stagehand-bench/up
+BIG_OUT=/srv/stagehand-bench/64k
+CONTENT4K=$(head -c 3072 /dev/zero | tr '\0' a | base64 -w0 | head -c 4095)
+{
+	printf 'stagehand: 1\nstage: bench-upload\nsteps:\n'
+	for ((i = 1; i <= NSTEPS; i++)); do
+		printf '  - name: upload %d\n    upload: { content: "%s\\n", dest: %s/f%d }\n' \
+			"$i" "$CONTENT4K" "$UP_DIR" "$i"
+	done
+} >"$TMP/upload.yml"
+{
+	printf 'stagehand: 1\nstage: bench-output\nsteps:\n'
+	for ((i = 1; i <= NSTEPS; i++)); do
+		printf '  - name: output %d\n    shell: cat %s\n' "$i" "$BIG_OUT"
+	done
+} >"$TMP/output.yml"
 cat >"$TMP/links.yml" <<EOF
 stagehand: 1
 stage: bench-links
@@ -239,6 +275,19 @@ EOF
 		printf '    - name: step %d\n      command: /bin/true\n' "$i"
 	done
 } >"$TMP/steps-playbook.yml"
+{
+	printf -- '- hosts: box\n  gather_facts: false\n  become: true\n  tasks:\n'
+	for ((i = 1; i <= NSTEPS; i++)); do
+		printf '    - name: upload %d\n      copy: { content: "%s\\n", dest: %s/f%d }\n' \
+			"$i" "$CONTENT4K" "$UP_DIR" "$i"
+	done
+} >"$TMP/upload-playbook.yml"
+{
+	printf -- '- hosts: box\n  gather_facts: false\n  become: true\n  tasks:\n'
+	for ((i = 1; i <= NSTEPS; i++)); do
+		printf '    - name: output %d\n      command: cat %s\n' "$i" "$BIG_OUT"
+	done
+} >"$TMP/output-playbook.yml"
 # with_fileglob would glob on the controller, so the file list comes from
 # a `find` task on the box, as a real playbook would do it.
 cat >"$TMP/links-playbook.yml" <<EOF
@@ -429,6 +478,17 @@ mux_reset
 measure "$S" "reference" "$RUNS" : : "1 ssh, shell loop of sudo -n true in the box" \
 	-- floor_steps
 SUDO_NS=$(sed -n 's/^inbox_ns=\([0-9]*\)$/\1/p' "$LAST_LOG")
+
+U="$NSTEPS uploads of 4 KiB"
+O="$NSTEPS steps of 64 KiB output"
+measure "$U" stagehand "$RUNS" reset_up up_ok "1 connection" \
+	-- stagehand_run "$TMP/upload.yml"
+measure "$U" ansible-playbook "$ANSIBLE_RUNS" reset_up_both up_ok "copy: content" \
+	-- ansible_run "$TMP/upload-playbook.yml"
+measure "$O" stagehand "$RUNS" : : "1 connection" \
+	-- stagehand_run "$TMP/output.yml"
+measure "$O" ansible-playbook "$ANSIBLE_RUNS" ansible_reset : "command: cat" \
+	-- ansible_run "$TMP/output-playbook.yml"
 
 measure "$L" stagehand "$RUNS" reset_dest links_ok "1 alias step" \
 	-- stagehand_run "$TMP/links.yml"
