@@ -206,8 +206,15 @@
 	"  if (vec($ro, 0, 1)) { rd() or exit 0 }\n"                           \
 	"  drain() if @left; sysread $cr, my $b, 64 if vec($ro, fileno $cr, "  \
 	"1) }\n"
-/* What the session's sh reads first: stdin becomes the payload (fd 3). */
-#define SESSION_PROLOGUE "{\nexec <&3 3<&-\n"
+/*
+ * What the session's sh reads around the script: the group is parsed whole
+ * before it runs, and its redirection gives its commands the payload (fd
+ * 3) as stdin while the shell itself goes on reading its script pipe, where
+ * it finds EOF after the group. (`exec <&3` inside the group would make the
+ * shell read what follows the group, the rest of the payload, as script.)
+ */
+#define SESSION_OPEN "{\n"
+#define SESSION_CLOSE "\n} <&3 3<&-\n"
 /* Spare copies of the bootstrap kept started (ssh.h): two let each one's
  * sudo start while the two commands before it run. */
 #define REMOTE_SPARES 2
@@ -301,11 +308,11 @@ build_stdin(const struct remote_cmd *cmd, bool session, struct buf *in,
 
 	if (session)
 		rc = buf_addf(in, "%u %zu %zu\n", cmd->timeout_s,
-		         strlen(SESSION_PROLOGUE "\n}\n") + slen,
+		         strlen(SESSION_OPEN SESSION_CLOSE) + slen,
 		         cmd->payload != NULL ? cmd->payload_len : 0) < 0 ||
-		     buf_adds(in, SESSION_PROLOGUE) < 0 ||
+		     buf_adds(in, SESSION_OPEN) < 0 ||
 		     buf_add(in, cmd->script, slen) < 0 ||
-		     buf_adds(in, "\n}\n") < 0 ||
+		     buf_adds(in, SESSION_CLOSE) < 0 ||
 		     (cmd->payload != NULL &&
 		         buf_add(in, cmd->payload, cmd->payload_len) < 0);
 	else if (buf_addf(in, "%u %d\n", cmd->timeout_s, has_payload(cmd)) < 0)

@@ -15,9 +15,10 @@
  * per user and run. Each script is one request: the loop runs `sh -s` in a
  * fresh child and process group, with the loop's own environment, working
  * directory and umask (what sudo gave it; a step cannot change them for
- * the next), the script on its stdin wrapped in "{ }" so that it is parsed
- * whole first, then stdin the payload (or /dev/null). Output streams back
- * in length-prefixed frames, so a script cannot forge its end; the step
+ * the next), the script on its stdin as "{\n<script>\n} <&3 3<&-\n", parsed
+ * whole first, and its commands' stdin the payload (or /dev/null).
+ * Output streams back in length-prefixed frames, so a script cannot
+ * forge its end; the step
  * ends when its shell exits, and what it left running that keeps stdout
  * open no longer holds it. The timeout is the loop's: TERM to the group,
  * KILL 10 s later (status 124, 137, as below), and the session goes on.
