@@ -28,6 +28,7 @@ box_file() { cat "$TESTBOX_UPPER$1" 2>/dev/null; }
 
 # --- one loop per user; env, cwd and umask stay with their step
 # Each step notes the loop above its shell ($PPID), then what it sees.
+# shellcheck disable=SC2016 # expanded by the step's shell
 state='echo "$PPID $(pwd) $${LEAK-unset} $(umask) $(id -un)"'
 cat >"$T/iso.yml" <<YML
 stagehand: 1
@@ -97,7 +98,7 @@ YML
 run r2 "$T/frames.yml" --keep-going
 t_ok "the step that prints end frames still fails with its own status" \
 	has_text "exit 5" jr "$T/r2" '.steps[0].error.message'
-t_ok "it ran to its end" test "$(box_file /tmp/frames-done)" = done
+t_ok "it ran to its end" test "$(box_file /tmp/frames-done)" = "done"
 t_ok "the step after it runs in the same session" \
 	test -n "$(box_file /tmp/frames-next)"
 
@@ -156,7 +157,7 @@ n=1000
 		echo "  - name: Step $i"
 		echo "    become: true"
 		case $i in
-		100 | $n) echo "    shell: 'awk \"/^VmRSS/ { print \\\$2 }\" /proc/\$PPID/status >> /tmp/rss; touch /tmp/at-$i; while [ ! -e /tmp/go-$i ]; do sleep 0.05; done'" ;;
+		100 | "$n") echo "    shell: 'awk \"/^VmRSS/ { print \\\$2 }\" /proc/\$PPID/status >> /tmp/rss; touch /tmp/at-$i; while [ ! -e /tmp/go-$i ]; do sleep 0.05; done'" ;;
 		*) echo "    shell: 'awk \"/^VmRSS/ { print \\\$2 }\" /proc/\$PPID/status >> /tmp/rss'" ;;
 		esac
 	done
