@@ -1,11 +1,12 @@
 /*
  * exec.c: the exec engine: ssh_exec() runs one command on its own
  * channel, streams its stdin from memory and an fd and its stdout and
- * stderr to buffers or an fd, within a deadline; spares keep copies of a
- * command started ahead of time (see ssh.h). The session is driven
- * non-blocking with poll(), and a packet half sent is finished before any
- * other (ssh_int.h). Channel closing and the spares are shared with
- * tunnel.c and session.c.
+ * stderr to buffers or an fd, within a deadline; kept commands serve one
+ * call after another on one channel, their stdout in frames; spares keep
+ * copies of a command started ahead of time (see ssh.h). The session is
+ * driven non-blocking with poll(), and a packet half sent is finished
+ * before any other (ssh_int.h). Channel closing, the spares and the kept
+ * commands are shared with tunnel.c and session.c.
  */
 #include "transport/ssh_int.h"
 

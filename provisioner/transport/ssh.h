@@ -6,9 +6,9 @@
  * reconnect), jump.c (jump hosts: the relay process), trust.c (keys and the
  * agent, known_hosts and the host key check, authentication; OpenSSH's
  * known_hosts rules are knownhosts.c's, the key checks sshkey.c's), exec.c
- * (ssh_exec(): channels, streaming, spares) and tunnel.c (ssh_tunnel_*()). They
- * share ssh_int.h, which is private to transport/; every other layer uses only
- * this header.
+ * (ssh_exec(): channels, streaming, spares, kept commands) and tunnel.c
+ * (ssh_tunnel_*()). They share ssh_int.h, which is private to transport/;
+ * every other layer uses only this header.
  *
  * Call order: ssh_target_parse() -> ssh_connect() -> ssh_exec()... (and
  * tunnels, below) -> ssh_close(). ssh_reconnect() replaces a dead session

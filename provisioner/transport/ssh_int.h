@@ -12,7 +12,8 @@
  *              socket (a socketpair) over the hops.
  *   trust.c    keys and the agent, known_hosts, the host key check,
  *              authentication.
- *   exec.c     ssh_exec(): channels, stdin and output streaming, spares.
+ *   exec.c     ssh_exec(): channels, stdin and output streaming, spares,
+ *              kept commands and their frames.
  *   tunnel.c   ssh_tunnel_*(): direct-tcpip and exec channels relayed to
  *              a local fd (libpq's, from pg.c).
  *
