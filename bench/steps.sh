@@ -63,6 +63,8 @@ NFILES=${BENCH_FILES:-1000}
 SSH_LINKS_BUDGET=120 # seconds: above this, ssh-per-step links are extrapolated
 SRC_DIR=/srv/stagehand-bench/src
 DEST_DIR=/srv/stagehand-bench/dest
+UP_DIR=/srv/stagehand-bench/up
+BIG_OUT=/srv/stagehand-bench/64k
 
 say() { echo "bench: $*" >&2; }
 die() {
@@ -207,8 +209,6 @@ for ((i = 1; i <= NSTEPS; i++)); do
 done
 # Steps that move bytes: each writes a 4 KiB file (an upload), or prints
 # 64 KiB (a cat of a file made in the box).
-UP_DIR=/srv/stagehand-bench/up
-BIG_OUT=/srv/stagehand-bench/64k
 CONTENT4K=$(head -c 3072 /dev/zero | tr '\0' a | base64 -w0 | head -c 4095)
 {
 	printf 'stagehand: 1\nstage: bench-upload\nsteps:\n'
@@ -477,8 +477,9 @@ stagehand_run "$TMP/steps.yml" >/dev/null 2>&1 || true
 
 measure "$S" stagehand "$RUNS" : : "1 connection" -- stagehand_run "$TMP/steps.yml"
 STEPS_MEDIAN_RUN=$MEDIAN_RUN
+cp "$TMP/steps.yml" "$TMP/steps-per-channel.yml" # its own report dirs
 measure "$S" "stagehand, --one-channel-per-step" "$RUNS" : : "a channel and a sudo per step" \
-	-- stagehand_run "$TMP/steps.yml" --one-channel-per-step
+	-- stagehand_run "$TMP/steps-per-channel.yml" --one-channel-per-step
 measure "$S" ansible-playbook "$ANSIBLE_RUNS" ansible_reset : "pipelining, ControlPersist" \
 	-- ansible_run "$TMP/steps-playbook.yml"
 measure "$S" "ssh per step" "$RUNS" : : "$NSTEPS connections" -- ssh_steps
