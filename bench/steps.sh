@@ -11,6 +11,12 @@
 #                     ssh        100 x `ssh ... sudo -n true` (a new connection
 #                                each, as Packer's shell provisioner does per
 #                                script), and again with ControlMaster
+#   "100 uploads of 4 KiB"  100 steps that each write a 4 KiB file:
+#                     stagehand  100 `upload: { content: ... }` steps
+#                     ansible    100 `copy: content=...` tasks, become: true
+#   "100 steps of 64 KiB output"  100 steps that each print 64 KiB:
+#                     stagehand  100 `shell: cat FILE` steps
+#                     ansible    100 `command: cat FILE` tasks, become: true
 #   "1000 links"    link 1,000 files of a directory into another one; the
 #                   destination is emptied before every run so every tool
 #                   creates all 1,000 links:
@@ -23,9 +29,9 @@
 # shell loop in the box, i.e. the floor set by sudo/ln themselves.
 #
 # It prints the seconds of each (median of the runs), the ratio tool /
-# stagehand, and the ratios against the targets (>= 20x ansible on the 100
-# steps, >= 100x on the 1,000 links) as information: no timing decides the
-# exit status. Exit 0 when the bench ran; 1 when a tool failed to do the work
+# stagehand, and the ratios against the targets (>= 100x ansible and <= 2 ms
+# a step on the 100 steps, >= 100x on the 1,000 links) as information: no
+# timing decides the exit status. Exit 0 when the bench ran; 1 when a tool failed to do the work
 # (or the setup failed), 2 on usage.
 #
 # Environment:
@@ -57,6 +63,8 @@ NFILES=${BENCH_FILES:-1000}
 SSH_LINKS_BUDGET=120 # seconds: above this, ssh-per-step links are extrapolated
 SRC_DIR=/srv/stagehand-bench/src
 DEST_DIR=/srv/stagehand-bench/dest
+UP_DIR=/srv/stagehand-bench/up
+BIG_OUT=/srv/stagehand-bench/64k
 
 say() { echo "bench: $*" >&2; }
 die() {
@@ -154,6 +162,24 @@ box() { box_exec "$@"; }
 box sh -c "mkdir -p '$SRC_DIR' '$DEST_DIR' && cd '$SRC_DIR' &&
 	seq -f 'f%04g' 1 $NFILES | xargs touch" || die "could not make the source files"
 
+box sh -c "head -c 49152 /dev/urandom | base64 -w0 | head -c 65536 >'$BIG_OUT'" ||
+	die "could not make the 64 KiB file"
+# Empty the upload directory: every tool then writes all the files.
+reset_up() { box sh -c "rm -rf '$UP_DIR' && mkdir -p '$UP_DIR'"; }
+reset_up_both() {
+	reset_up
+	ansible_reset
+}
+# Are there N files of 4 KiB in the upload directory?
+up_ok() {
+	local got
+	got=$(box sh -c "find '$UP_DIR' -type f -size 4096c | wc -l")
+	[[ $got == "$NSTEPS" ]] || {
+		say "expected $NSTEPS files of 4096 bytes in $UP_DIR, found $got"
+		return 1
+	}
+}
+
 # Empty the destination: every tool then creates all the links.
 reset_dest() { box sh -c "rm -rf '$DEST_DIR' && mkdir -p '$DEST_DIR'"; }
 
@@ -181,6 +207,22 @@ EOF
 for ((i = 1; i <= NSTEPS; i++)); do
 	printf '  - name: step %d\n    shell: "true"\n' "$i" >>"$TMP/steps.yml"
 done
+# Steps that move bytes: each writes a 4 KiB file (an upload), or prints
+# 64 KiB (a cat of a file made in the box).
+CONTENT4K=$(head -c 3072 /dev/zero | tr '\0' a | base64 -w0 | head -c 4095)
+{
+	printf 'stagehand: 1\nstage: bench-upload\nsteps:\n'
+	for ((i = 1; i <= NSTEPS; i++)); do
+		printf '  - name: upload %d\n    upload: { content: "%s\\n", dest: %s/f%d }\n' \
+			"$i" "$CONTENT4K" "$UP_DIR" "$i"
+	done
+} >"$TMP/upload.yml"
+{
+	printf 'stagehand: 1\nstage: bench-output\nsteps:\n'
+	for ((i = 1; i <= NSTEPS; i++)); do
+		printf '  - name: output %d\n    shell: cat %s\n' "$i" "$BIG_OUT"
+	done
+} >"$TMP/output.yml"
 cat >"$TMP/links.yml" <<EOF
 stagehand: 1
 stage: bench-links
@@ -194,9 +236,11 @@ steps:
 EOF
 
 RUN_N=0 # set by measure: the run number, for distinct report dirs
-stagehand_run() { # MANIFEST
-	"$STAGEHAND" run "$1" "${SSH_ARGS[@]}" \
-		--report "$TMP/report-${1##*/}-$RUN_N" -q
+stagehand_run() { # MANIFEST [ARGS...]
+	local m=$1
+	shift
+	"$STAGEHAND" run "$m" "${SSH_ARGS[@]}" \
+		--report "$TMP/report-${m##*/}-$RUN_N" -q "$@"
 }
 last_report() { echo "$TMP/report-$1-$RUN_N/results.json"; }
 # The re-run must really have had nothing to change.
@@ -239,6 +283,19 @@ EOF
 		printf '    - name: step %d\n      command: /bin/true\n' "$i"
 	done
 } >"$TMP/steps-playbook.yml"
+{
+	printf -- '- hosts: box\n  gather_facts: false\n  become: true\n  tasks:\n'
+	for ((i = 1; i <= NSTEPS; i++)); do
+		printf '    - name: upload %d\n      copy: { content: "%s\\n", dest: %s/f%d }\n' \
+			"$i" "$CONTENT4K" "$UP_DIR" "$i"
+	done
+} >"$TMP/upload-playbook.yml"
+{
+	printf -- '- hosts: box\n  gather_facts: false\n  become: true\n  tasks:\n'
+	for ((i = 1; i <= NSTEPS; i++)); do
+		printf '    - name: output %d\n      command: cat %s\n' "$i" "$BIG_OUT"
+	done
+} >"$TMP/output-playbook.yml"
 # with_fileglob would glob on the controller, so the file list comes from
 # a `find` task on the box, as a real playbook would do it.
 cat >"$TMP/links-playbook.yml" <<EOF
@@ -420,6 +477,9 @@ stagehand_run "$TMP/steps.yml" >/dev/null 2>&1 || true
 
 measure "$S" stagehand "$RUNS" : : "1 connection" -- stagehand_run "$TMP/steps.yml"
 STEPS_MEDIAN_RUN=$MEDIAN_RUN
+cp "$TMP/steps.yml" "$TMP/steps-per-channel.yml" # its own report dirs
+measure "$S" "stagehand, --one-channel-per-step" "$RUNS" : : "a channel and a sudo per step" \
+	-- stagehand_run "$TMP/steps-per-channel.yml" --one-channel-per-step
 measure "$S" ansible-playbook "$ANSIBLE_RUNS" ansible_reset : "pipelining, ControlPersist" \
 	-- ansible_run "$TMP/steps-playbook.yml"
 measure "$S" "ssh per step" "$RUNS" : : "$NSTEPS connections" -- ssh_steps
@@ -429,6 +489,17 @@ mux_reset
 measure "$S" "reference" "$RUNS" : : "1 ssh, shell loop of sudo -n true in the box" \
 	-- floor_steps
 SUDO_NS=$(sed -n 's/^inbox_ns=\([0-9]*\)$/\1/p' "$LAST_LOG")
+
+U="$NSTEPS uploads of 4 KiB"
+O="$NSTEPS steps of 64 KiB output"
+measure "$U" stagehand "$RUNS" reset_up up_ok "1 connection" \
+	-- stagehand_run "$TMP/upload.yml"
+measure "$U" ansible-playbook "$ANSIBLE_RUNS" reset_up_both up_ok "copy: content" \
+	-- ansible_run "$TMP/upload-playbook.yml"
+measure "$O" stagehand "$RUNS" : : "1 connection" \
+	-- stagehand_run "$TMP/output.yml"
+measure "$O" ansible-playbook "$ANSIBLE_RUNS" ansible_reset : "command: cat" \
+	-- ansible_run "$TMP/output-playbook.yml"
 
 measure "$L" stagehand "$RUNS" reset_dest links_ok "1 alias step" \
 	-- stagehand_run "$TMP/links.yml"
@@ -511,8 +582,14 @@ target() { # TASK GOAL
 		echo "target: stagehand >= ${2}x faster than ansible-playbook on $1: $r (NOT met)"
 	fi
 }
-target "$S" 20
+target "$S" 100
 target "$L" 100
+for t in "$U" "$O"; do
+	echo "info:   $t, ansible-playbook / stagehand: $(ratio "$(secs_of "$t" ansible-playbook)" "$(secs_of "$t" stagehand)")"
+done
+a=$(secs_of "$S" stagehand)
+[[ -z $a ]] || echo "info:   stagehand on $S: $(awk -v a="$a" -v k="$NSTEPS" \
+	'BEGIN { printf "%.1f", a / k * 1000 }') ms a step, wall time of the whole run / steps (target: <= 2)"
 r=$(ratio "$(secs_of "$LR" ansible-playbook)" "$(secs_of "$LR" stagehand)")
 echo "info:   re-run with nothing to change, ansible-playbook / stagehand: $r"
 bd=$(stagehand_breakdown)

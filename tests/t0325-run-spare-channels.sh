@@ -7,9 +7,12 @@
 # counts from its script, not from its spare; sudo refusing (a password is
 # required) still names the cause, spare or not; a server that allows one
 # channel at a time (MaxSessions 1) just gets no spares; and nothing stays
-# running in the box after the run.
+# running in the box after the run. Spares serve --one-channel-per-step
+# (the privileged session needs none: t0327), so the runs here use it; the
+# sudo refusal and MaxSessions 1 (with two users taking turns) are shown
+# in the privileged session too.
 . "$(dirname "$0")/lib.sh"
-t_plan 22
+t_plan 33
 
 box_up "$(box_name sp)" || { t_not "test box comes up"; t_done; exit 1; }
 
@@ -35,7 +38,7 @@ steps:
       start=$(sed 's/.*) //' /proc/$pid/stat | cut -d' ' -f20)
       echo "$(cat /proc/$pid/comm) $start $(getconf CLK_TCK) $(cat /tmp/step1-end)" > /tmp/step2-sudo
 YML
-run r1 "$T/overlap.yml"
+run r1 "$T/overlap.yml" --one-channel-per-step
 t_ok "the two steps run" rc_is 0
 read -r comm start hz end1 < <(box_exec cat /tmp/step2-sudo)
 t_ok "step 2 runs under sudo (found: '$comm')" test "$comm" = sudo
@@ -60,7 +63,7 @@ t_ok "step 2's sudo started while step 1 ran (sudo at $start/$hz s, step 1 ended
 		echo "    shell: id -un > /tmp/who-$i"
 	done
 } >"$T/users.yml"
-run r2 "$T/users.yml"
+run r2 "$T/users.yml" --one-channel-per-step
 t_ok "12 steps as three users alternating run" rc_is 0
 want=''
 got=''
@@ -88,7 +91,7 @@ steps:
     timeout: 1
     shell: sleep 4; touch /tmp/third-done
 YML
-run r3 "$T/timeout.yml"
+run r3 "$T/timeout.yml" --one-channel-per-step
 t_ok "the run fails on the third step only" rc_is 1
 t_ok "a 2 s timeout is not used up by the step before it" \
 	test "$(status_of r3 1)" = changed
@@ -97,7 +100,8 @@ t_ok "a step longer than its own timeout still times out" \
 	grep -q 'timed out after 1 s' "$T/out"
 t_ok "and did not finish" box_exec test ! -e /tmp/third-done
 
-# --- sudo refuses: the same message with or without a spare
+# --- sudo refuses: the same message with or without a spare, and in the
+# privileged session (no flag)
 box_exec sh -c "echo '$TESTBOX_USER ALL=(daemon) PASSWD: ALL' >/etc/sudoers.d/zz-spares &&
 	chmod 0440 /etc/sudoers.d/zz-spares"
 cat >"$T/sudo.yml" <<'YML'
@@ -116,14 +120,18 @@ steps:
   - name: As root
     shell: "true"
 YML
-run r4 "$T/sudo.yml" --keep-going
-t_ok "the run fails" rc_is 1
-for i in 0 1 2; do
-	t_ok "daemon step $((i + 1)) fails" test "$(status_of r4 $i)" = failed
-	t_ok "daemon step $((i + 1)) says sudo wants a password" \
-		sh -c "jq -r '.steps[$i].error' '$T/r4/results.json' | grep -q 'a password is required'"
+for mode in --one-channel-per-step session; do
+	flag=()
+	[ "$mode" = session ] || flag=("$mode")
+	run r4 "$T/sudo.yml" "${flag[@]}" --keep-going
+	t_ok "$mode: the run fails" rc_is 1
+	for i in 0 1 2; do
+		t_ok "$mode: daemon step $((i + 1)) fails" test "$(status_of r4 $i)" = failed
+		t_ok "$mode: daemon step $((i + 1)) says sudo wants a password" \
+			sh -c "jq -r '.steps[$i].error' '$T/r4/results.json' | grep -q 'a password is required'"
+	done
+	t_ok "$mode: the root step after them runs" test "$(status_of r4 3)" = changed
 done
-t_ok "the root step after them runs" test "$(status_of r4 3)" = changed
 box_exec rm -f /etc/sudoers.d/zz-spares
 
 # --- no process stays behind: spares end with the session
@@ -150,12 +158,18 @@ done
 	echo "steps:"
 	for i in $(seq 1 8); do
 		echo "  - name: Step $i"
+		[ $((i % 2)) = 0 ] || echo "    become: false"
 		echo "    shell: echo $i > /tmp/one-$i"
 	done
 } >"$T/one.yml"
-run r5 "$T/one.yml"
-t_ok "8 steps through one channel at a time run" rc_is 0
-t_ok "all 8 changed" test "$(changed_count r5)" = 8
-t_ok "the last one did its work" box_exec grep -qx 8 /tmp/one-8
+for mode in --one-channel-per-step session; do
+	flag=()
+	[ "$mode" = session ] || flag=("$mode")
+	box_exec rm -f /tmp/one-8
+	run r5 "$T/one.yml" "${flag[@]}"
+	t_ok "$mode: 8 steps through one channel at a time run" rc_is 0
+	t_ok "$mode: all 8 changed" test "$(changed_count r5)" = 8
+	t_ok "$mode: the last one did its work" box_exec grep -qx 8 /tmp/one-8
+done
 
 t_done

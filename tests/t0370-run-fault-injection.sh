@@ -203,8 +203,10 @@ BG_PID=
 # comes while it exits before the EXIT trap's first command: a trap that
 # only exits then ends the shell without the EXIT trap, and the temp file
 # stays. That window is microseconds wide, so here a test-only `sh`, first
-# in sudo's secure_path, gives the shell of a script with a payload an
-# `exit` alias that sends it the signal first: every exit comes with one.
+# in sudo's secure_path, gives the shell of a script with a payload (`sh
+# -c 'read -r n ...'`, or the privileged session's `sh -s`, whose stdin is
+# the script alone) an `exit` alias that sends it the signal first: every
+# exit comes with one.
 # The upload fails after making its temp file (no such owner); the temp
 # file must go all the same, and the status says the signal's trap ran.
 cat >"$T/exit-signal-sh" <<'SH'
@@ -217,6 +219,14 @@ case $1:${2-} in
 	: >/tmp/exit-signal-used
 	exec /bin/dash -c "alias exit='exit \$(kill -$sig \$\$)'
 $c" "$@"
+	;;
+-s:)
+	[ -e /tmp/exit-signal ] || exec /bin/dash -s
+	read -r sig </tmp/exit-signal || exit 1
+	c=$(cat)
+	: >/tmp/exit-signal-used
+	exec /bin/dash -c "alias exit='exit \$(kill -$sig \$\$)'
+$c"
 	;;
 esac
 exec /bin/dash "$@"

@@ -24,6 +24,7 @@ enum {
 	OPT_OFFLINE,
 	OPT_JSON,
 	OPT_KEEP_GOING,
+	OPT_ONE_CHANNEL,
 	OPT_FROM,
 	OPT_TRUSTED_KEY,
 	OPT_REGISTRATION,
@@ -54,6 +55,7 @@ static const struct option long_opts[] = {
 	{ "offline", no_argument, NULL, OPT_OFFLINE },
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "keep-going", no_argument, NULL, OPT_KEEP_GOING },
+	{ "one-channel-per-step", no_argument, NULL, OPT_ONE_CHANNEL },
 	{ "from", required_argument, NULL, OPT_FROM },
 	{ "trusted-key", required_argument, NULL, OPT_TRUSTED_KEY },
 	{ "registration", no_argument, NULL, OPT_REGISTRATION },
@@ -99,6 +101,8 @@ cli_usage(void)
 	       "                             the last --jump's key (default: "
 	       "the target's)\n"
 	       "  --jump-host-key SHA256:... pin the last --jump's host key\n"
+	       "  --one-channel-per-step     each step its own channel and "
+	       "sudo\n"
 	       "manifest:\n"
 	       "  --var NAME=VALUE           override a variable (not "
 	       "secrets)\n"
@@ -248,6 +252,9 @@ parse_option(int c, const char *arg, struct cli *cli, struct errbuf *err)
 		return 0;
 	case OPT_KEEP_GOING:
 		cli->keep_going = true;
+		return 0;
+	case OPT_ONE_CHANNEL:
+		cli->one_channel_per_step = true;
 		return 0;
 	case OPT_FROM:
 		strlist_push(&cli->from, arg);

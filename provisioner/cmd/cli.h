@@ -103,9 +103,10 @@ struct cli {
 	bool json;
 	bool registration; /* closure: print the load-db registration */
 	bool keep_going;
-	bool wait_lock;       /* --wait-lock: wait for the lock */
-	unsigned wait_lock_s; /* its SECS; 0: no limit */
-	int verbosity;        /* -1 quiet, 0 normal, 1+ verbose */
+	bool one_channel_per_step; /* remote.h: no privileged session */
+	bool wait_lock;            /* --wait-lock: wait for the lock */
+	unsigned wait_lock_s;      /* its SECS; 0: no limit */
+	int verbosity;             /* -1 quiet, 0 normal, 1+ verbose */
 	bool help;
 	bool version;
 };

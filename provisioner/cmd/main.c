@@ -558,6 +558,7 @@ cmd_run(const struct cli *cli, volatile sig_atomic_t *interrupted,
 		.skip_tags = cli->skip_tags,
 		.start_at = cli->start_at,
 		.keep_going = cli->keep_going,
+		.one_channel_per_step = cli->one_channel_per_step,
 		.lock = cli->command == CLI_RUN,
 		.lock_wait_s = !cli->wait_lock    ? 0
 		               : cli->wait_lock_s ? (int)cli->wait_lock_s

@@ -35,6 +35,9 @@ struct run_opts {
 	bool keep_going;      /* do not stop at the first failure */
 	bool lock;            /* take the target lock (run, not plan) */
 	int lock_wait_s;      /* when held: 0 fail, -1 wait, N seconds */
+	/* Each step on its own channel with its own sudo (remote.h), not
+	 * in the privileged session; --one-channel-per-step. */
+	bool one_channel_per_step;
 };
 
 struct target_facts {

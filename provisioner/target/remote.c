@@ -97,6 +97,124 @@
 	"head -c \"$n\" || break; done; } >\"$d/f\"; " WATCH "; } "            \
 	"<&3 >/dev/null 2>&1 &\n"                                              \
 	"exec 3<&- <\"$d/f\"\n"
+/*
+ * The privileged session (remote.h): one perl loop per become user and
+ * run, on a channel transport/exec.c keeps open (ssh.h, "kept commands").
+ * It reads requests "<timeout> <script length> <payload length>\n<script>
+ * <payload>" and runs each in a child of its own: a new process group
+ * (setpgrp), `sh -s` reading the script from a pipe on stdin and the
+ * payload (or nothing) from a pipe on fd 3, and the loop's own, untouched
+ * environment, working directory and umask, which are what sudo gave it.
+ * A child cannot change the loop, so nothing leaks from a step to the
+ * next. The child's stdout and stderr come back as frames ("o<n>\n",
+ * "e<n>\n" and n bytes), as produced; the step ends when the child exits
+ * (a SIGCHLD wakes select() through a pipe), not at EOF: what is still in
+ * its pipes is sent (up to 16 reads each), and pipes that background
+ * processes of the step keep open are read and dropped from then on, so
+ * those processes never block or get SIGPIPE. Then "x<status>\n" (124
+ * after a timeout, 137 when the KILL was needed, as GNU timeout), or
+ * "k<signal>\n". A timeout sends TERM to the group, KILL 10 s later, and
+ * KILL to what is left of the group once the child is gone. EOF on the
+ * loop's stdin means sshd closed the channel: a running step's group gets
+ * TERM, then KILL 2 s later (up to 3 s more while the child lives), and
+ * the loop exits. perl, not sh: sh cannot frame binary output by length.
+ * perl-base is Essential on Debian and Ubuntu (README); only core modules
+ * that it ships (POSIX, Fcntl) are used; times() is the clock, as
+ * Time::HiRes is not in perl-base.
+ */
+#define SESSION_LOOP                                                           \
+	"use POSIX; use Fcntl;\n"                                              \
+	"$SIG{PIPE} = 'IGNORE';\n"                                             \
+	"my ($hz, $in, @left) = (sysconf(_SC_CLK_TCK), '');\n"                 \
+	"pipe(my $cr, my $cw);\n"                                              \
+	"$SIG{CHLD} = sub { syswrite $cw, 'c' };\n"                            \
+	"sub nb { fcntl($_[0], F_SETFL, fcntl($_[0], F_GETFL, 0) | "           \
+	"O_NONBLOCK) }\n"                                                      \
+	"nb($cr); nb($cw);\n"                                                  \
+	"sub now { (POSIX::times())[0] / $hz }\n"                              \
+	"sub out { my $s = shift; while (length $s) { my $w = syswrite "       \
+	"STDOUT, $s;\n"                                                        \
+	"  return 0 if !defined $w && !$!{EINTR}; substr($s, 0, $w, '') if "   \
+	"$w } 1 }\n"                                                           \
+	"sub rd { my $r = sysread STDIN, $in, 65536, length $in;\n"            \
+	"  defined $r ? $r : $!{EINTR} || $!{EAGAIN} }\n"                      \
+	"sub bits { my $v = ''; vec($v, fileno $_, 1) = 1 for @_; $v }\n"      \
+	"sub drain { my $b; @left = grep { my $r = sysread $_, $b, 65536;\n"   \
+	"  $r || !defined $r && $!{EAGAIN} } @left }\n"                        \
+	"sub bye { my $p = shift; kill TERM => -$p; my $t = now();\n"          \
+	"  while (now() < $t + 5) { last if waitpid($p, WNOHANG) && now() >= " \
+	"$t + 2;\n"                                                            \
+	"    select undef, undef, undef, .1 }\n"                               \
+	"  kill KILL => -$p; exit 0 }\n"                                       \
+	"sub step {\n"                                                         \
+	"  my ($t, $s, $p) = @_; my ($st, $dl, $kl, $to, $killed, $b);\n"      \
+	"  pipe(my $sr, my $sw); pipe(my $pr, my $pw);\n"                      \
+	"  pipe(my $or, my $ow); pipe(my $er, my $ew);\n"                      \
+	"  my $pid = fork;\n"                                                  \
+	"  if (!defined $pid) { my $m = \"stagehand: fork: $!\\n\";\n"         \
+	"    out('e' . length($m) . \"\\n${m}x1\\n\") or exit 0; return }\n"   \
+	"  if (!$pid) { setpgrp(0, 0); $SIG{PIPE} = $SIG{CHLD} = 'DEFAULT';\n" \
+	"    my @d = map { dup(fileno $_) } $sr, $ow, $ew, $pr;\n"             \
+	"    dup2($d[$_], $_) for 0 .. 3; POSIX::close($_) for @d;\n"          \
+	"    exec 'sh', '-s'; _exit(127) }\n"                                  \
+	"  close $_ for $sr, $pr, $ow, $ew; nb($_) for $sw, $pw, $or, $er;\n"  \
+	"  my %w = (fileno $sw, [$sw, $s], fileno $pw, [$pw, $p]);\n"          \
+	"  my %r = (fileno $or, ['o', $or], fileno $er, ['e', $er]);\n"        \
+	"  $dl = now() + $t if $t;\n"                                          \
+	"  while (!defined $st) {\n"                                           \
+	"    for (keys %w) { if (!length $w{$_}[1]) { close $w{$_}[0]; "       \
+	"delete $w{$_} } }\n"                                                  \
+	"    my $ri = bits(STDIN, $cr, @left, map { $_->[1] } values %r);\n"   \
+	"    my $wi = bits(map { $_->[0] } values %w);\n"                      \
+	"    my $tm = $dl ? ($kl || $dl) - now() : undef; $tm = 0 if defined " \
+	"$tm && $tm < 0;\n"                                                    \
+	"    my $n = select(my $ro = $ri, my $wo = $wi, undef, $tm);\n"        \
+	"    if ($dl && now() >= ($kl || $dl)) {\n"                            \
+	"      if ($kl) { kill KILL => -$pid; $killed = 1; $dl = 0 }\n"        \
+	"      else { $to = 1; kill TERM => -$pid; $kl = now() + 10 } }\n"     \
+	"    next if $n <= 0;\n"                                               \
+	"    if (vec($ro, fileno $cr, 1)) { sysread $cr, $b, 64;\n"            \
+	"      $st = $? if waitpid($pid, WNOHANG) == $pid }\n"                 \
+	"    if (vec($ro, 0, 1)) { rd() or bye($pid) }\n"                      \
+	"    drain() if @left;\n"                                              \
+	"    for (keys %w) { next unless vec($wo, $_, 1);\n"                   \
+	"      my $x = syswrite $w{$_}[0], $w{$_}[1];\n"                       \
+	"      if (defined $x) { substr($w{$_}[1], 0, $x, '') }\n"             \
+	"      elsif (!$!{EAGAIN}) { $w{$_}[1] = '' } }\n"                     \
+	"    for (keys %r) { next unless vec($ro, $_, 1);\n"                   \
+	"      my $x = sysread $r{$_}[1], $b, 65536;\n"                        \
+	"      if ($x) { out($r{$_}[0] . $x . \"\\n\" . $b) or bye($pid) }\n"  \
+	"      elsif (defined $x || !$!{EAGAIN}) { delete $r{$_} } } }\n"      \
+	"  for (values %r) { for my $i (1 .. 16) { my $x = sysread $_->[1], "  \
+	"$b, 65536;\n"                                                         \
+	"      if ($x) { out($_->[0] . $x . \"\\n\" . $b) or exit 0; next }\n" \
+	"      push @left, $_->[1] if !defined $x && $!{EAGAIN}; last } }\n"   \
+	"  kill KILL => -$pid if $to;\n"                                       \
+	"  out(($to ? 'x' . ($killed ? 137 : 124) : $st & 127 ? 'k' . ($st & " \
+	"127)\n"                                                               \
+	"    : 'x' . ($st >> 8)) . \"\\n\") or exit 0 }\n"                     \
+	"while (1) {\n"                                                        \
+	"  while ($in =~ /^(\\d+) (\\d+) (\\d+)\\n/) {\n"                      \
+	"    my ($t, $sl, $pl, $h) = ($1, $2, $3, length $&);\n"               \
+	"    last if length $in < $h + $sl + $pl; substr($in, 0, $h, '');\n"   \
+	"    step($t, substr($in, 0, $sl, ''), substr($in, 0, $pl, '')) }\n"   \
+	"  die \"stagehand: bad request\\n\" if $in =~ /^[^\\n]*[^\\d "        \
+	"\\n]/;\n"                                                             \
+	"  my $n = select(my $ro = bits(STDIN, $cr, @left), undef, undef, "    \
+	"undef);\n"                                                            \
+	"  next if $n <= 0;\n"                                                 \
+	"  if (vec($ro, 0, 1)) { rd() or exit 0 }\n"                           \
+	"  drain() if @left; sysread $cr, my $b, 64 if vec($ro, fileno $cr, "  \
+	"1) }\n"
+/*
+ * What the session's sh reads around the script: the group is parsed whole
+ * before it runs, and its redirection gives its commands the payload (fd
+ * 3) as stdin while the shell itself goes on reading its script pipe, where
+ * it finds EOF after the group. (`exec <&3` inside the group would make the
+ * shell read what follows the group, the rest of the payload, as script.)
+ */
+#define SESSION_OPEN "{\n"
+#define SESSION_CLOSE "\n} <&3 3<&-\n"
 /* Spare copies of the bootstrap kept started (ssh.h): two let each one's
  * sudo start while the two commands before it run. */
 #define REMOTE_SPARES 2
@@ -136,6 +254,14 @@ has_payload(const struct remote_cmd *cmd)
 	return cmd->payload != NULL || cmd->payload_fd >= 0;
 }
 
+/* Steps without a stream payload go to the privileged session (remote.h). */
+static bool
+use_session(const struct run_ctx *ctx, const struct remote_cmd *cmd)
+{
+	return cmd->payload_fd < 0 &&
+	       !(ctx->opts != NULL && ctx->opts->one_channel_per_step);
+}
+
 static int
 build_cmdline(const struct run_ctx *ctx, const struct remote_cmd *cmd,
     struct buf *line, struct errbuf *err)
@@ -155,8 +281,13 @@ build_cmdline(const struct run_ctx *ctx, const struct remote_cmd *cmd,
 		    buf_adds(line, " -- ") < 0)
 			goto long_;
 	}
-	if (buf_adds(line, BOOTSTRAP) < 0)
+	if (use_session(ctx, cmd)) {
+		if (buf_adds(line, "perl -e ") < 0 ||
+		    sh_quote(line, SESSION_LOOP) < 0)
+			goto long_;
+	} else if (buf_adds(line, BOOTSTRAP) < 0) {
 		goto long_;
+	}
 	return 0;
 long_:
 	return err_set(err, SH_ERR_INTERNAL, "remote command line too long");
@@ -169,12 +300,22 @@ long_:
  * "0\n" at the end (here when there is no fd, else from exec.c).
  */
 static int
-build_stdin(const struct remote_cmd *cmd, struct buf *in, struct errbuf *err)
+build_stdin(const struct remote_cmd *cmd, bool session, struct buf *in,
+    struct errbuf *err)
 {
 	size_t slen = strlen(cmd->script);
 	int rc;
 
-	if (buf_addf(in, "%u %d\n", cmd->timeout_s, has_payload(cmd)) < 0)
+	if (session)
+		rc = buf_addf(in, "%u %zu %zu\n", cmd->timeout_s,
+		         strlen(SESSION_OPEN SESSION_CLOSE) + slen,
+		         cmd->payload != NULL ? cmd->payload_len : 0) < 0 ||
+		     buf_adds(in, SESSION_OPEN) < 0 ||
+		     buf_add(in, cmd->script, slen) < 0 ||
+		     buf_adds(in, SESSION_CLOSE) < 0 ||
+		     (cmd->payload != NULL &&
+		         buf_add(in, cmd->payload, cmd->payload_len) < 0);
+	else if (buf_addf(in, "%u %d\n", cmd->timeout_s, has_payload(cmd)) < 0)
 		rc = 1;
 	else if (has_payload(cmd))
 		rc = buf_addf(in, "%zu\n", strlen(PROLOGUE_PAYLOAD) + slen) <
@@ -185,10 +326,12 @@ build_stdin(const struct remote_cmd *cmd, struct buf *in, struct errbuf *err)
 		rc = buf_adds(in, "{\n" PROLOGUE_PLAIN) < 0 ||
 		     buf_add(in, cmd->script, slen) < 0 ||
 		     buf_adds(in, "\n}\n") < 0;
-	if (rc == 0 && cmd->payload != NULL && cmd->payload_len > 0)
+	if (session)
+		;
+	else if (rc == 0 && cmd->payload != NULL && cmd->payload_len > 0)
 		rc = buf_addf(in, "%zu\n", cmd->payload_len) < 0 ||
 		     buf_add(in, cmd->payload, cmd->payload_len) < 0;
-	if (rc == 0 && has_payload(cmd) && cmd->payload_fd < 0)
+	if (rc == 0 && !session && has_payload(cmd) && cmd->payload_fd < 0)
 		rc = buf_adds(in, "0\n") < 0;
 	if (rc != 0)
 		return err_set(err, SH_ERR_STEP,
@@ -229,15 +372,17 @@ remote_run(struct run_ctx *ctx, const struct remote_cmd *cmd,
 	struct ssh_exit ex;
 	struct ssh_io io;
 	uint64_t t0;
+	bool session = use_session(ctx, cmd);
 	int rc = -1;
 
 	remote_out_init(out);
 	if (cmd->script == NULL)
 		return err_set(err, SH_ERR_INTERNAL, "remote_run: no script");
-	buf_init(&line, 4096);
+	buf_init(&line, 16384);
 	buf_init(&in, REMOTE_SCRIPT_MAX + 4096);
 	if (build_cmdline(ctx, cmd, &line, err) < 0 ||
-	    build_stdin(cmd, &in, err) < 0 || run_ctx_ssh(ctx, &conn, err) < 0)
+	    build_stdin(cmd, session, &in, err) < 0 ||
+	    run_ctx_ssh(ctx, &conn, err) < 0)
 		goto out;
 	t0 = now_ms();
 	memset(&io, 0, sizeof(io));
@@ -249,9 +394,12 @@ remote_run(struct run_ctx *ctx, const struct remote_cmd *cmd,
 	io.err = &out->err;
 	io.on_stderr = cmd->on_stderr;
 	io.on_stderr_arg = cmd->on_stderr_arg;
-	io.spares = REMOTE_SPARES;
+	/* Spares hide each step's sudo; the session has none to hide. */
+	if (ctx->opts != NULL && ctx->opts->one_channel_per_step)
+		io.spares = REMOTE_SPARES;
 	io.keep_stdin_open = true;
 	io.frame_stdin_fd = true;
+	io.kept = session;
 	if (cmd->timeout_s > 0)
 		io.deadline_ms =
 		    t0 + ((uint64_t)cmd->timeout_s + REMOTE_GRACE_S) * 1000u;

@@ -2,7 +2,33 @@
  * remote.h: run a shell script on the target, the one way steps reach it.
  *
  * The script never goes on argv (argv is visible in `ps` on both ends and
- * in sshd logs). The command line is one fixed bootstrap per become user:
+ * in sshd logs).
+ *
+ * The privileged session (the default): a script without a payload_fd
+ * (in-memory payloads are fine) goes to one perl loop per become user and
+ * run,
+ *
+ *     [sudo -n -u USER --] perl -e '<loop>'
+ *
+ * started by the first such script of that user on a channel that
+ * transport/exec.c keeps open (ssh.h, "kept commands"), so sudo runs once
+ * per user and run. Each script is one request: the loop runs `sh -s` in a
+ * fresh child and process group, with the loop's own environment, working
+ * directory and umask (what sudo gave it; a step cannot change them for
+ * the next), the script on its stdin as "{\n<script>\n} <&3 3<&-\n", parsed
+ * whole first, and its commands' stdin the payload (or /dev/null).
+ * Output streams back in length-prefixed frames, so a script cannot
+ * forge its end; the step
+ * ends when its shell exits, and what it left running that keeps stdout
+ * open no longer holds it. The timeout is the loop's: TERM to the group,
+ * KILL 10 s later (status 124, 137, as below), and the session goes on.
+ * When the channel closes (the controller killed, the connection dropped,
+ * a local deadline or interruption), the loop ends the running script's
+ * group (TERM, KILL 2 s later) and exits; the next script opens a new
+ * session. remote.c has the loop and its details.
+ *
+ * One channel per step (run_opts.one_channel_per_step, and any script with
+ * a payload_fd): the command line is one fixed bootstrap per become user:
  *
  *     [sudo -n -u USER --] sh -c 'read -r t p || exit 0; ...' stagehand
  *
@@ -30,7 +56,8 @@
  * the script put in a session of their own (daemons) are left alone.
  *
  * Because the bootstrap waits for stdin and exits 0 on EOF, exec.c keeps
- * REMOTE_SPARES copies of it started ahead of time (ssh.h, "spares"): a
+ * (with one_channel_per_step) REMOTE_SPARES copies of it started ahead of
+ * time (ssh.h, "spares"): a
  * step's sudo starts while the steps before it run. The timeout starts
  * with the script, not with the spare.
  *

@@ -1,11 +1,12 @@
 /*
  * exec.c: the exec engine: ssh_exec() runs one command on its own
  * channel, streams its stdin from memory and an fd and its stdout and
- * stderr to buffers or an fd, within a deadline; spares keep copies of a
- * command started ahead of time (see ssh.h). The session is driven
- * non-blocking with poll(), and a packet half sent is finished before any
- * other (ssh_int.h). Channel closing and the spares are shared with
- * tunnel.c and session.c.
+ * stderr to buffers or an fd, within a deadline; kept commands serve one
+ * call after another on one channel, their stdout in frames; spares keep
+ * copies of a command started ahead of time (see ssh.h). The session is
+ * driven non-blocking with poll(), and a packet half sent is finished
+ * before any other (ssh_int.h). Channel closing, the spares and the kept
+ * commands are shared with tunnel.c and session.c.
  */
 #include "transport/ssh_int.h"
 
@@ -38,9 +39,17 @@ struct xfer {
 	bool progress; /* this round moved some bytes */
 	enum pend pend;
 	char *rbuf; /* owned: IO_CHUNK bytes */
+	/* A kept command (ssh_io.kept): its stdout is frames, parsed here. */
+	bool ended;   /* the end frame arrived: the call is over */
+	bool bad;     /* the stream broke the frame format */
+	char tag;     /* 'o' or 'e' while inside a data frame, else 0 */
+	size_t fleft; /* bytes left of the current data frame */
+	char hdr[24]; /* a header line read so far */
+	size_t hlen;
 };
 
 static int spares_fill(struct xfer *x, const char *command, struct errbuf *err);
+static void kept_drop(struct ssh_conn *c, size_t i);
 
 static int
 xfer_lost(struct xfer *x, int rc, struct errbuf *err)
@@ -336,8 +345,117 @@ sink_tail(struct xfer *x, struct buf *b, const char *p, size_t n)
 	buf_add(b, p, n);
 }
 
+static int deliver(
+    struct xfer *x, int stream, const char *p, size_t n, struct errbuf *err);
+
+/* "KILL" for 9: the names exit-signal uses, for a kept command's 'k'. */
+static const char *
+sig_name(unsigned n)
+{
+	static const char *const names[] = { "", "HUP", "INT", "QUIT", "ILL",
+		"TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2",
+		"PIPE", "ALRM", "TERM" };
+
+	return n < sizeof(names) / sizeof(*names) ? names[n] : "";
+}
+
+/* The end of a call: "x<status>" or "k<signal number>" (ssh.h). */
+static void
+frame_end(struct xfer *x, char tag, unsigned v)
+{
+	const char *name = sig_name(v);
+
+	x->ended = true;
+	x->exit->status = (int)v;
+	if (tag != 'k')
+		return;
+	x->exit->status = -1;
+	if (*name == '\0')
+		name = "UNKNOWN";
+	memcpy(x->exit->signal, name, strlen(name) + 1);
+}
+
+/* One header line "<tag><decimal>" (without its newline). */
 static int
-sink(struct xfer *x, int stream, const char *p, size_t n, struct errbuf *err)
+frame_header(struct xfer *x, struct errbuf *err)
+{
+	unsigned long long v = 0;
+	char tag = x->hdr[0];
+
+	if (x->hlen < 2 || x->hlen > 12 ||
+	    (tag != 'o' && tag != 'e' && tag != 'x' && tag != 'k'))
+		goto bad;
+	for (size_t i = 1; i < x->hlen; i++) {
+		if (x->hdr[i] < '0' || x->hdr[i] > '9')
+			goto bad;
+		v = v * 10 + (unsigned)(x->hdr[i] - '0');
+	}
+	x->hlen = 0;
+	if (tag == 'x' || tag == 'k') {
+		if (v > 255)
+			goto bad;
+		frame_end(x, tag, (unsigned)v);
+	} else if (v > 0) {
+		x->tag = tag;
+		x->fleft = (size_t)v;
+	}
+	return 0;
+bad:
+	x->bad = true;
+	return err_set(err, SH_ERR_REMOTE,
+	    "the session on %s sent something that is not a frame",
+	    x->c->where);
+}
+
+/*
+ * A kept command's stdout: "o<n>\n<n bytes>" (the step's stdout), "e<n>
+ * \n<n bytes>" (its stderr), then "x<status>\n" or "k<signal>\n". Only
+ * the far end's loop writes this stream; a step's own bytes are always
+ * inside a data frame, so they cannot end the call.
+ */
+static int
+frames(struct xfer *x, const char *p, size_t n, struct errbuf *err)
+{
+	while (n > 0) {
+		if (x->ended || x->bad) {
+			x->bad = true;
+			return err_set(err, SH_ERR_REMOTE,
+			    "the session on %s wrote past the end of a step",
+			    x->c->where);
+		}
+		if (x->fleft > 0) {
+			size_t k = n < x->fleft ? n : x->fleft;
+
+			if (deliver(x, x->tag == 'o' ? 0 : 1, p, k, err) < 0)
+				return -1;
+			x->fleft -= k;
+			p += k;
+			n -= k;
+			continue;
+		}
+		if (*p == '\n') {
+			p++;
+			n--;
+			if (frame_header(x, err) < 0)
+				return -1;
+			continue;
+		}
+		if (x->hlen == sizeof(x->hdr)) {
+			x->bad = true;
+			return err_set(err, SH_ERR_REMOTE,
+			    "the session on %s sent something that is not a "
+			    "frame",
+			    x->c->where);
+		}
+		x->hdr[x->hlen++] = *p++;
+		n--;
+	}
+	return 0;
+}
+
+/* Bytes of the command's stdout (stream 0) or stderr to where io says. */
+static int
+deliver(struct xfer *x, int stream, const char *p, size_t n, struct errbuf *err)
 {
 	if (stream != 0) {
 		if (x->io->on_stderr != NULL)
@@ -363,6 +481,15 @@ sink(struct xfer *x, int stream, const char *p, size_t n, struct errbuf *err)
 		n -= (size_t)w;
 	}
 	return 0;
+}
+
+/* Channel bytes: a kept command's stdout is frames. */
+static int
+sink(struct xfer *x, int stream, const char *p, size_t n, struct errbuf *err)
+{
+	if (stream == 0 && x->io->kept)
+		return frames(x, p, n, err);
+	return deliver(x, stream, p, n, err);
 }
 
 /* True when the next channel read will send a window adjustment. */
@@ -443,7 +570,7 @@ xfer_run(struct xfer *x, const char *command, struct errbuf *err)
 {
 	bool spares_due = x->io->spares > 0;
 
-	while (!x->closed) {
+	while (!x->closed && !x->ended) {
 		x->progress = false;
 		x->want_out = false;
 		if (xfer_check(x, err) < 0 || xfer_stdin(x, err) < 0 ||
@@ -455,7 +582,8 @@ xfer_run(struct xfer *x, const char *command, struct errbuf *err)
 				return -1;
 			continue;
 		}
-		if (!x->closed && !x->progress && xfer_wait(x, err) < 0)
+		if (!x->closed && !x->ended && !x->progress &&
+		    xfer_wait(x, err) < 0)
 			return -1;
 	}
 	return spares_due ? spares_fill(x, command, err) : 0;
@@ -595,6 +723,66 @@ xfer_release(struct xfer *x)
 	free(x->rbuf);
 }
 
+/* ---- kept commands (ssh.h) */
+
+/* Takes kept command i out of the list; returns its channel. */
+static LIBSSH2_CHANNEL *
+kept_remove(struct ssh_conn *c, size_t i)
+{
+	LIBSSH2_CHANNEL *ch = c->kept[i].ch;
+
+	free(c->kept[i].command);
+	memmove(&c->kept[i], &c->kept[i + 1],
+	    (c->nkept - i - 1) * sizeof(c->kept[0]));
+	c->nkept--;
+	return ch;
+}
+
+/* Closes kept command i: its loop sees EOF on stdin and exits. */
+static void
+kept_drop(struct ssh_conn *c, size_t i)
+{
+	(void)exec_chan_close(c, kept_remove(c, i));
+}
+
+/*
+ * The channel of command kept from an earlier call, or NULL. One that
+ * wrote between calls or has ended (a step killed its loop) is closed.
+ */
+static LIBSSH2_CHANNEL *
+kept_take(struct ssh_conn *c, const char *command)
+{
+	for (size_t i = 0; i < c->nkept && !c->dead; i++) {
+		LIBSSH2_CHANNEL *ch = c->kept[i].ch;
+		unsigned long pending = 0;
+
+		if (strcmp(c->kept[i].command, command) != 0)
+			continue;
+		(void)libssh2_channel_window_read_ex(ch, &pending, NULL);
+		if (pending == 0 && libssh2_channel_eof(ch) == 0)
+			return kept_remove(c, i);
+		kept_drop(c, i);
+		break;
+	}
+	return NULL;
+}
+
+/* Keeps x's channel for the next call of command; the oldest makes room. */
+static void
+kept_put(struct xfer *x, const char *command)
+{
+	struct ssh_conn *c = x->c;
+
+	if (c->nkept == SSH_KEPT_MAX)
+		kept_drop(c, 0);
+	if (c->dead)
+		return;
+	c->kept[c->nkept].ch = x->ch;
+	c->kept[c->nkept].command = xstrdup(command);
+	c->nkept++;
+	x->ch = NULL;
+}
+
 /* ---- spares (ssh.h) */
 
 /* The session is going: its spares go with it (libssh2_session_free). */
@@ -605,6 +793,9 @@ exec_spares_forget(struct ssh_conn *c)
 		free(c->spares[i].command);
 	c->nspares = 0;
 	c->spares_refused = false;
+	for (size_t i = 0; i < c->nkept; i++)
+		free(c->kept[i].command);
+	c->nkept = 0;
 }
 
 /* Takes spare i out of the list; returns its channel. */
@@ -684,11 +875,13 @@ spare_make_room(struct ssh_conn *c, const char *command)
 bool
 exec_spares_yield(struct ssh_conn *c)
 {
-	bool had = c->nspares > 0;
+	bool had = c->nspares > 0 || c->nkept > 0;
 
 	c->spares_refused = true;
 	while (c->nspares > 0 && !c->dead)
 		spare_drop(c, 0);
+	while (c->nkept > 0 && !c->dead)
+		kept_drop(c, 0);
 	return had && !c->dead;
 }
 
@@ -754,7 +947,7 @@ ssh_exec(struct ssh_conn *c, const char *command, struct ssh_io *io,
     struct ssh_exit *exit, struct errbuf *err)
 {
 	struct ssh_io none = { NULL, 0, -1, -1, NULL, NULL, 0, NULL, NULL, 0,
-		false, false };
+		false, false, false };
 	struct ssh_exit scratch;
 	struct xfer x;
 	int rc;
@@ -776,15 +969,26 @@ ssh_exec(struct ssh_conn *c, const char *command, struct ssh_io *io,
 	x.chunk = xmalloc(x.io->frame_stdin_fd ? FRAME_CHUNK : IO_CHUNK);
 	x.rbuf = xmalloc(IO_CHUNK);
 	libssh2_session_set_blocking(c->session, 0);
-	if (x.io->spares > 0)
-		x.ch = spare_take(c, command); /* may find the session broken */
+	if (x.io->kept && x.io->stdin_fd >= 0) {
+		free(x.chunk);
+		free(x.rbuf);
+		return err_set(err, SH_ERR_INTERNAL,
+		    "ssh_exec: a kept command "
+		    "takes no stdin_fd");
+	}
+	if (x.io->kept)
+		x.ch = kept_take(c, command); /* may find the session broken */
+	else if (x.io->spares > 0)
+		x.ch = spare_take(c, command);
 	rc = session_usable(c, err);
 	if (rc == 0 && x.ch == NULL)
 		rc = xfer_open(&x, command, err);
 	if (rc == 0)
 		rc = xfer_run(&x, command, err);
-	if (rc == 0)
+	if (rc == 0 && !x.ended)
 		xfer_exit(&x);
+	if (rc == 0 && x.ended && xfer_flush(&x, now_ms() + CLOSE_WAIT_MS))
+		kept_put(&x, command);
 	xfer_release(&x);
 	if (c->session != NULL)
 		libssh2_session_set_blocking(c->session, 1);

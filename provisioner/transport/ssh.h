@@ -6,9 +6,9 @@
  * reconnect), jump.c (jump hosts: the relay process), trust.c (keys and the
  * agent, known_hosts and the host key check, authentication; OpenSSH's
  * known_hosts rules are knownhosts.c's, the key checks sshkey.c's), exec.c
- * (ssh_exec(): channels, streaming, spares) and tunnel.c (ssh_tunnel_*()). They
- * share ssh_int.h, which is private to transport/; every other layer uses only
- * this header.
+ * (ssh_exec(): channels, streaming, spares, kept commands) and tunnel.c
+ * (ssh_tunnel_*()). They share ssh_int.h, which is private to transport/;
+ * every other layer uses only this header.
  *
  * Call order: ssh_target_parse() -> ssh_connect() -> ssh_exec()... (and
  * tunnels, below) -> ssh_close(). ssh_reconnect() replaces a dead session
@@ -186,6 +186,9 @@ struct ssh_io {
 	 * "0\n" at its EOF, so the far end can find the end of a stream of
 	 * unknown length without a channel EOF. */
 	bool frame_stdin_fd;
+	/* command is kept running between calls (below, "kept commands"):
+	 * stdin_data is one request; stdin_fd must be -1. */
+	bool kept;
 };
 
 struct ssh_exit {
@@ -216,6 +219,30 @@ struct ssh_exit {
  */
 int ssh_exec(struct ssh_conn *c, const char *command, struct ssh_io *io,
     struct ssh_exit *exit, struct errbuf *err);
+
+/*
+ * Kept commands (io->kept): a command that serves one request after
+ * another on a channel of its own, kept open between calls: remote.c's
+ * privileged session, one per become user, so that sudo runs once per
+ * user and run. A call writes stdin_data to it (never EOF) and reads its
+ * stdout as frames, each a header line and, for data, that many bytes:
+ *
+ *     o<n>\n<n bytes>   stdout of the request's work (to io's stdout)
+ *     e<n>\n<n bytes>   its stderr (to io->err, on_stderr)
+ *     x<status>\n       the end: exit status 0..255
+ *     k<signal>\n       the end: killed by that signal (status -1)
+ *
+ * The channel's own stderr (sudo refusing, the loop's errors) goes to
+ * io->err too. After the end frame the channel waits for the next call of
+ * the same command line. The first call opens it (and so shows sudo's
+ * refusal as an ordinary exit status); a kept channel that ended or wrote
+ * between calls is closed and a new one opened. A call that fails (a
+ * timeout, an interruption, the session lost, bytes that are not a frame:
+ * SH_ERR_REMOTE) closes its channel, which ends the loop and, in
+ * remote.c's loop, the work it runs. At most SSH_KEPT_MAX are kept,
+ * the oldest closed first; a refused channel closes them as it does
+ * spares, and they end with the session.
+ */
 
 /*
  * Tunnels: one channel whose bytes are relayed to and from a local fd (a

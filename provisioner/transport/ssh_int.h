@@ -12,7 +12,8 @@
  *              socket (a socketpair) over the hops.
  *   trust.c    keys and the agent, known_hosts, the host key check,
  *              authentication.
- *   exec.c     ssh_exec(): channels, stdin and output streaming, spares.
+ *   exec.c     ssh_exec(): channels, stdin and output streaming, spares,
+ *              kept commands and their frames.
  *   tunnel.c   ssh_tunnel_*(): direct-tcpip and exec channels relayed to
  *              a local fd (libpq's, from pg.c).
  *
@@ -86,6 +87,9 @@ struct ssh_conn {
 	} spares[SSH_SPARES_MAX];
 	size_t nspares;
 	bool spares_refused; /* the server refused a channel: keep none */
+	/* Kept commands (ssh.h) between calls, oldest first; as spares. */
+	struct spare kept[SSH_KEPT_MAX];
+	size_t nkept;
 	/* Jump hosts (jump.c): the relay process carrying sock, and each
 	 * hop's host key as first seen (owned), which reconnects require. */
 	int relay_pid; /* 0: none */

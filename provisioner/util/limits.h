@@ -37,6 +37,7 @@
  * default MaxSessions is 10: this leaves room for the running command and
  * Postgres tunnels. */
 #define SSH_SPARES_MAX 4
+#define SSH_KEPT_MAX 4 /* kept commands (one per become user) */
 
 #define STEP_DEFAULT_TIMEOUT_S 3600
 #define STEP_MAX_TIMEOUT_S (7 * 24 * 3600)
