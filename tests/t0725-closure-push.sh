@@ -19,6 +19,8 @@
 # a NAR that ends early inside forged stream records. A mode other than
 # pull or push is an invalid manifest.
 . "$(dirname "$0")/lib.sh"
+# shellcheck source=tests/push-lib.sh
+. "$TOP/tests/push-lib.sh"
 t_plan 45
 
 NIXCACHE=$TOP/tests/nixcache
@@ -36,72 +38,9 @@ PROF=/var/lib/postgresql/.nix-profile
 
 box_up "$(box_name cp)" || { t_not "the test box comes up"; t_done; exit 1; }
 
-# Our own web root: cache1, and two copies of it whose NAR of the victim
-# (the small closure's -small-c path) is tampered with.
-WWW=$T/www
-mkdir -p "$WWW"
-ln -s "$CACHES/cache1" "$WWW/cache1"
-VICTIM=$(grep -h '^StorePath: .*-small-c$' "$CACHES"/cache1/*.narinfo | head -n1)
-VICTIM=${VICTIM#StorePath: }
-vh=${VICTIM#/nix/store/}
-vh=${vh%%-*}
-VNAR=$(sed -n 's/^URL: //p' "$CACHES/cache1/$vh.narinfo")
-VHASH=$(sed -n 's/^NarHash: //p' "$CACHES/cache1/$vh.narinfo")
-badnar() { # CASE: a copy of cache1 whose victim NAR the caller replaces
-	local d=$WWW/$1 f
-	mkdir -p "$d/nar"
-	cp -al "$CACHES"/cache1/*.narinfo "$CACHES/cache1/nix-cache-info" "$d/"
-	for f in "$CACHES"/cache1/nar/*; do ln -s "$f" "$d/nar/"; done
-	rm -f "$d/$VNAR"
-	echo "$d/$VNAR"
-}
-case $VNAR in
-*.xz) ;;
-*) t_not "the victim's NAR is xz-compressed ($VNAR)"; t_done; exit 1 ;;
-esac
-f=$(badnar flip)
-xz -dc "$CACHES/cache1/$VNAR" | python3 -c '
-import sys
-d = bytearray(sys.stdin.buffer.read())
-d[len(d) // 2] ^= 1
-sys.stdout.buffer.write(d)' | xz -c >"$f"
-f=$(badnar cut)
-head -c "$(($(stat -c %s "$CACHES/cache1/$VNAR") / 2))" "$CACHES/cache1/$VNAR" >"$f"
-
-_t725_cleanup() {
-	"$NIXCACHE/serve" stop "$WWW" >/dev/null 2>&1 || true
-	_t_cleanup
-}
-trap _t725_cleanup EXIT
-PORT=$("$NIXCACHE/serve" port)
-# Loopback: the controller reaches it, the box does not.
-"$NIXCACHE/serve" start "$WWW" 127.0.0.1 "$PORT" || {
-	t_not "the caches are served"
-	t_done
-	exit 1
-}
-URL=http://127.0.0.1:$PORT
-
-err_has() { cat "$T/out" "$T/err" | grep -qF -- "$1" || { cat "$T/out" "$T/err"; return 1; }; }
-# manifest FILE ROOT URL MODE [EXTRA-YAML-LINES]
-manifest() {
-	cat >"$1" <<EOF
-stagehand: 1
-stage: closure
-steps:
-  - name: postgres bundle
-    closure:
-      path: $2
-      substituters: [$3]
-      trusted_keys: ["$KEY1_PUB"]
-      mode: $4
-      cache_timeout: 5
-      cache_retries: 0
-${5:-}
-EOF
-}
+push_corpus || { t_done; exit 1; }
+push_serve || { t_done; exit 1; }
 store_list() { box_exec sh -c 'ls -a /nix/store 2>/dev/null | sort'; }
-no_tmp() { test -z "$(box_exec find /nix/store -maxdepth 1 -name '.stagehand-push*')"; }
 
 PG_EXTRA="      profile: $PROF
       user: postgres"
