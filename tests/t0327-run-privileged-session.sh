@@ -182,8 +182,15 @@ first=$(box_file /tmp/rss | head -100 | sort -n | tail -1)
 last=$(box_file /tmp/rss | tail -100 | sort -n | tail -1)
 t_ok "the loop's RSS did not grow (max of the first 100: $first kB, of the last 100: $last kB)" \
 	test "$last" -le $((first + 1024))
-t_ok "stagehand's RSS did not grow (step 100: ${local_rss[100]} kB, step $n: ${local_rss[$n]} kB)" \
-	test "${local_rss[$n]}" -le $((local_rss[100] + 4096))
+# An ASan build's allocator keeps what is freed in quarantine (tens of
+# MB over 1,000 steps here), so its RSS says nothing about stagehand's;
+# its leak check at exit still runs.
+if ldd "$STAGEHAND" 2>/dev/null | grep -q libasan; then
+	t_skip "stagehand's RSS did not grow" "an ASan build: freed memory stays in its quarantine"
+else
+	t_ok "stagehand's RSS did not grow (step 100: ${local_rss[100]} kB, step $n: ${local_rss[$n]} kB)" \
+		test "${local_rss[$n]}" -le $((local_rss[100] + 4096))
+fi
 echo "# RSS: loop $first -> $last kB, stagehand ${local_rss[100]} -> ${local_rss[$n]} kB"
 
 # --- a connection dropped mid-step
