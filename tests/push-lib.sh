@@ -12,7 +12,14 @@
 #   manifest FILE ROOT URL MODE [EXTRA-YAML-LINES]
 #   err_has TEXT  $T/out or $T/err holds TEXT (else both are shown)
 #   no_tmp        the box's store holds no push temporary directory
-# shellcheck shell=bash
+#   signed_nar CACHE STOREPATH NAR [HONEST]
+#                 a narinfo for STOREPATH in $WWW/CACHE, whose URL is
+#                 nar/NAR (uncompressed, FileHash and FileSize its own),
+#                 NarHash and NarSize those of HONEST (default: the NAR
+#                 itself), signed with the test caches' key 1
+#   evil_cache    $WWW/evil: a validly signed NAR for $EVP whose entry
+#                 name holds '/' ("a/b")
+# shellcheck shell=bash disable=SC2034 # the sourcing tests read what it sets
 
 badnar() { # CASE: a copy of cache1 whose victim NAR the caller replaces
 	local d=$WWW/$1 f
@@ -86,3 +93,38 @@ EOM
 }
 
 no_tmp() { test -z "$(box_exec find /nix/store -maxdepth 1 -name '.stagehand-push*')"; }
+
+nix32() { # FILE: its sha256 in Nix's base32
+	NIX_CONF_DIR=$T/nixconf nix hash to-base32 --type sha256 \
+		"$(sha256sum "$1" | cut -d' ' -f1)"
+}
+
+signed_nar() {
+	local d=$WWW/$1 sp=$2 nar=$WWW/$1/nar/$3 honest=${4:-$WWW/$1/nar/$3} h
+	mkdir -p "$T/nixconf"
+	printf 'experimental-features = nix-command\nsubstituters =\n' >"$T/nixconf/nix.conf"
+	cp "$CACHES/cache1/nix-cache-info" "$d/"
+	h=${sp#/nix/store/}
+	printf '%s\n' "StorePath: $sp" "URL: nar/$3" "Compression: none" \
+		"FileHash: sha256:$(nix32 "$nar")" "FileSize: $(stat -c %s "$nar")" \
+		"NarHash: sha256:$(nix32 "$honest")" "NarSize: $(stat -c %s "$honest")" \
+		"References: " >"$d/${h%%-*}.narinfo"
+	NIX_CONF_DIR=$T/nixconf XDG_CACHE_HOME=$T/xdg nix store sign \
+		--store "file://$d" --key-file "$KEY1_SEC" "$sp" >/dev/null 2>&1
+}
+
+evil_cache() {
+	EVP=/nix/store/0123456789abcdfghijklmnpqrsvwxyz-evil
+	mkdir -p "$WWW/evil/nar"
+	python3 - "$WWW/evil/nar/evil.nar" <<'PY'
+import struct, sys
+def s(b):
+    b = b.encode() if isinstance(b, str) else b
+    return struct.pack("<Q", len(b)) + b + b"\0" * (-len(b) % 8)
+parts = ["nix-archive-1", "(", "type", "directory", "entry", "(", "name",
+         "a/b", "node", "(", "type", "regular", "contents", "evil\n", ")",
+         ")", ")"]
+open(sys.argv[1], "wb").write(b"".join(s(x) for x in parts))
+PY
+	signed_nar evil "$EVP" evil.nar
+}

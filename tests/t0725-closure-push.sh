@@ -201,30 +201,7 @@ t_ok "the unregistered leftover was replaced: --check-contents passes" \
 
 # ---- a validly signed NAR with an entry name holding '/': the box's
 # nix-store --restore refuses it, and nothing becomes visible
-EV=$WWW/evil
-EVH=0123456789abcdfghijklmnpqrsvwxyz
-EVP=/nix/store/$EVH-evil
-mkdir -p "$EV/nar" "$T/nixconf"
-cp "$CACHES/cache1/nix-cache-info" "$EV/"
-python3 - "$EV/nar/evil.nar" <<'PY'
-import struct, sys
-def s(b):
-    b = b.encode() if isinstance(b, str) else b
-    return struct.pack("<Q", len(b)) + b + b"\0" * (-len(b) % 8)
-parts = ["nix-archive-1", "(", "type", "directory", "entry", "(", "name",
-         "a/b", "node", "(", "type", "regular", "contents", "evil\n", ")",
-         ")", ")"]
-open(sys.argv[1], "wb").write(b"".join(s(x) for x in parts))
-PY
-printf 'experimental-features = nix-command\nsubstituters =\n' >"$T/nixconf/nix.conf"
-h32=$(NIX_CONF_DIR=$T/nixconf nix hash to-base32 --type sha256 \
-	"$(sha256sum "$EV/nar/evil.nar" | cut -d' ' -f1)")
-n=$(stat -c %s "$EV/nar/evil.nar")
-printf '%s\n' "StorePath: $EVP" "URL: nar/evil.nar" "Compression: none" \
-	"FileHash: sha256:$h32" "FileSize: $n" "NarHash: sha256:$h32" \
-	"NarSize: $n" "References: " >"$EV/$EVH.narinfo"
-NIX_CONF_DIR=$T/nixconf XDG_CACHE_HOME=$T/xdg nix store sign \
-	--store "file://$EV" --key-file "$KEY1_SEC" "$EVP" >/dev/null 2>&1
+evil_cache
 manifest "$T/evil.yml" "$EVP" "$URL/evil" push
 e0=$(store_list)
 run ev "$T/evil.yml"
@@ -244,7 +221,6 @@ EA=$WWW/early
 EAH=1123456789abcdfghijklmnpqrsvwxy0
 EAP=/nix/store/$EAH-early
 mkdir -p "$EA/nar"
-cp "$CACHES/cache1/nix-cache-info" "$EA/"
 python3 - "$T/honest.nar" "$EA/nar/early.nar" <<'PY'
 import struct, sys
 def s(b):
@@ -264,16 +240,7 @@ for off in range(4096, len(early) - len(forged), 4096):
 open(sys.argv[1], "wb").write(honest)
 open(sys.argv[2], "wb").write(early)
 PY
-hh=$(NIX_CONF_DIR=$T/nixconf nix hash to-base32 --type sha256 \
-	"$(sha256sum "$T/honest.nar" | cut -d' ' -f1)")
-fh=$(NIX_CONF_DIR=$T/nixconf nix hash to-base32 --type sha256 \
-	"$(sha256sum "$EA/nar/early.nar" | cut -d' ' -f1)")
-n=$(stat -c %s "$T/honest.nar")
-printf '%s\n' "StorePath: $EAP" "URL: nar/early.nar" "Compression: none" \
-	"FileHash: sha256:$fh" "FileSize: $n" "NarHash: sha256:$hh" \
-	"NarSize: $n" "References: " >"$EA/$EAH.narinfo"
-NIX_CONF_DIR=$T/nixconf XDG_CACHE_HOME=$T/xdg nix store sign \
-	--store "file://$EA" --key-file "$KEY1_SEC" "$EAP" >/dev/null 2>&1
+signed_nar early "$EAP" early.nar "$T/honest.nar"
 manifest "$T/early.yml" "$EAP" "$URL/early" push
 e0=$(store_list)
 run ea "$T/early.yml"

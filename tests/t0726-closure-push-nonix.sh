@@ -187,30 +187,7 @@ t_ok "and the store and records are unchanged, no temporary directory" \
 	sh -c 'test "$1" = "$2"' _ "$s0" "$(store_list)"
 
 # ---- a validly signed NAR with an entry name holding '/'
-EV=$WWW/evil
-EVH=0123456789abcdfghijklmnpqrsvwxyz
-EVP=/nix/store/$EVH-evil
-mkdir -p "$EV/nar" "$T/nixconf"
-cp "$CACHES/cache1/nix-cache-info" "$EV/"
-python3 - "$EV/nar/evil.nar" <<'PY'
-import struct, sys
-def s(b):
-    b = b.encode() if isinstance(b, str) else b
-    return struct.pack("<Q", len(b)) + b + b"\0" * (-len(b) % 8)
-parts = ["nix-archive-1", "(", "type", "directory", "entry", "(", "name",
-         "a/b", "node", "(", "type", "regular", "contents", "evil\n", ")",
-         ")", ")"]
-open(sys.argv[1], "wb").write(b"".join(s(x) for x in parts))
-PY
-printf 'experimental-features = nix-command\nsubstituters =\n' >"$T/nixconf/nix.conf"
-h32=$(NIX_CONF_DIR=$T/nixconf nix hash to-base32 --type sha256 \
-	"$(sha256sum "$EV/nar/evil.nar" | cut -d' ' -f1)")
-n=$(stat -c %s "$EV/nar/evil.nar")
-printf '%s\n' "StorePath: $EVP" "URL: nar/evil.nar" "Compression: none" \
-	"FileHash: sha256:$h32" "FileSize: $n" "NarHash: sha256:$h32" \
-	"NarSize: $n" "References: " >"$EV/$EVH.narinfo"
-NIX_CONF_DIR=$T/nixconf XDG_CACHE_HOME=$T/xdg nix store sign \
-	--store "file://$EV" --key-file "$KEY1_SEC" "$EVP" >/dev/null 2>&1
+evil_cache
 manifest "$T/evil.yml" "$EVP" "$URL/evil" push
 run ev "$T/evil.yml"
 t_ok "a signed NAR with an entry name 'a/b' is refused: exit 77" rc_is 77
