@@ -725,24 +725,33 @@ xfer_release(struct xfer *x)
 
 /* ---- kept commands (ssh.h) */
 
-/* Takes kept command i out of the list; returns its channel. */
+/*
+ * Spares and kept commands are both lists of struct spare (ssh_int.h):
+ * entry i taken out of the list v of *n entries; returns its channel.
+ */
 static LIBSSH2_CHANNEL *
-kept_remove(struct ssh_conn *c, size_t i)
+chan_list_remove(struct spare *v, size_t *n, size_t i)
 {
-	LIBSSH2_CHANNEL *ch = c->kept[i].ch;
+	LIBSSH2_CHANNEL *ch = v[i].ch;
 
-	free(c->kept[i].command);
-	memmove(&c->kept[i], &c->kept[i + 1],
-	    (c->nkept - i - 1) * sizeof(c->kept[0]));
-	c->nkept--;
+	free(v[i].command);
+	memmove(&v[i], &v[i + 1], (*n - i - 1) * sizeof(v[0]));
+	(*n)--;
 	return ch;
+}
+
+/* Closes entry i: its command sees EOF on stdin and exits. */
+static void
+chan_list_drop(struct ssh_conn *c, struct spare *v, size_t *n, size_t i)
+{
+	(void)exec_chan_close(c, chan_list_remove(v, n, i));
 }
 
 /* Closes kept command i: its loop sees EOF on stdin and exits. */
 static void
 kept_drop(struct ssh_conn *c, size_t i)
 {
-	(void)exec_chan_close(c, kept_remove(c, i));
+	chan_list_drop(c, c->kept, &c->nkept, i);
 }
 
 /*
@@ -760,7 +769,7 @@ kept_take(struct ssh_conn *c, const char *command)
 			continue;
 		(void)libssh2_channel_window_read_ex(ch, &pending, NULL);
 		if (pending == 0 && libssh2_channel_eof(ch) == 0)
-			return kept_remove(c, i);
+			return chan_list_remove(c->kept, &c->nkept, i);
 		kept_drop(c, i);
 		break;
 	}
@@ -798,24 +807,11 @@ exec_spares_forget(struct ssh_conn *c)
 	c->nkept = 0;
 }
 
-/* Takes spare i out of the list; returns its channel. */
-static LIBSSH2_CHANNEL *
-spare_remove(struct ssh_conn *c, size_t i)
-{
-	LIBSSH2_CHANNEL *ch = c->spares[i].ch;
-
-	free(c->spares[i].command);
-	memmove(&c->spares[i], &c->spares[i + 1],
-	    (c->nspares - i - 1) * sizeof(c->spares[0]));
-	c->nspares--;
-	return ch;
-}
-
 /* Closes spare i; its command sees EOF and exits. */
 static void
 spare_drop(struct ssh_conn *c, size_t i)
 {
-	(void)exec_chan_close(c, spare_remove(c, i));
+	chan_list_drop(c, c->spares, &c->nspares, i);
 }
 
 /*
@@ -838,7 +834,7 @@ spare_take(struct ssh_conn *c, const char *command)
 		}
 		(void)libssh2_channel_window_read_ex(ch, &pending, NULL);
 		if (pending == 0 && libssh2_channel_eof(ch) == 0)
-			return spare_remove(c, i);
+			return chan_list_remove(c->spares, &c->nspares, i);
 		spare_drop(c, i);
 	}
 	return NULL;
