@@ -7,7 +7,7 @@
 #       [--port N] [--user USER] [--mode run|plan] [--stagehand BIN]
 #       [--key-file FILE] [--known-hosts FILE | --accept-new-host-key]
 #       [--bastion-host HOST [--bastion-port N] [--bastion-user USER]
-#        [--bastion-key-file FILE]]
+#        [--bastion-key-file FILE]] [--wait-for-host SECS]
 #       [-- MORE STAGEHAND ARGS...]
 #
 # The key: if STAGEHAND_SSH_KEY holds key text (the templates put
@@ -26,6 +26,12 @@
 # --bastion-key-file (--jump-identity), else the host's key. Its host key
 # is checked like the host's: against --known-hosts, or accepted as
 # presented with --accept-new-host-key.
+#
+# The first connection is retried while the host is unreachable, for
+# --wait-for-host SECS (default 120; 0: one try): Packer starts this
+# script as soon as its own SSH connection works, and on a fresh instance
+# cloud-init may restart sshd right then (cc_set_passwords does, when it
+# changes PasswordAuthentication), refusing a new connection for a moment.
 #
 # Before the run, the report files of an earlier run in DIR are removed,
 # so the post-processor gate can never read a stale "passed".
@@ -54,12 +60,14 @@ bastion_host=""
 bastion_port=22
 bastion_user=""
 bastion_key_file=""
+wait_host=120
 
 while [ $# -gt 0 ]; do
 	case $1 in
 	--stagehand | --mode | --manifest | --report | --host | --port | \
 		--user | --key-file | --known-hosts | --bastion-host | \
-		--bastion-port | --bastion-user | --bastion-key-file)
+		--bastion-port | --bastion-user | --bastion-key-file | \
+		--wait-for-host)
 		[ $# -ge 2 ] || die "$1 needs a value"
 		case $1 in
 		--stagehand) stagehand=$2 ;;
@@ -75,6 +83,7 @@ while [ $# -gt 0 ]; do
 		--bastion-port) bastion_port=$2 ;;
 		--bastion-user) bastion_user=$2 ;;
 		--bastion-key-file) bastion_key_file=$2 ;;
+		--wait-for-host) wait_host=$2 ;;
 		esac
 		shift 2
 		;;
@@ -95,6 +104,7 @@ case $mode in run | plan) ;; *) die "--mode must be run or plan, not '$mode'" ;;
 [ -n "$report" ] || die "--report is required"
 [ -n "$host" ] || die "--host is required (Packer gave no build.Host)"
 case $port in '' | *[!0-9]*) die "--port must be a number, not '$port'" ;; esac
+case $wait_host in '' | *[!0-9]*) die "--wait-for-host must be a number of seconds, not '$wait_host'" ;; esac
 if [ -n "$known_hosts" ] && [ "$accept_new" = 1 ]; then
 	die "--known-hosts and --accept-new-host-key exclude each other"
 fi
@@ -155,7 +165,8 @@ done
 
 echo "$prog: stagehand $mode $manifest -> $target${bastion:+ via $bastion} ($keydesc; $hostkey); report $report"
 rc=0
-"$stagehand" "$mode" "$manifest" --target "$target" --report "$report" "$@" || rc=$?
+"$stagehand" "$mode" "$manifest" --target "$target" --report "$report" \
+	--wait-for-host "$wait_host" "$@" || rc=$?
 [ "$rc" = 0 ] && exit 0
 
 # Name the failed step last, where Packer's error summary is read.

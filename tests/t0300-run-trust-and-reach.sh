@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Bad connections get a clear error, the documented exit code, a report,
 # and touch nothing on the box: wrong or unknown host keys (77), pins,
-# unreachable targets (69), refused authentication (77).
+# unreachable targets (69), refused authentication (77); --wait-for-host
+# tries a host that is not there yet again, and only such a host.
 . "$(dirname "$0")/lib.sh"
-t_plan 21
+t_plan 29
 
 box_up "$(box_name tr)" || { t_not "test box comes up"; t_done; exit 1; }
 
@@ -80,5 +81,86 @@ key_text=$(cat "$TESTBOX_KEY")
 BOXKEY=$key_text sh_run run "$T/m.yml" --target "$target" --identity-env BOXKEY \
 	--known-hosts "$TESTBOX_KNOWN_HOSTS" --report "$T/r9"
 t_ok "a key given in an environment variable logs in" test "$RC" = 0
+
+
+# --wait-for-host: a host whose sshd is not there yet. The relay refuses
+# connections for 2 s (port closed), then for 2 s accepts and cuts them
+# at once (as QEMU's port forward does while the guest boots, or an sshd
+# restarting), then relays to the box. It logs each cut connection.
+cat >"$T/relay.py" <<'PY'
+import socket, sys, threading, time
+box = (sys.argv[1], int(sys.argv[2]))
+probe = socket.socket()
+probe.bind(("127.0.0.1", 0))
+port = probe.getsockname()[1]
+probe.close()
+print(port, flush=True)
+time.sleep(2)
+lsn = socket.socket()
+lsn.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+lsn.bind(("127.0.0.1", port))
+lsn.listen(8)
+cut_until = time.time() + 2
+def pipe(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d:
+                break
+            b.sendall(d)
+    except OSError:
+        pass
+    for s in (a, b):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+while True:
+    c, _ = lsn.accept()
+    if time.time() < cut_until:
+        c.close()
+        with open(sys.argv[3], "a") as f:
+            f.write("cut\n")
+        continue
+    u = socket.create_connection(box)
+    threading.Thread(target=pipe, args=(c, u), daemon=True).start()
+    threading.Thread(target=pipe, args=(u, c), daemon=True).start()
+PY
+relay_start() {
+	: >"$T/cuts"
+	rm -f "$T/relay.port"
+	python3 "$T/relay.py" "$TESTBOX_HOST" "$TESTBOX_PORT" "$T/cuts" >"$T/relay.port" &
+	relay_pid=$!
+	while [ ! -s "$T/relay.port" ]; do sleep 0.1; done
+	relay_port=$(cat "$T/relay.port")
+}
+relay_start
+sh_run run "$T/m.yml" --target "ssh://$TESTBOX_USER@127.0.0.1:$relay_port" \
+	-i "$TESTBOX_KEY" --host-key "$TESTBOX_HOST_KEY_SHA256" --report "$T/r10"
+t_ok "without --wait-for-host a host not there yet exits 69 at once" test "$RC" = 69
+kill "$relay_pid" 2>/dev/null; wait "$relay_pid" 2>/dev/null || true
+
+relay_start
+sh_run run "$T/m.yml" --target "ssh://$TESTBOX_USER@127.0.0.1:$relay_port" \
+	-i "$TESTBOX_KEY" --host-key "$TESTBOX_HOST_KEY_SHA256" --report "$T/r11" \
+	--wait-for-host 60
+t_ok "--wait-for-host waits for a host that comes up, then runs" test "$RC" = 0
+t_ok "the host refused and then cut connections before it came up" test -s "$T/cuts"
+t_ok "the waited-for run's report passed" test "$(jr "$T/r11" .status)" = passed
+kill "$relay_pid" 2>/dev/null; wait "$relay_pid" 2>/dev/null || true
+
+sh_run run "$T/m.yml" --target "ssh://$TESTBOX_USER@$TESTBOX_HOST:2" \
+	-i "$TESTBOX_KEY" --known-hosts "$TESTBOX_KNOWN_HOSTS" --report "$T/r12" \
+	--wait-for-host 2
+t_ok "a host that never comes up within --wait-for-host exits 69" test "$RC" = 69
+t_ok "its error says how many tries it made" grep -q 'no connection after [0-9]* tries' "$T/err"
+
+sh_run run "$T/m.yml" --target "$target" -i "$TESTBOX_KEY" \
+	--known-hosts "$T/wrong_known_hosts" --report "$T/r13" --wait-for-host 60
+# shellcheck disable=SC2016 # sh -c's own $1 and $2
+t_ok "--wait-for-host does not retry a changed host key: 77 after one try" \
+	sh -c 'test "$1" = 77 && ! grep -q "tries" "$2"' _ "$RC" "$T/err"
+sh_run run "$T/m.yml" --target "$target" --wait-for-host soon
+t_ok "--wait-for-host needs seconds (usage, exit 2)" test "$RC" = 2
 
 t_done

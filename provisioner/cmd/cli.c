@@ -35,6 +35,7 @@ enum {
 	OPT_JUMP_IDENTITY_ENV,
 	OPT_JUMP_HOST_KEY,
 	OPT_MODE,
+	OPT_WAIT_HOST,
 };
 
 static const struct option long_opts[] = {
@@ -45,6 +46,7 @@ static const struct option long_opts[] = {
 	{ "host-key", required_argument, NULL, OPT_HOST_KEY },
 	{ "accept-new-host-key", no_argument, NULL, OPT_ACCEPT_NEW },
 	{ "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
+	{ "wait-for-host", required_argument, NULL, OPT_WAIT_HOST },
 	{ "var", required_argument, NULL, OPT_VAR },
 	{ "vars-file", required_argument, NULL, OPT_VARS_FILE },
 	{ "report", required_argument, NULL, OPT_REPORT },
@@ -93,6 +95,10 @@ cli_usage(void)
 	       "  --host-key SHA256:...      pin the host key instead\n"
 	       "  --accept-new-host-key      trust an unknown host key\n"
 	       "  --connect-timeout SECONDS  default 15\n"
+	       "  --wait-for-host SECONDS    retry the first connection while "
+	       "the\n"
+	       "                             host is unreachable (default: "
+	       "once)\n"
 	       "  --jump ssh://USER@HOST[:PORT]  reach the target through "
 	       "this\n"
 	       "                             jump host (repeat, in order; or "
@@ -221,6 +227,13 @@ parse_option(int c, const char *arg, struct cli *cli, struct errbuf *err)
 			    "--connect-timeout: '%s' is not 1..3600 seconds",
 			    arg);
 		cli->connect_timeout_s = (unsigned)n;
+		return 0;
+	case OPT_WAIT_HOST:
+		if (parse_u64(arg, strlen(arg), CLI_WAIT_HOST_MAX, &n) < 0)
+			return err_set(err, SH_ERR_USAGE,
+			    "--wait-for-host: '%s' is not 0..%u seconds", arg,
+			    CLI_WAIT_HOST_MAX);
+		cli->wait_host_s = (unsigned)n;
 		return 0;
 	case OPT_VAR:
 		if (strchr(arg, '=') == NULL || arg[0] == '=')

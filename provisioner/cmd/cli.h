@@ -83,6 +83,7 @@ struct cli {
 	const char *host_key;
 	bool accept_new_host_key;
 	unsigned connect_timeout_s;
+	unsigned wait_host_s;   /* --wait-for-host; 0: one try */
 	struct cli_jump *jumps; /* owned array, in order */
 	size_t njumps;
 	struct cli_jump jump_default; /* options given before any --jump */
@@ -113,6 +114,8 @@ struct cli {
 
 /* --wait-lock=SECS at most a day. */
 #define CLI_WAIT_LOCK_MAX 86400u
+/* --wait-for-host SECS at most an hour. */
+#define CLI_WAIT_HOST_MAX 3600u
 
 /* cmds[0..ncmds) is the command table; cli->cmd points into it. */
 int cli_parse(int argc, char **argv, const struct cli_cmd *cmds, size_t ncmds,

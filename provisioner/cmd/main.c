@@ -559,6 +559,7 @@ cmd_run(const struct cli *cli, volatile sig_atomic_t *interrupted,
 		.start_at = cli->start_at,
 		.keep_going = cli->keep_going,
 		.one_channel_per_step = cli->one_channel_per_step,
+		.host_wait_s = cli->wait_host_s,
 		.lock = cli->command == CLI_RUN,
 		.lock_wait_s = !cli->wait_lock    ? 0
 		               : cli->wait_lock_s ? (int)cli->wait_lock_s

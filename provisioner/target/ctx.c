@@ -270,6 +270,64 @@ lock_release(struct run_ctx *ctx)
 	ctx->lock_pid = 0;
 }
 
+/* Sleeps until until_ms; -1 when interrupted first. */
+static int
+sleep_until(const struct run_ctx *ctx, uint64_t until_ms)
+{
+	for (;;) {
+		uint64_t now = now_ms();
+
+		if (*ctx->interrupted)
+			return -1;
+		if (now >= until_ms)
+			return 0;
+		(void)poll(NULL, 0,
+		    (int)(until_ms - now > 100 ? 100 : until_ms - now));
+	}
+}
+
+/*
+ * The first session. With opts->host_wait_s, a host that is not there yet
+ * (the exit-69 kind: refused, reset, no route, a handshake cut short) is
+ * tried again after 1 s, 2, 3 and then every 5 s until that many seconds
+ * have passed: a freshly booted instance whose sshd is restarted by
+ * cloud-init after Packer's own connection is one. A wrong host key, a
+ * refused key or an interruption ends it at once.
+ */
+static int
+connect_first(struct run_ctx *ctx, struct errbuf *err)
+{
+	static const unsigned delay_ms[] = { 1000, 2000, 3000, 5000 };
+	const size_t ndelay = sizeof(delay_ms) / sizeof(*delay_ms);
+	const uint64_t start = now_ms();
+	const uint64_t deadline =
+	    start + (uint64_t)ctx->opts->host_wait_s * 1000u;
+	unsigned tries = 0;
+
+	for (size_t i = 0;; i++) {
+		uint64_t next;
+
+		tries++;
+		if (ssh_connect(&ctx->ssh_opts, &ctx->ssh, err) == 0)
+			return 0;
+		if (err->code != SH_ERR_UNREACHABLE || now_ms() >= deadline)
+			break;
+		if (tries == 1 && ctx->notice != NULL)
+			ctx->notice(ctx->ui, "%s; trying again for up to %u s",
+			    err->msg, ctx->opts->host_wait_s);
+		next = now_ms() + delay_ms[i < ndelay ? i : ndelay - 1];
+		if (sleep_until(ctx, next < deadline ? next : deadline) < 0)
+			return err_set(err, SH_ERR_INTERRUPTED,
+			    "interrupted while waiting for %s",
+			    ctx->ssh_opts.host);
+	}
+	if (tries > 1)
+		return err_prefix(err,
+		    "no connection after %u tries in %llu s: ", tries,
+		    (unsigned long long)((now_ms() - start) / 1000));
+	return -1;
+}
+
 int
 run_ctx_ssh(struct run_ctx *ctx, struct ssh_conn **out, struct errbuf *err)
 {
@@ -279,7 +337,7 @@ run_ctx_ssh(struct run_ctx *ctx, struct ssh_conn **out, struct errbuf *err)
 		    "no target: give --target ssh://USER@HOST[:PORT] or set "
 		    "STAGEHAND_TARGET");
 	if (ctx->ssh == NULL) {
-		if (ssh_connect(&ctx->ssh_opts, &ctx->ssh, err) < 0)
+		if (connect_first(ctx, err) < 0)
 			return -1;
 		if (learn_facts(ctx, &ctx->facts, err) < 0 ||
 		    run_ctx_relock(ctx, err) < 0)
@@ -336,22 +394,6 @@ run_ctx_connected(const struct run_ctx *ctx)
 
 /* ======================================================== a host that went
  * away */
-
-/* Sleeps until until_ms; -1 when interrupted first. */
-static int
-sleep_until(const struct run_ctx *ctx, uint64_t until_ms)
-{
-	for (;;) {
-		uint64_t now = now_ms();
-
-		if (*ctx->interrupted)
-			return -1;
-		if (now >= until_ms)
-			return 0;
-		(void)poll(NULL, 0,
-		    (int)(until_ms - now > 100 ? 100 : until_ms - now));
-	}
-}
 
 /*
  * One try: a new session, its facts, the lock. 1: the session reached

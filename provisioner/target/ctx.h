@@ -38,6 +38,9 @@ struct run_opts {
 	/* Each step on its own channel with its own sudo (remote.h), not
 	 * in the privileged session; --one-channel-per-step. */
 	bool one_channel_per_step;
+	/* The first connection: tried again while the host is unreachable,
+	 * for this many seconds (--wait-for-host); 0: one try. */
+	unsigned host_wait_s;
 };
 
 struct target_facts {
