@@ -7,12 +7,13 @@
 # profile, pg_config and psql from /usr/bin run, the cluster answers, every
 # pgTAP assertion passed, the permission tables hold and nothing of
 # stagehand is left anywhere in the box; a second run of both stages
-# changes nothing; the in-place upgrade makes generation 2 live with
-# Postgres answering; a broken bundle (its postgres exits 1) is rolled back
+# changes nothing; the in-place upgrade, in push mode from caches only the
+# controller reaches (127.0.0.1), makes generation 2 live with Postgres
+# answering; a broken bundle (its postgres exits 1) is rolled back
 # by the rescue steps, the old generation live and Postgres answering, and
 # the run still fails.
 . "$(dirname "$0")/lib.sh"
-t_plan 70
+t_plan 72
 
 PROF=/var/lib/postgresql/.nix-profile
 
@@ -156,8 +157,14 @@ t_ok "stagehand report passes both runs" \
 	sh -c "'$STAGEHAND' report '$T/s1b' >/dev/null && '$STAGEHAND' report '$T/s2b' >/dev/null"
 
 # ---------------------------------------------------------------- upgrade
-stage up upgrade.yml --vars-file "$T/BUNDLE2_ROOT.vars.yml"
-t_ok "the upgrade to bundle 2 passes" rc_is 0
+# Push mode through the shipped stage: the caches again, on the host's
+# loopback, where the box cannot reach them; only stagehand can.
+caches_serve "$T/www-lo" 127.0.0.1 || t_not "the caches are served on 127.0.0.1"
+sed "s|$URL|$CACHE_URL|g" "$T/BUNDLE2_ROOT.vars.yml" >"$T/BUNDLE2_ROOT.lo.vars.yml"
+t_ok "the push upgrade's caches are on 127.0.0.1" \
+	grep -q "http://127.0.0.1:[0-9]*/cache1" "$T/BUNDLE2_ROOT.lo.vars.yml"
+stage up upgrade.yml --vars-file "$T/BUNDLE2_ROOT.lo.vars.yml" --var closure_mode=push
+t_ok "the upgrade to bundle 2 passes (push mode, caches the box cannot reach)" rc_is 0
 t_ok "results.json: generation 1 -> 2, the new root" \
 	test "$(jr "$T/up" '[.closure.generation_before, .closure.generation_after, .closure.root] | join(" ")')" = "1 2 $BUNDLE2_ROOT"
 t_ok "the upgrade copied only the new root" test "$(jr "$T/up" .closure.paths_missing)" = 1
@@ -199,6 +206,11 @@ t_ok "the health check after the rollback passed" \
 t_ok "generation 2 is live in the box again" \
 	test "$(box_exec readlink $PROF) $(box_exec readlink -f $PROF)" = ".nix-profile-2-link $BUNDLE2_ROOT"
 t_ok "the profile link belongs to postgres" test "$(box_exec stat -c %U $PROF)" = postgres
+# The rollback renamed the link itself (no nix-env): Nix must agree.
+gens=$(box_exec sh -c "PATH=\$PATH:/nix/var/nix/profiles/default/bin; nix-env -p $PROF --list-generations" |
+	awk '{ print $1 ($NF == "(current)" ? "*" : "") }' | tr '\n' ' ')
+t_ok "nix-env --list-generations: 2 is current, 1 and 3 are kept ($gens)" \
+	test "$gens" = "1 2* 3 "
 t_ok "Postgres answers on the old generation" \
 	test "$(psql_box 'select count(*) from supabase_migrations.schema_migrations')" = 10
 t_ok "the running postmaster is bundle 2's" \
