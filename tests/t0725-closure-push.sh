@@ -21,7 +21,7 @@
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=tests/push-lib.sh
 . "$TOP/tests/push-lib.sh"
-t_plan 45
+t_plan 47
 
 NIXCACHE=$TOP/tests/nixcache
 CACHES=${STAGEHAND_NIXCACHE:-/tmp/stagehand-nixcache}
@@ -187,9 +187,13 @@ t_ok "after SIGKILL no renamed, unregistered path is left" \
 box_exec rm -f /usr/local/bin/nix-store /tmp/t0725-load-db
 # A target that died there could not run the trap: the path stays,
 # invalid (here: junk at the victim's name). The next push replaces it.
-box_exec sh -c "mkdir '$VICTIM' && echo junk >'$VICTIM/junk'"
+# Nor could it remove its temporary directory: the next push does.
+box_exec sh -c "mkdir '$VICTIM' && echo junk >'$VICTIM/junk' &&
+	mkdir -p /nix/store/.stagehand-push.dead02/p/1 && chmod -R a-w /nix/store/.stagehand-push.dead02"
+t_fail "a dead push's temporary directory is planted" no_tmp
 run k2 "$T/small.yml"
 t_ok "the re-run completes" rc_is 0
+t_ok "and removed the temporary directory the dead push left" no_tmp
 t_ok "and the small closure is valid in the box" \
 	box_exec nix-store --verify-path "$SMALL_ROOT" "$VICTIM"
 contents_ok() {

@@ -20,7 +20,7 @@
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=tests/push-lib.sh
 . "$TOP/tests/push-lib.sh"
-t_plan 52
+t_plan 56
 
 NIXCACHE=$TOP/tests/nixcache
 CACHES=${STAGEHAND_NIXCACHE:-/tmp/stagehand-nixcache}
@@ -229,8 +229,24 @@ t_ok "after SIGKILL of stagehand the temporary directory goes" no_tmp
 t_ok "and the store and records are as before the push" \
 	sh -c 'test "$1" = "$2"' _ "$s0" "$(store_list)"
 
+# What a push whose target died (no trap ran) leaves: its temporary
+# directory, and a path renamed into the store but never recorded, of a
+# closure that will never be pushed again. The next push sweeps both and
+# keeps every recorded path.
+box_exec ls /nix/store | sort >"$T/store.before"
+ORPHAN=/nix/store/0000000000000000000000000000t726-orphan
+box_exec sh -c "mkdir -p /nix/store/.stagehand-push.dead01/1/p $ORPHAN/bin &&
+	echo x >/nix/store/.stagehand-push.dead01/1/p/f && echo x >$ORPHAN/bin/f &&
+	chmod -R a-w /nix/store/.stagehand-push.dead01 $ORPHAN"
 manifest "$T/small.yml" "$SMALL_ROOT" "$URL/cache1" push
 run k2 "$T/small.yml"
+box_exec ls /nix/store | sort >"$T/store.after"
+t_ok "the next push removed the temporary directory a dead push left" no_tmp
+t_ok "and the store entry it renamed but never recorded" box_exec test ! -e "$ORPHAN"
+t_ok "every path recorded before is still there" \
+	test -z "$(comm -23 "$T/store.before" "$T/store.after")"
+t_ok "no store entry is without its record" \
+	box_exec sh -c 'for d in /nix/store/*; do test -f "/nix/var/stagehand/paths/${d##*/}" || exit 1; done'
 t_ok "the re-run installs the small closure from the good cache" rc_is 0
 t_ok "with a record for each of its 4 paths" \
 	test "$(jr "$T/k2" '.closure.paths[].path' | while read -r p; do box_exec test -f "$REC/${p##*/}" && echo y; done | wc -l)" = 4

@@ -882,6 +882,40 @@ static const char closure_sh_push[] =
     "xargs nix-store --query --hash <\"$W/.list\" || exit 1\n";
 
 /*
+ * Before a push, what an interrupted one left: the target lock keeps any
+ * other run away, so a push's temporary directory is a leftover of one
+ * that died before its trap ran (the target went down, or its shell was
+ * killed outright). Without Nix, so is a store entry without its record
+ * under $REC (renamed, never recorded): a later push of its closure would
+ * replace it, but that closure may never come again. Only where stagehand
+ * keeps records and there is no Nix database: there, nothing but a push
+ * writes the store. With Nix such an entry is invalid, and Nix's own
+ * garbage collector removes it.
+ */
+static const char closure_sh_sweep[] =
+    "set +f\n"
+    "for d in /nix/store/.stagehand-push.*; do\n"
+    "\t[ -d \"$d\" ] || continue\n"
+    "\tchmod -R u+w -- \"$d\" 2>/dev/null\n"
+    "\trm -rf -- \"$d\" && echo \"removed $d, left by an interrupted "
+    "push\" >&2\n"
+    "done\n"
+    "set -f\n";
+
+static const char closure_sh_sweep_unrecorded[] =
+    "set +f\n"
+    "if [ -d \"$REC\" ] && [ ! -e /nix/var/nix/db ]; then\n"
+    "\tfor d in /nix/store/*; do\n"
+    "\t\t[ -e \"$d\" ] || [ -L \"$d\" ] || continue\n"
+    "\t\t[ -f \"$REC/${d##*/}\" ] && continue\n"
+    "\t\tchmod -R u+w -- \"$d\" 2>/dev/null\n"
+    "\t\trm -rf -- \"$d\" && echo \"removed $d: no record, left by an "
+    "interrupted push\" >&2\n"
+    "\tdone\n"
+    "fi\n"
+    "set -f\n";
+
+/*
  * Push to a target without Nix: the same record stream, but each path
  * comes as a tar stream in "D <n>" chunks ended by "D 0" (the shell reads
  * the framing, head -c the chunks, the system tar unpacks them into the
@@ -1871,6 +1905,8 @@ closure_push(struct run_ctx *ctx, const struct step *step, struct cst *st,
 	memset(&out, 0, sizeof(out));
 	buf_init(&script, REMOTE_SCRIPT_MAX);
 	if (closure_script(st, "", &script) < 0 || stepsh_traps(&script) < 0 ||
+	    buf_adds(&script, closure_sh_sweep) < 0 ||
+	    (st->nonix && buf_adds(&script, closure_sh_sweep_unrecorded) < 0) ||
 	    buf_adds(&script,
 	        st->nonix ? closure_sh_push_tar : closure_sh_push) < 0 ||
 	    remote_script(&cmd, &script, err) < 0) {
