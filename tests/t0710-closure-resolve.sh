@@ -292,10 +292,10 @@ build_driver() {
 	case $STAGEHAND in *-asan) f+=(-fsanitize=address,undefined
 		-fno-omit-frame-pointer -fno-sanitize-recover=undefined) ;; esac
 	# shellcheck disable=SC2046 # pkg-config prints several words
-	${CC:-cc} "${f[@]}" $(pkg-config --cflags libcurl libsodium liblzma libzstd) -o "$DRIVE" \
+	${CC:-cc} "${f[@]}" $(pkg-config --cflags libcurl libsodium libcrypto liblzma libzstd) -o "$DRIVE" \
 		"$TOP/tests/integration/closuredrive.c" "$TOP"/provisioner/nix/*.c \
 		"$TOP/provisioner/util/json.c" "$TOP/provisioner/util/util.c" \
-		$(pkg-config --libs libcurl libsodium liblzma libzstd) -lbz2
+		$(pkg-config --libs libcurl libsodium libcrypto liblzma libzstd) -lbz2
 }
 t_ok "the closure API test driver builds with the project's warning flags" build_driver
 

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lzma.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdlib.h>
@@ -22,6 +23,8 @@
 #include "nix/narstream.h"
 
 #define NAR_OUT 65536
+/* curl's receive buffer: fewer, larger reads from a fast cache */
+#define NAR_RECV_BUF (256L << 10)
 #define NAR_DEFAULT_TIMEOUT_S 30
 #define NAR_WINDOW_LOG_MAX 27 /* 128 MiB, NAR_WINDOW_MAX */
 
@@ -34,7 +37,7 @@ struct nar_check {
 	uint64_t count;
 	bool ended; /* the compressed stream reached its end */
 	bool failed;
-	crypto_hash_sha256_state sha;
+	EVP_MD_CTX *sha; /* OpenSSL's: SHA extensions when the CPU has them */
 	lzma_stream xz;
 	ZSTD_DStream *zs;
 	bz_stream bz;
@@ -91,7 +94,10 @@ nar_check_new(const struct narinfo *ni, const char *cache, nar_sink_fn sink,
 	c->comp = comp;
 	c->sink = sink;
 	c->arg = arg;
-	crypto_hash_sha256_init(&c->sha);
+	c->sha = EVP_MD_CTX_new();
+	if (c->sha == NULL ||
+	    EVP_DigestInit_ex(c->sha, EVP_sha256(), NULL) != 1)
+		goto nomem;
 	if (comp == NAR_COMP_XZ) {
 		lzma_stream z = LZMA_STREAM_INIT;
 
@@ -128,6 +134,7 @@ nar_check_free(struct nar_check *c)
 		ZSTD_freeDStream(c->zs);
 	else if (c->comp == NAR_COMP_BZIP2)
 		BZ2_bzDecompressEnd(&c->bz);
+	EVP_MD_CTX_free(c->sha);
 	sodium_memzero(c, sizeof(*c));
 	free(c);
 }
@@ -147,7 +154,11 @@ nar_emit(struct nar_check *c, const void *p, size_t len, struct errbuf *err)
 		    (unsigned long long)c->ni->nar_size);
 	}
 	c->count += len;
-	crypto_hash_sha256_update(&c->sha, p, len);
+	if (EVP_DigestUpdate(c->sha, p, len) != 1) {
+		c->failed = true;
+		return err_set(err, SH_ERR_INTERNAL, "%s: SHA-256 failed",
+		    c->ni->store_path);
+	}
 	if (c->sink != NULL && c->sink(c->arg, p, len, err) < 0) {
 		c->failed = true;
 		return -1;
@@ -306,7 +317,8 @@ nar_check_end(struct nar_check *c, struct errbuf *err)
 		    c->ni->store_path, c->cache, c->ni->url,
 		    (unsigned long long)c->count,
 		    (unsigned long long)c->ni->nar_size);
-	crypto_hash_sha256_final(&c->sha, got);
+	if (EVP_DigestFinal_ex(c->sha, got, NULL) != 1)
+		return nar_bad(c, err, "SHA-256 failed");
 	if (nix_hash_sha256_parse(c->ni->nar_hash, want) < 0)
 		return nar_bad(c, err, "malformed NarHash");
 	if (sodium_memcmp(got, want, sizeof(got)) == 0)
@@ -409,7 +421,8 @@ nar_easy(struct nar_xfer *x, char *ebuf)
 	    curl_easy_setopt(e, CURLOPT_XFERINFODATA, x) ||
 	    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, ebuf) ||
 	    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, nar_on_body) ||
-	    curl_easy_setopt(e, CURLOPT_WRITEDATA, x)) {
+	    curl_easy_setopt(e, CURLOPT_WRITEDATA, x) ||
+	    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, NAR_RECV_BUF)) {
 		if (e != NULL)
 			curl_easy_cleanup(e);
 		return NULL;
@@ -482,11 +495,20 @@ out:
 
 /*
  * nar_fetch_ordered(): a fetch thread runs curl multi and writes each
- * job's checked NAR bytes into its own unlinked temporary file; the
- * calling thread hands them on in job order, following the head job's
- * file while it grows. The lock guards the job states, the byte counts,
- * emitted, stop and the first failure; the files and curl are each one
- * thread's.
+ * job's checked NAR bytes into the job's buffer: a ring in memory of up
+ * to NAR_RING bytes (less for a smaller NAR), and past it an unlinked
+ * temporary file, made only when the ring overflows; the calling thread
+ * hands them on in job order, following the head job while it grows.
+ * Bytes go to the ring only while the file holds none unread, so the
+ * ring's bytes always come before the file's. The head job never spills:
+ * its ring full, the fetch thread waits for the caller to make room (the
+ * caller is reading it, and the bytes a disk round trip costs are the
+ * CPU a 2-core controller needs for the SSH channel); other transfers
+ * wait with it, and their stall clocks are moved on by the time waited.
+ * Small NARs therefore never touch the disk, and a big one streams
+ * through memory when it is the head job. The lock guards the job
+ * states, the rings, the file counts, emitted, stop and the first
+ * failure; the files' contents and curl are each one thread's.
  */
 enum nar_js {
 	NAR_JS_WAIT,
@@ -497,8 +519,13 @@ enum nar_js {
 
 struct nar_job_st {
 	enum nar_js state; /* locked */
-	uint64_t written;  /* locked: bytes in fd */
-	int fd;            /* -1 until started; closed by the caller */
+	size_t idx;        /* this job's index */
+	struct nar_ord *r;
+	unsigned char *ring; /* locked; owned; NULL until started */
+	size_t rcap, rhead, rlen;
+	int fd;      /* -1 until the ring overflowed; closed by the caller */
+	uint64_t fw; /* locked: bytes in fd */
+	uint64_t fr; /* locked: bytes of fd handed on */
 	/* the fetch thread's */
 	struct nar_xfer x;
 	struct errbuf err;
@@ -516,6 +543,7 @@ struct nar_ord {
 	pthread_cond_t cv;
 	CURLM *m;
 	size_t emitted;    /* locked: jobs the caller finished */
+	size_t started;    /* the fetch thread's: jobs started */
 	bool stop;         /* locked: the caller gave up */
 	bool failed;       /* locked: a job or the thread failed */
 	struct errbuf err; /* locked: the first failure */
@@ -533,7 +561,7 @@ nar_order_may_start(const struct nar_job *jobs, size_t next, size_t emitted,
 		return true;
 	if (next - emitted >= NAR_AHEAD_JOBS)
 		return false;
-	for (size_t i = emitted; i <= next; i++)
+	for (size_t i = emitted + 1; i <= next; i++)
 		ahead += jobs[i].ni->nar_size;
 	return ahead <= NAR_AHEAD_BYTES;
 }
@@ -552,14 +580,36 @@ nar_ord_fail(struct nar_ord *r, struct nar_job_st *js, const struct errbuf *e)
 	pthread_mutex_unlock(&r->mu);
 }
 
-/* The check's sink in the fetch thread: into the job's file. */
+/* The job's file, on its first overflow: unlinked at once, or unnamed. */
 static int
-nar_ord_sink(void *arg, const void *p, size_t len, struct errbuf *err)
+nar_ord_file(struct nar_job_st *js, struct errbuf *err)
 {
-	struct nar_job_st *js = arg;
-	const char *c = p;
-	size_t left = len;
+	const char *dir = getenv("TMPDIR");
+	char *tmpl;
 
+	if (dir == NULL || *dir != '/')
+		dir = "/tmp";
+	js->fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (js->fd >= 0)
+		return 0;
+	tmpl = xasprintf("%s/stagehand-nar.XXXXXX", dir);
+	js->fd = mkostemp(tmpl, O_CLOEXEC);
+	if (js->fd >= 0)
+		unlink(tmpl);
+	free(tmpl);
+	if (js->fd < 0)
+		return err_set(err, SH_ERR_IO,
+		    "%s: cannot make a temporary file for the NAR: %s",
+		    js->x.path, strerror(errno));
+	return 0;
+}
+
+static int
+nar_ord_spill(
+    struct nar_job_st *js, const char *c, size_t left, struct errbuf *err)
+{
+	if (js->fd < 0 && nar_ord_file(js, err) < 0)
+		return -1;
 	while (left > 0) {
 		ssize_t w = write(js->fd, c, left);
 
@@ -575,24 +625,81 @@ nar_ord_sink(void *arg, const void *p, size_t len, struct errbuf *err)
 	return 0;
 }
 
+/* Time the fetch thread waited for the caller is no stall of the cache. */
+static void
+nar_ord_waited(struct nar_ord *r, uint64_t ms)
+{
+	for (size_t i = 0; i < r->started; i++)
+		if (r->st[i].e != NULL)
+			r->st[i].x.last_ms += ms;
+}
+
+/*
+ * The check's sink in the fetch thread: into the job's ring while the
+ * file has nothing unread and the ring has room, else into the file;
+ * the head job waits for room instead.
+ */
+static int
+nar_ord_sink(void *arg, const void *p, size_t len, struct errbuf *err)
+{
+	struct nar_job_st *js = arg;
+	struct nar_ord *r = js->r;
+	const char *c = p;
+	uint64_t waited = 0;
+	int rc = 0;
+
+	pthread_mutex_lock(&r->mu);
+	while (len > 0 && rc == 0) {
+		size_t at, n;
+
+		if (r->stop || r->failed) {
+			rc = err_set(
+			    err, SH_ERR_INTERRUPTED, "%s: stopped", js->x.path);
+			break;
+		}
+		if (js->fw == js->fr && js->rlen == js->rcap &&
+		    js->idx == r->emitted) {
+			uint64_t t0 = now_ms();
+
+			pthread_cond_wait(&r->cv, &r->mu);
+			waited += now_ms() - t0;
+			continue;
+		}
+		if (js->fw > js->fr || js->rlen == js->rcap) {
+			pthread_mutex_unlock(&r->mu);
+			rc = nar_ord_spill(js, c, len, err);
+			pthread_mutex_lock(&r->mu);
+			if (rc == 0)
+				js->fw += len;
+			len = 0;
+			pthread_cond_broadcast(&r->cv);
+			break;
+		}
+		at = (js->rhead + js->rlen) % js->rcap;
+		n = js->rcap - js->rlen;
+		if (n > js->rcap - at)
+			n = js->rcap - at;
+		if (n > len)
+			n = len;
+		memcpy(js->ring + at, c, n);
+		js->rlen += n;
+		c += n;
+		len -= n;
+		pthread_cond_broadcast(&r->cv);
+	}
+	pthread_mutex_unlock(&r->mu);
+	if (waited > 0)
+		nar_ord_waited(r, waited);
+	return rc;
+}
+
 static int
 nar_ord_start(struct nar_ord *r, size_t i, struct errbuf *err)
 {
 	struct nar_job_st *js = &r->st[i];
-	const char *dir = getenv("TMPDIR");
-	char *tmpl;
+	uint64_t sz = r->jobs[i].ni->nar_size;
 
 	nar_xfer_init(&js->x, r->jobs[i].ni, r->jobs[i].cache, r->o, &js->err);
-	tmpl = xasprintf(
-	    "%s/stagehand-nar.XXXXXX", dir && *dir == '/' ? dir : "/tmp");
-	js->fd = mkostemp(tmpl, O_CLOEXEC);
-	if (js->fd >= 0)
-		unlink(tmpl);
-	free(tmpl);
-	if (js->fd < 0)
-		return err_set(err, SH_ERR_IO,
-		    "%s: cannot make a temporary file for the NAR: %s",
-		    js->x.path, strerror(errno));
 	js->x.c = nar_check_new(
 	    r->jobs[i].ni, r->jobs[i].cache, nar_ord_sink, js, err);
 	if (js->x.c == NULL)
@@ -603,26 +710,20 @@ nar_ord_start(struct nar_ord *r, size_t i, struct errbuf *err)
 		return err_set(
 		    err, SH_ERR_INTERNAL, "%s: cannot set up curl", js->x.url);
 	pthread_mutex_lock(&r->mu);
+	js->rcap = sz == 0 ? 1 : sz < NAR_RING ? (size_t)sz : NAR_RING;
+	js->ring = xmalloc(js->rcap);
 	js->state = NAR_JS_RUN;
 	pthread_mutex_unlock(&r->mu);
 	return 0;
 }
 
-/* Publishes what the job's file holds now; ends it when done. */
+/* The job checked out: the caller may finish it. */
 static void
-nar_ord_publish(struct nar_ord *r, struct nar_job_st *js, bool done)
+nar_ord_done(struct nar_ord *r, struct nar_job_st *js)
 {
-	off_t end = lseek(js->fd, 0, SEEK_CUR);
-
 	pthread_mutex_lock(&r->mu);
-	if (end > 0 && (uint64_t)end != js->written) {
-		js->written = (uint64_t)end;
-		pthread_cond_broadcast(&r->cv);
-	}
-	if (done) {
-		js->state = NAR_JS_OK;
-		pthread_cond_broadcast(&r->cv);
-	}
+	js->state = NAR_JS_OK;
+	pthread_cond_broadcast(&r->cv);
 	pthread_mutex_unlock(&r->mu);
 }
 
@@ -664,6 +765,7 @@ nar_ord_loop(struct nar_ord *r, struct errbuf *err)
 			return 0;
 		while (next < r->n && nar_order_may_start(r->jobs, next,
 		                          emitted, inflight, r->parallel)) {
+			r->started = next + 1; /* its handle, for the clocks */
 			if (nar_ord_start(r, next, err) < 0)
 				return -1;
 			next++;
@@ -672,9 +774,6 @@ nar_ord_loop(struct nar_ord *r, struct errbuf *err)
 		if (curl_multi_perform(r->m, &running) != CURLM_OK)
 			return err_set(
 			    err, SH_ERR_INTERNAL, "curl multi failed");
-		for (size_t i = 0; i < next; i++)
-			if (r->st[i].e != NULL)
-				nar_ord_publish(r, &r->st[i], false);
 		while ((msg = curl_multi_info_read(r->m, &left)) != NULL) {
 			struct nar_job_st *js = NULL;
 
@@ -692,7 +791,7 @@ nar_ord_loop(struct nar_ord *r, struct errbuf *err)
 				nar_ord_release(r, js);
 				return -1;
 			}
-			nar_ord_publish(r, js, true);
+			nar_ord_done(r, js);
 			nar_ord_release(r, js);
 			inflight--;
 		}
@@ -729,16 +828,58 @@ nar_ord_wake(struct nar_ord *r, bool stop)
 	curl_multi_wakeup(r->m);
 }
 
+/*
+ * The next bytes of job js into b (at most bsz), under the lock: the
+ * ring's first, then the file's (read with the lock released). *got is 0
+ * when there are none now.
+ */
+static int
+nar_ord_take(struct nar_ord *r, struct nar_job_st *js, unsigned char *b,
+    size_t bsz, size_t *got, struct errbuf *err)
+{
+	uint64_t off;
+	size_t n;
+	ssize_t k;
+
+	*got = 0;
+	if (js->rlen > 0) {
+		n = js->rcap - js->rhead;
+		n = n < js->rlen ? n : js->rlen;
+		n = n < bsz ? n : bsz;
+		memcpy(b, js->ring + js->rhead, n);
+		js->rhead = (js->rhead + n) % js->rcap;
+		js->rlen -= n;
+		*got = n;
+		pthread_cond_broadcast(&r->cv);
+		return 0;
+	}
+	if (js->fw == js->fr)
+		return 0;
+	off = js->fr;
+	n = js->fw - off < bsz ? (size_t)(js->fw - off) : bsz;
+	pthread_mutex_unlock(&r->mu);
+	do
+		k = pread(js->fd, b, n, (off_t)off);
+	while (k < 0 && errno == EINTR);
+	pthread_mutex_lock(&r->mu);
+	if (k <= 0)
+		return err_set(err, SH_ERR_IO,
+		    "%s: cannot read the spilled NAR back: %s", js->x.path,
+		    k < 0 ? strerror(errno) : "short file");
+	js->fr += (uint64_t)k;
+	*got = (size_t)k;
+	pthread_cond_broadcast(&r->cv);
+	return 0;
+}
+
 /* Hands job i's bytes on as they arrive; 0 once it checked out. */
 static int
 nar_ord_emit(struct nar_ord *r, size_t i, const struct nar_order_ops *ops,
     void *arg, unsigned char *b, size_t bsz, struct errbuf *err)
 {
 	struct nar_job_st *js = &r->st[i];
-	uint64_t off = 0, avail;
-	enum nar_js s;
-
 	bool idled = false;
+	size_t got;
 
 	pthread_mutex_lock(&r->mu);
 	if (js->state == NAR_JS_WAIT && !r->failed && ops->idle != NULL) {
@@ -754,48 +895,47 @@ nar_ord_emit(struct nar_ord *r, size_t i, const struct nar_order_ops *ops,
 		return -1;
 	for (;;) {
 		pthread_mutex_lock(&r->mu);
-		if (!idled && ops->idle != NULL && !r->failed &&
-		    js->state == NAR_JS_RUN && js->written == off) {
+		if (!r->failed && nar_ord_take(r, js, b, bsz, &got, err) < 0) {
+			pthread_mutex_unlock(&r->mu);
+			return -1;
+		}
+		if (!r->failed && got == 0 && js->state == NAR_JS_RUN &&
+		    !idled && ops->idle != NULL) {
 			pthread_mutex_unlock(&r->mu);
 			idled = true;
 			if (ops->idle(arg, err) < 0)
 				return -1;
 			continue;
 		}
-		while (
-		    !r->failed && js->state == NAR_JS_RUN && js->written == off)
+		if (!r->failed && got == 0 && js->state == NAR_JS_RUN) {
 			pthread_cond_wait(&r->cv, &r->mu);
+			pthread_mutex_unlock(&r->mu);
+			continue;
+		}
 		if (r->failed) {
 			*err = r->err;
 			pthread_mutex_unlock(&r->mu);
 			return -1;
 		}
-		avail = js->written - off;
-		s = js->state;
 		pthread_mutex_unlock(&r->mu);
-		if (avail == 0 && s == NAR_JS_OK)
+		if (got == 0) /* NAR_JS_OK, all handed on */
 			break;
-		if (avail == 0) /* not reached: FAIL comes with failed */
-			return err_set(err, SH_ERR_INTERNAL,
-			    "%s: the NAR fetch ended without a verdict",
-			    r->jobs[i].ni->store_path);
-		size_t want = avail < bsz ? (size_t)avail : bsz;
-		ssize_t got = pread(js->fd, b, want, (off_t)off);
-
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got <= 0)
-			return err_set(err, SH_ERR_IO,
-			    "%s: cannot read the spilled NAR back: %s",
-			    r->jobs[i].ni->store_path,
-			    got < 0 ? strerror(errno) : "short file");
-		if (ops->bytes != NULL &&
-		    ops->bytes(arg, b, (size_t)got, err) < 0)
+		if (ops->bytes != NULL && ops->bytes(arg, b, got, err) < 0)
 			return -1;
-		off += (uint64_t)got;
 		idled = false;
 	}
 	return ops->end != NULL ? ops->end(arg, i, err) : 0;
+}
+
+/* Job i's ring and file; only once the fetch thread is done with it. */
+static void
+nar_ord_free(struct nar_job_st *js)
+{
+	if (js->fd >= 0)
+		close(js->fd);
+	js->fd = -1;
+	free(js->ring);
+	js->ring = NULL;
 }
 
 int
@@ -816,8 +956,11 @@ nar_fetch_ordered(const struct nar_job *jobs, size_t n,
 	r.o = o;
 	r.parallel = o->parallel ? o->parallel : NAR_PARALLEL_DEFAULT;
 	r.st = xcalloc(n, sizeof(*r.st));
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		r.st[i].fd = -1;
+		r.st[i].idx = i;
+		r.st[i].r = &r;
+	}
 	r.m = curl_multi_init();
 	if (r.m == NULL || curl_multi_setopt(r.m, CURLMOPT_MAX_HOST_CONNECTIONS,
 	                       (long)r.parallel) != CURLM_OK) {
@@ -835,10 +978,8 @@ nar_fetch_ordered(const struct nar_job *jobs, size_t n,
 	}
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		rc = nar_ord_emit(&r, i, ops, arg, b, NAR_OUT, err);
-		if (r.st[i].fd >= 0) {
-			close(r.st[i].fd);
-			r.st[i].fd = -1;
-		}
+		if (rc == 0) /* checked out: the fetch thread is done with it */
+			nar_ord_free(&r.st[i]);
 		pthread_mutex_lock(&r.mu);
 		r.emitted = i + 1;
 		pthread_mutex_unlock(&r.mu);
@@ -848,8 +989,7 @@ nar_fetch_ordered(const struct nar_job *jobs, size_t n,
 	pthread_join(th, NULL);
 out:
 	for (size_t i = 0; i < n; i++)
-		if (r.st[i].fd >= 0)
-			close(r.st[i].fd);
+		nar_ord_free(&r.st[i]);
 	curl_multi_cleanup(r.m);
 	pthread_cond_destroy(&r.cv);
 	pthread_mutex_destroy(&r.mu);

@@ -34,18 +34,25 @@
  * and hands them to the caller's ops in job order, on the calling thread:
  * begin(i), the NAR bytes (bytes, any number of calls), then end(i) only
  * once job i passed nar_check_end(); idle() before it blocks waiting for
- * bytes (a caller that buffers its output flushes there). Each transfer streams
- * its checked bytes into its own unlinked temporary file under $TMPDIR (or
- * /tmp); the caller reads the head job's file while it grows, so the head job
- * is handed on as it arrives and the others wait on disk, not in memory. A job
- * starts only when it is the head job, or it is fewer than NAR_AHEAD_JOBS jobs
- * ahead of it and the NarSizes from the head job to it add up to
- * NAR_AHEAD_BYTES at most (nar_order_may_start(), pure): that bounds the disk
- * used to about NAR_AHEAD_BYTES or one NAR. The first failure of any job stops
- * everything: the caller's ops are not called again (a job's bytes may have
- * been handed on, its end never), the error is the job's as nar_fetch() words
- * it. An op's error stops it too and passes through. Memory: per transfer one
- * nar_check (64 KiB plus the decoder's window), plus one 64 KiB read buffer.
+ * bytes (a caller that buffers its output flushes there). Each transfer
+ * streams its checked bytes into a ring in memory of its own (NAR_RING
+ * bytes, or the NarSize when smaller), and what overflows it into an
+ * unlinked temporary file under $TMPDIR (or /tmp), made only then; the
+ * caller takes the head job's bytes while they arrive. The head job waits
+ * for the caller rather than spill (its transfer, and the others with it,
+ * pause while its ring is full), so small NARs and the head job never
+ * touch the disk; the others wait in their rings, then on disk. A job
+ * starts only when it is the head job, or it is fewer than NAR_AHEAD_JOBS
+ * jobs ahead of it and the NarSizes of the jobs after the head job up to it
+ * add up to NAR_AHEAD_BYTES at most (nar_order_may_start(), pure): that
+ * bounds the disk used to NAR_AHEAD_BYTES and the rings to NAR_AHEAD_JOBS
+ * times NAR_RING; a NAR larger than NAR_AHEAD_BYTES starts only as the
+ * head job. The first failure of any job stops everything: the caller's
+ * ops are not called again (a job's bytes may have been handed on, its
+ * end never), the error is the job's as nar_fetch() words it. An op's
+ * error stops it too and passes through. Memory: per transfer one
+ * nar_check (64 KiB plus the decoder's window), the rings, plus one 64 KiB
+ * read buffer.
  *
  * Ownership: nar_check_new() allocates, nar_check_free() releases (NULL is
  * fine); it borrows every string and the sink argument for its lifetime.
@@ -78,7 +85,8 @@ struct nar_check;
 
 #define NAR_PARALLEL_DEFAULT 4
 #define NAR_AHEAD_JOBS 16
-#define NAR_AHEAD_BYTES (256u << 20)
+#define NAR_AHEAD_BYTES (32u << 20)
+#define NAR_RING (1u << 20)
 
 struct nar_fetch_opts {
 	unsigned timeout_s; /* connect, and a stall of the cache; 0: 30 */

@@ -788,8 +788,11 @@ static const char closure_sh_copy[] =
  * NarHash, as for pull.
  */
 static const char closure_sh_push[] =
-    "S=/nix/store\n"
-    "[ -d \"$S\" ] || nix-store --init || exit 1\n"
+    "S=/nix/store I=\n"
+    "if [ ! -d \"$S\" ]; then\n"
+    "\tmkdir -p -m 0755 -- \"$S\" || exit 1\n"
+    "\tnix-store --init >&2 & I=$!\n"
+    "fi\n"
     "W= R=\n"
     "unrename() {\n"
     "\twhile read -r d b; do\n"
@@ -803,12 +806,13 @@ static const char closure_sh_push[] =
     "\"$W\" 2>/dev/null; rm -rf -- \"$W\"; }; }\n"
     "W=$(mktemp -d \"$S/.stagehand-push.XXXXXX\") || exit 1\n"
     "mkdir -- \"$W/p\" \"$W/q\" || exit 1\n"
-    "rec() { read -r t a b || die \"push: the stream ended early: nothing i"
-    "nstalled\"; }\n"
+    "rec() { read -r t a b c || die \"push: the stream ended early: nothing"
+    " installed\"; }\n"
     "rec\n"
     "[ \"$t\" = L ] || die \"push: bad stream (no path list)\"\n"
     "head -c \"$a\" >\"$W/.list\" || exit 1\n"
     ": >\"$W/.names\"\n"
+    ": >\"$W/.pnames\"\n"
     "n=0 k=0\n"
     "while rec; do\n"
     "\tcase $t in\n"
@@ -822,20 +826,16 @@ static const char closure_sh_push[] =
     "\t\tread -r v || die \"push: $b: the stream ended before the controlle"
     "r verified it: nothing installed\"\n"
     "\t\t[ \"$v\" = 'V ok' ] || die \"push: $b: not verified\"\n"
+    "\t\techo \"$W/p/$n $b\" >>\"$W/.pnames\"\n"
     "\t\techo \"$W/p/$n $b\" >>\"$W/.names\"\n"
     "\t\t;;\n"
     "\tB)\n"
-    "\t\tk=$((k + 1)) i=0 f=\n"
-    "\t\t: >\"$W/.batch\"\n"
-    "\t\twhile [ \"$i\" -lt \"$b\" ]; do\n"
-    "\t\t\tread -r c || die \"push: the stream ended early: nothing install"
-    "ed\"\n"
-    "\t\t\tprintf \"copying path '%s' from the controller...\\n\" \"$c\" >&"
-    "2\n"
-    "\t\t\techo \"$c\" >>\"$W/.batch\"\n"
-    "\t\t\t[ -n \"$f\" ] || f=$c\n"
-    "\t\t\ti=$((i + 1))\n"
-    "\t\tdone\n"
+    "\t\tk=$((k + 1))\n"
+    "\t\thead -c \"$c\" >\"$W/.batch\" || exit 1\n"
+    "\t\tread -r f <\"$W/.batch\" || die \"push: the stream ended early: n"
+    "othing installed\"\n"
+    "\t\tsed \"s|.*|copying path '&' from the controller...|\" \"$W/.batch"
+    "\" >&2\n"
     "\t\thead -c \"$a\" | { nix-store --restore \"$W/q/$k\" "
     "2>\"$W/.err\"; r=$?; cat >/dev/null; exit $r; } || {\n"
     "\t\t\t[ \"$b\" = 1 ] && w=$f || w=\"one of $f and $((b - 1)) more\"\n"
@@ -845,8 +845,8 @@ static const char closure_sh_push[] =
     "\t\tread -r v || die \"push: $f...: the stream ended before the contro"
     "ller verified it: nothing installed\"\n"
     "\t\t[ \"$v\" = 'V ok' ] || die \"push: $f...: not verified\"\n"
-    "\t\twhile read -r c; do echo \"$W/q/$k/${c##*/} $c\" >>\"$W/.names\"; "
-    "done <\"$W/.batch\"\n"
+    "\t\tawk -v q=\"$W/q/$k/\" '{ n = $0; sub(/.*\\//, \"\", n); "
+    "print q n, $0 }' \"$W/.batch\" >>\"$W/.names\" || exit 1\n"
     "\t\t;;\n"
     "\t*) break ;;\n"
     "\tesac\n"
@@ -855,27 +855,27 @@ static const char closure_sh_push[] =
     "head -c \"$a\" >\"$W/.reg\" || exit 1\n"
     "[ \"$(wc -c <\"$W/.reg\")\" = \"$a\" ] || die \"push: the registration"
     " was cut: nothing installed\"\n"
-    "find \"$W/p\" -mindepth 1 -exec touch -h -d @1 -- {} + || exit 1\n"
-    "find \"$W/q\" -mindepth 2 -exec touch -h -d @1 -- {} + || exit 1\n"
-    "find \"$W/p\" -mindepth 1 ! -type l -exec chmod a-w -- {} + || exit 1"
-    "\n"
-    "find \"$W/q\" -mindepth 2 ! -type l -exec chmod a-w -- {} + || exit 1"
-    "\n"
+    "find \"$W/p\" -mindepth 1 -exec touch -h -d @1 -- {} + ! -type l "
+    "-exec chmod a-w -- {} + || exit 1\n"
+    "find \"$W/q\" -mindepth 2 -exec touch -h -d @1 -- {} + ! -type l "
+    "-exec chmod a-w -- {} + || exit 1\n"
     "mkdir -p -- \"${GCR%/*}\" || exit 1\n"
     "R=1\n"
-    "while read -r d b; do\n"
-    "\tif [ -e \"$b\" ] || [ -L \"$b\" ]; then\n"
-    "\t\tchmod -R u+w -- \"$b\" 2>/dev/null\n"
-    "\t\trm -rf -- \"$b\" || exit 1\n"
-    "\tfi\n"
-    "\tcase $d in \"$W/p/\"*) mv -T -- \"$d\" \"$b\" || exit 1 ;; esac\n"
-    "done <\"$W/.names\"\n"
+    "cut -d ' ' -f 2 \"$W/.names\" | xargs -r ls -d -- 2>/dev/null "
+    ">\"$W/.old\"\n"
+    "while read -r b; do\n"
+    "\tchmod -R u+w -- \"$b\" 2>/dev/null\n"
+    "\trm -rf -- \"$b\" || exit 1\n"
+    "done <\"$W/.old\"\n"
+    "while read -r d b; do mv -T -- \"$d\" \"$b\" || exit 1; done "
+    "<\"$W/.pnames\"\n"
     "i=0\n"
     "while [ \"$i\" -lt \"$k\" ]; do\n"
     "\ti=$((i + 1))\n"
     "\tfind \"$W/q/$i\" -mindepth 1 -maxdepth 1 -exec mv -t \"$S\" -- {} + "
     "|| exit 1\n"
     "done\n"
+    "[ -z \"$I\" ] || wait \"$I\" || die \"push: nix-store --init failed\"\n"
     "nix-store --load-db <\"$W/.reg\" || exit 1\n"
     "R=\n"
     "ln -sfn -- \"$ROOT\" \"$GCR\" || exit 1\n"
@@ -1403,7 +1403,8 @@ closure_attest_rec(struct run_ctx *ctx, const struct step *step, struct cst *st,
  *   "L <n>\n" + the closure's paths, one a line (n bytes)
  *   per big missing path: "P <NarSize> <path>\n" + the NAR + "V ok\n",
  *     the last only once the NAR checked out
- *   per batch of small ones: "B <n> <count>\n" + their paths, one a line,
+ *   per batch of small ones: "B <n> <count> <m>\n" + their paths, one a
+ *     line (m bytes),
  *     + the NAR of a directory holding them by name (n bytes) + "V ok\n",
  *     once every one of them checked out
  *   "E <n>\n" + the registration of the missing paths (n bytes)
@@ -1473,8 +1474,8 @@ closure_flush(struct closure_feed *f, struct errbuf *err)
 /*
  * Into the stream, in pieces of CLOSURE_PUSH_CHUNK, or less when the
  * feeder is about to wait for the cache (closure_feed_idle): every piece
- * the pipe gives the channel becomes one frame, which costs the target a
- * process (remote.c's relay); small NARs would make several a path.
+ * the pipe gives the channel becomes one frame and a channel write; small
+ * NARs would make several a path.
  */
 static int
 closure_write(void *arg, const void *p, size_t len, struct errbuf *err)
@@ -1731,8 +1732,12 @@ closure_feed_begin(void *arg, size_t i, struct errbuf *err)
 		return closure_write(f, h, (size_t)n, err);
 	}
 	if (pj->first) {
-		n = snprintf(h, sizeof(h), "B %llu %zu\n",
-		    (unsigned long long)pj->blen, pj->bcount);
+		size_t ll = 0;
+
+		for (size_t k = i; k < i + pj->bcount; k++)
+			ll += strlen(f->jobs[k].ni->store_path) + 1;
+		n = snprintf(h, sizeof(h), "B %llu %zu %zu\n",
+		    (unsigned long long)pj->blen, pj->bcount, ll);
 		if (closure_write(f, h, (size_t)n, err) < 0)
 			return -1;
 		for (size_t k = i; k < i + pj->bcount; k++) {

@@ -156,8 +156,8 @@ chan_start(struct xfer *x, const char *command, LIBSSH2_CHANNEL **out,
 
 /* Room kept before the data of a chunk for its frame header. */
 #define FRAME_HDR 24
-/* A framed stdin_fd's chunk: the far end starts a process per frame
- * (remote.c's relay), so frames are as large as the pipe allows. */
+/* A framed stdin_fd's chunk: as large as the pipe allows, so the far
+ * end's relay (remote.c) parses few headers. */
 #define FRAME_CHUNK (1u << 20)
 
 /*

@@ -399,8 +399,13 @@ test_order_bounds(void **state)
 	}
 	ni[0].nar_size = 4ull << 30; /* a head job over the byte bound */
 	assert_true(nar_order_may_start(jobs, 0, 0, 0, 4));
+	/* the head job streams: it holds nothing back */
+	assert_true(nar_order_may_start(jobs, 1, 0, 1, 4));
+	ni[1].nar_size = NAR_AHEAD_BYTES + 1; /* ahead, over the bound */
 	assert_false(nar_order_may_start(jobs, 1, 0, 1, 4)); /* bytes */
+	assert_true(nar_order_may_start(jobs, 1, 1, 1, 4));  /* now the head */
 	ni[0].nar_size = 1024;
+	ni[1].nar_size = 1024;
 	assert_true(nar_order_may_start(jobs, 1, 0, 1, 4));
 	assert_false(nar_order_may_start(jobs, 4, 0, 4, 4)); /* parallel */
 	assert_true(nar_order_may_start(jobs, NAR_AHEAD_JOBS - 1, 0, 0, 4));
