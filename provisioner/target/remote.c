@@ -451,6 +451,24 @@ out:
 	return rc;
 }
 
+int
+remote_warm(struct run_ctx *ctx, const char *become, struct errbuf *err)
+{
+	struct remote_cmd cmd = REMOTE_CMD_INIT;
+	struct buf line;
+	int rc;
+
+	cmd.become = become;
+	if (!use_session(ctx, &cmd) || ctx->ssh == NULL)
+		return 0;
+	buf_init(&line, 16384);
+	rc = build_cmdline(ctx, &cmd, &line, err);
+	if (rc == 0)
+		rc = ssh_exec_warm(ctx->ssh, line.data, err);
+	buf_release(&line);
+	return rc;
+}
+
 /* The last non-empty line of b, controls made harmless, into line. */
 static void
 remote_last_line(const struct redact *rd, const struct buf *b, struct buf *line)
