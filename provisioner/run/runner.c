@@ -164,8 +164,11 @@ connect_if_needed(
 	const struct manifest *m = ctx->manifest;
 
 	for (size_t i = 0; i < m->nsteps; i++)
-		if (will_run[i] && !(m->steps[i].kind->flags & STEP_LOCAL_ONLY))
+		if (will_run[i] &&
+		    !(m->steps[i].kind->flags & STEP_LOCAL_ONLY)) {
+			ctx->warm_become = m->steps[i].become;
 			return run_ctx_connect(ctx, run_err);
+		}
 	return 0;
 }
 

@@ -339,7 +339,12 @@ run_ctx_ssh(struct run_ctx *ctx, struct ssh_conn **out, struct errbuf *err)
 	if (ctx->ssh == NULL) {
 		if (connect_first(ctx, err) < 0)
 			return -1;
-		if (learn_facts(ctx, &ctx->facts, err) < 0 ||
+		/* The sessions start while the facts and the lock go
+		 * round: the lock's (the login user's), the first step's. */
+		if ((ctx->opts->lock && remote_warm(ctx, NULL, err) < 0) ||
+		    (ctx->warm_become != NULL &&
+		        remote_warm(ctx, ctx->warm_become, err) < 0) ||
+		    learn_facts(ctx, &ctx->facts, err) < 0 ||
 		    run_ctx_relock(ctx, err) < 0)
 			return -1;
 	}

@@ -75,7 +75,11 @@ struct run_ctx {
 	void (*notice)(struct ui *ui, const char *fmt, ...) ATTR_PRINTF(2, 3);
 	const struct redact *redact; /* borrowed: cut text after it */
 	struct target_facts facts;
-	unsigned long lock_pid;             /* the lock's holder; 0: none */
+	unsigned long lock_pid; /* the lock's holder; 0: none */
+	/* The become user of the first step that will run on the target
+	 * (borrowed; NULL: the login user), set by the runner: its session
+	 * starts with the connection (remote_warm()). */
+	const char *warm_become;
 	volatile sig_atomic_t *interrupted; /* set by main's signal handler */
 	int64_t started_at;                 /* unix time */
 	uint64_t started_ms;

@@ -120,32 +120,47 @@
  * payload (or nothing) from a pipe on fd 3, and the loop's own, untouched
  * environment, working directory and umask, which are what sudo gave it.
  * A child cannot change the loop, so nothing leaks from a step to the
- * next. The child's stdout and stderr come back as frames ("o<n>\n",
- * "e<n>\n" and n bytes), as produced; the step ends when the child exits
- * (a SIGCHLD wakes select() through a pipe), not at EOF: what is still in
- * its pipes is sent (up to 16 reads each), and pipes that background
- * processes of the step keep open are read and dropped from then on, so
- * those processes never block or get SIGPIPE. Then "x<status>\n" (124
- * after a timeout, 137 when the KILL was needed, as GNU timeout), or
- * "k<signal>\n". A timeout sends TERM to the group, KILL 10 s later, and
- * KILL to what is left of the group once the child is gone. EOF on the
- * loop's stdin means sshd closed the channel: a running step's group gets
+ * next. The child is forked before its request comes (spawn: at the
+ * start, then as soon as a step has sent its status), so its fork and
+ * exec overlap the controller's turn; until then it waits in `sh -s` on
+ * its empty script pipe, and an unused one finds EOF there when the loop
+ * exits. One that died in the meantime is replaced. fd 3 is taken at the
+ * start by a handle ($f3) that each child re-opens on the payload pipe
+ * ($^F = 3 makes perl dup2 onto fd 3 and keep it across exec). The child's
+ * stdout and stderr come back as frames ("o<n>\n", "e<n>\n" and n bytes), as
+ * produced; the step ends when the child exits (a SIGCHLD wakes select()
+ * through a pipe; perl runs the handler only between ops, so one that comes
+ * just before select() is only seen at its timeout: select() waits at most 10
+ * ms, doubled each time it times out up to 1 s, and every timeout asks
+ * waitpid), not at EOF: what is still in its pipes is sent (up to 16 reads
+ * each), and pipes that background processes of the step keep open are read and
+ * dropped from then on, so those processes never block or get SIGPIPE. Then
+ * "x<status>\n" (124 after a timeout, 137 when the KILL was needed, as GNU
+ * timeout), or "k<signal>\n". A timeout sends TERM to the group, KILL 10 s
+ * later, and KILL to what is left of the group once the child is gone. EOF on
+ * the loop's stdin means sshd closed the channel: a running step's group gets
  * TERM, then KILL 2 s later (up to 3 s more while the child lives), and
  * the loop exits. perl, not sh: sh cannot frame binary output by length.
- * perl-base is Essential on Debian and Ubuntu (README); only core modules
- * that it ships (POSIX, Fcntl) are used; times() is the clock, as
- * Time::HiRes is not in perl-base.
+ * perl-base is Essential on Debian and Ubuntu (README); the only module is
+ * Fcntl: POSIX alone took 6-8 ms of every session's start. The clock is
+ * /proc/uptime (monotonic, 10 ms steps; time() without /proc), as
+ * Time::HiRes is not in perl-base; WNOHANG is Linux's 1.
  */
 #define SESSION_LOOP                                                           \
-	"use POSIX; use Fcntl;\n"                                              \
+	"use Fcntl;\n"                                                         \
 	"$SIG{PIPE} = 'IGNORE';\n"                                             \
-	"my ($hz, $in, @left) = (sysconf(_SC_CLK_TCK), '');\n"                 \
+	"my ($in, @left, $sp) = ('');\n"                                       \
+	"open(my $f3, '<', '/dev/null');\n"                                    \
+	"fileno $f3 == 3 or die \"stagehand: fd 3 is taken\\n\";\n"            \
+	"my ($ln, $up) = (0, open(my $uf, '<', '/proc/uptime'));\n"            \
 	"pipe(my $cr, my $cw);\n"                                              \
 	"$SIG{CHLD} = sub { syswrite $cw, 'c' };\n"                            \
 	"sub nb { fcntl($_[0], F_SETFL, fcntl($_[0], F_GETFL, 0) | "           \
 	"O_NONBLOCK) }\n"                                                      \
 	"nb($cr); nb($cw);\n"                                                  \
-	"sub now { (POSIX::times())[0] / $hz }\n"                              \
+	"sub now { my $l; return time if !$up; sysseek $uf, 0, 0;\n"           \
+	"  sysread($uf, $l, 64) && $l =~ /^(\\d+(?:\\.\\d+)?)/ ? ($ln = $1) "  \
+	": $ln }\n"                                                            \
 	"sub out { my $s = shift; while (length $s) { my $w = syswrite "       \
 	"STDOUT, $s;\n"                                                        \
 	"  return 0 if !defined $w && !$!{EINTR}; substr($s, 0, $w, '') if "   \
@@ -156,22 +171,33 @@
 	"sub drain { my $b; @left = grep { my $r = sysread $_, $b, 65536;\n"   \
 	"  $r || !defined $r && $!{EAGAIN} } @left }\n"                        \
 	"sub bye { my $p = shift; kill TERM => -$p; my $t = now();\n"          \
-	"  while (now() < $t + 5) { last if waitpid($p, WNOHANG) && now() >= " \
-	"$t + 2;\n"                                                            \
+	"  while (now() < $t + 5) { last if waitpid($p, 1) && now() >= $t + "  \
+	"2;\n"                                                                 \
 	"    select undef, undef, undef, .1 }\n"                               \
 	"  kill KILL => -$p; exit 0 }\n"                                       \
-	"sub step {\n"                                                         \
-	"  my ($t, $s, $p) = @_; my ($st, $dl, $kl, $to, $killed, $b);\n"      \
+	"sub spawn {\n"                                                        \
 	"  pipe(my $sr, my $sw); pipe(my $pr, my $pw);\n"                      \
 	"  pipe(my $or, my $ow); pipe(my $er, my $ew);\n"                      \
 	"  my $pid = fork;\n"                                                  \
-	"  if (!defined $pid) { my $m = \"stagehand: fork: $!\\n\";\n"         \
-	"    out('e' . length($m) . \"\\n${m}x1\\n\") or exit 0; return }\n"   \
+	"  return \"$!\" if !defined $pid;\n"                                  \
 	"  if (!$pid) { setpgrp(0, 0); $SIG{PIPE} = $SIG{CHLD} = 'DEFAULT';\n" \
-	"    my @d = map { dup(fileno $_) } $sr, $ow, $ew, $pr;\n"             \
-	"    dup2($d[$_], $_) for 0 .. 3; POSIX::close($_) for @d;\n"          \
-	"    exec 'sh', '-s'; _exit(127) }\n"                                  \
+	"    open(STDIN, '<&', $sr); open(STDOUT, '>&', $ow); open(STDERR, "   \
+	"'>&', $ew);\n"                                                        \
+	"    $^F = 3; open($f3, '<&', $pr);\n"                                 \
+	"    exec 'sh', '-s'; exit 127 }\n"                                    \
 	"  close $_ for $sr, $pr, $ow, $ew; nb($_) for $sw, $pw, $or, $er;\n"  \
+	"  [$pid, $sw, $pw, $or, $er] }\n"                                     \
+	"sub step {\n"                                                         \
+	"  my ($t, $s, $p) = @_; my ($st, $dl, $kl, $to, $killed, $b, $pt) = " \
+	"(\n"                                                                  \
+	"    (undef) x 6, .01);\n"                                             \
+	"  my $c = $sp; undef $sp;\n"                                          \
+	"  if (ref $c && waitpid($c->[0], 1)) { close $_ for @$c[1 .. 4]; $c " \
+	"= spawn() }\n"                                                        \
+	"  $c = spawn() if !ref $c;\n"                                         \
+	"  if (!ref $c) { my $m = \"stagehand: fork: $c\\n\";\n"               \
+	"    out('e' . length($m) . \"\\n${m}x1\\n\") or exit 0; return }\n"   \
+	"  my ($pid, $sw, $pw, $or, $er) = @$c;\n"                             \
 	"  my %w = (fileno $sw, [$sw, $s], fileno $pw, [$pw, $p]);\n"          \
 	"  my %r = (fileno $or, ['o', $or], fileno $er, ['e', $er]);\n"        \
 	"  $dl = now() + $t if $t;\n"                                          \
@@ -180,15 +206,16 @@
 	"delete $w{$_} } }\n"                                                  \
 	"    my $ri = bits(STDIN, $cr, @left, map { $_->[1] } values %r);\n"   \
 	"    my $wi = bits(map { $_->[0] } values %w);\n"                      \
-	"    my $tm = $dl ? ($kl || $dl) - now() : undef; $tm = 0 if defined " \
-	"$tm && $tm < 0;\n"                                                    \
+	"    my $tm = $dl ? ($kl || $dl) - now() : $pt; $tm = 0 if $tm < 0;\n" \
+	"    $tm = $pt if $tm > $pt;\n"                                        \
 	"    my $n = select(my $ro = $ri, my $wo = $wi, undef, $tm);\n"        \
 	"    if ($dl && now() >= ($kl || $dl)) {\n"                            \
 	"      if ($kl) { kill KILL => -$pid; $killed = 1; $dl = 0 }\n"        \
 	"      else { $to = 1; kill TERM => -$pid; $kl = now() + 10 } }\n"     \
-	"    next if $n <= 0;\n"                                               \
+	"    if ($n <= 0) { $pt *= 2 if !$n && $pt < 1;\n"                     \
+	"      $st = $? if waitpid($pid, 1) == $pid; next }\n"                 \
 	"    if (vec($ro, fileno $cr, 1)) { sysread $cr, $b, 64;\n"            \
-	"      $st = $? if waitpid($pid, WNOHANG) == $pid }\n"                 \
+	"      $st = $? if waitpid($pid, 1) == $pid }\n"                       \
 	"    if (vec($ro, 0, 1)) { rd() or bye($pid) }\n"                      \
 	"    drain() if @left;\n"                                              \
 	"    for (keys %w) { next unless vec($wo, $_, 1);\n"                   \
@@ -206,7 +233,9 @@
 	"  kill KILL => -$pid if $to;\n"                                       \
 	"  out(($to ? 'x' . ($killed ? 137 : 124) : $st & 127 ? 'k' . ($st & " \
 	"127)\n"                                                               \
-	"    : 'x' . ($st >> 8)) . \"\\n\") or exit 0 }\n"                     \
+	"    : 'x' . ($st >> 8)) . \"\\n\") or exit 0;\n"                      \
+	"  $sp = spawn() }\n"                                                  \
+	"$sp = spawn();\n"                                                     \
 	"while (1) {\n"                                                        \
 	"  while ($in =~ /^(\\d+) (\\d+) (\\d+)\\n/) {\n"                      \
 	"    my ($t, $sl, $pl, $h) = ($1, $2, $3, length $&);\n"               \
@@ -433,6 +462,24 @@ remote_run(struct run_ctx *ctx, const struct remote_cmd *cmd,
 out:
 	buf_release(&line);
 	buf_release(&in);
+	return rc;
+}
+
+int
+remote_warm(struct run_ctx *ctx, const char *become, struct errbuf *err)
+{
+	struct remote_cmd cmd = REMOTE_CMD_INIT;
+	struct buf line;
+	int rc;
+
+	cmd.become = become;
+	if (!use_session(ctx, &cmd) || ctx->ssh == NULL)
+		return 0;
+	buf_init(&line, 16384);
+	rc = build_cmdline(ctx, &cmd, &line, err);
+	if (rc == 0)
+		rc = ssh_exec_warm(ctx->ssh, line.data, err);
+	buf_release(&line);
 	return rc;
 }
 

@@ -112,6 +112,13 @@ struct remote_out {
 int remote_run(struct run_ctx *ctx, const struct remote_cmd *cmd,
     struct remote_out *out, struct errbuf *err);
 /*
+ * Starts the privileged session of become (NULL: the login user's) before
+ * its first request, so that its sudo and perl start while other round
+ * trips run (ssh_exec_warm(); nothing with one_channel_per_step). The
+ * session must be connected.
+ */
+int remote_warm(struct run_ctx *ctx, const char *become, struct errbuf *err);
+/*
  * Sets cmd->script to script's text (borrowed until script changes), or,
  * when an append to script failed (buf_failed: the text has a hole or is
  * cut), refuses with SH_ERR_INTERNAL "script too long" and leaves cmd->script

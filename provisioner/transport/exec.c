@@ -792,6 +792,41 @@ kept_put(struct xfer *x, const char *command)
 	x->ch = NULL;
 }
 
+int
+ssh_exec_warm(struct ssh_conn *c, const char *command, struct errbuf *err)
+{
+	struct ssh_io none = { NULL, 0, -1, -1, NULL, NULL, 0, NULL, NULL, 0,
+		false, false, false };
+	LIBSSH2_CHANNEL *ch = NULL;
+	struct errbuf why;
+	struct xfer x;
+	int rc = 0;
+
+	if (session_usable(c, err) < 0)
+		return -1;
+	for (size_t i = 0; i < c->nkept; i++)
+		if (strcmp(c->kept[i].command, command) == 0)
+			return 0;
+	memset(&x, 0, sizeof(x));
+	x.c = c;
+	x.s = c->session;
+	x.io = &none;
+	none.deadline_ms = now_ms() + SSH_CONNECT_TIMEOUT_S * 1000u;
+	libssh2_session_set_blocking(c->session, 0);
+	if (chan_start(&x, command, &ch, &why) == 0) {
+		x.ch = ch;
+		kept_put(&x, command);
+	} else if (c->dead || why.code != SH_ERR_SSH) {
+		*err = why;
+		rc = -1;
+	} else if (ch != NULL) {
+		(void)exec_chan_close(c, ch);
+	}
+	if (c->session != NULL)
+		libssh2_session_set_blocking(c->session, 1);
+	return rc < 0 ? -1 : session_usable(c, err);
+}
+
 /* ---- spares (ssh.h) */
 
 /* The session is going: its spares go with it (libssh2_session_free). */

@@ -242,7 +242,14 @@ int ssh_exec(struct ssh_conn *c, const char *command, struct ssh_io *io,
  * remote.c's loop, the work it runs. At most SSH_KEPT_MAX are kept,
  * the oldest closed first; a refused channel closes them as it does
  * spares, and they end with the session.
+ *
+ * ssh_exec_warm() starts command on a channel of its own and keeps it, as
+ * if a call had just ended, unless one is kept already: the next kept
+ * call of command takes it, and the command's start-up (sudo, perl) runs
+ * meanwhile. A refused channel is no error (nothing is kept: the call
+ * opens its own, which shows why); a broken session is.
  */
+int ssh_exec_warm(struct ssh_conn *c, const char *command, struct errbuf *err);
 
 /*
  * Tunnels: one channel whose bytes are relayed to and from a local fd (a
