@@ -287,6 +287,18 @@ sleep_until(const struct run_ctx *ctx, uint64_t until_ms)
 }
 
 /*
+ * Whole seconds since start_ms, rounded to the nearest: a wait that ends
+ * at its deadline ends a few ms short of it when counted from a start
+ * taken just after the deadline was set, and "59 s" for a 60 s wait
+ * would read as a shorter wait than the one asked for.
+ */
+static unsigned long long
+secs_since(uint64_t start_ms)
+{
+	return (unsigned long long)((now_ms() - start_ms + 500u) / 1000u);
+}
+
+/*
  * The first session. With opts->host_wait_s, a host that is not there yet
  * (the exit-69 kind: refused, reset, no route, a handshake cut short) is
  * tried again after 1 s, 2, 3 and then every 5 s until that many seconds
@@ -324,7 +336,7 @@ connect_first(struct run_ctx *ctx, struct errbuf *err)
 	if (tries > 1)
 		return err_prefix(err,
 		    "no connection after %u tries in %llu s: ", tries,
-		    (unsigned long long)((now_ms() - start) / 1000));
+		    secs_since(start));
 	return -1;
 }
 
@@ -440,6 +452,7 @@ run_ctx_reconnect_until(struct run_ctx *ctx, uint64_t deadline_ms,
 	const uint64_t start = now_ms();
 	const char *host = ctx->ssh_opts.host;
 	bool same_boot = false;
+	unsigned long long window;
 	struct errbuf last;
 
 	if (ctx->link != NULL)
@@ -478,17 +491,20 @@ run_ctx_reconnect_until(struct run_ctx *ctx, uint64_t deadline_ms,
 	if (*ctx->interrupted)
 		return err_set(err, SH_ERR_INTERRUPTED,
 		    "interrupted while waiting for %s to come back (%llu s)",
-		    host, (unsigned long long)((now_ms() - start) / 1000));
+		    host, secs_since(start));
 	/* Up, but on the old boot: what runs next (rescue) runs locked. */
 	if (same_boot && run_ctx_relock(ctx, err) < 0)
 		return -1;
+	/* The window the caller gave, not the time the last try ran on. */
+	window =
+	    deadline_ms > start
+	        ? (unsigned long long)((deadline_ms - start + 500u) / 1000u)
+	        : 0;
 	if (same_boot)
 		return err_set(err, SH_ERR_TIMEOUT,
 		    "%s did not go down within %llu s: still on boot %s", host,
-		    (unsigned long long)((now_ms() - start) / 1000),
-		    old_boot_id);
+		    window, old_boot_id);
 	return err_set(err, SH_ERR_UNREACHABLE,
-	    "%s did not come back within %llu s%s%s", host,
-	    (unsigned long long)((now_ms() - start) / 1000),
+	    "%s did not come back within %llu s%s%s", host, window,
 	    last.code != SH_OK ? ": " : "", last.msg);
 }
