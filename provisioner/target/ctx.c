@@ -287,15 +287,26 @@ sleep_until(const struct run_ctx *ctx, uint64_t until_ms)
 }
 
 /*
- * Whole seconds since start_ms, rounded to the nearest: a wait that ends
- * at its deadline ends a few ms short of it when counted from a start
- * taken just after the deadline was set, and "59 s" for a 60 s wait
- * would read as a shorter wait than the one asked for.
+ * Whole seconds in ms, rounded to the nearest: a wait that ends at its
+ * deadline ends a few ms short of it when counted from a start taken just
+ * after the deadline was set, and "59 s" for a 60 s wait would read as a
+ * shorter wait than the one asked for.
  */
 static unsigned long long
-secs_since(uint64_t start_ms)
+whole_secs(uint64_t ms)
 {
-	return (unsigned long long)((now_ms() - start_ms + 500u) / 1000u);
+	return (unsigned long long)((ms + 500u) / 1000u);
+}
+
+/* The pause before try i + 1 of a host not (yet) there: 1 s, 2, 3, then
+ * every 5 s. */
+static unsigned
+retry_delay_ms(size_t i)
+{
+	static const unsigned delay_ms[] = { 1000, 2000, 3000, 5000 };
+	const size_t ndelay = sizeof(delay_ms) / sizeof(*delay_ms);
+
+	return delay_ms[i < ndelay ? i : ndelay - 1];
 }
 
 /*
@@ -309,8 +320,6 @@ secs_since(uint64_t start_ms)
 static int
 connect_first(struct run_ctx *ctx, struct errbuf *err)
 {
-	static const unsigned delay_ms[] = { 1000, 2000, 3000, 5000 };
-	const size_t ndelay = sizeof(delay_ms) / sizeof(*delay_ms);
 	const uint64_t start = now_ms();
 	const uint64_t deadline =
 	    start + (uint64_t)ctx->opts->host_wait_s * 1000u;
@@ -327,7 +336,7 @@ connect_first(struct run_ctx *ctx, struct errbuf *err)
 		if (tries == 1 && ctx->notice != NULL)
 			ctx->notice(ctx->ui, "%s; trying again for up to %u s",
 			    err->msg, ctx->opts->host_wait_s);
-		next = now_ms() + delay_ms[i < ndelay ? i : ndelay - 1];
+		next = now_ms() + retry_delay_ms(i);
 		if (sleep_until(ctx, next < deadline ? next : deadline) < 0)
 			return err_set(err, SH_ERR_INTERRUPTED,
 			    "interrupted while waiting for %s",
@@ -336,7 +345,7 @@ connect_first(struct run_ctx *ctx, struct errbuf *err)
 	if (tries > 1)
 		return err_prefix(err,
 		    "no connection after %u tries in %llu s: ", tries,
-		    secs_since(start));
+		    whole_secs(now_ms() - start));
 	return -1;
 }
 
@@ -447,8 +456,6 @@ int
 run_ctx_reconnect_until(struct run_ctx *ctx, uint64_t deadline_ms,
     const char *old_boot_id, struct errbuf *err)
 {
-	static const unsigned delay_ms[] = { 1000, 2000, 3000, 5000 };
-	const size_t ndelay = sizeof(delay_ms) / sizeof(*delay_ms);
 	const uint64_t start = now_ms();
 	const char *host = ctx->ssh_opts.host;
 	bool same_boot = false;
@@ -463,8 +470,7 @@ run_ctx_reconnect_until(struct run_ctx *ctx, uint64_t deadline_ms,
 	ctx->lock_pid = 0;
 	err_clear(&last);
 	for (size_t i = 0;; i++) {
-		uint64_t next =
-		    now_ms() + delay_ms[i < ndelay ? i : ndelay - 1];
+		uint64_t next = now_ms() + retry_delay_ms(i);
 		int rc;
 
 		if (next > deadline_ms)
@@ -491,15 +497,12 @@ run_ctx_reconnect_until(struct run_ctx *ctx, uint64_t deadline_ms,
 	if (*ctx->interrupted)
 		return err_set(err, SH_ERR_INTERRUPTED,
 		    "interrupted while waiting for %s to come back (%llu s)",
-		    host, secs_since(start));
+		    host, whole_secs(now_ms() - start));
 	/* Up, but on the old boot: what runs next (rescue) runs locked. */
 	if (same_boot && run_ctx_relock(ctx, err) < 0)
 		return -1;
 	/* The window the caller gave, not the time the last try ran on. */
-	window =
-	    deadline_ms > start
-	        ? (unsigned long long)((deadline_ms - start + 500u) / 1000u)
-	        : 0;
+	window = whole_secs(deadline_ms > start ? deadline_ms - start : 0);
 	if (same_boot)
 		return err_set(err, SH_ERR_TIMEOUT,
 		    "%s did not go down within %llu s: still on boot %s", host,
